@@ -1,0 +1,436 @@
+"""The engine: one thread, one asyncio loop, the gateway and everything it needs.
+
+Other threads talk to it only through thread-safe handles: settings changes arrive with
+``loop.call_soon_threadsafe``; :meth:`Engine.call` runs a coroutine on the loop and waits for it with a timeout.
+``start()`` returns once the gateway listens; ``stop(timeout)`` is bounded: stop accepting, let streams finish,
+cancel the rest, join the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets as pysecrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from . import __version__
+from .forward import Forwarder, SecretCache
+from .gateway import GatewayHooks, build_app, is_loopback
+from .keychain import ACCESS_KEY, Keychain, account_secret_name
+from .paths import Paths, write_private_file
+from .providers.anthropic import AnthropicApiKey
+from .providers.base import Incoming, ProviderAdapter
+from .providers.openai import OpenAIApiKey
+from .request_log import RequestLog
+from .sessions import SessionInfo
+from .settings import Settings, UpstreamSettings, effective_upstreams
+from .settings_store import SettingsStore
+from .state import RuntimeState
+from .tasks import TaskGroup
+
+__all__ = ["Engine", "EngineOptions", "ensure_access_key", "status_snapshot"]
+
+log = logging.getLogger("headway.engine")
+
+T = TypeVar("T")
+
+
+def ensure_access_key(keychain: Keychain) -> str:
+    """The local access key agents use as their API key; created at first run."""
+    key = keychain.get(ACCESS_KEY)
+    if not key:
+        key = "hw-" + pysecrets.token_urlsafe(32)
+        keychain.set(ACCESS_KEY, key)
+    return key
+
+
+@dataclass
+class EngineOptions:
+    host: str | None = None
+    port: int | None = None
+    environ: Mapping[str, str] | None = None
+
+
+def _window_json(window: Any, now: float) -> dict[str, Any]:
+    fraction = window.remaining_fraction
+    return {
+        "name": window.name,
+        "limit": window.limit,
+        "remaining": window.remaining,
+        "used_percent": window.used_percent,
+        "remaining_percent": None if fraction is None else round(fraction * 100, 1),
+        "resets_at": window.resets_at,
+        "resets_in_seconds": None if window.resets_at is None else max(0.0, round(window.resets_at - now, 1)),
+        "window_minutes": window.window_minutes,
+        "current": window.is_current(now),
+    }
+
+
+def status_snapshot(settings: Settings, state: RuntimeState, now: float, fingerprints: dict[str, str]) -> list[dict[str, Any]]:
+    """Accounts with health, quota windows and cooldowns — the shape `headway status --json` and /status share."""
+    accounts = []
+    for account in settings.accounts:
+        block = state.health.block(account.id, now, fingerprints.get(account.id))
+        if not account.enabled:
+            health = "disabled"
+        elif block is not None:
+            health = block.state
+        else:
+            health = "healthy"
+        snapshot = state.quota.get(account.id)
+        record = state.health.accounts.get(account.id)
+        accounts.append(
+            {
+                "id": account.id,
+                "label": account.label,
+                "kind": account.kind,
+                "family": account.family,
+                "enabled": account.enabled,
+                "health": health,
+                "detail": block.reason if block else None,
+                "blocked_until": block.until if block else None,
+                "blocked_for_seconds": None if not (block and block.until) else max(0.0, round(block.until - now, 1)),
+                "last_error": record.last_error if record else None,
+                "last_ok_at": record.last_ok_at if record else None,
+                "quota": None
+                if snapshot is None
+                else {
+                    "updated_at": snapshot.updated_at,
+                    "plan_type": snapshot.plan_type,
+                    "windows": [_window_json(w, now) for w in snapshot.windows],
+                },
+            }
+        )
+    return accounts
+
+
+class Engine:
+    def __init__(
+        self,
+        paths: Paths,
+        store: SettingsStore,
+        keychain: Keychain,
+        options: EngineOptions | None = None,
+        *,
+        on_log_level: Callable[[str], None] = lambda level: None,
+    ) -> None:
+        self.paths = paths
+        self.store = store
+        self.keychain = keychain
+        self.options = options or EngineOptions()
+        self._environ = dict(os.environ if self.options.environ is None else self.options.environ)
+        self._on_log_level = on_log_level
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._settings = store.current
+        self._upstreams = effective_upstreams(self._settings, self._environ)
+        self._state = RuntimeState.load(paths.state_file)
+        self._secrets = SecretCache(self._read_secret)
+        self._access_key: str | None = None
+        self._tasks = TaskGroup()
+        self._server: uvicorn.Server | None = None
+        self._server_task: asyncio.Task[Any] | None = None
+        self._bound: tuple[str, int] = ("127.0.0.1", 0)
+        self.request_log = RequestLog(paths.request_log)
+        self._adapters: dict[str, ProviderAdapter] = {"anthropic-api-key": AnthropicApiKey(), "openai-api-key": OpenAIApiKey()}
+        self._client: httpx.AsyncClient | None = None
+        self._forwarder: Forwarder | None = None
+        self._state_lock = threading.Lock()
+        self._keychain_description = ""
+
+    # ----------------------------------------------------------------- lifecycle (any thread)
+
+    @property
+    def port(self) -> int:
+        return self._bound[1]
+
+    @property
+    def host(self) -> str:
+        return self._bound[0]
+
+    @property
+    def base_url(self) -> str:
+        host = self._bound[0]
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self._bound[1]}"
+
+    @property
+    def access_key(self) -> str | None:
+        return self._access_key
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._access_key = ensure_access_key(self.keychain)
+        self._keychain_description = self.keychain.describe()
+        self.request_log.start()
+        self.store.subscribe(self._settings_changed)
+        self._thread = threading.Thread(target=self._run, name="headway-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError(f"the gateway did not start within {timeout:.0f}s")
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            stop_event = self._stop_requested
+            if stop_event is not None:
+                loop.call_soon_threadsafe(stop_event.set)
+            thread.join(timeout + 2.0)
+            if thread.is_alive():
+                log.warning("engine thread did not stop within %.1fs", timeout + 2.0)
+        self.request_log.stop(timeout=2.0)
+        self.paths.runtime_file.unlink(missing_ok=True)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coro`` on the engine loop from another thread and wait for its result."""
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("the engine is not running")
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    # ----------------------------------------------------------------- loop thread
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # reported to start() or logged
+            if not self._ready.is_set():
+                self._startup_error = exc
+                self._ready.set()
+            else:
+                log.exception("engine loop failed")
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _timeouts(self, settings: Settings) -> httpx.Timeout:
+        g = settings.gateway
+        return httpx.Timeout(connect=g.connect_timeout_seconds, read=g.read_timeout_seconds, write=60.0, pool=30.0)
+
+    async def _main(self) -> None:
+        self._stop_requested = asyncio.Event()
+        settings = self._settings
+        self._client = httpx.AsyncClient(
+            timeout=self._timeouts(settings),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=60),
+            follow_redirects=False,
+            trust_env=True,
+        )
+        self._forwarder = Forwarder(
+            settings=lambda: self._settings,
+            upstreams=lambda: self._upstreams,
+            state=self._state,
+            client=self._client,
+            secrets=self._secrets,
+            adapters=self._adapters,
+            request_log=self.request_log,
+        )
+        await self._start_server()
+        self._tasks.spawn(self._persist_loop(), name="headway-state-persist")
+        self._on_log_level(settings.logging.level)
+        self._ready.set()
+        log.info("gateway listening on %s", self.base_url)
+        await self._stop_requested.wait()
+        await self._shutdown()
+
+    def _hooks(self) -> GatewayHooks:
+        return GatewayHooks(
+            settings=lambda: self._settings,
+            access_key=lambda: self._access_key,
+            forward=self._forward,
+            models=self._models,
+            status=self._status_async,
+            bound_host=lambda: self._bound[0],
+        )
+
+    def _listen_address(self) -> tuple[str, int]:
+        host = self.options.host or self._settings.gateway.host
+        port = self.options.port if self.options.port is not None else self._settings.gateway.port
+        return host, port
+
+    async def _start_server(self) -> None:
+        host, port = self._listen_address()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host.strip("[]"), port), family=family, backlog=1024)
+        sock.setblocking(False)
+        self._bound = (host, sock.getsockname()[1])
+        if not is_loopback(host):
+            log.warning("the gateway listens on %s (not loopback): the access key is always required", host)
+        config = uvicorn.Config(
+            build_app(self._hooks()),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            http="httptools",
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=75,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._server_task = self._tasks.spawn(server.serve(sockets=[sock]), name="headway-gateway-server")
+        for _ in range(500):
+            if server.started or self._server_task.done():
+                break
+            await asyncio.sleep(0.01)
+        if self._server_task.done():
+            self._server_task.result()
+        self._write_runtime()
+
+    async def _stop_server(self, timeout: float = 5.0) -> None:
+        server, task = self._server, self._server_task
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            log.warning("open streams did not finish within %.1fs; closing them", timeout)
+            server.force_exit = True
+            await asyncio.wait({task}, timeout=2.0)
+        self._server = None
+        self._server_task = None
+
+    async def _shutdown(self) -> None:
+        await self._stop_server()
+        await self._tasks.close(timeout=2.0)
+        if self._client is not None:
+            await self._client.aclose()
+        self._save_state()
+
+    def _write_runtime(self) -> None:
+        data = {
+            "pid": os.getpid(),
+            "host": self._bound[0],
+            "port": self._bound[1],
+            "url": self.base_url,
+            "version": __version__,
+            "started_at": time.time(),
+        }
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        write_private_file(self.paths.runtime_file, json.dumps(data).encode())
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            if self._state.dirty:
+                await asyncio.to_thread(self._save_state)
+
+    def _save_state(self) -> None:
+        with self._state_lock:
+            try:
+                self._state.save(self.paths.state_file)
+            except OSError as exc:
+                log.error("cannot save runtime state: %s", exc)
+
+    # ----------------------------------------------------------------- settings
+
+    def _settings_changed(self, settings: Settings) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._apply, settings)
+
+    def _apply(self, settings: Settings) -> None:
+        old = self._settings
+        self._settings = settings
+        self._upstreams = effective_upstreams(settings, self._environ)
+        self._secrets.invalidate()
+        keep = {a.id for a in settings.accounts}
+        self._state.quota.forget(keep)
+        self._state.health.forget(keep)
+        if old.logging.level != settings.logging.level:
+            self._on_log_level(settings.logging.level)
+        if old.gateway.model_dump(include={"connect_timeout_seconds", "read_timeout_seconds"}) != settings.gateway.model_dump(
+            include={"connect_timeout_seconds", "read_timeout_seconds"}
+        ) and self._client is not None:
+            self._client.timeout = self._timeouts(settings)
+        if (old.gateway.host, old.gateway.port) != (settings.gateway.host, settings.gateway.port) and (
+            self.options.host is None or self.options.port is None
+        ):
+            self._tasks.spawn(self._restart_server(), name="headway-gateway-restart")
+        log.info("settings applied (%d accounts, routing %s)", len(settings.accounts), settings.routing.mode)
+
+    async def _restart_server(self) -> None:
+        if self._listen_address() == self._bound:
+            return
+        log.info("listen address changed; restarting the gateway")
+        await self._stop_server()
+        await self._start_server()
+
+    # ----------------------------------------------------------------- requests
+
+    def _read_secret(self, account_id: str) -> str | None:
+        return self.keychain.get(account_secret_name(account_id))
+
+    async def _forward(self, incoming: Incoming) -> Response:
+        assert self._forwarder is not None
+        return await self._forwarder.handle(incoming)
+
+    async def _models(self, family: Literal["anthropic", "openai"], request: Request) -> Response:
+        incoming = Incoming(
+            method="GET",
+            path="/v1/models",
+            query=request.url.query,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=b"",
+            json=None,
+            protocol="anthropic" if family == "anthropic" else "openai-chat",
+            family=family,
+            session=SessionInfo(),
+        )
+        if not any(a.family == family and a.enabled for a in self._settings.accounts):
+            empty: dict[str, Any] = (
+                {"data": [], "has_more": False, "first_id": None, "last_id": None}
+                if family == "anthropic"
+                else {"object": "list", "data": []}
+            )
+            return JSONResponse(empty)
+        return await self._forward(incoming)
+
+    # ----------------------------------------------------------------- status
+
+    async def _status_async(self) -> dict[str, Any]:
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for `headway status`, /status, the tray and the settings page. Safe from any thread."""
+        now = time.time()
+        error = self.store.error
+        return {
+            "version": __version__,
+            "url": self.base_url,
+            "pid": os.getpid(),
+            "routing": self._settings.routing.mode,
+            "settings_file": str(self.store.path),
+            "settings_error": None if error is None else error.problems,
+            "keychain": self._keychain_description,
+            "accounts": status_snapshot(self._settings, self._state, now, self._secrets.fingerprints()),
+        }
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def upstreams(self) -> UpstreamSettings:
+        return self._upstreams
+

@@ -1,0 +1,522 @@
+"""One request's life: pick an account, send, fall back or retry, stream back, record.
+
+    candidates (router) ─► for each account, in order:
+        send the buffered body ─► status in fallback_statuses?  cool down / mark auth, next account
+                               ─► 5xx / 529?                  retry the same account (bounded, backoff), then next
+                               ─► streaming 2xx: hold the pre-content events (message_start, response.created …)
+                                  until the first content event; an in-stream rate-limit / overload error there
+                                  still falls back or retries, since nothing reached the agent yet
+                               ─► commit: held bytes, then every upstream chunk as it arrives
+    nothing usable ─► 429 (with retry-after = the earliest reset) or 503, naming each account's state
+
+Every loop is bounded: each account is tried once, with at most ``max_retries`` retries. Once a byte reached the
+agent there is no retry; a failure after that ends the stream with an error event in the agent's protocol.
+httpx exceptions are translated into :mod:`proxy.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.responses import Response, StreamingResponse
+
+from .errors import (
+    AllAccountsExhausted,
+    HeadwayError,
+    NoAccounts,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_response,
+    stream_error_event,
+)
+from .health import Block
+from .pricing import estimate_cost
+from .providers.base import Incoming, ProviderAdapter, Verdict
+from .quota import Window
+from .request_log import RequestLog, RequestRecord
+from .router import Skipped
+from .settings import Account, Settings, UpstreamSettings
+from .sse import SSEParser
+from .state import RuntimeState
+from .usage import UsageAccumulator
+
+__all__ = ["Forwarder", "SecretCache", "describe_blocks"]
+
+log = logging.getLogger("headway.forward")
+
+_RETRYABLE = frozenset({500, 502, 503, 504, 529})
+_DROP_RESPONSE = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "server", "date"}
+)
+_HOLD_LIMIT = 256 * 1024
+_ACCUMULATE_LIMIT = 32 * 1024 * 1024
+
+
+def _fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+class SecretCache:
+    """Secrets read from the keychain off the loop, cached briefly so a replaced key is picked up within seconds."""
+
+    def __init__(self, read: Callable[[str], str | None], ttl: float = 15.0, clock: Callable[[], float] = time.monotonic):
+        self._read = read
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    async def get(self, account_id: str) -> str | None:
+        hit = self._cache.get(account_id)
+        if hit is not None and self._clock() - hit[1] < self._ttl:
+            return hit[0]
+        try:
+            value = await asyncio.to_thread(self._read, account_id)
+        except Exception as exc:
+            log.error("cannot read the secret of account %s: %s", account_id, exc)
+            value = hit[0] if hit else None
+        self._cache[account_id] = (value, self._clock())
+        return value
+
+    def fingerprints(self) -> dict[str, str]:
+        return {k: _fingerprint(v) for k, (v, _) in self._cache.items() if v}
+
+    def invalidate(self, account_id: str | None = None) -> None:
+        if account_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(account_id, None)
+
+
+def _retry_after(headers: httpx.Headers, now: float) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _reset_of_exhausted(windows: list[Window], now: float) -> float | None:
+    resets = [
+        w.resets_at
+        for w in windows
+        if w.resets_at and w.resets_at > now and (w.remaining_fraction is not None and w.remaining_fraction <= 0)
+    ]
+    return max(resets) if resets else None
+
+
+def _short(body: bytes, limit: int = 300) -> str:
+    try:
+        data = json.loads(body)
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict) and error.get("message"):
+            return str(error.get("type") or error.get("code") or "error") + ": " + str(error["message"])[:limit]
+    except ValueError:
+        pass
+    return body[:limit].decode("utf-8", errors="replace").strip()
+
+
+def _in(seconds: float) -> str:
+    seconds = max(0, int(seconds + 0.5))
+    if seconds < 90:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 90:
+        return f"{minutes}m"
+    return f"{minutes // 60}h {minutes % 60}m"
+
+
+def describe_blocks(skipped: list[Skipped], now: float) -> str:
+    parts = []
+    for item in skipped:
+        text = f"{item.account.label} ({item.block.state.replace('_', ' ')}"
+        if item.block.until:
+            text += f", resets in {_in(item.block.until - now)}"
+        if item.block.reason and item.block.state not in ("disabled",):
+            text += f": {item.block.reason}"
+        parts.append(text + ")")
+    return "; ".join(parts)
+
+
+@dataclass
+class _Attempt:
+    """What one request did, for the request log."""
+
+    started: float
+    chain: list[str] = field(default_factory=list)
+    account: Account | None = None
+    status: int = 0
+    ttfb: float | None = None
+    error: str | None = None
+    upstream_request_id: str | None = None
+
+
+class Forwarder:
+    def __init__(
+        self,
+        *,
+        settings: Callable[[], Settings],
+        upstreams: Callable[[], UpstreamSettings],
+        state: RuntimeState,
+        client: httpx.AsyncClient,
+        secrets: SecretCache,
+        adapters: dict[str, ProviderAdapter],
+        request_log: RequestLog | None,
+        on_state_change: Callable[[], None] = lambda: None,
+        prepare: Callable[[Incoming, Account], Awaitable[Incoming]] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._settings = settings
+        self._upstreams = upstreams
+        self._state = state
+        self._client = client
+        self._secrets = secrets
+        self._adapters = adapters
+        self._log = request_log
+        self._changed = on_state_change
+        self._prepare = prepare
+        self._clock = clock
+        self._sleep = sleep
+
+    async def handle(self, incoming: Incoming) -> Response:
+        attempt = _Attempt(started=time.perf_counter())
+        protocol = "anthropic" if incoming.family == "anthropic" else "openai"
+        try:
+            return await self._route(incoming, attempt)
+        except HeadwayError as exc:
+            attempt.status = exc.status
+            attempt.error = exc.message
+            self._record(incoming, attempt, None)
+            return error_response(protocol, exc)
+
+    async def _route(self, incoming: Incoming, attempt: _Attempt) -> Response:
+        settings = self._settings()
+        state = self._state
+        now = self._clock()
+        for account in settings.accounts:
+            if account.family == incoming.family and account.enabled:
+                await self._secrets.get(account.id)
+        candidates = state.router.candidates(
+            settings,
+            incoming.family,
+            session_id=incoming.session.session_id,
+            now=now,
+            health=state.health,
+            quota=state.quota,
+            fingerprints=self._secrets.fingerprints(),
+        )
+        skipped = list(candidates.skipped)
+        last: tuple[int, httpx.Headers, bytes] | HeadwayError | None = None
+
+        for account in candidates.usable:
+            secret = await self._secrets.get(account.id)
+            if not secret:
+                skipped.append(Skipped(account, Block("no_secret", "no secret in the keychain")))
+                attempt.chain.append(f"{account.id}:no-secret")
+                continue
+            adapter = self._adapters[account.kind]
+            request = incoming if self._prepare is None else await self._prepare(incoming, account)
+            for retry in range(settings.routing.max_retries + 1):
+                outcome = await self._try(request, account, secret, adapter, settings, attempt)
+                if isinstance(outcome, Response):
+                    return outcome
+                action, failure, wait = outcome
+                last = failure
+                if action == "retry" and retry < settings.routing.max_retries:
+                    delay = settings.routing.retry_base_delay_seconds * (2**retry) if wait is None else wait
+                    if delay <= settings.routing.max_retry_wait_seconds:
+                        await self._sleep(delay)
+                        continue
+                break
+
+        now = self._clock()
+        refreshed = state.router.candidates(
+            settings,
+            incoming.family,
+            session_id=None,
+            now=now,
+            health=state.health,
+            quota=state.quota,
+            fingerprints=self._secrets.fingerprints(),
+        )
+        blocked = refreshed.skipped + [s for s in skipped if s.account.id not in {b.account.id for b in refreshed.skipped}]
+        family_name = "Anthropic" if incoming.family == "anthropic" else "OpenAI"
+        if not any(a.family == incoming.family for a in settings.accounts):
+            kind_hint = "anthropic" if incoming.family == "anthropic" else "openai"
+            raise NoAccounts(f"no {family_name} account is configured; add one with `headway accounts add {kind_hint}`")
+        resets = [s.block.until for s in blocked if s.block.until and s.block.until > now]
+        if isinstance(last, tuple) and last[0] in _RETRYABLE:
+            status, headers, body = last
+            attempt.status = status
+            attempt.error = _short(body)
+            self._record(incoming, attempt, None)
+            return Response(body, status_code=status, headers=self._response_headers(headers, None))
+        if isinstance(last, HeadwayError):
+            raise last
+        if resets:
+            raise AllAccountsExhausted(
+                f"every {family_name} account is rate-limited or out of quota: {describe_blocks(blocked, now)}",
+                retry_after=min(resets) - now,
+            )
+        raise NoAccounts(f"no {family_name} account can take requests now: {describe_blocks(blocked, now)}")
+
+    async def _try(
+        self,
+        incoming: Incoming,
+        account: Account,
+        secret: str,
+        adapter: ProviderAdapter,
+        settings: Settings,
+        attempt: _Attempt,
+    ) -> Response | tuple[str, tuple[int, httpx.Headers, bytes] | HeadwayError | None, float | None]:
+        """One upstream attempt: a committed Response, or (action, failure, retry wait) for the caller's loop."""
+        out = adapter.build(incoming, account, secret, self._upstreams())
+        state = self._state
+        try:
+            upstream = await self._client.send(
+                self._client.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True
+            )
+        except httpx.TimeoutException as exc:
+            attempt.chain.append(f"{account.id}:timeout")
+            log.warning("account %s: upstream timed out (%s)", account.id, type(exc).__name__)
+            return "next", UpstreamTimeout(f"the upstream did not answer in time on account {account.label}"), None
+        except httpx.HTTPError as exc:
+            attempt.chain.append(f"{account.id}:unreachable")
+            log.warning("account %s: upstream unreachable: %s", account.id, exc)
+            return "next", UpstreamUnavailable(f"cannot reach the upstream for account {account.label}: {exc}"), None
+
+        now = self._clock()
+        windows = adapter.quota_windows(upstream.headers, now)
+        if state.quota.update(account.id, windows, now):
+            state.dirty = True
+            self._changed()
+        status = upstream.status_code
+        fallback_statuses = set(settings.routing.fallback_statuses)
+
+        if status in fallback_statuses or status in _RETRYABLE:
+            body = await self._read_capped(upstream)
+            attempt.chain.append(f"{account.id}:{status}")
+            reason = f"{status} {_short(body)}"
+            if status in _RETRYABLE and status not in fallback_statuses:
+                log.info("account %s: transient %s, may retry", account.id, status)
+                state.health.of(account.id).last_error = reason
+                return "retry", (status, upstream.headers, body), _retry_after(upstream.headers, now)
+            self._fall_back(account, status, reason, upstream.headers, windows, secret, now, settings)
+            return "next", (status, upstream.headers, body), None
+
+        ok = 200 <= status < 300
+        held: list[bytes] = []
+        parser = SSEParser()
+        usage = UsageAccumulator(incoming.protocol)
+        is_sse = ok and "text/event-stream" in upstream.headers.get("content-type", "")
+        chunks = upstream.aiter_bytes().__aiter__()
+        if is_sse:
+            verdict, held = await self._hold(chunks, adapter, incoming, parser, usage)
+            if verdict is not None and verdict.kind == "error" and verdict.action != "pass":
+                await upstream.aclose()
+                attempt.chain.append(f"{account.id}:stream-{verdict.action}")
+                if verdict.action == "fallback":
+                    self._fall_back(account, 429, verdict.reason, upstream.headers, windows, secret, now, settings)
+                    return "next", (429, upstream.headers, b"".join(held)), None
+                state.health.of(account.id).last_error = verdict.reason
+                return "retry", UpstreamUnavailable(f"account {account.label}: {verdict.reason}"), None
+            if verdict is None and not held:
+                # The stream ended or broke before a single event: nothing reached the agent.
+                attempt.chain.append(f"{account.id}:dropped")
+                return "next", UpstreamUnavailable(f"the upstream closed the stream early on account {account.label}"), None
+
+        attempt.chain.append(f"{account.id}:{status}")
+        attempt.account = account
+        attempt.status = status
+        attempt.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
+        if ok:
+            state.health.ok(account.id, now)
+            state.router.pin(incoming.session.session_id, account.id, now)
+            state.dirty = True
+            self._changed()
+        body_iter = self._relay(upstream, chunks, held, parser if is_sse else None, usage, incoming, attempt, adapter)
+        return StreamingResponse(
+            body_iter,
+            status_code=status,
+            headers=self._response_headers(upstream.headers, account),
+        )
+
+    def _fall_back(
+        self,
+        account: Account,
+        status: int,
+        reason: str,
+        headers: httpx.Headers,
+        windows: list[Window],
+        secret: str,
+        now: float,
+        settings: Settings,
+    ) -> None:
+        health = self._state.health
+        if status == 401:
+            health.fail_auth(account.id, reason, _fingerprint(secret))
+            log.warning("account %s: authentication failed upstream (%s); skipping it until its key changes", account.id, reason)
+        else:
+            wait = _retry_after(headers, now)
+            until = now + wait if wait is not None else _reset_of_exhausted(windows, now)
+            if until is None:
+                until = now + settings.routing.default_cooldown_seconds
+            health.cool_down(account.id, until, reason)
+            log.warning("account %s: %s; cooling down for %s, falling back", account.id, reason, _in(until - now))
+        self._state.dirty = True
+        self._changed()
+
+    @staticmethod
+    async def _read_capped(upstream: httpx.Response, limit: int = 64 * 1024) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in upstream.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
+        except httpx.HTTPError:
+            pass
+        finally:
+            await upstream.aclose()
+        return b"".join(chunks)[:limit]
+
+    async def _hold(
+        self,
+        iterator: AsyncIterator[bytes],
+        adapter: ProviderAdapter,
+        incoming: Incoming,
+        parser: SSEParser,
+        usage: UsageAccumulator,
+    ) -> tuple[Verdict | None, list[bytes]]:
+        """Read until the first content or error event. Returns (verdict, held chunks); (None, held) at EOF."""
+        held: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return None, held
+                held.append(chunk)
+                size += len(chunk)
+                for event in parser.feed(chunk):
+                    data = event.json()
+                    if isinstance(data, dict):
+                        usage.feed_event(event.event, data)
+                    verdict = adapter.classify_event(incoming.protocol, event)
+                    if verdict.kind != "meta":
+                        return verdict, held
+                if size > _HOLD_LIMIT:
+                    return Verdict("content"), held
+        except httpx.HTTPError as exc:
+            log.warning("upstream stream broke before content: %s", exc)
+            return None, []
+
+    async def _relay(
+        self,
+        upstream: httpx.Response,
+        chunks: AsyncIterator[bytes],
+        held: list[bytes],
+        parser: SSEParser | None,
+        usage: UsageAccumulator,
+        incoming: Incoming,
+        attempt: _Attempt,
+        adapter: ProviderAdapter,
+    ) -> AsyncIterator[bytes]:
+        body: list[bytes] = []
+        body_size = 0
+        try:
+            for chunk in held:
+                if attempt.ttfb is None:
+                    attempt.ttfb = time.perf_counter() - attempt.started
+                yield chunk
+            async for chunk in chunks:
+                if attempt.ttfb is None:
+                    attempt.ttfb = time.perf_counter() - attempt.started
+                yield chunk
+                if parser is not None:
+                    for event in parser.feed(chunk):
+                        data = event.json()
+                        if isinstance(data, dict):
+                            usage.feed_event(event.event, data)
+                elif body_size < _ACCUMULATE_LIMIT:
+                    body.append(chunk)
+                    body_size += len(chunk)
+        except httpx.HTTPError as exc:
+            attempt.error = f"upstream stream broke: {type(exc).__name__}"
+            log.warning("account %s: %s", attempt.account.id if attempt.account else "?", attempt.error)
+            if parser is not None:
+                yield stream_error_event(incoming.protocol, "the upstream connection broke mid-stream")
+        finally:
+            await upstream.aclose()
+            if parser is None and body:
+                try:
+                    obj = json.loads(b"".join(body))
+                except ValueError:
+                    obj = None
+                if isinstance(obj, dict):
+                    usage.feed_body(obj)
+            self._record(incoming, attempt, usage, adapter)
+
+    def _response_headers(self, headers: httpx.Headers, account: Account | None) -> dict[str, str]:
+        out = {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE}
+        if account is not None:
+            out["x-headway-account"] = account.id
+        return out
+
+    def _record(
+        self,
+        incoming: Incoming,
+        attempt: _Attempt,
+        usage: UsageAccumulator | None,
+        adapter: ProviderAdapter | None = None,
+    ) -> None:
+        if self._log is None:
+            return
+        account = attempt.account
+        tokens = usage.usage if usage is not None else None
+        model = (usage.model if usage is not None else None) or incoming.model
+        cost = None
+        if tokens is not None and model and account is not None and adapter is not None:
+            provider = "anthropic" if account.family == "anthropic" else "openai"
+            cost = estimate_cost(provider, model, tokens, billing=adapter.billing)
+        self._log.record(
+            RequestRecord(
+                ts=self._clock(),
+                route=incoming.path,
+                family=incoming.family,
+                account_id=account.id if account else None,
+                account_label=account.label if account else None,
+                account_kind=account.kind if account else None,
+                model=model,
+                status=attempt.status,
+                latency_ms=(time.perf_counter() - attempt.started) * 1000,
+                ttfb_ms=None if attempt.ttfb is None else attempt.ttfb * 1000,
+                stream=incoming.stream,
+                usage=tokens,
+                cost_usd=cost,
+                session_id=incoming.session.session_id,
+                parent_session_id=incoming.session.parent_session_id,
+                fallback_chain=list(attempt.chain),
+                error=attempt.error,
+                request_bytes=len(incoming.body),
+                upstream_request_id=attempt.upstream_request_id,
+            )
+        )

@@ -1,0 +1,98 @@
+"""Per-account health: cooldowns after rate limits, exhaustion until a quota reset, failing auth, needing login.
+
+Owned by the engine loop. Everything here is bounded in time except auth failures, which last until the account's
+secret changes (the fingerprint of the secret that failed is kept, so a replaced key clears it by itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["AccountHealth", "Block", "HealthBook"]
+
+
+@dataclass
+class AccountHealth:
+    cooldown_until: float | None = None
+    cooldown_reason: str | None = None
+    auth_failed: str | None = None
+    auth_failed_fingerprint: str | None = None
+    needs_login: str | None = None
+    last_error: str | None = None
+    last_ok_at: float | None = None
+    last_used_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Block:
+    """Why an account cannot take requests now, and until when (None: until the user acts)."""
+
+    state: str  # "cooling_down" | "auth_failed" | "needs_login" | "disabled" | "no_secret" | "killswitch"
+    reason: str
+    until: float | None = None
+
+
+@dataclass
+class HealthBook:
+    accounts: dict[str, AccountHealth] = field(default_factory=dict)
+
+    def of(self, account_id: str) -> AccountHealth:
+        return self.accounts.setdefault(account_id, AccountHealth())
+
+    def cool_down(self, account_id: str, until: float, reason: str) -> None:
+        health = self.of(account_id)
+        if health.cooldown_until is None or until > health.cooldown_until:
+            health.cooldown_until = until
+            health.cooldown_reason = reason
+        health.last_error = reason
+
+    def fail_auth(self, account_id: str, reason: str, fingerprint: str | None) -> None:
+        health = self.of(account_id)
+        health.auth_failed = reason
+        health.auth_failed_fingerprint = fingerprint
+        health.last_error = reason
+
+    def ok(self, account_id: str, now: float) -> None:
+        health = self.of(account_id)
+        health.auth_failed = None
+        health.auth_failed_fingerprint = None
+        health.last_ok_at = now
+        health.last_used_at = now
+
+    def block(self, account_id: str, now: float, fingerprint: str | None = None) -> Block | None:
+        health = self.accounts.get(account_id)
+        if health is None:
+            return None
+        if health.needs_login:
+            return Block("needs_login", health.needs_login)
+        if health.auth_failed:
+            if fingerprint is not None and health.auth_failed_fingerprint not in (None, fingerprint):
+                health.auth_failed = None  # the key was replaced since it failed
+            else:
+                return Block("auth_failed", health.auth_failed)
+        if health.cooldown_until is not None:
+            if health.cooldown_until > now:
+                return Block("cooling_down", health.cooldown_reason or "rate limited", health.cooldown_until)
+            health.cooldown_until = None
+            health.cooldown_reason = None
+        return None
+
+    def forget(self, keep: set[str]) -> None:
+        for account_id in list(self.accounts):
+            if account_id not in keep:
+                del self.accounts[account_id]
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: asdict(v) for k, v in self.accounts.items()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> HealthBook:
+        book = cls()
+        if isinstance(data, dict):
+            for key, value in data.items():
+                try:
+                    book.accounts[str(key)] = AccountHealth(**value)
+                except TypeError:
+                    continue
+        return book

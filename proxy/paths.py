@@ -1,0 +1,108 @@
+"""Every folder and file Headway writes.
+
+By default the folders follow the platform's conventions (platformdirs). ``HEADWAY_HOME=<dir>`` moves all of them
+under one folder — the test profile and portable mode — and also gives the keychain entries a service name of their
+own, so a test run never reads or writes the user's real secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+__all__ = ["APP_NAME", "Paths", "ensure_private_dir", "write_private_file"]
+
+APP_NAME = "headway"
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    data_dir: Path
+    log_dir: Path
+    run_dir: Path
+    keychain_service: str
+    home: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Paths:
+        env = os.environ if environ is None else environ
+        home = env.get("HEADWAY_HOME")
+        if home:
+            root = Path(home).expanduser().resolve()
+            digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+            return cls(
+                config_dir=root / "config",
+                data_dir=root / "data",
+                log_dir=root / "logs",
+                run_dir=root / "run",
+                keychain_service=f"{APP_NAME}-{digest}",
+                home=root,
+            )
+        return cls(
+            config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+            data_dir=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            log_dir=Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)),
+            run_dir=Path(platformdirs.user_state_dir(APP_NAME, appauthor=False)) / "run",
+            keychain_service=APP_NAME,
+        )
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "state.json"
+
+    @property
+    def request_log(self) -> Path:
+        return self.data_dir / "requests.sqlite3"
+
+    @property
+    def dumps_dir(self) -> Path:
+        return self.data_dir / "dumps"
+
+    @property
+    def secrets_file(self) -> Path:
+        """The opt-in plain file keychain for machines without a secure one."""
+        return self.data_dir / "secrets.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.run_dir / "headway.lock"
+
+    @property
+    def runtime_file(self) -> Path:
+        """Where a running instance writes its pid and ports, for the CLI to find it."""
+        return self.run_dir / "runtime.json"
+
+    def ensure(self) -> None:
+        for folder in (self.config_dir, self.data_dir, self.log_dir, self.run_dir):
+            ensure_private_dir(folder)
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it owner-only."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.name == "posix":
+        os.chmod(path, 0o700)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically to ``path`` with owner-only permissions (temp file, fsync, replace)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Provider adapters, one per account kind."""

@@ -1,0 +1,131 @@
+"""What every provider adapter does: build the upstream request, read quota, judge stream events.
+
+An adapter is stateless; per-request facts arrive in :class:`Incoming`, per-account facts in the Account and its
+secret. The forwarder (``proxy.forward``) owns the request's life and asks the adapter at each step.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .. import __version__
+from ..quota import Window
+from ..sessions import AGENT_INTERNAL_HEADERS, SessionInfo
+from ..settings import Account, UpstreamSettings
+from ..sse import SSEEvent
+
+__all__ = [
+    "Incoming",
+    "Outgoing",
+    "ProviderAdapter",
+    "StreamProtocol",
+    "Verdict",
+    "forwardable_headers",
+    "join_url",
+]
+
+StreamProtocol = Literal["anthropic", "openai-responses", "openai-chat"]
+
+# Never forwarded upstream: hop-by-hop headers, the agent's credentials for Headway, and agent-internal headers.
+_DROP_REQUEST = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "accept-encoding",
+        "authorization",
+        "x-api-key",
+        "cookie",
+        "origin",
+        "referer",
+        *AGENT_INTERNAL_HEADERS,
+    }
+)
+
+
+@dataclass
+class Incoming:
+    """An agent's request, buffered."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    protocol: StreamProtocol
+    family: Literal["anthropic", "openai"]
+    session: SessionInfo = field(default_factory=SessionInfo)
+
+    @property
+    def stream(self) -> bool:
+        return isinstance(self.json, dict) and self.json.get("stream") is True
+
+    @property
+    def model(self) -> str | None:
+        value = self.json.get("model") if isinstance(self.json, dict) else None
+        return value if isinstance(value, str) else None
+
+
+@dataclass
+class Outgoing:
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a stream event means for the pre-content hold.
+
+    kind: ``meta`` (hold and keep reading), ``content`` (commit: bytes go to the agent), ``error``.
+    For errors, action: ``fallback`` (next account, cooling this one down), ``retry`` (transient: same account
+    again, bounded), ``pass`` (the agent's own problem: let it through).
+    """
+
+    kind: Literal["meta", "content", "error"]
+    action: Literal["fallback", "retry", "pass"] = "pass"
+    reason: str = ""
+
+
+def join_url(base: str, path: str, query: str = "") -> str:
+    base = base.rstrip("/")
+    if base.endswith("/v1") and path.startswith("/v1/"):
+        base = base[: -len("/v1")]
+    return f"{base}{path}" + (f"?{query}" if query else "")
+
+
+def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in headers.items() if k not in _DROP_REQUEST}
+    agent = out.get("user-agent")
+    # Headway identifies itself honestly, beside the calling agent's own identity (which it never hides).
+    out["user-agent"] = f"{agent} headway/{__version__}" if agent else f"headway/{__version__}"
+    return out
+
+
+class ProviderAdapter(ABC):
+    kind: str
+    billing: Literal["metered", "subscription"] = "metered"
+
+    @abstractmethod
+    def base_url(self, account: Account, upstreams: UpstreamSettings) -> str: ...
+
+    @abstractmethod
+    def build(self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings) -> Outgoing: ...
+
+    @abstractmethod
+    def quota_windows(self, headers: Mapping[str, str], now: float) -> list[Window]: ...
+
+    @abstractmethod
+    def classify_event(self, protocol: StreamProtocol, event: SSEEvent) -> Verdict: ...

@@ -1,0 +1,1 @@
+"""The tray app, the composition root and the `headway` command."""

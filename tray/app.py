@@ -1,0 +1,130 @@
+"""The composition root: builds every service in one place and runs them.
+
+``headway serve`` runs headless (the main thread waits on a stop event); ``headway`` with no arguments runs the
+tray on the main thread when there is a display. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from proxy.engine import Engine, EngineOptions
+from proxy.keychain import Keychain
+from proxy.logs import LogHandle, configure_logging
+from proxy.paths import Paths
+from proxy.settings import Settings
+from proxy.settings_store import SettingsStore
+from proxy.watcher import SettingsWatcher
+
+__all__ = ["AlreadyRunning", "Services", "build_services", "make_keychain", "read_runtime", "run_headless"]
+
+log = logging.getLogger("headway")
+
+
+class AlreadyRunning(Exception):
+    def __init__(self, runtime: dict[str, Any] | None) -> None:
+        self.runtime = runtime
+        where = f" at {runtime.get('url')} (pid {runtime.get('pid')})" if runtime else ""
+        super().__init__(f"Headway is already running{where}")
+
+
+def make_keychain(paths: Paths, settings: Settings) -> Keychain:
+    return Keychain(paths.keychain_service, backend=settings.secrets.backend, file_path=paths.secrets_file)
+
+
+def read_runtime(paths: Paths) -> dict[str, Any] | None:
+    """The running instance's pid and address, if one is running."""
+    try:
+        data = json.loads(paths.runtime_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        os.kill(int(data["pid"]), 0)
+    except (KeyError, ValueError, ProcessLookupError):
+        return None
+    except PermissionError:
+        pass
+    return data
+
+
+@dataclass
+class Services:
+    paths: Paths
+    store: SettingsStore
+    keychain: Keychain
+    logs: LogHandle
+    engine: Engine
+    watcher: SettingsWatcher
+    lock: FileLock
+
+    def start(self) -> None:
+        self.watcher.start()
+        self.engine.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.watcher.stop(timeout=2.0)
+        self.engine.stop(timeout=timeout)
+        self.logs.close()
+        self.lock.release()
+
+
+def build_services(paths: Paths, options: EngineOptions | None = None) -> Services:
+    paths.ensure()
+    lock = FileLock(str(paths.lock_file), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise AlreadyRunning(read_runtime(paths)) from exc
+    try:
+        store = SettingsStore(paths.settings_file)
+        store.load(create=True)
+        logs = configure_logging(paths.log_dir, store.current.logging.level)
+        if store.error is not None:
+            log.error("%s", store.error)
+        keychain = make_keychain(paths, store.current)
+        engine = Engine(paths, store, keychain, options, on_log_level=logs.set_level)
+        watcher = SettingsWatcher(paths.settings_file, store.reload)
+    except BaseException:
+        lock.release()
+        raise
+    return Services(paths=paths, store=store, keychain=keychain, logs=logs, engine=engine, watcher=watcher, lock=lock)
+
+
+def run_headless(services: Services, *, announce: bool = True) -> None:
+    """Start everything and block until SIGINT / SIGTERM; then stop within bounded time."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        services.start()
+        if announce:
+            print(f"Headway gateway on {services.engine.base_url}", flush=True)
+            print(f"Settings: {services.paths.settings_file}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        services.stop()
+
+
+def default_paths() -> Paths:
+    return Paths.from_env()
+
+
+def log_dir(paths: Paths) -> Path:
+    return paths.log_dir

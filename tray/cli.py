@@ -1,0 +1,365 @@
+"""The ``headway`` command.
+
+``headway`` alone runs the tray app (headless when there is no display); ``headway serve`` runs the gateway without
+a tray. Everything else manages settings, accounts and secrets, or asks the running instance for its status.
+Secrets are read from a prompt or standard input, never from the command line (argv is visible to other users).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, Literal
+
+import click
+import httpx
+
+from proxy import __version__
+from proxy.accounts import (
+    AccountError,
+    add_api_key_account,
+    key_warning,
+    kind_for_provider,
+    remove_account,
+    reorder_accounts,
+    set_account_enabled,
+    set_api_key,
+)
+from proxy.engine import EngineOptions, ensure_access_key, status_snapshot
+from proxy.keychain import ACCESS_KEY, KeychainError
+from proxy.paths import Paths
+from proxy.request_log import RequestLog, format_summary
+from proxy.settings import SettingsError, json_schema
+from proxy.settings_store import SettingsStore
+from proxy.state import RuntimeState
+
+from .app import AlreadyRunning, build_services, make_keychain, read_runtime, run_headless
+
+__all__ = ["main"]
+
+
+def _paths() -> Paths:
+    return Paths.from_env()
+
+
+def _store(paths: Paths, *, strict: bool = False) -> SettingsStore:
+    store = SettingsStore(paths.settings_file)
+    store.load()
+    if strict and store.error is not None:
+        raise click.ClickException(f"the settings file is invalid; fix it first:\n{store.error}")
+    return store
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _read_secret(stdin: bool, prompt: str) -> str:
+    if stdin:
+        value = sys.stdin.readline().strip()
+    else:
+        value = click.prompt(prompt, hide_input=True).strip()
+    if not value:
+        raise click.ClickException("no key given")
+    return value
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(__version__, prog_name="headway")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Headway: run your coding agents on your own ChatGPT, OpenAI and Anthropic accounts."""
+    if ctx.invoked_subcommand is None:
+        from .tray_main import run_tray_or_headless
+
+        run_tray_or_headless(_paths())
+
+
+@cli.command()
+@click.option("--port", type=int, default=None, help="Listen on this port (default: gateway.port in settings).")
+@click.option("--host", default=None, help="Bind address (default: gateway.host in settings, 127.0.0.1).")
+def serve(port: int | None, host: str | None) -> None:
+    """Run the gateway headless (no tray) until interrupted."""
+    try:
+        services = build_services(_paths(), EngineOptions(host=host, port=port))
+    except AlreadyRunning as exc:
+        raise _fail(exc) from exc
+    try:
+        run_headless(services)
+    except KeychainError as exc:
+        raise _fail(exc) from exc
+
+
+@cli.command()
+@click.option("--rotate", is_flag=True, help="Make a new key (agents using the old one stop working).")
+def key(rotate: bool) -> None:
+    """Print the local access key agents use as their API key."""
+    paths = _paths()
+    keychain = make_keychain(paths, _store(paths).current)
+    try:
+        if rotate:
+            keychain.delete(ACCESS_KEY)
+            if read_runtime(paths):
+                click.echo("Restart Headway for the new key to take effect.", err=True)
+        click.echo(ensure_access_key(keychain))
+    except KeychainError as exc:
+        raise _fail(exc) from exc
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@cli.group()
+def accounts() -> None:
+    """Add, list, order, enable and remove upstream accounts."""
+
+
+@accounts.command("add")
+@click.argument("provider", type=click.Choice(["anthropic", "openai"]))
+@click.option("--label", required=True, help="A name for this account, e.g. 'work' or 'personal'.")
+@click.option("--api-key-stdin", is_flag=True, help="Read the API key from standard input instead of a prompt.")
+def accounts_add(provider: Literal["anthropic", "openai"], label: str, api_key_stdin: bool) -> None:
+    """Add an API-key account; the key goes to the OS keychain."""
+    paths = _paths()
+    paths.ensure()
+    store = _store(paths, strict=True)
+    kind = kind_for_provider(provider)
+    api_key = _read_secret(api_key_stdin, f"{provider.capitalize()} API key")
+    warning = key_warning(kind, api_key)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    try:
+        account = add_api_key_account(store, make_keychain(paths, store.current), kind, label, api_key)
+    except (AccountError, SettingsError, KeychainError) as exc:
+        raise _fail(exc) from exc
+    click.echo(f"added {account.id} ({account.label}, {account.kind}); key stored in the keychain")
+
+
+@accounts.command("set-key")
+@click.argument("account")
+@click.option("--api-key-stdin", is_flag=True, help="Read the API key from standard input instead of a prompt.")
+def accounts_set_key(account: str, api_key_stdin: bool) -> None:
+    """Replace an account's API key."""
+    paths = _paths()
+    store = _store(paths)
+    api_key = _read_secret(api_key_stdin, "New API key")
+    try:
+        changed = set_api_key(store, make_keychain(paths, store.current), account, api_key)
+    except (AccountError, KeychainError) as exc:
+        raise _fail(exc) from exc
+    click.echo(f"replaced the key of {changed.id} ({changed.label})")
+
+
+@accounts.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def accounts_list(as_json: bool) -> None:
+    """List accounts in routing order."""
+    store = _store(_paths())
+    items = [a.model_dump(mode="json", exclude_none=True) | {"family": a.family} for a in store.current.accounts]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        click.echo("No accounts yet. Add one with: headway accounts add anthropic --label main")
+        return
+    for index, a in enumerate(store.current.accounts, 1):
+        state = "" if a.enabled else "  [disabled]"
+        click.echo(f"{index}. {a.id:<16} {a.label:<20} {a.kind}{state}")
+
+
+@accounts.command("remove")
+@click.argument("account")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def accounts_remove(account: str, yes: bool) -> None:
+    """Remove an account and delete its secret from the keychain."""
+    paths = _paths()
+    store = _store(paths, strict=True)
+    if not yes:
+        click.confirm(f"Remove account {account} and its key?", abort=True)
+    try:
+        removed = remove_account(store, make_keychain(paths, store.current), account)
+    except (AccountError, SettingsError, KeychainError) as exc:
+        raise _fail(exc) from exc
+    click.echo(f"removed {removed.id} ({removed.label})")
+
+
+@accounts.command("enable")
+@click.argument("account")
+def accounts_enable(account: str) -> None:
+    """Let an account take requests again."""
+    _toggle(account, True)
+
+
+@accounts.command("disable")
+@click.argument("account")
+def accounts_disable(account: str) -> None:
+    """Keep an account but route nothing to it."""
+    _toggle(account, False)
+
+
+def _toggle(ref: str, enabled: bool) -> None:
+    store = _store(_paths(), strict=True)
+    try:
+        account = set_account_enabled(store, ref, enabled)
+    except (AccountError, SettingsError) as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{account.id} {'enabled' if enabled else 'disabled'}")
+
+
+@accounts.command("order")
+@click.argument("accounts", nargs=-1, required=True)
+def accounts_order(accounts: tuple[str, ...]) -> None:
+    """Put the named accounts first, in this order (the first is the main account of its family)."""
+    store = _store(_paths(), strict=True)
+    try:
+        ordered = reorder_accounts(store, list(accounts))
+    except (AccountError, SettingsError) as exc:
+        raise _fail(exc) from exc
+    click.echo("order: " + ", ".join(a.id for a in ordered))
+
+
+# --------------------------------------------------------------------------- status and usage
+
+
+def _fetch_status(paths: Paths, runtime: dict[str, Any]) -> dict[str, Any] | None:
+    store = _store(paths)
+    try:
+        key_value = make_keychain(paths, store.current).get(ACCESS_KEY)
+        response = httpx.get(f"{runtime['url']}/status", headers={"x-api-key": key_value or ""}, timeout=5)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        data["running"] = True
+        return data
+    except (httpx.HTTPError, KeychainError, ValueError):
+        return None
+
+
+def _offline_status(paths: Paths) -> dict[str, Any]:
+    store = _store(paths)
+    state = RuntimeState.load(paths.state_file)
+    return {
+        "version": __version__,
+        "running": False,
+        "url": None,
+        "routing": store.current.routing.mode,
+        "settings_file": str(paths.settings_file),
+        "settings_error": None if store.error is None else store.error.problems,
+        "accounts": status_snapshot(store.current, state, time.time(), {}),
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds + 0.5)
+    if seconds < 90:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 90:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def _format_window(w: dict[str, Any]) -> str:
+    left = w.get("remaining_percent")
+    text = f"{w['name']}: " + ("?" if left is None else f"{left:g}% left")
+    if w.get("limit") is not None and w.get("remaining") is not None:
+        text += f" ({w['remaining']:g}/{w['limit']:g})"
+    if w.get("resets_in_seconds") is not None:
+        text += f", resets in {_duration(w['resets_in_seconds'])}"
+    if not w.get("current", True):
+        text += " (stale: reset passed)"
+    return text
+
+
+def format_status(data: dict[str, Any]) -> str:
+    lines = []
+    if data.get("running"):
+        lines.append(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})")
+    else:
+        lines.append(f"Headway {data['version']} — not running")
+    lines.append(f"Routing: {data['routing']}")
+    if data.get("settings_error"):
+        lines.append("Settings file is INVALID — still using the last good settings:")
+        lines.extend(f"  {p}" for p in data["settings_error"])
+    if not data["accounts"]:
+        lines.append("No accounts. Add one with: headway accounts add anthropic --label main")
+    for a in data["accounts"]:
+        health = a["health"].replace("_", " ")
+        if a.get("blocked_for_seconds") is not None:
+            health += f" for {_duration(a['blocked_for_seconds'])}"
+        lines.append(f"- {a['label']} [{a['id']}, {a['kind']}]: {health}")
+        if a.get("detail") and a["health"] not in ("healthy", "disabled"):
+            lines.append(f"    {a['detail']}")
+        quota = a.get("quota")
+        if quota:
+            age = _duration(max(0.0, time.time() - quota["updated_at"]))
+            lines.append(f"    quota (as of {age} ago): " + " · ".join(_format_window(w) for w in quota["windows"]))
+        else:
+            lines.append("    quota: unknown until the first request")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Accounts, health, quota windows, cooldowns and reset countdowns."""
+    paths = _paths()
+    runtime = read_runtime(paths)
+    data = _fetch_status(paths, runtime) if runtime else None
+    if data is None:
+        data = _offline_status(paths)
+    click.echo(json.dumps(data, indent=2) if as_json else format_status(data))
+
+
+@cli.command()
+@click.option("--days", type=float, default=7.0, show_default=True, help="How far back to look.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def usage(days: float, as_json: bool) -> None:
+    """Requests, tokens and estimated cost per account and model."""
+    paths = _paths()
+    rows = RequestLog(paths.request_log).summary(since=time.time() - days * 86400)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        click.echo(f"No requests in the last {days:g} days.")
+    else:
+        click.echo(format_summary(rows))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@cli.group()
+def settings() -> None:
+    """Where the settings file is, its schema, and whether it is valid."""
+
+
+@settings.command("path")
+def settings_path() -> None:
+    click.echo(str(_paths().settings_file))
+
+
+@settings.command("schema")
+def settings_schema() -> None:
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@settings.command("check")
+def settings_check() -> None:
+    store = _store(_paths())
+    if store.error is not None:
+        raise click.ClickException(str(store.error))
+    click.echo(f"{store.path}: valid")
+
+
+def main() -> None:
+    cli(prog_name="headway")
+
+
+if __name__ == "__main__":
+    main()

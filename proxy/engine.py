@@ -179,6 +179,8 @@ class Engine:
         self._keychain_description = self.keychain.describe()
         self.request_log.start()
         self.store.subscribe(self._settings_changed)
+        self._settings = self.store.current
+        self._upstreams = effective_upstreams(self._settings, self._environ)
         self._thread = threading.Thread(target=self._run, name="headway-engine", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):

@@ -1,0 +1,64 @@
+"""Shared fixtures: every test runs in its own Headway home with its own keychain; nothing touches the real ones."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import keyring.backend
+import pytest
+
+_SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_", "CODEX_", "OPENCODE_", "PI_", "CLAUDE_")
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """An in-memory keychain for tests that do not exercise the real Secret Service."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.entries.pop((service, username), None)
+
+
+@pytest.fixture(autouse=True)
+def headway_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Scrub provider and Headway variables, and point every folder at tmp_path."""
+    for name in list(os.environ):
+        if name.startswith(_SCRUB_PREFIXES) and name not in ("HEADWAY_TEST_NPM_BIN", "HEADWAY_TEST_NODE22"):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "headway"
+    monkeypatch.setenv("HEADWAY_HOME", str(home))
+    for var, sub in (("XDG_CONFIG_HOME", "xdg-config"), ("XDG_DATA_HOME", "xdg-data"), ("XDG_STATE_HOME", "xdg-state")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = tmp_path / "xdg-runtime"
+        runtime.mkdir(mode=0o700)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring(request: pytest.FixtureRequest) -> Iterator[MemoryKeyring | None]:
+    """Unit tests get an in-memory keychain; tests marked ``keychain`` use the real one."""
+    if request.node.get_closest_marker("keychain"):
+        yield None
+        return
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    try:
+        yield backend
+    finally:
+        keyring.set_keyring(previous)

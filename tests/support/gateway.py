@@ -1,0 +1,176 @@
+"""Run a real Headway gateway for a test: in-process (fast) or as a `headway serve` subprocess (end to end)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from proxy.accounts import add_api_key_account
+from proxy.engine import EngineOptions
+from proxy.paths import Paths
+from proxy.settings import Account, Settings
+from tray.app import Services, build_services
+
+__all__ = ["GatewayProcess", "RunningGateway", "start_gateway", "start_gateway_process", "wait_until"]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+@dataclass
+class RunningGateway:
+    services: Services
+    accounts: list[Account] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.services.engine.base_url
+
+    @property
+    def key(self) -> str:
+        key = self.services.engine.access_key
+        assert key
+        return key
+
+    @property
+    def store(self) -> Any:
+        return self.services.store
+
+    def add(self, provider: str, label: str, api_key: str) -> Account:
+        kind = "anthropic-api-key" if provider == "anthropic" else "openai-api-key"
+        account = add_api_key_account(self.services.store, self.services.keychain, kind, label, api_key)  # type: ignore[arg-type]
+        self.accounts.append(account)
+        wait_until(lambda: self.services.engine.settings.account(account.id) is not None)
+        return account
+
+    def edit(self, fn: Callable[[Settings], Settings | None]) -> Settings:
+        new = self.services.store.update(fn)
+        wait_until(lambda: self.services.engine.settings == new)
+        return new
+
+    def status(self) -> dict[str, Any]:
+        return self.services.engine.status()
+
+    def account_status(self, account_id: str) -> dict[str, Any]:
+        return next(a for a in self.status()["accounts"] if a["id"] == account_id)
+
+    def headers(self, protocol: str = "anthropic") -> dict[str, str]:
+        if protocol == "anthropic":
+            return {"x-api-key": self.key, "anthropic-version": "2023-06-01"}
+        return {"authorization": f"Bearer {self.key}"}
+
+    def flush_log(self) -> None:
+        self.services.engine.request_log.flush(5.0)
+
+    def stop(self) -> None:
+        self.services.stop(timeout=3.0)
+
+
+def start_gateway(
+    *,
+    anthropic_url: str | None = None,
+    openai_url: str | None = None,
+    settings: Callable[[Settings], Settings | None] | None = None,
+) -> RunningGateway:
+    """An in-process gateway in the test's HEADWAY_HOME on a free port, pointed at the given upstreams."""
+    environ = dict(os.environ)
+    if anthropic_url:
+        environ["HEADWAY_ANTHROPIC_BASE_URL"] = anthropic_url
+    if openai_url:
+        environ["HEADWAY_OPENAI_BASE_URL"] = openai_url
+    paths = Paths.from_env()
+    services = build_services(paths, EngineOptions(port=0, environ=environ))
+    if settings is not None:
+        services.store.update(settings)
+    services.start()
+    return RunningGateway(services)
+
+
+@dataclass
+class GatewayProcess:
+    """`headway serve` as a real subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    home: Path
+    url: str
+    key: str
+    log_path: Path
+
+    def cli(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, input=input, env=env)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tray", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def start_gateway_process(*, env: dict[str, str] | None = None, port: int = 0, timeout: float = 20.0) -> GatewayProcess:
+    paths = Paths.from_env()
+    assert paths.home is not None, "HEADWAY_HOME must be set by the test fixture"
+    paths.ensure()
+    log_path = paths.home / "serve.out"
+    out = open(log_path, "wb")  # noqa: SIM115 - owned by the process for its lifetime
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tray", "serve", "--port", str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    out.close()
+    runtime: dict[str, Any] = {}
+
+    def ready() -> bool:
+        nonlocal runtime
+        if proc.poll() is not None:
+            return True
+        try:
+            runtime = json.loads(paths.runtime_file.read_text())
+        except (OSError, ValueError):
+            return False
+        return runtime.get("pid") == proc.pid
+
+    wait_until(ready, timeout=timeout, interval=0.05)
+    if proc.poll() is not None or not runtime:
+        proc.kill()
+        raise RuntimeError(f"headway serve did not start:\n{log_path.read_text(errors='replace')}")
+    key = run_cli("key").stdout.strip()
+    httpx.get(f"{runtime['url']}/health", timeout=5).raise_for_status()
+    return GatewayProcess(proc=proc, home=paths.home, url=runtime["url"], key=key, log_path=log_path)

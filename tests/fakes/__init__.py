@@ -17,9 +17,17 @@ from tests.fakes.anthropic import (
     estimate_tokens,
 )
 from tests.fakes.openai import OPENAI_MODELS, FakeOpenAI, openai_duration, openai_ratelimit_headers
+from tests.fakes.openai_auth import AUTH_CLAIMS, CODEX_CLIENT_ID, FakeAccount, FakeOpenAIAuth, RefreshFailure, fake_jwt, s256
 from tests.fakes.server import Behavior, FakeServer, RecordedRequest, ToolCall
 
 __all__ = [
+    "AUTH_CLAIMS",
+    "CODEX_CLIENT_ID",
+    "FakeAccount",
+    "FakeOpenAIAuth",
+    "RefreshFailure",
+    "fake_jwt",
+    "s256",
     "ANTHROPIC_MODELS",
     "OPENAI_MODELS",
     "Behavior",

@@ -18,13 +18,13 @@ __all__ = [
     "AccountError",
     "add_api_key_account",
     "find_account",
+    "key_warning",
     "kind_for_provider",
     "new_account_id",
     "remove_account",
     "reorder_accounts",
     "set_account_enabled",
     "set_api_key",
-    "key_warning",
 ]
 
 _PROVIDER_KINDS: dict[str, AccountKind] = {"anthropic": "anthropic-api-key", "openai": "openai-api-key"}

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -27,16 +27,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
-from .forward import Forwarder, SecretCache
+from .cache_control import apply_cache_mode
+from .dumps import DumpEntry, DumpWriter
+from .forward import Completed, Forwarder, SecretCache, fingerprint
 from .gateway import GatewayHooks, build_app, is_loopback
+from .health import Block
 from .keychain import ACCESS_KEY, Keychain, account_secret_name
+from .oauth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
 from .paths import Paths, write_private_file
 from .providers.anthropic import AnthropicApiKey
 from .providers.base import Incoming, ProviderAdapter
+from .providers.chatgpt import ChatGPTAccount, codex_user_agent
+from .providers.codex_models import fallback_models, parse_models_response, to_openai_models_list
 from .providers.openai import OpenAIApiKey
+from .quota import parse_codex_usage
 from .request_log import RequestLog
 from .sessions import SessionInfo
-from .settings import Settings, UpstreamSettings, effective_upstreams
+from .settings import Account, Settings, UpstreamSettings, effective_upstreams
 from .settings_store import SettingsStore
 from .state import RuntimeState
 from .tasks import TaskGroup
@@ -84,13 +91,17 @@ def status_snapshot(settings: Settings, state: RuntimeState, now: float, fingerp
     accounts = []
     for account in settings.accounts:
         block = state.health.block(account.id, now, fingerprints.get(account.id))
+        snapshot = state.quota.get(account.id)
+        if block is None:
+            killed = state.quota.below_killswitch(account.id, account.killswitch, now)
+            if killed is not None:
+                block = Block("killswitch", f"{killed.name} window below the killswitch", killed.resets_at)
         if not account.enabled:
             health = "disabled"
         elif block is not None:
             health = block.state
         else:
             health = "healthy"
-        snapshot = state.quota.get(account.id)
         record = state.health.accounts.get(account.id)
         accounts.append(
             {
@@ -98,6 +109,8 @@ def status_snapshot(settings: Settings, state: RuntimeState, now: float, fingerp
                 "label": account.label,
                 "kind": account.kind,
                 "family": account.family,
+                "plan_type": (snapshot.plan_type if snapshot else None) or account.plan_type,
+                "email": account.email,
                 "enabled": account.enabled,
                 "health": health,
                 "detail": block.reason if block else None,
@@ -148,8 +161,16 @@ class Engine:
         self._server_task: asyncio.Task[Any] | None = None
         self._bound: tuple[str, int] = ("127.0.0.1", 0)
         self.request_log = RequestLog(paths.request_log)
-        self._adapters: dict[str, ProviderAdapter] = {"anthropic-api-key": AnthropicApiKey(), "openai-api-key": OpenAIApiKey()}
+        self._adapters: dict[str, ProviderAdapter] = {
+            "anthropic-api-key": AnthropicApiKey(),
+            "openai-api-key": OpenAIApiKey(),
+            "chatgpt": ChatGPTAccount(),
+        }
         self._client: httpx.AsyncClient | None = None
+        self._tokens: TokenManager | None = None
+        self._dumps: DumpWriter | None = None
+        self._dump_config: tuple[bool, int, bool] | None = None
+        self._models_cache: dict[str, tuple[float, list[Any]]] = {}
         self._forwarder: Forwarder | None = None
         self._state_lock = threading.Lock()
         self._keychain_description = ""
@@ -239,17 +260,29 @@ class Engine:
             follow_redirects=False,
             trust_env=True,
         )
+        self._tokens = TokenManager(
+            load=self._read_secret,
+            save=self._save_tokens,
+            client=self._client,
+            cfg=OAuthConfig(issuer=self._upstreams.openai_auth),
+        )
         self._forwarder = Forwarder(
             settings=lambda: self._settings,
             upstreams=lambda: self._upstreams,
             state=self._state,
             client=self._client,
-            secrets=self._secrets,
-            adapters=self._adapters,
+            credential=self._credential,
+            fingerprints=self._secrets.fingerprints_of,
+            adapters=self._adapter,
             request_log=self.request_log,
+            prepare=self._prepare,
+            observe=self._observe,
+            keep_transcript=lambda: self._settings.dumps.enabled and self._settings.dumps.include_sse,
         )
+        self._configure_dumps(settings)
         await self._start_server()
         self._tasks.spawn(self._persist_loop(), name="headway-state-persist")
+        self._tasks.spawn(self._chatgpt_loop(), name="headway-chatgpt-upkeep")
         self._on_log_level(settings.logging.level)
         self._ready.set()
         log.info("gateway listening on %s", self.base_url)
@@ -314,7 +347,11 @@ class Engine:
 
     async def _shutdown(self) -> None:
         await self._stop_server()
+        if self._tokens is not None:
+            await self._tokens.aclose(grace=3.0)
         await self._tasks.close(timeout=2.0)
+        if self._dumps is not None:
+            await asyncio.to_thread(self._dumps.stop, 2.0)
         if self._client is not None:
             await self._client.aclose()
         self._save_state()
@@ -359,6 +396,7 @@ class Engine:
         keep = {a.id for a in settings.accounts}
         self._state.quota.forget(keep)
         self._state.health.forget(keep)
+        self._configure_dumps(settings)
         if old.logging.level != settings.logging.level:
             self._on_log_level(settings.logging.level)
         if old.gateway.model_dump(include={"connect_timeout_seconds", "read_timeout_seconds"}) != settings.gateway.model_dump(
@@ -383,12 +421,158 @@ class Engine:
     def _read_secret(self, account_id: str) -> str | None:
         return self.keychain.get(account_secret_name(account_id))
 
+    def _save_tokens(self, account_id: str, token_json: str) -> None:
+        self.keychain.set(account_secret_name(account_id), token_json)
+        self._secrets.invalidate(account_id)
+
+    def _adapter(self, kind: str) -> ProviderAdapter:
+        adapter = self._adapters[kind]
+        if isinstance(adapter, ChatGPTAccount):
+            adapter.stabilize_cache = self._settings.chatgpt.stabilize_cache
+        return adapter
+
+    async def _credential(self, account: Account) -> str | None:
+        """The secret to send upstream: the API key, or a fresh ChatGPT access token (refreshed if due)."""
+        raw = await self._secrets.get(account.id)
+        if not raw or account.kind != "chatgpt":
+            return raw
+        assert self._tokens is not None
+        try:
+            return await self._tokens.access_token(account.id)
+        except PermanentAuthError as exc:
+            self._state.health.fail_auth(
+                account.id, f"sign in again with `headway login chatgpt` ({exc})", fingerprint(raw), needs_login=True
+            )
+            self._state.dirty = True
+            log.warning("ChatGPT account %s needs login: %s", account.id, exc)
+        except OAuthError as exc:
+            self._state.health.of(account.id).last_error = f"token refresh failing: {exc}"
+            log.warning("ChatGPT account %s: token refresh failing: %s", account.id, exc)
+        return None
+
+    def _prepare(self, incoming: Incoming, account: Account) -> Incoming:
+        """Per-account request changes that belong to Headway's features (Anthropic cache modes)."""
+        mode = self._settings.cache.anthropic_mode
+        if account.family != "anthropic" or mode == "off" or incoming.path != "/v1/messages":
+            return incoming
+        if not isinstance(incoming.json, dict):
+            return incoming
+        result = apply_cache_mode(incoming.json, mode, subagent=incoming.session.subagent)
+        if not result.changed:
+            return incoming
+        body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+        return replace(incoming, body=body, json=result.body, cache_change=result.description)
+
+    def _configure_dumps(self, settings: Settings) -> None:
+        config = (settings.dumps.enabled, settings.dumps.max_mb, settings.dumps.include_sse)
+        if config == self._dump_config:
+            return
+        self._dump_config = config
+        old, self._dumps = self._dumps, None
+        if old is not None:
+            old.stop(1.0)
+        if settings.dumps.enabled:
+            writer = DumpWriter(self.paths.dumps_dir, settings.dumps.max_mb * 1024 * 1024, settings.dumps.include_sse)
+            writer.start()
+            self._dumps = writer
+            log.info("request dumps on: %s (sensitive: holds your prompts)", self.paths.dumps_dir)
+
+    def _observe(self, done: Completed) -> None:
+        writer = self._dumps
+        if writer is None or done.upstream_body is None:
+            return
+        incoming = done.incoming
+        writer.submit(
+            DumpEntry(
+                body=done.upstream_body,
+                route=incoming.path,
+                session_id=incoming.session.session_id,
+                parent_session_id=incoming.session.parent_session_id,
+                account_id=done.account.id if done.account else None,
+                model=incoming.model,
+                request_headers=incoming.headers,
+                status=done.status,
+                usage=asdict(done.usage) if done.usage is not None else None,
+                latency_ms=done.latency_ms,
+                sse=done.transcript,
+                cache_change=incoming.cache_change,
+            )
+        )
+
+    async def _chatgpt_loop(self) -> None:
+        """Refresh ChatGPT tokens ahead of expiry and poll each account's usage while idle."""
+        polled: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(5.0)
+            accounts = [a for a in self._settings.accounts if a.kind == "chatgpt" and a.enabled]
+            if not accounts or self._tokens is None:
+                continue
+            await self._tokens.refresh_due([a.id for a in accounts])
+            interval = self._settings.chatgpt.usage_poll_minutes * 60
+            now = time.time()
+            for account in accounts:
+                if now - polled.get(account.id, 0.0) >= interval:
+                    polled[account.id] = now
+                    await self._poll_usage(account)
+
+    async def _poll_usage(self, account: Account) -> bool:
+        """GET the Codex usage endpoint for one account; update its quota windows. True on success."""
+        if self._client is None:
+            return False
+        token = await self._credential(account)
+        if not token:
+            return False
+        base = (account.base_url or self._upstreams.chatgpt).rstrip("/")
+        headers = {"authorization": f"Bearer {token}", "originator": "headway", "user-agent": codex_user_agent(None)}
+        if account.chatgpt_account_id:
+            headers["chatgpt-account-id"] = account.chatgpt_account_id
+        try:
+            response = await self._client.get(f"{base}/backend-api/wham/usage", headers=headers, timeout=15.0)
+            response.raise_for_status()
+            windows, plan = parse_codex_usage(response.json(), time.time())
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("usage poll for %s failed: %s", account.id, exc)
+            return False
+        if self._state.quota.update(account.id, windows, time.time(), plan):
+            self._state.dirty = True
+        return True
+
+    async def refresh_quota(self) -> None:
+        """Poll usage for every ChatGPT account now (`headway status --refresh`)."""
+        accounts = [a for a in self._settings.accounts if a.kind == "chatgpt" and a.enabled]
+        await asyncio.gather(*(self._poll_usage(a) for a in accounts))
+
     async def _forward(self, incoming: Incoming) -> Response:
         assert self._forwarder is not None
         return await self._forwarder.handle(incoming)
 
     async def _models(self, family: Literal["anthropic", "openai"], request: Request) -> Response:
-        incoming = Incoming(
+        """The models the configured accounts can serve, in the asking protocol's shape."""
+        accounts = [a for a in self._settings.accounts if a.family == family and a.enabled]
+        if family == "anthropic":
+            if not accounts:
+                return JSONResponse({"data": [], "has_more": False, "first_id": None, "last_id": None})
+            return await self._forward(self._models_request(family, request))
+        data: list[Any] = []
+        if any(a.kind == "openai-api-key" for a in accounts):
+            response = await self._forward(self._models_request(family, request))
+            if response.status_code != 200:
+                return response
+            body = getattr(response, "body", b"")
+            if not body and hasattr(response, "body_iterator"):
+                body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[misc]
+            try:
+                data = list(json.loads(body).get("data", []))
+            except (ValueError, AttributeError):
+                data = []
+        chatgpt = next((a for a in accounts if a.kind == "chatgpt"), None)
+        if chatgpt is not None:
+            known = {m.get("id") for m in data if isinstance(m, dict)}
+            data += [m for m in to_openai_models_list(await self._codex_models(chatgpt))["data"] if m["id"] not in known]
+        return JSONResponse({"object": "list", "data": data})
+
+    def _models_request(self, family: Literal["anthropic", "openai"], request: Request) -> Incoming:
+        return Incoming(
             method="GET",
             path="/v1/models",
             query=request.url.query,
@@ -399,18 +583,35 @@ class Engine:
             family=family,
             session=SessionInfo(),
         )
-        if not any(a.family == family and a.enabled for a in self._settings.accounts):
-            empty: dict[str, Any] = (
-                {"data": [], "has_more": False, "first_id": None, "last_id": None}
-                if family == "anthropic"
-                else {"object": "list", "data": []}
-            )
-            return JSONResponse(empty)
-        return await self._forward(incoming)
+
+    async def _codex_models(self, account: Account) -> list[Any]:
+        """The ChatGPT account's model list (cached 10 minutes); the built-in list when the backend cannot say."""
+        cached = self._models_cache.get(account.id)
+        if cached and time.time() - cached[0] < 600:
+            return cached[1]
+        models = fallback_models()
+        token = await self._credential(account)
+        if token and self._client is not None:
+            base = (account.base_url or self._upstreams.chatgpt).rstrip("/")
+            headers = {"authorization": f"Bearer {token}", "originator": "headway", "user-agent": codex_user_agent(None)}
+            if account.chatgpt_account_id:
+                headers["chatgpt-account-id"] = account.chatgpt_account_id
+            try:
+                response = await self._client.get(
+                    f"{base}/backend-api/codex/models", params={"client_version": __version__}, headers=headers, timeout=10.0
+                )
+                if response.status_code == 200:
+                    models = parse_models_response(response.json()) or models
+            except (httpx.HTTPError, ValueError) as exc:
+                log.info("model list for %s unavailable, using the built-in list: %s", account.id, exc)
+        self._models_cache[account.id] = (time.time(), models)
+        return models
 
     # ----------------------------------------------------------------- status
 
-    async def _status_async(self) -> dict[str, Any]:
+    async def _status_async(self, refresh: bool = False) -> dict[str, Any]:
+        if refresh:
+            await self.refresh_quota()
         return self.status()
 
     def status(self) -> dict[str, Any]:
@@ -422,6 +623,7 @@ class Engine:
             "url": self.base_url,
             "pid": os.getpid(),
             "routing": self._settings.routing.mode,
+            "paused": self._settings.gateway.paused,
             "settings_file": str(self.store.path),
             "settings_error": None if error is None else error.problems,
             "keychain": self._keychain_description,
@@ -431,6 +633,14 @@ class Engine:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    @property
+    def paused(self) -> bool:
+        return self._settings.gateway.paused
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume through the one settings path (so every UI sees it)."""
+        self.store.update(lambda s: setattr(s.gateway, "paused", paused))
 
     @property
     def upstreams(self) -> UpstreamSettings:

@@ -8,6 +8,7 @@
     │   ├── NotFound                  404
     │   └── RequestTooLarge           413
     ├── NoAccounts                    503 (nothing configured for this family, or no secret for any)
+    ├── GatewayPaused                 503 (the user paused the gateway)
     ├── AllAccountsExhausted          429 with retry-after = the earliest reset
     ├── UpstreamTimeout               504
     └── UpstreamUnavailable           502 (connection refused, reset, dropped before the response started)
@@ -27,6 +28,7 @@ __all__ = [
     "AllAccountsExhausted",
     "BadRequest",
     "ForbiddenOrigin",
+    "GatewayPaused",
     "HeadwayError",
     "LocalRequestError",
     "NoAccounts",
@@ -111,6 +113,11 @@ class RequestTooLarge(LocalRequestError):
 class NoAccounts(HeadwayError):
     status = 503
     code = "no_accounts"
+
+
+class GatewayPaused(HeadwayError):
+    status = 503
+    code = "gateway_paused"
 
 
 class AllAccountsExhausted(HeadwayError):

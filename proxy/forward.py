@@ -24,13 +24,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 from starlette.responses import Response, StreamingResponse
 
 from .errors import (
     AllAccountsExhausted,
+    BadRequest,
+    GatewayPaused,
     HeadwayError,
     NoAccounts,
     UpstreamTimeout,
@@ -40,16 +41,17 @@ from .errors import (
 )
 from .health import Block
 from .pricing import estimate_cost
-from .providers.base import Incoming, ProviderAdapter, Verdict
+from .providers.base import Incoming, ProviderAdapter, ResponseTransformer, Verdict
+from .providers.codex_shape import parse_usage_limit_error
 from .quota import Window
 from .request_log import RequestLog, RequestRecord
-from .router import Skipped
+from .router import Candidates, Skipped
 from .settings import Account, Settings, UpstreamSettings
-from .sse import SSEParser
+from .sse import SSEEvent, SSEParser
 from .state import RuntimeState
-from .usage import UsageAccumulator
+from .usage import Usage, UsageAccumulator
 
-__all__ = ["Forwarder", "SecretCache", "describe_blocks"]
+__all__ = ["Completed", "Forwarder", "SecretCache", "describe_blocks", "fingerprint"]
 
 log = logging.getLogger("headway.forward")
 
@@ -61,7 +63,7 @@ _HOLD_LIMIT = 256 * 1024
 _ACCUMULATE_LIMIT = 32 * 1024 * 1024
 
 
-def _fingerprint(secret: str) -> str:
+def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
@@ -87,7 +89,16 @@ class SecretCache:
         return value
 
     def fingerprints(self) -> dict[str, str]:
-        return {k: _fingerprint(v) for k, (v, _) in self._cache.items() if v}
+        return {k: fingerprint(v) for k, (v, _) in self._cache.items() if v}
+
+    async def fingerprints_of(self, accounts: list[Account]) -> dict[str, str]:
+        """Fingerprints of these accounts' current secrets (read through the cache), to notice replaced keys."""
+        out = {}
+        for account in accounts:
+            value = await self.get(account.id)
+            if value:
+                out[account.id] = fingerprint(value)
+        return out
 
     def invalidate(self, account_id: str | None = None) -> None:
         if account_id is None:
@@ -154,7 +165,7 @@ def describe_blocks(skipped: list[Skipped], now: float) -> str:
 
 @dataclass
 class _Attempt:
-    """What one request did, for the request log."""
+    """What one request did, for the request log and the dump."""
 
     started: float
     chain: list[str] = field(default_factory=list)
@@ -163,6 +174,25 @@ class _Attempt:
     ttfb: float | None = None
     error: str | None = None
     upstream_request_id: str | None = None
+    upstream_body: bytes | None = None
+    transcript: list[bytes] | None = None
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A finished request, handed to observers (dumps) off the hot path."""
+
+    incoming: Incoming
+    account: Account | None
+    upstream_body: bytes | None
+    status: int
+    usage: Usage | None
+    latency_ms: float
+    transcript: bytes | None
+
+
+Failure = tuple[int, httpx.Headers, bytes] | HeadwayError | None
 
 
 class Forwarder:
@@ -173,11 +203,14 @@ class Forwarder:
         upstreams: Callable[[], UpstreamSettings],
         state: RuntimeState,
         client: httpx.AsyncClient,
-        secrets: SecretCache,
-        adapters: dict[str, ProviderAdapter],
+        credential: Callable[[Account], Awaitable[str | None]],
+        fingerprints: Callable[[list[Account]], Awaitable[dict[str, str]]],
+        adapters: Callable[[str], ProviderAdapter],
         request_log: RequestLog | None,
         on_state_change: Callable[[], None] = lambda: None,
-        prepare: Callable[[Incoming, Account], Awaitable[Incoming]] | None = None,
+        prepare: Callable[[Incoming, Account], Incoming] | None = None,
+        observe: Callable[[Completed], None] | None = None,
+        keep_transcript: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -185,11 +218,14 @@ class Forwarder:
         self._upstreams = upstreams
         self._state = state
         self._client = client
-        self._secrets = secrets
-        self._adapters = adapters
+        self._credential = credential
+        self._fingerprints = fingerprints
+        self._adapter = adapters
         self._log = request_log
         self._changed = on_state_change
         self._prepare = prepare
+        self._observe = observe
+        self._keep_transcript = keep_transcript
         self._clock = clock
         self._sleep = sleep
 
@@ -197,46 +233,51 @@ class Forwarder:
         attempt = _Attempt(started=time.perf_counter())
         protocol = "anthropic" if incoming.family == "anthropic" else "openai"
         try:
+            if self._settings().gateway.paused:
+                raise GatewayPaused("the gateway is paused; resume it from the tray or the settings page")
             return await self._route(incoming, attempt)
         except HeadwayError as exc:
             attempt.status = exc.status
             attempt.error = exc.message
-            self._record(incoming, attempt, None)
+            self._finish(incoming, attempt, None, None)
             return error_response(protocol, exc)
+
+    async def _candidates(
+        self, incoming: Incoming, settings: Settings, session_id: str | None, attempt: _Attempt
+    ) -> Candidates:
+        family = [a for a in settings.accounts if a.family == incoming.family and a.enabled]
+        fingerprints = await self._fingerprints(family)
+        attempt.fingerprints = fingerprints
+        return self._state.router.candidates(
+            settings,
+            incoming.family,
+            session_id=session_id,
+            now=self._clock(),
+            health=self._state.health,
+            quota=self._state.quota,
+            fingerprints=fingerprints,
+        )
 
     async def _route(self, incoming: Incoming, attempt: _Attempt) -> Response:
         settings = self._settings()
-        state = self._state
-        now = self._clock()
-        for account in settings.accounts:
-            if account.family == incoming.family and account.enabled:
-                await self._secrets.get(account.id)
-        candidates = state.router.candidates(
-            settings,
-            incoming.family,
-            session_id=incoming.session.session_id,
-            now=now,
-            health=state.health,
-            quota=state.quota,
-            fingerprints=self._secrets.fingerprints(),
-        )
+        candidates = await self._candidates(incoming, settings, incoming.session.session_id, attempt)
         skipped = list(candidates.skipped)
-        last: tuple[int, httpx.Headers, bytes] | HeadwayError | None = None
+        last: Failure = None
 
         for account in candidates.usable:
-            secret = await self._secrets.get(account.id)
-            if not secret:
-                skipped.append(Skipped(account, Block("no_secret", "no secret in the keychain")))
-                attempt.chain.append(f"{account.id}:no-secret")
+            credential = await self._credential(account)
+            if not credential:
+                block = self._state.health.block(account.id, self._clock(), None)
+                skipped.append(Skipped(account, block or Block("no_secret", "no credential in the keychain")))
+                attempt.chain.append(f"{account.id}:no-credential")
                 continue
-            adapter = self._adapters[account.kind]
-            request = incoming if self._prepare is None else await self._prepare(incoming, account)
+            adapter = self._adapter(account.kind)
+            request = incoming if self._prepare is None else self._prepare(incoming, account)
             for retry in range(settings.routing.max_retries + 1):
-                outcome = await self._try(request, account, secret, adapter, settings, attempt)
+                outcome = await self._try(request, account, credential, adapter, settings, attempt)
                 if isinstance(outcome, Response):
                     return outcome
-                action, failure, wait = outcome
-                last = failure
+                action, last, wait = outcome
                 if action == "retry" and retry < settings.routing.max_retries:
                     delay = settings.routing.retry_base_delay_seconds * (2**retry) if wait is None else wait
                     if delay <= settings.routing.max_retry_wait_seconds:
@@ -245,32 +286,25 @@ class Forwarder:
                 break
 
         now = self._clock()
-        refreshed = state.router.candidates(
-            settings,
-            incoming.family,
-            session_id=None,
-            now=now,
-            health=state.health,
-            quota=state.quota,
-            fingerprints=self._secrets.fingerprints(),
-        )
-        blocked = refreshed.skipped + [s for s in skipped if s.account.id not in {b.account.id for b in refreshed.skipped}]
-        family_name = "Anthropic" if incoming.family == "anthropic" else "OpenAI"
+        refreshed = await self._candidates(incoming, settings, None, attempt)
+        seen = {b.account.id for b in refreshed.skipped}
+        blocked = refreshed.skipped + [s for s in skipped if s.account.id not in seen]
+        family_name = "Anthropic" if incoming.family == "anthropic" else "OpenAI/ChatGPT"
         if not any(a.family == incoming.family for a in settings.accounts):
-            kind_hint = "anthropic" if incoming.family == "anthropic" else "openai"
-            raise NoAccounts(f"no {family_name} account is configured; add one with `headway accounts add {kind_hint}`")
-        resets = [s.block.until for s in blocked if s.block.until and s.block.until > now]
+            hint = "anthropic" if incoming.family == "anthropic" else "openai` or `headway login chatgpt"
+            raise NoAccounts(f"no {family_name} account is configured; add one with `headway accounts add {hint}`")
         if isinstance(last, tuple) and last[0] in _RETRYABLE:
             status, headers, body = last
             attempt.status = status
             attempt.error = _short(body)
-            self._record(incoming, attempt, None)
+            self._finish(incoming, attempt, None, None)
             return Response(body, status_code=status, headers=self._response_headers(headers, None))
         if isinstance(last, HeadwayError):
             raise last
+        resets = [s.block.until for s in blocked if s.block.until and s.block.until > now]
         if resets:
             raise AllAccountsExhausted(
-                f"every {family_name} account is rate-limited or out of quota: {describe_blocks(blocked, now)}",
+                f"every {family_name} account is rate-limited, out of quota or blocked: {describe_blocks(blocked, now)}",
                 retry_after=min(resets) - now,
             )
         raise NoAccounts(f"no {family_name} account can take requests now: {describe_blocks(blocked, now)}")
@@ -279,13 +313,17 @@ class Forwarder:
         self,
         incoming: Incoming,
         account: Account,
-        secret: str,
+        credential: str,
         adapter: ProviderAdapter,
         settings: Settings,
         attempt: _Attempt,
-    ) -> Response | tuple[str, tuple[int, httpx.Headers, bytes] | HeadwayError | None, float | None]:
+    ) -> Response | tuple[str, Failure, float | None]:
         """One upstream attempt: a committed Response, or (action, failure, retry wait) for the caller's loop."""
-        out = adapter.build(incoming, account, secret, self._upstreams())
+        try:
+            out = adapter.build(incoming, account, credential, self._upstreams())
+        except ValueError as exc:
+            raise BadRequest(f"cannot send this request to {account.label}: {exc}") from exc
+        attempt.upstream_body = out.content
         state = self._state
         try:
             upstream = await self._client.send(
@@ -302,7 +340,7 @@ class Forwarder:
 
         now = self._clock()
         windows = adapter.quota_windows(upstream.headers, now)
-        if state.quota.update(account.id, windows, now):
+        if state.quota.update(account.id, windows, now, adapter.plan_type(upstream.headers)):
             state.dirty = True
             self._changed()
         status = upstream.status_code
@@ -316,27 +354,28 @@ class Forwarder:
                 log.info("account %s: transient %s, may retry", account.id, status)
                 state.health.of(account.id).last_error = reason
                 return "retry", (status, upstream.headers, body), _retry_after(upstream.headers, now)
-            self._fall_back(account, status, reason, upstream.headers, windows, secret, now, settings)
+            self._fall_back(account, status, reason, upstream.headers, body, windows, attempt.fingerprints, now, settings)
             return "next", (status, upstream.headers, body), None
 
         ok = 200 <= status < 300
-        held: list[bytes] = []
         parser = SSEParser()
         usage = UsageAccumulator(incoming.protocol)
         is_sse = ok and "text/event-stream" in upstream.headers.get("content-type", "")
+        transformer = adapter.transformer(incoming) if is_sse else None
         chunks = upstream.aiter_bytes().__aiter__()
+        held: list[bytes] = []
+        held_events: list[SSEEvent] = []
         if is_sse:
-            verdict, held = await self._hold(chunks, adapter, incoming, parser, usage)
+            verdict, held, held_events = await self._hold(chunks, adapter, incoming, parser, usage)
             if verdict is not None and verdict.kind == "error" and verdict.action != "pass":
                 await upstream.aclose()
                 attempt.chain.append(f"{account.id}:stream-{verdict.action}")
                 if verdict.action == "fallback":
-                    self._fall_back(account, 429, verdict.reason, upstream.headers, windows, secret, now, settings)
+                    self._fall_back(account, 429, verdict.reason, upstream.headers, b"", windows, attempt.fingerprints, now, settings)
                     return "next", (429, upstream.headers, b"".join(held)), None
                 state.health.of(account.id).last_error = verdict.reason
                 return "retry", UpstreamUnavailable(f"account {account.label}: {verdict.reason}"), None
             if verdict is None and not held:
-                # The stream ended or broke before a single event: nothing reached the agent.
                 attempt.chain.append(f"{account.id}:dropped")
                 return "next", UpstreamUnavailable(f"the upstream closed the stream early on account {account.label}"), None
 
@@ -344,17 +383,22 @@ class Forwarder:
         attempt.account = account
         attempt.status = status
         attempt.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
+        if self._keep_transcript() and is_sse:
+            attempt.transcript = list(held)
         if ok:
             state.health.ok(account.id, now)
             state.router.pin(incoming.session.session_id, account.id, now)
             state.dirty = True
             self._changed()
-        body_iter = self._relay(upstream, chunks, held, parser if is_sse else None, usage, incoming, attempt, adapter)
-        return StreamingResponse(
-            body_iter,
-            status_code=status,
-            headers=self._response_headers(upstream.headers, account),
+        headers = self._response_headers(upstream.headers, account)
+        if transformer is not None and transformer.aggregate:
+            return await self._aggregate(upstream, chunks, held_events, parser, usage, transformer, incoming, attempt, headers)
+        if transformer is not None:
+            headers["content-type"] = transformer.content_type
+        body_iter = self._relay(
+            upstream, chunks, held, held_events, parser if is_sse else None, usage, transformer, incoming, attempt, adapter
         )
+        return StreamingResponse(body_iter, status_code=status, headers=headers)
 
     def _fall_back(
         self,
@@ -362,15 +406,22 @@ class Forwarder:
         status: int,
         reason: str,
         headers: httpx.Headers,
+        body: bytes,
         windows: list[Window],
-        secret: str,
+        fingerprints: dict[str, str],
         now: float,
         settings: Settings,
     ) -> None:
         health = self._state.health
+        limit = parse_usage_limit_error(status, body, now=now) if account.kind == "chatgpt" else None
         if status == 401:
-            health.fail_auth(account.id, reason, _fingerprint(secret))
-            log.warning("account %s: authentication failed upstream (%s); skipping it until its key changes", account.id, reason)
+            needs_login = account.kind == "chatgpt"
+            health.fail_auth(account.id, reason, fingerprints.get(account.id), needs_login=needs_login)
+            log.warning("account %s: authentication failed upstream (%s); skipping it until it is fixed", account.id, reason)
+        elif limit is not None:
+            until = limit.resets_at or now + settings.routing.default_cooldown_seconds
+            health.cool_down(account.id, until, f"{limit.kind.replace('_', ' ')}", exhausted=True)
+            log.warning("account %s: %s; exhausted for %s, falling back", account.id, limit.kind, _in(until - now))
         else:
             wait = _retry_after(headers, now)
             until = now + wait if wait is not None else _reset_of_exhausted(windows, now)
@@ -404,61 +455,123 @@ class Forwarder:
         incoming: Incoming,
         parser: SSEParser,
         usage: UsageAccumulator,
-    ) -> tuple[Verdict | None, list[bytes]]:
-        """Read until the first content or error event. Returns (verdict, held chunks); (None, held) at EOF."""
+    ) -> tuple[Verdict | None, list[bytes], list[SSEEvent]]:
+        """Read until the first content or error event. Returns (verdict, held chunks, held events); None at EOF."""
         held: list[bytes] = []
+        events: list[SSEEvent] = []
         size = 0
         try:
             while True:
                 try:
                     chunk = await iterator.__anext__()
                 except StopAsyncIteration:
-                    return None, held
+                    return None, held, events
                 held.append(chunk)
                 size += len(chunk)
                 for event in parser.feed(chunk):
+                    events.append(event)
                     data = event.json()
                     if isinstance(data, dict):
                         usage.feed_event(event.event, data)
                     verdict = adapter.classify_event(incoming.protocol, event)
                     if verdict.kind != "meta":
-                        return verdict, held
+                        return verdict, held, events
                 if size > _HOLD_LIMIT:
-                    return Verdict("content"), held
+                    return Verdict("content"), held, events
         except httpx.HTTPError as exc:
             log.warning("upstream stream broke before content: %s", exc)
-            return None, []
+            return None, [], []
+
+    async def _aggregate(
+        self,
+        upstream: httpx.Response,
+        chunks: AsyncIterator[bytes],
+        held_events: list[SSEEvent],
+        parser: SSEParser,
+        usage: UsageAccumulator,
+        transformer: ResponseTransformer,
+        incoming: Incoming,
+        attempt: _Attempt,
+        headers: dict[str, str],
+    ) -> Response:
+        """Collect the whole stream for an agent that did not ask to stream; answer once."""
+        for event in held_events:
+            transformer.feed(event)
+        try:
+            async for chunk in chunks:
+                if attempt.transcript is not None:
+                    attempt.transcript.append(chunk)
+                for event in parser.feed(chunk):
+                    data = event.json()
+                    if isinstance(data, dict):
+                        usage.feed_event(event.event, data)
+                    transformer.feed(event)
+        except httpx.HTTPError as exc:
+            attempt.error = f"upstream stream broke: {type(exc).__name__}"
+        finally:
+            await upstream.aclose()
+        status, body = transformer.result()
+        attempt.status = status
+        attempt.ttfb = time.perf_counter() - attempt.started
+        if status >= 400 and attempt.error is None:
+            attempt.error = _short(body)
+        self._finish(incoming, attempt, usage, self._adapter(attempt.account.kind) if attempt.account else None)
+        headers["content-type"] = transformer.content_type
+        return Response(body, status_code=status, headers=headers)
 
     async def _relay(
         self,
         upstream: httpx.Response,
         chunks: AsyncIterator[bytes],
         held: list[bytes],
+        held_events: list[SSEEvent],
         parser: SSEParser | None,
         usage: UsageAccumulator,
+        transformer: ResponseTransformer | None,
         incoming: Incoming,
         attempt: _Attempt,
         adapter: ProviderAdapter,
     ) -> AsyncIterator[bytes]:
         body: list[bytes] = []
         body_size = 0
+        transcript = attempt.transcript
         try:
-            for chunk in held:
-                if attempt.ttfb is None:
+            if transformer is None:
+                for chunk in held:
+                    if attempt.ttfb is None:
+                        attempt.ttfb = time.perf_counter() - attempt.started
+                    yield chunk
+            else:
+                out = b"".join(transformer.feed(event) for event in held_events)
+                if out:
                     attempt.ttfb = time.perf_counter() - attempt.started
-                yield chunk
+                    yield out
             async for chunk in chunks:
                 if attempt.ttfb is None:
                     attempt.ttfb = time.perf_counter() - attempt.started
-                yield chunk
-                if parser is not None:
-                    for event in parser.feed(chunk):
-                        data = event.json()
-                        if isinstance(data, dict):
-                            usage.feed_event(event.event, data)
-                elif body_size < _ACCUMULATE_LIMIT:
-                    body.append(chunk)
-                    body_size += len(chunk)
+                if transcript is not None:
+                    transcript.append(chunk)
+                if parser is None:
+                    yield chunk
+                    if body_size < _ACCUMULATE_LIMIT:
+                        body.append(chunk)
+                        body_size += len(chunk)
+                    continue
+                if transformer is None:
+                    yield chunk
+                events = parser.feed(chunk)
+                for event in events:
+                    data = event.json()
+                    if isinstance(data, dict):
+                        usage.feed_event(event.event, data)
+                if transformer is not None:
+                    out = b"".join(transformer.feed(event) for event in events)
+                    if out:
+                        yield out
+            if transformer is not None:
+                tail = transformer.finish()
+                if tail:
+                    yield tail
         except httpx.HTTPError as exc:
             attempt.error = f"upstream stream broke: {type(exc).__name__}"
             log.warning("account %s: %s", attempt.account.id if attempt.account else "?", attempt.error)
@@ -473,7 +586,7 @@ class Forwarder:
                     obj = None
                 if isinstance(obj, dict):
                     usage.feed_body(obj)
-            self._record(incoming, attempt, usage, adapter)
+            self._finish(incoming, attempt, usage, adapter)
 
     def _response_headers(self, headers: httpx.Headers, account: Account | None) -> dict[str, str]:
         out = {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE}
@@ -481,18 +594,31 @@ class Forwarder:
             out["x-headway-account"] = account.id
         return out
 
-    def _record(
+    def _finish(
         self,
         incoming: Incoming,
         attempt: _Attempt,
         usage: UsageAccumulator | None,
-        adapter: ProviderAdapter | None = None,
+        adapter: ProviderAdapter | None,
     ) -> None:
-        if self._log is None:
-            return
         account = attempt.account
         tokens = usage.usage if usage is not None else None
         model = (usage.model if usage is not None else None) or incoming.model
+        latency_ms = (time.perf_counter() - attempt.started) * 1000
+        if self._observe is not None and attempt.upstream_body is not None:
+            self._observe(
+                Completed(
+                    incoming=incoming,
+                    account=account,
+                    upstream_body=attempt.upstream_body,
+                    status=attempt.status,
+                    usage=tokens,
+                    latency_ms=latency_ms,
+                    transcript=b"".join(attempt.transcript) if attempt.transcript is not None else None,
+                )
+            )
+        if self._log is None:
+            return
         cost = None
         if tokens is not None and model and account is not None and adapter is not None:
             provider = "anthropic" if account.family == "anthropic" else "openai"
@@ -507,7 +633,7 @@ class Forwarder:
                 account_kind=account.kind if account else None,
                 model=model,
                 status=attempt.status,
-                latency_ms=(time.perf_counter() - attempt.started) * 1000,
+                latency_ms=latency_ms,
                 ttfb_ms=None if attempt.ttfb is None else attempt.ttfb * 1000,
                 stream=incoming.stream,
                 usage=tokens,
@@ -516,6 +642,7 @@ class Forwarder:
                 parent_session_id=incoming.session.parent_session_id,
                 fallback_chain=list(attempt.chain),
                 error=attempt.error,
+                purpose=incoming.purpose,
                 request_bytes=len(incoming.body),
                 upstream_request_id=attempt.upstream_request_id,
             )

@@ -57,7 +57,7 @@ class GatewayHooks:
         access_key: Callable[[], str | None],
         forward: Callable[[Incoming], Awaitable[Response]],
         models: Callable[[Literal["anthropic", "openai"], Request], Awaitable[Response]],
-        status: Callable[[], Awaitable[dict[str, Any]]],
+        status: Callable[[bool], Awaitable[dict[str, Any]]],
         bound_host: Callable[[], str],
     ) -> None:
         self.settings = settings
@@ -171,7 +171,7 @@ def build_app(hooks: GatewayHooks) -> ASGIApp:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def status(request: Request) -> Response:
-        return JSONResponse(await hooks.status())
+        return JSONResponse(await hooks.status(request.query_params.get("refresh") == "1"))
 
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),

@@ -16,6 +16,7 @@ __all__ = ["AccountHealth", "Block", "HealthBook"]
 class AccountHealth:
     cooldown_until: float | None = None
     cooldown_reason: str | None = None
+    cooldown_kind: str = "cooling_down"
     auth_failed: str | None = None
     auth_failed_fingerprint: str | None = None
     needs_login: str | None = None
@@ -28,7 +29,7 @@ class AccountHealth:
 class Block:
     """Why an account cannot take requests now, and until when (None: until the user acts)."""
 
-    state: str  # "cooling_down" | "auth_failed" | "needs_login" | "disabled" | "no_secret" | "killswitch"
+    state: str  # "cooling_down" | "exhausted" | "auth_failed" | "needs_login" | "disabled" | "no_secret" | "killswitch"
     reason: str
     until: float | None = None
 
@@ -40,22 +41,29 @@ class HealthBook:
     def of(self, account_id: str) -> AccountHealth:
         return self.accounts.setdefault(account_id, AccountHealth())
 
-    def cool_down(self, account_id: str, until: float, reason: str) -> None:
+    def cool_down(self, account_id: str, until: float, reason: str, *, exhausted: bool = False) -> None:
+        """Skip the account until ``until``: rate-limited (``cooling_down``) or out of quota (``exhausted``)."""
         health = self.of(account_id)
         if health.cooldown_until is None or until > health.cooldown_until:
             health.cooldown_until = until
             health.cooldown_reason = reason
+            health.cooldown_kind = "exhausted" if exhausted else "cooling_down"
         health.last_error = reason
 
-    def fail_auth(self, account_id: str, reason: str, fingerprint: str | None) -> None:
+    def fail_auth(self, account_id: str, reason: str, fingerprint: str | None, *, needs_login: bool = False) -> None:
+        """Skip the account until its secret changes: a rejected key, or a login that can no longer refresh."""
         health = self.of(account_id)
-        health.auth_failed = reason
+        if needs_login:
+            health.needs_login = reason
+        else:
+            health.auth_failed = reason
         health.auth_failed_fingerprint = fingerprint
         health.last_error = reason
 
     def ok(self, account_id: str, now: float) -> None:
         health = self.of(account_id)
         health.auth_failed = None
+        health.needs_login = None
         health.auth_failed_fingerprint = None
         health.last_ok_at = now
         health.last_used_at = now
@@ -64,18 +72,19 @@ class HealthBook:
         health = self.accounts.get(account_id)
         if health is None:
             return None
-        if health.needs_login:
-            return Block("needs_login", health.needs_login)
-        if health.auth_failed:
+        if health.needs_login or health.auth_failed:
             if fingerprint is not None and health.auth_failed_fingerprint not in (None, fingerprint):
-                health.auth_failed = None  # the key was replaced since it failed
-            else:
+                health.needs_login = health.auth_failed = None  # the key or login was replaced since it failed
+            elif health.needs_login:
+                return Block("needs_login", health.needs_login)
+            elif health.auth_failed:
                 return Block("auth_failed", health.auth_failed)
         if health.cooldown_until is not None:
             if health.cooldown_until > now:
-                return Block("cooling_down", health.cooldown_reason or "rate limited", health.cooldown_until)
+                return Block(health.cooldown_kind, health.cooldown_reason or "rate limited", health.cooldown_until)
             health.cooldown_until = None
             health.cooldown_reason = None
+            health.cooldown_kind = "cooling_down"
         return None
 
     def forget(self, keep: set[str]) -> None:

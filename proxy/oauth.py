@@ -518,7 +518,7 @@ async def poll_device_flow(
     cfg: OAuthConfig,
     code: DeviceCode,
     *,
-    timeout: float = DEVICE_LOGIN_TIMEOUT,  # noqa: ASYNC109 - also counted in `sleep`s, so fakes can bound it
+    timeout: float = DEVICE_LOGIN_TIMEOUT,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> TokenSet:
     """Poll every `code.interval` until the user approves (403/404 mean pending), then exchange the code.

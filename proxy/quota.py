@@ -19,6 +19,7 @@ __all__ = [
     "Window",
     "parse_anthropic_headers",
     "parse_codex_headers",
+    "parse_codex_usage",
     "parse_duration",
     "parse_openai_headers",
 ]
@@ -176,6 +177,34 @@ def parse_codex_headers(headers: Mapping[str, str], now: float) -> list[Window]:
     return windows
 
 
+def parse_codex_usage(data: Any, now: float) -> tuple[list[Window], str | None]:
+    """The Codex usage endpoint (``/backend-api/wham/usage``) → windows and plan type."""
+    if not isinstance(data, dict):
+        return [], None
+    limits = data.get("rate_limit") or {}
+    windows = []
+    for slot, key in (("primary", "primary_window"), ("secondary", "secondary_window")):
+        raw = limits.get(key) if isinstance(limits, dict) else None
+        if not isinstance(raw, dict) or raw.get("used_percent") is None:
+            continue
+        seconds = raw.get("limit_window_seconds")
+        minutes = int(seconds) // 60 if isinstance(seconds, int | float) else None
+        resets_at = raw.get("reset_at")
+        if not isinstance(resets_at, int | float):
+            after = raw.get("reset_after_seconds")
+            resets_at = now + after if isinstance(after, int | float) else None
+        windows.append(
+            Window(
+                name=_codex_window_name(minutes, slot),
+                used_percent=float(raw["used_percent"]),
+                resets_at=float(resets_at) if resets_at is not None else None,
+                window_minutes=minutes,
+            )
+        )
+    plan = data.get("plan_type")
+    return windows, plan if isinstance(plan, str) else None
+
+
 @dataclass
 class QuotaBook:
     """The latest snapshot per account. Owned by the engine loop; read copies elsewhere."""
@@ -207,6 +236,18 @@ class QuotaBook:
         for window in snapshot.current_windows(now):
             fraction = window.remaining_fraction
             if fraction is not None and fraction * 100 < minimum_percent:
+                return window
+        return None
+
+    def below_killswitch(self, account_id: str, thresholds: Mapping[str, float] | None, now: float) -> Window | None:
+        """The window that is below its killswitch threshold, if any (a hard block until it resets)."""
+        snapshot = self.snapshots.get(account_id)
+        if snapshot is None or not thresholds:
+            return None
+        for window in snapshot.current_windows(now):
+            limit = thresholds.get(window.name)
+            fraction = window.remaining_fraction
+            if limit is not None and fraction is not None and fraction * 100 < limit:
                 return window
         return None
 

@@ -9,7 +9,7 @@ own pool: the enabled accounts of that family in settings order. The routing mod
 - ``sticky``: a session stays on the account that last served it while that account is usable (prompt caches live
   per account); a new session starts like main-first.
 
-Blocked accounts (cooling down, failing auth, needing login) are left out. Accounts with a quota window below the
+Blocked accounts (cooling down, exhausted, failing auth, needing login, below their killswitch) are left out. Accounts with a quota window below the
 configured minimum share are moved to the end rather than dropped: a request is better served by a low account
 than refused.
 """
@@ -68,6 +68,12 @@ class Router:
                 skipped.append(Skipped(account, Block("disabled", "disabled in settings")))
                 continue
             block = health.block(account.id, now, (fingerprints or {}).get(account.id))
+            if block is None:
+                killed = quota.below_killswitch(account.id, account.killswitch, now)
+                if killed is not None:
+                    left = (killed.remaining_fraction or 0.0) * 100
+                    limit = (account.killswitch or {}).get(killed.name, 0)
+                    block = Block("killswitch", f"{killed.name} window {left:.0f}% left, below the killswitch {limit:g}%", killed.resets_at)
             if block is not None:
                 skipped.append(Skipped(account, block))
                 continue

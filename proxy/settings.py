@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,6 +22,7 @@ __all__ = [
     "Account",
     "AccountKind",
     "CacheSettings",
+    "ChatGPTSettings",
     "DumpSettings",
     "GatewaySettings",
     "LoggingSettings",
@@ -66,6 +67,7 @@ class GatewaySettings(_Model):
     read_timeout_seconds: float = Field(
         600.0, gt=0, le=3600, description="Longest silence from an upstream before the request fails with 504."
     )
+    paused: bool = Field(False, description="Answer every agent request with 503 until resumed (tray: Pause).")
 
 
 class RoutingSettings(_Model):
@@ -115,6 +117,11 @@ class Account(_Model):
     base_url: Annotated[str, Field(pattern=_URL)] | None = Field(
         None, description="Overrides the provider's base URL for this account only."
     )
+    killswitch: dict[Annotated[str, Field(min_length=1, max_length=40)], Annotated[float, Field(ge=0, le=100)]] | None = Field(
+        None,
+        description='Hard block while a quota window has less than this share left, e.g. {"5h": 10, "weekly": 5}. '
+        "Window names: 5h, weekly (ChatGPT); requests, tokens, input-tokens, output-tokens (API keys).",
+    )
     chatgpt_account_id: str | None = Field(None, description="ChatGPT accounts: the account's identity at OpenAI.")
     plan_type: str | None = None
     email: str | None = None
@@ -126,6 +133,18 @@ class Account(_Model):
 
 class CacheSettings(_Model):
     anthropic_mode: CacheMode = Field("off", description="Anthropic prompt-cache mode; hybrid is recommended.")
+
+
+class ChatGPTSettings(_Model):
+    """ChatGPT subscription accounts on the Codex backend."""
+
+    stabilize_cache: bool = Field(
+        True, description="Add a native web_search tool to tool-bearing requests to keep them on the stable cache path."
+    )
+    keep_warm: bool = Field(False, description="Before the ~5-minute eviction, replay an idle session's latest request.")
+    keep_warm_subagents: bool = Field(False, description="Also keep subagent sessions warm (shorter idle cap).")
+    keep_warm_idle_cap_minutes: float = Field(60.0, gt=0, le=240, description="Stop keeping a session warm after this idle time.")
+    usage_poll_minutes: float = Field(5.0, ge=1, le=120, description="How often each account's usage is polled while idle.")
 
 
 class DumpSettings(_Model):
@@ -140,7 +159,10 @@ class LoggingSettings(_Model):
     @field_validator("level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
+        # Only normalise the case of a known level, so that an error shows the value as the user wrote it.
+        if isinstance(value, str) and value.upper() in get_args(LogLevel):
+            return value.upper()
+        return value
 
 
 class SecretsSettings(_Model):
@@ -160,6 +182,7 @@ class Settings(_Model):
     upstreams: UpstreamSettings = Field(default_factory=UpstreamSettings)
     accounts: list[Account] = Field(default_factory=list)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    chatgpt: ChatGPTSettings = Field(default_factory=ChatGPTSettings)
     dumps: DumpSettings = Field(default_factory=DumpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
@@ -199,7 +222,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+        elif re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*", part):
             out += f".{part}" if out else part
         # pydantic adds synthetic parts for unions and tagged values; they mean nothing to a user.
     return out or "(top level)"
@@ -247,15 +270,24 @@ def json_schema() -> dict[str, Any]:
 def effective_upstreams(settings: Settings, environ: Mapping[str, str]) -> UpstreamSettings:
     """The upstream URLs in force: the settings file, overridden by HEADWAY_*_BASE_URL / HEADWAY_OPENAI_AUTH_URL."""
     values = settings.upstreams.model_dump()
-    for key, env in (
-        ("anthropic", "HEADWAY_ANTHROPIC_BASE_URL"),
-        ("openai", "HEADWAY_OPENAI_BASE_URL"),
-        ("chatgpt", "HEADWAY_CHATGPT_BASE_URL"),
-        ("openai_auth", "HEADWAY_OPENAI_AUTH_URL"),
-    ):
+    variables = {
+        "anthropic": "HEADWAY_ANTHROPIC_BASE_URL",
+        "openai": "HEADWAY_OPENAI_BASE_URL",
+        "chatgpt": "HEADWAY_CHATGPT_BASE_URL",
+        "openai_auth": "HEADWAY_OPENAI_AUTH_URL",
+    }
+    for key, env in variables.items():
         if environ.get(env):
             values[key] = environ[env].rstrip("/")
-    return UpstreamSettings.model_validate(values)
+    try:
+        return UpstreamSettings.model_validate(values)
+    except ValidationError as exc:
+        # Only an override can be invalid (the settings were validated): name the variable, not a pydantic path.
+        problems = []
+        for problem in format_validation_error(exc):
+            key, _, message = problem.partition(": ")
+            problems.append(f"{variables.get(key, key)}: {message}")
+        raise SettingsError("environment", problems) from exc
 
 
 def write_schema(path: Path) -> None:

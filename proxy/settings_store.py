@@ -117,5 +117,7 @@ class SettingsStore:
             # Lists edited in place are not validated on assignment: validate the whole thing again.
             new = parse_settings(candidate.to_json(), str(self.path))
             write_private_file(self.path, new.to_json().encode())
-        self._swap(new)
+            # Swap under the file lock: a writer preempted here must not put its older settings in force (and
+            # tell listeners so) after a later writer's.
+            self._swap(new)
         return new

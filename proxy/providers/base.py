@@ -21,6 +21,7 @@ __all__ = [
     "Incoming",
     "Outgoing",
     "ProviderAdapter",
+    "ResponseTransformer",
     "StreamProtocol",
     "Verdict",
     "forwardable_headers",
@@ -66,6 +67,8 @@ class Incoming:
     protocol: StreamProtocol
     family: Literal["anthropic", "openai"]
     session: SessionInfo = field(default_factory=SessionInfo)
+    purpose: str = "agent"
+    cache_change: str | None = None
 
     @property
     def stream(self) -> bool:
@@ -114,9 +117,36 @@ def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+class ResponseTransformer(ABC):
+    """Turns the upstream's SSE events into what the agent asked for.
+
+    Streaming transformers (``aggregate`` False) return bytes per event as they arrive; aggregating ones collect the
+    whole stream and answer once with ``result()`` (status, body) — an agent that did not ask to stream.
+    """
+
+    aggregate: bool
+    content_type: str
+
+    @abstractmethod
+    def feed(self, event: SSEEvent) -> bytes: ...
+
+    @abstractmethod
+    def finish(self) -> bytes: ...
+
+    @abstractmethod
+    def result(self) -> tuple[int, bytes]: ...
+
+
 class ProviderAdapter(ABC):
     kind: str
     billing: Literal["metered", "subscription"] = "metered"
+
+    def transformer(self, incoming: Incoming) -> ResponseTransformer | None:
+        """None: the upstream's bytes go to the agent unchanged."""
+        return None
+
+    def plan_type(self, headers: Mapping[str, str]) -> str | None:
+        return None
 
     @abstractmethod
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str: ...

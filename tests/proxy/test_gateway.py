@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from proxy.settings import Settings
-from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI, anthropic_ratelimit_headers, openai_ratelimit_headers
+from tests.fakes import (
+    Behavior,
+    FakeAnthropic,
+    FakeOpenAI,
+    anthropic_ratelimit_headers,
+    openai_ratelimit_headers,
+)
 from tests.support.gateway import RunningGateway, start_gateway, wait_until
 
 MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}

@@ -146,7 +146,7 @@ def start_gateway_process(*, env: dict[str, str] | None = None, port: int = 0, t
     assert paths.home is not None, "HEADWAY_HOME must be set by the test fixture"
     paths.ensure()
     log_path = paths.home / "serve.out"
-    out = open(log_path, "wb")  # noqa: SIM115 - owned by the process for its lifetime
+    out = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tray", "serve", "--port", str(port)],
         stdout=out,

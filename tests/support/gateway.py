@@ -87,9 +87,10 @@ def start_gateway(
     anthropic_url: str | None = None,
     openai_url: str | None = None,
     settings: Callable[[Settings], Settings | None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunningGateway:
     """An in-process gateway in the test's HEADWAY_HOME on a free port, pointed at the given upstreams."""
-    environ = dict(os.environ)
+    environ = {**os.environ, **(env or {})}
     if anthropic_url:
         environ["HEADWAY_ANTHROPIC_BASE_URL"] = anthropic_url
     if openai_url:

@@ -8,6 +8,7 @@ Secrets are read from a prompt or standard input, never from the command line (a
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any, Literal
@@ -27,7 +28,18 @@ from proxy.accounts import (
     set_api_key,
 )
 from proxy.engine import EngineOptions, ensure_access_key, status_snapshot
-from proxy.keychain import ACCESS_KEY, KeychainError
+from proxy.keychain import ACCESS_KEY, Keychain, KeychainError
+from proxy.login import (
+    BROWSER_LOGIN_TIMEOUT,
+    BrowserLogin,
+    CallbackError,
+    DeviceLogin,
+    LoginError,
+    LoginResult,
+    callback_port,
+    oauth_config,
+)
+from proxy.oauth import DEVICE_LOGIN_TIMEOUT, OAuthConfig, OAuthError
 from proxy.paths import Paths
 from proxy.request_log import RequestLog, format_summary
 from proxy.settings import SettingsError, json_schema
@@ -219,14 +231,90 @@ def accounts_order(accounts: tuple[str, ...]) -> None:
     click.echo("order: " + ", ".join(a.id for a in ordered))
 
 
+# --------------------------------------------------------------------------- login
+
+
+@cli.group()
+def login() -> None:
+    """Sign in to a subscription account (ChatGPT Plus/Pro)."""
+
+
+@login.command("chatgpt")
+@click.option("--headless", is_flag=True, help="Sign in with a code entered on another device (no browser here).")
+@click.option("--label", default=None, help="A name for this account (default: its email).")
+@click.option("--no-browser", is_flag=True, help="Print the sign-in URL instead of opening a browser.")
+def login_chatgpt(headless: bool, label: str | None, no_browser: bool) -> None:
+    """Sign in to ChatGPT; signing in to an account Headway already has updates it."""
+    paths = _paths()
+    paths.ensure()
+    store = _store(paths, strict=True)
+    cfg = oauth_config(store.current, os.environ)
+    keychain = make_keychain(paths, store.current)
+    if cfg.base != OAuthConfig().base:
+        click.echo(f"Using the sign-in service at {cfg.base} (HEADWAY_OPENAI_AUTH_URL or upstreams.openai_auth).")
+    try:
+        result = (
+            _login_device(store, keychain, cfg, label)
+            if headless
+            else _login_browser(store, keychain, cfg, label, no_browser)
+        )
+    except (LoginError, CallbackError, OAuthError, KeychainError, SettingsError) as exc:
+        raise _fail(exc) from exc
+    click.echo(result.summary())
+    if read_runtime(paths):
+        click.echo("The running Headway picks up the account by itself.")
+
+
+def _step(message: str) -> None:
+    click.echo(message[:1].upper() + message[1:] + "…")
+
+
+def _login_browser(
+    store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None, no_browser: bool
+) -> LoginResult:
+    flow = BrowserLogin(
+        store,
+        keychain,
+        cfg,
+        label=label,
+        port=callback_port(os.environ),
+        open_browser=not no_browser,
+        progress=_step,
+    )
+    click.echo("Signing in to ChatGPT in the browser.")
+    url = flow.start()
+    if flow.opened:
+        click.echo("Opened the sign-in page in your browser. If it did not appear, open this URL:")
+    else:
+        click.echo("Open this URL in a browser on this machine to sign in:")
+    click.echo(url)
+    click.echo(f"(Waiting up to {BROWSER_LOGIN_TIMEOUT / 60:.0f} minutes; Ctrl+C cancels.)")
+    return flow.finish()
+
+
+def _login_device(store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None) -> LoginResult:
+    flow = DeviceLogin(store, keychain, cfg, label=label, progress=_step)
+    click.echo("Signing in to ChatGPT with a device code.")
+    code = flow.start()
+    click.echo(f"1. On any device, open: {code.verification_url}")
+    click.echo(f"2. Sign in and enter this code: {code.user_code}")
+    click.echo(f"(The code is valid for {DEVICE_LOGIN_TIMEOUT / 60:.0f} minutes; Ctrl+C cancels.)")
+    return flow.finish()
+
+
 # --------------------------------------------------------------------------- status and usage
 
 
-def _fetch_status(paths: Paths, runtime: dict[str, Any]) -> dict[str, Any] | None:
+def _fetch_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -> dict[str, Any] | None:
     store = _store(paths)
     try:
         key_value = make_keychain(paths, store.current).get(ACCESS_KEY)
-        response = httpx.get(f"{runtime['url']}/status", headers={"x-api-key": key_value or ""}, timeout=5)
+        response = httpx.get(
+            f"{runtime['url']}/status",
+            params={"refresh": "1"} if refresh else None,
+            headers={"x-api-key": key_value or ""},
+            timeout=30 if refresh else 5,
+        )
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         data["running"] = True
@@ -306,11 +394,14 @@ def format_status(data: dict[str, Any]) -> str:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(as_json: bool) -> None:
+@click.option("--refresh", is_flag=True, help="Ask each ChatGPT account's usage now (needs a running Headway).")
+def status(as_json: bool, refresh: bool) -> None:
     """Accounts, health, quota windows, cooldowns and reset countdowns."""
     paths = _paths()
     runtime = read_runtime(paths)
-    data = _fetch_status(paths, runtime) if runtime else None
+    data = _fetch_status(paths, runtime, refresh) if runtime else None
+    if refresh and data is None:
+        click.echo("Headway is not running: showing the last known quota.", err=True)
     if data is None:
         data = _offline_status(paths)
     click.echo(json.dumps(data, indent=2) if as_json else format_status(data))

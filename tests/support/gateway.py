@@ -17,11 +17,53 @@ import httpx
 
 from proxy.accounts import add_api_key_account
 from proxy.engine import EngineOptions
+from proxy.keychain import Keychain
+from proxy.settings_store import SettingsStore
 from proxy.paths import Paths
 from proxy.settings import Account, Settings
 from tray.app import Services, build_services
 
-__all__ = ["GatewayProcess", "RunningGateway", "start_gateway", "start_gateway_process", "wait_until"]
+__all__ = [
+    "GatewayProcess",
+    "RunningGateway",
+    "e2e_keychain",
+    "secret_service_available",
+    "start_gateway",
+    "start_gateway_process",
+    "wait_until",
+]
+
+
+def secret_service_available() -> bool:
+    """A real Secret Service (gnome-keyring) answers on the session bus — as scripts/test arranges."""
+    try:
+        import secretstorage
+
+        connection = secretstorage.dbus_init()
+        try:
+            return bool(secretstorage.check_service_availability(connection))
+        finally:
+            connection.close()
+    except Exception:
+        return False
+
+
+def e2e_keychain(paths: Paths) -> Keychain:
+    """The keychain a `headway serve` subprocess in this HEADWAY_HOME will use.
+
+    The real Secret Service when one runs (always in CI, via scripts/test); elsewhere the opt-in file backend,
+    written into the settings so the subprocess agrees. In CI a missing Secret Service is a failure, not a fallback.
+    """
+    import pytest
+
+    if secret_service_available():
+        return Keychain(paths.keychain_service)
+    if os.environ.get("CI") == "true":
+        pytest.fail("no Secret Service on the session bus: run the suite through scripts/test")
+    paths.ensure()
+    store = SettingsStore(paths.settings_file)
+    store.update(lambda s: setattr(s.secrets, "backend", "file"))
+    return Keychain(paths.keychain_service, backend="file", file_path=paths.secrets_file)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:

@@ -198,7 +198,7 @@ def test_chatgpt_subscription_serves_codex_opencode_and_pi(chatgpt_gateway: tupl
 
 
 def test_status_refresh_shows_idle_accounts(chatgpt_gateway: tuple[GatewayProcess, FakeCodex]) -> None:
-    gateway, codex = chatgpt_gateway
+    _, codex = chatgpt_gateway
     codex.set_usage("acct-w", primary_used=40, secondary_used=10)
     status = json.loads(run_cli("status", "--refresh", "--json").stdout)
     work = next(a for a in status["accounts"] if a["id"] == "work")

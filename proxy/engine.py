@@ -32,6 +32,7 @@ from .dumps import DumpEntry, DumpWriter
 from .forward import Completed, Forwarder, SecretCache, fingerprint
 from .gateway import GatewayHooks, build_app, is_loopback
 from .health import Block
+from .keepwarm import KeepWarm
 from .keychain import ACCESS_KEY, Keychain, account_secret_name
 from .oauth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
 from .paths import Paths, write_private_file
@@ -69,6 +70,7 @@ class EngineOptions:
     host: str | None = None
     port: int | None = None
     environ: Mapping[str, str] | None = None
+    keep_warm_after: float = 270.0
 
 
 def _window_json(window: Any, now: float) -> dict[str, Any]:
@@ -171,6 +173,9 @@ class Engine:
         self._dumps: DumpWriter | None = None
         self._dump_config: tuple[bool, int, bool] | None = None
         self._models_cache: dict[str, tuple[float, list[Any]]] = {}
+        self._keepwarm = KeepWarm(
+            settings=lambda: self._settings, send=self._send_shadow, warm_after=self.options.keep_warm_after
+        )
         self._forwarder: Forwarder | None = None
         self._state_lock = threading.Lock()
         self._keychain_description = ""
@@ -278,11 +283,13 @@ class Engine:
             prepare=self._prepare,
             observe=self._observe,
             keep_transcript=lambda: self._settings.dumps.enabled and self._settings.dumps.include_sse,
+            on_success=self._keepwarm.observe,
         )
         self._configure_dumps(settings)
         await self._start_server()
         self._tasks.spawn(self._persist_loop(), name="headway-state-persist")
         self._tasks.spawn(self._chatgpt_loop(), name="headway-chatgpt-upkeep")
+        self._tasks.spawn(self._keepwarm.run(), name="headway-keep-warm")
         self._on_log_level(settings.logging.level)
         self._ready.set()
         log.info("gateway listening on %s", self.base_url)
@@ -498,6 +505,10 @@ class Engine:
                 cache_change=incoming.cache_change,
             )
         )
+
+    async def _send_shadow(self, incoming: Incoming, account: Account) -> bool:
+        assert self._forwarder is not None
+        return await self._forwarder.send_shadow(incoming, account)
 
     async def _chatgpt_loop(self) -> None:
         """Refresh ChatGPT tokens ahead of expiry and poll each account's usage while idle."""

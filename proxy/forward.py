@@ -210,6 +210,7 @@ class Forwarder:
         on_state_change: Callable[[], None] = lambda: None,
         prepare: Callable[[Incoming, Account], Incoming] | None = None,
         observe: Callable[[Completed], None] | None = None,
+        on_success: Callable[[Incoming, Account], None] | None = None,
         keep_transcript: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -225,6 +226,7 @@ class Forwarder:
         self._changed = on_state_change
         self._prepare = prepare
         self._observe = observe
+        self._on_success = on_success
         self._keep_transcript = keep_transcript
         self._clock = clock
         self._sleep = sleep
@@ -241,6 +243,32 @@ class Forwarder:
             attempt.error = exc.message
             self._finish(incoming, attempt, None, None)
             return error_response(protocol, exc)
+
+    async def send_shadow(self, incoming: Incoming, account: Account) -> bool:
+        """Send a background request (keep-warm) on exactly this account; never falls back, never retries.
+
+        Returns True when it completed. Skipped when the account is blocked for any reason.
+        """
+        settings = self._settings()
+        now = self._clock()
+        attempt = _Attempt(started=time.perf_counter())
+        fingerprints = await self._fingerprints([account])
+        attempt.fingerprints = fingerprints
+        if settings.gateway.paused or self._state.health.block(account.id, now, fingerprints.get(account.id)):
+            return False
+        if self._state.quota.below_killswitch(account.id, account.killswitch, now):
+            return False
+        credential = await self._credential(account)
+        if not credential:
+            return False
+        outcome = await self._try(incoming, account, credential, self._adapter(account.kind), settings, attempt)
+        if not isinstance(outcome, Response):
+            self._finish(incoming, attempt, None, None)
+            return False
+        if isinstance(outcome, StreamingResponse):
+            async for _ in outcome.body_iterator:  # drain: the usage arrives at the end, and is logged
+                pass
+        return 200 <= outcome.status_code < 300
 
     async def _candidates(
         self, incoming: Incoming, settings: Settings, session_id: str | None, attempt: _Attempt
@@ -390,6 +418,8 @@ class Forwarder:
             state.router.pin(incoming.session.session_id, account.id, now)
             state.dirty = True
             self._changed()
+            if self._on_success is not None:
+                self._on_success(incoming, account)
         headers = self._response_headers(upstream.headers, account)
         if transformer is not None and transformer.aggregate:
             return await self._aggregate(upstream, chunks, held_events, parser, usage, transformer, incoming, attempt, headers)

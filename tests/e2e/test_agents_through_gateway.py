@@ -48,7 +48,11 @@ def upstreams() -> Iterator[tuple[FakeAnthropic, FakeOpenAI]]:
 def gateway(upstreams: tuple[FakeAnthropic, FakeOpenAI]) -> Iterator[GatewayProcess]:
     fake_anthropic, fake_openai = upstreams
     e2e_keychain(Paths.from_env())
-    for provider, label, key in (("anthropic", "main", MAIN_KEY), ("anthropic", "backup", BACKUP_KEY), ("openai", "oa", OPENAI_KEY)):
+    for provider, label, key in (
+        ("anthropic", "main", MAIN_KEY),
+        ("anthropic", "backup", BACKUP_KEY),
+        ("openai", "oa", OPENAI_KEY),
+    ):
         added = run_cli("accounts", "add", provider, "--label", label, "--api-key-stdin", input=key + "\n")
         assert added.returncode == 0, added.stderr
     process = start_gateway_process(
@@ -71,10 +75,14 @@ def test_settings_file_holds_no_secret(gateway: GatewayProcess) -> None:
         assert secret not in text
 
 
-def test_anthropic_sdk_streaming_and_not(gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI]) -> None:
+def test_anthropic_sdk_streaming_and_not(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI]
+) -> None:
     fake, _ = upstreams
     client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
-    message = client.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+    message = client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    )
     assert message.content[0].text == REPLY  # type: ignore[union-attr]
     with client.messages.stream(
         model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
@@ -84,7 +92,9 @@ def test_anthropic_sdk_streaming_and_not(gateway: GatewayProcess, upstreams: tup
     _no_local_key_upstream(fake, gateway.key)
 
 
-def test_openai_sdk_responses_and_chat(gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI]) -> None:
+def test_openai_sdk_responses_and_chat(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI]
+) -> None:
     _, fake = upstreams
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
     assert client.responses.create(model="gpt-5", input="hi").output_text == REPLY
@@ -92,23 +102,33 @@ def test_openai_sdk_responses_and_chat(gateway: GatewayProcess, upstreams: tuple
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REPLY
     chat = client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
     assert chat.choices[0].message.content == REPLY
-    chunks = list(client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}], stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-5", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
     assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {OPENAI_KEY}"}
 
 
-def test_opencode_both_providers(gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path) -> None:
+def test_opencode_both_providers(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path
+) -> None:
     require_agent("opencode")
     fake_a, fake_o = upstreams
     for model, fake in (("anthropic/claude-sonnet-4-5", fake_a), ("openai/gpt-5", fake_o)):
-        result = run_opencode(base_url=gateway.url, api_key=gateway.key, model=model, prompt=PROMPT, workdir=tmp_path)
+        result = run_opencode(
+            base_url=gateway.url, api_key=gateway.key, model=model, prompt=PROMPT, workdir=tmp_path
+        )
         assert result.returncode == 0, result.describe()
         assert REPLY in result.output
         assert fake.requests and fake.requests[-1].headers.get("x-session-affinity") is None  # stripped
     _no_local_key_upstream(fake_a, gateway.key)
 
 
-def test_claude_code_with_fallback(gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path) -> None:
+def test_claude_code_with_fallback(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path
+) -> None:
     require_agent("claude")
     fake, _ = upstreams
     fake.enqueue(Behavior(status=429, retry_after=45, error_type="rate_limit_error"))
@@ -124,20 +144,33 @@ def test_claude_code_with_fallback(gateway: GatewayProcess, upstreams: tuple[Fak
     assert 30 < main["blocked_for_seconds"] <= 45
 
 
-def test_pi_both_providers(gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path) -> None:
+def test_pi_both_providers(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path
+) -> None:
     require_agent("pi")
     fake_a, fake_o = upstreams
     for provider, model, fake in (("anthropic", "claude-sonnet-4-5", fake_a), ("openai", "gpt-5", fake_o)):
-        result = run_pi(base_url=gateway.url, api_key=gateway.key, provider=provider, model=model, prompt=PROMPT, workdir=tmp_path)
+        result = run_pi(
+            base_url=gateway.url,
+            api_key=gateway.key,
+            provider=provider,
+            model=model,
+            prompt=PROMPT,
+            workdir=tmp_path,
+        )
         assert result.returncode == 0, result.describe()
         assert REPLY in result.output
         assert fake.requests
 
 
-def test_codex_cli_with_an_openai_key(gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path) -> None:
+def test_codex_cli_with_an_openai_key(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path
+) -> None:
     require_agent("codex")
     _, fake = upstreams
-    result = run_codex(base_url=gateway.url, api_key=gateway.key, model="gpt-5", prompt=PROMPT, workdir=tmp_path)
+    result = run_codex(
+        base_url=gateway.url, api_key=gateway.key, model="gpt-5", prompt=PROMPT, workdir=tmp_path
+    )
     assert result.returncode == 0, result.describe()
     assert REPLY in result.output
     assert fake.requests[-1].path == "/v1/responses"
@@ -146,7 +179,9 @@ def test_codex_cli_with_an_openai_key(gateway: GatewayProcess, upstreams: tuple[
 
 def test_usage_command_reports_the_requests(gateway: GatewayProcess) -> None:
     client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
-    client.messages.create(model="claude-sonnet-4-6", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+    )
     assert wait_until(lambda: "claude-sonnet-4-6" in run_cli("usage").stdout, timeout=5)
 
 
@@ -159,34 +194,53 @@ def chatgpt_gateway() -> Iterator[tuple[GatewayProcess, FakeCodex]]:
         paths = Paths.from_env()
         keychain = e2e_keychain(paths)
         for label, account_id in (("personal", "acct-p"), ("work", "acct-w")):
-            tokens = TokenSet.from_token_response(auth.issue_tokens(FakeAccount(account_id=account_id)), now=time.time())
+            tokens = TokenSet.from_token_response(
+                auth.issue_tokens(FakeAccount(account_id=account_id)), now=time.time()
+            )
             keychain.set(account_secret_name(label), tokens.to_json())
             account = Account(id=label, kind="chatgpt", label=label, chatgpt_account_id=account_id)
             SettingsStore(paths.settings_file).update(lambda s, account=account: s.accounts.append(account))
-        process = start_gateway_process(env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url})
+        process = start_gateway_process(
+            env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url}
+        )
         try:
             yield process, codex
         finally:
             assert process.stop() == 0, process.output()
 
 
-def test_chatgpt_subscription_serves_codex_opencode_and_pi(chatgpt_gateway: tuple[GatewayProcess, FakeCodex], tmp_path: Path) -> None:
+def test_chatgpt_subscription_serves_codex_opencode_and_pi(
+    chatgpt_gateway: tuple[GatewayProcess, FakeCodex], tmp_path: Path
+) -> None:
     gateway, codex = chatgpt_gateway
     require_agent("codex")
     require_agent("opencode")
     require_agent("pi")
-    result = run_codex(base_url=gateway.url, api_key=gateway.key, model="gpt-5", prompt=PROMPT, workdir=tmp_path)
+    result = run_codex(
+        base_url=gateway.url, api_key=gateway.key, model="gpt-5", prompt=PROMPT, workdir=tmp_path
+    )
     assert result.returncode == 0, result.describe()
     assert REPLY in result.output
-    result = run_opencode(base_url=gateway.url, api_key=gateway.key, model="openai/gpt-5", prompt=PROMPT, workdir=tmp_path)
+    result = run_opencode(
+        base_url=gateway.url, api_key=gateway.key, model="openai/gpt-5", prompt=PROMPT, workdir=tmp_path
+    )
     assert result.returncode == 0, result.describe()
     assert REPLY in result.output
     # the first account reaches its 5-hour limit: traffic moves to the work seat
     codex.set_usage("acct-p", primary_used=100, primary_resets_in=3600)
-    result = run_pi(base_url=gateway.url, api_key=gateway.key, provider="openai", model="gpt-5", prompt=PROMPT, workdir=tmp_path)
+    result = run_pi(
+        base_url=gateway.url,
+        api_key=gateway.key,
+        provider="openai",
+        model="gpt-5",
+        prompt=PROMPT,
+        workdir=tmp_path,
+    )
     assert result.returncode == 0, result.describe()
     assert REPLY in result.output
-    served = [r.headers["chatgpt-account-id"] for r in codex.requests if r.path == "/backend-api/codex/responses"]
+    served = [
+        r.headers["chatgpt-account-id"] for r in codex.requests if r.path == "/backend-api/codex/responses"
+    ]
     assert served[:2] == ["acct-p", "acct-p"] and served[-1] == "acct-w"
     assert all(r.headers["originator"] == "headway" for r in codex.requests if r.path.endswith("/responses"))
     status = json.loads(run_cli("status", "--json").stdout)
@@ -202,4 +256,7 @@ def test_status_refresh_shows_idle_accounts(chatgpt_gateway: tuple[GatewayProces
     codex.set_usage("acct-w", primary_used=40, secondary_used=10)
     status = json.loads(run_cli("status", "--refresh", "--json").stdout)
     work = next(a for a in status["accounts"] if a["id"] == "work")
-    assert {w["name"]: w["remaining_percent"] for w in work["quota"]["windows"]} == {"5h": 60.0, "weekly": 90.0}
+    assert {w["name"]: w["remaining_percent"] for w in work["quota"]["windows"]} == {
+        "5h": 60.0,
+        "weekly": 90.0,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from proxy.oauth import TokenSet
 from proxy.settings import Account
 from tests.fakes import Behavior, FakeAccount, FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.gateway import RunningGateway, start_gateway, wait_until
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def add_chatgpt(gw: RunningGateway, auth: FakeOpenAIAuth, account_id: str, label
 
 
 def client(gw: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0)
+    return gw.openai_client()  # type: ignore[no-any-return]
 
 
 def test_responses_stream_is_reshaped_for_codex_and_identified_honestly(
@@ -265,3 +266,66 @@ def test_chatgpt_and_api_key_share_the_openai_pool(
     rows = gw.services.engine.request_log.query(limit=1)
     assert rows[0].fallback_chain == ["work:429", "metered:200"]
     assert rows[0].cost_usd is not None and rows[0].cost_usd > 0
+
+
+# ---------------------------------------------------------------- keep-warm
+
+
+@pytest.fixture
+def warm_gw(auth: FakeOpenAIAuth, codex: FakeCodex) -> Iterator[RunningGateway]:
+    gateway = start_gateway(
+        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
+        settings=lambda s: setattr(s.chatgpt, "keep_warm", True),
+        keep_warm_after=0.3,
+    )
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def _codex_turns(codex: FakeCodex) -> list[dict[str, object]]:
+    return [r.json for r in codex.requests if r.path == "/backend-api/codex/responses"]
+
+
+def test_keep_warm_replays_the_latest_request_as_a_small_shadow(warm_gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+    add_chatgpt(warm_gw, auth, "acct-1", "work")
+    body = {"model": "gpt-5", "input": [{"role": "user", "content": [{"type": "input_text", "text": "long history"}]}], "stream": True}
+    sent = httpx.post(f"{warm_gw.url}/v1/responses", json=body, headers={**warm_gw.headers("openai"), "session_id": "s-main"})
+    assert sent.status_code == 200
+    assert wait_until(lambda: len(_codex_turns(codex)) >= 2, timeout=3)
+    real, shadow = _codex_turns(codex)[:2]
+    assert shadow["input"][: len(real["input"])] == real["input"]  # the prefix the next turn reuses, unchanged
+    assert len(shadow["input"]) == len(real["input"]) + 1
+    assert "keep-warm" in json.dumps(shadow["input"][-1])
+    assert shadow["store"] is False
+    warm_gw.flush_log()
+    purposes = [r.purpose for r in warm_gw.services.engine.request_log.query()]
+    assert "keep-warm" in purposes and "agent" in purposes
+
+
+def test_keep_warm_skips_subagents_blocked_accounts_and_when_off(
+    warm_gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    add_chatgpt(warm_gw, auth, "acct-1", "work")
+    headers = {**warm_gw.headers("openai"), "x-session-id": "child", "x-parent-session-id": "parent"}
+    httpx.post(f"{warm_gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi", "stream": True}, headers=headers)
+    time.sleep(1.0)
+    assert len(_codex_turns(codex)) == 1  # a subagent session is not kept warm by default
+
+    httpx.post(
+        f"{warm_gw.url}/v1/responses",
+        json={"model": "gpt-5", "input": "hi", "stream": True},
+        headers={**warm_gw.headers("openai"), "session_id": "main-1"},
+    )
+    codex.set_usage("acct-1", primary_used=100)  # the shadow would hit the limit: mark the account exhausted first
+    httpx.post(f"{warm_gw.url}/v1/responses", json={"model": "gpt-5", "input": "x"}, headers=warm_gw.headers("openai"))
+    count = len(_codex_turns(codex))
+    time.sleep(1.0)
+    assert len(_codex_turns(codex)) == count  # never on an exhausted account
+
+    codex.set_usage("acct-1", primary_used=0)
+    warm_gw.edit(lambda s: setattr(s.chatgpt, "keep_warm", False))
+    count = len(_codex_turns(codex))
+    time.sleep(1.0)
+    assert len(_codex_turns(codex)) == count

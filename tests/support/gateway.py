@@ -18,9 +18,9 @@ import httpx
 from proxy.accounts import add_api_key_account
 from proxy.engine import EngineOptions
 from proxy.keychain import Keychain
-from proxy.settings_store import SettingsStore
 from proxy.paths import Paths
 from proxy.settings import Account, Settings
+from proxy.settings_store import SettingsStore
 from tray.app import Services, build_services
 
 __all__ = [
@@ -79,6 +79,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: fl
 class RunningGateway:
     services: Services
     accounts: list[Account] = field(default_factory=list)
+    _clients: list[Any] = field(default_factory=list)
+
+    def openai_client(self) -> Any:
+        """An official `openai` SDK client on this gateway, closed when the gateway stops."""
+        import openai
+
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.key, max_retries=0)
+        self._clients.append(client)
+        return client
 
     @property
     def url(self) -> str:
@@ -121,6 +130,8 @@ class RunningGateway:
         self.services.engine.request_log.flush(5.0)
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
         self.services.stop(timeout=3.0)
 
 
@@ -130,6 +141,7 @@ def start_gateway(
     openai_url: str | None = None,
     settings: Callable[[Settings], Settings | None] | None = None,
     env: dict[str, str] | None = None,
+    keep_warm_after: float = 270.0,
 ) -> RunningGateway:
     """An in-process gateway in the test's HEADWAY_HOME on a free port, pointed at the given upstreams."""
     environ = {**os.environ, **(env or {})}
@@ -138,7 +150,7 @@ def start_gateway(
     if openai_url:
         environ["HEADWAY_OPENAI_BASE_URL"] = openai_url
     paths = Paths.from_env()
-    services = build_services(paths, EngineOptions(port=0, environ=environ))
+    services = build_services(paths, EngineOptions(port=0, environ=environ, keep_warm_after=keep_warm_after))
     if settings is not None:
         services.store.update(settings)
     services.start()

@@ -431,3 +431,78 @@ def test_settings_defaults_are_written_on_first_run(gw: RunningGateway) -> None:
     data = json.loads(gw.services.paths.settings_file.read_text())
     assert Settings.model_validate(data).gateway.host == "127.0.0.1"
     assert gw.services.paths.settings_file.stat().st_mode & 0o777 == 0o600
+
+
+# ---------------------------------------------------------------- cache modes and dumps
+
+
+CACHED = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 64,
+    "system": [{"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "first"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+        {"role": "user", "content": [{"type": "text", "text": "second", "cache_control": {"type": "ephemeral"}}]},
+    ],
+}
+
+
+def test_cache_mode_off_leaves_the_body_byte_for_byte(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+    gw.add("anthropic", "main", "sk-ant-main")
+    raw = json.dumps(CACHED, indent=1).encode()
+    httpx.post(f"{gw.url}/v1/messages", content=raw, headers={**gw.headers(), "content-type": "application/json"})
+    assert anthropic.requests[-1].body == raw
+
+
+def test_hybrid_cache_mode_sets_1h_and_spares_subagents(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+    from proxy.cache_control import find_breakpoints, validate_cache_control
+
+    gw.add("anthropic", "main", "sk-ant-main")
+    gw.edit(lambda s: setattr(s.cache, "anthropic_mode", "hybrid"))
+    post(gw, CACHED)
+    sent = anthropic.requests[-1].json
+    assert sent["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert validate_cache_control(sent) == []
+    assert all(b.effective_ttl == "1h" for b in find_breakpoints(sent))
+    post(gw, CACHED, **{"x-claude-code-agent-id": "a1b2c3d4e5f60718"})
+    assert anthropic.requests[-1].json == CACHED  # a subagent keeps the default 5-minute cache
+    post(gw, CACHED, **{"x-parent-session-id": "ses_parent", "x-session-id": "ses_child"})
+    assert anthropic.requests[-1].json == CACHED
+
+
+def test_dumps_write_the_final_upstream_body_privately(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+    gw.add("anthropic", "main", "sk-ant-main")
+    def turn_on(s: Settings) -> None:
+        s.dumps.enabled = True
+        s.cache.anthropic_mode = "explicit"
+
+    gw.edit(turn_on)
+    post(gw, {**CACHED, "stream": True}, **{"x-session-id": "ses_dump"})
+    folder = gw.services.paths.dumps_dir
+    assert wait_until(lambda: any(folder.glob("*.meta.json")), timeout=3)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    body_file = next(folder.glob("*.request.json"))
+    assert body_file.stat().st_mode & 0o777 == 0o600
+    assert body_file.read_bytes() == anthropic.requests[-1].body  # exactly what went upstream
+    meta = json.loads(next(folder.glob("*.meta.json")).read_text())
+    assert meta["session_id"] == "ses_dump" and meta["response"]["status"] == 200
+    assert "sk-ant-main" not in json.dumps(meta) and gw.key not in json.dumps(meta)
+    assert any(folder.glob("*.sse.txt"))
+    gw.edit(lambda s: setattr(s.dumps, "enabled", False))
+    before = len(list(folder.glob("*.meta.json")))
+    post(gw, CACHED)
+    time.sleep(0.2)
+    assert len(list(folder.glob("*.meta.json"))) == before
+
+
+def test_pause_answers_503_until_resumed(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+    gw.add("anthropic", "main", "sk-ant-main")
+    gw.services.engine.set_paused(True)
+    assert wait_until(lambda: gw.services.engine.paused)
+    paused = post(gw)
+    assert paused.status_code == 503 and "paused" in paused.json()["error"]["message"]
+    assert anthropic.requests == []
+    gw.services.engine.set_paused(False)
+    assert wait_until(lambda: not gw.services.engine.paused)
+    assert post(gw).status_code == 200

@@ -17,27 +17,35 @@ from tests.fakes.anthropic import (
     estimate_tokens,
 )
 from tests.fakes.openai import OPENAI_MODELS, FakeOpenAI, openai_duration, openai_ratelimit_headers
-from tests.fakes.openai_auth import AUTH_CLAIMS, CODEX_CLIENT_ID, FakeAccount, FakeOpenAIAuth, RefreshFailure, fake_jwt, s256
+from tests.fakes.openai_auth import (
+    AUTH_CLAIMS,
+    CODEX_CLIENT_ID,
+    FakeAccount,
+    FakeOpenAIAuth,
+    RefreshFailure,
+    fake_jwt,
+    s256,
+)
 from tests.fakes.server import Behavior, FakeServer, RecordedRequest, ToolCall
 
 __all__ = [
+    "ANTHROPIC_MODELS",
     "AUTH_CLAIMS",
     "CODEX_CLIENT_ID",
-    "FakeAccount",
-    "FakeOpenAIAuth",
-    "RefreshFailure",
-    "fake_jwt",
-    "s256",
-    "ANTHROPIC_MODELS",
     "OPENAI_MODELS",
     "Behavior",
+    "FakeAccount",
     "FakeAnthropic",
     "FakeOpenAI",
+    "FakeOpenAIAuth",
     "FakeServer",
     "RecordedRequest",
+    "RefreshFailure",
     "ToolCall",
     "anthropic_ratelimit_headers",
     "estimate_tokens",
+    "fake_jwt",
     "openai_duration",
     "openai_ratelimit_headers",
+    "s256",
 ]

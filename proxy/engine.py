@@ -571,7 +571,7 @@ class Engine:
                 return response
             body = getattr(response, "body", b"")
             if not body and hasattr(response, "body_iterator"):
-                body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[misc]
+                body = b"".join([chunk async for chunk in response.body_iterator])
             try:
                 data = list(json.loads(body).get("data", []))
             except (ValueError, AttributeError):

@@ -34,6 +34,7 @@ from .errors import (
     GatewayPaused,
     HeadwayError,
     NoAccounts,
+    Protocol,
     UpstreamTimeout,
     UpstreamUnavailable,
     error_response,
@@ -233,7 +234,7 @@ class Forwarder:
 
     async def handle(self, incoming: Incoming) -> Response:
         attempt = _Attempt(started=time.perf_counter())
-        protocol = "anthropic" if incoming.family == "anthropic" else "openai"
+        protocol: Protocol = "anthropic" if incoming.family == "anthropic" else "openai"
         try:
             if self._settings().gateway.paused:
                 raise GatewayPaused("the gateway is paused; resume it from the tray or the settings page")
@@ -449,9 +450,9 @@ class Forwarder:
             health.fail_auth(account.id, reason, fingerprints.get(account.id), needs_login=needs_login)
             log.warning("account %s: authentication failed upstream (%s); skipping it until it is fixed", account.id, reason)
         elif limit is not None:
-            until = limit.resets_at or now + settings.routing.default_cooldown_seconds
-            health.cool_down(account.id, until, f"{limit.kind.replace('_', ' ')}", exhausted=True)
-            log.warning("account %s: %s; exhausted for %s, falling back", account.id, limit.kind, _in(until - now))
+            resets = limit.resets_at or now + settings.routing.default_cooldown_seconds
+            health.cool_down(account.id, resets, f"{limit.kind.replace('_', ' ')}", exhausted=True)
+            log.warning("account %s: %s; exhausted for %s, falling back", account.id, limit.kind, _in(resets - now))
         else:
             wait = _retry_after(headers, now)
             until = now + wait if wait is not None else _reset_of_exhausted(windows, now)

@@ -31,7 +31,7 @@ class _Handler(FileSystemEventHandler):
 
 
 class SettingsWatcher:
-    def __init__(self, path: Path, on_change: Callable[[], None], debounce: float = 0.05) -> None:
+    def __init__(self, path: Path, on_change: Callable[[], object], debounce: float = 0.05) -> None:
         self._path = path
         self._on_change = on_change
         self._debounce = debounce

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import click
@@ -260,6 +261,10 @@ def login_chatgpt(headless: bool, label: str | None, no_browser: bool) -> None:
         )
     except (LoginError, CallbackError, OAuthError, KeychainError, SettingsError) as exc:
         raise _fail(exc) from exc
+    account = result.account
+    if account.label != account.email:
+        click.echo(f"Label: {account.label}")
+    click.echo(f"Tokens are in: {keychain.describe()}")
     click.echo(result.summary())
     if read_runtime(paths):
         click.echo("The running Headway picks up the account by itself.")
@@ -425,9 +430,33 @@ def usage(days: float, as_json: bool) -> None:
 # --------------------------------------------------------------------------- settings
 
 
-@cli.group()
-def settings() -> None:
-    """Where the settings file is, its schema, and whether it is valid."""
+@cli.group(invoke_without_command=True)
+@click.option("--print-url", is_flag=True, help="Print the one-time sign-in link instead of opening a browser.")
+@click.pass_context
+def settings(ctx: click.Context, print_url: bool) -> None:
+    """Open the settings page signed in; or: where the settings file is, its schema, whether it is valid."""
+    if ctx.invoked_subcommand is None:
+        _open_settings_page(print_url)
+
+
+def _open_settings_page(print_url: bool) -> None:
+    import webbrowser
+
+    from web_ui.server import cli_login_url
+
+    paths = _paths()
+    try:
+        url = cli_login_url(paths)
+    except OSError as exc:
+        raise _fail(exc) from exc
+    if url is None:
+        raise click.ClickException("Headway is not running: start it (`headway`, or `headway serve`) and try again")
+    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if print_url or headless or not webbrowser.open(url):
+        click.echo(url)
+        click.echo("This link signs a browser in once, within a minute.", err=True)
+        return
+    click.echo("Opened the settings page in your browser.")
 
 
 @settings.command("path")
@@ -446,6 +475,116 @@ def settings_check() -> None:
     if store.error is not None:
         raise click.ClickException(str(store.error))
     click.echo(f"{store.path}: valid")
+
+
+# --------------------------------------------------------------------------- configure an agent
+
+
+@cli.command()
+@click.argument("agent", type=click.Choice(["opencode", "pi", "codex", "claude-code", "openhands", "aider"]))
+@click.option("--print", "print_only", is_flag=True, help="Print the settings to paste instead of editing any file.")
+@click.option(
+    "--file",
+    "file_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Edit this file instead of the agent's own default (e.g. a project's opencode.json).",
+)
+def configure(agent: str, print_only: bool, file_path: Path | None) -> None:
+    """Point an agent at Headway: edits the agent's own config file (backup first, merged, idempotent) or prints it.
+
+    OpenCode: opencode.json; Pi: models.json; Codex CLI: config.toml; Claude Code: settings.json (env); aider:
+    ~/.aider.conf.yml; OpenHands: printed as environment variables (it keeps its own settings store).
+    """
+    from web_ui.agents import AGENTS, AgentConfigError, endpoint_for, plan, snippet, write
+
+    paths = _paths()
+    store = _store(paths)
+    runtime = read_runtime(paths)
+    gateway = store.current.gateway
+    if runtime:
+        base_url = str(runtime["url"])
+    elif gateway.port == 0:
+        raise click.ClickException("gateway.port is 0 (a new port at each start): start Headway first, or set a port")
+    else:
+        host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
+        base_url = f"http://{host}:{gateway.port}"
+    try:
+        endpoint = endpoint_for(base_url, ensure_access_key(make_keychain(paths, store.current)))
+    except KeychainError as exc:
+        raise _fail(exc) from exc
+    info = AGENTS[agent]
+    if print_only or not info.writes:
+        click.echo(snippet(agent, endpoint), nl=False)
+        if not info.writes:
+            click.echo(f"{info.title} keeps its own settings: set these in the environment it runs in.", err=True)
+        return
+    try:
+        result = write(plan(agent, endpoint, path=file_path))
+    except (AgentConfigError, OSError) as exc:
+        raise _fail(exc) from exc
+    if result.changed:
+        click.echo(f"wrote {result.path}" + (f" (backup: {result.backup})" if result.backup else ""))
+    else:
+        click.echo(f"{result.path} already points at Headway; nothing changed")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if gateway.port == 0:
+        click.echo("note: gateway.port is 0, so the port changes at each start; run this again after a restart", err=True)
+    click.echo(f"then run: {info.run_hint}", err=True)
+
+
+# --------------------------------------------------------------------------- launch at login
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def autostart(ctx: click.Context) -> None:
+    """Start Headway when you log in: on, off, or status (the default)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(autostart_status)
+
+
+@autostart.command("on")
+def autostart_on() -> None:
+    """Start this Headway at login (takes effect at the next login)."""
+    from .autostart import AutostartError, for_platform
+
+    entry = for_platform()
+    try:
+        entry.enable()
+    except AutostartError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"on: {entry.kind} {entry.location()}")
+
+
+@autostart.command("off")
+def autostart_off() -> None:
+    """Do not start Headway at login."""
+    from .autostart import AutostartError, for_platform
+
+    entry = for_platform()
+    try:
+        entry.disable()
+    except AutostartError as exc:
+        raise _fail(exc) from exc
+    click.echo("off")
+
+
+@autostart.command("status")
+def autostart_status() -> None:
+    """Whether Headway starts at login, and what the entry runs."""
+    from .autostart import AutostartError, for_platform
+
+    entry = for_platform()
+    try:
+        enabled = entry.is_enabled()
+        command = entry.registered_command()
+    except AutostartError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{'on' if enabled else 'off'}: {entry.kind} {entry.location()}")
+    if command:
+        click.echo(f"runs: {command}")
 
 
 def main() -> None:

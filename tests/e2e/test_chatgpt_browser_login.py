@@ -1,0 +1,178 @@
+"""The browser sign-in for real: `headway login chatgpt --no-browser` in a subprocess, driven in Chromium.
+
+Chromium opens the printed authorize URL on FakeOpenAIAuth, clicks its "Continue" button, follows the redirect to
+Headway's callback on localhost, and must land on the success page while the CLI saves the account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from proxy.keychain import account_secret_name
+from proxy.oauth import TokenSet
+from proxy.paths import Paths
+from tests.fakes.openai_auth import FakeOpenAIAuth
+from tests.tray.test_login_cli import Running
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+AUTHORIZE_LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/oauth/authorize\?\S+)$")
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required in CI (scripts/install-test-deps installs it)")
+    pytest.skip(f"{what} is not installed")
+
+
+@pytest.fixture
+def sync_playwright() -> object:
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        _missing("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright package")
+    return sync_playwright
+
+
+@pytest.fixture
+def auth() -> Iterator[FakeOpenAIAuth]:
+    with FakeOpenAIAuth() as fake:
+        fake.next_login("acct-browser", plan_type="pro", email="browser@example.com")
+        yield fake
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def paths(headway_home: Path) -> Paths:
+    paths = Paths.from_env()
+    paths.ensure()
+    paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}}))  # no OS keychain needed
+    return paths
+
+
+@pytest.fixture
+def port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def env(auth: FakeOpenAIAuth, paths: Paths, port: int) -> dict[str, str]:
+    environ = dict(os.environ)
+    environ.update(
+        {
+            "HEADWAY_OPENAI_AUTH_URL": auth.url,
+            "HEADWAY_OAUTH_CALLBACK_PORT": str(port),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return environ
+
+
+def test_browser_login_in_chromium(
+    sync_playwright: object, auth: FakeOpenAIAuth, paths: Paths, port: int, env: dict[str, str]
+) -> None:
+    from playwright.sync_api import Playwright, expect
+
+    login = Running(
+        [sys.executable, "-m", "tray", "login", "chatgpt", "--no-browser", "--label", "Browser"], env
+    )
+    try:
+        url = login.expect(AUTHORIZE_LINE).group(1)
+        assert f"redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Fauth%2Fcallback" in url
+
+        manager: Playwright
+        with sync_playwright() as manager:  # type: ignore[operator]
+            browser = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url)
+                expect(page.locator("h1")).to_have_text("Sign in to Codex")
+                page.get_by_role("button", name="Continue").click()
+                page.wait_for_url(re.compile(rf"^http://localhost:{port}/auth/callback\?"))
+                expect(page.locator("h1")).to_have_text("Signed in to ChatGPT")
+                expect(page.locator("#message")).to_have_text(
+                    "Headway signed in as browser@example.com (plan pro)."
+                )
+                expect(page.locator("main")).to_contain_text("You can close this tab and return to Headway.")
+                assert page.title() == "Signed in to ChatGPT — Headway"
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "chatgpt-browser-login-success.png"))
+            finally:
+                browser.close()
+    except BaseException:
+        login.proc.kill()
+        login.finish()
+        raise
+
+    code, out, err = login.finish()
+    assert code == 0, err
+    assert out.splitlines()[-1] == "signed in as browser@example.com (plan pro) — account browser added"
+
+    settings = json.loads(paths.settings_file.read_text())
+    assert [(a["id"], a["label"], a["chatgpt_account_id"]) for a in settings["accounts"]] == [
+        ("browser", "Browser", "acct-browser")
+    ]
+    secrets = json.loads(paths.secrets_file.read_text())
+    tokens = TokenSet.from_json(secrets[account_secret_name("browser")])
+    assert tokens.account_id == "acct-browser"
+    assert tokens.refresh_token not in paths.settings_file.read_text()
+    assert auth.code_exchanges == 1
+
+
+def test_browser_login_refused_in_chromium(
+    sync_playwright: object, auth: FakeOpenAIAuth, paths: Paths, env: dict[str, str]
+) -> None:
+    from playwright.sync_api import Playwright, expect
+
+    auth.login_error = "access_denied"
+    login = Running([sys.executable, "-m", "tray", "login", "chatgpt", "--no-browser"], env)
+    try:
+        url = login.expect(AUTHORIZE_LINE).group(1)
+        manager: Playwright
+        with sync_playwright() as manager:  # type: ignore[operator]
+            browser = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url)  # the issuer refuses at once: 302 to the callback with error=access_denied
+                expect(page.locator("h1")).to_have_text("Sign-in failed")
+                expect(page.locator("#message")).to_contain_text("access_denied")
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "chatgpt-browser-login-refused.png"))
+            finally:
+                browser.close()
+    except BaseException:
+        login.proc.kill()
+        login.finish()
+        raise
+    code, _, err = login.finish()
+    assert code == 1
+    assert "Error: the sign-in was refused (access_denied)" in err
+    assert json.loads(paths.settings_file.read_text()).get("accounts", []) == []
+    assert not paths.secrets_file.exists() or json.loads(paths.secrets_file.read_text()) == {}

@@ -299,9 +299,13 @@ def test_keep_warm_replays_the_latest_request_as_a_small_shadow(warm_gw: Running
     assert len(shadow["input"]) == len(real["input"]) + 1
     assert "keep-warm" in json.dumps(shadow["input"][-1])
     assert shadow["store"] is False
-    warm_gw.flush_log()
-    purposes = [r.purpose for r in warm_gw.services.engine.request_log.query()]
-    assert "keep-warm" in purposes and "agent" in purposes
+
+    def purposes() -> list[str]:
+        warm_gw.flush_log()
+        return [r.purpose for r in warm_gw.services.engine.request_log.query()]
+
+    assert wait_until(lambda: "keep-warm" in purposes(), timeout=3)
+    assert "agent" in purposes()
 
 
 def test_keep_warm_skips_subagents_blocked_accounts_and_when_off(

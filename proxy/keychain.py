@@ -120,7 +120,8 @@ class Keychain:
                 "Start a Secret Service (e.g. gnome-keyring) in this session, or — on a headless server, knowing it "
                 'is not encrypted — set "secrets": {"backend": "file"} in the settings file.'
             )
-        return secure[0] if len(secure) == 1 else kr
+        # The highest-priority secure backend; an insecure member of a chain is never read or written.
+        return max(secure, key=lambda b: float(getattr(b, "priority", 0) or 0))
 
     def get(self, name: str) -> str | None:
         if self._file is not None:

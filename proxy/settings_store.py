@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from .paths import ensure_private_dir, write_private_file
 from .settings import Settings, SettingsError, parse_settings
@@ -71,7 +71,18 @@ class SettingsStore:
         return self.current
 
     def reload(self) -> bool:
-        """Re-read the file; apply it if valid. Returns True when the settings in force changed."""
+        """Re-read the file; apply it if valid. Returns True when the settings in force changed.
+
+        Under the file lock, so a reload cannot put older settings in force between a writer's write and swap.
+        """
+        try:
+            with self._lock:
+                return self._reload_locked()
+        except Timeout:
+            log.warning("settings file is locked by another writer; will reload on its change")
+            return False
+
+    def _reload_locked(self) -> bool:
         try:
             new = self._read()
         except SettingsError as exc:

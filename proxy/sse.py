@@ -32,26 +32,40 @@ class SSEParser:
     def __init__(self, max_buffer: int = 16 * 1024 * 1024) -> None:
         self._buffer = b""
         self._max_buffer = max_buffer
+        self._skipping = False
+        self._cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Complete events in ``chunk`` (plus what was buffered). Only the new bytes are scanned for a boundary."""
+        if self._cr:
+            chunk = b"\r" + chunk
+        self._cr = chunk.endswith(b"\r")  # its \n may come in the next chunk
+        if self._cr:
+            chunk = chunk[:-1]
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        previous = len(self._buffer)
         data = self._buffer + chunk
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
         events: list[SSEEvent] = []
         start = 0
+        search = max(0, previous - 1)  # a boundary can straddle the old and new bytes
         while True:
-            end = data.find(b"\n\n", start)
+            end = data.find(b"\n\n", search)
             if end < 0:
                 break
             block = data[start:end]
-            start = end + 2
+            start = search = end + 2
+            if self._skipping:
+                self._skipping = False  # the rest of an oversized event: not an event of its own
+                continue
             event = self._parse_block(block)
             if event is not None:
                 events.append(event)
         self._buffer = data[start:]
         if len(self._buffer) > self._max_buffer:
-            # A stream that never frames an event is not SSE; stop accumulating rather than grow without bound.
+            # An event larger than any real one: drop it, and the rest of it when its end arrives.
             self._buffer = b""
+            self._skipping = True
         return events
 
     @staticmethod

@@ -96,7 +96,7 @@ def serve(port: int | None, host: str | None) -> None:
     """Run the gateway headless (no tray) until interrupted."""
     try:
         services = build_services(_paths(), EngineOptions(host=host, port=port))
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, SettingsError) as exc:
         raise _fail(exc) from exc
     try:
         run_headless(services)
@@ -138,7 +138,7 @@ def accounts_add(provider: Literal["anthropic", "openai"], label: str, api_key_s
     paths.ensure()
     store = _store(paths, strict=True)
     kind = kind_for_provider(provider)
-    api_key = _read_secret(api_key_stdin, f"{provider.capitalize()} API key")
+    api_key = _read_secret(api_key_stdin, f"{'Anthropic' if provider == 'anthropic' else 'OpenAI'} API key")
     warning = key_warning(kind, api_key)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -146,7 +146,8 @@ def accounts_add(provider: Literal["anthropic", "openai"], label: str, api_key_s
         account = add_api_key_account(store, make_keychain(paths, store.current), kind, label, api_key)
     except (AccountError, SettingsError, KeychainError) as exc:
         raise _fail(exc) from exc
-    click.echo(f"added {account.id} ({account.label}, {account.kind}); key stored in the keychain")
+    where = "the OS keychain" if store.current.secrets.backend == "system" else "the plain secrets file (not encrypted)"
+    click.echo(f"added {account.id} ({account.label}, {account.kind}); key stored in {where}")
 
 
 @accounts.command("set-key")

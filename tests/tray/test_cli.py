@@ -204,7 +204,7 @@ def test_add_reads_the_key_from_stdin_and_keeps_it_out_of_the_settings(file_home
 def test_add_with_a_hidden_prompt_on_a_terminal(file_home: Paths) -> None:
     code, output = run_with_tty(["accounts", "add", "openai", "--label", "Personal"], OPENAI_KEY)
     assert code == 0, output
-    assert "Openai API key:" in output
+    assert "OpenAI API key:" in output
     assert OPENAI_KEY not in output, "the key was echoed to the terminal"
     assert "added personal (Personal, openai-api-key)" in output
     assert _secrets(file_home) == {"account:personal": OPENAI_KEY}

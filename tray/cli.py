@@ -28,6 +28,14 @@ from proxy.accounts import (
     set_account_enabled,
     set_api_key,
 )
+from proxy.analyzer import (
+    SourceError,
+    analyze_headway,
+    analyze_opencode,
+    default_opencode_db,
+    format_report,
+    write_svg,
+)
 from proxy.engine import EngineOptions, ensure_access_key, status_snapshot
 from proxy.keychain import ACCESS_KEY, Keychain, KeychainError
 from proxy.login import (
@@ -42,6 +50,7 @@ from proxy.login import (
 )
 from proxy.oauth import DEVICE_LOGIN_TIMEOUT, OAuthConfig, OAuthError
 from proxy.paths import Paths
+from proxy.relay.setup import RelaySetupError, disable_relay, relay_status, setup_relay
 from proxy.request_log import RequestLog, format_summary
 from proxy.settings import SettingsError, json_schema
 from proxy.settings_store import SettingsStore
@@ -380,6 +389,9 @@ def format_status(data: dict[str, Any]) -> str:
     if data.get("settings_error"):
         lines.append("Settings file is INVALID — still using the last good settings:")
         lines.extend(f"  {p}" for p in data["settings_error"])
+    relay = data.get("relay")
+    if isinstance(relay, dict) and (relay.get("enabled") or (relay.get("totals") or {}).get("requests")):
+        lines.append("Relay: " + _relay_traffic(relay))
     if not data["accounts"]:
         lines.append("No accounts. Add one with: headway accounts add anthropic --label main")
     for a in data["accounts"]:
@@ -426,6 +438,54 @@ def usage(days: float, as_json: bool) -> None:
         click.echo(f"No requests in the last {days:g} days.")
     else:
         click.echo(format_summary(rows))
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+@cli.group()
+def analyze() -> None:
+    """Look into the request log: prompt-cache hits, breaks and what they cost."""
+
+
+@analyze.command("cache")
+@click.option("--session", "session_id", default=None, help="Only this session id.")
+@click.option("--days", type=float, default=7.0, show_default=True, help="How far back to look.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--opencode-db",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="Analyze OpenCode's own database instead (no PATH: $OPENCODE_DB or $XDG_DATA_HOME/opencode/opencode.db).",
+)
+@click.option(
+    "--chart",
+    "chart_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write an SVG chart (stacked bars per turn) to this file.",
+)
+def analyze_cache(
+    session_id: str | None, days: float, as_json: bool, opencode_db: str | None, chart_path: Path | None
+) -> None:
+    """Per session and turn: cache reads and writes, hit ratio, idle gaps, where a prefix broke, and the cost
+    with no cache, a 5-minute cache and a 1-hour cache. Turn on dumps (settings: dumps.enabled) to see breaks."""
+    paths = _paths()
+    try:
+        if opencode_db is None:
+            report = analyze_headway(paths.request_log, paths.dumps_dir, days=days, session_id=session_id)
+        else:
+            db = Path(opencode_db).expanduser() if opencode_db else default_opencode_db()
+            report = analyze_opencode(db, days=days, session_id=session_id)
+    except SourceError as exc:
+        raise _fail(exc) from exc
+    if chart_path is not None:
+        write_svg(report, chart_path)
+    click.echo(report.to_json() if as_json else format_report(report))
+    if chart_path is not None and not as_json:
+        click.echo(f"\nChart: {chart_path}")
 
 
 # --------------------------------------------------------------------------- settings
@@ -586,6 +646,166 @@ def autostart_status() -> None:
     click.echo(f"{'on' if enabled else 'off'}: {entry.kind} {entry.location()}")
     if command:
         click.echo(f"runs: {command}")
+
+
+# --------------------------------------------------------------------------- relay
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _relay_traffic(stats: dict[str, Any]) -> str:
+    """One line: uploaded bytes against the bytes the provider received (the running instance's counters)."""
+    totals = stats.get("totals") or {}
+    state = "on" if stats.get("enabled") else "off"
+    if not totals.get("requests"):
+        return f"{state} ({stats.get('url')}), no request relayed yet"
+    text = (
+        f"{state}: uploaded {_size(totals['sent_bytes'])} for {_size(totals['body_bytes'])} of request bodies"
+        f" ({totals.get('saved_percent')}% saved) over {totals['requests']} requests"
+        f" ({totals.get('full_syncs', 0)} full, {totals.get('patches', 0)} patches"
+    )
+    if totals.get("resyncs"):
+        text += f", {totals['resyncs']} resynced"
+    if totals.get("failures"):
+        text += f", {totals['failures']} went direct"
+    return text + ")"
+
+
+@cli.group()
+def relay() -> None:
+    """The optional relay through your own Cloudflare Worker: later turns of a session upload only a patch."""
+
+
+@relay.command("setup")
+@click.option("--account-id", default=None, help="Your Cloudflare account id (Workers & Pages overview); prompted if missing.")
+@click.option("--api-token-stdin", is_flag=True, help="Read the Cloudflare API token from standard input, not a prompt.")
+@click.option("--name", "worker_name", default=None, help="The Worker's name (default: the current one, or headway-relay).")
+@click.option(
+    "--storage",
+    type=click.Choice(["durable_object", "kv"]),
+    default="durable_object",
+    show_default=True,
+    help="Where the Worker keeps each session's last body.",
+)
+@click.option("--transport", type=click.Choice(["http", "websocket"]), default=None, help="How Headway talks to it.")
+@click.option("--rotate-secret", is_flag=True, help="Make a new relay secret instead of keeping the current one.")
+@click.option("--no-probe", is_flag=True, help="Do not wait for the Worker to answer after deploying it.")
+def relay_setup(
+    account_id: str | None,
+    api_token_stdin: bool,
+    worker_name: str | None,
+    storage: Literal["durable_object", "kv"],
+    transport: Literal["http", "websocket"] | None,
+    rotate_secret: bool,
+    no_probe: bool,
+) -> None:
+    """Deploy (or upgrade) the relay Worker in your Cloudflare account and turn the relay on.
+
+    The API token needs the permission "Account · Workers Scripts · Edit" (and "Workers KV Storage · Edit" with
+    --storage kv). It is used for these calls only and never stored. The Worker sees the API keys and prompts of
+    the requests it relays: it runs in your account, from source Headway ships.
+    """
+    paths = _paths()
+    paths.ensure()
+    store = _store(paths, strict=True)
+    current = store.current.relay
+    account = (account_id or current.account_id or click.prompt("Cloudflare account id")).strip()
+    token = _read_secret(api_token_stdin, "Cloudflare API token")
+    try:
+        info = setup_relay(
+            token,
+            account,
+            keychain=make_keychain(paths, store.current),
+            store=store,
+            worker_name=worker_name or current.worker_name,
+            storage=storage,
+            transport=transport,
+            rotate_secret=rotate_secret,
+            probe=not no_probe,
+            progress=_step,
+        )
+    except (RelaySetupError, KeychainError, SettingsError) as exc:
+        raise _fail(exc) from exc
+    verb = "Deployed" if info.created else "Upgraded"
+    click.echo(f"{verb} Worker {info.worker_name} {info.worker_version} at {info.url} ({info.storage.replace('_', ' ')}).")
+    click.echo("The relay secret is in the keychain; the API token was not kept. The relay is on.")
+    if info.detail:
+        click.echo(info.detail)
+    if read_runtime(paths):
+        click.echo("The running Headway picks the relay up by itself.")
+
+
+@relay.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-probe", is_flag=True, help="Do not ask the Worker.")
+def relay_status_command(as_json: bool, no_probe: bool) -> None:
+    """Whether the relay is on, whether its Worker answers, and what it saved in this run."""
+    paths = _paths()
+    store = _store(paths)
+    try:
+        data = relay_status(store, make_keychain(paths, store.current), probe=not no_probe)
+    except KeychainError as exc:
+        raise _fail(exc) from exc
+    runtime = read_runtime(paths)
+    running = _fetch_status(paths, runtime) if runtime else None
+    if running is not None and isinstance(running.get("relay"), dict):
+        data["traffic"] = running["relay"]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not data.get("url"):
+        click.echo("Relay: not set up. Run: headway relay setup")
+        return
+    fallback = "falls back to direct" if data["fallback_to_direct"] else "never goes direct"
+    click.echo(
+        f"Relay: {'on' if data['enabled'] else 'off'}, {data['url']} "
+        f"({data['transport']}, {data['storage'].replace('_', ' ')}; {fallback})"
+    )
+    click.echo(f"Secret: {'in the keychain' if data['secret_in_keychain'] else 'MISSING from the keychain (run setup)'}")
+    worker = data.get("worker")
+    if isinstance(worker, dict):
+        if worker.get("ok"):
+            click.echo(
+                f"Worker: {worker.get('worker_version')} (protocol {worker.get('protocol')}, {worker.get('storage')}),"
+                f" answered in {worker.get('latency_ms')} ms"
+            )
+            if worker.get("warning"):
+                click.echo(f"  {worker['warning']}")
+        else:
+            click.echo(f"Worker: {worker.get('error')}")
+    traffic = data.get("traffic")
+    if isinstance(traffic, dict):
+        click.echo("This run: " + _relay_traffic(traffic))
+        for session in traffic.get("sessions", [])[:10]:
+            click.echo(
+                f"  {session['session_id'][:24]}: {session['requests']} requests, uploaded {_size(session['sent_bytes'])}"
+                f" of {_size(session['body_bytes'])}"
+            )
+    elif runtime is None:
+        click.echo("Headway is not running: no traffic figures.")
+
+
+@relay.command("disable")
+@click.option("--forget", is_flag=True, help="Also forget the Worker's URL and delete the relay secret.")
+def relay_disable(forget: bool) -> None:
+    """Turn the relay off (requests go direct). The Worker stays in your Cloudflare account."""
+    paths = _paths()
+    store = _store(paths, strict=True)
+    try:
+        disable_relay(store, make_keychain(paths, store.current), forget=forget)
+    except (KeychainError, SettingsError) as exc:
+        raise _fail(exc) from exc
+    click.echo("Relay off: requests go directly to the providers.")
+    if forget:
+        click.echo("Forgot its URL and secret. Delete the Worker in the Cloudflare dashboard if you no longer want it.")
+    else:
+        click.echo("Turn it back on with: headway relay setup")
 
 
 def main() -> None:

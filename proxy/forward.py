@@ -45,6 +45,7 @@ from .pricing import estimate_cost
 from .providers.base import Incoming, ProviderAdapter, ResponseTransformer, Verdict
 from .providers.codex_shape import parse_usage_limit_error
 from .quota import Window
+from .relay import RelayClient, RelayUnavailable
 from .request_log import RequestLog, RequestRecord
 from .router import Candidates, Skipped
 from .settings import Account, Settings, UpstreamSettings
@@ -215,7 +216,9 @@ class Forwarder:
         keep_transcript: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        relay: RelayClient | None = None,
     ) -> None:
+        self._relay_client = relay
         self._settings = settings
         self._upstreams = upstreams
         self._state = state
@@ -355,9 +358,18 @@ class Forwarder:
         attempt.upstream_body = out.content
         state = self._state
         try:
-            upstream = await self._client.send(
-                self._client.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True
-            )
+            upstream = None
+            if self._relay_client is not None:
+                try:
+                    upstream = await self._relay_client.send(self._client, out, incoming.session.session_id)
+                except RelayUnavailable as exc:
+                    attempt.chain.append(f"{account.id}:relay-failed")
+                    if not exc.fallback_to_direct:
+                        return "next", UpstreamUnavailable(f"the relay failed (relay.fallback_to_direct is off): {exc}"), None
+            if upstream is None:
+                upstream = await self._client.send(
+                    self._client.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True
+                )
         except httpx.TimeoutException as exc:
             attempt.chain.append(f"{account.id}:timeout")
             log.warning("account %s: upstream timed out (%s)", account.id, type(exc).__name__)
@@ -648,6 +660,24 @@ class Forwarder:
                     transcript=b"".join(attempt.transcript) if attempt.transcript is not None else None,
                 )
             )
+        if self._log is None:
+            return
+        # After the response's last byte is out: the agent never waits on bookkeeping.
+        try:
+            asyncio.get_running_loop().call_soon(self._record, incoming, attempt, tokens, model, account, adapter, latency_ms)
+        except RuntimeError:
+            self._record(incoming, attempt, tokens, model, account, adapter, latency_ms)
+
+    def _record(
+        self,
+        incoming: Incoming,
+        attempt: _Attempt,
+        tokens: Usage | None,
+        model: str | None,
+        account: Account | None,
+        adapter: ProviderAdapter | None,
+        latency_ms: float,
+    ) -> None:
         if self._log is None:
             return
         cost = None

@@ -26,6 +26,7 @@ __all__ = [
     "DumpSettings",
     "GatewaySettings",
     "LoggingSettings",
+    "RelaySettings",
     "RoutingSettings",
     "SecretsSettings",
     "Settings",
@@ -173,6 +174,37 @@ class SecretsSettings(_Model):
     )
 
 
+class RelaySettings(_Model):
+    """The optional relay through the user's own Cloudflare Worker (`headway relay setup`); its secret is in the keychain."""
+
+    enabled: bool = Field(False, description="Send requests that carry an agent session id through the relay Worker.")
+    url: Annotated[str, Field(pattern=_URL)] | None = Field(None, description="The Worker's URL (set by `headway relay setup`).")
+    transport: Literal["http", "websocket"] = Field(
+        "http",
+        description="http: one POST per request. websocket: one connection per agent session, its requests queued.",
+    )
+    fallback_to_direct: bool = Field(
+        True, description="When the relay fails before the response starts, send the request directly instead."
+    )
+    max_sessions: int = Field(32, ge=1, le=1000, description="Agent sessions whose last body is kept for patches.")
+    max_memory_mb: int = Field(128, ge=8, le=4096, description="Memory for those bodies; least recently used go first.")
+    ttl_minutes: float = Field(
+        1440.0, gt=0, le=10080, description="Forget an idle session's body after this long (the Worker keeps it 24 h)."
+    )
+    min_body_bytes: int = Field(
+        8192, ge=0, le=64 * 1024 * 1024, description="Smaller bodies go direct: the extra hop would cost more than it saves."
+    )
+    worker_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = Field(
+        "headway-relay", description="The Worker's name in the Cloudflare account."
+    )
+    account_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = Field(
+        None, description="The Cloudflare account the Worker runs in (not a secret)."
+    )
+    storage: Literal["durable_object", "kv"] = Field(
+        "durable_object", description="Where the Worker keeps each session's last body (set by setup)."
+    )
+
+
 class Settings(_Model):
     """Everything the user can set. Account order is routing order within each family."""
 
@@ -186,6 +218,7 @@ class Settings(_Model):
     dumps: DumpSettings = Field(default_factory=DumpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:

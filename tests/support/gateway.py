@@ -127,6 +127,10 @@ class RunningGateway:
         return {"authorization": f"Bearer {self.key}"}
 
     def flush_log(self) -> None:
+        """Wait until every finished request is in the log (rows are queued just after a response completes)."""
+        import asyncio
+
+        self.services.engine.call(asyncio.sleep(0.05))
         self.services.engine.request_log.flush(5.0)
 
     def stop(self) -> None:

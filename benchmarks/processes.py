@@ -1,0 +1,202 @@
+"""The two servers the benchmark runs as real subprocesses: the mock upstream and ``headway serve``.
+
+The gateway gets a throwaway ``HEADWAY_HOME`` whose settings keep secrets in a plain file (no OS keychain), one
+Anthropic API-key account added through the CLI, and ``HEADWAY_ANTHROPIC_BASE_URL`` pointing at the mock. Proxy
+variables are removed from its environment: its client trusts the environment, and loopback traffic must not
+detour through a proxy. Memory and CPU are read from ``/proc/<pid>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+__all__ = ["Server", "cpu_seconds", "machine_busy_seconds", "rss_mb", "start_gateway", "start_mock"]
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+_SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_")
+
+
+@dataclass
+class Server:
+    """A running subprocess and where it listens."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    output: Path
+    key: str = ""
+    home: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.url).port
+        assert port is not None
+        return port
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB, from ``VmRSS`` in ``/proc/<pid>/status``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every process on the machine has used (all CPUs, not idle or waiting for I/O), from ``/proc/stat``."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in _PROXY_VARS and not k.startswith(_SCRUB_PREFIXES)
+    }
+    env.update(extra)
+    return env
+
+
+def _wait_for_line(proc: subprocess.Popen[bytes], path: Path, prefix: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(prefix):
+                return line
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise RuntimeError(f"no line starting with {prefix!r} within {timeout:.0f}s")
+
+
+def start_mock(workdir: Path, timeout: float = 15.0) -> Server:
+    """``python -m benchmarks.mock_upstream`` on a free port."""
+    output = workdir / "mock.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.mock_upstream", "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_clean_env({}),
+            cwd=Path(__file__).resolve().parents[1],
+            start_new_session=True,
+        )
+    try:
+        url = _wait_for_line(proc, output, "http://", timeout).strip()
+    except RuntimeError as exc:
+        proc.kill()
+        proc.wait(5)
+        raise RuntimeError(
+            f"the mock upstream did not start: {exc}\n{output.read_text(errors='replace')}"
+        ) from exc
+    return Server("mock", proc, url, output)
+
+
+def _headway_command() -> list[str]:
+    """The ``headway`` console script beside this interpreter, else the same entry point through ``-m tray``."""
+    script = Path(sys.executable).with_name("headway")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("headway")
+    return [found] if found else [sys.executable, "-m", "tray"]
+
+
+def _cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60.0) -> str:
+    done = subprocess.run(
+        [*_headway_command(), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_clean_env({"HEADWAY_HOME": str(home)}),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"`headway {' '.join(args)}` failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+def start_gateway(workdir: Path, upstream_url: str, timeout: float = 30.0) -> Server:
+    """``headway serve --port 0`` in a fresh HEADWAY_HOME under ``workdir``, with one account on the mock."""
+    home = Path(tempfile.mkdtemp(prefix="headway-home-", dir=workdir))
+    config = home / "config"
+    config.mkdir(mode=0o700)
+    (config / "settings.json").write_text(json.dumps({"secrets": {"backend": "file"}}))
+    _cli(
+        home,
+        "accounts",
+        "add",
+        "anthropic",
+        "--label",
+        "bench",
+        "--api-key-stdin",
+        stdin="sk-ant-bench-0000000000\n",
+    )
+    key = _cli(home, "key").strip()
+    output = workdir / "gateway.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            [*_headway_command(), "serve", "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_clean_env({"HEADWAY_HOME": str(home), "HEADWAY_ANTHROPIC_BASE_URL": upstream_url}),
+            start_new_session=True,
+        )
+    try:
+        line = _wait_for_line(proc, output, "Headway gateway on ", timeout)
+    except RuntimeError as exc:
+        proc.kill()
+        proc.wait(5)
+        raise RuntimeError(
+            f"headway serve did not start: {exc}\n{output.read_text(errors='replace')}"
+        ) from exc
+    url = line.removeprefix("Headway gateway on ").strip()
+    return Server("gateway", proc, url, output, key=key, home=home)

@@ -1,0 +1,794 @@
+"""The gateway's side of the relay: per-session base bodies, patches, transports, savings.
+
+    RelayClient.send(client, out, session_id)
+        relay off / no session id / body too small ─► None (the caller sends directly)
+        pick the session's lane (the base body this one shares most with) ─► patch, or full sync
+        HTTP POST /v1/relay  or  the session's WebSocket (one per session, requests queued)
+            409 (the Worker's base differs, or the hash does not match) ─► resend as a full sync, once
+            any failure before the response starts ─► RelayUnavailable (the caller goes direct if it may)
+        ─► the upstream's response, streaming, with RelayTrip facts in response.extensions["headway.relay"]
+
+Memory is bounded three ways: sessions (LRU), total bytes of base bodies, and idle time. Nothing here blocks the
+loop for long: the keychain is read in a thread and cached; large envelopes are compressed in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import secrets as pysecrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from ..providers.base import Outgoing
+from ..settings import RelaySettings
+from ..tasks import TaskGroup
+from .patch import common_prefix, common_suffix, diff, sha256_tag
+from .protocol import (
+    ERROR_HEADER,
+    MARK_HEADER,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    RELAY_PATH,
+    SESSION_HEADER,
+    TOKEN_HEADER,
+    WS_PATH,
+    encode_envelope,
+    session_key,
+)
+from .websocket import WebSocket, WebSocketClosed, WebSocketError
+
+__all__ = ["RelayClient", "RelayTrip", "RelayUnavailable"]
+
+log = logging.getLogger("headway.relay")
+
+Mode = Literal["full_sync", "patch", "oneshot"]
+
+_MAX_BODY = 64 * 1024 * 1024
+_MAX_LANES = 3
+_PROBES = 16
+_PROBE_WINDOW = 64
+_PATCH_WORTH = 0.9  # a patch costing more than this share of the body is sent as a full sync instead
+_THREAD_FROM = 256 * 1024  # compress envelopes at least this large in a thread
+_ACCEPT_TIMEOUT = 15.0  # the Worker acknowledges a WebSocket request once the body is rebuilt and verified
+_WS_DEAD_AFTER = 45.0  # no frame (the Worker sends a keepalive every 15 s) for this long: the socket is dead
+_WS_KEEPALIVE = 15.0
+_WS_IDLE_CLOSE = 300.0  # close a session's socket after this long without requests
+_WS_MAX_MESSAGE = 1024 * 1024  # Cloudflare's WebSocket message limit; larger envelopes go by HTTP
+_ERROR_BODY_LIMIT = 16 * 1024
+_RECENT = 50
+
+
+class RelayUnavailable(Exception):
+    """The relay failed before the response started. The caller may go direct when ``fallback_to_direct``.
+
+    ``upstream_may_have_seen``: the failure came after the Worker may have called the provider (a timeout waiting
+    for the answer, a socket lost after the Worker accepted the request); going direct may then send it twice.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fallback_to_direct: bool = True,
+        code: str | None = None,
+        status: int | None = None,
+        upstream_may_have_seen: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.fallback_to_direct = fallback_to_direct
+        self.code = code
+        self.status = status
+        self.upstream_may_have_seen = upstream_may_have_seen
+
+
+class _Conflict(Exception):
+    """The Worker answered 409: its base body differs from ours, or the rebuilt body's hash did not match."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class RelayTrip:
+    """What one request cost on the way to the relay; ``response.extensions["headway.relay"]``."""
+
+    session_id: str
+    mode: Mode
+    transport: str
+    sent_bytes: int  # envelopes uploaded to the Worker, retries included
+    body_bytes: int  # the body the provider received
+    resynced: bool
+    elapsed_ms: float  # until the response started
+
+
+@dataclass
+class _Counter:
+    requests: int = 0
+    full_syncs: int = 0
+    patches: int = 0
+    oneshots: int = 0
+    resyncs: int = 0
+    failures: int = 0
+    sent_bytes: int = 0
+    body_bytes: int = 0
+
+    def add(self, trip: RelayTrip) -> None:
+        self.requests += 1
+        self.sent_bytes += trip.sent_bytes
+        self.body_bytes += trip.body_bytes
+        self.resyncs += int(trip.resynced)
+        if trip.mode == "patch":
+            self.patches += 1
+        elif trip.mode == "full_sync":
+            self.full_syncs += 1
+        else:
+            self.oneshots += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = asdict(self)
+        data["saved_bytes"] = self.body_bytes - self.sent_bytes
+        data["saved_percent"] = round(100.0 * (1 - self.sent_bytes / self.body_bytes), 1) if self.body_bytes else None
+        return data
+
+
+@dataclass
+class _Lane:
+    """One base body of a session, mirrored by the Worker under (session key, lane id)."""
+
+    id: str
+    url: str
+    body: bytes | None = None
+    hash: str | None = None
+    revision: int = 0
+    busy: bool = False
+    used: float = 0.0
+
+    def reset(self) -> None:
+        self.body = None
+        self.hash = None
+        self.revision = 0
+
+
+@dataclass
+class _Session:
+    session_id: str
+    key: str
+    lanes: dict[str, _Lane] = field(default_factory=dict)
+    next_lane: int = 0
+    used: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return sum(len(lane.body) for lane in self.lanes.values() if lane.body is not None)
+
+    @property
+    def busy(self) -> bool:
+        return any(lane.busy for lane in self.lanes.values())
+
+
+def _kinship(base: bytes, body: bytes) -> float:
+    """How much of ``base`` lives on in ``body`` (0..1): is this request the next turn of that one?
+
+    A next turn keeps the old body and adds to it, at the end or in the middle (a long tool result), and may edit a
+    little here and there. The common prefix and suffix answer quickly when they cover most of the base; otherwise
+    probe windows of the base are searched anywhere in the body.
+    """
+    prefix = common_prefix(base, body)
+    shared = prefix + common_suffix(base, body, limit=min(len(base), len(body)) - prefix)
+    if shared * 2 >= len(base):
+        return shared / len(base) if base else 1.0
+    if len(base) <= _PROBE_WINDOW:
+        return 1.0 if base in body else 0.0
+    step = (len(base) - _PROBE_WINDOW) / (_PROBES - 1)
+    hits = sum(1 for k in range(_PROBES) if body.find(base[int(k * step) : int(k * step) + _PROBE_WINDOW]) >= 0)
+    return hits / _PROBES
+
+
+class _SessionBook:
+    """The base bodies, bounded by session count, total bytes and idle time."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
+
+    def get(self, session_id: str) -> _Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = _Session(session_id, session_key(session_id))
+            self.sessions[session_id] = session
+        self.sessions.move_to_end(session_id)
+        session.used = self._clock()
+        return session
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.sessions.values())
+
+    def choose(self, session: _Session, url: str, body: bytes) -> _Lane | None:
+        """The idle lane whose base lives on in ``body`` the most, a new lane, or None (all lanes busy)."""
+        best: _Lane | None = None
+        best_kinship = 0.0
+        for lane in session.lanes.values():
+            if lane.busy or lane.url != url or lane.body is None:
+                continue
+            kinship = _kinship(lane.body, body)
+            if kinship > best_kinship:
+                best, best_kinship = lane, kinship
+        if best is not None and best_kinship >= 0.5:
+            chosen = best
+        elif len(session.lanes) < _MAX_LANES:
+            chosen = _Lane(str(session.next_lane), url)
+            session.next_lane += 1
+            session.lanes[chosen.id] = chosen
+        else:
+            idle = [lane for lane in session.lanes.values() if not lane.busy]
+            if not idle:
+                return None
+            chosen = min(idle, key=lambda lane: lane.used)
+            chosen.reset()
+            chosen.url = url
+        chosen.busy = True
+        chosen.used = self._clock()
+        return chosen
+
+    def sweep(self, max_sessions: int, max_bytes: int, ttl: float) -> list[_Session]:
+        """Drop idle-too-long sessions, then the least recently used ones beyond the limits. Returns the dropped."""
+        now = self._clock()
+        dropped = [s for s in self.sessions.values() if not s.busy and now - s.used > ttl]
+        for session in dropped:
+            del self.sessions[session.session_id]
+        total = self.size
+        for session in list(self.sessions.values()):
+            if len(self.sessions) <= max_sessions and total <= max_bytes:
+                break
+            if session.busy:
+                continue
+            total -= session.size
+            del self.sessions[session.session_id]
+            dropped.append(session)
+        return dropped
+
+
+class _Closed:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+_Item = dict[str, Any] | bytes | _Closed
+
+
+class _Channel:
+    """One agent session's WebSocket: requests take turns (``lock``), frames arrive through ``inbox``."""
+
+    def __init__(self, key: str, tasks: TaskGroup, clock: Callable[[], float]) -> None:
+        self.key = key
+        self.lock = asyncio.Lock()
+        self.ws: WebSocket | None = None
+        self.inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=4096)
+        self.used = clock()
+        self._tasks = tasks
+        self._clock = clock
+        self._reader: asyncio.Task[Any] | None = None
+        self._pinger: asyncio.Task[Any] | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.ws is not None and not self.ws.closed
+
+    async def ensure(self, client: httpx.AsyncClient, url: str, secret: str) -> WebSocket:
+        if self.ws is not None and not self.ws.closed:
+            return self.ws
+        await self.drop()
+        ws = await WebSocket.connect(
+            client,
+            f"{url}{WS_PATH}?session={self.key}",
+            {TOKEN_HEADER: secret, PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
+        )
+        self.ws = ws
+        self.inbox = asyncio.Queue(maxsize=4096)
+        self._reader = self._tasks.spawn(self._read(ws, self.inbox), name=f"headway-relay-ws-read-{self.key[:8]}")
+        self._pinger = self._tasks.spawn(self._keepalive(ws), name=f"headway-relay-ws-keepalive-{self.key[:8]}")
+        ready = await self.next(_ACCEPT_TIMEOUT)
+        if not (isinstance(ready, dict) and ready.get("t") == "ready"):
+            await self.drop()
+            raise WebSocketError(f"the relay did not say ready ({_describe(ready)})")
+        return ws
+
+    async def next(self, timeout: float | None) -> _Item:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.inbox.get()
+        except TimeoutError:
+            return _Closed(f"no answer within {timeout:.0f}s") if timeout is not None else _Closed("timeout")
+
+    async def _read(self, ws: WebSocket, inbox: asyncio.Queue[_Item]) -> None:
+        try:
+            while True:
+                message = await ws.recv(timeout=_WS_DEAD_AFTER)
+                if isinstance(message, bytes):
+                    await inbox.put(message)
+                    continue
+                try:
+                    data = json.loads(message)
+                except ValueError:
+                    continue
+                if isinstance(data, dict) and data.get("t") != "keepalive":
+                    await inbox.put(data)
+        except (WebSocketClosed, WebSocketError) as exc:
+            await inbox.put(_Closed(str(exc)))
+
+    async def _keepalive(self, ws: WebSocket) -> None:
+        while not ws.closed:
+            await asyncio.sleep(_WS_KEEPALIVE)
+            if not self.lock.locked() and self._clock() - self.used > _WS_IDLE_CLOSE:
+                log.debug("relay socket %s idle; closing it", self.key[:8])
+                await ws.close()
+                return
+            try:
+                await ws.send_text('{"t":"keepalive"}')
+            except WebSocketClosed:
+                return
+
+    async def drop(self) -> None:
+        """Close the socket (the Worker stops what it was streaming on it); the next request reconnects."""
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            await ws.close()
+        for task in (self._reader, self._pinger):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
+        self._reader = self._pinger = None
+
+
+def _describe(item: _Item) -> str:
+    if isinstance(item, _Closed):
+        return item.reason
+    if isinstance(item, bytes):
+        return f"{len(item)} unexpected bytes"
+    return json.dumps(item)[:300]
+
+
+class _ChannelBody(httpx.AsyncByteStream):
+    """The response body arriving on a session's socket; releases the socket to the next request when done."""
+
+    def __init__(self, channel: _Channel, request_id: str, read_timeout: float | None) -> None:
+        self._channel = channel
+        self._id = request_id
+        self._timeout = read_timeout
+        self._finished = False
+        self._released = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            while not self._finished:
+                item = await self._channel.next(self._timeout)
+                if isinstance(item, bytes):
+                    yield item
+                    continue
+                if isinstance(item, _Closed):
+                    self._finished = True
+                    await self._channel.drop()
+                    raise httpx.ReadError(f"the relay connection broke mid-stream: {item.reason}")
+                kind = item.get("t")
+                if kind == "done":
+                    self._finished = True
+                elif kind == "error":
+                    self._finished = True
+                    raise httpx.ReadError(f"the relay lost the upstream mid-stream: {item.get('message')}")
+        finally:
+            await self._release()
+
+    async def aclose(self) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if not self._finished:
+            await self._channel.drop()  # the rest of this stream would still arrive on the socket
+        self._channel.used = self._channel._clock()
+        self._channel.lock.release()
+
+
+class RelayClient:
+    """Sends agent requests through the user's relay Worker. One per engine; call from the engine loop only."""
+
+    def __init__(
+        self,
+        settings: Callable[[], RelaySettings],
+        read_secret: Callable[[], str | None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        secret_ttl: float = 15.0,
+    ) -> None:
+        self._settings = settings
+        self._read_secret = read_secret
+        self._clock = clock
+        self._secret_ttl = secret_ttl
+        self._secret_cache: tuple[str | None, float] | None = None
+        self._book = _SessionBook(clock)
+        self._channels: dict[str, _Channel] = {}
+        self._tasks = TaskGroup()
+        self._config: tuple[str | None, str, str] | None = None
+        self._totals = _Counter()
+        self._per_session: collections.OrderedDict[str, _Counter] = collections.OrderedDict()
+        self._recent: collections.deque[RelayTrip] = collections.deque(maxlen=_RECENT)
+        self._last_error: str | None = None
+        self._warned_no_secret = False
+        self._snapshot: dict[str, Any] = {}
+        self._publish()
+
+    # ------------------------------------------------------------------ the boundary
+
+    async def send(self, client: httpx.AsyncClient, out: Outgoing, session_id: str | None) -> httpx.Response | None:
+        """The upstream's response through the relay (streaming), or None when the relay is not for this request.
+
+        Raises RelayUnavailable when the relay failed before the response started; nothing reached the agent then.
+        """
+        settings = self._settings()
+        if not settings.enabled or not settings.url or not session_id:
+            return None
+        if not settings.min_body_bytes <= len(out.content) <= _MAX_BODY:
+            return None
+        secret = await self._secret()
+        if not secret:
+            if not self._warned_no_secret:
+                log.warning("the relay is on but its secret is not in the keychain; run `headway relay setup`")
+                self._warned_no_secret = True
+            return None
+        await self._check_config(settings, secret)
+        await self._sweep(settings)
+        started = time.perf_counter()
+        session = self._book.get(session_id)
+        lane = self._book.choose(session, out.url, out.content)
+        sent = 0
+        resynced = False
+        next_hash = sha256_tag(out.content)
+        try:
+            for attempt in range(2):
+                mode, header, payload = self._plan(lane, out, next_hash, full=attempt > 0)
+                envelope = await self._encode(header, payload)
+                sent += len(envelope)
+                try:
+                    if settings.transport == "websocket":
+                        response = await self._via_socket(client, settings, secret, session.key, header["id"], envelope)
+                    else:
+                        response = await self._via_http(client, settings, secret, session.key, envelope)
+                except _Conflict as conflict:
+                    log.info(
+                        "relay: session %s lane %s out of sync (%s); full sync", session_id[:12], header["lane"], conflict.code
+                    )
+                    resynced = True
+                    if lane is not None:
+                        lane.reset()
+                    if attempt == 0:
+                        continue
+                    message = f"the relay still disagreed after a full sync ({conflict.code})"
+                    raise self._unavailable(settings, message, "conflict", 409) from None
+                break
+        except RelayUnavailable as exc:
+            self._record_failure(session_id, sent, str(exc))
+            self._publish()
+            raise
+        finally:
+            if lane is not None:
+                lane.busy = False
+        if lane is not None and mode != "oneshot":
+            lane.body, lane.hash, lane.revision = out.content, next_hash, int(header["revision"])
+        trip = RelayTrip(
+            session_id=session_id,
+            mode=mode,
+            transport=settings.transport,
+            sent_bytes=sent,
+            body_bytes=len(out.content),
+            resynced=resynced,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        self._record(trip)
+        response.extensions["headway.relay"] = trip
+        await self._sweep(settings)
+        self._publish()
+        return response
+
+    def stats(self) -> dict[str, Any]:
+        """Bytes sent to the relay vs full body bytes, per session and in total, for `headway status` and the page.
+
+        Safe from any thread: the counters are published as a fresh snapshot after every request.
+        """
+        settings = self._settings()
+        return {
+            "enabled": settings.enabled,
+            "url": settings.url,
+            "transport": settings.transport,
+            "fallback_to_direct": settings.fallback_to_direct,
+            **copy.deepcopy(self._snapshot),
+        }
+
+    def _publish(self) -> None:
+        self._snapshot = {
+            "totals": self._totals.as_dict(),
+            "sessions": [{"session_id": sid, **c.as_dict()} for sid, c in reversed(self._per_session.items())],
+            "recent": [asdict(trip) for trip in reversed(self._recent)],
+            "base_bodies": {"sessions": len(self._book.sessions), "bytes": self._book.size},
+            "open_sockets": sum(1 for c in self._channels.values() if c.open),
+            "last_error": self._last_error,
+        }
+
+    def forget(self) -> None:
+        """Drop every base body (the next request of each session is a full sync)."""
+        self._book.sessions.clear()
+
+    async def aclose(self, timeout: float = 2.0) -> None:
+        for channel in list(self._channels.values()):
+            with contextlib.suppress(Exception):
+                await channel.drop()
+        self._channels.clear()
+        await self._tasks.close(timeout)
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan(self, lane: _Lane | None, out: Outgoing, next_hash: str, *, full: bool) -> tuple[Mode, dict[str, Any], bytes]:
+        header: dict[str, Any] = {
+            "v": PROTOCOL_VERSION,
+            "type": "request",
+            "id": pysecrets.token_hex(8),
+            "lane": lane.id if lane is not None else "oneshot",
+            "next_hash": next_hash,
+            "upstream": {"url": out.url, "method": out.method, "headers": [[k, v] for k, v in out.headers.items()]},
+        }
+        if lane is None:
+            header.update(mode="oneshot", revision=0)
+            return "oneshot", header, out.content
+        if not full and lane.body is not None and lane.hash is not None:
+            patch = diff(lane.body, out.content)
+            if patch.cost < _PATCH_WORTH * len(out.content):
+                header.update(
+                    mode="patch",
+                    revision=lane.revision + 1,
+                    base_hash=lane.hash,
+                    base_revision=lane.revision,
+                    ops=[list(op) for op in patch.ops],
+                )
+                return "patch", header, patch.inserts
+        header.update(mode="full_sync", revision=lane.revision + 1)
+        return "full_sync", header, out.content
+
+    @staticmethod
+    async def _encode(header: dict[str, Any], payload: bytes) -> bytes:
+        if len(payload) >= _THREAD_FROM:
+            return await asyncio.to_thread(encode_envelope, header, payload)
+        return encode_envelope(header, payload)
+
+    # ------------------------------------------------------------------ transports
+
+    def _unavailable(
+        self,
+        settings: RelaySettings,
+        message: str,
+        code: str | None = None,
+        status: int | None = None,
+        *,
+        seen: bool = False,
+    ) -> RelayUnavailable:
+        return RelayUnavailable(
+            message, fallback_to_direct=settings.fallback_to_direct, code=code, status=status, upstream_may_have_seen=seen
+        )
+
+    async def _via_http(
+        self, client: httpx.AsyncClient, settings: RelaySettings, secret: str, key: str, envelope: bytes
+    ) -> httpx.Response:
+        assert settings.url is not None
+        request = client.build_request(
+            "POST",
+            f"{settings.url}{RELAY_PATH}",
+            content=envelope,
+            headers={
+                TOKEN_HEADER: secret,
+                PROTOCOL_HEADER: str(PROTOCOL_VERSION),
+                SESSION_HEADER: key,
+                "content-type": "application/octet-stream",
+            },
+        )
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            seen = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise self._unavailable(
+                settings, f"the relay did not answer in time ({type(exc).__name__})", "timeout", seen=seen
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._unavailable(settings, f"cannot reach the relay: {exc}", "unreachable") from exc
+        if MARK_HEADER in response.headers:
+            del response.headers[MARK_HEADER]
+            return response
+        await self._refuse(settings, response.status_code, response.headers.get(ERROR_HEADER), await _read_capped(response))
+        raise AssertionError("unreachable")
+
+    async def _refuse(self, settings: RelaySettings, status: int, code: str | None, body: bytes) -> None:
+        """Turn the Worker's own error answer into _Conflict (409) or RelayUnavailable."""
+        message = ""
+        try:
+            data = json.loads(body)
+            message = str(data["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = body[:200].decode("utf-8", errors="replace").strip()
+        if code is None:
+            raise self._unavailable(
+                settings,
+                f"the relay URL answered HTTP {status} without the relay's mark (not a Headway relay Worker, or "
+                f"Cloudflare's own error page): {message[:200]}",
+                "not_a_relay",
+                status,
+            )
+        if status == 409:
+            raise _Conflict(code)
+        if status == 401:
+            self._secret_cache = None
+            message += "; the relay secret in the keychain does not match the Worker's: run `headway relay setup`"
+        elif status == 426:
+            message += "; run `headway relay setup` to upgrade the Worker"
+        raise self._unavailable(settings, f"the relay refused the request ({status} {code}): {message}", code, status)
+
+    async def _via_socket(
+        self, client: httpx.AsyncClient, settings: RelaySettings, secret: str, key: str, request_id: str, envelope: bytes
+    ) -> httpx.Response:
+        assert settings.url is not None
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = self._channels[key] = _Channel(key, self._tasks, self._clock)
+        await channel.lock.acquire()  # same-session requests queue here, one on the socket at a time
+        handed_off = False
+        try:
+            channel.used = self._clock()
+            if len(envelope) > _WS_MAX_MESSAGE:
+                return await self._via_http(client, settings, secret, key, envelope)
+            try:
+                ws = await channel.ensure(client, settings.url, secret)
+                await ws.send_binary(envelope)
+            except WebSocketError as exc:
+                await channel.drop()
+                if exc.status is not None:
+                    code = None
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        code = str(json.loads(exc.body)["error"]["code"])
+                    await self._refuse(settings, exc.status, code, exc.body)
+                raise self._unavailable(settings, f"the relay socket failed: {exc}", "socket") from exc
+            except httpx.HTTPError as exc:
+                await channel.drop()
+                raise self._unavailable(settings, f"cannot reach the relay: {exc}", "unreachable") from exc
+            accepted = await self._next_for(channel, request_id, _ACCEPT_TIMEOUT)
+            await self._check_frame(settings, channel, accepted, "accepted", seen=not isinstance(accepted, dict))
+            read_timeout = client.timeout.read
+            start = await self._next_for(channel, request_id, read_timeout)
+            await self._check_frame(settings, channel, start, "response_start", seen=True)
+            assert isinstance(start, dict)
+            response = httpx.Response(
+                int(start["status"]),
+                headers=[(str(k), str(v)) for k, v in start.get("headers", [])],
+                stream=_ChannelBody(channel, request_id, read_timeout),
+                request=httpx.Request("POST", f"{settings.url}{WS_PATH}"),
+            )
+            handed_off = True
+            return response
+        finally:
+            if not handed_off:
+                channel.lock.release()
+
+    @staticmethod
+    async def _next_for(channel: _Channel, request_id: str, timeout: float | None) -> _Item:
+        while True:
+            item = await channel.next(timeout)
+            if isinstance(item, dict) and item.get("id") not in (request_id, None):
+                continue  # a leftover of an abandoned request
+            return item
+
+    async def _check_frame(
+        self, settings: RelaySettings, channel: _Channel, item: _Item, expected: str, *, seen: bool
+    ) -> None:
+        if isinstance(item, dict) and item.get("t") == expected:
+            return
+        if isinstance(item, dict) and item.get("t") == "error":
+            status = int(item.get("status") or 500)
+            code = str(item.get("code") or "error")
+            if status == 409:
+                raise _Conflict(code)
+            body = json.dumps({"error": {"code": code, "message": item.get("message", "")}}).encode()
+            await self._refuse(settings, status, code, body)
+        await channel.drop()
+        raise self._unavailable(
+            settings, f"the relay socket broke before the response: {_describe(item)}", "socket", seen=seen
+        )
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    async def _secret(self) -> str | None:
+        cached = self._secret_cache
+        if cached is not None and self._clock() - cached[1] < self._secret_ttl:
+            return cached[0]
+        try:
+            value = await asyncio.to_thread(self._read_secret)
+        except Exception as exc:
+            log.error("cannot read the relay secret from the keychain: %s", exc)
+            value = cached[0] if cached else None
+        self._secret_cache = (value, self._clock())
+        return value
+
+    async def _check_config(self, settings: RelaySettings, secret: str) -> None:
+        config = (settings.url, settings.transport, hashlib.sha256(secret.encode()).hexdigest())
+        if config != self._config:
+            if self._config is not None:
+                log.info("relay configuration changed; forgetting session bodies")
+            self._config = config
+            self.forget()
+            for channel in list(self._channels.values()):
+                if not channel.lock.locked():
+                    await channel.drop()
+            self._channels = {k: c for k, c in self._channels.items() if c.lock.locked()}
+
+    async def _sweep(self, settings: RelaySettings) -> None:
+        dropped = self._book.sweep(settings.max_sessions, settings.max_memory_mb * 1024 * 1024, settings.ttl_minutes * 60)
+        for session in dropped:
+            channel = self._channels.get(session.key)
+            if channel is not None and not channel.lock.locked():
+                await channel.drop()
+                del self._channels[session.key]
+        for key, channel in list(self._channels.items()):
+            if not channel.open and not channel.lock.locked() and self._clock() - channel.used > _WS_IDLE_CLOSE:
+                del self._channels[key]
+
+    def _counter(self, session_id: str) -> _Counter:
+        counter = self._per_session.get(session_id)
+        if counter is None:
+            counter = self._per_session[session_id] = _Counter()
+            while len(self._per_session) > 100:
+                self._per_session.popitem(last=False)
+        self._per_session.move_to_end(session_id)
+        return counter
+
+    def _record(self, trip: RelayTrip) -> None:
+        self._totals.add(trip)
+        self._counter(trip.session_id).add(trip)
+        self._recent.append(trip)
+        log.debug(
+            "relay %s %s: sent %d of %d bytes in %.0f ms",
+            trip.session_id[:12],
+            trip.mode,
+            trip.sent_bytes,
+            trip.body_bytes,
+            trip.elapsed_ms,
+        )
+
+    def _record_failure(self, session_id: str, sent: int, message: str) -> None:
+        self._last_error = message
+        for counter in (self._totals, self._counter(session_id)):
+            counter.failures += 1
+            counter.sent_bytes += sent
+        log.warning("relay failed for session %s: %s", session_id[:12], message)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _ERROR_BODY_LIMIT:
+                break
+    except httpx.HTTPError:
+        pass
+    finally:
+        await response.aclose()
+    return b"".join(chunks)[:_ERROR_BODY_LIMIT]

@@ -1,0 +1,203 @@
+"""Desktop notifications derived from successive status snapshots, and how often they may be shown.
+
+:func:`derive` compares two ``Engine.status()`` snapshots and says what the user should hear about:
+
+- requests fell back to another account (the one serving before is now rate-limited, out of quota or locked out),
+- an account ran out of quota (with its reset time) or was rate-limited,
+- an account needs login, or its key was rejected,
+- a subscription window crossed 80 % or 95 % used.
+
+Threshold crossings are reported only for windows with a known length (the ChatGPT 5-hour and weekly windows):
+per-minute API windows refill continuously, so "80 % used" there would fire and clear all day.
+
+:class:`Throttle` keeps them rare: once per key within :data:`PER_KEY_SECONDS`, and at most :data:`BURST` in
+:data:`BURST_SECONDS` overall. Pure; the tray thread shows what passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .icon import format_duration, window_label
+
+__all__ = ["BURST", "BURST_SECONDS", "PER_KEY_SECONDS", "THRESHOLDS", "Notice", "Throttle", "derive"]
+
+#: (percent used, remaining at or below which it counts as crossed)
+THRESHOLDS: tuple[tuple[int, float], ...] = ((95, 5.0), (80, 20.0))
+PER_KEY_SECONDS = 30 * 60.0
+BURST = 3
+BURST_SECONDS = 60.0
+
+#: health → (title suffix, what to do)
+_LOGIN = {
+    "needs_login": ("needs login", "Open Headway's settings to sign in again."),
+    "auth_failed": ("key was rejected", "Replace its key in Headway's settings."),
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: tuple[str, ...]
+    title: str
+    message: str
+
+
+def _accounts(status: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    return {str(a["id"]): a for a in (status or {}).get("accounts") or () if "id" in a}
+
+
+def _windows(account: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    quota = account.get("quota") or {}
+    return {
+        str(w["name"]): w
+        for w in quota.get("windows") or ()
+        if w.get("current", True) and w.get("remaining_percent") is not None
+    }
+
+
+def _label(account: Mapping[str, Any]) -> str:
+    return str(account.get("label") or account.get("id"))
+
+
+def _empty_window(account: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((w for w in _windows(account).values() if float(w["remaining_percent"]) <= 0), None)
+
+
+def _exhausted(account: Mapping[str, Any]) -> bool:
+    return account.get("health") == "cooling_down" or _empty_window(account) is not None
+
+
+def _why_unusable(account: Mapping[str, Any]) -> str | None:
+    health = account.get("health")
+    if health in _LOGIN:
+        return "needs login" if health == "needs_login" else "had its key rejected"
+    if health == "cooling_down":
+        return f"is rate-limited (back in {format_duration(account.get('blocked_for_seconds'))})"
+    empty = _empty_window(account)
+    if empty is not None:
+        return f"is out of {window_label(str(empty['name']))} quota"
+    if health not in (None, "healthy"):
+        return f"is {str(health).replace('_', ' ')}"
+    return None
+
+
+def _last_used(account: Mapping[str, Any]) -> float:
+    value = account.get("last_used_at") or account.get("last_ok_at")
+    return float(value) if value else 0.0
+
+
+def _serving(accounts: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Per family, the account that served the most recent request."""
+    serving: dict[str, Mapping[str, Any]] = {}
+    for account in accounts.values():
+        family = str(account.get("family", ""))
+        if _last_used(account) > 0 and (
+            family not in serving or _last_used(account) > _last_used(serving[family])
+        ):
+            serving[family] = account
+    return serving
+
+
+def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Notice]:
+    """What changed between two snapshots that the user should be told about (nothing on the first one)."""
+    if previous is None:
+        return []
+    before, after = _accounts(previous), _accounts(current)
+    notices: list[Notice] = []
+
+    was_serving, now_serving = _serving(before), _serving(after)
+    for family, new in now_serving.items():
+        old = was_serving.get(family)
+        if old is None or old["id"] == new["id"]:
+            continue
+        new_before = before.get(str(new["id"]))
+        if new_before is not None and _last_used(new_before) >= _last_used(new):
+            continue
+        why = _why_unusable(after.get(str(old["id"]), old))
+        if why is None:
+            continue  # e.g. sticky routing spreading sessions: not a fallback
+        notices.append(
+            Notice(
+                ("fallback", family, str(new["id"])),
+                "Headway fell back",
+                f"{_label(old)} {why}; requests now go to {_label(new)}.",
+            )
+        )
+
+    for account_id, account in after.items():
+        old = before.get(account_id)
+        if old is None:
+            continue
+        label = _label(account)
+        health = account.get("health")
+        if health in _LOGIN and old.get("health") != health:
+            what, todo = _LOGIN[str(health)]
+            notices.append(Notice((str(health), account_id), f"{label} {what}", todo))
+            continue
+        if _exhausted(account) and not _exhausted(old):
+            empty = _empty_window(account)
+            if empty is not None:
+                reset = empty.get("resets_in_seconds")
+                when = f"resets in {format_duration(reset)}" if reset is not None else "reset time unknown"
+                message = f"{label} is out of {window_label(str(empty['name']))} quota; {when}."
+            else:
+                message = (
+                    f"{label} is rate-limited; back in {format_duration(account.get('blocked_for_seconds'))}."
+                )
+            notices.append(Notice(("exhausted", account_id), f"{label} is out of quota", message))
+            continue
+        old_windows = _windows(old)
+        for name, window in _windows(account).items():
+            prior = old_windows.get(name)
+            if prior is None or not window.get("window_minutes"):
+                continue
+            was, now = float(prior["remaining_percent"]), float(window["remaining_percent"])
+            for used, remaining in THRESHOLDS:
+                if now <= 0 or not (now <= remaining < was):
+                    continue
+                reset = window.get("resets_in_seconds")
+                tail = f", resets in {format_duration(reset)}" if reset is not None else ""
+                notices.append(
+                    Notice(
+                        ("threshold", account_id, name, str(used)),
+                        f"{label}: {used}% of the {window_label(name)} quota used",
+                        f"{label} · {window_label(name)}: {int(now)}% left{tail}.",
+                    )
+                )
+                break
+    return notices
+
+
+class Throttle:
+    """Once per key within ``per_key`` seconds, and at most ``burst`` notices per ``burst_window`` seconds."""
+
+    def __init__(
+        self,
+        per_key: float = PER_KEY_SECONDS,
+        burst: int = BURST,
+        burst_window: float = BURST_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_key = per_key
+        self._burst = burst
+        self._burst_window = burst_window
+        self._clock = clock
+        self._last: dict[tuple[str, ...], float] = {}
+        self._recent: deque[float] = deque()
+
+    def allow(self, notice: Notice) -> bool:
+        now = self._clock()
+        last = self._last.get(notice.key)
+        if last is not None and now - last < self._per_key:
+            return False
+        while self._recent and now - self._recent[0] >= self._burst_window:
+            self._recent.popleft()
+        if len(self._recent) >= self._burst:
+            return False
+        self._last[notice.key] = now
+        self._recent.append(now)
+        return True

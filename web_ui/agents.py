@@ -1,0 +1,499 @@
+"""Point a coding agent at Headway by editing the agent's own configuration file — or print what to paste.
+
+Used by ``headway configure <agent>`` and by the settings page's "Connect an agent" section; both do exactly this.
+
+| agent        | file (override)                                          | what Headway sets                                     |
+|--------------|----------------------------------------------------------|-------------------------------------------------------|
+| opencode     | ``~/.config/opencode/opencode.json`` (``OPENCODE_CONFIG``) | ``provider.{anthropic,openai}.options.{baseURL,apiKey}`` |
+| pi           | ``~/.pi/agent/models.json`` (``PI_CODING_AGENT_DIR``)    | ``providers.{anthropic,openai}.{baseUrl,apiKey}``     |
+| codex        | ``~/.codex/config.toml`` (``CODEX_HOME``)                | ``model_provider = "headway"`` and ``[model_providers.headway]`` |
+| claude-code  | ``~/.claude/settings.json`` (``CLAUDE_CONFIG_DIR``)      | ``env.ANTHROPIC_BASE_URL``, ``env.ANTHROPIC_AUTH_TOKEN`` |
+| aider        | ``~/.aider.conf.yml``                                    | ``openai-api-base``, ``openai-api-key``, ``anthropic-api-key``, ``set-env: ANTHROPIC_BASE_URL=…`` |
+| openhands    | none: printed only                                       | ``LLM_MODEL``, ``LLM_BASE_URL``, ``LLM_API_KEY``      |
+
+OpenHands keeps its settings in its own store, whose format has changed between releases (GUI settings, the V1 CLI's
+agent settings); the one interface documented across them is the ``LLM_*`` environment (headless, Docker, SDK), so
+Headway prints that instead of guessing at a file.
+
+Writing is careful:
+
+* **merge, never overwrite**: only the keys above change; everything else in the file — other providers, models,
+  comments in TOML and YAML — stays as it was. A file Headway cannot parse is left alone with an error.
+* **backup first**: the previous file is copied next to it as ``<name>.headway-backup-<timestamp>`` (0600).
+* **idempotent**: when the file already says what Headway would write, nothing is written and no backup is made.
+* **atomic**: a temp file in the same folder, fsync, ``os.replace``; a symlinked config is written through to its
+  target. The file is made owner-only, since it now holds the local access key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "AGENTS",
+    "AgentConfigError",
+    "AgentInfo",
+    "Endpoint",
+    "Plan",
+    "WriteResult",
+    "config_path",
+    "configure",
+    "endpoint_for",
+    "mask_key",
+    "plan",
+    "snippet",
+    "write",
+]
+
+
+class AgentConfigError(Exception):
+    """The agent's configuration cannot be edited safely; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    title: str
+    file_format: str  # json | toml | yaml | env
+    writes: bool
+    run_hint: str
+
+
+AGENTS: dict[str, AgentInfo] = {
+    a.name: a
+    for a in (
+        AgentInfo("opencode", "OpenCode", "json", True, "opencode -m anthropic/claude-sonnet-4-5"),
+        AgentInfo("pi", "Pi", "json", True, "pi --model anthropic/claude-sonnet-4-5"),
+        AgentInfo("codex", "Codex CLI", "toml", True, "codex"),
+        AgentInfo("claude-code", "Claude Code", "json", True, "claude"),
+        AgentInfo("openhands", "OpenHands", "env", False, "openhands (with these variables set)"),
+        AgentInfo("aider", "aider", "yaml", True, "aider --model anthropic/claude-sonnet-4-5"),
+    )
+}
+
+PROVIDER_ID = "headway"
+_HEADER = re.compile(r"""^\s*\[\[?\s*[A-Za-z0-9_."' -]+\]\]?\s*(#.*)?$""")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where agents reach Headway: the gateway's root URL (no ``/v1``) and the local access key."""
+
+    root: str
+    key: str
+
+    @property
+    def v1(self) -> str:
+        return self.root + "/v1"
+
+
+def endpoint_for(base_url: str, key: str) -> Endpoint:
+    """An endpoint agents on this machine can use: a wildcard bind address becomes 127.0.0.1."""
+    parts = urlsplit(base_url.rstrip("/"))
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):
+        netloc = f"127.0.0.1:{parts.port}" if parts.port else "127.0.0.1"
+        parts = parts._replace(netloc=netloc)
+    return Endpoint(root=urlunsplit(parts).rstrip("/"), key=key)
+
+
+def mask_key(text: str, key: str) -> str:
+    """``text`` with the access key replaced by a short, clearly masked form (for showing, not for pasting)."""
+    return text.replace(key, key[:3] + "•" * 8 + key[-4:]) if key else text
+
+
+# --------------------------------------------------------------------------- where each agent keeps its config
+
+
+def _home(environ: Mapping[str, str]) -> Path:
+    value = environ.get("HOME") or environ.get("USERPROFILE")
+    return Path(value) if value else Path.home()
+
+
+def config_path(name: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The file ``configure`` edits for agent ``name`` (None: the agent is configured by printing only)."""
+    env = os.environ if environ is None else environ
+    home = _home(env)
+    if name == "opencode":
+        if env.get("OPENCODE_CONFIG"):
+            return Path(env["OPENCODE_CONFIG"]).expanduser()
+        base = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else home / ".config"
+        return base / "opencode" / "opencode.json"
+    if name == "pi":
+        base = Path(env["PI_CODING_AGENT_DIR"]).expanduser() if env.get("PI_CODING_AGENT_DIR") else home / ".pi" / "agent"
+        return base / "models.json"
+    if name == "codex":
+        base = Path(env["CODEX_HOME"]).expanduser() if env.get("CODEX_HOME") else home / ".codex"
+        return base / "config.toml"
+    if name == "claude-code":
+        base = Path(env["CLAUDE_CONFIG_DIR"]).expanduser() if env.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+        return base / "settings.json"
+    if name == "aider":
+        return home / ".aider.conf.yml"
+    if name == "openhands":
+        return None
+    raise AgentConfigError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+
+
+# --------------------------------------------------------------------------- what Headway wants in each
+
+
+def _json_fragment(name: str, ep: Endpoint) -> dict[str, Any]:
+    if name == "opencode":
+        options = {"baseURL": ep.v1, "apiKey": ep.key}
+        return {"provider": {"anthropic": {"options": dict(options)}, "openai": {"options": dict(options)}}}
+    if name == "pi":
+        return {"providers": {"anthropic": {"baseUrl": ep.root, "apiKey": ep.key}, "openai": {"baseUrl": ep.v1, "apiKey": ep.key}}}
+    if name == "claude-code":
+        return {"env": {"ANTHROPIC_BASE_URL": ep.root, "ANTHROPIC_AUTH_TOKEN": ep.key}}
+    raise AssertionError(name)
+
+
+def _codex_table(ep: Endpoint) -> dict[str, str]:
+    return {"name": "Headway", "base_url": ep.v1, "wire_api": "responses", "experimental_bearer_token": ep.key}
+
+
+def _aider_values(ep: Endpoint) -> dict[str, str]:
+    return {"openai-api-base": ep.v1, "openai-api-key": ep.key, "anthropic-api-key": ep.key}
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a TOML basic string: same escapes as JSON for the characters we write
+
+
+def snippet(name: str, ep: Endpoint) -> str:
+    """What to paste, for a user who edits the file (or environment) by hand."""
+    if name in ("opencode", "pi", "claude-code"):
+        fragment = _json_fragment(name, ep)
+        if name == "opencode":
+            fragment = {"$schema": "https://opencode.ai/config.json", **fragment}
+        return json.dumps(fragment, indent=2) + "\n"
+    if name == "codex":
+        lines = [f"model_provider = {_toml_str(PROVIDER_ID)}", "", f"[model_providers.{PROVIDER_ID}]"]
+        lines += [f"{k} = {_toml_str(v)}" for k, v in _codex_table(ep).items()]
+        return "\n".join(lines) + "\n"
+    if name == "aider":
+        return _aider_block(ep)
+    if name == "openhands":
+        return (
+            "# Claude models through Headway\n"
+            "export LLM_MODEL=anthropic/claude-sonnet-4-5\n"
+            f"export LLM_BASE_URL={ep.root}\n"
+            f"export LLM_API_KEY={ep.key}\n"
+            "# or OpenAI / ChatGPT models: LLM_MODEL=openai/gpt-5 and LLM_BASE_URL=" + ep.v1 + "\n"
+        )
+    raise AgentConfigError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+
+
+# --------------------------------------------------------------------------- planning an edit
+
+
+@dataclass(frozen=True)
+class Plan:
+    agent: AgentInfo
+    path: Path | None
+    old_text: str | None
+    new_text: str
+    changed: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    agent: AgentInfo
+    path: Path
+    backup: Path | None
+    changed: bool
+    notes: tuple[str, ...] = ()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AgentConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _merge(target: dict[str, Any], fragment: Mapping[str, Any], where: str) -> None:
+    for key, value in fragment.items():
+        if isinstance(value, Mapping):
+            existing = target.get(key)
+            if existing is None:
+                existing = target[key] = {}
+            if not isinstance(existing, dict):
+                raise AgentConfigError(f"{where}{key} is not an object; fix it by hand and try again")
+            _merge(existing, value, f"{where}{key}.")
+        else:
+            target[key] = value
+
+
+def _plan_json(info: AgentInfo, path: Path, old: str | None, ep: Endpoint, environ: Mapping[str, str]) -> Plan:
+    notes: list[str] = []
+    if old is None or not old.strip():
+        data: dict[str, Any] = {}
+    else:
+        try:
+            loaded = json.loads(old)
+        except json.JSONDecodeError as exc:
+            raise AgentConfigError(
+                f"{path} is not plain JSON ({exc.msg} at line {exc.lineno}); Headway does not rewrite a file it cannot "
+                "read exactly — edit it by hand with `headway configure " + info.name + " --print`"
+            ) from exc
+        if not isinstance(loaded, dict):
+            raise AgentConfigError(f"{path} does not hold a JSON object; fix it by hand and try again")
+        data = loaded
+    before = json.loads(json.dumps(data))
+    if info.name == "opencode":
+        data.setdefault("$schema", "https://opencode.ai/config.json")
+        if path.with_suffix(".jsonc").exists():
+            notes.append(f"{path.with_suffix('.jsonc')} also exists; OpenCode merges both, and its values may win")
+    _merge(data, _json_fragment(info.name, ep), "")
+    if info.name == "claude-code":
+        env = data["env"]
+        if "ANTHROPIC_API_KEY" in env:
+            del env["ANTHROPIC_API_KEY"]
+            notes.append("removed env.ANTHROPIC_API_KEY (Claude Code would send it instead of Headway's key)")
+        if environ.get("ANTHROPIC_API_KEY"):
+            notes.append("ANTHROPIC_API_KEY is set in this environment: unset it, or Claude Code sends it to Headway")
+    changed = data != before or old is None
+    new_text = json.dumps(data, indent=2, ensure_ascii=False) + "\n" if changed else (old or "")
+    return Plan(info, path, old, new_text, changed, tuple(notes))
+
+
+def _toml_edit(text: str, ep: Endpoint) -> str:
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+
+    def headers() -> list[int]:
+        return [i for i, line in enumerate(lines) if _HEADER.match(line)]
+
+    # 1. the root key, before the first table
+    root_end = (headers() or [len(lines)])[0]
+    wanted_root = f"model_provider = {_toml_str(PROVIDER_ID)}\n"
+    key_re = re.compile(r"^\s*model_provider\s*=")
+    index = next((i for i in range(root_end) if key_re.match(lines[i])), None)
+    if index is not None:
+        lines[index] = wanted_root
+    else:
+        insert = [wanted_root]
+        if root_end < len(lines):
+            insert.append("\n")
+        lines[root_end:root_end] = insert
+
+    # 2. the provider table: our keys set in place, other keys and comments kept
+    table = _codex_table(ep)
+    header_re = re.compile(rf"""^\s*\[\s*model_providers\s*\.\s*(?:{PROVIDER_ID}|"{PROVIDER_ID}"|'{PROVIDER_ID}')\s*\]\s*(#.*)?$""")
+    start = next((i for i in range(len(lines)) if header_re.match(lines[i])), None)
+    if start is None:
+        if lines and lines[-1].strip():
+            lines.append("\n")
+        lines.append(f"[model_providers.{PROVIDER_ID}]\n")
+        lines += [f"{k} = {_toml_str(v)}\n" for k, v in table.items()]
+        return "".join(lines)
+    end = next((i for i in headers() if i > start), len(lines))
+    body = lines[start + 1 : end]
+    remaining = dict(table)
+    out: list[str] = []
+    for line in body:
+        match = re.match(r"^\s*([A-Za-z0-9_-]+)\s*=", line)
+        key = match.group(1) if match else None
+        if key == "env_key":
+            continue  # an env_key would win over the token and fail when the variable is unset
+        if key in remaining:
+            out.append(f"{key} = {_toml_str(remaining.pop(key))}\n")
+        else:
+            out.append(line)
+    insert_at = 0
+    out[insert_at:insert_at] = [f"{k} = {_toml_str(v)}\n" for k, v in remaining.items()]
+    lines[start + 1 : end] = out
+    return "".join(lines)
+
+
+def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Plan:
+    text = old or ""
+    try:
+        before = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AgentConfigError(f"{path} is not valid TOML ({exc}); fix it first") from exc
+    new_text = _toml_edit(text, ep)
+    try:
+        after = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AgentConfigError(
+            f"{path} defines model_provider or model_providers.{PROVIDER_ID} in a form Headway does not edit "
+            f"({exc}); remove those entries by hand and try again"
+        ) from exc
+    provider = after.get("model_providers", {}).get(PROVIDER_ID, {})
+    expected = _codex_table(ep)
+    if after.get("model_provider") != PROVIDER_ID or any(provider.get(k) != v for k, v in expected.items()):
+        raise AgentConfigError(f"could not edit {path} safely; add this by hand:\n{snippet(info.name, ep)}")
+    # Nothing else may have changed.
+    def rest(doc: dict[str, Any]) -> dict[str, Any]:
+        copy: dict[str, Any] = json.loads(json.dumps(doc, default=str))
+        copy.pop("model_provider", None)
+        copy.get("model_providers", {}).pop(PROVIDER_ID, None)
+        if copy.get("model_providers") == {}:
+            copy.pop("model_providers")
+        return copy
+
+    if rest(before) != rest(after):
+        raise AgentConfigError(f"could not edit {path} without touching other settings; add this by hand:\n{snippet(info.name, ep)}")
+    changed = old is None or new_text != old
+    return Plan(info, path, old, new_text if changed else text, changed)
+
+
+_AIDER_MARK = "# Headway gateway (written by `headway configure aider`)\n"
+_AIDER_KEYS = ("openai-api-base", "openai-api-key", "anthropic-api-key", "set-env")
+_ANTHROPIC_BASE_VARS = ("ANTHROPIC_BASE_URL=", "ANTHROPIC_API_BASE=")
+
+
+def _aider_block(ep: Endpoint, extra_env: list[str] | None = None) -> str:
+    lines = [_AIDER_MARK]
+    lines += [f"{k}: {json.dumps(v)}\n" for k, v in _aider_values(ep).items()]
+    lines.append("set-env:\n")
+    for item in [*(extra_env or []), f"ANTHROPIC_BASE_URL={ep.root}"]:
+        lines.append(f"  - {json.dumps(item)}\n")
+    return "".join(lines)
+
+
+def _yaml_scalar(text: str) -> str:
+    text = text.strip()
+    if " #" in text and not text.startswith(("'", '"')):
+        text = text.split(" #", 1)[0].strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            value = json.loads(text)
+            return value if isinstance(value, str) else text
+        except ValueError:
+            return text[1:-1]
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    return text
+
+
+def _plan_yaml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Plan:
+    lines = (old or "").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    key_re = re.compile(rf"^({'|'.join(re.escape(k) for k in _AIDER_KEYS)})\s*:(.*)$")
+    kept: list[str] = []
+    other_env: list[str] = []
+    notes: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line == _AIDER_MARK:
+            i += 1
+            continue
+        match = key_re.match(line.rstrip("\n"))
+        if match is None:
+            kept.append(line)
+            i += 1
+            continue
+        key, inline = match.group(1), match.group(2).strip()
+        i += 1
+        items: list[str] = []
+        while i < len(lines) and lines[i].strip() and (lines[i][0] in " \t" or lines[i].lstrip().startswith("- ")):
+            stripped = lines[i].strip()
+            if stripped.startswith("- "):
+                items.append(_yaml_scalar(stripped[2:]))
+            elif not stripped.startswith("#"):
+                raise AgentConfigError(f"{path}: `{key}` has a form Headway does not edit; change it by hand")
+            i += 1
+        if key != "set-env":
+            continue
+        if inline.startswith("[") and inline.endswith("]"):
+            items += [_yaml_scalar(p) for p in inline[1:-1].split(",") if p.strip()]
+        elif inline and not inline.startswith("#"):
+            items.append(_yaml_scalar(inline))
+        other_env += [item for item in items if not item.startswith(_ANTHROPIC_BASE_VARS)]
+    if any(line.startswith("api-key:") for line in kept):
+        notes.append("this file also sets `api-key:`; make sure it does not name anthropic or openai")
+    while kept and not kept[-1].strip():
+        kept.pop()
+    body = "".join(kept)
+    new_text = (body + "\n" if body else "") + _aider_block(ep, other_env)
+    changed = old is None or new_text != old
+    return Plan(info, path, old, new_text if changed else (old or ""), changed, tuple(notes))
+
+
+def plan(name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, path: Path | None = None) -> Plan:
+    """What ``configure`` would write for agent ``name`` (the file is only read)."""
+    info = AGENTS.get(name)
+    if info is None:
+        raise AgentConfigError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+    target = path or config_path(name, environ)
+    if target is None:
+        return Plan(info, None, None, snippet(name, ep), False, ("OpenHands is configured through its environment",))
+    old = _read(target)
+    if info.file_format == "json":
+        return _plan_json(info, target, old, ep, os.environ if environ is None else environ)
+    if info.file_format == "toml":
+        return _plan_toml(info, target, old, ep)
+    return _plan_yaml(info, target, old, ep)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _backup_path(target: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = target.with_name(f"{target.name}.headway-backup-{stamp}")
+    n = 2
+    while candidate.exists():
+        candidate = target.with_name(f"{target.name}.headway-backup-{stamp}-{n}")
+        n += 1
+    return candidate
+
+
+def write(p: Plan) -> WriteResult:
+    """Carry out a plan: backup, then an atomic, owner-only write. Nothing happens when nothing changes."""
+    if p.path is None:
+        raise AgentConfigError(f"{p.agent.title} is configured through its environment; Headway prints it instead")
+    target = p.path.resolve() if p.path.is_symlink() else p.path
+    if not p.changed:
+        return WriteResult(p.agent, target, None, False, p.notes)
+    if _read(target) != p.old_text:
+        raise AgentConfigError(f"{target} changed while Headway was editing it; try again")
+    if not target.parent.exists():
+        target.parent.mkdir(parents=True, mode=0o700)
+    backup = None
+    mode = 0o600
+    if p.old_text is not None:
+        backup = _backup_path(target)
+        shutil.copy2(target, backup)
+        if os.name == "posix":
+            os.chmod(backup, 0o600)
+        mode = stat.S_IMODE(target.stat().st_mode) & ~0o077  # it now holds the local access key
+    tmp = target.with_name(f".{target.name}.headway-{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(p.new_text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if os.name == "posix":
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return WriteResult(p.agent, target, backup, True, p.notes)
+
+
+def configure(name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, path: Path | None = None) -> WriteResult:
+    return write(plan(name, ep, environ=environ, path=path))

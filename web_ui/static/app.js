@@ -1,0 +1,1077 @@
+// Headway settings page. Plain script, no dependencies, no inline code (the CSP forbids it).
+// It polls /api/state and re-renders what changed; every change is a JSON POST carrying the CSRF token.
+"use strict";
+
+(() => {
+  const CSRF = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  const POLL_MS = 2000;
+  const HIDDEN_POLL_MS = 10000;
+  const $ = (id) => document.getElementById(id);
+
+  let state = null;
+  let clockOffset = 0; // server time − local time, seconds
+  const pendingSettings = new Set();
+  const dirtySettings = new Set();
+
+  // ------------------------------------------------------------------ helpers
+
+  async function api(method, url, body) {
+    const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
+    if (method !== "GET") init.headers["X-CSRF-Token"] = CSRF;
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(url, init);
+    let data = null;
+    try { data = await response.json(); } catch (_) { data = null; }
+    if (response.status === 401) {
+      window.location.reload();
+    }
+    if (!response.ok) {
+      const error = new Error((data && data.error) || `HTTP ${response.status}`);
+      error.status = response.status;
+      error.data = data || {};
+      throw error;
+    }
+    return data;
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key === "hidden") node.hidden = true;
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child);
+    }
+    return node;
+  }
+
+  const now = () => Date.now() / 1000 + clockOffset;
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "?";
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return `${seconds}s`;
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes}m ${String(seconds % 60).padStart(2, "0")}s`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return `${hours}h ${String(minutes % 60).padStart(2, "0")}m`;
+    return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+  }
+
+  function clockTime(ts) {
+    const date = new Date(ts * 1000);
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function whenLabel(ts) {
+    const date = new Date(ts * 1000);
+    const today = new Date();
+    const sameDay = date.toDateString() === today.toDateString();
+    return sameDay ? clockTime(ts) : date.toLocaleDateString([], { weekday: "short", hour: "2-digit", minute: "2-digit" });
+  }
+
+  function bytes(n) {
+    if (n === null || n === undefined) return "unknown";
+    if (n < 1024) return `${n} B`;
+    const units = ["KB", "MB", "GB", "TB"];
+    let value = n / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+  }
+
+  function compact(n) {
+    if (n === null || n === undefined) return "–";
+    if (n >= 1e6) return `${(n / 1e6).toFixed(1).replace(/\.0$/, "")}M`;
+    if (n >= 1e3) return `${(n / 1e3).toFixed(1).replace(/\.0$/, "")}k`;
+    return String(n);
+  }
+
+  function money(v) {
+    if (v === null || v === undefined) return "–";
+    if (v === 0) return "$0";
+    return v >= 0.1 ? `$${v.toFixed(2)}` : `$${v.toFixed(3)}`;
+  }
+
+  function toast(message, kind) {
+    const node = el("div", { class: `toast${kind === "error" ? " error" : ""}`, text: message });
+    $("toasts").append(node);
+    setTimeout(() => node.remove(), kind === "error" ? 7000 : 3500);
+  }
+
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch (_) {
+      const area = el("textarea", { class: "visually-hidden", "aria-hidden": "true" });
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      let ok = false;
+      try { ok = document.execCommand("copy"); } catch (_) { ok = false; }
+      area.remove();
+      return ok;
+    }
+  }
+
+  const KINDS = { "anthropic-api-key": "Anthropic API key", "openai-api-key": "OpenAI API key", chatgpt: "ChatGPT" };
+  const HEALTH = {
+    healthy: ["Healthy", "ok"],
+    disabled: ["Disabled", "off"],
+    cooling_down: ["Cooling down", "warn"],
+    exhausted: ["Out of quota", "warn"],
+    killswitch: ["Killswitch", "warn"],
+    paused: ["Paused", "warn"],
+    needs_login: ["Needs login", "bad"],
+    auth_failed: ["Auth failing", "bad"],
+    no_secret: ["No key stored", "bad"],
+  };
+
+  function healthPill(account) {
+    const [label, level] = HEALTH[account.health] || [account.health.replace(/_/g, " "), "warn"];
+    const pill = el("span", { class: `pill pill-${level}` });
+    const text = el("span", { text: label });
+    pill.append(text);
+    if (account.blocked_until) {
+      const until = el("span", { "data-until": account.blocked_until, "data-prefix": " · " });
+      pill.append(until);
+      pill.title = `until ${whenLabel(account.blocked_until)}`;
+    }
+    return pill;
+  }
+
+  // ------------------------------------------------------------------ state polling
+
+  let pollTimer = null;
+  let failures = 0;
+
+  async function poll() {
+    clearTimeout(pollTimer);
+    try {
+      const next = await api("GET", "/api/state");
+      clockOffset = next.now - Date.now() / 1000;
+      failures = 0;
+      render(next);
+    } catch (error) {
+      failures += 1;
+      if (error.status !== 401) showOffline(true);
+    }
+    const delay = document.hidden ? HIDDEN_POLL_MS : Math.min(POLL_MS * (1 + failures), 8000);
+    pollTimer = setTimeout(poll, delay);
+  }
+
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+
+  function showOffline(offline) {
+    $("offline-banner").hidden = !offline;
+    if (offline) setChip("error", "Not answering");
+  }
+
+  function setChip(kind, text) {
+    $("gateway-chip").dataset.state = kind;
+    $("gateway-chip-text").textContent = text;
+  }
+
+  function render(next) {
+    const previous = state;
+    state = next;
+    showOffline(false);
+    setChip(next.paused ? "paused" : "ok", next.paused ? "Paused" : "Running");
+    $("gateway-url").textContent = next.gateway_url;
+    $("connect-base").textContent = next.gateway_url;
+    $("paused-banner").hidden = !next.paused;
+    renderSettingsError(next);
+    renderStats(next);
+    renderQuota(next);
+    renderAccounts(next);
+    renderFallbacks(next);
+    syncSettings(next.settings);
+    renderDebugging(next);
+    $("keychain-name").textContent = next.keychain || "unknown";
+    $("keychain-name").classList.toggle("keychain-warn", /NOT encrypted|no secure keychain/i.test(next.keychain || ""));
+    if (next.settings_error === null) $("settings-error").hidden = true;
+    if (!previous || previous.recent.latest_request !== next.recent.latest_request) scheduleUsage();
+    tick();
+  }
+
+  function renderSettingsError(next) {
+    const box = $("settings-error");
+    const problems = next.settings_error || [];
+    box.hidden = problems.length === 0;
+    const list = $("settings-error-list");
+    list.replaceChildren(...problems.map((p) => el("li", { text: p })));
+    $("settings-error-file").textContent = next.settings_file;
+  }
+
+  function renderStats(next) {
+    const usable = next.accounts.filter((a) => a.health === "healthy").length;
+    $("stat-ready").textContent = `${usable} of ${next.accounts.length}`;
+    $("stat-requests").textContent = compact(next.recent.requests_24h);
+    $("stat-fallbacks").textContent = compact(next.recent.fallbacks_24h);
+  }
+
+  // ------------------------------------------------------------------ overview: quota bars
+
+  function windowRow(w) {
+    const left = w.remaining_percent;
+    const row = el("div", { class: "window-row" });
+    const title = w.window_minutes ? `${w.name} (${duration(w.window_minutes * 60)} window)` : w.name;
+    row.append(el("span", { class: "window-name", text: w.name, title }));
+    const bar = el("div", {
+      class: "bar",
+      role: "meter",
+      "aria-label": `${w.name} quota left`,
+      "aria-valuemin": "0",
+      "aria-valuemax": "100",
+      "aria-valuenow": left === null ? "0" : String(left),
+    });
+    const fill = el("div", { class: "bar-fill" });
+    const percent = left === null ? 0 : Math.max(0, Math.min(100, left));
+    fill.style.width = `${percent}%`;
+    fill.dataset.level = !w.current ? "stale" : percent < 10 ? "low" : percent < 30 ? "mid" : "ok";
+    bar.append(fill);
+    row.append(bar);
+    const text = el("span", { class: "window-text" });
+    text.append(el("strong", { text: left === null ? "?" : `${Math.round(left)}% left` }));
+    if (!w.current) {
+      text.append(document.createTextNode(" · reset passed"));
+    } else if (w.resets_at) {
+      text.append(el("span", { "data-until": w.resets_at, "data-prefix": " · resets in " }));
+      text.title = `resets ${whenLabel(w.resets_at)}`;
+    }
+    row.append(text);
+    return row;
+  }
+
+  function renderQuota(next) {
+    const list = $("quota-list");
+    $("quota-empty").hidden = next.accounts.length > 0;
+    list.replaceChildren(
+      ...next.accounts.map((a) => {
+        const who = el("div", { class: "quota-who" });
+        who.append(el("span", { class: "quota-name", text: a.label, title: a.label }));
+        const meta = el("div", { class: "quota-meta" });
+        meta.append(healthPill(a), el("span", { class: "badge", text: KINDS[a.kind] || a.kind }));
+        if (a.plan_type) meta.append(el("span", { class: "badge", text: a.plan_type }));
+        who.append(meta);
+        if (a.detail && a.health !== "healthy" && a.health !== "disabled") {
+          who.append(el("span", { class: "quota-detail", text: a.detail }));
+        }
+        const windows = el("div", { class: "windows" });
+        const quota = a.quota;
+        if (quota && quota.windows.length) {
+          for (const w of quota.windows) windows.append(windowRow(w));
+        } else {
+          windows.append(el("p", { class: "no-quota", text: "Quota unknown until the first request." }));
+        }
+        return el("li", { class: "quota-item", "data-account": a.id }, who, windows);
+      }),
+    );
+  }
+
+  // countdowns: every [data-until] shows the time left
+  function tick() {
+    for (const node of document.querySelectorAll("[data-until]")) {
+      const left = Number(node.dataset.until) - now();
+      node.textContent = (node.dataset.prefix || "") + (left > 0 ? duration(left) : "now");
+    }
+  }
+  setInterval(tick, 1000);
+
+  // ------------------------------------------------------------------ recent fallbacks
+
+  function accountLabel(id) {
+    const account = state && state.accounts.find((a) => a.id === id);
+    return account ? account.label : id;
+  }
+
+  function renderFallbacks(next) {
+    const items = next.recent.fallbacks;
+    $("fallback-empty").hidden = items.length > 0;
+    $("fallback-list").replaceChildren(
+      ...items.map((f) => {
+        const chain = el("span", { class: "chain" });
+        f.chain.forEach((hop, index) => {
+          const cut = hop.lastIndexOf(":");
+          const id = hop.slice(0, cut);
+          const status = hop.slice(cut + 1);
+          const ok = /^\d+$/.test(status) && Number(status) < 400;
+          if (index) chain.append(el("span", { class: "arrow", "aria-hidden": "true", text: "→" }));
+          chain.append(el("span", { class: "hop", "data-ok": String(ok), text: `${accountLabel(id)} ${status}` }));
+        });
+        const what = el("div", {}, chain, el("div", { class: "muted small", text: `${f.model || "unknown model"} · ${f.route}` }));
+        return el("li", {}, el("span", { class: "fallback-time", text: whenLabel(f.ts) }), what);
+      }),
+    );
+  }
+
+  // ------------------------------------------------------------------ usage chart
+
+  let usageMetric = "cost";
+  let chartWidth = 0;
+  window.addEventListener("resize", () => {
+    const width = Math.round($("usage-chart").clientWidth);
+    if (Math.abs(width - chartWidth) > 40) scheduleUsage();
+  });
+  let usageTimer = null;
+  let usageBusy = false;
+
+  function scheduleUsage(immediate) {
+    clearTimeout(usageTimer);
+    usageTimer = setTimeout(loadUsage, immediate ? 0 : 1500);
+  }
+
+  async function loadUsage() {
+    if (usageBusy) return scheduleUsage();
+    usageBusy = true;
+    const days = $("usage-days").value;
+    const width = Math.round($("usage-chart").clientWidth || 720);
+    chartWidth = width;
+    try {
+      const query = `days=${encodeURIComponent(days)}&metric=${encodeURIComponent(usageMetric)}&width=${width}`;
+      const data = await api("GET", `/api/usage?${query}`);
+      const doc = new DOMParser().parseFromString(data.svg, "image/svg+xml");
+      const svg = doc.documentElement;
+      if (svg && svg.nodeName === "svg") $("usage-chart").replaceChildren(document.importNode(svg, true));
+      $("usage-legend").replaceChildren(
+        ...data.accounts.map((a) => el("li", {}, el("span", { class: `swatch series-${a.series}`, "aria-hidden": "true" }), a.label)),
+      );
+      const body = $("usage-table").querySelector("tbody");
+      const rows = data.accounts.map((a) =>
+        el(
+          "tr",
+          {},
+          el("th", { scope: "row" }, el("span", { class: `swatch series-${a.series}`, "aria-hidden": "true" }), " ", a.label),
+          el("td", { class: "num", text: a.requests.toLocaleString() }),
+          el("td", { class: "num hide-narrow", text: a.errors.toLocaleString() }),
+          el("td", { class: "num hide-narrow", text: a.fallbacks.toLocaleString() }),
+          el("td", { class: "num", text: compact(a.tokens) }),
+          el("td", { class: "num", text: money(a.cost) }),
+        ),
+      );
+      if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "No requests in this period." })));
+      body.replaceChildren(...rows);
+      const costs = data.accounts.map((a) => a.cost).filter((c) => c !== null);
+      $("stat-cost").textContent = costs.length ? money(costs.reduce((x, y) => x + y, 0)) : "$0";
+      $("stat-cost-days").textContent = String(data.days.length);
+    } catch (error) {
+      if (error.status !== 401) $("usage-chart").replaceChildren(el("p", { class: "muted", text: `Usage unavailable: ${error.message}` }));
+    } finally {
+      usageBusy = false;
+    }
+  }
+
+  for (const button of document.querySelectorAll(".seg[data-metric]")) {
+    button.addEventListener("click", () => {
+      usageMetric = button.dataset.metric;
+      for (const other of document.querySelectorAll(".seg[data-metric]")) other.setAttribute("aria-pressed", String(other === button));
+      scheduleUsage(true);
+    });
+  }
+  $("usage-days").addEventListener("change", () => scheduleUsage(true));
+
+  // ------------------------------------------------------------------ generic settings controls
+
+  function controlValue(input) {
+    const control = input.dataset.control;
+    if (control === "switch") return input.checked;
+    if (control === "number") return input.value.trim() === "" ? null : Number(input.value);
+    if (control === "select") return input.value === "" ? null : input.value;
+    return input.value;
+  }
+
+  function showValue(input, value) {
+    const control = input.dataset.control;
+    if (control === "switch") input.checked = Boolean(value);
+    else if (value === null || value === undefined) input.value = "";
+    else if (Array.isArray(value)) input.value = value.join(", ");
+    else input.value = String(value);
+  }
+
+  function fieldStatus(path, message, isError) {
+    const input = document.querySelector(`[data-setting="${CSS.escape(path)}"]`);
+    if (!input) return;
+    const status = $(`${input.id}-status`);
+    if (isError) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+    if (!status) return;
+    status.textContent = message;
+    status.classList.toggle("error", Boolean(isError));
+    if (!isError && message) {
+      setTimeout(() => { if (status.textContent === message) status.textContent = ""; }, 2000);
+    }
+  }
+
+  function syncReadonly(values) {
+    for (const node of document.querySelectorAll("[data-readonly]")) {
+      const value = values[node.dataset.readonly];
+      node.textContent =
+        value === null || value === undefined || (Array.isArray(value) && !value.length) ? "not set" : Array.isArray(value) ? value.join(", ") : String(value);
+    }
+  }
+
+  function syncSettings(values) {
+    syncReadonly(values);
+    for (const input of document.querySelectorAll("[data-setting]")) {
+      const path = input.dataset.setting;
+      if (!(path in values)) continue;
+      if (pendingSettings.has(path) || dirtySettings.has(path) || document.activeElement === input) continue;
+      showValue(input, values[path]);
+    }
+  }
+
+  async function saveSetting(path, value) {
+    pendingSettings.add(path);
+    fieldStatus(path, "Saving…", false);
+    try {
+      const result = await api("POST", "/api/settings", { changes: { [path]: value } });
+      dirtySettings.delete(path);
+      const input = document.querySelector(`[data-setting="${CSS.escape(path)}"]`);
+      if (input && document.activeElement !== input) showValue(input, result.settings[path]);
+      fieldStatus(path, "Saved", false);
+      if (state) state.settings = result.settings;
+      poll();
+      return true;
+    } catch (error) {
+      const problems = (error.data && error.data.problems) || {};
+      fieldStatus(path, problems[path] || error.message, true);
+      const input = document.querySelector(`[data-setting="${CSS.escape(path)}"]`);
+      if (input && input.dataset.control === "switch" && state) showValue(input, state.settings[path]);
+      return false;
+    } finally {
+      pendingSettings.delete(path);
+    }
+  }
+
+  for (const input of document.querySelectorAll("[data-setting]")) {
+    const path = input.dataset.setting;
+    if (input.dataset.control === "switch" || input.dataset.control === "select") {
+      input.addEventListener("change", () => saveSetting(path, controlValue(input)));
+    } else {
+      input.addEventListener("input", () => dirtySettings.add(path));
+      input.addEventListener("change", () => saveSetting(path, controlValue(input)));
+      input.addEventListener("keydown", (event) => {
+        if (event.key === "Escape" && state) {
+          dirtySettings.delete(path);
+          showValue(input, state.settings[path]);
+          fieldStatus(path, "", false);
+        }
+      });
+    }
+  }
+
+  $("resume-button").addEventListener("click", async () => {
+    try {
+      await api("POST", "/api/settings", { changes: { "gateway.paused": false } });
+      toast("Resumed: agent requests flow again.");
+      poll();
+    } catch (error) {
+      toast(error.message, "error");
+    }
+  });
+
+  $("refresh-quota").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    try {
+      await api("POST", "/api/quota/refresh");
+      await poll();
+    } catch (error) {
+      toast(error.message, "error");
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ debugging facts
+
+  function renderDebugging(next) {
+    $("dumps-folder").textContent = next.dumps.folder;
+    const d = next.dumps;
+    $("dumps-size").textContent =
+      d.size_bytes === null ? "unreadable" : d.size_bytes === 0 ? "empty" : `${bytes(d.size_bytes)} in ${d.dumps} dump${d.dumps === 1 ? "" : "s"}`;
+    $("log-file").textContent = next.log.file || "(console only)";
+    $("settings-file").textContent = next.settings_file;
+  }
+
+  for (const button of document.querySelectorAll("[data-copy-from]")) {
+    button.addEventListener("click", async () => {
+      const ok = await copyText($(button.dataset.copyFrom).textContent);
+      toast(ok ? "Copied." : "Could not copy; select the text instead.", ok ? "" : "error");
+    });
+  }
+
+  // ------------------------------------------------------------------ dialogs
+
+  function confirmDialog(title, text, okText) {
+    const dialog = $("confirm-dialog");
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    $("confirm-ok").textContent = okText;
+    dialog.returnValue = "";
+    dialog.showModal();
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+    });
+  }
+
+  function promptDialog({ title, label, help, value, type, okText, submit }) {
+    const dialog = $("prompt-dialog");
+    const form = $("prompt-form");
+    const input = $("prompt-input");
+    $("prompt-title").textContent = title;
+    $("prompt-label").textContent = label;
+    $("prompt-help").textContent = help || "";
+    $("prompt-error").textContent = "";
+    $("prompt-ok").textContent = okText || "Save";
+    input.type = type || "text";
+    input.value = value || "";
+    input.removeAttribute("aria-invalid");
+    dialog.showModal();
+    input.focus();
+    if (value) input.select();
+    return new Promise((resolve) => {
+      const onSubmit = async (event) => {
+        if (!event.submitter || event.submitter.value !== "ok") return;
+        event.preventDefault();
+        $("prompt-ok").disabled = true;
+        try {
+          await submit(input.value);
+          dialog.close("ok");
+        } catch (error) {
+          $("prompt-error").textContent = error.message;
+          input.setAttribute("aria-invalid", "true");
+          input.focus();
+        } finally {
+          $("prompt-ok").disabled = false;
+        }
+      };
+      form.addEventListener("submit", onSubmit);
+      dialog.addEventListener(
+        "close",
+        () => {
+          form.removeEventListener("submit", onSubmit);
+          input.value = "";
+          resolve(dialog.returnValue === "ok");
+        },
+        { once: true },
+      );
+    });
+  }
+
+  // ------------------------------------------------------------------ accounts
+
+  const cards = new Map();
+
+  function parseKillswitch(text) {
+    const out = {};
+    for (const part of text.split(",")) {
+      if (!part.trim()) continue;
+      const [name, value] = part.split("=").map((s) => s.trim());
+      if (!name || value === undefined || value === "" || isNaN(Number(value))) {
+        throw new Error(`write each window as name=percent, e.g. 5h=10 (got "${part.trim()}")`);
+      }
+      out[name] = Number(value);
+    }
+    return Object.keys(out).length ? out : null;
+  }
+
+  function formatKillswitch(map) {
+    return map ? Object.entries(map).map(([k, v]) => `${k}=${v}`).join(", ") : "";
+  }
+
+  function makeCard(account) {
+    const id = account.id;
+    const card = el("li", { class: "account-card", "data-account": id });
+    const refs = {};
+    refs.rank = el("span", { class: "account-rank", "aria-hidden": "true" });
+    refs.title = el("span", { class: "account-title" });
+    refs.kind = el("span", { class: "badge" });
+    refs.health = el("span", {});
+    refs.enabled = el("input", { type: "checkbox", class: "switch", role: "switch", id: `enabled-${id}` });
+    const enabledWrap = el("div", { class: "account-enabled" }, el("label", { for: `enabled-${id}`, text: "Enabled" }), refs.enabled);
+    card.append(el("div", { class: "account-top" }, refs.rank, refs.title, refs.kind, refs.health, el("span", { class: "spacer" }), enabledWrap));
+    refs.info = el("div", { class: "account-info" });
+    refs.detail = el("p", { class: "account-detail", hidden: true });
+    card.append(refs.info, refs.detail);
+
+    refs.up = el("button", { type: "button", class: "btn btn-small btn-icon", text: "↑" });
+    refs.down = el("button", { type: "button", class: "btn btn-small btn-icon", text: "↓" });
+    refs.rename = el("button", { type: "button", class: "btn btn-small", text: "Rename" });
+    refs.key = el("button", { type: "button", class: "btn btn-small", text: account.kind === "chatgpt" ? "Sign in again" : "Replace key" });
+    refs.remove = el("button", { type: "button", class: "btn btn-small btn-ghost", text: "Remove" });
+    card.append(el("div", { class: "account-actions" }, refs.up, refs.down, el("span", { class: "sep", "aria-hidden": "true" }), refs.rename, refs.key, refs.remove));
+
+    refs.minInput = el("input", { type: "number", id: `min-${id}`, min: "0", max: "100", step: "any", inputmode: "decimal" });
+    refs.killInput = el("input", { type: "text", id: `kill-${id}`, spellcheck: "false", autocomplete: "off", placeholder: "window=percent, …" });
+    refs.killHelp = el("p", { class: "help", id: `kill-${id}-help` });
+    refs.killInput.setAttribute("aria-describedby", `kill-${id}-help`);
+    refs.limitsStatus = el("p", { class: "form-status", "aria-live": "polite" });
+    refs.minHelp = el("span", { class: "muted small" });
+    const saveLimits = el("button", { type: "button", class: "btn btn-small", text: "Save limits" });
+    refs.minHelp.id = `min-${id}-help`;
+    refs.minHelp.className = "help";
+    refs.minInput.setAttribute("aria-describedby", `min-${id}-help`);
+    refs.limits = el(
+      "details",
+      { class: "limits" },
+      el("summary", { text: "Limits" }),
+      el(
+        "div",
+        { class: "limits-body" },
+        el("div", { class: "limit-field" }, el("label", { for: `min-${id}`, text: "Skip below this quota left (%)" }), refs.minInput, refs.minHelp),
+        el("div", { class: "limit-field" }, el("label", { for: `kill-${id}`, text: "Killswitch per window (% left)" }), refs.killInput, refs.killHelp),
+        el("div", { class: "limit-actions" }, saveLimits, refs.limitsStatus),
+      ),
+    );
+    card.append(refs.limits);
+    card._refs = refs;
+
+    refs.enabled.addEventListener("change", async () => {
+      try {
+        await api("POST", `/api/accounts/${encodeURIComponent(id)}`, { enabled: refs.enabled.checked });
+        toast(`${accountLabel(id)} ${refs.enabled.checked ? "enabled" : "disabled"}.`);
+        poll();
+      } catch (error) {
+        refs.enabled.checked = !refs.enabled.checked;
+        toast(error.message, "error");
+      }
+    });
+    refs.up.addEventListener("click", () => move(id, -1));
+    refs.down.addEventListener("click", () => move(id, 1));
+    refs.rename.addEventListener("click", () =>
+      promptDialog({
+        title: "Rename account",
+        label: "Label",
+        value: accountLabel(id),
+        okText: "Rename",
+        submit: async (label) => {
+          await api("POST", `/api/accounts/${encodeURIComponent(id)}`, { label });
+          toast("Renamed.");
+          poll();
+        },
+      }),
+    );
+    refs.key.addEventListener("click", () => {
+      const account = state.accounts.find((a) => a.id === id);
+      if (account && account.kind === "chatgpt") {
+        startLogin("browser", account.label);
+        $("add-account").scrollIntoView();
+        return;
+      }
+      promptDialog({
+        title: `Replace the key of ${accountLabel(id)}`,
+        label: "New API key",
+        help: "Goes straight to your keychain; the old key is replaced.",
+        type: "password",
+        okText: "Replace key",
+        submit: async (key) => {
+          const result = await api("POST", `/api/accounts/${encodeURIComponent(id)}/key`, { api_key: key });
+          toast(result.warning ? `Key replaced. Note: ${result.warning}.` : "Key replaced.");
+          poll();
+        },
+      });
+    });
+    refs.remove.addEventListener("click", async () => {
+      const label = accountLabel(id);
+      const ok = await confirmDialog(`Remove ${label}?`, `Headway stops using ${label} and deletes its key or login from your keychain. This cannot be undone.`, "Remove");
+      if (!ok) return;
+      try {
+        await api("POST", `/api/accounts/${encodeURIComponent(id)}/remove`, { confirm: id });
+        toast(`Removed ${label}.`);
+        poll();
+      } catch (error) {
+        toast(error.message, "error");
+      }
+    });
+    saveLimits.addEventListener("click", async () => {
+      refs.limitsStatus.className = "form-status";
+      let killswitch;
+      try {
+        killswitch = parseKillswitch(refs.killInput.value);
+      } catch (error) {
+        refs.limitsStatus.textContent = error.message;
+        refs.limitsStatus.classList.add("error");
+        refs.killInput.setAttribute("aria-invalid", "true");
+        return;
+      }
+      const min = refs.minInput.value.trim() === "" ? null : Number(refs.minInput.value);
+      try {
+        await api("POST", `/api/accounts/${encodeURIComponent(id)}`, { min_remaining_percent: min, killswitch });
+        refs.killInput.removeAttribute("aria-invalid");
+        refs.limitsStatus.textContent = "Saved";
+        refs.limitsStatus.classList.add("ok");
+        refs.limitsDirty = false;
+        poll();
+      } catch (error) {
+        const problems = (error.data && error.data.problems) || {};
+        refs.limitsStatus.textContent = Object.values(problems).join("; ") || error.message;
+        refs.limitsStatus.classList.add("error");
+      }
+    });
+    for (const input of [refs.minInput, refs.killInput]) input.addEventListener("input", () => { refs.limitsDirty = true; });
+    return card;
+  }
+
+  function updateCard(card, account, index, total) {
+    const r = card._refs;
+    card.dataset.enabled = String(account.enabled);
+    r.rank.textContent = String(index + 1);
+    r.title.textContent = account.label;
+    r.kind.textContent = KINDS[account.kind] || account.kind;
+    r.health.replaceChildren(healthPill(account));
+    if (document.activeElement !== r.enabled) r.enabled.checked = account.enabled;
+    r.enabled.setAttribute("aria-label", `${account.label} enabled`);
+    const info = [el("span", {}, "id ", el("code", { text: account.id }))];
+    if (account.key_hint) info.push(el("span", {}, "key ", el("code", { text: account.key_hint })));
+    if (account.email) info.push(el("span", { text: account.email }));
+    if (account.plan_type) info.push(el("span", { text: `plan ${account.plan_type}` }));
+    if (account.last_ok_at) info.push(el("span", { text: `last success ${whenLabel(account.last_ok_at)}` }));
+    r.info.replaceChildren(...info);
+    const showDetail = account.health !== "healthy" && account.health !== "disabled" && (account.detail || account.last_error);
+    r.detail.hidden = !showDetail;
+    r.detail.textContent = showDetail ? account.detail || account.last_error : "";
+    r.detail.classList.toggle("bad", ["needs_login", "auth_failed", "no_secret"].includes(account.health));
+    r.up.disabled = index === 0;
+    r.down.disabled = index === total - 1;
+    r.up.setAttribute("aria-label", `Move ${account.label} up`);
+    r.down.setAttribute("aria-label", `Move ${account.label} down`);
+    r.rename.setAttribute("aria-label", `Rename ${account.label}`);
+    r.key.setAttribute("aria-label", `${account.kind === "chatgpt" ? "Sign in again to" : "Replace the key of"} ${account.label}`);
+    r.remove.setAttribute("aria-label", `Remove ${account.label}`);
+    const global = state ? state.global_min_remaining_percent : 0;
+    r.minHelp.textContent = `Overrides the global ${global}%; leave blank to use it.`;
+    const names = account.quota ? account.quota.windows.map((w) => w.name) : [];
+    r.killHelp.textContent = `e.g. 5h=10, weekly=5: a hard stop while a window has less left. ${names.length ? `This account's windows: ${names.join(", ")}.` : "Its windows show after the first request."}`;
+    const editing = r.limitsDirty || r.limits.contains(document.activeElement);
+    if (!editing) {
+      r.minInput.value = account.min_remaining_percent === null || account.min_remaining_percent === undefined ? "" : String(account.min_remaining_percent);
+      r.killInput.value = formatKillswitch(account.killswitch);
+    }
+  }
+
+  function renderAccounts(next) {
+    const list = $("account-list");
+    $("accounts-empty").hidden = next.accounts.length > 0;
+    const seen = new Set();
+    const focused = document.activeElement;
+    const order = [];
+    next.accounts.forEach((account, index) => {
+      let card = cards.get(account.id);
+      if (!card) {
+        card = makeCard(account);
+        cards.set(account.id, card);
+      }
+      updateCard(card, account, index, next.accounts.length);
+      seen.add(account.id);
+      order.push(card);
+    });
+    for (const [id, card] of cards) {
+      if (!seen.has(id)) {
+        card.remove();
+        cards.delete(id);
+      }
+    }
+    const current = Array.from(list.children);
+    if (current.length !== order.length || current.some((node, i) => node !== order[i])) {
+      list.append(...order);
+      if (focused && focused.isConnected && focused !== document.activeElement) focused.focus();
+    }
+  }
+
+  async function move(id, delta) {
+    const ids = state.accounts.map((a) => a.id);
+    const from = ids.indexOf(id);
+    const to = from + delta;
+    if (from < 0 || to < 0 || to >= ids.length) return;
+    ids.splice(to, 0, ids.splice(from, 1)[0]);
+    try {
+      await api("POST", "/api/account-order", { ids });
+      await poll();
+      const card = cards.get(id);
+      const target = card && card._refs[delta < 0 ? "up" : "down"];
+      if (target && !target.disabled) target.focus();
+      else if (card) card._refs[delta < 0 ? "down" : "up"].focus();
+    } catch (error) {
+      toast(error.message, "error");
+    }
+  }
+
+  // add an API key account
+  $("apikey-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const status = $("apikey-status");
+    status.className = "form-status";
+    status.textContent = "Adding…";
+    const body = { provider: form.provider.value, label: form.label.value, api_key: form.api_key.value };
+    try {
+      const result = await api("POST", "/api/accounts", body);
+      form.api_key.value = "";
+      form.label.value = "";
+      status.textContent = result.warning ? `Added ${result.account.label}. Note: ${result.warning}.` : `Added ${result.account.label}.`;
+      status.classList.add("ok");
+      poll();
+    } catch (error) {
+      status.textContent = error.message;
+      status.classList.add("error");
+    }
+  });
+
+  // ------------------------------------------------------------------ ChatGPT sign-in
+
+  let flowId = null;
+  let flowTimer = null;
+
+  function showFlow(flow) {
+    const box = $("login-flow");
+    if (!box) return;
+    box.hidden = false;
+    box.dataset.state = flow.state;
+    $("login-flow-message").textContent = flow.message;
+    const waiting = flow.state === "waiting";
+    $("login-flow-link-row").hidden = !(waiting && flow.kind === "browser");
+    $("login-flow-code-row").hidden = !(waiting && flow.kind === "device");
+    if (flow.kind === "browser") $("login-flow-link").href = flow.url;
+    if (flow.kind === "device") {
+      $("login-flow-device-url").href = flow.url;
+      $("login-flow-device-url").textContent = flow.url;
+      $("login-flow-code").textContent = flow.user_code;
+    }
+    $("login-flow-cancel").hidden = !waiting;
+  }
+
+  async function watchFlow() {
+    clearTimeout(flowTimer);
+    if (!flowId) return;
+    try {
+      const flow = await api("GET", `/api/chatgpt/logins/${encodeURIComponent(flowId)}`);
+      showFlow(flow);
+      if (flow.state === "waiting") {
+        flowTimer = setTimeout(watchFlow, 1500);
+        return;
+      }
+      if (flow.state === "done") toast(flow.message);
+      flowId = null;
+      setLoginButtons(false);
+      poll();
+    } catch (error) {
+      flowTimer = setTimeout(watchFlow, 3000);
+    }
+  }
+
+  function setLoginButtons(busy) {
+    for (const id of ["chatgpt-browser", "chatgpt-device"]) {
+      const button = $(id);
+      if (button) button.disabled = busy;
+    }
+  }
+
+  async function startLogin(kind, label) {
+    if (flowId) {
+      toast("A sign-in is already in progress; finish or cancel it first.", "error");
+      return;
+    }
+    const popup = kind === "browser" ? window.open("about:blank", "_blank") : null;
+    setLoginButtons(true);
+    try {
+      const flow = await api("POST", `/api/chatgpt/${kind}-login`, { label: label || null });
+      flowId = flow.id;
+      showFlow(flow);
+      if (popup) popup.location.href = flow.url;
+      flowTimer = setTimeout(watchFlow, 1500);
+    } catch (error) {
+      if (popup) popup.close();
+      setLoginButtons(false);
+      showFlow({ state: "failed", kind, message: error.message });
+    }
+  }
+
+  if ($("chatgpt-browser")) {
+    $("chatgpt-browser").addEventListener("click", () => startLogin("browser", $("chatgpt-label").value.trim()));
+    $("chatgpt-device").addEventListener("click", () => startLogin("device", $("chatgpt-label").value.trim()));
+    $("login-flow-cancel").addEventListener("click", async () => {
+      if (!flowId) return;
+      try {
+        showFlow(await api("POST", `/api/chatgpt/logins/${encodeURIComponent(flowId)}/cancel`));
+      } catch (error) {
+        toast(error.message, "error");
+      }
+      watchFlow();
+    });
+  }
+
+  // ------------------------------------------------------------------ tabs (keyboard: arrows, Home, End)
+
+  function setupTabs(list) {
+    const tabs = Array.from(list.querySelectorAll('[role="tab"]'));
+    const select = (tab, focus) => {
+      for (const other of tabs) {
+        const selected = other === tab;
+        other.setAttribute("aria-selected", String(selected));
+        other.tabIndex = selected ? 0 : -1;
+        $(other.getAttribute("aria-controls")).hidden = !selected;
+      }
+      if (focus) tab.focus();
+    };
+    tabs.forEach((tab, index) => {
+      tab.addEventListener("click", () => select(tab, false));
+      tab.addEventListener("keydown", (event) => {
+        let next = null;
+        if (event.key === "ArrowRight") next = tabs[(index + 1) % tabs.length];
+        else if (event.key === "ArrowLeft") next = tabs[(index - 1 + tabs.length) % tabs.length];
+        else if (event.key === "Home") next = tabs[0];
+        else if (event.key === "End") next = tabs[tabs.length - 1];
+        if (next) {
+          event.preventDefault();
+          select(next, true);
+        }
+      });
+    });
+  }
+  for (const list of document.querySelectorAll('[role="tablist"]')) setupTabs(list);
+
+  // ------------------------------------------------------------------ connect an agent
+
+  async function loadAgents() {
+    try {
+      const data = await api("GET", "/api/agents");
+      keyHint = data.key_hint;
+      if (!keyShown) $("access-key").textContent = keyHint;
+      for (const agent of data.agents) renderAgent(agent);
+    } catch (error) {
+      for (const panel of document.querySelectorAll(".agent-panel")) {
+        panel.querySelector('[data-role="status"]').textContent = error.message;
+      }
+    }
+  }
+
+  function renderAgent(agent) {
+    const panel = document.querySelector(`.agent-panel[data-agent="${CSS.escape(agent.name)}"]`);
+    if (!panel) return;
+    const role = (name) => panel.querySelector(`[data-role="${name}"]`);
+    role("snippet").textContent = agent.snippet;
+    role("path").textContent = agent.path ? `Writes ${agent.path}` : "Set these in the environment OpenHands runs in (it keeps its own settings store).";
+    role("configured").hidden = !agent.configured;
+    const notes = [...(agent.notes || [])];
+    if (agent.problem) notes.unshift(agent.problem);
+    role("notes").replaceChildren(...notes.map((n) => el("li", { text: n })));
+  }
+
+  for (const panel of document.querySelectorAll(".agent-panel")) {
+    const name = panel.dataset.agent;
+    const status = panel.querySelector('[data-role="status"]');
+    const copy = panel.querySelector('[data-action="copy-snippet"]');
+    copy.addEventListener("click", async () => {
+      try {
+        const data = await api("POST", `/api/agents/${encodeURIComponent(name)}/snippet`);
+        const ok = await copyText(data.snippet);
+        toast(ok ? "Copied, with your access key." : "Could not copy.", ok ? "" : "error");
+      } catch (error) {
+        toast(error.message, "error");
+      }
+    });
+    const write = panel.querySelector('[data-action="write-config"]');
+    if (write) {
+      write.addEventListener("click", async () => {
+        write.disabled = true;
+        status.className = "form-status";
+        status.textContent = "Writing…";
+        try {
+          const result = await api("POST", `/api/agents/${encodeURIComponent(name)}/write`);
+          status.textContent = result.changed
+            ? `Wrote ${result.path}${result.backup ? ` (previous version kept as ${result.backup})` : ""}.`
+            : `${result.path} already points at Headway; nothing changed.`;
+          status.classList.add("ok");
+          renderAgent({ ...result.agent, notes: [...(result.notes || [])] });
+        } catch (error) {
+          status.textContent = error.message;
+          status.classList.add("error");
+        } finally {
+          write.disabled = false;
+        }
+      });
+    }
+  }
+
+  let keyShown = false;
+  let keyHint = "hw-••••••••";
+  $("copy-access-key").addEventListener("click", async () => {
+    try {
+      const data = await api("POST", "/api/access-key");
+      const ok = await copyText(data.key);
+      toast(ok ? "Access key copied." : "Could not copy.", ok ? "" : "error");
+    } catch (error) {
+      toast(error.message, "error");
+    }
+  });
+  $("show-access-key").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    try {
+      keyShown = !keyShown;
+      $("access-key").textContent = keyShown ? (await api("POST", "/api/access-key")).key : keyHint;
+      button.textContent = keyShown ? "Hide" : "Show";
+      button.setAttribute("aria-pressed", String(keyShown));
+    } catch (error) {
+      keyShown = false;
+      toast(error.message, "error");
+    }
+  });
+
+  // ------------------------------------------------------------------ navigation highlight
+
+  const links = new Map(Array.from(document.querySelectorAll("[data-nav]")).map((a) => [a.dataset.nav, a]));
+  const sections = Array.from(document.querySelectorAll(".page-section"));
+  let currentSection = null;
+  let navFrame = 0;
+
+  function highlightNav() {
+    navFrame = 0;
+    const line = document.querySelector(".topbar").offsetHeight + (window.innerWidth <= 860 ? 60 : 20) + 40;
+    let current = sections[0];
+    for (const section of sections) {
+      if (section.getBoundingClientRect().top <= line) current = section;
+    }
+    if (window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 2) current = sections[sections.length - 1];
+    if (!current || current.id === currentSection) return;
+    currentSection = current.id;
+    for (const [key, link] of links) link.setAttribute("aria-current", String(key === current.id));
+    const link = links.get(current.id);
+    const list = link && link.closest("ul");
+    if (list && list.scrollWidth > list.clientWidth) {
+      list.scrollTo({ left: link.offsetLeft - list.clientWidth / 2 + link.offsetWidth / 2, behavior: "instant" });
+    }
+  }
+  window.addEventListener("scroll", () => { if (!navFrame) navFrame = requestAnimationFrame(highlightNav); }, { passive: true });
+  const calm = window.matchMedia("(prefers-reduced-motion: reduce)");
+  for (const [key, link] of links) {
+    link.addEventListener("click", (event) => {
+      const section = $(key);
+      if (!section) return;
+      event.preventDefault();
+      section.scrollIntoView({ block: "start", behavior: calm.matches ? "instant" : "smooth" });
+      const heading = section.querySelector("h2");
+      if (heading) {
+        heading.tabIndex = -1;
+        heading.focus({ preventScroll: true });
+      }
+      history.replaceState(null, "", `#${key}`);
+    });
+  }
+  window.addEventListener("resize", () => { currentSection = null; highlightNav(); });
+  highlightNav();
+
+  // ------------------------------------------------------------------ start
+
+  poll();
+  loadAgents();
+})();

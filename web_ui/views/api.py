@@ -1,0 +1,206 @@
+"""The live state the page polls, and the one route that changes settings.
+
+``GET /api/state`` is everything the page shows that can change under it — accounts with health and quota windows,
+the settings values, the settings file's error, dumps and log facts, recent fallbacks — so a change made in the tray,
+the CLI or the file shows up at the next poll. Secrets never appear: API keys only as a masked hint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, jsonify, request
+
+from proxy.keychain import KeychainError, account_secret_name
+from proxy.settings import Settings, SettingsError
+
+from . import ctx, error
+from .forms import ChangeError, apply_changes, current_values
+
+__all__ = ["blueprint", "key_hint"]
+
+blueprint = Blueprint("api", __name__)
+
+T = TypeVar("T")
+
+_KEY_PREFIX = re.compile(r"^(sk-(?:ant-)?(?:api\d+-|admin\d*-|proj-|svcacct-|admin-)?)")
+
+
+def key_hint(key: str | None) -> str | None:
+    """A masked form of an API key: its public prefix and last four characters (``sk-ant-api03-…a1b2``)."""
+    if not key:
+        return None
+    if len(key) < 16:
+        return "…" + "•" * 4
+    match = _KEY_PREFIX.match(key)
+    return (match.group(1) if match else "") + "…" + key[-4:]
+
+
+class _TTL:
+    """Small per-process caches for the costlier facts, so polling stays cheap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str, ttl: float, compute: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._values.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]  # type: ignore[no-any-return]
+        value = compute()
+        with self._lock:
+            self._values[key] = (now, value)
+        return value
+
+    def forget(self, prefix: str = "") -> None:
+        with self._lock:
+            for key in [k for k in self._values if k.startswith(prefix)]:
+                del self._values[key]
+
+
+def ttl_cache() -> _TTL:
+    caches = ctx().caches
+    cache = caches.get("ttl")
+    if cache is None:
+        cache = caches.setdefault("ttl", _TTL())
+    assert isinstance(cache, _TTL)
+    return cache
+
+
+def _key_hints(settings: Settings) -> dict[str, str | None]:
+    context = ctx()
+
+    def read(account_id: str) -> str | None:
+        try:
+            return key_hint(context.keychain.get(account_secret_name(account_id)))
+        except KeychainError:
+            return None
+
+    return {
+        a.id: ttl_cache().get(f"key:{a.id}", 60.0, lambda a=a: read(a.id))  # type: ignore[misc]
+        for a in settings.accounts
+        if a.kind != "chatgpt"
+    }
+
+
+def _dumps() -> dict[str, Any]:
+    folder = ctx().paths.dumps_dir
+    size = files = groups = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    files += 1
+                    size += entry.stat(follow_symlinks=False).st_size
+                    groups += entry.name.endswith(".meta.json")
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return {"folder": str(folder), "size_bytes": None, "dumps": None}
+    return {"folder": str(folder), "size_bytes": size, "dumps": groups, "files": files}
+
+
+def _recent(now: float) -> dict[str, Any]:
+    log = ctx().engine.request_log
+    rows = log.query(since=now - 86400, limit=400)
+    totals = log.summary(since=now - 86400)
+    all_fallbacks = [r for r in rows if len(r.fallback_chain) > 1]
+    fallbacks = [
+        {
+            "ts": r.ts,
+            "model": r.model,
+            "route": r.route,
+            "status": r.status,
+            "account": r.account_label or r.account_id,
+            "chain": r.fallback_chain,
+        }
+        for r in all_fallbacks[:8]
+    ]
+    return {
+        "fallbacks": fallbacks,
+        "fallbacks_24h": sum(t["fallbacks"] for t in totals),
+        "requests_24h": sum(t["requests"] for t in totals),
+        "latest_request": rows[0].ts if rows else None,
+    }
+
+
+def build_state() -> dict[str, Any]:
+    context = ctx()
+    now = time.time()
+    status = context.engine.status()
+    settings = context.store.current
+    hints = _key_hints(settings)
+    accounts = []
+    for item in status["accounts"]:
+        account = settings.account(item["id"])
+        extra: dict[str, Any] = {"key_hint": hints.get(item["id"])}
+        if account is not None:
+            extra["min_remaining_percent"] = account.min_remaining_percent
+            extra["killswitch"] = getattr(account, "killswitch", None)
+        accounts.append({**item, **extra})
+    cache = ttl_cache()
+    return {
+        "now": now,
+        "version": status["version"],
+        "gateway_url": status["url"],
+        "paused": status.get("paused", False),
+        "routing": status["routing"],
+        "settings_file": status["settings_file"],
+        "settings_error": status["settings_error"],
+        "keychain": status.get("keychain"),
+        "accounts": accounts,
+        "settings": current_values(settings),
+        "global_min_remaining_percent": settings.routing.min_remaining_percent,
+        "dumps": cache.get("dumps", 3.0, _dumps),
+        "log": {"file": str(context.log_file) if context.log_file else None, "level": settings.logging.level},
+        "recent": cache.get("recent", 2.0, lambda: _recent(now)),
+    }
+
+
+@blueprint.get("/api/state")
+def state() -> Response:
+    return jsonify(build_state())
+
+
+@blueprint.post("/api/settings")
+def change_settings() -> Response:
+    body = request.get_json(silent=True)
+    changes = body.get("changes") if isinstance(body, dict) else None
+    if not isinstance(changes, dict) or not changes:
+        return error('send {"changes": {"section.setting": value, …}}')
+    store = ctx().store
+    try:
+        new = store.update(lambda settings: apply_changes(settings, changes))
+    except ChangeError as exc:
+        return error("some values were not accepted", 400, problems=exc.problems)
+    except SettingsError as exc:
+        return error(str(exc), 409, problems={"": "; ".join(exc.problems)})
+    except OSError as exc:
+        return error(f"cannot write the settings file: {exc}", 500)
+    return jsonify({"ok": True, "settings": current_values(new)})
+
+
+@blueprint.post("/api/access-key")
+def access_key() -> Response:
+    """The local access key, for 'Copy' in Connect an agent (a POST: it needs the CSRF token, and is never cached)."""
+    key = ctx().engine.access_key
+    if not key:
+        return error("the gateway is not running", 503)
+    return jsonify({"key": key})
+
+
+@blueprint.post("/api/quota/refresh")
+def refresh_quota() -> Response:
+    engine = ctx().engine
+    try:
+        engine.call(engine.refresh_quota(), timeout=20.0)
+    except (RuntimeError, TimeoutError) as exc:
+        return error(f"could not refresh: {exc}", 503)
+    return jsonify({"ok": True})

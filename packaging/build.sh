@@ -4,7 +4,7 @@
 #   packaging/build.sh                 # build + package + smoke test
 #   SMOKE=0 packaging/build.sh         # skip the smoke test
 #   CLEAN=1 packaging/build.sh         # drop PyInstaller's cache first (release builds)
-#   HEADWAY_BUNDLE_GTK=0 packaging/build.sh   # Linux: without GTK (icon only, no menu; ~140 MB smaller)
+#   HEADWAY_BUNDLE_GTK=0 packaging/build.sh   # Linux: without GTK (icon only, no menu; 96 MB instead of ~230 MB)
 #
 # Output (dist/):
 #   Linux   dist/headway/ (one folder) and dist/headway-<version>-linux-<arch>.tar.gz

@@ -90,11 +90,23 @@ def _window_json(window: Any, now: float) -> dict[str, Any]:
     }
 
 
-def status_snapshot(settings: Settings, state: RuntimeState, now: float, fingerprints: dict[str, str]) -> list[dict[str, Any]]:
+def status_snapshot(
+    settings: Settings,
+    state: RuntimeState,
+    now: float,
+    fingerprints: dict[str, str],
+    missing: set[str] | None = None,
+) -> list[dict[str, Any]]:
     """Accounts with health, quota windows and cooldowns — the shape `headway status --json` and /status share."""
     accounts = []
     for account in settings.accounts:
         block = state.health.block(account.id, now, fingerprints.get(account.id))
+        if block is None and missing and account.id in missing:
+            block = (
+                Block("needs_login", "no login in the keychain: run `headway login chatgpt`")
+                if account.kind == "chatgpt"
+                else Block("no_secret", f"no API key in the keychain: run `headway accounts set-key {account.id}`")
+            )
         snapshot = state.quota.get(account.id)
         if block is None:
             killed = state.quota.below_killswitch(account.id, account.killswitch, now)
@@ -536,6 +548,8 @@ class Engine:
         polled: dict[str, float] = {}
         while True:
             await asyncio.sleep(5.0)
+            # Keeps the secret cache warm, so status (tray, page) knows an account whose key or login is missing.
+            await self._secrets.fingerprints_of([a for a in self._settings.accounts if a.enabled])
             accounts = [a for a in self._settings.accounts if a.kind == "chatgpt" and a.enabled]
             if not accounts or self._tokens is None:
                 continue
@@ -644,6 +658,7 @@ class Engine:
     async def _status_async(self, refresh: bool = False) -> dict[str, Any]:
         if refresh:
             await self.refresh_quota()
+        await self._secrets.fingerprints_of([a for a in self._settings.accounts if a.enabled])
         return self.status()
 
     def status(self) -> dict[str, Any]:
@@ -659,7 +674,9 @@ class Engine:
             "settings_file": str(self.store.path),
             "settings_error": None if error is None else error.problems,
             "keychain": self._keychain_description,
-            "accounts": status_snapshot(self._settings, self._state, now, self._secrets.fingerprints()),
+            "accounts": status_snapshot(
+                self._settings, self._state, now, self._secrets.fingerprints(), self._secrets.missing()
+            ),
             "relay": self._relay.stats() if self._relay is not None else None,
         }
 

@@ -102,6 +102,10 @@ class SecretCache:
                 out[account.id] = fingerprint(value)
         return out
 
+    def missing(self) -> set[str]:
+        """Accounts whose secret was looked up and is not in the keychain."""
+        return {k for k, (v, _) in self._cache.items() if not v}
+
     def invalidate(self, account_id: str | None = None) -> None:
         if account_id is None:
             self._cache.clear()

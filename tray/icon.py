@@ -26,6 +26,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 __all__ = [
+    "BLOCKED_UNTIL_RESET",
     "COLORS",
     "CRITICAL_PERCENT",
     "LOW_PERCENT",
@@ -74,6 +75,12 @@ COLORS: dict[Level, tuple[int, int, int]] = {
 _DISC = (30, 30, 34)
 _INK = (255, 255, 255)
 
+#: Health states that keep an account out of routing until a time (``blocked_for_seconds``), as the menu says them.
+BLOCKED_UNTIL_RESET = {
+    "cooling_down": "rate-limited, back in {wait}",
+    "exhausted": "out of quota, resets in {wait}",
+    "killswitch": "held back by its killswitch, resets in {wait}",
+}
 _SEVERITY = {Level.HEALTHY: 0, Level.LOW: 1, Level.CRITICAL: 2, Level.EXHAUSTED: 3}
 _LOGIN_STATES = ("needs_login", "auth_failed", "no_secret")
 _WINDOW_NAMES = {"weekly": "week", "input-tokens": "input", "output-tokens": "output"}
@@ -242,8 +249,9 @@ def account_line(account: Mapping[str, Any], now: float | None = None) -> str:
         return f"{label} · no key stored"
     windows = _usable_windows(account, now)
     parts = [label]
-    if health == "cooling_down":
-        parts.append(f"rate-limited, back in {format_duration(account.get('blocked_for_seconds'))}")
+    if health in BLOCKED_UNTIL_RESET:
+        wait = format_duration(account.get("blocked_for_seconds"))
+        parts.append(BLOCKED_UNTIL_RESET[str(health)].format(wait=wait))
     elif health not in ("healthy", None):
         parts.append(str(health).replace("_", " "))
     if windows:
@@ -294,7 +302,7 @@ def _summarize(status: Mapping[str, Any], now: float, paused: bool | None) -> Ic
             Level.NEEDS_LOGIN, "!", None, [f"Headway — {login[0].get('label')} needs attention", *lines]
         )
 
-    cooling = [a for a in active if a.get("health") == "cooling_down"]
+    cooling = [a for a in active if a.get("health") in BLOCKED_UNTIL_RESET]
     if cooling:
         wait = min(float(a.get("blocked_for_seconds") or 0.0) for a in cooling)
         return _state(Level.EXHAUSTED, short_duration(wait), 0.0, ["Headway", *lines], percent=0.0)

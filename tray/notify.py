@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .icon import format_duration, window_label
+from .icon import BLOCKED_UNTIL_RESET, format_duration, window_label
 
 __all__ = ["BURST", "BURST_SECONDS", "PER_KEY_SECONDS", "THRESHOLDS", "Notice", "Throttle", "derive"]
 
@@ -68,15 +68,21 @@ def _empty_window(account: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _exhausted(account: Mapping[str, Any]) -> bool:
-    return account.get("health") == "cooling_down" or _empty_window(account) is not None
+    return account.get("health") in BLOCKED_UNTIL_RESET or _empty_window(account) is not None
+
+
+def _blocked_text(account: Mapping[str, Any]) -> str:
+    """``rate-limited, back in 4m`` / ``out of quota, resets in 1h 12m`` / ``held back by its killswitch, …``"""
+    wait = format_duration(account.get("blocked_for_seconds"))
+    return BLOCKED_UNTIL_RESET[str(account.get("health"))].format(wait=wait)
 
 
 def _why_unusable(account: Mapping[str, Any]) -> str | None:
     health = account.get("health")
     if health in _LOGIN:
         return "needs login" if health == "needs_login" else "had its key rejected"
-    if health == "cooling_down":
-        return f"is rate-limited (back in {format_duration(account.get('blocked_for_seconds'))})"
+    if health in BLOCKED_UNTIL_RESET:
+        return f"is {_blocked_text(account)}"
     empty = _empty_window(account)
     if empty is not None:
         return f"is out of {window_label(str(empty['name']))} quota"
@@ -145,9 +151,7 @@ def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> li
                 when = f"resets in {format_duration(reset)}" if reset is not None else "reset time unknown"
                 message = f"{label} is out of {window_label(str(empty['name']))} quota; {when}."
             else:
-                message = (
-                    f"{label} is rate-limited; back in {format_duration(account.get('blocked_for_seconds'))}."
-                )
+                message = f"{label} is {_blocked_text(account).replace(', ', '; ', 1)}."
             notices.append(Notice(("exhausted", account_id), f"{label} is out of quota", message))
             continue
         old_windows = _windows(old)

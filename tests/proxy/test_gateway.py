@@ -506,3 +506,16 @@ def test_pause_answers_503_until_resumed(gw: RunningGateway, anthropic: FakeAnth
     gw.services.engine.set_paused(False)
     assert wait_until(lambda: not gw.services.engine.paused)
     assert post(gw).status_code == 200
+
+
+def test_status_names_an_account_whose_key_is_missing(gw: RunningGateway) -> None:
+    account = gw.add("anthropic", "main", "sk-ant-main")
+    from proxy.keychain import account_secret_name
+
+    gw.services.keychain.delete(account_secret_name(account.id))
+    gw.services.engine._secrets.invalidate()
+    status = httpx.get(f"{gw.url}/status", headers=gw.headers()).json()
+    entry = next(a for a in status["accounts"] if a["id"] == account.id)
+    assert entry["health"] == "no_secret" and "set-key" in entry["detail"]
+    refused = post(gw)
+    assert refused.status_code == 503 and "no credential" in refused.json()["error"]["message"]

@@ -135,6 +135,12 @@ def test_a_rate_limited_account_shows_the_time_until_it_is_back() -> None:
     state = summarize(status(limited), NOW)
     assert (state.level, state.text) == (Level.EXHAUSTED, "5m")
     assert "rate-limited, back in 4m" in state.tooltip
+    out = summarize(status(codex(health="exhausted", blocked_for_seconds=3 * 3600.0)), NOW)
+    assert (out.level, out.text) == (Level.EXHAUSTED, "3h")
+    assert "work · out of quota, resets in 3h" in out.tooltip
+    held = summarize(status(codex(health="killswitch", blocked_for_seconds=600.0)), NOW)
+    assert (held.level, held.text) == (Level.EXHAUSTED, "10m")
+    assert "held back by its killswitch, resets in 10m" in held.tooltip
 
 
 def test_another_account_needing_login_adds_a_badge() -> None:

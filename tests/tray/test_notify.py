@@ -84,6 +84,10 @@ def test_exhausted_with_its_reset_time() -> None:
     assert notices[0].message == "work is out of 5h quota; resets in 1h 12m."
     limited = derive(snap(acct("api")), snap(acct("api", health="cooling_down", blocked_for_seconds=90.0)))
     assert limited[0].message == "api is rate-limited; back in 2m."
+    out = derive(snap(acct("work")), snap(acct("work", health="exhausted", blocked_for_seconds=3600.0)))
+    assert [(n.key, n.message) for n in out] == [
+        (("exhausted", "work"), "work is out of quota; resets in 1h.")
+    ]
 
 
 def test_login_needed_or_key_rejected() -> None:
@@ -100,6 +104,12 @@ def test_fell_back_to_another_account() -> None:
     assert ("fallback", "openai", "backup") in keys(notices)
     fallback = next(n for n in notices if n.key[0] == "fallback")
     assert fallback.message == "main is out of 5h quota; requests now go to backup."
+    marked = snap(
+        acct("main", health="exhausted", blocked_for_seconds=600.0, last_ok=NOW - 10),
+        acct("backup", last_ok=NOW),
+    )
+    reason = next(n for n in derive(before, marked) if n.key[0] == "fallback")
+    assert reason.message == "main is out of quota, resets in 10m; requests now go to backup."
 
 
 def test_a_healthy_account_losing_the_lead_is_not_a_fallback() -> None:

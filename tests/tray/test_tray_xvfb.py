@@ -319,7 +319,7 @@ def selectable_index(text: str) -> int:
         status={"url": "x", "accounts": [{"id": "work"}, {"id": "api"}]},
         settings=Settings(),
         autostart=False,
-        paused=False,
+        paused=text.startswith("Resume"),
     )
     names: Any = type("A", (), {"__getattr__": lambda self, name: lambda *a: None})()
     selectable = [
@@ -376,6 +376,17 @@ def test_the_tray_on_a_real_desktop(session: Session, backend: str) -> None:
     # The menu shows the change: reopen it and look (the check box is drawn ticked).
     open_menu(session, icon, "3-menu-after-toggle")
     session.xdotool("key", "Escape")
+
+    # Pausing the gateway turns the icon grey with a pause sign within seconds; resuming brings the quota back.
+    click_item(session, icon, "Pause gateway", "3-pause")
+    assert wait_for(lambda: settings_on_disk(home).get("gateway", {}).get("paused") is True, 5), (
+        log.read_text()
+    )
+    assert wait_for(lambda: docked_icon(session.screenshot("3-paused")) is None, 5), "the icon stayed green"
+    paused = region_pixels(session.screenshot("3-paused"), (WIDTH - 40, 0, WIDTH, TRAY_HEIGHT))
+    assert sum(1 for _, _, p in paused if p == (255, 255, 255)) > 20  # the pause bars on the dark disc
+    click_item(session, icon, "Resume gateway", "3-resume")
+    assert wait_for(lambda: docked_icon(session.screenshot("3-resumed")), 5), "the quota did not come back"
 
     # A second launch exits at once and makes the first open the settings page.
     second = subprocess.run(
@@ -473,7 +484,11 @@ def test_a_second_launch_next_to_headless_serve_opens_its_page(tmp_path: Path) -
         assert wait_for((home / "run" / "web.json").exists, 20)
         second = subprocess.run(
             [sys.executable, "-m", "tray"],
-            env={**env, "DISPLAY": ":4242", "BROWSER": str(browser)},  # a display only in name: the browser is fake
+            env={
+                **env,
+                "DISPLAY": ":4242",
+                "BROWSER": str(browser),
+            },  # a display only in name: the browser is fake
             cwd=str(ROOT),
             capture_output=True,
             text=True,

@@ -157,6 +157,33 @@ def _in(seconds: float) -> str:
     return f"{minutes // 60}h {minutes % 60}m"
 
 
+_DELTA_EVENTS = frozenset(
+    {
+        "content_block_delta",
+        "content_block_start",
+        "content_block_stop",
+        "ping",
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.reasoning_summary_text.delta",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.output_text.done",
+    }
+)
+
+
+def _carries_usage(protocol: str, event: SSEEvent) -> bool:
+    """Whether an event may hold usage or the model; streams are mostly deltas, which need no JSON parse."""
+    if event.event in _DELTA_EVENTS:
+        return False
+    if protocol == "openai-chat":
+        return '"usage":' in event.data and '"usage":null' not in event.data.replace(" ", "")
+    return True
+
+
 def describe_blocks(skipped: list[Skipped], now: float) -> str:
     parts = []
     for item in skipped:
@@ -404,7 +431,7 @@ class Forwarder:
 
         ok = 200 <= status < 300
         parser = SSEParser()
-        usage = UsageAccumulator(incoming.protocol)
+        usage = UsageAccumulator(adapter.upstream_protocol(incoming))
         is_sse = ok and "text/event-stream" in upstream.headers.get("content-type", "")
         transformer = adapter.transformer(incoming) if is_sse else None
         chunks = upstream.aiter_bytes().__aiter__()
@@ -608,6 +635,8 @@ class Forwarder:
                     yield chunk
                 events = parser.feed(chunk)
                 for event in events:
+                    if not _carries_usage(usage.protocol, event):
+                        continue
                     data = event.json()
                     if isinstance(data, dict):
                         usage.feed_event(event.event, data)
@@ -684,10 +713,11 @@ class Forwarder:
     ) -> None:
         if self._log is None:
             return
-        cost = None
+        price = None
         if tokens is not None and model and account is not None and adapter is not None:
             provider = "anthropic" if account.family == "anthropic" else "openai"
-            cost = estimate_cost(provider, model, tokens, billing=adapter.billing)
+            billing = adapter.billing
+            price = lambda: estimate_cost(provider, model, tokens, billing=billing)  # noqa: E731
         self._log.record(
             RequestRecord(
                 ts=self._clock(),
@@ -702,7 +732,7 @@ class Forwarder:
                 ttfb_ms=None if attempt.ttfb is None else attempt.ttfb * 1000,
                 stream=incoming.stream,
                 usage=tokens,
-                cost_usd=cost,
+                price=price,
                 session_id=incoming.session.session_id,
                 parent_session_id=incoming.session.parent_session_id,
                 fallback_chain=list(attempt.chain),

@@ -23,7 +23,7 @@ import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -152,6 +152,8 @@ class RequestRecord:
     purpose: str = "agent"
     request_bytes: int = 0
     upstream_request_id: str | None = None
+    price: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
+    """Computes ``cost_usd`` on the writer thread, off the gateway's event loop (not stored)."""
 
 
 class SummaryRow(TypedDict):
@@ -328,6 +330,12 @@ class RequestLog:
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: Sequence[RequestRecord]) -> None:
+        for rec in batch:
+            if rec.price is not None and rec.cost_usd is None:
+                try:
+                    rec.cost_usd = rec.price()
+                except Exception:
+                    _log.exception("pricing failed for model %s", rec.model)
         try:
             with _transaction(conn):
                 conn.executemany(_INSERT, [_to_row(rec) for rec in batch])

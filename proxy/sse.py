@@ -7,23 +7,30 @@ side to see event boundaries (for the pre-content hold) and event payloads (for 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["SSEEvent", "SSEParser"]
+
+
+_UNPARSED: Any = object()
 
 
 @dataclass(frozen=True)
 class SSEEvent:
     event: str | None
     data: str
+    _parsed: Any = field(default=_UNPARSED, compare=False, repr=False)
 
     def json(self) -> Any:
-        """The data as JSON, or None when it is not JSON (e.g. ``[DONE]``)."""
-        try:
-            return json.loads(self.data)
-        except ValueError:
-            return None
+        """The data as JSON, or None when it is not JSON (e.g. ``[DONE]``). Parsed once."""
+        if self._parsed is _UNPARSED:
+            try:
+                value = json.loads(self.data)
+            except ValueError:
+                value = None
+            object.__setattr__(self, "_parsed", value)
+        return self._parsed
 
 
 class SSEParser:

@@ -145,6 +145,10 @@ class ProviderAdapter(ABC):
         """None: the upstream's bytes go to the agent unchanged."""
         return None
 
+    def upstream_protocol(self, incoming: Incoming) -> StreamProtocol:
+        """The protocol the upstream answers in (it differs from the agent's when the adapter translates)."""
+        return incoming.protocol
+
     def plan_type(self, headers: Mapping[str, str]) -> str | None:
         return None
 

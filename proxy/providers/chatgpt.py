@@ -150,6 +150,9 @@ class ChatGPTAccount(ProviderAdapter):
         # The backend always speaks Responses, whatever the agent asked for.
         return classify_openai_event("openai-responses", event)
 
+    def upstream_protocol(self, incoming: Incoming) -> StreamProtocol:
+        return "openai-responses"
+
     def transformer(self, incoming: Incoming) -> ResponseTransformer | None:
         if not incoming.stream:
             return _Aggregate(incoming)

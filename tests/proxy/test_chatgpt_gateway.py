@@ -333,3 +333,20 @@ def test_keep_warm_skips_subagents_blocked_accounts_and_when_off(
     count = len(_codex_turns(codex))
     time.sleep(1.0)
     assert len(_codex_turns(codex)) == count
+
+
+def test_chat_usage_is_logged_from_the_responses_stream(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+    add_chatgpt(gw, auth, "acct-1", "work")
+    codex.default = Behavior(usage={"input_tokens": 900, "output_tokens": 42, "input_tokens_details": {"cached_tokens": 800}})
+    for stream in (True, False):
+        response = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            json={"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}], "stream": stream},
+            headers=gw.headers("openai"),
+        )
+        assert response.status_code == 200
+    gw.flush_log()
+    rows = gw.services.engine.request_log.query(limit=2)
+    for row in rows:
+        assert row.usage is not None
+        assert (row.usage.output_tokens, row.usage.cache_read_tokens, row.usage.input_tokens) == (42, 800, 100)

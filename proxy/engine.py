@@ -13,7 +13,6 @@ import http.cookiejar
 import json
 import logging
 import os
-import secrets as pysecrets
 import socket
 import threading
 import time
@@ -34,7 +33,7 @@ from .forward import Completed, Forwarder, SecretCache, fingerprint
 from .gateway import GatewayHooks, build_app, is_loopback
 from .health import Block
 from .keepwarm import KeepWarm
-from .keychain import ACCESS_KEY, Keychain, account_secret_name
+from .keychain import Keychain, account_secret_name, ensure_access_key
 from .oauth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
 from .paths import Paths, write_private_file
 from .providers.anthropic import AnthropicApiKey
@@ -56,15 +55,6 @@ __all__ = ["Engine", "EngineOptions", "ensure_access_key", "status_snapshot"]
 log = logging.getLogger("headway.engine")
 
 T = TypeVar("T")
-
-
-def ensure_access_key(keychain: Keychain) -> str:
-    """The local access key agents use as their API key; created at first run."""
-    key = keychain.get(ACCESS_KEY)
-    if not key:
-        key = "hw-" + pysecrets.token_urlsafe(32)
-        keychain.set(ACCESS_KEY, key)
-    return key
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 from pathlib import Path
 from typing import Literal
@@ -22,7 +23,7 @@ from filelock import FileLock
 
 from .paths import ensure_private_dir, write_private_file
 
-__all__ = ["ACCESS_KEY", "Keychain", "KeychainError", "account_secret_name"]
+__all__ = ["ACCESS_KEY", "Keychain", "KeychainError", "account_secret_name", "ensure_access_key"]
 
 log = logging.getLogger("headway.keychain")
 
@@ -153,3 +154,12 @@ class Keychain:
             pass
         except keyring.errors.KeyringError as exc:
             raise KeychainError(f"cannot delete {name!r} from the keychain: {exc}") from exc
+
+
+def ensure_access_key(keychain: Keychain) -> str:
+    """The local access key agents use as their API key; created at first run."""
+    key = keychain.get(ACCESS_KEY)
+    if not key:
+        key = "hw-" + secrets.token_urlsafe(32)
+        keychain.set(ACCESS_KEY, key)
+    return key

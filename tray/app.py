@@ -14,20 +14,20 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
-from proxy.engine import Engine, EngineOptions
 from proxy.keychain import Keychain
 from proxy.logs import LogHandle, configure_logging
 from proxy.paths import Paths
 from proxy.settings import Settings
 from proxy.settings_store import SettingsStore
-from proxy.watcher import SettingsWatcher
-from web_ui.app import WebContext
-from web_ui.server import SettingsServer
-from web_ui.views.chatgpt import LoginFlows
+
+if TYPE_CHECKING:  # the heavy parts are imported when the services are built, not by every CLI command
+    from proxy.engine import Engine, EngineOptions
+    from proxy.watcher import SettingsWatcher
+    from web_ui.server import SettingsServer
 
 __all__ = ["AlreadyRunning", "Services", "build_services", "make_keychain", "read_runtime", "run_headless"]
 
@@ -100,6 +100,12 @@ class Services:
 
 
 def build_services(paths: Paths, options: EngineOptions | None = None) -> Services:
+    from proxy.engine import Engine
+    from proxy.watcher import SettingsWatcher
+    from web_ui.app import WebContext
+    from web_ui.server import SettingsServer
+    from web_ui.views.chatgpt import LoginFlows
+
     paths.ensure()
     lock = FileLock(str(paths.lock_file), timeout=0)
     try:

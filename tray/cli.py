@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 import httpx
@@ -28,35 +28,18 @@ from proxy.accounts import (
     set_account_enabled,
     set_api_key,
 )
-from proxy.analyzer import (
-    SourceError,
-    analyze_headway,
-    analyze_opencode,
-    default_opencode_db,
-    format_report,
-    write_svg,
-)
-from proxy.engine import EngineOptions, ensure_access_key, status_snapshot
-from proxy.keychain import ACCESS_KEY, Keychain, KeychainError
-from proxy.login import (
-    BROWSER_LOGIN_TIMEOUT,
-    BrowserLogin,
-    CallbackError,
-    DeviceLogin,
-    LoginError,
-    LoginResult,
-    callback_port,
-    oauth_config,
-)
-from proxy.oauth import DEVICE_LOGIN_TIMEOUT, OAuthConfig, OAuthError
+from proxy.keychain import ACCESS_KEY, Keychain, KeychainError, ensure_access_key
 from proxy.paths import Paths
-from proxy.relay.setup import RelaySetupError, disable_relay, relay_status, setup_relay
 from proxy.request_log import RequestLog, format_summary
 from proxy.settings import SettingsError, json_schema
 from proxy.settings_store import SettingsStore
 from proxy.state import RuntimeState
 
-from .app import AlreadyRunning, build_services, make_keychain, read_runtime, run_headless
+from .app import make_keychain, read_runtime
+
+if TYPE_CHECKING:
+    from proxy.login import LoginResult
+    from proxy.oauth import OAuthConfig
 
 __all__ = ["main"]
 
@@ -103,6 +86,9 @@ def cli(ctx: click.Context) -> None:
 @click.option("--host", default=None, help="Bind address (default: gateway.host in settings, 127.0.0.1).")
 def serve(port: int | None, host: str | None) -> None:
     """Run the gateway headless (no tray) until interrupted."""
+    from proxy.engine import EngineOptions
+
+    from .app import AlreadyRunning, build_services, run_headless
     try:
         services = build_services(_paths(), EngineOptions(host=host, port=port))
     except (AlreadyRunning, SettingsError) as exc:
@@ -256,6 +242,8 @@ def login() -> None:
 @click.option("--no-browser", is_flag=True, help="Print the sign-in URL instead of opening a browser.")
 def login_chatgpt(headless: bool, label: str | None, no_browser: bool) -> None:
     """Sign in to ChatGPT; signing in to an account Headway already has updates it."""
+    from proxy.login import CallbackError, LoginError, oauth_config
+    from proxy.oauth import OAuthConfig, OAuthError
     paths = _paths()
     paths.ensure()
     store = _store(paths, strict=True)
@@ -287,6 +275,7 @@ def _step(message: str) -> None:
 def _login_browser(
     store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None, no_browser: bool
 ) -> LoginResult:
+    from proxy.login import BROWSER_LOGIN_TIMEOUT, BrowserLogin, callback_port
     flow = BrowserLogin(
         store,
         keychain,
@@ -308,6 +297,8 @@ def _login_browser(
 
 
 def _login_device(store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None) -> LoginResult:
+    from proxy.login import DeviceLogin
+    from proxy.oauth import DEVICE_LOGIN_TIMEOUT
     flow = DeviceLogin(store, keychain, cfg, label=label, progress=_step)
     click.echo("Signing in to ChatGPT with a device code.")
     code = flow.start()
@@ -339,6 +330,7 @@ def _fetch_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) 
 
 
 def _offline_status(paths: Paths) -> dict[str, Any]:
+    from proxy.engine import status_snapshot
     store = _store(paths)
     state = RuntimeState.load(paths.state_file)
     return {
@@ -472,6 +464,14 @@ def analyze_cache(
 ) -> None:
     """Per session and turn: cache reads and writes, hit ratio, idle gaps, where a prefix broke, and the cost
     with no cache, a 5-minute cache and a 1-hour cache. Turn on dumps (settings: dumps.enabled) to see breaks."""
+    from proxy.analyzer import (
+        SourceError,
+        analyze_headway,
+        analyze_opencode,
+        default_opencode_db,
+        format_report,
+        write_svg,
+    )
     paths = _paths()
     try:
         if opencode_db is None:
@@ -711,6 +711,7 @@ def relay_setup(
     --storage kv). It is used for these calls only and never stored. The Worker sees the API keys and prompts of
     the requests it relays: it runs in your account, from source Headway ships.
     """
+    from proxy.relay.setup import RelaySetupError, setup_relay
     paths = _paths()
     paths.ensure()
     store = _store(paths, strict=True)
@@ -746,6 +747,7 @@ def relay_setup(
 @click.option("--no-probe", is_flag=True, help="Do not ask the Worker.")
 def relay_status_command(as_json: bool, no_probe: bool) -> None:
     """Whether the relay is on, whether its Worker answers, and what it saved in this run."""
+    from proxy.relay.setup import relay_status
     paths = _paths()
     store = _store(paths)
     try:
@@ -795,6 +797,7 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
 @click.option("--forget", is_flag=True, help="Also forget the Worker's URL and delete the relay secret.")
 def relay_disable(forget: bool) -> None:
     """Turn the relay off (requests go direct). The Worker stays in your Cloudflare account."""
+    from proxy.relay.setup import disable_relay
     paths = _paths()
     store = _store(paths, strict=True)
     try:

@@ -154,6 +154,10 @@ class SettingsServer:
         deadline = time.monotonic() + timeout
         if self.context.logins is not None:
             self.context.logins.stop(timeout=min(2.0, timeout))
+        for helper in list(self.context.caches.values()):  # the relay setups' and the analyses' threads
+            stop = getattr(helper, "stop", None)
+            if callable(stop):
+                stop(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
         socket_map: dict[int, Any] = getattr(server, "_map", None) or getattr(server, "map", {})
 
         def close_everything() -> None:

@@ -199,7 +199,11 @@
     $("keychain-name").textContent = next.keychain || "unknown";
     $("keychain-name").classList.toggle("keychain-warn", /NOT encrypted|no secure keychain/i.test(next.keychain || ""));
     if (next.settings_error === null) $("settings-error").hidden = true;
-    if (!previous || previous.recent.latest_request !== next.recent.latest_request) scheduleUsage();
+    renderRelay(next);
+    if (!previous || previous.recent.latest_request !== next.recent.latest_request) {
+      scheduleUsage();
+      scheduleAnalysis(!previous);
+    }
     tick();
   }
 
@@ -1026,6 +1030,367 @@
       toast(error.message, "error");
     }
   });
+
+  // ------------------------------------------------------------------ relay
+
+  let relayJobId = null;
+  let relayTimer = null;
+  let relayFormFilled = false;
+
+  function percent(v) {
+    return v === null || v === undefined ? "–" : `${v}%`;
+  }
+
+  function renderRelay(next) {
+    const r = next.relay;
+    if (!r) return;
+    const pill = $("relay-pill");
+    const setUp = Boolean(r.url);
+    const [label, level] = r.enabled ? ["Relay on", "ok"] : setUp ? ["Relay off", "off"] : ["Not set up", "off"];
+    pill.textContent = label;
+    pill.className = `pill pill-${level}`;
+    $("relay-state").textContent = r.enabled
+      ? `On: requests with an agent session id go through the Worker${r.fallback_to_direct ? " (direct if it fails)" : ""}.`
+      : setUp ? "Off: requests go directly to the providers." : "Not set up: deploy the Worker below.";
+    $("relay-url").textContent = r.url || "not set up";
+    $("relay-transport").textContent = r.transport === "websocket" ? "WebSocket, one per session" : "HTTP, one POST per request";
+    $("relay-storage").textContent = `${r.storage === "kv" ? "KV" : "Durable Object"} · Worker ${r.worker_name}`;
+    $("relay-secret").textContent = r.secret_in_keychain === null ? "keychain unreadable" : r.secret_in_keychain ? "in the keychain" : setUp ? "missing: deploy again" : "none yet";
+    const probe = r.last_probe;
+    const probeNode = $("relay-probe");
+    probeNode.textContent = probe
+      ? probe.ok === null ? probe.detail : `${probe.ok ? "Answered" : "Did not answer"} at ${clockTime(probe.at)}: ${probe.detail}.`.replace(/\.\.$/, ".")
+      : "Not checked yet.";
+    probeNode.className = probe && probe.ok === false ? "form-error" : "";
+    $("relay-check").hidden = !setUp;
+    $("relay-off-controls").hidden = !(r.enabled || setUp);
+    $("relay-disable").textContent = r.enabled ? "Turn the relay off…" : "Forget the relay…";
+    $("relay-forget").disabled = !r.enabled;
+    if (!r.enabled && setUp) $("relay-forget").checked = true;
+    $("relay-setup-title").textContent = setUp ? "Deploy again or upgrade" : "Deploy the Worker";
+    if (!relayFormFilled) {
+      relayFormFilled = true;
+      $("relay-account").value = r.account_id || "";
+      $("relay-worker-name").value = r.worker_name || "headway-relay";
+      $("relay-storage-choice").value = r.storage || "durable_object";
+      $("relay-transport-choice").value = r.transport || "http";
+    }
+    renderRelayTraffic(r.traffic);
+    if (r.setup && r.setup.state === "running" && !relayJobId) {
+      relayJobId = r.setup.id;
+      showRelayJob(r.setup);
+      relayTimer = setTimeout(watchRelayJob, 1000);
+    }
+  }
+
+  function renderRelayTraffic(traffic) {
+    const totals = (traffic && traffic.totals) || null;
+    const any = totals && totals.requests > 0;
+    $("relay-sent").textContent = any ? bytes(totals.sent_bytes) : "–";
+    $("relay-body").textContent = any ? bytes(totals.body_bytes) : "–";
+    $("relay-saved").textContent = any ? percent(totals.saved_percent) : "–";
+    if (any) {
+      const parts = [`${totals.requests} request${totals.requests === 1 ? "" : "s"}: ${totals.full_syncs} full, ${totals.patches} patches`];
+      if (totals.oneshots) parts.push(`${totals.oneshots} one-off`);
+      if (totals.resyncs) parts.push(`${totals.resyncs} resynced`);
+      if (totals.failures) parts.push(`${totals.failures} went direct`);
+      $("relay-counts").textContent = parts.join(", ") + ".";
+    } else {
+      $("relay-counts").textContent = traffic && traffic.last_error ? `No request relayed yet. Last error: ${traffic.last_error}` : "No request relayed yet.";
+    }
+    const sessions = (traffic && traffic.sessions) || [];
+    const body = $("relay-sessions").querySelector("tbody");
+    const rows = sessions.slice(0, 20).map((s) =>
+      el(
+        "tr",
+        {},
+        el("th", { scope: "row" }, el("code", { text: s.session_id.length > 28 ? `${s.session_id.slice(0, 27)}…` : s.session_id, title: s.session_id })),
+        el("td", { class: "num", text: String(s.requests) }),
+        el("td", { class: "num", text: bytes(s.sent_bytes) }),
+        el("td", { class: "num", text: bytes(s.body_bytes) }),
+        el("td", { class: "num", text: percent(s.saved_percent) }),
+      ),
+    );
+    body.replaceChildren(...rows);
+    $("relay-sessions").closest(".table-wrap").hidden = rows.length === 0;
+  }
+
+  function showRelayJob(job) {
+    const steps = $("relay-steps");
+    steps.hidden = job.steps.length === 0;
+    steps.replaceChildren(...job.steps.map((s, i) => el("li", { text: s, "data-last": String(i === job.steps.length - 1) })));
+    const status = $("relay-setup-status");
+    status.className = "form-status";
+    const token = $("relay-token");
+    token.removeAttribute("aria-invalid");
+    $("relay-account").removeAttribute("aria-invalid");
+    if (job.state === "running") {
+      status.textContent = "Deploying…";
+    } else if (job.state === "done") {
+      const detail = job.result && job.result.detail ? job.result.detail : "";
+      const extra = detail ? ` ${detail[0].toUpperCase()}${detail.slice(1)}.`.replace(/\.\.$/, ".") : "";
+      status.textContent = job.message + extra;
+      if (!job.result || job.result.reachable !== false) status.classList.add("ok");
+    } else {
+      status.textContent = job.message;
+      status.classList.add("error");
+      status.setAttribute("role", "alert");
+      if (job.error_kind === "invalid_token" || job.error_kind === "missing_permission") token.setAttribute("aria-invalid", "true");
+    }
+    $("relay-deploy").disabled = job.state === "running";
+  }
+
+  async function watchRelayJob() {
+    clearTimeout(relayTimer);
+    if (!relayJobId) return;
+    try {
+      const job = await api("GET", `/api/relay/setup/${encodeURIComponent(relayJobId)}`);
+      showRelayJob(job);
+      if (job.state === "running") {
+        relayTimer = setTimeout(watchRelayJob, 1000);
+        return;
+      }
+      if (job.state === "done") toast("Relay on.");
+      relayJobId = null;
+      poll();
+    } catch (error) {
+      if (error.status === 404) {
+        relayJobId = null;
+        $("relay-deploy").disabled = false;
+        return;
+      }
+      relayTimer = setTimeout(watchRelayJob, 3000);
+    }
+  }
+
+  $("relay-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    const status = $("relay-setup-status");
+    status.className = "form-status";
+    status.removeAttribute("role");
+    const body = {
+      api_token: form.api_token.value,
+      account_id: form.account_id.value.trim(),
+      worker_name: form.worker_name.value.trim(),
+      storage: form.storage.value,
+      transport: form.transport.value,
+    };
+    form.api_token.value = ""; // used once: it leaves the page with this request
+    if (!body.api_token.trim() || !body.account_id) {
+      status.textContent = !body.api_token.trim() ? "Paste a Cloudflare API token." : "Enter your Cloudflare account ID.";
+      status.classList.add("error");
+      (body.api_token.trim() ? form.account_id : form.api_token).focus();
+      return;
+    }
+    $("relay-deploy").disabled = true;
+    status.textContent = "Starting…";
+    try {
+      const job = await api("POST", "/api/relay/setup", body);
+      relayJobId = job.id;
+      showRelayJob(job);
+      relayTimer = setTimeout(watchRelayJob, 800);
+    } catch (error) {
+      const problems = (error.data && error.data.problems) || {};
+      status.textContent = Object.values(problems).join("; ") || error.message;
+      status.classList.add("error");
+      $("relay-deploy").disabled = false;
+    }
+  });
+
+  $("relay-check").addEventListener("click", async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    $("relay-probe").textContent = "asking the Worker…";
+    try {
+      await api("POST", "/api/relay/check");
+    } catch (error) {
+      toast(error.message, "error");
+    } finally {
+      button.disabled = false;
+      poll();
+    }
+  });
+
+  $("relay-disable").addEventListener("click", async () => {
+    const forget = $("relay-forget").checked;
+    const enabled = state && state.relay && state.relay.enabled;
+    const ok = await confirmDialog(
+      enabled ? "Turn the relay off?" : "Forget the relay?",
+      forget
+        ? "Requests go directly to the providers, and Headway forgets the Worker's URL and deletes its secret from your keychain. The Worker stays in your Cloudflare account; delete it in the dashboard if you no longer want it."
+        : "Requests go directly to the providers. The Worker and its secret stay; the “Use the relay” switch below turns it back on.",
+      forget ? "Turn off and forget" : "Turn off",
+    );
+    if (!ok) return;
+    const status = $("relay-disable-status");
+    status.className = "form-status";
+    try {
+      await api("POST", "/api/relay/disable", { forget });
+      status.textContent = forget ? "Relay off; its URL and secret are forgotten." : "Relay off.";
+      status.classList.add("ok");
+      poll();
+    } catch (error) {
+      status.textContent = error.message;
+      status.classList.add("error");
+    }
+  });
+
+  // ------------------------------------------------------------------ cache analysis
+
+  let analysisSession = null; // the chosen session's key ("" = requests without a session id)
+  let analysisTimer = null;
+  let analysisBusy = false;
+
+  function ratio(v) {
+    return v === null || v === undefined ? "–" : `${Math.round(v * 100)}%`;
+  }
+
+  function sessionName(s) {
+    if (s.title) return s.title;
+    if (!s.session_id) return "(no session id)";
+    return s.session_id.length > 26 ? `${s.session_id.slice(0, 25)}…` : s.session_id;
+  }
+
+  function scheduleAnalysis(immediate) {
+    clearTimeout(analysisTimer);
+    analysisTimer = setTimeout(loadAnalysis, immediate ? 0 : 3000);
+  }
+
+  function costCells(costs) {
+    return [
+      el("td", { class: "num", text: money(costs.actual) }),
+      el("td", { class: "num", text: money(costs.no_cache) }),
+      el("td", { class: "num hide-narrow", text: money(costs.cache_5m) }),
+      el("td", { class: "num hide-narrow", text: money(costs.cache_1h) }),
+    ];
+  }
+
+  async function loadAnalysis() {
+    if (analysisBusy) return scheduleAnalysis();
+    analysisBusy = true;
+    const days = $("analysis-days").value;
+    const table = $("analysis-sessions");
+    try {
+      const data = await api("GET", `/api/analysis/cache?days=${encodeURIComponent(days)}`);
+      $("analysis-dumps-off").hidden = data.dumps_enabled || data.sessions.length === 0;
+      const keys = data.sessions.map((s) => s.key);
+      if (analysisSession === null || !keys.includes(analysisSession)) analysisSession = keys.length ? keys[0] : null;
+      const rows = data.sessions.map((s) => {
+        const pick = el("button", { type: "button", class: "session-pick", text: sessionName(s), title: s.session_id || "requests without a session id" });
+        pick.setAttribute("aria-label", `Show the turns of session ${s.title || s.session_id || "without an id"}`);
+        pick.addEventListener("click", () => {
+          analysisSession = s.key;
+          for (const row of table.querySelectorAll("tbody tr")) row.setAttribute("aria-selected", String(row.dataset.key === s.key));
+          loadSession();
+        });
+        const t = s.totals;
+        return el(
+          "tr",
+          { "data-key": s.key, "aria-selected": String(s.key === analysisSession) },
+          el("th", { scope: "row" }, pick),
+          el("td", { class: "num hide-narrow", text: String(t.turns) }),
+          el("td", { class: "num hide-narrow", text: compact(t.prompt) }),
+          el("td", { class: "num", text: ratio(t.hit_ratio) }),
+          el("td", { class: "num", text: String(t.breaks) }),
+          el("td", { class: "num hide-narrow", text: String(t.expiries) }),
+          ...costCells(s.costs),
+        );
+      });
+      if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "10", class: "muted", text: "No requests with usage in this period." })));
+      table.querySelector("tbody").replaceChildren(...rows);
+      const foot = table.querySelector("tfoot");
+      if (data.sessions.length > 1) {
+        const t = data.totals;
+        foot.replaceChildren(
+          el(
+            "tr",
+            {},
+            el("th", { scope: "row", text: "All sessions" }),
+            el("td", { class: "num hide-narrow", text: String(t.turns) }),
+            el("td", { class: "num hide-narrow", text: compact(t.prompt) }),
+            el("td", { class: "num", text: ratio(t.hit_ratio) }),
+            el("td", { class: "num", text: String(t.breaks) }),
+            el("td", { class: "num hide-narrow", text: String(t.expiries) }),
+            ...costCells(data.costs),
+          ),
+        );
+      } else {
+        foot.replaceChildren();
+      }
+      $("analysis-summary").textContent = data.sessions.length
+        ? `${data.sessions.length} session${data.sessions.length === 1 ? "" : "s"}, latest first. Choose one to see its turns.`
+        : "Latest first. Choose one to see its turns.";
+      $("analysis-assumptions").replaceChildren(...data.assumptions.map((a) => el("li", { text: a })));
+      if (analysisSession === null) $("analysis-detail").hidden = true;
+      else await loadSession();
+    } catch (error) {
+      if (error.status === 503 && error.data && error.data.retry) scheduleAnalysis();
+      table.querySelector("tbody").replaceChildren(el("tr", {}, el("td", { colspan: "10", class: "muted", text: `Analysis unavailable: ${error.message}` })));
+    } finally {
+      analysisBusy = false;
+    }
+  }
+
+  function eventLabel(event) {
+    if (!event) return null;
+    const names = { break: "Break", expiry: "Expired", miss: "Miss", account_switch: "Account switch" };
+    let text = names[event.kind] || event.kind;
+    if (event.part) text += ` at ${event.part}`;
+    if (event.offset !== null && event.offset !== undefined) text += `, byte ${event.offset.toLocaleString()}`;
+    return el("span", { class: `event event-${event.kind}`, text, title: event.detail || text });
+  }
+
+  async function loadSession() {
+    const key = analysisSession;
+    if (key === null) return;
+    const days = $("analysis-days").value;
+    const query = `days=${encodeURIComponent(days)}&session=${encodeURIComponent(key)}`;
+    try {
+      const data = await api("GET", `/api/analysis/cache/session?${query}`);
+      if (key !== analysisSession) return;
+      const s = data.session;
+      $("analysis-detail").hidden = false;
+      $("analysis-detail-title").textContent = s.title ? `Session “${s.title}”` : s.session_id ? `Session ${s.session_id}` : "Requests without a session id";
+      const t = s.totals;
+      $("analysis-detail-meta").textContent = `${t.turns} turn${t.turns === 1 ? "" : "s"} · ${compact(t.prompt)} prompt tokens · ${ratio(t.hit_ratio)} read from the cache · ${t.breaks} break${t.breaks === 1 ? "" : "s"}, ${t.expiries} expir${t.expiries === 1 ? "y" : "ies"}`;
+      for (const node of $("analysis-costs").querySelectorAll("[data-cost]")) node.textContent = money(s.costs[node.dataset.cost]);
+      const chart = $("analysis-chart");
+      chart.alt = `Chart: prompt tokens per turn of this session, read from the cache, written to it and uncached; ${ratio(t.hit_ratio)} read from the cache overall. The table below has the same numbers.`;
+      chart.src = `/api/analysis/cache.svg?${query}&at=${encodeURIComponent(data.generated_at)}`;
+      chart.hidden = false;
+      $("analysis-notes").replaceChildren(...(s.notes || []).map((n) => el("li", { text: n })));
+      $("analysis-turns").querySelector("tbody").replaceChildren(
+        ...s.turns.map((turn) =>
+          el(
+            "tr",
+            {},
+            el("td", { class: "num", text: String(turn.index) }),
+            el("td", { class: "hide-narrow", text: whenLabel(turn.start) }),
+            el("td", { class: "hide-narrow", text: turn.model || "?" }),
+            el("td", { class: "num hide-narrow", text: turn.gap_s === null ? "–" : duration(turn.gap_s) }),
+            el("td", { class: "num", text: compact(turn.prompt) }),
+            el("td", { class: "num", text: compact(turn.cache_read) }),
+            el("td", { class: "num", text: compact(turn.cache_write) }),
+            el("td", { class: "num hide-narrow", text: compact(turn.uncached) }),
+            el("td", { class: "num", text: ratio(turn.hit_ratio) }),
+            el("td", {}, eventLabel(turn.event) || el("span", { class: "muted", text: turn.idle ? `idle > ${turn.idle}` : "–" })),
+            el("td", { class: "num", text: money(turn.costs.actual) }),
+          ),
+        ),
+      );
+    } catch (error) {
+      if (error.status === 404) {
+        analysisSession = null;
+        $("analysis-detail").hidden = true;
+      } else {
+        toast(error.message, "error");
+      }
+    }
+  }
+
+  $("analysis-days").addEventListener("change", () => scheduleAnalysis(true));
+  $("analysis-refresh").addEventListener("click", () => scheduleAnalysis(true));
 
   // ------------------------------------------------------------------ navigation highlight
 

@@ -2,7 +2,8 @@
 
 Every write goes through ``SettingsStore.update`` (or the account helpers that use it); nothing here keeps a copy
 of the settings. One module per area: ``pages`` (HTML and sign-in), ``api`` (live state, settings, the access key),
-``accounts``, ``chatgpt`` (sign-in flows), ``usage`` (chart), ``connect`` (agent configuration).
+``accounts``, ``chatgpt`` (sign-in flows), ``usage`` (chart), ``connect`` (agent configuration), ``relay`` (the
+Cloudflare Worker's setup and savings), ``analysis`` (prompt-cache analysis).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def error(message: str, status: int = 400, **extra: Any) -> Response:
 
 
 def register(app: Flask) -> None:
-    from . import accounts, api, chatgpt, connect, pages, usage
+    from . import accounts, analysis, api, chatgpt, connect, pages, relay, usage
 
-    for module in (pages, api, accounts, chatgpt, usage, connect):
+    for module in (pages, api, accounts, chatgpt, usage, connect, relay, analysis):
         app.register_blueprint(module.blueprint)

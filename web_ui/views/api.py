@@ -21,6 +21,7 @@ from proxy.settings import Settings, SettingsError
 
 from . import ctx, error
 from .forms import ChangeError, apply_changes, current_values
+from .relay import relay_state
 
 __all__ = ["blueprint", "key_hint"]
 
@@ -161,6 +162,7 @@ def build_state() -> dict[str, Any]:
         "dumps": cache.get("dumps", 3.0, _dumps),
         "log": {"file": str(context.log_file) if context.log_file else None, "level": settings.logging.level},
         "recent": cache.get("recent", 2.0, lambda: _recent(now)),
+        "relay": relay_state(status.get("relay")),
     }
 
 

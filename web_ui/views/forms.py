@@ -71,7 +71,7 @@ GROUP_TITLES: dict[str, str] = {
     "chatgpt": "ChatGPT accounts",
     "dumps": "Request dumps",
     "logging": "Log",
-    "relay": "Relay",
+    "relay": "Relay settings",
 }
 
 FIELD_LABELS: dict[str, str] = {

@@ -19,7 +19,9 @@ PAGE_SECTIONS = (
     ("accounts", "Accounts"),
     ("routing", "Routing and limits"),
     ("caching", "Caching"),
+    ("analysis", "Cache analysis"),
     ("debugging", "Debugging"),
+    ("relay", "Relay"),
     ("connect", "Connect an agent"),
 )
 

@@ -17,7 +17,6 @@ httpx exceptions are translated into :mod:`proxy.errors` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import json
 import logging
@@ -47,6 +46,7 @@ from .providers.codex_shape import parse_usage_limit_error
 from .quota import Window
 from .relay import RelayClient, RelayUnavailable
 from .request_log import RequestLog, RequestRecord
+from .retry_after import retry_after_seconds
 from .router import Candidates, Skipped
 from .settings import Account, Settings, UpstreamSettings
 from .sse import SSEEvent, SSEParser
@@ -111,20 +111,6 @@ class SecretCache:
             self._cache.clear()
         else:
             self._cache.pop(account_id, None)
-
-
-def _retry_after(headers: httpx.Headers, now: float) -> float | None:
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 def _reset_of_exhausted(windows: list[Window], now: float) -> float | None:
@@ -425,7 +411,7 @@ class Forwarder:
             if status in _RETRYABLE and status not in fallback_statuses:
                 log.info("account %s: transient %s, may retry", account.id, status)
                 state.health.of(account.id).last_error = reason
-                return "retry", (status, upstream.headers, body), _retry_after(upstream.headers, now)
+                return "retry", (status, upstream.headers, body), retry_after_seconds(upstream.headers, now)
             self._fall_back(account, status, reason, upstream.headers, body, windows, attempt.fingerprints, now, settings)
             return "next", (status, upstream.headers, body), None
 
@@ -497,7 +483,7 @@ class Forwarder:
             health.cool_down(account.id, resets, f"{limit.kind.replace('_', ' ')}", exhausted=True)
             log.warning("account %s: %s; exhausted for %s, falling back", account.id, limit.kind, _in(resets - now))
         else:
-            wait = _retry_after(headers, now)
+            wait = retry_after_seconds(headers, now)
             until = now + wait if wait is not None else _reset_of_exhausted(windows, now)
             if until is None:
                 until = now + settings.routing.default_cooldown_seconds

@@ -29,12 +29,12 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import httpx
 
+from .retry_after import as_number, retry_after_seconds
 from .tasks import TaskGroup
 
 __all__ = [
@@ -245,19 +245,6 @@ def _identity(claims: Mapping[str, Any]) -> tuple[str | None, str | None, str | 
     return account_id, plan_type, email
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class TokenSet:
     """One account's tokens. `expires_at` is the access token's expiry (epoch seconds); tokens stay out of repr."""
@@ -297,7 +284,7 @@ class TokenSet:
         if not isinstance(data, dict):
             raise OAuthError("stored token set is not a JSON object")
         access, refresh_token = _text(data.get("access_token")), _text(data.get("refresh_token"))
-        expires_at = _number(data.get("expires_at"))
+        expires_at = as_number(data.get("expires_at"))
         if access is None or refresh_token is None or expires_at is None:
             raise OAuthError("stored token set lacks access_token, refresh_token or expires_at")
         return cls(
@@ -320,8 +307,8 @@ class TokenSet:
         if access is None or refresh_token is None:
             raise TransientAuthError("token response lacks access_token or refresh_token")
         id_token = _text(payload.get("id_token")) or (previous.id_token if previous else None)
-        expiries = [exp for exp in (_number(_claims_or_empty(access).get("exp")),) if exp is not None]
-        expires_in = _number(payload.get("expires_in"))
+        expiries = [exp for exp in (as_number(_claims_or_empty(access).get("exp")),) if exp is not None]
+        expires_in = as_number(payload.get("expires_in"))
         if expires_in is not None:
             expiries.append(now + expires_in)
         account_id, plan_type, email = _identity(_claims_or_empty(id_token))
@@ -359,16 +346,7 @@ async def _post(
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    seconds = _number(value)
-    if seconds is None:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, seconds)
+    return retry_after_seconds(response.headers, time.time())
 
 
 def _error_details(response: httpx.Response) -> tuple[list[str], str | None]:
@@ -504,7 +482,7 @@ async def start_device_flow(client: httpx.AsyncClient, cfg: OAuthConfig) -> Devi
     user_code = _text(payload.get("user_code")) or _text(payload.get("usercode"))
     if device_auth_id is None or user_code is None:
         raise OAuthError("device login: the answer lacks device_auth_id or user_code")
-    interval = _number(payload.get("interval"))
+    interval = as_number(payload.get("interval"))
     return DeviceCode(
         device_auth_id=device_auth_id,
         user_code=user_code,

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ..retry_after import as_number
+
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "DONE_FRAME",
@@ -897,9 +899,9 @@ def parse_usage_limit_error(status: int, body: bytes | Mapping[str, Any], *, now
     kind = error.get("type") or error.get("code")
     if kind not in ("usage_limit_reached", "usage_not_included"):
         return None
-    resets_at = _number(error.get("resets_at"))
+    resets_at = as_number(error.get("resets_at"))
     if resets_at is None:
-        resets_in = _number(error.get("resets_in_seconds"))
+        resets_in = as_number(error.get("resets_in_seconds"))
         resets_at = now + resets_in if resets_in is not None else None
     plan_type = error.get("plan_type")
     return UsageLimit(
@@ -907,14 +909,3 @@ def parse_usage_limit_error(status: int, body: bytes | Mapping[str, Any], *, now
     )
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from . import __version__
 from .retry_after import as_number, retry_after_seconds
 from .tasks import TaskGroup
 
@@ -114,6 +115,8 @@ class OAuthConfig:
     client_id: str = "app_EMoamEEZ73f0CkXaXp7hrann"
     redirect_uri: str = "http://localhost:1455/auth/callback"
     originator: str = "headway"
+    #: Sent on every sign-in and refresh request (instead of httpx's own ``python-httpx/…``).
+    user_agent: str = f"headway/{__version__}"
     scope: str = "openid profile email offline_access"
     http_timeout: float = 30.0
 
@@ -337,7 +340,11 @@ async def _post(
 ) -> httpx.Response:
     try:
         return await client.post(
-            url, data=form, json=body, headers={"Accept": "application/json"}, timeout=cfg.http_timeout
+            url,
+            data=form,
+            json=body,
+            headers={"Accept": "application/json", "User-Agent": cfg.user_agent},
+            timeout=cfg.http_timeout,
         )
     except httpx.TimeoutException as exc:
         raise TransientAuthError(f"{what} timed out") from exc

@@ -15,6 +15,7 @@ import keyring
 import keyring.backends.fail
 import pytest
 
+from proxy import __version__
 from proxy.keychain import Keychain, KeychainError, account_secret_name
 from proxy.login import (
     BrowserLogin,
@@ -450,6 +451,19 @@ def test_device_login_end_to_end(
     second = again.finish()
     assert not second.created and second.account.id == "work"
     assert len(store.current.accounts) == 1
+
+
+def test_sign_in_requests_identify_headway_not_httpx(
+    store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, auth: FakeOpenAIAuth
+) -> None:
+    auth.next_login(WORK.account_id, plan_type=WORK.plan_type, email=WORK.email)
+    login = DeviceLogin(store, keychain, cfg, label="work")
+    code = login.start()
+    auth.approve_device(code.user_code)
+    login.finish()
+    agents = {r.headers.get("user-agent") for r in auth.requests if r.method == "POST"}
+    assert agents == {f"headway/{__version__}"}
+    assert all(r.headers.get("originator", "headway") == "headway" for r in auth.requests)
 
 
 def test_device_login_not_enabled(

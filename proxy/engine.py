@@ -49,6 +49,7 @@ from .settings import Account, Settings, UpstreamSettings, effective_upstreams
 from .settings_store import SettingsStore
 from .state import RuntimeState
 from .tasks import TaskGroup
+from .upstream_url import normalize_base_url
 
 __all__ = ["Engine", "EngineOptions", "ensure_access_key", "status_snapshot"]
 
@@ -558,7 +559,7 @@ class Engine:
         token = await self._credential(account)
         if not token:
             return False
-        base = (account.base_url or self._upstreams.chatgpt).rstrip("/")
+        base = normalize_base_url(account.base_url or self._upstreams.chatgpt, "chatgpt")
         headers = {"authorization": f"Bearer {token}", "originator": "headway", "user-agent": codex_user_agent(None)}
         if account.chatgpt_account_id:
             headers["chatgpt-account-id"] = account.chatgpt_account_id
@@ -628,7 +629,7 @@ class Engine:
         models = fallback_models()
         token = await self._credential(account)
         if token and self._client is not None:
-            base = (account.base_url or self._upstreams.chatgpt).rstrip("/")
+            base = normalize_base_url(account.base_url or self._upstreams.chatgpt, "chatgpt")
             headers = {"authorization": f"Bearer {token}", "originator": "headway", "user-agent": codex_user_agent(None)}
             if account.chatgpt_account_id:
                 headers["chatgpt-account-id"] = account.chatgpt_account_id

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .upstream_url import normalize_base_url
+
 __all__ = [
     "ACCOUNT_KINDS",
     "Account",
@@ -301,7 +303,7 @@ def json_schema() -> dict[str, Any]:
 
 
 def effective_upstreams(settings: Settings, environ: Mapping[str, str]) -> UpstreamSettings:
-    """The upstream URLs in force: the settings file, overridden by HEADWAY_*_BASE_URL / HEADWAY_OPENAI_AUTH_URL."""
+    """The upstream URLs in force, normalised: the settings file, overridden by HEADWAY_*_BASE_URL / HEADWAY_OPENAI_AUTH_URL."""
     values = settings.upstreams.model_dump()
     variables = {
         "anthropic": "HEADWAY_ANTHROPIC_BASE_URL",
@@ -311,9 +313,9 @@ def effective_upstreams(settings: Settings, environ: Mapping[str, str]) -> Upstr
     }
     for key, env in variables.items():
         if environ.get(env):
-            values[key] = environ[env].rstrip("/")
+            values[key] = environ[env]
     try:
-        return UpstreamSettings.model_validate(values)
+        upstreams = UpstreamSettings.model_validate(values)
     except ValidationError as exc:
         # Only an override can be invalid (the settings were validated): name the variable, not a pydantic path.
         problems = []
@@ -321,6 +323,13 @@ def effective_upstreams(settings: Settings, environ: Mapping[str, str]) -> Upstr
             key, _, message = problem.partition(": ")
             problems.append(f"{variables.get(key, key)}: {message}")
         raise SettingsError("environment", problems) from exc
+    # One normal form for every base (no trailing slash, no /v1 or /backend-api): see proxy.upstream_url.
+    return UpstreamSettings(
+        anthropic=normalize_base_url(upstreams.anthropic, "anthropic"),
+        openai=normalize_base_url(upstreams.openai, "openai"),
+        chatgpt=normalize_base_url(upstreams.chatgpt, "chatgpt"),
+        openai_auth=normalize_base_url(upstreams.openai_auth, "openai_auth"),
+    )
 
 
 def write_schema(path: Path) -> None:

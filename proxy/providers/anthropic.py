@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from ..quota import Window, parse_anthropic_headers
 from ..settings import Account, UpstreamSettings
 from ..sse import SSEEvent
+from ..upstream_url import normalize_base_url
 from .base import Incoming, Outgoing, ProviderAdapter, StreamProtocol, Verdict, forwardable_headers, join_url
 
 __all__ = ["AnthropicApiKey"]
@@ -20,7 +21,7 @@ class AnthropicApiKey(ProviderAdapter):
     kind = "anthropic-api-key"
 
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str:
-        return account.base_url or upstreams.anthropic
+        return normalize_base_url(account.base_url or upstreams.anthropic, "anthropic")
 
     def build(self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings) -> Outgoing:
         headers = forwardable_headers(incoming.headers)

@@ -103,10 +103,8 @@ class Verdict:
 
 
 def join_url(base: str, path: str, query: str = "") -> str:
-    base = base.rstrip("/")
-    if base.endswith("/v1") and path.startswith("/v1/"):
-        base = base[: -len("/v1")]
-    return f"{base}{path}" + (f"?{query}" if query else "")
+    """``base`` (normalised by :func:`proxy.upstream_url.normalize_base_url`) + the agent's path and query."""
+    return f"{base.rstrip('/')}{path}" + (f"?{query}" if query else "")
 
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:

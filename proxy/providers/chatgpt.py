@@ -17,6 +17,7 @@ from .. import __version__
 from ..quota import Window, parse_codex_headers
 from ..settings import Account, UpstreamSettings
 from ..sse import SSEEvent
+from ..upstream_url import normalize_base_url
 from .base import Incoming, Outgoing, ProviderAdapter, ResponseTransformer, StreamProtocol, Verdict
 from .codex_shape import (
     DONE_FRAME,
@@ -113,7 +114,7 @@ class ChatGPTAccount(ProviderAdapter):
         self.stabilize_cache = stabilize_cache
 
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str:
-        return account.base_url or upstreams.chatgpt
+        return normalize_base_url(account.base_url or upstreams.chatgpt, "chatgpt")
 
     def build(self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings) -> Outgoing:
         body = incoming.json if isinstance(incoming.json, dict) else {}
@@ -135,7 +136,7 @@ class ChatGPTAccount(ProviderAdapter):
             headers["session-id"] = incoming.session.session_id
         return Outgoing(
             method="POST",
-            url=self.base_url(account, upstreams).rstrip("/") + CODEX_PATH,
+            url=self.base_url(account, upstreams) + CODEX_PATH,
             headers=headers,
             content=json.dumps(shaped, separators=(",", ":")).encode(),
         )

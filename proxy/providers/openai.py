@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from ..quota import Window, parse_openai_headers
 from ..settings import Account, UpstreamSettings
 from ..sse import SSEEvent
+from ..upstream_url import normalize_base_url
 from .base import Incoming, Outgoing, ProviderAdapter, StreamProtocol, Verdict, forwardable_headers, join_url
 
 __all__ = ["OpenAIApiKey", "classify_openai_event"]
@@ -58,7 +59,7 @@ class OpenAIApiKey(ProviderAdapter):
     kind = "openai-api-key"
 
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str:
-        return account.base_url or upstreams.openai
+        return normalize_base_url(account.base_url or upstreams.openai, "openai")
 
     def build(self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings) -> Outgoing:
         headers = forwardable_headers(incoming.headers)

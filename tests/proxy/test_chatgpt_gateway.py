@@ -350,3 +350,24 @@ def test_chat_usage_is_logged_from_the_responses_stream(gw: RunningGateway, auth
     for row in rows:
         assert row.usage is not None
         assert (row.usage.output_tokens, row.usage.cache_read_tokens, row.usage.input_tokens) == (42, 800, 100)
+
+
+@pytest.mark.parametrize("suffix", ["/backend-api", "/backend-api/", "/", "/backend-api/codex"])
+def test_a_base_url_with_backend_api_is_not_doubled(auth: FakeOpenAIAuth, codex: FakeCodex, suffix: str) -> None:
+    """HEADWAY_CHATGPT_BASE_URL as users paste it (…/backend-api) reaches /backend-api/codex/responses, not a 404."""
+    gateway = start_gateway(env={"HEADWAY_CHATGPT_BASE_URL": codex.url + suffix, "HEADWAY_OPENAI_AUTH_URL": auth.url + "/"})
+    try:
+        add_chatgpt(gateway, auth, "acct-1", "work")
+        response = client(gateway).responses.create(model="gpt-5", input="hi")
+        assert response.output_text == "Hello from the fake"
+        assert codex.requests[-1].path == "/backend-api/codex/responses"
+        assert wait_until(lambda: codex.usage_polls >= 1)  # the engine's own calls use the same base
+        assert {r.path for r in codex.requests} <= {"/backend-api/codex/responses", "/backend-api/wham/usage", "/backend-api/codex/models"}
+    finally:
+        gateway.stop()
+
+
+def test_an_account_base_url_with_backend_api_is_not_doubled(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+    add_chatgpt(gw, auth, "acct-1", "work", base_url=codex.url + "/backend-api/")
+    assert client(gw).responses.create(model="gpt-5", input="hi").output_text == "Hello from the fake"
+    assert codex.requests[-1].path == "/backend-api/codex/responses"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Any
 
+import httpx
 import pytest
 
 from proxy.request_log import RequestRecord
 from proxy.usage import Usage
+from tests.support.gateway import RunningGateway
 from tests.web_ui.conftest import Web
-from web_ui.views.analysis import UnsafeSvg, checked_svg
+from web_ui.views.analysis import Analyses, UnsafeSvg, checked_svg
 
 MODEL = "claude-sonnet-4-5"
 
@@ -126,3 +131,44 @@ def test_reports_are_reused_briefly(history: Web, monkeypatch: pytest.MonkeyPatc
         history.get_json("/api/analysis/cache?days=14")
     history.client.get("/api/analysis/cache/session", query_string={"days": "14", "session": "ses_old"})
     assert calls == [14.0]
+
+
+class _Inline(Executor):
+    """Runs the analysis before ``submit`` returns: the future is already done, as when a fast analysis wins the race."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _answers_within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()`` on another thread; fails (instead of hanging the run) when it does not return in time."""
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "the request hung (a lock held while a done-callback ran)"
+    return result[0]
+
+
+@pytest.mark.timeout(30)
+def test_a_report_that_finished_before_its_callback_was_added_does_not_hang(signed_in: Web) -> None:
+    signed_in.services.web.context.caches["analyses"] = Analyses(pool=_Inline())
+    for _ in range(3):
+        response = _answers_within(10, lambda: signed_in.client.get("/api/analysis/cache?days=7"))
+        assert response.status_code == 200 and response.get_json()["sessions"] == []
+    assert _answers_within(10, lambda: signed_in.client.get("/api/analysis/cache?days=1")).status_code == 200
+
+
+@pytest.mark.timeout(60)
+def test_many_page_opens_on_a_fresh_install_all_answer(gateway: RunningGateway) -> None:
+    """More opens than waitress has worker threads, against the real server with an empty request log."""
+    web = gateway.services.web
+    assert web is not None
+    with httpx.Client(timeout=15) as browser:
+        assert browser.get(f"{web.url}/login?token={web.tokens.mint()}").status_code == 303
+        for days in (1, 7, 14, 30, 1, 7, 14, 30, 2, 3):
+            response = browser.get(f"{web.url}/api/analysis/cache", params={"days": days})
+            assert response.status_code == 200, response.text
+        assert browser.get(f"{web.url}/api/state").status_code == 200

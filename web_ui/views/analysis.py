@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -88,12 +88,12 @@ def _ordered(report: CacheReport) -> list[SessionAnalysis]:
 class Analyses:
     """One analysis at a time on its own thread; the last report per period reused for a few seconds."""
 
-    def __init__(self, ttl: float = CACHE_SECONDS) -> None:
+    def __init__(self, ttl: float = CACHE_SECONDS, *, pool: Executor | None = None) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._done: dict[int, tuple[float, CacheReport]] = {}
         self._running: dict[int, Future[CacheReport]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="headway-web-analysis")
+        self._pool = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="headway-web-analysis")
 
     def report(self, days: int, *, wait: float = WAIT_SECONDS) -> CacheReport:
         paths = ctx().paths
@@ -103,17 +103,23 @@ class Analyses:
             if hit is not None and now - hit[0] < self.ttl:
                 return hit[1]
             future = self._running.get(days)
+            started = future is None
             if future is None:
                 future = self._pool.submit(analyze_headway, paths.request_log, paths.dumps_dir, days=float(days))
                 self._running[days] = future
-                future.add_done_callback(functools.partial(self._finished, days))
+        if started:
+            # Outside the lock: a future that is already done runs the callback at once, in this thread, and the
+            # callback takes the lock.
+            future.add_done_callback(functools.partial(self._finished, days))
         return future.result(timeout=wait)
 
     def _finished(self, days: int, future: Future[CacheReport]) -> None:
+        report = None if future.cancelled() or future.exception() is not None else future.result()
         with self._lock:
-            self._running.pop(days, None)
-            if not future.cancelled() and future.exception() is None:
-                self._done[days] = (time.monotonic(), future.result())
+            if self._running.get(days) is future:
+                del self._running[days]
+            if report is not None:
+                self._done[days] = (time.monotonic(), report)
 
     def stop(self, timeout: float = 3.0) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

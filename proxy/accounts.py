@@ -1,12 +1,20 @@
 """Adding, removing, ordering and enabling accounts: the settings file for metadata, the keychain for secrets.
 
-Order of writes is chosen so that no failure leaves a secret without an account or an account pointing at a secret
-that was never stored: a new secret is stored before the account appears; a removed account disappears before
-its secret is deleted.
+Adding is three steps, so that two adds at once (two CLIs, a double POST from the page) can never share an id and
+no failure deletes a secret it did not write:
+
+1. under the settings lock, refuse a label already in use and *reserve* the id by writing the account with the
+   label marked ``(being added)``;
+2. store the secret under that id — which is now ours alone;
+3. give the account its real label (a settings change, so a running engine re-reads the secret at once).
+
+A crash between 1 and 2 leaves one account without a secret, named by `headway status` ("no API key") and by its
+label; `headway accounts remove` cleans it up. A removed account disappears before its secret is deleted.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Literal
 
@@ -15,9 +23,13 @@ from .settings import Account, AccountKind, Settings, SettingsError
 from .settings_store import SettingsStore
 
 __all__ = [
+    "PENDING_MARK",
     "AccountError",
     "add_api_key_account",
+    "check_key_provider",
+    "check_label_free",
     "find_account",
+    "key_provider",
     "key_warning",
     "kind_for_provider",
     "new_account_id",
@@ -26,6 +38,8 @@ __all__ = [
     "set_account_enabled",
     "set_api_key",
 ]
+
+log = logging.getLogger("headway.accounts")
 
 _PROVIDER_KINDS: dict[str, AccountKind] = {"anthropic": "anthropic-api-key", "openai": "openai-api-key"}
 
@@ -47,13 +61,60 @@ def new_account_id(settings: Settings, label: str) -> str:
     return candidate
 
 
+def key_provider(key: str) -> Literal["anthropic", "openai"] | None:
+    """The provider a key clearly belongs to by its prefix: sk-ant- is Anthropic, any other sk- is OpenAI."""
+    key = key.strip()
+    if key.startswith("sk-ant-"):
+        return "anthropic"
+    if key.startswith("sk-"):
+        return "openai"
+    return None
+
+
+def check_key_provider(kind: AccountKind, key: str) -> None:
+    """Refuse a key that clearly belongs to the other provider, naming the command that adds it right."""
+    expected = {"anthropic-api-key": "anthropic", "openai-api-key": "openai"}.get(kind)
+    actual = key_provider(key)
+    if expected is None or actual is None or actual == expected:
+        return
+    names = {"anthropic": "Anthropic", "openai": "OpenAI"}
+    prefix = "sk-ant-" if actual == "anthropic" else "sk- (without ant)"
+    raise AccountError(
+        f"this is an {names[actual]} API key (it starts with {prefix}), not an {names[expected]} one; "
+        f"add it as an {names[actual]} account: `headway accounts add {actual} --label …`"
+    )
+
+
 def key_warning(kind: AccountKind, key: str) -> str | None:
-    """A gentle warning when a key does not look like the provider's; never a refusal (formats change)."""
+    """A gentle warning when a key does not look like any provider's; never a refusal (formats change).
+
+    A key that is clearly the other provider's is refused by :func:`check_key_provider` instead.
+    """
     if kind == "anthropic-api-key" and not key.startswith("sk-ant-"):
         return "this does not look like an Anthropic API key (they start with sk-ant-)"
     if kind == "openai-api-key" and not key.startswith("sk-"):
         return "this does not look like an OpenAI API key (they start with sk-)"
     return None
+
+
+def _same_label(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def check_label_free(settings: Settings, label: str, except_id: str | None = None) -> None:
+    """Refuse a label another account already has (case-insensitive)."""
+    for account in settings.accounts:
+        if account.id == except_id:
+            continue
+        if _same_label(account.label, label) or _same_label(_unmarked(account.label), label):
+            raise AccountError(
+                f"an account labelled {account.label!r} already exists ({account.id}); choose another label"
+                + (
+                    f" or finish with `headway accounts remove {account.id}` (an add that did not complete)"
+                    if account.label.endswith(PENDING_MARK)
+                    else ""
+                )
+            )
 
 
 def find_account(settings: Settings, ref: str) -> Account:
@@ -64,30 +125,69 @@ def find_account(settings: Settings, ref: str) -> Account:
     return account
 
 
+PENDING_MARK = " (being added)"
+
+
+def _pending_label(label: str) -> str:
+    return label[: 60 - len(PENDING_MARK)].rstrip() + PENDING_MARK
+
+
+def _unmarked(label: str) -> str:
+    return label.removesuffix(PENDING_MARK)
+
+
 def add_api_key_account(
     store: SettingsStore, keychain: Keychain, kind: AccountKind, label: str, api_key: str
 ) -> Account:
     api_key = api_key.strip()
+    label = label.strip()
     if not api_key:
         raise AccountError("the API key is empty")
-    account_id = new_account_id(_fresh(store), label)
-    keychain.set(account_secret_name(account_id), api_key)
-    added: list[Account] = []
+    if not label:
+        raise AccountError("the label is empty")
+    check_key_provider(kind, api_key)
+    reserved: list[Account] = []
+
+    def reserve(settings: Settings) -> None:
+        check_label_free(settings, label)
+        account = Account(id=new_account_id(settings, label), kind=kind, label=_pending_label(label))
+        settings.accounts.append(account)
+        reserved.append(account)
+
+    store.update(reserve)
+    account_id = reserved[0].id
+    try:
+        keychain.set(account_secret_name(account_id), api_key)
+    except BaseException:
+        _drop_reservation(store, account_id)
+        raise
+    final: list[Account] = []
+
+    def finish(settings: Settings) -> None:
+        account = settings.account(account_id)
+        if account is None or account.id != account_id:
+            raise AccountError(f"the account {account_id} was removed while it was being added")
+        account.label = label
+        final.append(account.model_copy())
+
+    try:
+        store.update(finish)
+    except AccountError:
+        keychain.delete(account_secret_name(account_id))  # ours: the id was reserved for this add
+        raise
+    return final[0]
+
+
+def _drop_reservation(store: SettingsStore, account_id: str) -> None:
+    """Undo step 1 after a failed step 2; the secret was not written, so nothing is deleted from the keychain."""
 
     def edit(settings: Settings) -> None:
-        final_id = new_account_id(settings, label) if settings.account(account_id) else account_id
-        if final_id != account_id:
-            raise AccountError("the account list changed while adding; try again")
-        account = Account(id=account_id, kind=kind, label=label)
-        settings.accounts.append(account)
-        added.append(account)
+        settings.accounts = [a for a in settings.accounts if not (a.id == account_id and a.label.endswith(PENDING_MARK))]
 
     try:
         store.update(edit)
-    except (SettingsError, AccountError):
-        keychain.delete(account_secret_name(account_id))
-        raise
-    return added[0]
+    except (SettingsError, OSError) as exc:  # the reservation stays, named by status; remove cleans it
+        log.warning("cannot undo the reservation of %s: %s", account_id, exc)
 
 
 def _fresh(store: SettingsStore) -> Settings:
@@ -101,6 +201,7 @@ def set_api_key(store: SettingsStore, keychain: Keychain, ref: str, api_key: str
         raise AccountError(f"{account.label} is a ChatGPT account; sign in again with `headway login chatgpt`")
     if not api_key.strip():
         raise AccountError("the API key is empty")
+    check_key_provider(account.kind, api_key)
     keychain.set(account_secret_name(account.id), api_key.strip())
     return account
 

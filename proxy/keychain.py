@@ -19,9 +19,8 @@ from typing import Literal
 
 import keyring
 import keyring.errors
-from filelock import FileLock
 
-from .paths import ensure_private_dir, write_private_file
+from .paths import ensure_private_dir, private_file_lock, write_private_file
 
 __all__ = ["ACCESS_KEY", "Keychain", "KeychainError", "account_secret_name", "ensure_access_key"]
 
@@ -54,7 +53,7 @@ class _FileBackend:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = FileLock(str(path.with_name(path.name + ".lock")), timeout=10)
+        self._lock = private_file_lock(path.with_name(path.name + ".lock"), timeout=10)
 
     def _load(self) -> dict[str, str]:
         try:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+from filelock import FileLock
 
-__all__ = ["APP_NAME", "Paths", "ensure_private_dir", "write_private_file"]
+__all__ = ["APP_NAME", "Paths", "ensure_private_dir", "private_file_lock", "tighten", "write_private_file"]
 
 APP_NAME = "headway"
 
@@ -73,6 +74,15 @@ class Paths:
         return self.data_dir / "secrets.json"
 
     @property
+    def settings_last_good(self) -> Path:
+        """A copy of the last settings file that loaded or was written fine.
+
+        Its presence is also the durable mark that a settings file existed in this home: from then on a missing,
+        empty or unreadable settings file is an error, never a first run (see proxy/settings_store.py).
+        """
+        return self.data_dir / "settings.last-good.json"
+
+    @property
     def lock_file(self) -> Path:
         return self.run_dir / "headway.lock"
 
@@ -82,8 +92,16 @@ class Paths:
         return self.run_dir / "runtime.json"
 
     def ensure(self) -> None:
+        """Create every folder owner-only, and tighten ones an older version left open (home, run, lock files)."""
+        if self.home is not None:
+            ensure_private_dir(self.home)
         for folder in (self.config_dir, self.data_dir, self.log_dir, self.run_dir):
             ensure_private_dir(folder)
+        if self.home is None:
+            # The run folder sits in a folder of ours under the platform's state folder.
+            tighten(self.run_dir.parent, 0o700)
+        for lock in (self.lock_file, self.settings_file.with_name(self.settings_file.name + ".lock")):
+            tighten(lock, 0o600)
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -91,6 +109,24 @@ def ensure_private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if os.name == "posix":
         os.chmod(path, 0o700)
+
+
+def tighten(path: Path, mode: int) -> None:
+    """Make an existing file or folder of ours no more open than ``mode``; a missing one is fine."""
+    if os.name != "posix":
+        return
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if info.st_uid == os.getuid() and not os.path.islink(path) and info.st_mode & 0o777 & ~mode:
+        os.chmod(path, info.st_mode & 0o777 & mode)
+
+
+def private_file_lock(path: Path, timeout: float) -> FileLock:
+    """A lock file only this user can open (0600); an existing, more open one is tightened."""
+    tighten(path, 0o600)
+    return FileLock(str(path), timeout=timeout, mode=0o600)
 
 
 def write_private_file(path: Path, data: bytes) -> None:

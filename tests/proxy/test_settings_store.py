@@ -26,9 +26,14 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "config" / "settings.json"
 
 
+def _make(path: Path) -> SettingsStore:
+    """A store laid out like a Headway home's: the last-good copy in a data folder beside the config folder."""
+    return SettingsStore(path, last_good=path.parent.parent / "data" / "settings.last-good.json")
+
+
 @pytest.fixture
 def store(path: Path) -> SettingsStore:
-    s = SettingsStore(path)
+    s = _make(path)
     s.load()
     return s
 
@@ -94,18 +99,35 @@ def test_ensure_makes_owner_only_folders(tmp_path: Path) -> None:
         assert _mode(folder) == 0o700, folder
 
 
+def test_ensure_tightens_an_open_home_and_old_lock_files(tmp_path: Path) -> None:
+    """Issue 10.12: the HEADWAY_HOME root was 0755 and lock files 0644; existing ones are tightened on start."""
+    home = tmp_path / "h"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    paths = Paths.from_env({"HEADWAY_HOME": str(home)})
+    for folder in (paths.config_dir, paths.run_dir):
+        folder.mkdir(parents=True)
+    for lock in (paths.lock_file, paths.settings_file.with_name("settings.json.lock")):
+        lock.touch()
+        lock.chmod(0o644)
+    paths.ensure()
+    assert _mode(home) == 0o700
+    assert _mode(paths.lock_file) == 0o600
+    assert _mode(paths.settings_file.with_name("settings.json.lock")) == 0o600
+
+
 # --------------------------------------------------------------------------- load
 
 
 def test_load_without_file_gives_defaults_and_writes_nothing(path: Path) -> None:
-    s = SettingsStore(path)
+    s = _make(path)
     assert s.load() == Settings()
     assert s.error is None
     assert not path.exists()
 
 
 def test_load_create_writes_defaults_owner_only(path: Path) -> None:
-    SettingsStore(path).load(create=True)
+    _make(path).load(create=True)
     assert _mode(path) == 0o600
     assert _mode(path.parent) == 0o700
     assert Settings.model_validate(_on_disk(path)) == Settings()
@@ -114,7 +136,7 @@ def test_load_create_writes_defaults_owner_only(path: Path) -> None:
 def test_load_create_never_overwrites_an_existing_file(path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text('{"gateway": {"port": 9000}}')
-    assert SettingsStore(path).load(create=True).gateway.port == 9000
+    assert _make(path).load(create=True).gateway.port == 9000
     assert _on_disk(path) == {"gateway": {"port": 9000}}
 
 
@@ -238,7 +260,7 @@ def test_concurrent_updates_from_separate_stores_all_land(path: Path) -> None:
 
     def writer(i: int) -> None:
         try:
-            own = SettingsStore(path)
+            own = _make(path)
             own.load()
             barrier.wait(5)
             own.update(_add(f"S{i}"))
@@ -308,7 +330,7 @@ def test_update_validates_in_place_edits_that_skip_assignment(store: SettingsSto
 
 
 def test_update_starts_from_the_file_not_from_a_stale_copy(path: Path) -> None:
-    a, b = SettingsStore(path), SettingsStore(path)
+    a, b = _make(path), _make(path)
     a.load()
     b.load()
     a.update(_add("One"))
@@ -392,20 +414,253 @@ def test_invalid_file_keeps_last_good_settings_and_says_why(
 def test_invalid_file_at_first_load_keeps_defaults_and_records_the_error(path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text('{"routing": {"mode": "random"}}')
-    s = SettingsStore(path)
+    s = _make(path)
     assert s.load() == Settings()
     assert s.error is not None and s.error.problems[0].startswith("routing.mode:")
 
 
-def test_a_deleted_file_means_defaults(store: SettingsStore, path: Path) -> None:
+# --------------------------------------------------------------------------- a file that existed and is now unusable
+
+
+def _last_good(path: Path) -> Path:
+    return path.parent.parent / "data" / "settings.last-good.json"
+
+
+def _assert_refuses_writes(store: SettingsStore, path: Path, match: str) -> None:
+    before = path.read_bytes() if path.is_file() else None
+    called = []
+    with pytest.raises(SettingsError, match=match) as info:
+        store.update(lambda s: called.append(s))
+    assert str(path) in str(info.value)
+    assert not called, "the edit must not run against a file that could not be read"
+    assert (path.read_bytes() if path.is_file() else None) == before
+
+
+def test_a_deleted_file_after_a_good_one_is_an_error_not_defaults(store: SettingsStore, path: Path) -> None:
     store.update(_add("Work"))
     path.unlink()
+    assert store.reload() is False
+    assert [a.id for a in store.current.accounts] == ["work"], "the accounts in force were dropped"
+    assert store.error is not None
+    assert "the file is missing" in str(store.error) and str(_last_good(path)) in str(store.error)
+    _assert_refuses_writes(store, path, "the file is missing")
+    assert not path.exists(), "a write recreated the file it could not read"
+
+
+def test_an_emptied_file_after_a_good_one_is_an_error_and_the_next_write_applies(
+    store: SettingsStore, path: Path
+) -> None:
+    store.update(_add("Work"))
+    path.write_text("")  # `: > settings.json`, or an editor's truncate before its write
+    assert store.reload() is False
+    assert [a.id for a in store.current.accounts] == ["work"]
+    assert store.error is not None and "the file is empty" in str(store.error)
+    _assert_refuses_writes(store, path, "the file is empty")
+    path.write_text(json.dumps({**json.loads(Settings().to_json()), "accounts": [
+        {"id": "work", "kind": "anthropic-api-key", "label": "Work"},
+        {"id": "home", "kind": "openai-api-key", "label": "Home"},
+    ]}))
     assert store.reload() is True
-    assert store.current == Settings()
+    assert store.error is None and [a.id for a in store.current.accounts] == ["work", "home"]
+
+
+def test_a_whitespace_only_file_is_empty_too(store: SettingsStore, path: Path) -> None:
+    store.update(_add("Work"))
+    path.write_text(" \n\t\n")
+    assert store.reload() is False
+    assert store.error is not None and "empty" in str(store.error)
+    assert [a.id for a in store.current.accounts] == ["work"]
+
+
+def test_a_folder_in_its_place_is_an_error(store: SettingsStore, path: Path) -> None:
+    store.update(_add("Work"))
+    path.unlink()
+    path.mkdir()
+    assert store.reload() is False
+    assert store.error is not None and "is a folder, not a file" in str(store.error)
+    assert [a.id for a in store.current.accounts] == ["work"]
+    _assert_refuses_writes(store, path, "is a folder")
+    assert path.is_dir()
+
+
+def test_permission_denied_is_an_error_and_refuses_writes(
+    store: SettingsStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root (the test container) chmod 000 does not stop reads, so the open is refused at the OS boundary."""
+    import proxy.settings_store as module
+
+    store.update(_add("Work"))
+    real_open = open
+
+    def denied(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    if os.geteuid() == 0:
+        monkeypatch.setattr(module, "open", denied, raising=False)
+    else:
+        path.chmod(0)
+    assert store.reload() is False
+    assert store.error is not None and "cannot read the file: Permission denied" in str(store.error)
+    assert [a.id for a in store.current.accounts] == ["work"]
+    with pytest.raises(SettingsError, match="Permission denied"):
+        store.update(_add("Other"))
+    monkeypatch.undo()
+    path.chmod(0o600)
+    assert [a["id"] for a in _on_disk(path)["accounts"]] == ["work"]
+
+
+def test_a_file_that_is_not_utf8_is_an_error(store: SettingsStore, path: Path) -> None:
+    store.update(_add("Work"))
+    path.write_bytes(b'{"accounts": [\xff\xfe]}')
+    assert store.reload() is False
+    assert store.error is not None and "not UTF-8" in str(store.error)
+    assert [a.id for a in store.current.accounts] == ["work"]
+
+
+def test_a_utf8_bom_is_accepted(store: SettingsStore, path: Path) -> None:
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"gateway": {"port": 9001}}')
+    assert store.reload() is True
+    assert store.current.gateway.port == 9001
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(
+    store: SettingsStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import proxy.settings_store as module
+
+    store.update(_add("Work"))
+    with open(path, "w") as fh:
+        fh.write('{"accounts": [], "x": "' + "a" * (2 * 1024 * 1024) + '"}')
+    opened: list[str] = []
+    real_open = open
+
+    def watching(file: object, *args: object, **kwargs: object) -> object:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(module, "open", watching, raising=False)
+    assert store.reload() is False
+    assert str(path) not in opened, "an oversized file was opened"
+    assert store.error is not None
+    assert str(store.error) == (
+        f"{path}: the file is 2.0 MiB; settings files are at most 1024 KiB — is this the right file?"
+    )
+    assert [a.id for a in store.current.accounts] == ["work"]
+    with pytest.raises(SettingsError, match="at most 1024 KiB"):
+        store.update(_add("Other"))
+
+
+def test_a_fresh_process_with_the_file_gone_runs_on_the_last_good_copy_and_refuses_writes(
+    store: SettingsStore, path: Path
+) -> None:
+    store.update(_add("Work"))
+    path.unlink()
+    fresh = _make(path)
+    assert [a.id for a in fresh.load(create=True).accounts] == ["work"], "a new process lost the accounts"
+    assert not path.exists(), "load(create=True) wrote defaults over a missing file that existed before"
+    assert fresh.error is not None and "the file is missing" in str(fresh.error)
+    _assert_refuses_writes(fresh, path, "the file is missing")
+
+
+def test_recovery_copy_the_last_good_file_back(store: SettingsStore, path: Path) -> None:
+    store.update(_add("Work"))
+    path.unlink()
+    assert store.reload() is False
+    path.write_bytes(_last_good(path).read_bytes())  # what the error tells the user to do
+    store.reload()
+    assert store.error is None
+    assert [a.id for a in store.update(_add("Home")).accounts] == ["work", "home"]
+
+
+def test_recovery_delete_the_last_good_copy_knowingly_to_start_over(store: SettingsStore, path: Path) -> None:
+    store.update(_add("Work"))
+    path.unlink()
+    _last_good(path).unlink()
+    fresh = _make(path)
+    assert fresh.load(create=True) == Settings()
+    assert fresh.error is None and path.exists()
+
+
+def test_a_true_first_run_with_an_empty_file_starts_from_defaults(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text("")
+    s = _make(path)
+    assert s.load() == Settings() and s.error is None
+    s.update(_add("Work"))
+    assert [a["id"] for a in _on_disk(path)["accounts"]] == ["work"]
+
+
+def test_the_last_good_copy_follows_every_good_load_and_write(store: SettingsStore, path: Path) -> None:
+    store.update(_add("Work"))
+    assert Settings.model_validate_json(_last_good(path).read_text()) == store.current
+    assert stat.S_IMODE(_last_good(path).stat().st_mode) == 0o600
+    hand_edit = json.dumps({**_on_disk(path), "routing": {"mode": "sticky"}})
+    path.write_text(hand_edit)
+    store.reload()
+    assert _last_good(path).read_text() == hand_edit
+    path.write_text("{ broken")
+    store.reload()
+    assert _last_good(path).read_text() == hand_edit, "an invalid file replaced the last good copy"
+
+
+def test_an_existing_file_without_a_last_good_copy_gets_one_at_load(path: Path) -> None:
+    """An upgrade from a version without the copy: the first load of the user's file marks it as existing."""
+    path.parent.mkdir(parents=True)
+    text = json.dumps({"accounts": [{"id": "w", "kind": "openai-api-key", "label": "W"}]})
+    path.write_text(text)
+    _make(path).load()
+    assert _last_good(path).read_text() == text
+    path.unlink()
+    fresh = _make(path)
+    assert [a.id for a in fresh.load(create=True).accounts] == ["w"] and fresh.error is not None
+
+
+def test_a_symlinked_file_is_read_and_written_through_the_link(path: Path, tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    real = dotfiles / "settings.json"
+    real.write_text('{"gateway": {"port": 9002}}')
+    path.parent.mkdir(parents=True)
+    path.symlink_to(real)
+    s = _make(path)
+    assert s.load().gateway.port == 9002
+    s.update(_add("Work"))
+    assert path.is_symlink(), "the write replaced the link with a file"
+    assert [a["id"] for a in json.loads(real.read_text())["accounts"]] == ["work"]
+    real.unlink()  # a dangling link after a good file: missing, an error
+    assert s.reload() is False
+    assert s.error is not None and "missing" in str(s.error)
+    assert [a.id for a in s.current.accounts] == ["work"]
+
+
+def test_a_deleted_config_folder_is_an_error_too(store: SettingsStore, path: Path) -> None:
+    import shutil
+
+    store.update(_add("Work"))
+    shutil.rmtree(path.parent)
+    assert store.reload() is False
+    assert store.error is not None
+    assert [a.id for a in store.current.accounts] == ["work"]
+    _assert_refuses_writes(store, path, "missing")
+
+
+def test_lock_files_are_owner_only_and_old_ones_are_tightened(path: Path) -> None:
+    lock = path.with_name("settings.json.lock")
+    path.parent.mkdir(parents=True)
+    lock.touch()
+    lock.chmod(0o644)
+    s = _make(path)
+    s.update(_add("Work"))
+    assert _mode(lock) == 0o600
+    other = path.parent / "fresh.json"
+    SettingsStore(other).update(_add("Work"))
+    assert _mode(other.with_name("fresh.json.lock")) == 0o600
 
 
 def test_a_second_store_sees_the_first_ones_updates(path: Path) -> None:
-    writer, reader = SettingsStore(path), SettingsStore(path)
+    writer, reader = _make(path), _make(path)
     writer.load()
     reader.load()
     seen: list[Settings] = []

@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 
 from proxy.keychain import Keychain
 from proxy.logs import LogHandle, configure_logging
-from proxy.paths import Paths
+from proxy.paths import Paths, private_file_lock
 from proxy.settings import Settings
 from proxy.settings_store import SettingsStore
 
@@ -107,13 +107,13 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
     from web_ui.views.chatgpt import LoginFlows
 
     paths.ensure()
-    lock = FileLock(str(paths.lock_file), timeout=0)
+    lock = private_file_lock(paths.lock_file, timeout=0)
     try:
         lock.acquire()
     except Timeout as exc:
         raise AlreadyRunning(read_runtime(paths)) from exc
     try:
-        store = SettingsStore(paths.settings_file)
+        store = SettingsStore.for_paths(paths)
         store.load(create=True)
         logs = configure_logging(paths.log_dir, store.current.logging.level)
         if store.error is not None:

@@ -49,7 +49,7 @@ def _paths() -> Paths:
 
 
 def _store(paths: Paths, *, strict: bool = False) -> SettingsStore:
-    store = SettingsStore(paths.settings_file)
+    store = SettingsStore.for_paths(paths)
     store.load()
     if strict and store.error is not None:
         raise click.ClickException(f"the settings file is invalid; fix it first:\n{store.error}")

@@ -557,7 +557,7 @@ def configure(agent: str, print_only: bool, file_path: Path | None) -> None:
     OpenCode: opencode.json; Pi: models.json; Codex CLI: config.toml; Claude Code: settings.json (env); aider:
     ~/.aider.conf.yml; OpenHands: printed as environment variables (it keeps its own settings store).
     """
-    from web_ui.agents import AGENTS, AgentConfigError, endpoint_for, plan, snippet, write
+    from web_ui.agents import AGENTS, AgentConfigError, endpoint_for, env_overrides, plan, snippet, write
 
     paths = _paths()
     store = _store(paths)
@@ -579,6 +579,8 @@ def configure(agent: str, print_only: bool, file_path: Path | None) -> None:
         click.echo(snippet(agent, endpoint), nl=False)
         if not info.writes:
             click.echo(f"{info.title} keeps its own settings: set these in the environment it runs in.", err=True)
+        for override in env_overrides(agent, endpoint.key):
+            click.echo(f"warning: {override.message()}", err=True)
         return
     try:
         result = write(plan(agent, endpoint, path=file_path))
@@ -588,8 +590,9 @@ def configure(agent: str, print_only: bool, file_path: Path | None) -> None:
         click.echo(f"wrote {result.path}" + (f" (backup: {result.backup})" if result.backup else ""))
     else:
         click.echo(f"{result.path} already points at Headway; nothing changed")
+    warnings = {o.message() for o in result.overrides}
     for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"{'warning' if note in warnings else 'note'}: {note}", err=True)
     if gateway.port == 0:
         click.echo("note: gateway.port is 0, so the port changes at each start; run this again after a restart", err=True)
     click.echo(f"then run: {info.run_hint}", err=True)

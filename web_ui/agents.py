@@ -34,7 +34,7 @@ import shutil
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,11 +45,13 @@ __all__ = [
     "AgentConfigError",
     "AgentInfo",
     "Endpoint",
+    "EnvOverride",
     "Plan",
     "WriteResult",
     "config_path",
     "configure",
     "endpoint_for",
+    "env_overrides",
     "mask_key",
     "plan",
     "snippet",
@@ -146,6 +148,59 @@ def config_path(name: str, environ: Mapping[str, str] | None = None) -> Path | N
     raise AgentConfigError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
 
 
+# --------------------------------------------------------------------------- environment variables that win
+
+
+@dataclass(frozen=True)
+class EnvOverride:
+    """A variable of the agent's environment that wins over what ``configure`` wrote."""
+
+    agent: str
+    variable: str
+    effect: str
+
+    def message(self) -> str:
+        return (
+            f"{self.variable} is set in this environment: {AGENTS[self.agent].title} {self.effect}; unset it "
+            f"(`unset {self.variable}`, and remove it from your shell profile) so that the agent uses Headway"
+        )
+
+
+#: What each agent reads from its environment ahead of the file Headway writes (observed with the real agents).
+#: Claude Code applies settings.json's ``env`` over the shell's, except for
+#: ``ANTHROPIC_API_KEY``, which it sends as ``x-api-key`` next to the token; Pi's exported keys win over models.json's
+#: ``apiKey`` (its ``baseUrl`` stays); aider reads ``AIDER_*`` variables ahead of its config file. OpenCode and Codex
+#: (a token in config.toml) ignore the shell's variables.
+_OVERRIDES: dict[str, tuple[tuple[str, str], ...]] = {
+    "claude-code": (
+        ("ANTHROPIC_API_KEY", "sends it instead of Headway's key (as x-api-key) and retries its 401s for minutes"),
+    ),
+    "pi": (
+        ("ANTHROPIC_API_KEY", "sends it to Headway instead of the key in models.json, and Headway refuses it"),
+        ("OPENAI_API_KEY", "sends it to Headway instead of the key in models.json, and Headway refuses it"),
+    ),
+    "aider": (
+        ("AIDER_OPENAI_API_KEY", "uses it instead of openai-api-key from .aider.conf.yml"),
+        ("AIDER_OPENAI_API_BASE", "uses it instead of openai-api-base from .aider.conf.yml"),
+        ("AIDER_ANTHROPIC_API_KEY", "uses it instead of anthropic-api-key from .aider.conf.yml"),
+        ("AIDER_SET_ENV", "uses it instead of set-env (ANTHROPIC_BASE_URL) from .aider.conf.yml"),
+    ),
+}
+
+
+def env_overrides(name: str, key: str | None = None, environ: Mapping[str, str] | None = None) -> list[EnvOverride]:
+    """The variables set in ``environ`` that would make agent ``name`` ignore what ``configure`` wrote.
+
+    A variable holding Headway's own access key ``key`` is harmless (the tray's "Connect an agent" text exports it).
+    """
+    env = os.environ if environ is None else environ
+    return [
+        EnvOverride(name, var, effect)
+        for var, effect in _OVERRIDES.get(name, ())
+        if env.get(var) and not (key and env.get(var) == key)
+    ]
+
+
 # --------------------------------------------------------------------------- what Headway wants in each
 
 
@@ -207,6 +262,8 @@ class Plan:
     new_text: str
     changed: bool
     notes: tuple[str, ...] = ()
+    #: Variables of the environment that would win over the file (their messages are among ``notes`` too).
+    overrides: tuple[EnvOverride, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,6 +273,7 @@ class WriteResult:
     backup: Path | None
     changed: bool
     notes: tuple[str, ...] = ()
+    overrides: tuple[EnvOverride, ...] = ()
 
 
 def _read(path: Path) -> str | None:
@@ -240,7 +298,7 @@ def _merge(target: dict[str, Any], fragment: Mapping[str, Any], where: str) -> N
             target[key] = value
 
 
-def _plan_json(info: AgentInfo, path: Path, old: str | None, ep: Endpoint, environ: Mapping[str, str]) -> Plan:
+def _plan_json(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Plan:
     notes: list[str] = []
     if old is None or not old.strip():
         data: dict[str, Any] = {}
@@ -266,8 +324,6 @@ def _plan_json(info: AgentInfo, path: Path, old: str | None, ep: Endpoint, envir
         if "ANTHROPIC_API_KEY" in env:
             del env["ANTHROPIC_API_KEY"]
             notes.append("removed env.ANTHROPIC_API_KEY (Claude Code would send it instead of Headway's key)")
-        if environ.get("ANTHROPIC_API_KEY"):
-            notes.append("ANTHROPIC_API_KEY is set in this environment: unset it, or Claude Code sends it to Headway")
     changed = data != before or old is None
     new_text = json.dumps(data, indent=2, ensure_ascii=False) + "\n" if changed else (old or "")
     return Plan(info, path, old, new_text, changed, tuple(notes))
@@ -441,10 +497,15 @@ def plan(name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, p
         return Plan(info, None, None, snippet(name, ep), False, ("OpenHands is configured through its environment",))
     old = _read(target)
     if info.file_format == "json":
-        return _plan_json(info, target, old, ep, os.environ if environ is None else environ)
-    if info.file_format == "toml":
-        return _plan_toml(info, target, old, ep)
-    return _plan_yaml(info, target, old, ep)
+        planned = _plan_json(info, target, old, ep)
+    elif info.file_format == "toml":
+        planned = _plan_toml(info, target, old, ep)
+    else:
+        planned = _plan_yaml(info, target, old, ep)
+    overrides = tuple(env_overrides(name, ep.key, environ))
+    if not overrides:
+        return planned
+    return replace(planned, notes=planned.notes + tuple(o.message() for o in overrides), overrides=overrides)
 
 
 # --------------------------------------------------------------------------- writing
@@ -466,7 +527,7 @@ def write(p: Plan) -> WriteResult:
         raise AgentConfigError(f"{p.agent.title} is configured through its environment; Headway prints it instead")
     target = p.path.resolve() if p.path.is_symlink() else p.path
     if not p.changed:
-        return WriteResult(p.agent, target, None, False, p.notes)
+        return WriteResult(p.agent, target, None, False, p.notes, p.overrides)
     if _read(target) != p.old_text:
         raise AgentConfigError(f"{target} changed while Headway was editing it; try again")
     if not target.parent.exists():
@@ -492,7 +553,7 @@ def write(p: Plan) -> WriteResult:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return WriteResult(p.agent, target, backup, True, p.notes)
+    return WriteResult(p.agent, target, backup, True, p.notes, p.overrides)
 
 
 def configure(name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, path: Path | None = None) -> WriteResult:

@@ -14,6 +14,7 @@ from web_ui.agents import (
     Endpoint,
     config_path,
     endpoint_for,
+    env_overrides,
     mask_key,
     plan,
     snippet,
@@ -127,6 +128,7 @@ def test_claude_code_sets_the_env_block_and_drops_a_conflicting_api_key(tmp_path
     assert data["env"] == {"FOO": "1", "ANTHROPIC_BASE_URL": EP.root, "ANTHROPIC_AUTH_TOKEN": EP.key}
     assert any("removed env.ANTHROPIC_API_KEY" in n for n in result.notes)
     assert any("unset it" in n for n in result.notes)
+    assert [o.variable for o in result.overrides] == ["ANTHROPIC_API_KEY"]
     assert "sk-ant-real" in result.backup.read_text()  # type: ignore[union-attr]
 
 
@@ -297,3 +299,30 @@ def test_a_file_changed_between_plan_and_write_is_not_clobbered(tmp_path: Path) 
     path.write_text('{"providers": {}}')
     with pytest.raises(AgentConfigError, match="changed while"):
         write(p)
+
+
+@pytest.mark.parametrize(
+    ("agent", "variables", "expected"),
+    [
+        ("claude-code", {"ANTHROPIC_API_KEY": "sk-ant-x", "ANTHROPIC_BASE_URL": "http://elsewhere"}, ["ANTHROPIC_API_KEY"]),
+        ("pi", {"ANTHROPIC_API_KEY": "sk-ant-x", "OPENAI_API_KEY": "sk-x"}, ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]),
+        ("aider", {"AIDER_OPENAI_API_KEY": "sk-x", "OPENAI_API_KEY": "sk-x"}, ["AIDER_OPENAI_API_KEY"]),
+        ("codex", {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://elsewhere"}, []),
+        ("opencode", {"ANTHROPIC_API_KEY": "sk-ant-x", "OPENAI_API_KEY": "sk-x"}, []),
+    ],
+)
+def test_env_overrides_name_what_each_agent_reads_ahead_of_its_file(
+    agent: str, variables: dict[str, str], expected: list[str]
+) -> None:
+    found = env_overrides(agent, EP.key, variables)
+    assert [o.variable for o in found] == expected
+    for override in found:
+        assert override.variable in override.message() and "unset" in override.message()
+
+
+def test_a_variable_holding_headways_own_key_is_no_override(tmp_path: Path) -> None:
+    assert env_overrides("pi", EP.key, {"ANTHROPIC_API_KEY": EP.key, "OPENAI_API_KEY": ""}) == []
+    path = tmp_path / "agent" / "models.json"
+    result = configure("pi", tmp_path, PI_CODING_AGENT_DIR=str(path.parent), OPENAI_API_KEY="sk-proj-other")
+    assert [o.variable for o in result.overrides] == ["OPENAI_API_KEY"]
+    assert any("OPENAI_API_KEY is set" in n for n in result.notes)

@@ -2,13 +2,18 @@
 
 Other threads talk to it only through thread-safe handles: settings changes arrive with
 ``loop.call_soon_threadsafe``; :meth:`Engine.call` runs a coroutine on the loop and waits for it with a timeout.
-``start()`` returns once the gateway listens; ``stop(timeout)`` is bounded: stop accepting, let streams finish,
-cancel the rest, join the thread.
+The loop alone reads and writes the runtime state (health, quota, pins); :meth:`Engine.status` hands other threads
+a copy of the immutable snapshot the loop publishes — after every change (asked for on the next read) and every
+half second. ``start()`` binds the port first and raises :class:`PortInUse` at once when it is taken, then returns
+once the gateway listens; a live port change binds the new port before closing the old one and, when it cannot,
+keeps serving and reports ``listen_error`` in the status. ``stop(timeout)`` is bounded: stop accepting, let streams
+finish, cancel the rest, join the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import http.cookiejar
 import json
 import logging
@@ -31,9 +36,11 @@ from .cache_control import apply_cache_mode
 from .dumps import DumpEntry, DumpWriter
 from .forward import Completed, Forwarder, SecretCache, fingerprint
 from .gateway import GatewayHooks, build_app, is_loopback
+from .gateway_protocol import GatewayHttpProtocol
 from .health import Block
 from .keepwarm import KeepWarm
 from .keychain import Keychain, account_secret_name, ensure_access_key
+from .listener import PortInUse, bind_listener, format_address
 from .oauth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
 from .paths import Paths, write_private_file
 from .providers.anthropic import AnthropicApiKey
@@ -47,11 +54,11 @@ from .request_log import RequestLog
 from .sessions import SessionInfo
 from .settings import Account, Settings, UpstreamSettings, effective_upstreams
 from .settings_store import SettingsStore
-from .state import RuntimeState
+from .state import RuntimeState, StateSaver
 from .tasks import TaskGroup
 from .upstream_url import normalize_base_url
 
-__all__ = ["Engine", "EngineOptions", "ensure_access_key", "status_snapshot"]
+__all__ = ["Engine", "EngineOptions", "PortInUse", "ensure_access_key", "status_snapshot"]
 
 log = logging.getLogger("headway.engine")
 
@@ -64,6 +71,8 @@ class EngineOptions:
     port: int | None = None
     environ: Mapping[str, str] | None = None
     keep_warm_after: float = 270.0
+    state_save_interval: float = 2.0  # seconds between saves of changed runtime state
+    status_interval: float = 0.5  # the published status is refreshed at least this often
 
 
 def _window_json(window: Any, now: float) -> dict[str, Any]:
@@ -183,8 +192,14 @@ class Engine:
         )
         self._forwarder: Forwarder | None = None
         self._relay: RelayClient | None = None
-        self._state_lock = threading.Lock()
+        self._saver = StateSaver(self._state, paths.state_file)
         self._keychain_description = ""
+        self._loop_thread: int | None = None
+        self._listen_socket: socket.socket | None = None
+        self._listen_error: str | None = None
+        self._restart_lock: asyncio.Lock | None = None
+        self._status_stale = False
+        self._status: dict[str, Any] = self._compute_status()
 
     # ----------------------------------------------------------------- lifecycle (any thread)
 
@@ -207,8 +222,17 @@ class Engine:
         return self._access_key
 
     def start(self, timeout: float = 15.0) -> None:
-        self._access_key = ensure_access_key(self.keychain)
-        self._keychain_description = self.keychain.describe()
+        """Bind the port (:class:`PortInUse` at once when it is taken), start the loop, return once it listens."""
+        self._settings = self.store.current
+        self._upstreams = effective_upstreams(self._settings, self._environ)
+        sock = bind_listener(*self._listen_address())
+        try:
+            self._access_key = ensure_access_key(self.keychain)
+            self._keychain_description = self.keychain.describe()
+        except BaseException:
+            sock.close()
+            raise
+        self._listen_socket = sock
         self.request_log.start()
         self.store.subscribe(self._settings_changed)
         self._settings = self.store.current
@@ -244,6 +268,7 @@ class Engine:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        self._loop_thread = threading.get_ident()
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
@@ -294,10 +319,16 @@ class Engine:
             keep_transcript=lambda: self._settings.dumps.enabled and self._settings.dumps.include_sse,
             relay=self._relay,
             on_success=self._keepwarm.observe,
+            on_state_change=self._state_changed,
         )
         self._configure_dumps(settings)
-        await self._start_server()
-        self._tasks.spawn(self._persist_loop(), name="headway-state-persist")
+        sock, self._listen_socket = self._listen_socket, None
+        if sock is None:
+            sock = bind_listener(*self._listen_address())
+        await self._start_server(sock)
+        self._publish_status()
+        self._tasks.spawn(self._saver.run(self.options.state_save_interval), name="headway-state-persist")
+        self._tasks.spawn(self._status_loop(), name="headway-status-snapshot")
         self._tasks.spawn(self._chatgpt_loop(), name="headway-chatgpt-upkeep")
         self._tasks.spawn(self._keepwarm.run(), name="headway-keep-warm")
         self._on_log_level(settings.logging.level)
@@ -321,58 +352,55 @@ class Engine:
         port = self.options.port if self.options.port is not None else self._settings.gateway.port
         return host, port
 
-    async def _start_server(self) -> None:
-        host, port = self._listen_address()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only for such sockets, and
-        # without it Nagle's algorithm holds small SSE writes back ~40 ms (measured by the benchmark).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    async def _start_server(self, sock: socket.socket) -> None:
+        """Serve on ``sock`` (already bound and listening); it becomes the engine's one server."""
+        host = self._listen_address()[0]
         try:
-            if os.name == "posix":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((host.strip("[]"), port))
-            sock.listen(1024)
+            server, task = await self._serve(sock)
         except BaseException:
             sock.close()
             raise
-        sock.setblocking(False)
+        self._server, self._server_task = server, task
         self._bound = (host, sock.getsockname()[1])
         if not is_loopback(host):
             log.warning("the gateway listens on %s (not loopback): the access key is always required", host)
+        self._write_runtime()
+
+    async def _serve(self, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[Any]]:
         config = uvicorn.Config(
             build_app(self._hooks()),
             log_config=None,
             access_log=False,
             lifespan="off",
-            http="httptools",
+            http=GatewayHttpProtocol,  # httptools plus request head / body deadlines (slow clients)
             timeout_graceful_shutdown=5,
             timeout_keep_alive=75,
         )
         server = uvicorn.Server(config)
-        self._server = server
-        self._server_task = self._tasks.spawn(server.serve(sockets=[sock]), name="headway-gateway-server")
+        task = self._tasks.spawn(server.serve(sockets=[sock]), name="headway-gateway-server")
         for _ in range(500):
-            if server.started or self._server_task.done():
+            if server.started or task.done():
                 break
             await asyncio.sleep(0.01)
-        if self._server_task.done():
-            self._server_task.result()
-        self._write_runtime()
+        if task.done():
+            task.result()
+        return server, task
 
     async def _stop_server(self, timeout: float = 5.0) -> None:
         server, task = self._server, self._server_task
-        if server is None or task is None:
-            return
+        self._server = None
+        self._server_task = None
+        if server is not None and task is not None:
+            await self._stop(server, task, timeout)
+
+    @staticmethod
+    async def _stop(server: uvicorn.Server, task: asyncio.Task[Any], timeout: float = 5.0) -> None:
         server.should_exit = True
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             log.warning("open streams did not finish within %.1fs; closing them", timeout)
             server.force_exit = True
             await asyncio.wait({task}, timeout=2.0)
-        self._server = None
-        self._server_task = None
 
     async def _shutdown(self) -> None:
         await self._stop_server()
@@ -385,7 +413,7 @@ class Engine:
             await self._relay.aclose()
         if self._client is not None:
             await self._client.aclose()
-        self._save_state()
+        await self._saver.save()
 
     def _write_runtime(self) -> None:
         data = {
@@ -398,19 +426,6 @@ class Engine:
         }
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         write_private_file(self.paths.runtime_file, json.dumps(data).encode())
-
-    async def _persist_loop(self) -> None:
-        while True:
-            await asyncio.sleep(2.0)
-            if self._state.dirty:
-                await asyncio.to_thread(self._save_state)
-
-    def _save_state(self) -> None:
-        with self._state_lock:
-            try:
-                self._state.save(self.paths.state_file)
-            except OSError as exc:
-                log.error("cannot save runtime state: %s", exc)
 
     # ----------------------------------------------------------------- settings
 
@@ -438,14 +453,48 @@ class Engine:
             self.options.host is None or self.options.port is None
         ):
             self._tasks.spawn(self._restart_server(), name="headway-gateway-restart")
+        self._state_changed()
         log.info("settings applied (%d accounts, routing %s)", len(settings.accounts), settings.routing.mode)
 
     async def _restart_server(self) -> None:
-        if self._listen_address() == self._bound:
-            return
-        log.info("listen address changed; restarting the gateway")
-        await self._stop_server()
-        await self._start_server()
+        """Move to the configured address: bind it first, then close the old one; on failure keep serving."""
+        if self._restart_lock is None:
+            self._restart_lock = asyncio.Lock()
+        async with self._restart_lock:
+            host, port = self._listen_address()
+            if (host, port) == self._bound or (port == 0 and host == self._bound[0]):
+                if self._listen_error is not None:
+                    log.info("listen address is %s again; the earlier problem no longer applies", self.base_url)
+                self._set_listen_error(None)
+                return
+            old = format_address(*self._bound)
+            try:
+                sock = bind_listener(host, port)
+            except OSError as exc:
+                problem = str(exc) if isinstance(exc, PortInUse) else f"cannot listen on {format_address(host, port)}: {exc}"
+                self._set_listen_error(f"{problem}; still serving on {old}")
+                log.error("cannot move the gateway to %s: %s; still serving on %s", format_address(host, port), exc, old)
+                return
+            previous = (self._server, self._server_task)
+            try:
+                server, task = await self._serve(sock)
+            except Exception as exc:
+                sock.close()
+                self._set_listen_error(f"cannot serve on {format_address(host, port)}: {exc}; still serving on {old}")
+                log.error("cannot move the gateway to %s: %s; still serving on %s", format_address(host, port), exc, old)
+                return
+            self._server, self._server_task = server, task
+            self._bound = (host, sock.getsockname()[1])
+            self._write_runtime()
+            self._set_listen_error(None)
+            log.info("the gateway moved from %s to %s", old, self.base_url)
+            if previous[0] is not None and previous[1] is not None:
+                await self._stop(previous[0], previous[1])
+
+    def _set_listen_error(self, error: str | None) -> None:
+        if error != self._listen_error:
+            self._listen_error = error
+            self._state_changed()
 
     # ----------------------------------------------------------------- requests
 
@@ -475,9 +524,11 @@ class Engine:
                 account.id, f"sign in again with `headway login chatgpt` ({exc})", fingerprint(raw), needs_login=True
             )
             self._state.dirty = True
+            self._state_changed()
             log.warning("ChatGPT account %s needs login: %s", account.id, exc)
         except OAuthError as exc:
             self._state.health.of(account.id).last_error = f"token refresh failing: {exc}"
+            self._state_changed()
             log.warning("ChatGPT account %s: token refresh failing: %s", account.id, exc)
         return None
 
@@ -572,6 +623,7 @@ class Engine:
             return False
         if self._state.quota.update(account.id, windows, time.time(), plan):
             self._state.dirty = True
+            self._state_changed()
         return True
 
     async def refresh_quota(self) -> None:
@@ -581,7 +633,10 @@ class Engine:
 
     async def _forward(self, incoming: Incoming) -> Response:
         assert self._forwarder is not None
-        return await self._forwarder.handle(incoming)
+        try:
+            return await self._forwarder.handle(incoming)
+        finally:
+            self._state_changed()  # health notes (last_error) change without a callback; before the agent sees it
 
     async def _models(self, family: Literal["anthropic", "openai"], request: Request) -> Response:
         """The models the configured accounts can serve, in the asking protocol's shape."""
@@ -650,15 +705,66 @@ class Engine:
         if refresh:
             await self.refresh_quota()
         await self._secrets.fingerprints_of([a for a in self._settings.accounts if a.enabled])
-        return self.status()
+        self._publish_status()
+        return copy.deepcopy(self._status)
 
     def status(self) -> dict[str, Any]:
-        """A snapshot for `headway status`, /status, the tray and the settings page. Safe from any thread."""
+        """A snapshot for `headway status`, /status, the tray and the settings page. Safe from any thread.
+
+        A copy of what the loop last published; when the state changed since, the loop is asked to publish first
+        (waiting at most half a second, else the last snapshot is returned). Nothing here touches the state.
+        """
+        if self._status_stale:
+            self._refresh_status()
+        return copy.deepcopy(self._status)
+
+    def _refresh_status(self, timeout: float = 0.5) -> None:
+        loop = self._loop
+        if threading.get_ident() == self._loop_thread or loop is None or loop.is_closed() or not loop.is_running():
+            self._publish_status()  # on the loop, or no loop runs: nothing else touches the state
+            return
+        done: Future[None] = Future()
+
+        def publish() -> None:
+            try:
+                self._publish_status()
+            except Exception:
+                log.exception("cannot build the status snapshot")
+            finally:
+                done.set_result(None)
+
+        try:
+            loop.call_soon_threadsafe(publish)
+            done.result(timeout)
+        except (RuntimeError, TimeoutError):
+            log.debug("the engine loop did not publish the status within %.1fs; showing the last one", timeout)
+
+    def _state_changed(self) -> None:
+        """Runtime state or listen status changed (loop only): the next status read asks for a fresh snapshot."""
+        self._status_stale = True
+
+    def _publish_status(self) -> None:
+        """Tidy and snapshot the state. Runs on the loop (or when no loop runs); the snapshot is never mutated."""
+        self._status_stale = False
+        if self._state.health.tidy(time.time(), self._secrets.fingerprints()):
+            self._state.dirty = True
+        self._status = self._compute_status()
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.status_interval)
+            try:
+                self._publish_status()
+            except Exception:
+                log.exception("cannot build the status snapshot")
+
+    def _compute_status(self) -> dict[str, Any]:
         now = time.time()
         error = self.store.error
         return {
             "version": __version__,
             "url": self.base_url,
+            "listen_error": self._listen_error,
             "pid": os.getpid(),
             "routing": self._settings.routing.mode,
             "paused": self._settings.gateway.paused,

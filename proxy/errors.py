@@ -6,7 +6,9 @@
     │   ├── AccessDenied              401 (missing or wrong local access key)
     │   ├── ForbiddenOrigin           403 (foreign Host or a browser Origin)
     │   ├── NotFound                  404
-    │   └── RequestTooLarge           413
+    │   ├── RequestTooLarge           413 (body over gateway.max_body_mb)
+    │   └── RequestHeadTooLarge       431 (request line and headers over the gateway's head limit)
+    ├── InternalError                 500 (a bug: the traceback is in the log file, never in the answer)
     ├── NoAccounts                    503 (nothing configured for this family, or no secret for any)
     ├── GatewayPaused                 503 (the user paused the gateway)
     ├── AllAccountsExhausted          429 with retry-after = the earliest reset
@@ -30,10 +32,12 @@ __all__ = [
     "ForbiddenOrigin",
     "GatewayPaused",
     "HeadwayError",
+    "InternalError",
     "LocalRequestError",
     "NoAccounts",
     "NotFound",
     "Protocol",
+    "RequestHeadTooLarge",
     "RequestTooLarge",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -50,6 +54,7 @@ _ANTHROPIC_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
+    431: "invalid_request_error",
     429: "rate_limit_error",
     500: "api_error",
     502: "api_error",
@@ -63,6 +68,7 @@ _OPENAI_TYPES = {
     403: "permission_denied",
     404: "not_found",
     413: "invalid_request_error",
+    431: "invalid_request_error",
     429: "rate_limit_exceeded",
     500: "server_error",
     502: "server_error",
@@ -108,6 +114,16 @@ class NotFound(LocalRequestError):
 class RequestTooLarge(LocalRequestError):
     status = 413
     code = "request_too_large"
+
+
+class RequestHeadTooLarge(LocalRequestError):
+    status = 431
+    code = "request_head_too_large"
+
+
+class InternalError(HeadwayError):
+    status = 500
+    code = "internal_error"
 
 
 class NoAccounts(HeadwayError):

@@ -1,11 +1,13 @@
 """Per-account health: cooldowns after rate limits, exhaustion until a quota reset, failing auth, needing login.
 
-Owned by the engine loop. Everything here is bounded in time except auth failures, which last until the account's
-secret changes (the fingerprint of the secret that failed is kept, so a replaced key clears it by itself).
+Owned by the engine loop; other threads read the status the engine publishes, never the book. Everything here is
+bounded in time except auth failures, which last until the account's secret changes (the fingerprint of the secret
+that failed is kept, so a replaced key lifts the block at once and :meth:`HealthBook.tidy` clears it for good).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,23 +71,36 @@ class HealthBook:
         health.last_used_at = now
 
     def block(self, account_id: str, now: float, fingerprint: str | None = None) -> Block | None:
+        """Why the account cannot take requests at ``now``, or None. A pure read: :meth:`tidy` does the clearing."""
         health = self.accounts.get(account_id)
         if health is None:
             return None
-        if health.needs_login or health.auth_failed:
-            if fingerprint is not None and health.auth_failed_fingerprint not in (None, fingerprint):
-                health.needs_login = health.auth_failed = None  # the key or login was replaced since it failed
-            elif health.needs_login:
+        if (health.needs_login or health.auth_failed) and not _secret_replaced(health, fingerprint):
+            if health.needs_login:
                 return Block("needs_login", health.needs_login)
-            elif health.auth_failed:
+            if health.auth_failed:
                 return Block("auth_failed", health.auth_failed)
-        if health.cooldown_until is not None:
-            if health.cooldown_until > now:
-                return Block(health.cooldown_kind, health.cooldown_reason or "rate limited", health.cooldown_until)
-            health.cooldown_until = None
-            health.cooldown_reason = None
-            health.cooldown_kind = "cooling_down"
+        if health.cooldown_until is not None and health.cooldown_until > now:
+            return Block(health.cooldown_kind, health.cooldown_reason or "rate limited", health.cooldown_until)
         return None
+
+    def tidy(self, now: float, fingerprints: Mapping[str, str]) -> bool:
+        """Clear cooldowns that have expired and auth failures whose secret was replaced since. True if changed.
+
+        Only the owner of the book (the engine loop) calls this; readers use :meth:`block`, which never writes.
+        """
+        changed = False
+        for account_id, health in self.accounts.items():
+            if (health.needs_login or health.auth_failed) and _secret_replaced(health, fingerprints.get(account_id)):
+                health.needs_login = health.auth_failed = None
+                health.auth_failed_fingerprint = None
+                changed = True
+            if health.cooldown_until is not None and health.cooldown_until <= now:
+                health.cooldown_until = None
+                health.cooldown_reason = None
+                health.cooldown_kind = "cooling_down"
+                changed = True
+        return changed
 
     def forget(self, keep: set[str]) -> None:
         for account_id in list(self.accounts):
@@ -105,3 +120,8 @@ class HealthBook:
                 except TypeError:
                     continue
         return book
+
+
+def _secret_replaced(health: AccountHealth, fingerprint: str | None) -> bool:
+    """The account's secret is known and differs from the one that failed (the user replaced the key or logged in)."""
+    return fingerprint is not None and health.auth_failed_fingerprint not in (None, fingerprint)

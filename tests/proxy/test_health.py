@@ -19,9 +19,22 @@ def test_cooldown_blocks_until_it_expires_then_clears() -> None:
     assert book.block("a", NOW) == Block("cooling_down", "429 rate_limit_error", NOW + 60)
     assert book.block("a", NOW + 59.9) is not None
     assert book.block("a", NOW + 60) is None
+    assert book.tidy(NOW + 60, {}) is True  # the owner (the engine loop) clears it
     health = book.of("a")
     assert (health.cooldown_until, health.cooldown_reason) == (None, None)
     assert health.last_error == "429 rate_limit_error"  # kept for the status display
+    assert book.tidy(NOW + 61, {}) is False
+
+
+def test_block_is_a_pure_read() -> None:
+    """Status readers call block() from other threads' points of view: it must never write (issue 10, defect 2)."""
+    book = HealthBook()
+    book.cool_down("a", NOW + 60, "429 rate_limit_error")
+    book.fail_auth("b", "401 invalid x-api-key", fingerprint="fp-old")
+    before = json.dumps(book.to_json(), sort_keys=True)
+    assert book.block("a", NOW + 3600) is None  # expired
+    assert book.block("b", NOW, "fp-new") is None  # replaced key
+    assert json.dumps(book.to_json(), sort_keys=True) == before
 
 
 def test_a_shorter_cooldown_never_shortens_a_longer_one() -> None:
@@ -51,7 +64,9 @@ def test_auth_failure_lasts_until_the_key_changes() -> None:
         "auth_failed", "401 invalid x-api-key"
     )  # no fingerprint known
     assert book.block("a", NOW, "fp-new") is None  # the user replaced the key
-    assert book.block("a", NOW, "fp-old") is None  # ...and the failure is gone for good
+    assert book.tidy(NOW, {"a": "fp-new"}) is True
+    assert book.block("a", NOW, "fp-old") is None  # ...and once tidied the failure is gone for good
+    assert book.block("a", NOW) is None
 
 
 def test_auth_failure_without_a_fingerprint_needs_a_success_to_clear() -> None:

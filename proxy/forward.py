@@ -36,15 +36,18 @@ from .errors import (
     Protocol,
     UpstreamTimeout,
     UpstreamUnavailable,
+    error_body,
     error_response,
     stream_error_event,
 )
 from .health import Block
+from .logs import redact
 from .pricing import estimate_cost
-from .providers.base import Incoming, ProviderAdapter, ResponseTransformer, Verdict
+from .providers.base import Incoming, Outgoing, ProviderAdapter, ResponseTransformer, Verdict
 from .providers.codex_shape import parse_usage_limit_error
 from .quota import Window
 from .relay import RelayClient, RelayUnavailable
+from .request_budget import AgentGone, Budget, DeadlinePassed, StepTimeout
 from .request_log import RequestLog, RequestRecord
 from .retry_after import retry_after_seconds
 from .router import Candidates, Skipped
@@ -62,6 +65,7 @@ _DROP_RESPONSE = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "server", "date"}
 )
 _HOLD_LIMIT = 256 * 1024
+_AGENT_GONE = 499  # nginx's "client closed request": the request log's status for an agent that hung up
 _ACCUMULATE_LIMIT = 32 * 1024 * 1024
 
 
@@ -123,14 +127,34 @@ def _reset_of_exhausted(windows: list[Window], now: float) -> float | None:
 
 
 def _short(body: bytes, limit: int = 300) -> str:
+    """An upstream error body as one short line, redacted: it is stored (health, request log) and shown."""
     try:
         data = json.loads(body)
         error = data.get("error") if isinstance(data, dict) else None
         if isinstance(error, dict) and error.get("message"):
-            return str(error.get("type") or error.get("code") or "error") + ": " + str(error["message"])[:limit]
+            text = str(error.get("type") or error.get("code") or "error") + ": " + str(error["message"])
+            return redact(text)[:limit]
     except ValueError:
         pass
-    return body[:limit].decode("utf-8", errors="replace").strip()
+    return redact(body.decode("utf-8", errors="replace")).strip()[:limit]
+
+
+def _redact_body(body: bytes) -> bytes:
+    """An upstream body relayed to the agent, with any secret it echoes masked."""
+    text = body.decode("utf-8", errors="replace")
+    clean = redact(text)
+    return body if clean == text else clean.encode()
+
+
+class _TooLarge(Exception):
+    """A non-streamed answer beyond the size Headway buffers."""
+
+
+async def _close(upstream: httpx.Response) -> None:
+    try:
+        await upstream.aclose()
+    except Exception as exc:  # closing a broken or cancelled stream must not hide why it broke
+        log.debug("closing an upstream response failed: %s", exc)
 
 
 def _in(seconds: float) -> str:
@@ -171,15 +195,22 @@ def _carries_usage(protocol: str, event: SSEEvent) -> bool:
 
 
 def describe_blocks(skipped: list[Skipped], now: float) -> str:
+    """Each enabled account's state, for an error body; disabled accounts are only counted."""
     parts = []
+    disabled = 0
     for item in skipped:
+        if item.block.state == "disabled":
+            disabled += 1
+            continue
         text = f"{item.account.label} ({item.block.state.replace('_', ' ')}"
         if item.block.until:
             text += f", resets in {_in(item.block.until - now)}"
-        if item.block.reason and item.block.state not in ("disabled",):
-            text += f": {item.block.reason}"
+        if item.block.reason:
+            text += f": {redact(item.block.reason)}"
         parts.append(text + ")")
-    return "; ".join(parts)
+    if disabled:
+        parts.append(f"{disabled} disabled account{'s' if disabled > 1 else ''} not tried")
+    return "; ".join(parts) if parts else "no enabled account"
 
 
 @dataclass
@@ -255,15 +286,25 @@ class Forwarder:
     async def handle(self, incoming: Incoming) -> Response:
         attempt = _Attempt(started=time.perf_counter())
         protocol: Protocol = "anthropic" if incoming.family == "anthropic" else "openai"
+        settings = self._settings()
+        budget = Budget(settings.gateway.request_deadline_seconds, incoming.receive)
         try:
-            if self._settings().gateway.paused:
+            if settings.gateway.paused:
                 raise GatewayPaused("the gateway is paused; resume it from the tray or the settings page")
-            return await self._route(incoming, attempt)
+            return await self._route(incoming, attempt, budget)
+        except AgentGone:
+            attempt.status = _AGENT_GONE
+            attempt.error = "the agent disconnected before its answer started"
+            log.info("agent hung up on %s before its answer started; stopped after %s", incoming.path, attempt.chain)
+            self._finish(incoming, attempt, None, None)
+            return Response(status_code=_AGENT_GONE)
         except HeadwayError as exc:
             attempt.status = exc.status
             attempt.error = exc.message
             self._finish(incoming, attempt, None, None)
             return error_response(protocol, exc)
+        finally:
+            await budget.close()
 
     async def send_shadow(self, incoming: Incoming, account: Account) -> bool:
         """Send a background request (keep-warm) on exactly this account; never falls back, never retries.
@@ -282,7 +323,11 @@ class Forwarder:
         credential = await self._credential(account)
         if not credential:
             return False
-        outcome = await self._try(incoming, account, credential, self._adapter(account.kind), settings, attempt)
+        budget = Budget(settings.gateway.request_deadline_seconds)
+        try:
+            outcome = await self._try(incoming, account, credential, self._adapter(account.kind), settings, attempt, budget)
+        except (AgentGone, DeadlinePassed):
+            outcome = ("next", None, None)
         if not isinstance(outcome, Response):
             self._finish(incoming, attempt, None, None)
             return False
@@ -307,32 +352,41 @@ class Forwarder:
             fingerprints=fingerprints,
         )
 
-    async def _route(self, incoming: Incoming, attempt: _Attempt) -> Response:
+    async def _route(self, incoming: Incoming, attempt: _Attempt, budget: Budget) -> Response:
         settings = self._settings()
         candidates = await self._candidates(incoming, settings, incoming.session.session_id, attempt)
         skipped = list(candidates.skipped)
         last: Failure = None
 
-        for account in candidates.usable:
-            credential = await self._credential(account)
-            if not credential:
-                block = self._state.health.block(account.id, self._clock(), None)
-                skipped.append(Skipped(account, block or Block("no_secret", "no credential in the keychain")))
-                attempt.chain.append(f"{account.id}:no-credential")
-                continue
-            adapter = self._adapter(account.kind)
-            request = incoming if self._prepare is None else self._prepare(incoming, account)
-            for retry in range(settings.routing.max_retries + 1):
-                outcome = await self._try(request, account, credential, adapter, settings, attempt)
-                if isinstance(outcome, Response):
-                    return outcome
-                action, last, wait = outcome
-                if action == "retry" and retry < settings.routing.max_retries:
-                    delay = settings.routing.retry_base_delay_seconds * (2**retry) if wait is None else wait
-                    if delay <= settings.routing.max_retry_wait_seconds:
-                        await self._sleep(delay)
-                        continue
-                break
+        try:
+            for account in candidates.usable:
+                budget.check()
+                credential = await self._credential(account)
+                if not credential:
+                    block = self._state.health.block(account.id, self._clock(), None)
+                    skipped.append(Skipped(account, block or Block("no_secret", "no credential in the keychain")))
+                    attempt.chain.append(f"{account.id}:no-credential")
+                    continue
+                adapter = self._adapter(account.kind)
+                request = incoming if self._prepare is None else self._prepare(incoming, account)
+                for retry in range(settings.routing.max_retries + 1):
+                    outcome = await self._try(request, account, credential, adapter, settings, attempt, budget)
+                    if isinstance(outcome, Response):
+                        return outcome
+                    action, last, wait = outcome
+                    if action == "retry" and retry < settings.routing.max_retries:
+                        delay = settings.routing.retry_base_delay_seconds * (2**retry) if wait is None else wait
+                        if delay <= settings.routing.max_retry_wait_seconds and delay < budget.remaining():
+                            await budget.step(self._sleep(delay))
+                            continue
+                    break
+        except DeadlinePassed:
+            attempt.chain.append("deadline")
+            log.warning("%s: no answer within the request deadline (%gs); tried %s", incoming.path, budget.seconds, attempt.chain)
+            raise UpstreamTimeout(
+                f"no upstream answered within the request deadline of {budget.seconds:g}s "
+                "(gateway.request_deadline_seconds)"
+            ) from None
 
         now = self._clock()
         refreshed = await self._candidates(incoming, settings, None, attempt)
@@ -347,7 +401,7 @@ class Forwarder:
             attempt.status = status
             attempt.error = _short(body)
             self._finish(incoming, attempt, None, None)
-            return Response(body, status_code=status, headers=self._response_headers(headers, None))
+            return self._error_answer(incoming, status, headers, body)
         if isinstance(last, HeadwayError):
             raise last
         resets = [s.block.until for s in blocked if s.block.until and s.block.until > now]
@@ -358,6 +412,37 @@ class Forwarder:
             )
         raise NoAccounts(f"no {family_name} account can take requests now: {describe_blocks(blocked, now)}")
 
+    def _error_answer(self, incoming: Incoming, status: int, headers: httpx.Headers, body: bytes) -> Response:
+        """An upstream error relayed to the agent: its own error object (redacted), or one in the agent's shape."""
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        out = self._response_headers(headers, None)
+        out["content-type"] = "application/json"
+        if isinstance(data, dict) and "error" in data:
+            return Response(_redact_body(body), status_code=status, headers=out)
+        protocol: Protocol = "anthropic" if incoming.family == "anthropic" else "openai"
+        message = f"Headway: the upstream answered {status}" + (f": {_short(body)}" if body.strip() else "")
+        return Response(json.dumps(error_body(protocol, status, message, "upstream_error")), status_code=status, headers=out)
+
+    async def _open(self, out: Outgoing, incoming: Incoming, account: Account, attempt: _Attempt) -> httpx.Response | None:
+        """Send the request (through the relay when it takes it); None when the relay failed and may not be bypassed."""
+        if self._relay_client is not None:
+            try:
+                upstream = await self._relay_client.send(self._client, out, incoming.session.session_id)
+            except RelayUnavailable as exc:
+                attempt.chain.append(f"{account.id}:relay-failed")
+                if not exc.fallback_to_direct:
+                    log.warning("account %s: the relay failed and relay.fallback_to_direct is off: %s", account.id, exc)
+                    return None
+            else:
+                if upstream is not None:
+                    return upstream
+        return await self._client.send(
+            self._client.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True
+        )
+
     async def _try(
         self,
         incoming: Incoming,
@@ -366,36 +451,57 @@ class Forwarder:
         adapter: ProviderAdapter,
         settings: Settings,
         attempt: _Attempt,
+        budget: Budget,
     ) -> Response | tuple[str, Failure, float | None]:
-        """One upstream attempt: a committed Response, or (action, failure, retry wait) for the caller's loop."""
+        """One upstream attempt: a committed Response, or (action, failure, retry wait) for the caller's loop.
+
+        Raises AgentGone / DeadlinePassed (from the budget), having closed the upstream connection.
+        """
         try:
             out = adapter.build(incoming, account, credential, self._upstreams())
         except ValueError as exc:
             raise BadRequest(f"cannot send this request to {account.label}: {exc}") from exc
         attempt.upstream_body = out.content
-        state = self._state
+        first_byte = settings.gateway.first_byte_timeout_seconds if adapter.streams(incoming) else None
         try:
-            upstream = None
-            if self._relay_client is not None:
-                try:
-                    upstream = await self._relay_client.send(self._client, out, incoming.session.session_id)
-                except RelayUnavailable as exc:
-                    attempt.chain.append(f"{account.id}:relay-failed")
-                    if not exc.fallback_to_direct:
-                        return "next", UpstreamUnavailable(f"the relay failed (relay.fallback_to_direct is off): {exc}"), None
-            if upstream is None:
-                upstream = await self._client.send(
-                    self._client.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True
-                )
+            upstream = await budget.step(self._open(out, incoming, account, attempt), first_byte)
+        except StepTimeout:
+            attempt.chain.append(f"{account.id}:no-headers")
+            log.warning("account %s: no response headers within %gs", account.id, first_byte)
+            self._state.health.of(account.id).last_error = f"no response headers within {first_byte:g}s"
+            return "next", UpstreamTimeout(
+                f"the upstream sent no answer within {first_byte:g}s on account {account.label} "
+                "(gateway.first_byte_timeout_seconds)"
+            ), None
         except httpx.TimeoutException as exc:
             attempt.chain.append(f"{account.id}:timeout")
             log.warning("account %s: upstream timed out (%s)", account.id, type(exc).__name__)
             return "next", UpstreamTimeout(f"the upstream did not answer in time on account {account.label}"), None
         except httpx.HTTPError as exc:
             attempt.chain.append(f"{account.id}:unreachable")
-            log.warning("account %s: upstream unreachable: %s", account.id, exc)
-            return "next", UpstreamUnavailable(f"cannot reach the upstream for account {account.label}: {exc}"), None
+            text = redact(str(exc) or type(exc).__name__)
+            log.warning("account %s: upstream unreachable: %s", account.id, text)
+            return "next", UpstreamUnavailable(f"cannot reach the upstream for account {account.label}: {text}"), None
+        if upstream is None:
+            return "next", UpstreamUnavailable("the relay failed (relay.fallback_to_direct is off)"), None
+        try:
+            return await self._answer(upstream, incoming, account, adapter, settings, attempt, budget)
+        except BaseException:
+            await _close(upstream)
+            raise
 
+    async def _answer(
+        self,
+        upstream: httpx.Response,
+        incoming: Incoming,
+        account: Account,
+        adapter: ProviderAdapter,
+        settings: Settings,
+        attempt: _Attempt,
+        budget: Budget,
+    ) -> Response | tuple[str, Failure, float | None]:
+        """What to do with the upstream's response, once its headers are in."""
+        state = self._state
         now = self._clock()
         windows = adapter.quota_windows(upstream.headers, now)
         if state.quota.update(account.id, windows, now, adapter.plan_type(upstream.headers)):
@@ -405,7 +511,7 @@ class Forwarder:
         fallback_statuses = set(settings.routing.fallback_statuses)
 
         if status in fallback_statuses or status in _RETRYABLE:
-            body = await self._read_capped(upstream)
+            body = await budget.step(self._read_capped(upstream))
             attempt.chain.append(f"{account.id}:{status}")
             reason = f"{status} {_short(body)}"
             if status in _RETRYABLE and status not in fallback_statuses:
@@ -416,49 +522,107 @@ class Forwarder:
             return "next", (status, upstream.headers, body), None
 
         ok = 200 <= status < 300
-        parser = SSEParser()
         usage = UsageAccumulator(adapter.upstream_protocol(incoming))
         is_sse = ok and "text/event-stream" in upstream.headers.get("content-type", "")
-        transformer = adapter.transformer(incoming) if is_sse else None
-        chunks = upstream.aiter_bytes().__aiter__()
-        held: list[bytes] = []
-        held_events: list[SSEEvent] = []
-        if is_sse:
-            verdict, held, held_events = await self._hold(chunks, adapter, incoming, parser, usage)
-            if verdict is not None and verdict.kind == "error" and verdict.action != "pass":
-                await upstream.aclose()
-                attempt.chain.append(f"{account.id}:stream-{verdict.action}")
-                if verdict.action == "fallback":
-                    self._fall_back(account, 429, verdict.reason, upstream.headers, b"", windows, attempt.fingerprints, now, settings)
-                    return "next", (429, upstream.headers, b"".join(held)), None
-                state.health.of(account.id).last_error = verdict.reason
-                return "retry", UpstreamUnavailable(f"account {account.label}: {verdict.reason}"), None
-            if verdict is None and not held:
-                attempt.chain.append(f"{account.id}:dropped")
-                return "next", UpstreamUnavailable(f"the upstream closed the stream early on account {account.label}"), None
+        if not is_sse:
+            return await self._whole(upstream, incoming, account, adapter, attempt, budget, usage)
 
+        parser = SSEParser()
+        transformer = adapter.transformer(incoming)
+        chunks = upstream.aiter_bytes().__aiter__()
+        verdict, held, held_events = await budget.step(self._hold(chunks, adapter, incoming, parser, usage))
+        if verdict is not None and verdict.kind == "error" and verdict.action != "pass":
+            await _close(upstream)
+            reason = redact(verdict.reason)
+            attempt.chain.append(f"{account.id}:stream-{verdict.action}")
+            if verdict.action == "fallback":
+                self._fall_back(account, 429, reason, upstream.headers, b"", windows, attempt.fingerprints, now, settings)
+                return "next", (429, upstream.headers, b"".join(held)), None
+            state.health.of(account.id).last_error = reason
+            return "retry", UpstreamUnavailable(f"account {account.label}: {reason}"), None
+        if verdict is None:
+            await _close(upstream)
+            attempt.chain.append(f"{account.id}:dropped")
+            state.health.of(account.id).last_error = "the stream ended before any content"
+            return "next", UpstreamUnavailable(
+                f"the upstream's stream broke or ended before any content on account {account.label}"
+            ), None
+
+        self._commit(upstream, incoming, account, attempt, status)
+        if self._keep_transcript():
+            attempt.transcript = list(held)
+        headers = self._response_headers(upstream.headers, account)
+        if transformer is not None and transformer.aggregate:
+            return await budget.step(
+                self._aggregate(upstream, chunks, held_events, parser, usage, transformer, incoming, attempt, headers)
+            )
+        if transformer is not None:
+            headers["content-type"] = transformer.content_type
+        body_iter = self._relay(upstream, chunks, held, held_events, parser, usage, transformer, incoming, attempt, adapter)
+        return StreamingResponse(body_iter, status_code=status, headers=headers)
+
+    def _commit(self, upstream: httpx.Response, incoming: Incoming, account: Account, attempt: _Attempt, status: int) -> None:
+        """This account's answer goes to the agent: record it, and mark the account healthy on success."""
+        state = self._state
+        now = self._clock()
         attempt.chain.append(f"{account.id}:{status}")
         attempt.account = account
         attempt.status = status
         attempt.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
-        if self._keep_transcript() and is_sse:
-            attempt.transcript = list(held)
-        if ok:
+        if 200 <= status < 300:
             state.health.ok(account.id, now)
             state.router.pin(incoming.session.session_id, account.id, now)
             state.dirty = True
             self._changed()
             if self._on_success is not None:
                 self._on_success(incoming, account)
-        headers = self._response_headers(upstream.headers, account)
-        if transformer is not None and transformer.aggregate:
-            return await self._aggregate(upstream, chunks, held_events, parser, usage, transformer, incoming, attempt, headers)
-        if transformer is not None:
-            headers["content-type"] = transformer.content_type
-        body_iter = self._relay(
-            upstream, chunks, held, held_events, parser if is_sse else None, usage, transformer, incoming, attempt, adapter
-        )
-        return StreamingResponse(body_iter, status_code=status, headers=headers)
+
+    async def _whole(
+        self,
+        upstream: httpx.Response,
+        incoming: Incoming,
+        account: Account,
+        adapter: ProviderAdapter,
+        attempt: _Attempt,
+        budget: Budget,
+        usage: UsageAccumulator,
+    ) -> Response | tuple[str, Failure, float | None]:
+        """A response that is not an event stream: read it whole, check it, answer once."""
+        status = upstream.status_code
+        try:
+            body = await budget.step(self._read_all(upstream))
+        except httpx.TimeoutException:
+            attempt.chain.append(f"{account.id}:timeout")
+            self._state.health.of(account.id).last_error = "the answer stalled"
+            return "next", UpstreamTimeout(f"the upstream's answer stalled on account {account.label}"), None
+        except (httpx.HTTPError, _TooLarge) as exc:
+            attempt.chain.append(f"{account.id}:broken-body")
+            reason = "the answer was too large" if isinstance(exc, _TooLarge) else "the connection broke during the answer"
+            self._state.health.of(account.id).last_error = reason
+            return "next", UpstreamUnavailable(f"{reason} on account {account.label}"), None
+        data: object = None
+        if body:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                data = None
+        if 200 <= status < 300 and not isinstance(data, dict | list):
+            attempt.chain.append(f"{account.id}:invalid-json")
+            log.warning("account %s: a %s answer that is not JSON (%d bytes)", account.id, status, len(body))
+            self._state.health.of(account.id).last_error = f"a {status} answer that is not JSON"
+            return "next", UpstreamUnavailable(f"the upstream's answer on account {account.label} was not valid JSON"), None
+        self._commit(upstream, incoming, account, attempt, status)
+        attempt.ttfb = time.perf_counter() - attempt.started
+        if isinstance(data, dict):
+            usage.feed_body(data)
+        if status >= 400:
+            attempt.error = _short(body)
+            answer = self._error_answer(incoming, status, upstream.headers, body)
+            answer.headers["x-headway-account"] = account.id
+        else:
+            answer = Response(body, status_code=status, headers=self._response_headers(upstream.headers, account))
+        self._finish(incoming, attempt, usage, adapter)
+        return answer
 
     def _fall_back(
         self,
@@ -507,6 +671,20 @@ class Forwarder:
         finally:
             await upstream.aclose()
         return b"".join(chunks)[:limit]
+
+    @staticmethod
+    async def _read_all(upstream: httpx.Response, limit: int = _ACCUMULATE_LIMIT) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in upstream.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge
+        finally:
+            await upstream.aclose()
+        return b"".join(chunks)
 
     async def _hold(
         self,
@@ -585,15 +763,14 @@ class Forwarder:
         chunks: AsyncIterator[bytes],
         held: list[bytes],
         held_events: list[SSEEvent],
-        parser: SSEParser | None,
+        parser: SSEParser,
         usage: UsageAccumulator,
         transformer: ResponseTransformer | None,
         incoming: Incoming,
         attempt: _Attempt,
         adapter: ProviderAdapter,
     ) -> AsyncIterator[bytes]:
-        body: list[bytes] = []
-        body_size = 0
+        """The committed event stream to the agent; a break after this point ends it with an error event."""
         transcript = attempt.transcript
         try:
             if transformer is None:
@@ -611,12 +788,6 @@ class Forwarder:
                     attempt.ttfb = time.perf_counter() - attempt.started
                 if transcript is not None:
                     transcript.append(chunk)
-                if parser is None:
-                    yield chunk
-                    if body_size < _ACCUMULATE_LIMIT:
-                        body.append(chunk)
-                        body_size += len(chunk)
-                    continue
                 if transformer is None:
                     yield chunk
                 events = parser.feed(chunk)
@@ -637,17 +808,13 @@ class Forwarder:
         except httpx.HTTPError as exc:
             attempt.error = f"upstream stream broke: {type(exc).__name__}"
             log.warning("account %s: %s", attempt.account.id if attempt.account else "?", attempt.error)
-            if parser is not None:
-                yield stream_error_event(incoming.protocol, "the upstream connection broke mid-stream")
+            if isinstance(exc, httpx.TimeoutException):
+                message = "the upstream went silent mid-stream for longer than gateway.read_timeout_seconds"
+            else:
+                message = "the upstream connection broke mid-stream"
+            yield stream_error_event(incoming.protocol, message)
         finally:
-            await upstream.aclose()
-            if parser is None and body:
-                try:
-                    obj = json.loads(b"".join(body))
-                except ValueError:
-                    obj = None
-                if isinstance(obj, dict):
-                    usage.feed_body(obj)
+            await _close(upstream)
             self._finish(incoming, attempt, usage, adapter)
 
     def _response_headers(self, headers: httpx.Headers, account: Account | None) -> dict[str, str]:

@@ -68,7 +68,26 @@ class GatewaySettings(_Model):
     max_body_mb: int = Field(64, ge=1, le=1024, description="Largest request body buffered for exact replays.")
     connect_timeout_seconds: float = Field(10.0, gt=0, le=300)
     read_timeout_seconds: float = Field(
-        600.0, gt=0, le=3600, description="Longest silence from an upstream before the request fails with 504."
+        600.0,
+        gt=0,
+        le=3600,
+        description="Longest silence from an upstream between two reads (stream chunks, or a non-streamed answer's "
+        "headers and body) before the attempt fails.",
+    )
+    first_byte_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for an upstream's response headers on a streamed request (headers come at once "
+        "when streaming) before the next account is tried. Non-streamed requests get headers only when the answer "
+        "is complete; read_timeout_seconds bounds those.",
+    )
+    request_deadline_seconds: float = Field(
+        900.0,
+        gt=0,
+        le=7200,
+        description="Longest an agent waits for its answer to start, across every account, retry and back-off; "
+        "then it gets a 504. A started stream is bounded by read_timeout_seconds instead.",
     )
     paused: bool = Field(False, description="Answer every agent request with 503 until resumed (tray: Pause).")
 

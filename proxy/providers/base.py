@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from .. import __version__
 from ..quota import Window
+from ..request_budget import Receive
 from ..sessions import AGENT_INTERNAL_HEADERS, SessionInfo
 from ..settings import Account, UpstreamSettings
 from ..sse import SSEEvent
@@ -69,6 +70,8 @@ class Incoming:
     session: SessionInfo = field(default_factory=SessionInfo)
     purpose: str = "agent"
     cache_change: str | None = None
+    # The agent's ASGI receive channel once the body is read: the forwarder watches it to stop when the agent hangs up.
+    receive: Receive | None = field(default=None, repr=False, compare=False)
 
     @property
     def stream(self) -> bool:
@@ -142,6 +145,10 @@ class ProviderAdapter(ABC):
     def transformer(self, incoming: Incoming) -> ResponseTransformer | None:
         """None: the upstream's bytes go to the agent unchanged."""
         return None
+
+    def streams(self, incoming: Incoming) -> bool:
+        """Whether the upstream answers this request as an event stream (its headers then arrive at once)."""
+        return incoming.stream
 
     def upstream_protocol(self, incoming: Incoming) -> StreamProtocol:
         """The protocol the upstream answers in (it differs from the agent's when the adapter translates)."""

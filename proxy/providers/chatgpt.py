@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import __version__
+from ..logs import redact
 from ..quota import Window, parse_codex_headers
 from ..settings import Account, UpstreamSettings
 from ..sse import SSEEvent
@@ -63,7 +64,7 @@ class _ChatStream(ResponseTransformer):
             return b"".join(encode_chunk(chunk) for chunk in self._stream.feed(event.event, data))
         except CodexResponseError as exc:
             self.failed = exc
-            error = {"error": {"message": exc.message, "type": "server_error", "param": None, "code": exc.code}}
+            error = {"error": {"message": redact(exc.message), "type": "server_error", "param": None, "code": exc.code}}
             return b"data: " + json.dumps(error).encode() + b"\n\n"
 
     def finish(self) -> bytes:
@@ -99,7 +100,7 @@ class _Aggregate(ResponseTransformer):
             response = aggregate_responses_stream(self._events)
         except CodexResponseError as exc:
             status = 400 if exc.code == "context_length_exceeded" else 502
-            error = {"error": {"message": exc.message, "type": "server_error", "param": None, "code": exc.code}}
+            error = {"error": {"message": redact(exc.message), "type": "server_error", "param": None, "code": exc.code}}
             return status, json.dumps(error).encode()
         if self._chat:
             return 200, json.dumps(responses_to_chat_completion(response, model=self._model)).encode()
@@ -153,6 +154,9 @@ class ChatGPTAccount(ProviderAdapter):
 
     def upstream_protocol(self, incoming: Incoming) -> StreamProtocol:
         return "openai-responses"
+
+    def streams(self, incoming: Incoming) -> bool:
+        return True  # the Codex backend always streams, whatever the agent asked for
 
     def transformer(self, incoming: Incoming) -> ResponseTransformer | None:
         if not incoming.stream:

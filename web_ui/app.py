@@ -96,8 +96,13 @@ def create_app(
     def is_api() -> bool:
         return request.path.startswith("/api/")
 
+    def is_page_load() -> bool:
+        """A browser loading a document (a link, a form post): it shows the answer as a page, so answer in HTML."""
+        navigate = (request.headers.get("Sec-Fetch-Mode") or "").lower() == "navigate"
+        return not is_api() and (request.method in ("GET", "HEAD") or navigate)
+
     def refuse(status: int, message: str) -> Response:
-        if is_api() or request.method not in ("GET", "HEAD"):
+        if not is_page_load():
             response = jsonify({"error": message})
         else:
             response = Response(

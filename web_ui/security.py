@@ -11,7 +11,10 @@
    it from a ``<meta>`` tag; form posts may send ``csrf_token``).
 
 Every response carries a CSP without inline script or style, ``X-Frame-Options: DENY``, ``nosniff``,
-``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``. Tokens and session ids are compared with
+``Referrer-Policy: same-origin`` and ``Cache-Control: no-store``. (Not ``no-referrer``: under it a browser sends
+``Origin: null`` with the page's own form posts — Sign out — and the Origin check above cannot tell them from an
+opaque origin's. ``same-origin`` sends nothing to any other site and lets same-origin form posts carry the real
+``Origin``; ``null`` stays refused.) Tokens and session ids are compared with
 ``hmac.compare_digest``; only their SHA-256 digests are kept.
 
 One-time sign-in tokens come from two places:
@@ -77,7 +80,7 @@ SECURITY_HEADERS: dict[str, str] = {
     "Content-Security-Policy": content_security_policy(),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",

@@ -216,3 +216,22 @@ def test_the_relay_addresses_stay_read_only(signed_in: Web) -> None:
         response = signed_in.post("/api/settings", {"changes": {path: "x"}})
         assert response.status_code == 400
     assert 'data-setting="relay.enabled"' in html
+
+
+def test_the_relay_cannot_be_switched_on_without_a_worker(signed_in: Web) -> None:
+    store, keychain = signed_in.services.store, signed_in.services.keychain
+    refused = signed_in.post("/api/settings", {"changes": {"relay.enabled": True}})
+    assert refused.status_code == 400
+    assert "not set up" in refused.get_json()["problems"]["relay.enabled"]
+    assert store.current.relay.enabled is False and signed_in.get_json("/api/state")["relay"]["enabled"] is False
+
+    store.update(lambda s: setattr(s.relay, "url", "https://headway-relay.alice.workers.dev"))
+    refused = signed_in.post("/api/settings", {"changes": {"relay.enabled": "true"}})
+    assert refused.status_code == 400 and "secret is missing" in refused.get_json()["problems"]["relay.enabled"]
+    assert store.current.relay.enabled is False
+
+    keychain.set(RELAY_SECRET, "relay-secret-" + "s" * 32)
+    accepted = signed_in.post("/api/settings", {"changes": {"relay.enabled": True}})
+    assert accepted.status_code == 200 and store.current.relay.enabled is True
+    assert signed_in.post("/api/settings", {"changes": {"relay.enabled": False}}).status_code == 200
+    assert store.current.relay.enabled is False

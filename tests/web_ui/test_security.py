@@ -209,7 +209,7 @@ def test_every_response_carries_the_security_headers(signed_in: Web) -> None:
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
-        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["Referrer-Policy"] == "same-origin"
         assert not any(k.lower().startswith("access-control-") for k in response.headers.keys())
         response.close()
     assert responses[1].headers["Cache-Control"] == "no-store"

@@ -528,6 +528,10 @@
     });
   }
 
+  // Enter in the prompt submits its primary action: the form's only submit button is the primary one (implicit
+  // submission takes the first submit button), and Cancel is a plain button.
+  $("prompt-cancel").addEventListener("click", () => $("prompt-dialog").close("cancel"));
+
   function promptDialog({ title, label, help, value, type, okText, submit }) {
     const dialog = $("prompt-dialog");
     const form = $("prompt-form");
@@ -540,13 +544,14 @@
     input.type = type || "text";
     input.value = value || "";
     input.removeAttribute("aria-invalid");
+    dialog.returnValue = "";
     dialog.showModal();
     input.focus();
     if (value) input.select();
     return new Promise((resolve) => {
       const onSubmit = async (event) => {
-        if (!event.submitter || event.submitter.value !== "ok") return;
         event.preventDefault();
+        if ($("prompt-ok").disabled) return;
         $("prompt-ok").disabled = true;
         try {
           await submit(input.value);

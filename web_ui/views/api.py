@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, jsonify, request
 
 from proxy.keychain import KeychainError, account_secret_name
+from proxy.relay import RELAY_SECRET
 from proxy.settings import Settings, SettingsError
 
 from . import ctx, error
@@ -178,8 +179,16 @@ def change_settings() -> Response:
     if not isinstance(changes, dict) or not changes:
         return error('send {"changes": {"section.setting": value, …}}')
     store = ctx().store
+    relay_secret = _relay_secret_stored() if "relay.enabled" in changes else None
+
+    def change(settings: Settings) -> None:
+        was_on = settings.relay.enabled
+        apply_changes(settings, changes)
+        if settings.relay.enabled and not was_on:
+            _refuse_relay_without_worker(settings, relay_secret)
+
     try:
-        new = store.update(lambda settings: apply_changes(settings, changes))
+        new = store.update(change)
     except ChangeError as exc:
         return error("some values were not accepted", 400, problems=exc.problems)
     except SettingsError as exc:
@@ -187,6 +196,28 @@ def change_settings() -> Response:
     except OSError as exc:
         return error(f"cannot write the settings file: {exc}", 500)
     return jsonify({"ok": True, "settings": current_values(new)})
+
+
+def _relay_secret_stored() -> bool | None:
+    """Whether the relay's secret is in the keychain (None: the keychain could not be read). Asked before the
+    settings update, which runs under the settings file's lock."""
+    try:
+        return bool(ctx().keychain.get(RELAY_SECRET))
+    except KeychainError:
+        return None
+
+
+def _refuse_relay_without_worker(settings: Settings, secret_stored: bool | None) -> None:
+    """Turning the relay on needs what a deployed Worker leaves behind: its URL in the settings and its secret."""
+    if settings.relay.url is None:
+        problem = "The relay is not set up yet: deploy the Worker first (Deploy the Worker, above, or run headway relay setup)."
+    elif secret_stored is None:
+        problem = "The keychain could not be read to find the relay's secret; try again."
+    elif not secret_stored:
+        problem = "The relay's secret is missing from the keychain: deploy the Worker again (Deploy the Worker, above)."
+    else:
+        return
+    raise ChangeError({"relay.enabled": problem})
 
 
 @blueprint.post("/api/access-key")

@@ -15,7 +15,15 @@ from pathlib import Path
 import platformdirs
 from filelock import FileLock
 
-__all__ = ["APP_NAME", "Paths", "ensure_private_dir", "private_file_lock", "tighten", "write_private_file"]
+__all__ = [
+    "APP_NAME",
+    "Paths",
+    "ensure_private_dir",
+    "private_file_lock",
+    "remove_stale_temp_files",
+    "tighten",
+    "write_private_file",
+]
 
 APP_NAME = "headway"
 
@@ -142,3 +150,31 @@ def write_private_file(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Remove temp files of :func:`write_private_file` for ``path`` left by processes that no longer run (kill -9)."""
+    try:
+        candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
+    except OSError:
+        return
+    for tmp in candidates:
+        pid_text = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows; leave its temp files be
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from filelock import Timeout
 
-from .paths import Paths, ensure_private_dir, private_file_lock, write_private_file
+from .paths import Paths, ensure_private_dir, private_file_lock, remove_stale_temp_files, write_private_file
 from .settings import Settings, SettingsError, parse_settings
 
 __all__ = ["MAX_SETTINGS_BYTES", "SettingsStore"]
@@ -166,6 +166,8 @@ class SettingsStore:
         none) and the error is recorded, as for any reload.
         """
         ensure_private_dir(self.path.parent)
+        remove_stale_temp_files(self.path)
+        remove_stale_temp_files(self.last_good)
         if create and not os.path.lexists(self.path) and not self._existed():
             with self._lock:
                 if not os.path.lexists(self.path) and not self._existed():
@@ -176,7 +178,7 @@ class SettingsStore:
         if self.error is not None and self.current == Settings():
             fallback = self._read_last_good()
             if fallback is not None and fallback != Settings():
-                log.warning("running on the last good settings from %s until %s is fixed", self.last_good, self.path)
+                log.info("running on the last good settings from %s until %s is fixed", self.last_good, self.path)
                 self._swap(fallback, keep_error=True)
         return self.current
 

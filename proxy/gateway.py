@@ -16,8 +16,8 @@ Layers, outermost first (pure ASGI, so streaming is never buffered):
    ``HEAD /``, ``GET /health`` and Claude Code's connectivity probe ``/api/hello`` say only that the gateway is
    up, and skip step c.
 3. The routes. A proxied route buffers the body (at most ``gateway.max_body_mb``, 64 MB by default — agents send
-   300 KB to a few MB; larger gets 413 in the protocol's shape) and requires it to be a UTF-8 JSON object; anything
-   else is a 400 in the protocol's shape.
+   300 KB to a few MB; larger gets 413 in the protocol's shape) and requires it to be a UTF-8 JSON object, and
+   header values to be ASCII; anything else is a 400 in the protocol's shape.
 
 Deadlines for slow clients (request head, trickling body) live in the connection protocol:
 :mod:`proxy.gateway_protocol`.
@@ -370,6 +370,9 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
         except HeadwayError as exc:
             return error_response(family, exc)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        for name, value in headers.items():
+            if not value.isascii():  # an upstream request cannot carry it (and agents send none)
+                return error_response(family, BadRequest(f"the value of header {name[:60]!r} is not ASCII"))
         incoming = Incoming(
             method=request.method,
             path=request.url.path,
@@ -386,6 +389,13 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
             return await hooks.forward(incoming)
         except RecursionError:  # the JSON parsed, but is too deep for a transform that walks it
             return error_response(family, BadRequest("the request body's JSON is nested too deeply"))
+        except UnicodeEncodeError as exc:
+            if "surrogates not allowed" not in str(exc):
+                raise
+            # "\ud800" is valid JSON syntax but no Unicode text: a transform cannot write it back as UTF-8.
+            return error_response(
+                family, BadRequest("the request body contains a lone UTF-16 surrogate escape (like \\ud800): not valid Unicode")
+            )
 
     async def messages(request: Request) -> Response:
         return await proxied(request, "anthropic", "anthropic")

@@ -14,6 +14,7 @@ app cannot see a request before its head is complete, so the fix belongs in the 
   the pace. 64 MB (the largest body accepted) takes well under a second on loopback and about 50 s at 10 Mbit/s.
   Past the deadline the connection is closed; the route sees a disconnect.
 - **head size** (:data:`MAX_REQUEST_HEAD_BYTES`): request line plus headers; larger gets 431 in the JSON error shape.
+- **unparseable HTTP** gets uvicorn's 400, but in the JSON error shape too.
 
 Neither deadline runs while the gateway itself is the slow side: the body deadline ends when the body is complete,
 before any response is streamed, so long-lived streaming responses are untouched; a pipelined request waiting
@@ -30,7 +31,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE as _STATUS_LINE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .errors import Protocol, RequestHeadTooLarge, error_body
+from .errors import BadRequest, HeadwayError, Protocol, RequestHeadTooLarge, error_body
 
 __all__ = ["MAX_REQUEST_HEAD_BYTES", "REQUEST_BODY_TIMEOUT", "REQUEST_HEAD_TIMEOUT", "GatewayHttpProtocol"]
 
@@ -158,15 +159,25 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._head_too_large = True
 
     def _refuse_head(self) -> None:
+        log.info("refused a request from %s: request head over %d bytes", self._peer(), self.max_head_bytes)
+        self._answer_and_close(
+            RequestHeadTooLarge(
+                f"the request line and headers are larger than the gateway's limit of {self.max_head_bytes // 1024} KB"
+            )
+        )
+
+    def send_400_response(self, msg: str) -> None:
+        """Unparseable HTTP: the same JSON error shape as every other refusal, instead of uvicorn's plain text."""
+        log.info("refused a request from %s: %s", self._peer(), msg)
+        self._answer_and_close(BadRequest("the request is not valid HTTP/1.1"))
+
+    def _answer_and_close(self, error: HeadwayError) -> None:
+        """Answer ``error`` in the JSON shape of the route asked for (as far as it was read) and close."""
         self._cancel_head()
         self._cancel_body()
-        path = self.url.split(b"?", 1)[0] if getattr(self, "url", None) else b""
+        path = (getattr(self, "url", b"") or b"").split(b"?", 1)[0]
         protocol: Protocol = "anthropic" if path.startswith(b"/v1/messages") else "openai"
-        error = RequestHeadTooLarge(
-            f"the request line and headers are larger than the gateway's limit of {self.max_head_bytes // 1024} KB"
-        )
         body = json.dumps(error_body(protocol, error.status, f"Headway: {error.message}", error.code)).encode()
-        log.info("refused a request from %s: request head over %d bytes", self._peer(), self.max_head_bytes)
         self.transport.write(
             b"".join(
                 [

@@ -118,6 +118,24 @@ def test_bodies_that_are_not_a_json_object_are_a_400(gw: RunningGateway, content
         assert expected.replace("not ", "") in message
 
 
+def test_lone_surrogate_escape_is_a_400_when_the_body_is_rewritten(gw: RunningGateway) -> None:
+    # Found by tests/reliability/test_bad_input.py: the cache-mode rewrite could not encode it (plain 500 before).
+    gw.edit(lambda s: setattr(s.cache, "anthropic_mode", "hybrid"))
+    body = json.dumps({**MESSAGE, "system": "\ud800"}).encode()
+    message = assert_shape(send(gw, "/v1/messages", body), "/v1/messages", 400)
+    assert "surrogate" in message
+    paired = json.dumps({**MESSAGE, "system": "😀"}).encode()  # an escaped pair is fine: b'"\\ud83d\\ude00"'
+    assert b"\\ud83d" in paired and send(gw, "/v1/messages", paired).status_code == 200
+
+
+def test_non_ascii_header_value_is_a_400_naming_the_header(gw: RunningGateway) -> None:
+    # Found by tests/reliability/test_bad_input.py: the upstream request could not be built (plain 500 before).
+    headers = {**gw.headers(), "content-type": "application/json", "x-session-id": "caf\u00e9".encode()}
+    response = httpx.post(f"{gw.url}/v1/messages", content=json.dumps(MESSAGE).encode(), headers=headers)
+    message = assert_shape(response, "/v1/messages", 400)
+    assert "'x-session-id'" in message and "not ASCII" in message
+
+
 def test_chunked_body_over_the_cap_is_a_413(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
     gw.edit(lambda s: setattr(s.gateway, "max_body_mb", 1))
 

@@ -6,6 +6,7 @@ tray on the main thread when there is a display. Nothing here runs at import tim
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import logging
@@ -75,7 +76,17 @@ class Services:
 
     def start(self) -> None:
         self.watcher.start()
-        self.engine.start()
+        try:
+            self.engine.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or getattr(exc, "port", None):
+                raise
+            from .failures import PortBusy
+
+            options = self.engine.options
+            gateway = self.store.current.gateway
+            host = options.host or gateway.host
+            raise PortBusy(host, options.port if options.port is not None else gateway.port) from exc
         if self.web is not None:
             try:
                 self.web.start()
@@ -115,9 +126,13 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
     try:
         store = SettingsStore.for_paths(paths)
         store.load(create=True)
+        if store.error is not None and store.current == Settings():
+            # No good settings to run on (the file is broken and there is no last-good copy): starting on the
+            # defaults would serve no account and might pick another secrets backend. Say what is wrong instead.
+            raise store.error
         logs = configure_logging(paths.log_dir, store.current.logging.level)
         if store.error is not None:
-            log.error("%s", store.error)
+            log.error("running on the last good settings until the file is fixed:\n%s", store.error)
         keychain = make_keychain(paths, store.current)
         engine = Engine(paths, store, keychain, options, on_log_level=logs.set_level)
         watcher = SettingsWatcher(paths.settings_file, store.reload)

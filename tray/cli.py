@@ -8,6 +8,7 @@ Secrets are read from a prompt or standard input, never from the command line (a
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -57,7 +58,31 @@ def _store(paths: Paths, *, strict: bool = False) -> SettingsStore:
 
 
 def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+    from .failures import explain
+
+    failure = explain(exc)
+    if failure is None:
+        return click.ClickException(str(exc))
+    return click.ClickException(failure.message + (f"\n  fix: {failure.fix}" if failure.fix else ""))
+
+
+class _Days(click.ParamType[float]):
+    """How far back `usage` and `analyze` look: more than nothing, at most ten years."""
+
+    name = "days"
+    limit = 3650.0
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            days = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of days", param, ctx)
+        if not math.isfinite(days) or not 0 < days <= self.limit:
+            self.fail(f"{value} is not a number of days between 0 (excluded) and {self.limit:g}", param, ctx)
+        return days
+
+
+DAYS = _Days()
 
 
 def _read_secret(stdin: bool, prompt: str) -> str:
@@ -88,15 +113,10 @@ def serve(port: int | None, host: str | None) -> None:
     """Run the gateway headless (no tray) until interrupted."""
     from proxy.engine import EngineOptions
 
-    from .app import AlreadyRunning, build_services, run_headless
-    try:
-        services = build_services(_paths(), EngineOptions(host=host, port=port))
-    except (AlreadyRunning, SettingsError) as exc:
-        raise _fail(exc) from exc
-    try:
-        run_headless(services)
-    except KeychainError as exc:
-        raise _fail(exc) from exc
+    from .app import build_services, run_headless
+
+    # A busy port, no keychain, an invalid settings file…: tray.failures explains them (see main()).
+    run_headless(build_services(_paths(), EngineOptions(host=host, port=port)))
 
 
 @cli.command()
@@ -113,6 +133,46 @@ def key(rotate: bool) -> None:
         click.echo(ensure_access_key(keychain))
     except KeychainError as exc:
         raise _fail(exc) from exc
+
+
+@cli.group("secrets", invoke_without_command=True)
+@click.pass_context
+def secrets_group(ctx: click.Context) -> None:
+    """Where secrets are kept: the OS keychain (system), or an owner-only file that is NOT encrypted (file)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(secrets_backend)
+
+
+@secrets_group.command("backend")
+@click.argument("backend", required=False, type=click.Choice(["system", "file"]))
+def secrets_backend(backend: str | None) -> None:
+    """Show or set secrets.backend. Use "file" only on a machine with no keychain (a headless server), knowingly.
+
+    Secrets are not moved between backends: add keys and log in again after switching.
+    """
+    paths = _paths()
+    store = _store(paths, strict=backend is not None)
+    if backend is None:
+        keychain = make_keychain(paths, store.current)
+        click.echo(f"{store.current.secrets.backend}: {keychain.describe()}")
+        return
+    if backend == store.current.secrets.backend:
+        click.echo(f"secrets.backend is already {backend}")
+        return
+    paths.ensure()
+    try:
+        store.update(lambda s: setattr(s.secrets, "backend", backend))
+    except SettingsError as exc:
+        raise _fail(exc) from exc
+    if backend == "file":
+        click.echo(f"Secrets now go to {paths.secrets_file} (owner-only, NOT encrypted).")
+    else:
+        click.echo("Secrets now go to the OS keychain.")
+    if store.current.accounts:
+        click.echo("Keys and logins stored before stay where they were: set them again (`headway accounts set-key`, "
+                   "`headway login chatgpt`).", err=True)
+    if read_runtime(paths):
+        click.echo("Restart Headway for the change to take effect.", err=True)
 
 
 # --------------------------------------------------------------------------- accounts
@@ -311,22 +371,42 @@ def _login_device(store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, la
 # --------------------------------------------------------------------------- status and usage
 
 
-def _fetch_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -> dict[str, Any] | None:
+STATUS_TIMEOUT = 5.0
+
+
+def _ask_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -> tuple[dict[str, Any] | None, str]:
+    """The running instance's /status, or None and what went wrong (it may be running and still not answer)."""
     store = _store(paths)
+    timeout = 30.0 if refresh else STATUS_TIMEOUT
     try:
         key_value = make_keychain(paths, store.current).get(ACCESS_KEY)
+    except KeychainError as exc:
+        return None, f"cannot read the access key: {exc}"
+    url = f"{runtime['url']}/status"
+    try:
         response = httpx.get(
-            f"{runtime['url']}/status",
-            params={"refresh": "1"} if refresh else None,
-            headers={"x-api-key": key_value or ""},
-            timeout=30 if refresh else 5,
+            url, params={"refresh": "1"} if refresh else None, headers={"x-api-key": key_value or ""}, timeout=timeout
         )
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        data["running"] = True
-        return data
-    except (httpx.HTTPError, KeychainError, ValueError):
-        return None
+    except httpx.TimeoutException:
+        return None, f"{url} did not answer within {timeout:g} s"
+    except httpx.HTTPError as exc:
+        return None, f"{url} cannot be reached: {exc}"
+    if response.status_code == 401:
+        return None, f"{url} refused this access key (rotated? restart Headway)"
+    if not response.is_success:
+        return None, f"{url} answered HTTP {response.status_code}"
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return None, f"{url} did not answer with a status object"
+    data["running"] = True
+    return data, ""
+
+
+def _fetch_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -> dict[str, Any] | None:
+    return _ask_status(paths, runtime, refresh)[0]
 
 
 def _offline_status(paths: Paths) -> dict[str, Any]:
@@ -373,10 +453,17 @@ def _format_window(w: dict[str, Any]) -> str:
 
 def format_status(data: dict[str, Any]) -> str:
     lines = []
-    if data.get("running"):
+    if data.get("status_error"):
+        lines.append(
+            f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')}), but {data['status_error']}"
+        )
+        lines.append("Showing the last saved state instead.")
+    elif data.get("running"):
         lines.append(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})")
     else:
         lines.append(f"Headway {data['version']} — not running")
+    if data.get("listen_error"):
+        lines.append(f"Gateway port: {data['listen_error']}")
     lines.append(f"Routing: {data['routing']}")
     if data.get("settings_error"):
         lines.append("Settings file is INVALID — still using the last good settings:")
@@ -409,16 +496,31 @@ def status(as_json: bool, refresh: bool) -> None:
     """Accounts, health, quota windows, cooldowns and reset countdowns."""
     paths = _paths()
     runtime = read_runtime(paths)
-    data = _fetch_status(paths, runtime, refresh) if runtime else None
-    if refresh and data is None:
+    data, problem = _ask_status(paths, runtime, refresh) if runtime else (None, "")
+    if refresh and data is None and not problem:
         click.echo("Headway is not running: showing the last known quota.", err=True)
     if data is None:
         data = _offline_status(paths)
+        if runtime and problem:
+            data.update(running=True, url=runtime.get("url"), pid=runtime.get("pid"), status_error=problem)
     click.echo(json.dumps(data, indent=2) if as_json else format_status(data))
 
 
 @cli.command()
-@click.option("--days", type=float, default=7.0, show_default=True, help="How far back to look.")
+@click.option("--json", "as_json", is_flag=True, help='Machine-readable: a list of {"check", "status", "detail", "fix"}.')
+@click.option("--network", is_flag=True, help="Also check that each upstream answers (DNS, TLS, one request).")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool, network: bool) -> None:
+    """Check everything Headway needs, one line each with the fix. Exit code 1 when a check fails."""
+    from .doctor import exit_code, format_checks, run_checks, to_json
+
+    checks = run_checks(_paths(), network=network)
+    click.echo(to_json(checks) if as_json else format_checks(checks))
+    ctx.exit(exit_code(checks))
+
+
+@cli.command()
+@click.option("--days", type=DAYS, default=7.0, show_default=True, help="How far back to look (up to 3650 days).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def usage(days: float, as_json: bool) -> None:
     """Requests, tokens and estimated cost per account and model."""
@@ -442,7 +544,7 @@ def analyze() -> None:
 
 @analyze.command("cache")
 @click.option("--session", "session_id", default=None, help="Only this session id.")
-@click.option("--days", type=float, default=7.0, show_default=True, help="How far back to look.")
+@click.option("--days", type=DAYS, default=7.0, show_default=True, help="How far back to look (up to 3650 days).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--opencode-db",
@@ -501,8 +603,7 @@ def settings(ctx: click.Context, print_url: bool) -> None:
 
 
 def _open_settings_page(print_url: bool) -> None:
-    import webbrowser
-
+    from web_ui.opener import open_signed_in
     from web_ui.server import cli_login_url
 
     paths = _paths()
@@ -513,7 +614,7 @@ def _open_settings_page(print_url: bool) -> None:
     if url is None:
         raise click.ClickException("Headway is not running: start it (`headway`, or `headway serve`) and try again")
     headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if print_url or headless or not webbrowser.open(url):
+    if print_url or headless or not open_signed_in(paths, url):  # the token stays off the browser's command line
         click.echo(url)
         click.echo("This link signs a browser in once, within a minute.", err=True)
         return
@@ -859,7 +960,18 @@ def dumps_command(state: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="headway")
+    """The ``headway`` command. A known failure ends in one message with its fix; an unknown one in a short message
+    and a crash report; never in a traceback (:mod:`tray.failures`)."""
+    try:
+        cli(prog_name="headway")
+    except Exception as exc:
+        from .failures import handle
+
+        try:
+            paths: Paths | None = _paths()
+        except Exception:
+            paths = None
+        raise SystemExit(handle(exc, paths)) from None
 
 
 if __name__ == "__main__":

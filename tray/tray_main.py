@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import webbrowser
 from collections.abc import Callable, Mapping
 from types import FrameType, ModuleType
 from typing import Any, Protocol, cast
@@ -611,12 +610,13 @@ def _second_launch(paths: Paths, exc: AlreadyRunning) -> None:
     # No tray took the request (a headless `headway serve`): open its settings page from here, signed in.
     url = None
     try:
+        from web_ui.opener import open_signed_in
         from web_ui.server import cli_login_url
 
         url = cli_login_url(paths)
     except (ImportError, OSError) as exc:
         log.debug("no settings page to open: %s", exc)
-    if url and has_display() and webbrowser.open(url):
+    if url and has_display() and open_signed_in(paths, url):  # the token stays off the browser's command line
         print(f"Headway is already running{where} without a tray; opened its settings page.", file=sys.stderr)
         return
     print(
@@ -627,6 +627,25 @@ def _second_launch(paths: Paths, exc: AlreadyRunning) -> None:
 
 
 def run_tray_or_headless(paths: Paths) -> None:
+    """The tray (or headless without a display). A failure to start is raised for the CLI to explain
+    (:mod:`tray.failures`); with a display it is also shown as a desktop notification, since a launch at login
+    has no terminal."""
+    try:
+        _run_tray_or_headless(paths)
+    except Exception as exc:
+        if has_display():
+            from .alert import desktop_alert
+            from .failures import explain
+
+            failure = explain(exc)
+            text = failure.message if failure else f"unexpected error: {exc}"
+            if failure and failure.fix:
+                text += f" — {failure.fix}"
+            desktop_alert("Headway could not start", text)
+        raise
+
+
+def _run_tray_or_headless(paths: Paths) -> None:
     try:
         services = build_services(paths)
     except AlreadyRunning as exc:
@@ -642,8 +661,4 @@ def run_tray_or_headless(paths: Paths) -> None:
         print(f"Cannot show a tray icon ({exc}): running headless.", file=sys.stderr)
         run_headless(services)
         return
-    try:
-        TrayApp(services, pystray).run()
-    except KeychainError as exc:
-        print(f"Headway cannot start: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+    TrayApp(services, pystray).run()

@@ -60,6 +60,11 @@ class Autostart(ABC):
         """The command line the existing entry runs, if there is one."""
         return None
 
+    def expected_command(self) -> str | None:
+        """The command line :meth:`enable` would register now, in the form :meth:`registered_command` reads back
+        (None: this mechanism cannot say)."""
+        return None
+
     def set_enabled(self, enabled: bool) -> None:
         if enabled:
             self.enable()

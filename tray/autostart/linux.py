@@ -113,6 +113,9 @@ class LinuxAutostart(Autostart):
         entry = self._entry()
         return None if entry is None else entry.get("Exec")
 
+    def expected_command(self) -> str | None:
+        return exec_line(self.command, self.environment)
+
     def enable(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

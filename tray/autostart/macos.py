@@ -67,6 +67,9 @@ class MacAutostart(Autostart):
             return None
         return " ".join(str(a) for a in agent.get("ProgramArguments", []))
 
+    def expected_command(self) -> str | None:
+        return " ".join(self.command)
+
     def enable(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

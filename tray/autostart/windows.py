@@ -82,6 +82,9 @@ class WindowsAutostart(Autostart):
     def is_enabled(self) -> bool:
         return bool(self.registered_command())
 
+    def expected_command(self) -> str | None:
+        return self.command_line
+
     def registered_command(self) -> str | None:
         try:
             return self._key.get(VALUE_NAME)

@@ -210,6 +210,7 @@ def test_file_backend_is_owner_only_and_warns(
     assert json.loads(path.read_text()) == {"account:other": "sk-2"}
     assert _mode(path) == 0o600
     assert sorted(p.name for p in path.parent.iterdir()) == ["secrets.json", "secrets.json.lock"]
+    assert _mode(path.with_name("secrets.json.lock")) == 0o600, "the lock file is readable by others"
 
 
 def test_file_backend_tightens_a_loose_folder(tmp_path: Path) -> None:

@@ -75,3 +75,29 @@ def test_bad_requests_are_dropped(paths: Paths) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["target.txt"]  # every request file looked at is gone
     put("good.json", {"command": OPEN_SETTINGS})
     assert inbox.take() == [OPEN_SETTINGS]
+
+
+def test_the_instance_lock_file_is_owner_only_and_an_old_one_is_tightened(paths: Paths) -> None:
+    """Issue 10.12: lock files were 0644 and the HEADWAY_HOME root 0755."""
+    import stat
+
+    from tray.app import build_services
+
+    paths.lock_file.touch()
+    paths.lock_file.chmod(0o644)
+    assert paths.home is not None
+    paths.home.chmod(0o755)
+    services = build_services(paths)
+    try:
+        assert stat.S_IMODE(paths.lock_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(paths.home.stat().st_mode) == 0o700
+    finally:
+        services.logs.close()
+        services.lock.release()
+    paths.lock_file.unlink()
+    services = build_services(paths)
+    try:
+        assert stat.S_IMODE(paths.lock_file.stat().st_mode) == 0o600, "a new lock file is not owner-only"
+    finally:
+        services.logs.close()
+        services.lock.release()

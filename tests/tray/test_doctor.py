@@ -1,0 +1,189 @@
+"""`headway doctor` against real things: a running `headway serve`, agent config files written by `headway configure`,
+an exported variable that overrides one, a rotated key, a missing secret, a broken autostart entry; and the account
+and agent checks in process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from proxy.keychain import Keychain, account_secret_name
+from proxy.oauth import TokenSet
+from proxy.paths import Paths, write_private_file
+from proxy.settings import Account, Settings
+from tests.support.gateway import GatewayProcess, start_gateway_process
+from tray.doctor import Check, exit_code, format_checks
+from tray.doctor import accounts as account_checks
+from tray.doctor.desktop import autostart_check
+
+ROOT = Path(__file__).resolve().parents[2]
+ANTHROPIC_KEY = "sk-ant-api03-" + "d" * 30
+
+
+def run(*args: str, env: Mapping[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tray", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        start_new_session=True,
+        check=False,
+        input=input,
+    )
+
+
+def doctor(env: Mapping[str, str] | None = None) -> tuple[int, dict[str, list[dict[str, str]]]]:
+    result = run("doctor", "--json", env=env)
+    assert "Traceback" not in result.stderr, result.stderr
+    by_name: dict[str, list[dict[str, str]]] = {}
+    for check in json.loads(result.stdout):
+        by_name.setdefault(check["check"], []).append(check)
+    return result.returncode, by_name
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def home_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def running(headway_home: Path, home_dir: Path) -> Iterator[GatewayProcess]:
+    paths = Paths.from_env()
+    paths.ensure()
+    port = _free_port()
+    write_private_file(
+        paths.settings_file, json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": port}}).encode()
+    )
+    process = start_gateway_process(port=port)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_doctor_with_a_running_instance_and_agents_set_up(running: GatewayProcess, home_dir: Path) -> None:
+    pi_dir = home_dir / "pi"
+    env = {"PI_CODING_AGENT_DIR": str(pi_dir)}
+    for agent in ("claude-code", "pi"):
+        configured = run("configure", agent, env=env)
+        assert configured.returncode == 0, configured.stderr
+        assert "warning:" not in configured.stderr
+
+    code, checks = doctor(env)
+    assert checks["running instance"][0]["status"] == "ok"
+    assert f"running at {running.url}" in checks["running instance"][0]["detail"]
+    assert "version" in checks["running instance"][0]["detail"]
+    assert checks["gateway port"][0]["status"] == "ok" and "served by this Headway" in checks["gateway port"][0]["detail"]
+    for agent in ("agent claude-code", "agent pi"):
+        assert [c["status"] for c in checks[agent]] == ["ok"], checks[agent]
+    assert "agent codex" not in checks  # not set up: not listed
+
+    # Claude Code with ANTHROPIC_API_KEY exported sends that key (and retries its 401s for minutes): say so.
+    exported = {**env, "ANTHROPIC_API_KEY": ANTHROPIC_KEY}
+    code, checks = doctor(exported)
+    assert code == 1
+    claude = checks["agent claude-code"]
+    assert [c["status"] for c in claude] == ["fail"]
+    assert "ANTHROPIC_API_KEY" in claude[0]["detail"] and claude[0]["fix"].startswith("unset ANTHROPIC_API_KEY")
+    assert any("ANTHROPIC_API_KEY" in c["detail"] for c in checks["agent pi"])
+    assert ANTHROPIC_KEY not in json.dumps(checks)
+    warned = run("configure", "claude-code", env=exported)
+    assert warned.returncode == 0
+    assert "warning: ANTHROPIC_API_KEY is set in this environment" in warned.stderr
+
+    # A variable holding Headway's own key (what the tray's "Connect Pi" text exports) is fine.
+    own = {**env, "ANTHROPIC_API_KEY": running.key}
+    _, checks = doctor(own)
+    assert [c["status"] for c in checks["agent pi"]] == ["ok"]
+
+    # A rotated key: the files hold the old one.
+    assert run("key", "--rotate").returncode == 0
+    code, checks = doctor(env)
+    assert code == 1
+    assert checks["agent claude-code"][0]["status"] == "fail"
+    assert "current access key" in checks["agent claude-code"][0]["detail"]
+    assert checks["agent claude-code"][0]["fix"] == "headway configure claude-code"
+
+
+def test_doctor_names_an_account_without_its_secret(headway_home: Path, home_dir: Path) -> None:
+    paths = Paths.from_env()
+    paths.ensure()
+    write_private_file(paths.settings_file, b'{"secrets": {"backend": "file"}}\n')
+    added = run("accounts", "add", "anthropic", "--label", "main", "--api-key-stdin", input=ANTHROPIC_KEY + "\n")
+    assert added.returncode == 0, added.stderr
+    _, checks = doctor()
+    assert checks["account main"][0]["status"] == "ok"
+    assert "secret present" in checks["account main"][0]["detail"]
+    Keychain(paths.keychain_service, backend="file", file_path=paths.secrets_file).delete(account_secret_name("main"))
+    code, checks = doctor()
+    assert code == 1
+    assert checks["account main"][0]["status"] == "fail"
+    assert "no API key in the keychain" in checks["account main"][0]["detail"]
+    assert checks["account main"][0]["fix"] == "headway accounts set-key main"
+
+
+def test_doctor_finds_an_autostart_entry_that_runs_nothing(headway_home: Path, home_dir: Path) -> None:
+    assert autostart_check().detail.startswith("off")
+    assert run("autostart", "on").returncode == 0
+    check = autostart_check()
+    assert check.status == "ok", check
+    entry = Path(os.environ["XDG_CONFIG_HOME"]) / "autostart" / "headway.desktop"
+    entry.write_text(entry.read_text().replace(sys.executable, "/nonexistent/python3"))
+    check = autostart_check()
+    assert check.status == "fail" and "/nonexistent/python3" in check.detail
+    assert "headway autostart on" in check.fix
+
+
+def _tokens(expires_at: float) -> str:
+    return TokenSet(
+        access_token="eyJaccess.token.x", refresh_token="rt_" + "r" * 20, id_token=None, expires_at=expires_at
+    ).to_json()
+
+
+def test_chatgpt_accounts_token_expiry_and_needed_login(headway_home: Path) -> None:
+    paths = Paths.from_env()
+    paths.ensure()
+    keychain = Keychain(paths.keychain_service)
+    settings = Settings(
+        accounts=[
+            Account(id="plus", kind="chatgpt", label="plus", chatgpt_account_id="a1"),
+            Account(id="gone", kind="chatgpt", label="gone", chatgpt_account_id="a2"),
+        ]
+    )
+    keychain.set(account_secret_name("plus"), _tokens(time.time() + 5 * 3600))
+    checks = {c.check: c for c in account_checks.checks(paths, settings, keychain)}
+    assert checks["account plus"].status == "ok"
+    assert "access token valid for 5 h" in checks["account plus"].detail
+    assert checks["account gone"].status == "fail"
+    assert "no login in the keychain" in checks["account gone"].detail
+    assert checks["account gone"].fix == "headway login chatgpt"
+
+
+def test_output_format_and_exit_code() -> None:
+    checks = [
+        Check("keychain", "ok", "fine"),
+        Check("tray menu", "warn", "no menu", "install PyGObject"),
+    ]
+    assert exit_code(checks) == 0
+    text = format_checks(checks)
+    assert "[ok  ] keychain" in text and "[warn] tray menu" in text and "fix: install PyGObject" in text
+    assert exit_code([*checks, Check("gateway port", "fail", "busy", "stop it")]) == 1

@@ -548,14 +548,16 @@ class Forwarder:
                 f"the upstream's stream broke or ended before any content on account {account.label}"
             ), None
 
+        if transformer is not None and transformer.aggregate:
+            return await budget.step(
+                self._aggregate(
+                    upstream, chunks, held, held_events, parser, usage, transformer, incoming, account, attempt, adapter
+                )
+            )
         self._commit(upstream, incoming, account, attempt, status)
         if self._keep_transcript():
             attempt.transcript = list(held)
         headers = self._response_headers(upstream.headers, account)
-        if transformer is not None and transformer.aggregate:
-            return await budget.step(
-                self._aggregate(upstream, chunks, held_events, parser, usage, transformer, incoming, attempt, headers)
-            )
         if transformer is not None:
             headers["content-type"] = transformer.content_type
         body_iter = self._relay(upstream, chunks, held, held_events, parser, usage, transformer, incoming, attempt, adapter)
@@ -724,36 +726,52 @@ class Forwarder:
         self,
         upstream: httpx.Response,
         chunks: AsyncIterator[bytes],
+        held: list[bytes],
         held_events: list[SSEEvent],
         parser: SSEParser,
         usage: UsageAccumulator,
         transformer: ResponseTransformer,
         incoming: Incoming,
+        account: Account,
         attempt: _Attempt,
-        headers: dict[str, str],
-    ) -> Response:
-        """Collect the whole stream for an agent that did not ask to stream; answer once."""
+        adapter: ProviderAdapter,
+    ) -> Response | tuple[str, Failure, float | None]:
+        """Collect the whole stream for an agent that did not ask to stream; answer once.
+
+        Nothing reached the agent until the stream is complete, so a stream that breaks or stalls moves on to the
+        next account like a failure before content.
+        """
+        transcript = list(held) if self._keep_transcript() else None
         for event in held_events:
             transformer.feed(event)
         try:
             async for chunk in chunks:
-                if attempt.transcript is not None:
-                    attempt.transcript.append(chunk)
+                if transcript is not None:
+                    transcript.append(chunk)
                 for event in parser.feed(chunk):
                     data = event.json()
                     if isinstance(data, dict):
                         usage.feed_event(event.event, data)
                     transformer.feed(event)
         except httpx.HTTPError as exc:
-            attempt.error = f"upstream stream broke: {type(exc).__name__}"
+            attempt.chain.append(f"{account.id}:broken-stream")
+            stalled = isinstance(exc, httpx.TimeoutException)
+            reason = "the stream stalled" if stalled else "the stream broke"
+            self._state.health.of(account.id).last_error = reason
+            log.warning("account %s: %s before the answer was complete (%s)", account.id, reason, type(exc).__name__)
+            failure = UpstreamTimeout if stalled else UpstreamUnavailable
+            return "next", failure(f"{reason} before the answer was complete on account {account.label}"), None
         finally:
-            await upstream.aclose()
+            await _close(upstream)
+        self._commit(upstream, incoming, account, attempt, upstream.status_code)
+        attempt.transcript = transcript
         status, body = transformer.result()
         attempt.status = status
         attempt.ttfb = time.perf_counter() - attempt.started
-        if status >= 400 and attempt.error is None:
+        if status >= 400:
             attempt.error = _short(body)
-        self._finish(incoming, attempt, usage, self._adapter(attempt.account.kind) if attempt.account else None)
+        self._finish(incoming, attempt, usage, adapter)
+        headers = self._response_headers(upstream.headers, account)
         headers["content-type"] = transformer.content_type
         return Response(body, status_code=status, headers=headers)
 

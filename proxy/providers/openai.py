@@ -44,14 +44,16 @@ def classify_openai_event(protocol: StreamProtocol, event: SSEEvent) -> Verdict:
         if isinstance(data, dict) and data.get("usage"):
             return Verdict("content")
         return Verdict("meta")
-    name = event.event or (data.get("type") if isinstance(data, dict) else None)
-    if name in _META_EVENTS:
+    if not isinstance(data, dict):
+        return Verdict("meta")  # not a Responses event (malformed): never a reason to commit to this stream
+    name = event.event or data.get("type")
+    if name is None or name in _META_EVENTS:
         return Verdict("meta")
     if name == "response.failed":
-        response = data.get("response", {}) if isinstance(data, dict) else {}
+        response = data.get("response", {})
         return _error_verdict(response.get("error") if isinstance(response, dict) else None)
     if name == "error":
-        return _error_verdict(data.get("error", data) if isinstance(data, dict) else None)
+        return _error_verdict(data.get("error", data))
     return Verdict("content")
 
 

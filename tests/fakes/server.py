@@ -5,8 +5,9 @@ queue is empty, with its default behaviour, and writes streamed events one by on
 keep-alive pooling, dropped connections and hangs are all real on the wire.
 
 Order of checks for one request: record it → unknown route: 404 → `valid_keys` set and the key is not in it: 401
-(neither consumes a behaviour) → take the next behaviour → `hang` / `first_byte_delay` → `body` set: sent verbatim
-with `status` → `status >= 400`: the provider's error object → the route's handler.
+(neither consumes a behaviour) → the behaviour: `fault_for(request)` if set and not None, else the next queued one,
+else the default → `hang` / `first_byte_delay` → `raw_stream` set: sent as an event stream → `body` set: sent
+verbatim with `status` → `status >= 400`: the provider's error object → the route's handler.
 
 Provider subclasses (`FakeAnthropic`, `FakeOpenAI`) supply the routes, the error-object shape, the request-id header
 and where the API key comes from.
@@ -45,6 +46,7 @@ __all__ = [
 logger = logging.getLogger("tests.fakes")
 
 DEFAULT_TEXT = "Hello from the fake"
+HANG_LIMIT = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class Behavior:
     A non-streamed request with `drop_after_events` set gets its connection closed without any response.
     `in_stream_error_raw` (OpenAI Responses only) sends a bare `error` event instead of `response.failed`.
     `usage` is deep-merged into the protocol's default usage object (so give it in that protocol's shape).
+    `hang` holds the request before any byte of the answer; `hang_after_events` holds a stream after that many
+    events (until the client gives up, the server stops or `HANG_LIMIT` seconds pass; then the connection drops).
+    `raw_stream` answers 200 `text/event-stream` with exactly these bytes (malformed SSE), streamed or not.
     """
 
     status: int = 200
@@ -87,6 +92,8 @@ class Behavior:
     usage: Mapping[str, Any] | None = None
     tool_call: ToolCall | None = None
     hang: bool = False
+    hang_after_events: int | None = None
+    raw_stream: bytes | None = None
 
     def replace(self, **changes: Any) -> Behavior:
         return dataclasses.replace(self, **changes)
@@ -167,6 +174,12 @@ class EventStream:
         self.count += 1
         if behavior.drop_after_events is not None and self.count >= behavior.drop_after_events:
             raise _Dropped
+        if behavior.hang_after_events is not None and self.count >= behavior.hang_after_events:
+            self._exchange.hang()
+
+    def raw(self, data: bytes) -> None:
+        """Write bytes as they are (malformed streams)."""
+        self._write(data)
 
     def close(self) -> None:
         """End the response properly (the terminating chunk)."""
@@ -210,6 +223,20 @@ class Exchange:
         """Sleep, but give up (dropping the connection) as soon as the server stops."""
         if self.server._stopping.wait(seconds):
             raise _Dropped
+
+    def hang(self) -> NoReturn:
+        """Write nothing more until the client closes the connection or the server stops, then drop it."""
+        connection = self.handler.connection
+        deadline = time.monotonic() + HANG_LIMIT
+        while not self.server._stopping.wait(0.05) and time.monotonic() < deadline:
+            try:
+                if connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    break  # the client closed its end
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
+        raise _Dropped
 
     def drop(self) -> NoReturn:
         """Close the connection abruptly, without answering."""
@@ -289,6 +316,8 @@ class FakeServer:
         self._recorded = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._routes: dict[tuple[str, str], Route] = {}
+        # Per-request faults, checked before the queue: return a Behavior for this request, or None for the usual.
+        self.fault_for: Callable[[RecordedRequest], Behavior | None] | None = None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -416,14 +445,21 @@ class FakeServer:
         if self.valid_keys is not None and self.api_key(request) not in self.valid_keys:
             exchange.send_error(401, self.auth_error_type, "Invalid API key (fake)")
             return
+        scripted = self.fault_for(request) if self.fault_for is not None else None
         with self._lock:
-            exchange.behavior = self._queue.popleft() if self._queue else self.default
+            if scripted is None:
+                scripted = self._queue.popleft() if self._queue else self.default
+            exchange.behavior = scripted
         behavior = exchange.behavior
         if behavior.hang:
-            self._stopping.wait()
-            raise _Dropped
+            exchange.hang()
         if behavior.first_byte_delay > 0:
             exchange.sleep(behavior.first_byte_delay)
+        if behavior.raw_stream is not None:
+            stream = exchange.open_stream()
+            stream.raw(behavior.raw_stream)
+            stream.close()
+            return
         if behavior.body is not None:
             exchange.send_json(behavior.body, behavior.status)
             return

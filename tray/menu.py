@@ -161,6 +161,7 @@ class Actions(Protocol):
     def connect_agent(self, agent: str) -> None: ...
     def set_autostart(self, enabled: bool) -> None: ...
     def open_logs(self) -> None: ...
+    def check_setup(self) -> None: ...
     def quit(self) -> None: ...
 
 
@@ -229,6 +230,8 @@ def build(view: MenuView, actions: Actions) -> tuple[Entry, ...]:
     entries: list[Entry] = _account_entries(view, actions)
     if view.status.get("settings_error"):
         entries.append(Entry("⚠ Settings file has errors — open it", actions.open_settings_file))
+    if view.status.get("listen_error"):
+        entries.append(Entry(f"⚠ {view.status['listen_error']}", actions.open_settings))
     url = view.status.get("url")
     if url:
         entries.append(Entry(f"Gateway: {url}", enabled=False))
@@ -254,6 +257,7 @@ def build(view: MenuView, actions: Actions) -> tuple[Entry, ...]:
                 "Launch at login", partial(actions.set_autostart, not view.autostart), checked=view.autostart
             )
         )
+    entries.append(Entry("Check setup…", actions.check_setup))
     entries.append(Entry("Open logs folder", actions.open_logs))
     entries.append(SEPARATOR)
     entries.append(Entry("Quit Headway", actions.quit))

@@ -5,7 +5,8 @@
 - requests fell back to another account (the one serving before is now rate-limited, out of quota or locked out),
 - an account ran out of quota (with its reset time) or was rate-limited,
 - an account needs login, or its key was rejected,
-- a subscription window crossed 80 % or 95 % used.
+- a subscription window crossed 80 % or 95 % used,
+- a new gateway port could not be taken (the engine's ``listen_error``; it keeps serving on the old one).
 
 Threshold crossings are reported only for windows with a known length (the ChatGPT 5-hour and weekly windows):
 per-minute API windows refill continuously, so "80 % used" there would fire and clear all day.
@@ -114,6 +115,10 @@ def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> li
         return []
     before, after = _accounts(previous), _accounts(current)
     notices: list[Notice] = []
+
+    listen_error = current.get("listen_error")
+    if listen_error and listen_error != previous.get("listen_error"):
+        notices.append(Notice(("listen_error", str(listen_error)), "Headway kept its old port", str(listen_error)))
 
     was_serving, now_serving = _serving(before), _serving(after)
     for family, new in now_serving.items():

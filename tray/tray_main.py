@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import FrameType, ModuleType
 from typing import Any, Protocol, cast
 
@@ -192,6 +193,21 @@ class TrayActions:
 
     def open_logs(self) -> None:
         self._app.desktop.open(str(self._services.paths.log_dir))
+
+    def check_setup(self) -> None:
+        """``headway doctor`` from the menu: a notification with the outcome, and the full report opened."""
+        from .doctor import format_checks, run_checks, summary
+
+        checks = run_checks(self._services.paths)
+        report = self._services.paths.run_dir / "check-setup.txt"
+        write_private_file(report, (format_checks(checks) + "\n").encode())
+        worst = next((c for c in checks if c.status == "fail"), None) or next(
+            (c for c in checks if c.status == "warn"), None
+        )
+        message = summary(checks) + (f" {worst.check}: {worst.detail}" if worst else "")
+        log.info("tray: setup check: %s", message)
+        self._app.notify("Headway setup check", message)
+        self._app.desktop.open(str(report))
 
     def quit(self) -> None:
         self._app.quit()
@@ -422,6 +438,8 @@ class TrayApp:
         if paused is not None:
             status["paused"] = paused
         state = summarize(status, now)
+        if status.get("listen_error"):
+            state = replace(state, tooltip=f"{state.tooltip}\n⚠ {status['listen_error']}")
         self._show_state(state)
 
         for notice in derive(self._previous, status):

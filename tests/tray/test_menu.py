@@ -124,6 +124,7 @@ def test_items_and_checked_states() -> None:
         "Open settings…",
         "Connect an agent",
         "Launch at login",
+        "Check setup…",
         "Open logs folder",
         "---",
         "Quit Headway",
@@ -175,6 +176,16 @@ def test_optional_items_hide_and_problems_show() -> None:
     assert shown[0] == "No accounts yet — add one in settings"
     assert "⚠ Settings file has errors — open it" in shown
     assert not any(t.startswith(("Pause", "Resume", "Launch at login")) for t in shown)
+
+
+def test_a_failed_port_change_shows_in_the_menu() -> None:
+    problem = "port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:7337"
+    actions = RecordingActions()
+    entries = build(MenuView(status(listen_error=problem), Settings(), now=NOW), actions)
+    find(entries, "⚠ port 8080").action()  # type: ignore[misc]
+    find(entries, "Check setup").action()  # type: ignore[misc]
+    assert actions.calls == [("open_settings", ()), ("check_setup", ())]
+    assert not any(t.startswith("⚠ port") for t in texts(build(MenuView(status(), Settings(), now=NOW), actions)))
 
 
 def test_only_settings_that_exist_get_a_control() -> None:
@@ -423,6 +434,32 @@ def test_launch_at_login_connect_open_and_quit(app: Any, services: Services, tmp
 
     item(app, "Quit")(app._icon)
     assert wait_until(lambda: app._icon.stopped, timeout=3)
+
+
+def test_check_setup_notifies_and_opens_the_report(app: Any, services: Services) -> None:
+    desktop: FakeDesktop = app.desktop
+    assert wait_until(lambda: app._icon.menu_updates >= 1, timeout=3)
+    item(app, "Check setup")(app._icon)
+    report = services.paths.run_dir / "check-setup.txt"
+    assert wait_until(lambda: str(report) in desktop.opened, timeout=30)
+    text = report.read_text()
+    assert "] keychain" in text and "] gateway port" in text and "] running instance" in text
+    assert f"served by this Headway (pid {os.getpid()})" in text or "a free port is picked" in text
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert wait_until(lambda: any(t == "Headway setup check" for _, t in app._icon.notices), timeout=3)
+
+
+def test_a_failed_port_change_shows_in_the_tooltip_and_a_notice(
+    app: Any, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert wait_until(lambda: app._icon.menu_updates >= 1, timeout=3)
+    problem = "port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:7337"
+    real = services.engine.status
+    monkeypatch.setattr(services.engine, "status", lambda: {**real(), "listen_error": problem})
+    app.wake()
+    assert wait_until(lambda: problem in (app._icon.title or ""), timeout=3)
+    assert wait_until(lambda: any(t == "Headway kept its old port" for _, t in app._icon.notices), timeout=3)
+    assert wait_until(lambda: any(i.text == f"⚠ {problem}" for i in app._icon.menu.items), timeout=3)
 
 
 def test_a_failing_action_is_reported_not_raised(app: Any, services: Services) -> None:

@@ -359,6 +359,13 @@ def _json_kind(value: object) -> str:
 
 
 def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIApp:
+    refusals = refusals or RefusalLog()
+
+    def refuse(request: Request, family: Literal["anthropic", "openai"], exc: HeadwayError) -> Response:
+        """A request refused for its body or headers: logged (rate-limited) and answered in its protocol's shape."""
+        refusals.record(request.method, request.url.path, exc.code, exc.message, request.headers.get("user-agent", ""))
+        return error_response(family, exc)
+
     async def proxied(request: Request, protocol: StreamProtocol, family: Literal["anthropic", "openai"]) -> Response:
         settings = hooks.settings()
         try:
@@ -368,11 +375,11 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
             log.debug("the agent went away while sending %s", request.url.path)
             return Response(status_code=499)  # nobody is listening; this only ends the handler
         except HeadwayError as exc:
-            return error_response(family, exc)
+            return refuse(request, family, exc)
         headers = {k.lower(): v for k, v in request.headers.items()}
         for name, value in headers.items():
             if not value.isascii():  # an upstream request cannot carry it (and agents send none)
-                return error_response(family, BadRequest(f"the value of header {name[:60]!r} is not ASCII"))
+                return refuse(request, family, BadRequest(f"the value of header {name[:60]!r} is not ASCII"))
         incoming = Incoming(
             method=request.method,
             path=request.url.path,
@@ -388,13 +395,13 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
         try:
             return await hooks.forward(incoming)
         except RecursionError:  # the JSON parsed, but is too deep for a transform that walks it
-            return error_response(family, BadRequest("the request body's JSON is nested too deeply"))
+            return refuse(request, family, BadRequest("the request body's JSON is nested too deeply"))
         except UnicodeEncodeError as exc:
             if "surrogates not allowed" not in str(exc):
                 raise
             # "\ud800" is valid JSON syntax but no Unicode text: a transform cannot write it back as UTF-8.
-            return error_response(
-                family, BadRequest("the request body contains a lone UTF-16 surrogate escape (like \\ud800): not valid Unicode")
+            return refuse(
+                request, family, BadRequest("the request body contains a lone UTF-16 surrogate escape (like \\ud800): not valid Unicode")
             )
 
     async def messages(request: Request) -> Response:

@@ -95,8 +95,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._cancel_head()
         if self._head_too_large:
             return  # never start the app for it; data_received answers 431
+        before = self.cycle
         super().on_headers_complete()
-        self._arm_body()
+        if self.cycle is not before:  # a request to serve (not a protocol upgrade, which hands the socket over)
+            self._arm_body()
 
     def on_body(self, body: bytes) -> None:
         if self._head_too_large:

@@ -96,6 +96,7 @@ def test_json_deep_enough_for_the_transforms_but_not_the_parser_is_a_400(gw: Run
 def test_invalid_utf8_is_a_400(gw: RunningGateway, path: str, protocol: str) -> None:
     message = assert_shape(send(gw, path, b'{"model": "\xff\xfe"}', protocol), path, 400)
     assert "not UTF-8" in message
+    assert f"refused POST {path}: bad_request — the request body is not UTF-8" in log_text(gw)
 
 
 @pytest.mark.parametrize(

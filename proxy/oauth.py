@@ -35,6 +35,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from . import __version__
+from .logs import redact
 from .retry_after import as_number, retry_after_seconds
 from .tasks import TaskGroup
 
@@ -388,6 +389,7 @@ def _failure(response: httpx.Response, what: str) -> OAuthError:
     detail = f"HTTP {status}" + (f": {', '.join(codes)}" if codes else "")
     if description:
         detail += f" - {description[:200]}"
+    detail = redact(detail)  # the issuer's text is stored (health, status) and shown; it may echo a token
     if 400 <= status < 500 and status not in (408, 429):
         return PermanentAuthError(f"{what} was refused ({detail})")
     return TransientAuthError(f"{what} failed ({detail})", retry_after=_retry_after(response))

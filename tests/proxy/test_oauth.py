@@ -605,3 +605,18 @@ async def test_device_login_gives_up_after_the_timeout(
         await poll_device_flow(client, cfg, code, timeout=3, sleep=fake_sleep)
     assert sum(sleeps) == 3.0
     assert auth.device_polls == 4
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_an_issuer_error_echoing_the_refresh_token_is_redacted(status: int) -> None:
+    """The issuer's error text becomes a health reason and a status line: it must not carry the token it echoes."""
+    token = "rt_" + "S3cr3tRefresh" * 4
+
+    def issuer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"error": "invalid_grant", "error_description": f"refresh_token={token} is not valid: {token}"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(issuer)) as client:
+        with pytest.raises(OAuthError) as caught:
+            await refresh(client, OAuthConfig(issuer="https://auth.example"), token)
+    assert "invalid_grant" in str(caught.value)
+    assert "S3cr3tRefreshS3cr3t" not in str(caught.value)

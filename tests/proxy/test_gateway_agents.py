@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import Behavior, FakeAnthropic
-from tests.support.agents import require_agent, run_claude_code
+from tests.support.agents import require_agent, run_claude_code, run_pi
 from tests.support.gateway import RunningGateway, start_gateway
 
 pytestmark = [pytest.mark.agents, pytest.mark.timeout(150)]
@@ -57,3 +57,30 @@ def test_claude_code_with_anthropic_api_key_exported_is_served(
     log = gateway.services.logs.log_file.read_text()
     assert "refused POST /v1/messages" not in log
     assert "exportedByTheShell" not in log
+
+
+@pytest.mark.parametrize(
+    "provider,model,exported,variable",
+    [
+        ("anthropic", "claude-sonnet-4-5", EXPORTED, "ANTHROPIC_API_KEY"),
+        ("openai", "gpt-5", "sk-proj-" + "G" * 40 + "exportedByTheShell", "OPENAI_API_KEY"),
+    ],
+)
+def test_pi_with_a_provider_key_exported_is_told_which_variable_to_unset(
+    gw: tuple[RunningGateway, FakeAnthropic], tmp_path: Path, provider: str, model: str, exported: str, variable: str
+) -> None:
+    # Pi's exported ANTHROPIC_API_KEY / OPENAI_API_KEY wins over the key in its models.json: the refusal names it.
+    require_agent("pi")
+    gateway, fake = gw
+    result = run_pi(
+        base_url=gateway.url,
+        api_key=exported,
+        provider=provider,
+        model=model,
+        prompt="Reply with one short greeting.",
+        workdir=tmp_path,
+        timeout=90,
+    )
+    assert result.returncode != 0 and not result.timed_out, result.describe()
+    assert f"unset {variable}" in result.output, result.describe()
+    assert fake.requests == []

@@ -90,6 +90,9 @@ def key_warning(kind: AccountKind, key: str) -> str | None:
 
     A key that is clearly the other provider's is refused by :func:`check_key_provider` instead.
     """
+    expected = "anthropic" if kind == "anthropic-api-key" else "openai"
+    if key_provider(key) not in (None, expected):
+        return None
     if kind == "anthropic-api-key" and not key.startswith("sk-ant-"):
         return "this does not look like an Anthropic API key (they start with sk-ant-)"
     if kind == "openai-api-key" and not key.startswith("sk-"):

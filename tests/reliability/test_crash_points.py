@@ -110,7 +110,7 @@ def _next_op(h: Home) -> Op:
     ids = list(h.accounts)
     choices = ["add"] * 4 + ["setting"] * 2
     if ids:
-        choices += ["remove"] * (4 if len(ids) > 5 else 2) + ["order", "toggle"]
+        choices += ["remove"] * (4 if len(ids) > 5 else 1 if len(ids) < 3 else 2) + ["order", "toggle"]
     kind = h.rng.choice(choices)
     h.counter += 1
     n = h.counter

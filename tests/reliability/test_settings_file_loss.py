@@ -92,7 +92,7 @@ def test_truncate_then_write_under_a_live_engine_never_drops_the_accounts(gw: Ru
                     lambda: store.error is not None and "the file is empty" in str(store.error), timeout=10
                 ), f"the watcher never reported the empty file (error: {store.error})"
                 assert [a.id for a in engine.settings.accounts] == [account.id], "the engine lost the account"
-                assert engine.status()["settings_error"], "status does not show the problem"
+                assert wait_until(lambda: bool(engine.status()["settings_error"]), timeout=10), "status hides it"
 
             _editor_save(path, text, hold_empty=until_the_empty_file_is_an_error)
             mode = "sticky" if i % 2 else "main-first"
@@ -115,7 +115,7 @@ def test_a_deleted_file_under_a_live_engine_keeps_serving_and_is_reported(gw: Ru
     path = gw.services.paths.settings_file
     path.unlink()
     store, engine = gw.services.store, gw.services.engine
-    assert wait_until(lambda: store.error is not None, timeout=10)
+    assert wait_until(lambda: store.error is not None and bool(engine.status()["settings_error"]), timeout=10)
     status = engine.status()
     assert status["settings_file"] == str(path)
     assert "the file is missing" in status["settings_error"][0]

@@ -61,7 +61,7 @@ def e2e_keychain(paths: Paths) -> Keychain:
     if os.environ.get("CI") == "true":
         pytest.fail("no Secret Service on the session bus: run the suite through scripts/test")
     paths.ensure()
-    store = SettingsStore(paths.settings_file)
+    store = SettingsStore.for_paths(paths)
     store.update(lambda s: setattr(s.secrets, "backend", "file"))
     return Keychain(paths.keychain_service, backend="file", file_path=paths.secrets_file)
 

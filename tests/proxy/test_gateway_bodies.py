@@ -8,7 +8,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -178,6 +178,29 @@ def test_an_unhandled_error_is_a_json_500_with_the_traceback_in_the_log(
     assert "unhandled error answering POST /v1/messages" in text
     assert "Traceback" in text and "RuntimeError: boom near" in text
     assert "S" * 30 not in text  # the log is redacted
+    monkeypatch.undo()
+    assert send(gw, "/v1/messages", json.dumps(MESSAGE).encode()).status_code == 200
+
+
+def test_an_error_mid_stream_is_logged_and_breaks_the_stream(gw: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.responses import StreamingResponse
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b"event: message_start\ndata: {}\n\n"
+        raise RuntimeError("broke after the first event")
+
+    async def streaming(incoming: object) -> object:
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    forwarder = gw.services.engine._forwarder
+    assert forwarder is not None
+    monkeypatch.setattr(forwarder, "handle", streaming)
+    with pytest.raises(httpx.RemoteProtocolError):  # a broken stream, never a clean (truncated) end
+        with httpx.stream("POST", f"{gw.url}/v1/messages", json=MESSAGE, headers=gw.headers(), timeout=10) as response:
+            assert response.status_code == 200
+            for _ in response.iter_bytes():
+                pass
+    assert "RuntimeError: broke after the first event" in log_text(gw)
     monkeypatch.undo()
     assert send(gw, "/v1/messages", json.dumps(MESSAGE).encode()).status_code == 200
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ class WebContext:
     log_file: Path | None = None
     logins: LoginFlows | None = None
     caches: dict[str, Any] = field(default_factory=dict)
+    #: The setup checks (``headway doctor``) as {"check", "status", "detail", "fix"} dicts; from the composition root.
+    health_checks: Callable[[], list[dict[str, str]]] | None = None
 
 
 def _ticks(text: str | None) -> Markup:

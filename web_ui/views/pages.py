@@ -22,6 +22,7 @@ PAGE_SECTIONS = (
     ("analysis", "Cache analysis"),
     ("debugging", "Debugging"),
     ("relay", "Relay"),
+    ("health", "Health check"),
     ("connect", "Connect an agent"),
 )
 

@@ -13,7 +13,9 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,7 +140,15 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
         watcher = SettingsWatcher(paths.settings_file, store.reload)
         environ = (options.environ if options else None) or os.environ
         web = SettingsServer(
-            WebContext(paths, store, keychain, engine, log_file=logs.log_file, logins=LoginFlows(store, keychain, environ))
+            WebContext(
+                paths,
+                store,
+                keychain,
+                engine,
+                log_file=logs.log_file,
+                logins=LoginFlows(store, keychain, environ),
+                health_checks=partial(_health_checks, paths, environ),
+            )
         )
     except BaseException:
         lock.release()
@@ -146,6 +156,13 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
     return Services(
         paths=paths, store=store, keychain=keychain, logs=logs, engine=engine, watcher=watcher, lock=lock, web=web
     )
+
+
+def _health_checks(paths: Paths, environ: Mapping[str, str]) -> list[dict[str, str]]:
+    """``headway doctor``'s checks for the settings page (web_ui/ does not import tray/)."""
+    from .doctor import run_checks
+
+    return [check.as_dict() for check in run_checks(paths, environ=environ)]
 
 
 def run_headless(services: Services, *, announce: bool = True) -> None:

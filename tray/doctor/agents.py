@@ -86,7 +86,7 @@ def checks(paths: Paths, settings: Settings, keychain: Keychain, environ: Mappin
                 Check(
                     check_name,
                     "fail",
-                    f"{override.variable} is set in this shell: {info.title} {override.effect}",
+                    f"{override.variable} is set in this environment: {info.title} {override.effect}",
                     f"unset {override.variable} (and remove it from your shell profile)",
                 )
             )

@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,14 @@ def checks(paths: Paths, settings: Settings) -> list[Check]:
     runtime = _read_runtime(paths) or {}
     gateway = settings.gateway
     running_port = runtime.get("port") if isinstance(runtime.get("port"), int) else None
-    out = [_check_port("gateway port", gateway.host, gateway.port, running_port, "gateway.port", runtime.get("pid"))]
+    gateway_check = _check_port("gateway port", gateway.host, gateway.port, running_port, "gateway.port", runtime.get("pid"))
+    if running_port and running_port != gateway.port and gateway_check.status == "ok":
+        gateway_check = replace(
+            gateway_check,
+            detail=f"{gateway_check.detail}; the running Headway (pid {runtime.get('pid')}) listens on port "
+            f"{running_port} instead (`serve --port`, or a port change it could not make)",
+        )
+    out = [gateway_check]
     web_settings = getattr(settings, "web", None)
     web_port = getattr(web_settings, "port", None)
     web = _read_web(paths) or {}
@@ -124,7 +132,15 @@ def checks(paths: Paths, settings: Settings) -> list[Check]:
         except (IndexError, ValueError):
             web_running = None
     if isinstance(web_port, int):
-        out.append(_check_port("settings page port", "127.0.0.1", web_port, web_running, "web.port", web.get("pid")))
+        page_check = _check_port("settings page port", "127.0.0.1", web_port, web_running, "web.port", web.get("pid"))
+        if web_running and web_running != web_port:
+            page_check = replace(
+                page_check,
+                status="warn" if page_check.status == "fail" else page_check.status,
+                detail=f"{page_check.detail}; the running page is on port {web_running} this time, so bookmarks of "
+                f"port {web_port} do not reach it",
+            )
+        out.append(page_check)
     elif web_running:
         out.append(Check("settings page port", "ok", f"127.0.0.1:{web_running} is served by this Headway"))
     else:

@@ -3,7 +3,7 @@
 Every write goes through ``SettingsStore.update`` (or the account helpers that use it); nothing here keeps a copy
 of the settings. One module per area: ``pages`` (HTML and sign-in), ``api`` (live state, settings, the access key),
 ``accounts``, ``chatgpt`` (sign-in flows), ``usage`` (chart), ``connect`` (agent configuration), ``relay`` (the
-Cloudflare Worker's setup and savings), ``analysis`` (prompt-cache analysis).
+Cloudflare Worker's setup and savings), ``analysis`` (prompt-cache analysis), ``health`` (the setup checks).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def error(message: str, status: int = 400, **extra: Any) -> Response:
 
 
 def register(app: Flask) -> None:
-    from . import accounts, analysis, api, chatgpt, connect, pages, relay, usage
+    from . import accounts, analysis, api, chatgpt, connect, health, pages, relay, usage
 
-    for module in (pages, api, accounts, chatgpt, usage, connect, relay, analysis):
+    for module in (pages, api, accounts, chatgpt, usage, connect, relay, analysis, health):
         app.register_blueprint(module.blueprint)

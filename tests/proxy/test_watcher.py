@@ -144,3 +144,25 @@ def test_stop_is_bounded_and_no_reload_follows_it(target: Path, calls: Calls) ->
     time.sleep(0.4)
     assert calls.count == 0, "the pending reload fired after stop()"
     w.stop()  # idempotent
+
+
+def test_a_config_folder_deleted_and_made_again_is_watched_again(target: Path, calls: Calls) -> None:
+    """rm -rf of the config folder, then a restore: without re-arming, the watcher went deaf for good."""
+    import shutil
+
+    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
+    w.start()
+    try:
+        time.sleep(0.05)  # inotify watch in place before the test writes
+        shutil.rmtree(target.parent)
+        assert calls.wait_for(1, 2.0), "the deletion was not seen"
+        seen = calls.count
+        target.parent.mkdir()
+        write_private_file(target, b'{"gateway": {"port": 3}}')
+        assert calls.wait_for(seen + 1, 2.0), "the restored folder is not watched"
+        time.sleep(DEBOUNCE * 3)  # let the restore's reloads settle before the edit below
+        seen = calls.count
+        target.write_text('{"gateway": {"port": 4}}')  # a later edit in the new folder is seen too
+        assert calls.wait_for(seen + 1, 2.0), "a later edit in the restored folder was missed"
+    finally:
+        w.stop()

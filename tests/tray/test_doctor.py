@@ -187,3 +187,28 @@ def test_output_format_and_exit_code() -> None:
     text = format_checks(checks)
     assert "[ok  ] keychain" in text and "[warn] tray menu" in text and "fix: install PyGObject" in text
     assert exit_code([*checks, Check("gateway port", "fail", "busy", "stop it")]) == 1
+
+
+def test_doctor_network_reaches_each_upstream_or_says_why(headway_home: Path, home_dir: Path) -> None:
+    from tests.fakes import FakeAnthropic, FakeOpenAI
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with FakeAnthropic() as anthropic, FakeOpenAI() as openai:
+        env = {
+            "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url,
+            "HEADWAY_OPENAI_BASE_URL": openai.url,
+            "HEADWAY_CHATGPT_BASE_URL": dead,
+            "HEADWAY_OPENAI_AUTH_URL": "http://headway-doctor-test.invalid",
+        }
+        result = run("doctor", "--json", "--network", env=env)
+    checks = {c["check"]: c for c in json.loads(result.stdout)}
+    assert checks["upstream anthropic"]["status"] == "ok"
+    assert "answered HTTP" in checks["upstream anthropic"]["detail"]
+    assert checks["upstream openai"]["status"] == "ok"
+    assert checks["upstream chatgpt"]["status"] == "fail" and "cannot connect" in checks["upstream chatgpt"]["detail"]
+    assert checks["upstream openai_auth"]["status"] == "fail"
+    assert "does not resolve" in checks["upstream openai_auth"]["detail"]
+    assert result.returncode == 1
+    assert "upstream anthropic" not in run("doctor", "--json", env=env).stdout  # only with --network

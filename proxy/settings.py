@@ -34,6 +34,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "UpstreamSettings",
+    "WebSettings",
     "effective_upstreams",
     "format_validation_error",
     "json_schema",
@@ -226,6 +227,18 @@ class RelaySettings(_Model):
     )
 
 
+class WebSettings(_Model):
+    """The settings page (always on 127.0.0.1)."""
+
+    port: int = Field(
+        7338,
+        ge=0,
+        le=65535,
+        description="Port of the settings page, so its address stays the same across restarts; when it is taken, a "
+        "free port is used and the log says so (0 = any free port).",
+    )
+
+
 class Settings(_Model):
     """Everything the user can set. Account order is routing order within each family."""
 
@@ -240,6 +253,7 @@ class Settings(_Model):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:

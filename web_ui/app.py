@@ -30,13 +30,27 @@ from .security import CSRF_HEADER, SECURITY_HEADERS, HostGuard, LoginTokens, Ses
 if TYPE_CHECKING:
     from .views.chatgpt import LoginFlows
 
-__all__ = ["PUBLIC_ENDPOINTS", "WebContext", "create_app"]
+__all__ = ["PUBLIC_ENDPOINTS", "PageAddress", "WebContext", "create_app"]
 
 log = logging.getLogger("headway.web")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Reachable without a session: the assets, the sign-in exchange, and the "how to sign in" page.
 PUBLIC_ENDPOINTS = frozenset({"static", "pages.login", "pages.signed_out"})
+
+
+@dataclass(frozen=True)
+class PageAddress:
+    """Where the page listens: ``port``, and the port it wanted (``web.port``; 0 = any)."""
+
+    url: str
+    port: int
+    wanted: int
+
+    @property
+    def moved(self) -> bool:
+        """The wanted port was taken (or refused), so the page is somewhere else this time."""
+        return self.wanted != 0 and self.port != self.wanted
 
 
 @dataclass
@@ -50,6 +64,7 @@ class WebContext:
     log_file: Path | None = None
     logins: LoginFlows | None = None
     caches: dict[str, Any] = field(default_factory=dict)
+    address: PageAddress | None = None  # set by the server once it listens
     #: The setup checks (``headway doctor``) as {"check", "status", "detail", "fix"} dicts; from the composition root.
     health_checks: Callable[[], list[dict[str, str]]] | None = None
 
@@ -124,6 +139,7 @@ def create_app(
             sec_fetch_mode=request.headers.get("Sec-Fetch-Mode"),
             origin=request.headers.get("Origin"),
             host=request.host,
+            sign_in=request.endpoint == "pages.login",
         )
         if problem is not None:
             log.info("settings page refused %s %s: %s", request.method, request.path, problem)

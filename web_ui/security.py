@@ -2,8 +2,9 @@
 
 1. **Host allowlist** (:class:`HostGuard`, a WSGI middleware around the whole app, so nothing runs before it):
    only ``127.0.0.1``, ``localhost`` and ``[::1]`` — a DNS-rebinding page names its own host and is refused.
-2. **Fetch metadata**: ``Sec-Fetch-Site: cross-site`` is refused everywhere; ``same-site`` (another port on this
-   machine) everywhere but a top-level GET navigation; a state change must be ``same-origin`` and, when the
+2. **Fetch metadata**: ``Sec-Fetch-Site: cross-site`` is refused everywhere but a top-level GET navigation to the
+   sign-in exchange (the browser arrives there from a local ``file:`` page, see ``opener.py``); ``same-site``
+   (another port on this machine) everywhere but a top-level GET navigation; a state change must be ``same-origin`` and, when the
    browser sends ``Origin``, it must equal this page's own origin exactly. No CORS headers are ever sent.
 3. **Session**: a one-time sign-in token (below) is exchanged at ``GET /login?token=…`` for a random session id in
    an ``HttpOnly; SameSite=Strict`` cookie; anything else without a valid session gets 401.
@@ -133,11 +134,23 @@ class HostGuard:
 
 
 def fetch_metadata_problem(
-    *, method: str, sec_fetch_site: str | None, sec_fetch_mode: str | None, origin: str | None, host: str
+    *,
+    method: str,
+    sec_fetch_site: str | None,
+    sec_fetch_mode: str | None,
+    origin: str | None,
+    host: str,
+    sign_in: bool = False,
 ) -> str | None:
-    """Why a request is refused as coming from another site, or None when it may go on."""
+    """Why a request is refused as coming from another site, or None when it may go on.
+
+    ``sign_in``: the request is for the one-time sign-in exchange (``/login``). A top-level GET navigation there may
+    come from anywhere — the browser opens it from a local ``file:`` page (``opener.py``), which it calls cross-site —
+    since it does nothing without a valid one-time token."""
     site = (sec_fetch_site or "").lower()
     unsafe = method.upper() not in ("GET", "HEAD")
+    if sign_in and not unsafe and (sec_fetch_mode or "").lower() == "navigate":
+        return None
     if site == "cross-site":
         return "requests from other sites are refused"
     if site == "same-site" and (unsafe or (sec_fetch_mode or "").lower() != "navigate"):

@@ -1,7 +1,11 @@
-"""The settings page's server: waitress on 127.0.0.1 (a free port by default), on a thread of its own.
+"""The settings page's server: waitress on 127.0.0.1, on a thread of its own.
 
     server = SettingsServer(context)          # context: web_ui.app.WebContext
     server.start()                            # binds, serves on thread `headway-web`, writes run_dir/web.json
+
+The page keeps its address across restarts — the port is the setting ``web.port`` (7338 unless changed) — so an open
+tab finds it again and it can be bookmarked. When that port is taken (or refused), the page takes a free port for
+this run, logs a warning, says so at the top of the page and in ``web.json`` (``wanted_port``).
     server.login_url()                        # a one-time sign-in URL (the tray opens it)
     server.stop(timeout)                      # bounded: stop accepting, close connections, join
 
@@ -21,7 +25,6 @@ import os
 import socket
 import threading
 import time
-import webbrowser
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,8 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from proxy.paths import Paths, write_private_file
 
-from .app import WebContext, create_app
+from .app import PageAddress, WebContext, create_app
+from .opener import clear_openers, open_signed_in, opener_dir
 from .security import LoginTokens, Sessions, mint_token_file
 
 __all__ = ["SettingsServer", "cli_login_url", "login_dir", "read_web_info", "web_file"]
@@ -74,11 +78,33 @@ def cli_login_url(paths: Paths) -> str | None:
     return f"{info['url']}/login?token={token}"
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``port``, or on a free port when ``port`` cannot be had (the warning says why)."""
+    try:
+        return socket.create_server((host, port), backlog=64)
+    except OSError as exc:
+        if port == 0:
+            raise
+        reason = exc.strerror or str(exc)
+    sock = socket.create_server((host, 0), backlog=64)
+    log.warning(
+        "the settings page's port %d is not available (%s); it is on port %d this time: bookmarks and open tabs of "
+        "port %d find it again once that port is free and Headway restarts (setting web.port)",
+        port,
+        reason,
+        sock.getsockname()[1],
+        port,
+    )
+    return sock
+
+
 class SettingsServer:
-    def __init__(self, context: WebContext, *, host: str = "127.0.0.1", port: int = 0, threads: int = 6) -> None:
+    def __init__(
+        self, context: WebContext, *, host: str = "127.0.0.1", port: int | None = None, threads: int = 6
+    ) -> None:
         self.context = context
         self.host = host
-        self.requested_port = port
+        self.requested_port = port  # None: the settings' web.port, read at start()
         self.threads = threads
         self.tokens = LoginTokens(login_dir(context.paths))
         self.sessions = Sessions()
@@ -103,10 +129,13 @@ class SettingsServer:
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("the settings page was already started")
-        sock = socket.create_server((self.host, self.requested_port), backlog=64)
+        wanted = self.requested_port if self.requested_port is not None else self.context.store.current.web.port
+        sock = _listen(self.host, wanted)
         self._port = int(sock.getsockname()[1])
+        self.context.address = PageAddress(url=self.url, port=self._port, wanted=wanted)
         try:
             self.tokens.prepare()
+            clear_openers(opener_dir(self.context.paths))
             app = create_app(
                 self.context, tokens=self.tokens, sessions=self.sessions, cookie_name=f"headway_session_{self._port}"
             )
@@ -122,6 +151,7 @@ class SettingsServer:
         except BaseException:
             sock.close()
             self._port = 0
+            self.context.address = None
             raise
         self._server = server
         self._thread = threading.Thread(target=server.run, name=THREAD_NAME, daemon=True)
@@ -132,7 +162,8 @@ class SettingsServer:
     def _write_info(self) -> None:
         paths = self.context.paths
         paths.run_dir.mkdir(parents=True, exist_ok=True)
-        info = {"pid": os.getpid(), "url": self.url, "started_at": time.time()}
+        wanted = self.context.address.wanted if self.context.address is not None else 0
+        info = {"pid": os.getpid(), "url": self.url, "started_at": time.time(), "wanted_port": wanted}
         write_private_file(web_file(paths), json.dumps(info).encode())
 
     def login_url(self) -> str:
@@ -140,12 +171,14 @@ class SettingsServer:
         return f"{self.url}/login?token={self.tokens.mint()}"
 
     def open_browser(self) -> bool:
-        """Open the page, signed in, in the user's browser. Never raises."""
+        """Open the page, signed in, in the user's browser (through an opener page: the token stays off the
+        browser's command line). Never raises."""
         try:
-            return webbrowser.open(self.login_url())
-        except (webbrowser.Error, RuntimeError, OSError) as exc:
-            log.warning("cannot open the browser: %s", exc)
+            url = self.login_url()
+        except RuntimeError as exc:
+            log.warning("cannot open the settings page: %s", exc)
             return False
+        return open_signed_in(self.context.paths, url)
 
     def stop(self, timeout: float = 3.0) -> None:
         server, thread = self._server, self._thread

@@ -162,6 +162,26 @@ def test_cross_site_requests_are_refused(signed_in: Web) -> None:
     assert ok.status_code == 200
 
 
+def test_the_sign_in_exchange_takes_a_navigation_from_a_local_file(web: Web) -> None:
+    """The opener page (a file:) makes the browser call /login cross-site: only that navigation gets through, and the
+    answer hops to "/" from the page itself (a redirect would keep the chain cross-site: no Strict cookie)."""
+    navigation = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    bogus = web.client.get("/login?token=nope", headers=navigation)
+    assert bogus.status_code == 401 and "expired" in bogus.get_data(as_text=True)
+    response = web.client.get(f"/login?token={web.tokens.mint()}", headers=navigation)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    body = response.get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="0;url=/">' in body and "token" not in body
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert web.client.get("/").status_code == 200
+    # Nothing else is let through cross-site: not a fetch of /login, not the page, not a post.
+    fetch = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}
+    assert web.client.get(f"/login?token={web.tokens.mint()}", headers=fetch).status_code == 403
+    assert web.client.get("/", headers=navigation).status_code == 403
+    assert web.client.post("/login", headers=navigation).status_code == 403
+
+
 def test_fetch_metadata_rules() -> None:
     check = fetch_metadata_problem
     assert check(method="GET", sec_fetch_site="none", sec_fetch_mode="navigate", origin=None, host="127.0.0.1:1") is None
@@ -170,6 +190,11 @@ def test_fetch_metadata_rules() -> None:
     assert check(method="POST", sec_fetch_site="none", sec_fetch_mode=None, origin=None, host="h")
     assert check(method="POST", sec_fetch_site=None, sec_fetch_mode=None, origin="null", host="h")
     assert check(method="POST", sec_fetch_site="same-origin", sec_fetch_mode="cors", origin="http://h", host="h") is None
+    navigate = {"sec_fetch_site": "cross-site", "sec_fetch_mode": "navigate", "origin": None, "host": "h"}
+    assert check(method="GET", **navigate)
+    assert check(method="GET", **navigate, sign_in=True) is None
+    assert check(method="POST", **navigate, sign_in=True)
+    assert check(method="GET", sec_fetch_site="cross-site", sec_fetch_mode="no-cors", origin=None, host="h", sign_in=True)
 
 
 # --------------------------------------------------------------------------- headers, CORS, markup

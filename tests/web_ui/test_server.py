@@ -3,18 +3,24 @@ two ways to get a signed-in browser (the tray's `open_settings()` and `headway s
 
 from __future__ import annotations
 
+import html
 import json
+import logging
 import os
+import re
+import socket
 import threading
 import time
+import urllib.parse
 import webbrowser
 from pathlib import Path
 
 import httpx
 import pytest
 
+from proxy.settings import Settings
 from tests.support.gateway import RunningGateway, run_cli, start_gateway_process
-from web_ui.server import cli_login_url, read_web_info, web_file
+from web_ui.server import SettingsServer, cli_login_url, read_web_info, web_file
 
 
 def test_the_page_is_served_on_loopback_by_waitress_in_its_own_thread(gateway: RunningGateway) -> None:
@@ -25,17 +31,33 @@ def test_the_page_is_served_on_loopback_by_waitress_in_its_own_thread(gateway: R
     response = httpx.get(web.url + "/", timeout=5)
     assert response.status_code == 401 and response.headers["Server"] == "Headway"
     info = json.loads(web_file(gateway.services.paths).read_text())
-    assert info == {"pid": os.getpid(), "url": web.url, "started_at": info["started_at"]}
+    assert info == {"pid": os.getpid(), "url": web.url, "started_at": info["started_at"], "wanted_port": info["wanted_port"]}
     if os.name == "posix":
         assert web_file(gateway.services.paths).stat().st_mode & 0o777 == 0o600
     assert "token" not in web_file(gateway.services.paths).read_text()
+
+
+def _forwarded_to(opener_uri: str) -> str:
+    """The address an opener page (web_ui/opener.py) sends the browser to."""
+    page = Path(urllib.parse.unquote(urllib.parse.urlsplit(opener_uri).path))
+    match = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', page.read_text())
+    assert match is not None
+    return html.unescape(match.group(1))
 
 
 def test_open_settings_signs_a_browser_in(gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[str] = []
     monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
     assert gateway.services.open_settings() is True
-    (url,) = opened
+    (argument,) = opened
+    # What goes on the browser's command line (visible to every local user in `ps`) is a private file, not the token.
+    assert argument.startswith("file://") and "token" not in argument
+    page = Path(urllib.parse.unquote(urllib.parse.urlsplit(argument).path))
+    assert page.parent == gateway.services.paths.run_dir / "web-open"
+    if os.name == "posix":
+        assert page.stat().st_mode & 0o777 == 0o600 and page.parent.stat().st_mode & 0o777 == 0o700
+    url = _forwarded_to(argument)
+    assert url.startswith(gateway.services.web.url + "/login?token=")  # type: ignore[union-attr]
     with httpx.Client(timeout=5) as browser:
         signed_in = browser.get(url, follow_redirects=True)
         assert signed_in.status_code == 200 and 'name="csrf-token"' in signed_in.text
@@ -100,3 +122,58 @@ def test_headway_settings_prints_a_one_time_link_for_the_running_instance(headwa
     finally:
         assert process.stop() == 0
     assert not web_file(paths).exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_page_has_a_stable_default_port_apart_from_the_gateways() -> None:
+    defaults = Settings()
+    assert defaults.web.port == 7338 and defaults.web.port != defaults.gateway.port
+
+
+def test_the_page_keeps_its_port_across_restarts(gateway: RunningGateway) -> None:
+    services = gateway.services
+    port = _free_port()
+    services.store.update(lambda s: setattr(s.web, "port", port))
+    services.web.stop()  # type: ignore[union-attr]
+    for _ in range(2):
+        web = SettingsServer(services.web.context)  # type: ignore[union-attr]
+        web.start()
+        try:
+            assert web.url == f"http://127.0.0.1:{port}"
+            assert json.loads(web_file(services.paths).read_text())["wanted_port"] == port
+            assert httpx.get(web.url + "/", timeout=5).status_code == 401
+            assert web.context.address is not None and not web.context.address.moved
+        finally:
+            web.stop()
+
+
+def test_a_taken_port_falls_back_to_a_free_one_and_says_so(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = gateway.services
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = int(squatter.getsockname()[1])
+        services.store.update(lambda s: setattr(s.web, "port", taken))
+        services.web.stop()  # type: ignore[union-attr]
+        web = SettingsServer(services.web.context)  # type: ignore[union-attr]
+        caplog.set_level(logging.WARNING, logger="headway.web")
+        web.start()
+        try:
+            assert web.port != taken and web.running
+            assert f"port {taken} is not available" in caplog.text and f"on port {web.port} this time" in caplog.text
+            info = json.loads(web_file(services.paths).read_text())
+            assert info["url"] == web.url and info["wanted_port"] == taken
+            with httpx.Client(timeout=5) as browser:
+                assert browser.get(f"{web.url}/login?token={web.tokens.mint()}").status_code == 303
+                page = browser.get(web.url + "/").text
+            assert 'id="page-moved"' in page and f"on port {web.port} this time" in page
+            assert f"http://127.0.0.1:{taken}</code>" in page
+        finally:
+            web.stop()

@@ -40,13 +40,14 @@ Control = Literal["switch", "select", "number", "text", "int-list", "text-list"]
 # traffic goes and where secrets are kept.
 HIDDEN = frozenset({"version", "accounts", "upstreams", "secrets"})
 
-# Shown but never changed from a web page: the listen address and the Host allowlist (the gateway's security
-# perimeter), and where the relay sends traffic (set by `headway relay setup`).
+# Shown but never changed from a web page: the listen addresses and the Host allowlist (the gateway's security
+# perimeter; the page's own port), and where the relay sends traffic (set by `headway relay setup`).
 READ_ONLY = frozenset(
     {
         "gateway.host",
         "gateway.port",
         "gateway.allowed_hosts",
+        "web.port",
         "relay.url",
         "relay.worker_name",
         "relay.account_id",
@@ -58,6 +59,7 @@ READ_ONLY = frozenset(
 SECTION_PAGE: dict[str, str] = {
     "routing": "routing",
     "gateway": "routing",
+    "web": "routing",
     "cache": "caching",
     "chatgpt": "caching",
     "dumps": "debugging",
@@ -72,6 +74,7 @@ GROUP_TITLES: dict[str, str] = {
     "dumps": "Request dumps",
     "logging": "Log",
     "relay": "Relay settings",
+    "web": "Settings page",
 }
 
 FIELD_LABELS: dict[str, str] = {
@@ -79,6 +82,7 @@ FIELD_LABELS: dict[str, str] = {
     "gateway.require_access_key": "Require the local access key on loopback",
     "gateway.max_body_mb": "Largest request body (MB)",
     "gateway.host": "Listen address",
+    "web.port": "Settings page port",
     "gateway.allowed_hosts": "Extra allowed Host names",
     "relay.enabled": "Use the relay",
     "relay.url": "Worker URL",

@@ -46,6 +46,7 @@ def index() -> str:
         gateway_url=context.engine.base_url,
         settings_file=str(context.store.path),
         chatgpt_available=context.logins is not None,
+        address=context.address,
     )
 
 
@@ -58,7 +59,12 @@ def login() -> Response:
         return response
     sessions: Sessions = current_app.extensions["headway.sessions"]
     value, _ = sessions.create()
-    response = redirect("/", code=303)
+    if (request.headers.get("Sec-Fetch-Site") or "").lower() == "cross-site":
+        # Arrived from the opener page (a local file): a redirect would keep the chain cross-site and the browser
+        # would hold back the SameSite=Strict cookie on "/"; a same-origin hop from this page sends it.
+        response = Response(render_template("signing-in.html"), status=200, mimetype="text/html")
+    else:
+        response = redirect("/", code=303)
     response.set_cookie(
         current_app.extensions["headway.cookie"], value, httponly=True, samesite="Strict", secure=False, path="/"
     )

@@ -1,0 +1,152 @@
+"""Where the settings page is, and how a browser gets there signed in — in real Chromium, against `headway serve`.
+
+The page keeps its port across restarts (setting `web.port`), so an open tab finds it again; when the port is taken
+it moves for that run and says so. `headway settings` hands the browser a private opener file instead of the
+one-time token (visible to every local user in `ps`), and Chromium follows it to a signed-in page. One Chromium for
+the module; screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.paths import Paths
+from tests.e2e.test_settings_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _missing, _page_url
+from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process
+
+ENV = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        _missing("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the playwright package")
+    with sync_playwright() as manager:
+        launched = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def port(headway_home: Path) -> int:
+    """A settings home whose page wants a port of its own (the default, 7338, may be in use on a test machine)."""
+    chosen = _free_port()
+    paths = Paths.from_env()
+    paths.ensure()
+    paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}, "web": {"port": chosen}}))
+    return chosen
+
+
+def _opened_by_headway_settings(tmp_path: Path) -> str:
+    """What `headway settings` puts on the browser's command line (a fake browser records its argument)."""
+    record = tmp_path / "browser-argv.txt"
+    fake = tmp_path / "fake-browser"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{record}"\n')
+    fake.chmod(0o755)
+    result = run_cli("settings", env={**ENV, "DISPLAY": ":4242", "BROWSER": str(fake)})
+    assert result.returncode == 0, result.stderr
+    assert "Opened the settings page" in result.stdout
+    return record.read_text().splitlines()[-1]
+
+
+def _start() -> GatewayProcess:
+    return start_gateway_process(env=ENV)
+
+
+def test_headway_settings_signs_chromium_in_without_the_token_on_its_command_line(
+    browser: Any, port: int, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    process = _start()
+    try:
+        base = _page_url()
+        argument = _opened_by_headway_settings(tmp_path)
+        assert argument.startswith("file://") and "token" not in argument
+        opener = Path(urllib.parse.unquote(urllib.parse.urlsplit(argument).path))
+        assert opener.parent == Paths.from_env().run_dir / "web-open"
+        assert opener.stat().st_mode & 0o777 == 0o600 and opener.parent.stat().st_mode & 0o777 == 0o700
+
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(argument)
+        expect(page).to_have_url(base + "/")
+        expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+        expect(page.locator("#gateway-chip")).to_have_attribute("data-state", "ok")
+        assert [(c["httpOnly"], c["sameSite"]) for c in context.cookies()] == [(True, "Strict")]
+        # The opener's token was spent: opening the file again signs nobody in.
+        again = browser.new_context().new_page()
+        again.goto(argument)
+        expect(again.locator("h1")).to_have_text("This sign-in link has expired")
+        again.context.close()
+        context.close()
+    finally:
+        process.stop()
+
+
+def test_the_page_keeps_its_address_across_restarts(browser: Any, port: int, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    process = _start()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        base = _page_url()
+        assert base == f"http://127.0.0.1:{port}"
+        page = context.new_page()
+        page.goto(_opened_by_headway_settings(tmp_path))
+        expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+        expect(page.locator("#page-moved")).to_have_count(0)
+
+        process.stop()
+        expect(page.locator("#offline-banner")).to_be_visible(timeout=15_000)
+        process = _start()
+        assert _page_url() == base
+        # The open tab finds the page again by itself, at the same address (the restart ended its session).
+        expect(page.locator("h1")).to_have_text("Open the settings from Headway", timeout=20_000)
+        assert page.url == base + "/"
+        page.goto(_opened_by_headway_settings(tmp_path))
+        expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+        assert page.url == base + "/"
+    finally:
+        context.close()
+        process.stop()
+
+
+def test_a_taken_port_moves_the_page_for_this_run_and_the_page_says_so(browser: Any, port: int, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        process = _start()
+        try:
+            base = _page_url()
+            assert base != f"http://127.0.0.1:{port}"
+            assert json.loads((Paths.from_env().run_dir / "web.json").read_text())["wanted_port"] == port
+            log_text = "".join(p.read_text(errors="replace") for p in Paths.from_env().log_dir.glob("*.log*"))
+            assert f"port {port} is not available" in log_text + process.output()
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            page.goto(_opened_by_headway_settings(tmp_path))
+            expect(page).to_have_url(base + "/")
+            banner = page.locator("#page-moved")
+            expect(banner).to_be_visible()
+            expect(banner).to_contain_text(f"usual port {port} was taken")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "settings-page-moved.png"))
+            context.close()
+        finally:
+            process.stop()

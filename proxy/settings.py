@@ -66,7 +66,13 @@ class GatewaySettings(_Model):
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Extra Host header names accepted besides localhost, 127.0.0.1 and [::1]."
     )
-    max_body_mb: int = Field(64, ge=1, le=1024, description="Largest request body buffered for exact replays.")
+    max_body_mb: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="Largest request body accepted, in MB (agents send 300 KB to a few MB); larger gets 413. "
+        "Bodies are buffered whole so a fallback can replay them exactly.",
+    )
     connect_timeout_seconds: float = Field(10.0, gt=0, le=300)
     read_timeout_seconds: float = Field(
         600.0,

@@ -60,10 +60,11 @@ def _keychain_failure(exc: KeychainError) -> Failure:
         found = backend_words(chosen)
         found += f" ({chosen})" if found != chosen else ""
         return Failure(f"no secure keychain on this machine (found only {found})", no_keychain_fix())
-    return Failure(
-        f"the keychain cannot be used: {redact(text)}",
-        "unlock the keychain (log in to the desktop session) and try again; `headway doctor` checks it",
-    )
+    from .doctor.keychain import locked_fix, looks_locked
+
+    if looks_locked(text):
+        return Failure(f"the keychain is locked (or has no login keyring yet): {redact(text)}", locked_fix())
+    return Failure(f"the keychain cannot be used: {redact(text)}", "`headway doctor` checks it and says what to do")
 
 
 def _owner(port: int) -> str | None:

@@ -10,15 +10,13 @@ import secrets
 import threading
 from typing import Any
 
-import keyring
-
 from proxy.keychain import Keychain, KeychainError
 from proxy.paths import Paths
 from proxy.settings import Settings
 
 from . import Check
 
-__all__ = ["PROBE_TIMEOUT", "backend_words", "check", "make", "no_keychain_fix"]
+__all__ = ["PROBE_TIMEOUT", "backend_words", "check", "locked_fix", "looks_locked", "make", "no_keychain_fix"]
 
 PROBE_TIMEOUT = 10.0
 
@@ -48,6 +46,20 @@ def no_keychain_fix() -> str:
         "start a Secret Service in this session (GNOME Keyring: `gnome-keyring-daemon --start --components=secrets`, "
         "or KDE's KWallet), or — on a headless server, knowingly — keep secrets in an owner-only file that is NOT "
         "encrypted: `headway secrets backend file`"
+    )
+
+
+def looks_locked(error: BaseException | str) -> bool:
+    """A Secret Service that needs an unlock (or a first keyring) and could not show its password prompt."""
+    text = str(error).lower()
+    return "prompt dismissed" in text or "locked" in text or "unlock" in text
+
+
+def locked_fix() -> str:
+    return (
+        "unlock the keyring in your desktop session (logging in does it; or Passwords and Keys / seahorse), or from "
+        "a terminal: `echo -n PASSWORD | gnome-keyring-daemon --unlock` (the first run creates the login keyring); on a "
+        "headless server, knowingly: `headway secrets backend file`"
     )
 
 
@@ -127,8 +139,7 @@ def check(keychain: Keychain, *, timeout: float = PROBE_TIMEOUT) -> Check:
                 "keychain",
                 "fail",
                 f"{words}: the login keyring is locked",
-                "unlock it: log in to the desktop session (its password unlocks it), or open Passwords and Keys "
-                "(seahorse) and unlock \"Login\"; then run `headway doctor` again",
+                locked_fix(),
             )
     finished, outcome = _with_timeout(lambda: _probe(keychain), timeout)
     if not finished:
@@ -136,13 +147,16 @@ def check(keychain: Keychain, *, timeout: float = PROBE_TIMEOUT) -> Check:
             "keychain",
             "fail",
             f"{words}: no answer within {timeout:.0f} s (waiting for an unlock prompt?)",
-            "unlock the keychain (log in to the desktop session), then try again",
+            locked_fix(),
         )
     if isinstance(outcome, Exception):
-        return Check("keychain", "fail", f"{words}: the probe failed: {outcome}", "unlock the keychain, or " + no_keychain_fix())
+        if looks_locked(outcome):
+            return Check(
+                "keychain",
+                "fail",
+                f"{words}: locked, or no login keyring yet, and no unlock prompt could be shown ({outcome})",
+                locked_fix(),
+            )
+        return Check("keychain", "fail", f"{words}: the probe failed: {outcome}", no_keychain_fix())
     return Check("keychain", "ok", f"{words}, unlocked; write/read/delete probe ok")
 
-
-def current_backend_module() -> str:
-    kr = keyring.get_keyring()
-    return f"{type(kr).__module__}.{type(kr).__qualname__}"

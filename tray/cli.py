@@ -964,6 +964,10 @@ def main() -> None:
     and a crash report; never in a traceback (:mod:`tray.failures`)."""
     try:
         cli(prog_name="headway")
+    except BrokenPipeError:  # `headway doctor | head -1`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(1) from None
     except Exception as exc:
         from .failures import handle
 

@@ -269,3 +269,24 @@ def test_known_failures_are_explained() -> None:
     assert explain(RuntimeError("x")) is None
     denied = explain(PermissionError(13, "Permission denied", "/srv/headway/config"))
     assert denied is not None and "/srv/headway/config" in denied.message and "HEADWAY_HOME" in denied.fix
+
+
+def test_a_reader_that_goes_away_is_no_crash(paths: Paths) -> None:
+    """`headway settings schema | head -1`: the pipe closes early; no crash report, no message."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tray", "settings", "schema"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert result.returncode == 1
+    assert result.stderr == ""
+    assert not list(paths.log_dir.glob("headway-crash-*")) if paths.log_dir.exists() else True

@@ -199,6 +199,8 @@ class Engine:
         self._listen_error: str | None = None
         self._restart_lock: asyncio.Lock | None = None
         self._status_stale = False
+        self._publish_lock = threading.Lock()
+        self._publishing: Future[None] | None = None
         self._status: dict[str, Any] = self._compute_status()
 
     # ----------------------------------------------------------------- lifecycle (any thread)
@@ -723,7 +725,13 @@ class Engine:
         if threading.get_ident() == self._loop_thread or loop is None or loop.is_closed() or not loop.is_running():
             self._publish_status()  # on the loop, or no loop runs: nothing else touches the state
             return
-        done: Future[None] = Future()
+        with self._publish_lock:  # readers at the same moment share one request to the loop
+            done = self._publishing
+            if done is None or done.done():
+                done = self._publishing = Future()
+                asked = True
+            else:
+                asked = False
 
         def publish() -> None:
             try:
@@ -734,7 +742,8 @@ class Engine:
                 done.set_result(None)
 
         try:
-            loop.call_soon_threadsafe(publish)
+            if asked:
+                loop.call_soon_threadsafe(publish)
             done.result(timeout)
         except (RuntimeError, TimeoutError):
             log.debug("the engine loop did not publish the status within %.1fs; showing the last one", timeout)

@@ -51,6 +51,7 @@ class SettingsStore:
         self._error: SettingsError | None = None
         self._listeners: list[Listener] = []
         self._last_good_text: str | None = None  # what the last-good copy holds, once known
+        self._seen = False  # this store read or wrote a good file (even if the copy could not be kept)
 
     @classmethod
     def for_paths(cls, paths: Paths) -> SettingsStore:
@@ -78,7 +79,7 @@ class SettingsStore:
         return SettingsError(str(self.path), [message])
 
     def _existed(self) -> bool:
-        return self._last_good_text is not None or os.path.lexists(self.last_good)
+        return self._seen or self._last_good_text is not None or os.path.lexists(self.last_good)
 
     def _recovery(self) -> str:
         return (
@@ -132,6 +133,7 @@ class SettingsStore:
 
     def _remember_good(self, text: str) -> None:
         """Keep a copy of a settings file that loaded or was written fine (and so mark that one existed)."""
+        self._seen = True
         if text == self._last_good_text:
             return
         try:
@@ -165,7 +167,8 @@ class SettingsStore:
         When the file cannot be used at the first load, the last-good copy is put in force (the defaults if there is
         none) and the error is recorded, as for any reload.
         """
-        ensure_private_dir(self.path.parent)
+        if create or not self._existed():
+            ensure_private_dir(self.path.parent)
         remove_stale_temp_files(self.path)
         remove_stale_temp_files(self.last_good)
         if create and not os.path.lexists(self.path) and not self._existed():
@@ -186,7 +189,11 @@ class SettingsStore:
         """Re-read the file; apply it if valid. Returns True when the settings in force changed.
 
         Under the file lock, so a reload cannot put older settings in force between a writer's write and swap.
+        A config folder that is gone is not made again here (taking the lock would): a restore of the whole
+        folder must find its place free.
         """
+        if not self.path.parent.is_dir():
+            return self._reload_locked()
         try:
             with self._lock:
                 return self._reload_locked()
@@ -240,6 +247,12 @@ class SettingsStore:
         cannot be used — invalid, missing after it existed, empty, unreadable, too large (fix it first: we never
         overwrite a file we could not read) — or if the result is invalid.
         """
+        if not self.path.parent.is_dir() and self._existed():
+            try:
+                self._missing()
+            except SettingsError as exc:
+                self._record(exc)
+                raise
         ensure_private_dir(self.path.parent)
         with self._lock:
             try:

@@ -644,6 +644,20 @@ def test_a_deleted_config_folder_is_an_error_too(store: SettingsStore, path: Pat
     assert store.error is not None
     assert [a.id for a in store.current.accounts] == ["work"]
     _assert_refuses_writes(store, path, "missing")
+    # Nothing made the folder again: a restore of the whole folder (cp -r backup/config …) finds its place free.
+    assert not path.parent.exists()
+
+
+def test_a_file_that_existed_stays_missing_even_when_the_copy_could_not_be_kept(path: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    s = SettingsStore(path, last_good=blocked / "settings.last-good.json")
+    s.load()
+    s.update(_add("Work"))
+    path.unlink()
+    assert s.reload() is False
+    assert s.error is not None and "missing" in str(s.error)
+    assert [a.id for a in s.current.accounts] == ["work"]
 
 
 def test_lock_files_are_owner_only_and_old_ones_are_tightened(path: Path) -> None:

@@ -1,5 +1,7 @@
 """``python -m benchmarks [--quick] [--json]``: start the mock and the gateway, measure, print, stop everything.
 
+``python -m benchmarks soak [--seconds N]`` runs the soak instead (see benchmarks/soak.py): minutes, not in CI.
+
 Exits 0 when the run completed (whether or not every aim was met; the aims are flagged in the output), 1 when it
 could not run, or when requests failed and ``--strict`` is given.
 """
@@ -40,6 +42,11 @@ def _progress(enabled: bool, started: float) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["soak"]:
+        from .soak import main as soak
+
+        return soak(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="small counts (under 30 s), as the smoke test runs it"

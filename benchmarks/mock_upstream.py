@@ -10,6 +10,9 @@ Each request says how to answer in a ``"bench"`` object in its JSON body (the ga
 
     {"events": 20, "gap_ms": 15, "pre_gap_ms": 15}
 
+Faults, for the soak run: ``"status": 429`` (or 500, 529, …) answers with Anthropic's error object and that status
+(``"retry_after": 1`` adds the header); ``"drop_after_events": 3`` closes the connection mid-stream.
+
 A streamed answer is Anthropic's event sequence — ``message_start``, (``pre_gap_ms``), ``content_block_start``,
 ``ping``, ``events`` x ``content_block_delta``, ``content_block_stop``, ``message_delta``, ``message_stop`` — with
 ``gap_ms`` before every event after ``content_block_start``. Every event carries ``id: <seq>.<sent_ns>`` where
@@ -57,6 +60,10 @@ def _number(value: Any, default: float, limit: float) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= limit:
         return float(value)
     return default
+
+
+class _Dropped(Exception):
+    """The stream was cut on purpose (``drop_after_events``)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -148,6 +155,13 @@ class _Connection(asyncio.Protocol):
         bench: dict[str, Any] = found if isinstance(found, dict) else {}
         model = str(request.get("model", "claude-sonnet-4-5"))
         number = self.server.requests
+        status = bench.get("status")
+        if isinstance(status, int) and 400 <= status <= 599:
+            after = _number(bench.get("retry_after"), -1.0, 3600.0)
+            extra = b"retry-after: %d\r\n" % int(after) if after >= 0 else b""
+            error = {"type": "error", "error": {"type": "rate_limit_error" if status == 429 else "api_error", "message": "mock fault"}}
+            self._send_json(status, error, keep_alive, extra)
+            return
         if request.get("stream") is True:
             self.busy = True
             self.stream_task = asyncio.get_running_loop().create_task(
@@ -175,19 +189,20 @@ class _Connection(asyncio.Protocol):
             },
         }
 
-    def _send_json(self, status: int, obj: Any, keep_alive: bool) -> None:
+    def _send_json(self, status: int, obj: Any, keep_alive: bool, extra_headers: bytes = b"") -> None:
         if self.transport is None:
             return
         payload = _dumps(obj)
         reason = {200: b"OK", 400: b"Bad Request", 404: b"Not Found"}.get(status, b"Error")
         head = (
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nrequest-id: req_bench_%d\r\n%s%s\r\n"
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nrequest-id: req_bench_%d\r\n%s%s%s\r\n"
             % (
                 status,
                 reason,
                 len(payload),
                 self.server.requests,
                 self.server.ratelimit,
+                extra_headers,
                 b"" if keep_alive else b"connection: close\r\n",
             )
         )
@@ -199,6 +214,7 @@ class _Connection(asyncio.Protocol):
         events = int(_number(bench.get("events"), 3, _MAX_EVENTS))
         gap = _number(bench.get("gap_ms"), 0.0, _MAX_GAP_MS) / 1000
         pre_gap = _number(bench.get("pre_gap_ms"), 0.0, _MAX_GAP_MS) / 1000
+        drop_after = int(_number(bench.get("drop_after_events"), -1, _MAX_EVENTS))
         transport = self.transport
         if transport is None:
             return
@@ -211,6 +227,9 @@ class _Connection(asyncio.Protocol):
 
         def send(name: bytes, data: bytes) -> None:
             nonlocal seq
+            if seq == drop_after:
+                transport.abort()  # a connection lost mid-stream
+                raise _Dropped
             frame = b"event: %s\nid: %d.%d\ndata: %s\n\n" % (name, seq, time.monotonic_ns(), data)
             transport.write(b"%x\r\n%s\r\n" % (len(frame), frame))
             seq += 1
@@ -251,6 +270,8 @@ class _Connection(asyncio.Protocol):
                     return
                 send(name, data)
             transport.write(b"0\r\n\r\n")
+        except _Dropped:
+            return
         finally:
             self.stream_task = None
             self.busy = False

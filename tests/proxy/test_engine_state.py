@@ -328,3 +328,52 @@ def test_status_returns_the_last_snapshot_when_the_loop_is_busy(anthropic: FakeA
         assert status["url"] == before["url"]
     finally:
         services.stop(timeout=3.0)
+
+
+_SAVING_FOREVER = """
+import asyncio, sys, time
+from pathlib import Path
+from proxy.state import RuntimeState, StateSaver
+
+async def main() -> None:
+    state = RuntimeState()
+    saver = StateSaver(state, Path(sys.argv[1]))
+    i = 0
+    while True:
+        for _ in range(500):
+            state.router.pin(f"ses-{i % 5000}", "acct", time.time())
+            i += 1
+        state.dirty = True
+        await saver.save()
+        if i == 500:
+            print("saving", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_kill_9_at_any_moment_leaves_a_parseable_state_file(tmp_path: Path) -> None:
+    """A process that does nothing but save is killed with SIGKILL at random moments: the file always parses."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    path = tmp_path / "data" / "state.json"
+    rng = random.Random(10)
+    for _ in range(8):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SAVING_FOREVER, str(path)], cwd=root, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "saving"
+            time.sleep(rng.uniform(0.0, 0.2))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        data = json.loads(path.read_text())
+        assert len(data["pins"]) >= 500
+        assert oct(path.stat().st_mode & 0o777) == "0o600"

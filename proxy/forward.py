@@ -530,7 +530,13 @@ class Forwarder:
         parser = SSEParser()
         transformer = adapter.transformer(incoming)
         chunks = upstream.aiter_bytes().__aiter__()
-        verdict, held, held_events = await budget.step(self._hold(chunks, adapter, incoming, parser, usage))
+        try:
+            verdict, held, held_events = await budget.step(self._hold(chunks, adapter, incoming, parser, usage))
+        except httpx.TimeoutException:
+            await _close(upstream)
+            attempt.chain.append(f"{account.id}:stalled")
+            state.health.of(account.id).last_error = "the stream went silent before any content"
+            return "next", UpstreamTimeout(f"the upstream's stream went silent before any content on account {account.label}"), None
         if verdict is not None and verdict.kind == "error" and verdict.action != "pass":
             await _close(upstream)
             reason = redact(verdict.reason)
@@ -696,7 +702,10 @@ class Forwarder:
         parser: SSEParser,
         usage: UsageAccumulator,
     ) -> tuple[Verdict | None, list[bytes], list[SSEEvent]]:
-        """Read until the first content or error event. Returns (verdict, held chunks, held events); None at EOF."""
+        """Read until the first content or error event. Returns (verdict, held chunks, held events).
+
+        The verdict is None when the stream ended or broke first; a silence beyond the read timeout raises.
+        """
         held: list[bytes] = []
         events: list[SSEEvent] = []
         size = 0
@@ -718,8 +727,10 @@ class Forwarder:
                         return verdict, held, events
                 if size > _HOLD_LIMIT:
                     return Verdict("content"), held, events
+        except httpx.TimeoutException:
+            raise
         except httpx.HTTPError as exc:
-            log.warning("upstream stream broke before content: %s", exc)
+            log.warning("upstream stream broke before content: %s", type(exc).__name__)
             return None, [], []
 
     async def _aggregate(

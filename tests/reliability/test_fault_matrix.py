@@ -2,7 +2,8 @@
 
 Each case runs through a real gateway on 127.0.0.1 against the fake upstreams (real HTTP servers, faults injected on
 the wire). The case's pool holds two fresh accounts of one kind: ``primary`` (first in order; the fault is injected on
-its requests only) and ``backup`` (healthy). For every case the test checks that:
+its requests only) and ``backup`` (healthy) — or, in the ``alone`` pass, the faulty primary only, so that Headway's
+own error answers are checked too. For every case the test checks that:
 
 - the agent's answer is well-formed in its protocol's shape (an Anthropic / Responses / Chat Completions object, an
   event stream that ends with its terminal event or an error event, or an error object) — never a hang, never HTML;
@@ -114,7 +115,30 @@ REFUSED = Behavior(status=599)  # marker: the primary's base URL points at a clo
 class Scenario:
     name: str
     fault: Callable[[Case], Behavior]
-    expect: Callable[[Case], Expect]
+    expect: Callable[[Case], Expect]  # with a healthy backup account
+    alone: Callable[[Case], Expect]  # the faulty account is the only one
+
+
+def _headway(status: int, attempts: int = 1) -> Expect:
+    return Expect(None, status, attempts)
+
+
+def _streams_only(failed: Expect) -> Callable[[Case], Expect]:
+    """For faults that exist only in event streams: a non-streamed API answer is whole."""
+    return lambda c: failed if c.upstream_streams else PRIMARY_OK
+
+
+def _alone_after_content(failed: Expect) -> Callable[[Case], Expect]:
+    def expect(case: Case) -> Expect:
+        if case.stream:
+            return Expect("primary", 200, 1, ends_with_error=True)
+        return failed if case.kind == "chatgpt" else PRIMARY_OK
+
+    return expect
+
+
+def _alone_dropped_after_content(case: Case) -> Expect:
+    return Expect("primary", 200, 1, ends_with_error=True) if case.stream else _headway(502)
 
 
 def _after_content(case: Case) -> Expect:
@@ -141,32 +165,72 @@ def _error_after_content(case: Case) -> Expect:
     return PRIMARY_OK
 
 
+# Alone, Headway answers: 401 → 503 (the account needs a new key or login), 403 / 429 → 429 with the cooldown's
+# reset as retry-after, 5xx after the retries → the upstream's own error object (redacted), a refused or broken
+# connection / bad stream / bad body → 502, a hang → 504.
 SCENARIOS = [
-    Scenario("401", lambda c: Behavior(status=401, error_type="authentication_error"), lambda c: _ok_backup()),
-    Scenario("403", lambda c: Behavior(status=403, error_type="permission_error"), lambda c: _ok_backup()),
-    Scenario("429+retry-after", lambda c: Behavior(status=429, retry_after=30, error_type=c.rate_limit_code), lambda c: _ok_backup()),
-    Scenario("429", lambda c: Behavior(status=429, error_type=c.rate_limit_code), lambda c: _ok_backup()),
-    Scenario("500", lambda c: Behavior(status=500), lambda c: _ok_backup(MAX_RETRIES + 1)),
-    Scenario("529", lambda c: Behavior(status=529, error_type="overloaded_error"), lambda c: _ok_backup(MAX_RETRIES + 1)),
+    Scenario("401", lambda c: Behavior(status=401, error_type="authentication_error"), lambda c: _ok_backup(), lambda c: _headway(503)),
+    Scenario("403", lambda c: Behavior(status=403, error_type="permission_error"), lambda c: _ok_backup(), lambda c: _headway(429)),
+    Scenario(
+        "429+retry-after",
+        lambda c: Behavior(status=429, retry_after=30, error_type=c.rate_limit_code),
+        lambda c: _ok_backup(),
+        lambda c: _headway(429),
+    ),
+    Scenario("429", lambda c: Behavior(status=429, error_type=c.rate_limit_code), lambda c: _ok_backup(), lambda c: _headway(429)),
+    Scenario("500", lambda c: Behavior(status=500), lambda c: _ok_backup(MAX_RETRIES + 1), lambda c: _headway(500, MAX_RETRIES + 1)),
+    Scenario(
+        "529",
+        lambda c: Behavior(status=529, error_type="overloaded_error"),
+        lambda c: _ok_backup(MAX_RETRIES + 1),
+        lambda c: _headway(529, MAX_RETRIES + 1),
+    ),
     Scenario(
         "in-stream error before content",
         lambda c: Behavior(in_stream_error=c.rate_limit_code),
-        lambda c: _ok_backup() if c.upstream_streams else PRIMARY_OK,
+        _streams_only(_ok_backup()),
+        _streams_only(_headway(429)),
     ),
     Scenario(
         "in-stream error after content",
         lambda c: Behavior(in_stream_error=c.rate_limit_code, in_stream_error_after_content=True),
         _error_after_content,
+        _error_after_content,
     ),
-    Scenario("connection refused", lambda c: REFUSED, lambda c: _ok_backup(0)),
-    Scenario("dropped before content", lambda c: Behavior(drop_after_events=1), lambda c: _ok_backup()),
-    Scenario("dropped mid-stream", lambda c: Behavior(drop_after_events=AFTER_CONTENT), _dropped_after_content),
-    Scenario("hang before headers", lambda c: Behavior(hang=True), lambda c: _ok_backup()),
-    Scenario("hang before content", lambda c: Behavior(hang_after_events=1), lambda c: _ok_backup() if c.upstream_streams else PRIMARY_OK),
-    Scenario("hang mid-stream", lambda c: Behavior(hang_after_events=AFTER_CONTENT), _after_content),
-    Scenario("slow stream", lambda c: Behavior(chunks=4, delay=0.1), lambda c: PRIMARY_OK),
-    Scenario("malformed SSE", lambda c: Behavior(raw_stream=b"data: {not json\n\nevent: ???\ndata: \x00\x01\n\n: x\n\n"), lambda c: _ok_backup()),
-    Scenario("invalid JSON body", lambda c: Behavior(body=b'{"id": "msg_1", "content": [', status=200), lambda c: _ok_backup()),
+    Scenario("connection refused", lambda c: REFUSED, lambda c: _ok_backup(0), lambda c: _headway(502, 0)),
+    Scenario("dropped before content", lambda c: Behavior(drop_after_events=1), lambda c: _ok_backup(), lambda c: _headway(502)),
+    Scenario(
+        "dropped mid-stream",
+        lambda c: Behavior(drop_after_events=AFTER_CONTENT),
+        _dropped_after_content,
+        _alone_dropped_after_content,
+    ),
+    Scenario("hang before headers", lambda c: Behavior(hang=True), lambda c: _ok_backup(), lambda c: _headway(504)),
+    Scenario(
+        "hang before content",
+        lambda c: Behavior(hang_after_events=1),
+        _streams_only(_ok_backup()),
+        _streams_only(_headway(504)),
+    ),
+    Scenario(
+        "hang mid-stream",
+        lambda c: Behavior(hang_after_events=AFTER_CONTENT),
+        _after_content,
+        _alone_after_content(_headway(504)),
+    ),
+    Scenario("slow stream", lambda c: Behavior(chunks=4, delay=0.1), lambda c: PRIMARY_OK, lambda c: PRIMARY_OK),
+    Scenario(
+        "malformed SSE",
+        lambda c: Behavior(raw_stream=b"data: {not json\n\nevent: ???\ndata: \x00\x01\n\n: x\n\n"),
+        lambda c: _ok_backup(),
+        lambda c: _headway(502),
+    ),
+    Scenario(
+        "invalid JSON body",
+        lambda c: Behavior(body=b'{"id": "msg_1", "content": [', status=200),
+        lambda c: _ok_backup(),
+        lambda c: _headway(502),
+    ),
 ]
 
 
@@ -189,13 +253,16 @@ def matrix(request: pytest.FixtureRequest) -> Iterator[list[Row]]:
     rows: list[Row] = []
     yield rows
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not rows:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not rows:
         return
-    reporter.write_sep("=", f"fault matrix: {len(rows)} cases, {sum(not r.ok for r in rows)} failed")
-    reporter.write_line(f"{'scenario':32} {'route':28} {'kind':18} {'outcome':34} {'attempts':9} {'time':>6}")
-    for r in rows:
-        mark = "" if r.ok else "  <-- FAILED"
-        reporter.write_line(f"{r.scenario:32} {r.route:28} {r.kind:18} {r.outcome:34} {r.attempts:9} {r.seconds:5.2f}s{mark}")
+    with capture.global_and_fixture_disabled():  # printed with or without -s
+        reporter.write_line("")
+        reporter.write_sep("=", f"fault matrix: {len(rows)} cases, {sum(not r.ok for r in rows)} failed")
+        reporter.write_line(f"{'scenario':32} {'route':36} {'kind':18} {'outcome':34} {'attempts':9} {'time':>6}")
+        for r in rows:
+            mark = "" if r.ok else "  <-- FAILED"
+            reporter.write_line(f"{r.scenario:32} {r.route:36} {r.kind:18} {r.outcome:34} {r.attempts:9} {r.seconds:5.2f}s{mark}")
 
 
 # -- running one case ---------------------------------------------------------------------------------------------
@@ -236,7 +303,7 @@ class Rig:
             self._tokens = TokenSet.from_token_response(payload, now=time.time()).to_json()
         return self._tokens
 
-    def accounts(self, case: Case, fault: Behavior) -> tuple[Account, Account]:
+    def accounts(self, case: Case, fault: Behavior, *, alone: bool) -> tuple[Account, Account]:
         self.counter += 1
         made = []
         for role in ("p", "b"):
@@ -251,7 +318,7 @@ class Rig:
         primary, backup = made
 
         def use(settings: Settings) -> None:
-            settings.accounts = [primary, backup]
+            settings.accounts = [primary] if alone else [primary, backup]
 
         self.gw.edit(use)
         if fault is not REFUSED:
@@ -372,15 +439,17 @@ def rig() -> Iterator[Rig]:
             gw.stop()
 
 
+@pytest.mark.parametrize("pool", ["with-backup", "alone"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
 @pytest.mark.parametrize(("route", "kind"), COMBOS, ids=[f"{r.path.rsplit('/', 1)[-1]}-{k}" for r, k in COMBOS])
-def test_fault_matrix(rig: Rig, matrix: list[Row], route: Route, kind: str, stream: bool) -> None:
+def test_fault_matrix(rig: Rig, matrix: list[Row], route: Route, kind: str, stream: bool, pool: str) -> None:
     failures: list[str] = []
+    alone = pool == "alone"
     for scenario in SCENARIOS:
         case = Case(route, kind, stream)
         fault = scenario.fault(case)
-        expect = scenario.expect(case)
-        primary, backup = rig.accounts(case, fault)
+        expect = scenario.alone(case) if alone else scenario.expect(case)
+        primary, backup = rig.accounts(case, fault, alone=alone)
         headers = rig.gw.headers("anthropic" if route.protocol == "anthropic" else "openai")
         started = time.monotonic()
         try:
@@ -405,7 +474,7 @@ def test_fault_matrix(rig: Rig, matrix: list[Row], route: Route, kind: str, stre
         except Exception as exc:  # a malformed answer: record it in the matrix, fail below
             seconds = time.monotonic() - started
             outcome, attempts, problems = f"malformed: {type(exc).__name__}", (-1, -1), [repr(exc)[:200]]
-        route_name = f"{route.path}{' stream' if stream else ''}"
+        route_name = f"{route.path}{' stream' if stream else ''}{' (alone)' if alone else ''}"
         matrix.append(Row(scenario.name, route_name, kind, outcome, f"{attempts[0]}+{attempts[1]}", seconds, not problems))
         if problems:
             failures.append(f"{scenario.name}: {outcome}, attempts {attempts[0]}+{attempts[1]}: {'; '.join(problems)}")

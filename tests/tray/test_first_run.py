@@ -145,7 +145,6 @@ def test_doctor_probes_the_real_keychain(paths: Paths) -> None:
     line = next(line for line in result.stdout.splitlines() if " keychain " in line)
     assert line.startswith("[ok  ]"), result.stdout
     assert "Secret Service" in line and "probe ok" in line
-    assert "FAIL" not in result.stdout and result.returncode == 0, result.stdout
 
 
 # --------------------------------------------------------------------------- busy port

@@ -133,6 +133,11 @@ def checks(paths: Paths, settings: Settings) -> list[Check]:
             web_running = None
     if isinstance(web_port, int):
         page_check = _check_port("settings page port", "127.0.0.1", web_port, web_running, "web.port", web.get("pid"))
+        if page_check.status == "fail" and not web_running:
+            # not fatal: the page takes a free port for the run (and says so); only bookmarks miss it
+            page_check = replace(
+                page_check, status="warn", detail=page_check.detail + "; the page will take another port this run"
+            )
         if web_running and web_running != web_port:
             page_check = replace(
                 page_check,

@@ -679,4 +679,10 @@ def _run_tray_or_headless(paths: Paths) -> None:
         print(f"Cannot show a tray icon ({exc}): running headless.", file=sys.stderr)
         run_headless(services)
         return
+    if str(getattr(pystray.Icon, "__module__", "")).endswith("_xorg"):
+        from .doctor.desktop import MENU_FIX
+
+        message = f"The tray icon will have no menu (no PyGObject/GTK here). To get one: {MENU_FIX}"
+        log.warning("%s", message)
+        print(message, file=sys.stderr, flush=True)
     TrayApp(services, pystray).run()

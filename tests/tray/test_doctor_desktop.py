@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.tray.test_tray_xvfb import ROOT, Session, session, stop, wait_for
@@ -87,3 +88,24 @@ def test_a_locked_keychain_is_named_with_how_to_unlock_it(session: Session) -> N
     shown = lambda: "Headway could not start" in (session.tmp / "monitor.txt").read_text(errors="replace")  # noqa: E731
     assert wait_for(shown, 10), (session.tmp / "monitor.txt").read_text(errors="replace")
     stop(monitor)
+
+
+def test_a_tray_without_menu_support_says_how_to_get_one(session: Session) -> None:
+    home = Path(session.env["HEADWAY_HOME"])
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "settings.json").write_text('{"secrets": {"backend": "file"}, "gateway": {"port": 0}}')
+    env = {**session.env, "PYSTRAY_BACKEND": "xorg"}
+    tray = subprocess.Popen(
+        [sys.executable, "-m", "tray"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    session.processes.append(tray)
+    assert tray.stdout is not None
+    seen: list[str] = []
+    for line in tray.stdout:
+        seen.append(line)
+        if "no menu" in line or len(seen) > 50:
+            break
+    stop(tray)
+    tray.stdout.close()
+    text = "".join(seen)
+    assert "The tray icon will have no menu" in text and "[tray-linux]" in text, text

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 from . import Check
 
-__all__ = ["autostart_check", "tray_checks"]
+__all__ = ["MENU_FIX", "autostart_check", "tray_checks"]
 
-_MENU_FIX = (
+MENU_FIX = (
     "install the system packages gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 (and libgirepository1.0-dev "
     "libcairo2-dev pkg-config to build PyGObject), then `.venv/bin/pip install -e '.[tray-linux]'`"
 )
@@ -109,7 +109,7 @@ def tray_checks(environ: Mapping[str, str], platform: str | None = None) -> list
     if backend:
         checks.append(Check("tray menu", "ok", f"PyGObject with {backend} support: the icon has a menu"))
     else:
-        checks.append(Check("tray menu", "warn", "no PyGObject/GTK: the icon shows but has no menu", _MENU_FIX))
+        checks.append(Check("tray menu", "warn", "no PyGObject/GTK: the icon shows but has no menu", MENU_FIX))
     if names is None:
         checks.append(
             Check(

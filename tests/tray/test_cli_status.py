@@ -101,3 +101,40 @@ def test_usage_and_analyze_refuse_meaningless_days(paths: Paths, days: str) -> N
         assert "Invalid value for '--days'" in result.stderr
         assert "Traceback" not in result.stderr
     assert run("usage", "--days", "0.5").returncode == 0
+
+
+def test_status_shows_a_failed_live_port_change_of_a_real_serve(paths: Paths) -> None:
+    """`headway serve` on gateway.port; the file moves it to a busy port; it keeps serving and status says why."""
+    with socket.socket() as free, socket.socket() as busy:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+        free.close()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        settings = {"secrets": {"backend": "file"}, "gateway": {"port": port}}
+        write_private_file(paths.settings_file, json.dumps(settings).encode())
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "tray", "serve"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            from tests.support.gateway import wait_until
+
+            assert wait_until(lambda: paths.runtime_file.exists(), timeout=20)
+            settings["gateway"]["port"] = taken
+            write_private_file(paths.settings_file, json.dumps(settings).encode())
+
+            def shown() -> bool:
+                return "Gateway port:" in run("status").stdout
+
+            assert wait_until(shown, timeout=20, interval=0.3)
+            text = run("status").stdout
+            assert f"running at http://127.0.0.1:{port}" in text
+            assert f"port {taken}" in text and "in use" in text
+        finally:
+            serve.terminate()
+            serve.wait(10)

@@ -81,14 +81,17 @@ class Services:
         try:
             self.engine.start()
         except OSError as exc:
-            if exc.errno != errno.EADDRINUSE or getattr(exc, "port", None):
-                raise
-            from .failures import PortBusy
+            if getattr(exc, "port", None) or exc.filename is not None:
+                raise  # already names its address (PortInUse), or is about a file
+            from .failures import CannotListen, PortBusy
 
             options = self.engine.options
             gateway = self.store.current.gateway
             host = options.host or gateway.host
-            raise PortBusy(host, options.port if options.port is not None else gateway.port) from exc
+            port = options.port if options.port is not None else gateway.port
+            if exc.errno == errno.EADDRINUSE:
+                raise PortBusy(host, port) from exc
+            raise CannotListen(host, port, exc.strerror or str(exc)) from exc
         if self.web is not None:
             try:
                 self.web.start()

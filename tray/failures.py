@@ -25,7 +25,7 @@ from proxy.logs import LOG_FILE_NAME, redact
 from proxy.paths import Paths
 from proxy.settings import SettingsError
 
-__all__ = ["Failure", "PortBusy", "explain", "handle"]
+__all__ = ["CannotListen", "Failure", "PortBusy", "explain", "handle"]
 
 
 class PortBusy(OSError):
@@ -35,6 +35,15 @@ class PortBusy(OSError):
         self.host, self.port, self.owner = host, port, owner
         by = f" by {owner}" if owner else ""
         super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use{by}")
+
+
+class CannotListen(OSError):
+    """The gateway cannot listen on its address for another reason than a busy port (no such local address, a
+    privileged port)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port, self.reason = host, port, reason
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,12 @@ def explain(exc: BaseException) -> Failure | None:
         )
     if isinstance(exc, OSError) and (exc.errno == errno.EADDRINUSE or isinstance(exc, PortBusy)):
         return _port_failure(exc)
+    if isinstance(exc, CannotListen):
+        return Failure(
+            f"the gateway cannot listen on {exc.host}:{exc.port}: {exc.reason}",
+            "use an address of this machine (gateway.host, `headway serve --host`; 127.0.0.1 is the default) and a port "
+            "above 1023 (`headway serve --port N`, or gateway.port in the settings file)",
+        )
     if isinstance(exc, OSError) and exc.filename and exc.errno in (
         errno.EACCES,
         errno.EPERM,

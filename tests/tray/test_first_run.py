@@ -160,6 +160,11 @@ def test_serve_on_a_busy_port_names_the_port_and_who_holds_it(file_home: Paths, 
     assert str(file_home.log_dir / "headway.log") in seen
 
 
+def test_serve_on_an_address_it_cannot_have(file_home: Paths) -> None:
+    result = run("serve", "--host", "192.0.2.1")  # TEST-NET-1: never an address of this machine
+    clear_failure(result, "cannot listen on 192.0.2.1:", "--host")
+
+
 def test_tray_launch_on_a_busy_port_without_a_display(file_home: Paths, busy_port: int) -> None:
     write_private_file(
         file_home.settings_file, json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": busy_port}}).encode()

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .retry_after import as_number
+
 __all__ = [
     "QuotaBook",
     "QuotaSnapshot",
@@ -82,12 +84,8 @@ class QuotaSnapshot:
 
 
 def _float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    """A header's number; None when absent or not a finite number (``inf`` would block an account for good)."""
+    return None if value is None else as_number(value)
 
 
 def _rfc3339(value: str | None) -> float | None:
@@ -185,21 +183,17 @@ def parse_codex_usage(data: Any, now: float) -> tuple[list[Window], str | None]:
     windows = []
     for slot, key in (("primary", "primary_window"), ("secondary", "secondary_window")):
         raw = limits.get(key) if isinstance(limits, dict) else None
-        if not isinstance(raw, dict) or raw.get("used_percent") is None:
+        used = as_number(raw.get("used_percent")) if isinstance(raw, dict) else None
+        if not isinstance(raw, dict) or used is None:
             continue
-        seconds = raw.get("limit_window_seconds")
-        minutes = int(seconds) // 60 if isinstance(seconds, int | float) else None
-        resets_at = raw.get("reset_at")
-        if not isinstance(resets_at, int | float):
-            after = raw.get("reset_after_seconds")
-            resets_at = now + after if isinstance(after, int | float) else None
+        seconds = as_number(raw.get("limit_window_seconds"))  # finite only: 1e999 in JSON reads as inf
+        minutes = int(seconds) // 60 if seconds is not None else None
+        resets_at = as_number(raw.get("reset_at"))
+        if resets_at is None:
+            after = as_number(raw.get("reset_after_seconds"))
+            resets_at = now + after if after is not None else None
         windows.append(
-            Window(
-                name=_codex_window_name(minutes, slot),
-                used_percent=float(raw["used_percent"]),
-                resets_at=float(resets_at) if resets_at is not None else None,
-                window_minutes=minutes,
-            )
+            Window(name=_codex_window_name(minutes, slot), used_percent=used, resets_at=resets_at, window_minutes=minutes)
         )
     plan = data.get("plan_type")
     return windows, plan if isinstance(plan, str) else None

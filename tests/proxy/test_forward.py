@@ -243,3 +243,20 @@ def test_the_request_deadline_bounds_every_account_together(gw: RunningGateway, 
     assert "request deadline of 1.5s" in response.json()["error"]["message"]
     assert elapsed < 10  # generous: the deadline message above is what proves the deadline ended it
     assert 1 <= anthropic.request_count < 4  # 4 accounts at 1 s first-byte each would need 4 s
+
+
+# -- non-finite numbers from upstream headers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reset", ["inf", "nan", "1e999"])
+def test_a_non_finite_quota_reset_does_not_block_an_account_for_ever(gw: RunningGateway, openai: FakeOpenAI, reset: str) -> None:
+    gw.add("openai", "main", "sk-main-0123456789abcdef")
+    headers = {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": reset}
+    openai.enqueue(Behavior(status=429, error_type="rate_limit_exceeded", headers=headers))
+    body = {"model": "gpt-5", "input": "hi"}
+    first = httpx.post(f"{gw.url}/v1/responses", json=body, headers=gw.headers("openai"), timeout=15)
+    later = httpx.post(f"{gw.url}/v1/responses", json=body, headers=gw.headers("openai"), timeout=15)
+    assert first.status_code == later.status_code == 429
+    assert 0 < int(later.headers["retry-after"]) <= 60  # routing.default_cooldown_seconds, not infinity
+    status = gw.account_status("main")
+    assert status["blocked_for_seconds"] is not None and status["blocked_for_seconds"] <= 60

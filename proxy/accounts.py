@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from .keychain import Keychain, account_secret_name
@@ -25,6 +26,7 @@ from .settings_store import SettingsStore
 __all__ = [
     "PENDING_MARK",
     "AccountError",
+    "add_account_with_secret",
     "add_api_key_account",
     "check_key_provider",
     "check_label_free",
@@ -149,26 +151,39 @@ def add_api_key_account(
     if not label:
         raise AccountError("the label is empty")
     check_key_provider(kind, api_key)
+
+    def build(settings: Settings) -> Account:
+        check_label_free(settings, label)
+        return Account(id=new_account_id(settings, label), kind=kind, label=label)
+
+    return add_account_with_secret(store, keychain, build, api_key)
+
+
+def add_account_with_secret(
+    store: SettingsStore, keychain: Keychain, build: Callable[[Settings], Account], secret: str
+) -> Account:
+    """Add the account ``build`` makes from the settings on disk (under the lock; raise there to refuse), with its
+    secret: reserve the id, store the secret under it, finish the label (see the module docstring)."""
     reserved: list[Account] = []
 
     def reserve(settings: Settings) -> None:
-        check_label_free(settings, label)
-        account = Account(id=new_account_id(settings, label), kind=kind, label=_pending_label(label))
+        account = build(settings)
+        reserved.append(account.model_copy())
+        account.label = _pending_label(account.label)
         settings.accounts.append(account)
-        reserved.append(account)
 
     store.update(reserve)
-    account_id = reserved[0].id
+    account_id, label = reserved[0].id, reserved[0].label
     try:
-        keychain.set(account_secret_name(account_id), api_key)
+        keychain.set(account_secret_name(account_id), secret)
     except BaseException:
         _drop_reservation(store, account_id)
         raise
     final: list[Account] = []
 
     def finish(settings: Settings) -> None:
-        account = settings.account(account_id)
-        if account is None or account.id != account_id:
+        account = next((a for a in settings.accounts if a.id == account_id), None)
+        if account is None:
             raise AccountError(f"the account {account_id} was removed while it was being added")
         account.label = label
         final.append(account.model_copy())

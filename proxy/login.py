@@ -60,7 +60,7 @@ from web_ui.callback import (
     PortBusy,
 )
 
-from .accounts import new_account_id
+from .accounts import AccountError, add_account_with_secret, new_account_id
 from .keychain import Keychain, KeychainError, account_secret_name
 from .oauth import (
     DEVICE_LOGIN_TIMEOUT,
@@ -190,8 +190,8 @@ def save_chatgpt_login(
     """Store a fresh login: (the account, True when it was added / False when an existing one was updated).
 
     The ChatGPT account id is the identity: an account with the same id is updated (plan and email; the label only
-    when one is given) and its keychain secret replaced. Otherwise a new account is added. Either way the secret is
-    written before the settings file names the account.
+    when one is given) and its keychain secret replaced. Otherwise a new account is added, its id reserved in the
+    settings file before the secret is stored (proxy/accounts.py), so two sign-ins at once never share an id.
     """
     label = _clean_label(label)
     chatgpt_id = tokens.account_id
@@ -243,32 +243,26 @@ def _update(
 def _add(
     store: SettingsStore, keychain: Keychain, tokens: TokenSet, chatgpt_id: str, label: str | None
 ) -> Account:
-    account_id = new_account_id(store.current, label or _default_id_base(tokens))
-    secret = account_secret_name(account_id)
-    keychain.set(secret, tokens.to_json())
-    added: list[Account] = []
-
-    def edit(settings: Settings) -> None:
-        if _id_taken(settings, account_id) or _chatgpt_account(settings, chatgpt_id) is not None:
+    # The id is reserved under the settings lock before the tokens are stored (proxy/accounts.py): two sign-ins at
+    # once can never share it, and a failed one deletes no secret it did not write.
+    def build(settings: Settings) -> Account:
+        if _chatgpt_account(settings, chatgpt_id) is not None:
             raise LoginError("the account list changed while signing in; try again")
-        account = Account(
-            id=account_id,
+        return Account(
+            id=new_account_id(settings, label or _default_id_base(tokens)),
             kind="chatgpt",
             label=label or (tokens.email or "ChatGPT")[:_LABEL_MAX],
             chatgpt_account_id=chatgpt_id,
             plan_type=tokens.plan_type,
             email=tokens.email,
         )
-        settings.accounts.append(account)
-        added.append(account.model_copy())
 
     try:
-        store.update(edit)
-    except BaseException:
-        keychain.delete(secret)
-        raise
-    log.info("ChatGPT account %s added", account_id)
-    return added[0]
+        added = add_account_with_secret(store, keychain, build, tokens.to_json())
+    except AccountError as exc:
+        raise LoginError(f"{exc}; try again") from exc
+    log.info("ChatGPT account %s added", added.id)
+    return added
 
 
 # -- running the HTTP steps ----------------------------------------------------------------------------------------

@@ -299,3 +299,41 @@ def test_an_unfinished_add_is_named_and_remove_cleans_it(store: SettingsStore, k
     remove_account(store, keychain, "work")
     assert add_api_key_account(store, keychain, "anthropic-api-key", "Work", ANT).id == "work"
     assert keychain.get(account_secret_name("work")) == ANT
+
+
+# --------------------------------------------------------------------------- ChatGPT logins (same reservation)
+
+
+@pytest.mark.timeout(120)
+def test_concurrent_chatgpt_logins_never_leave_an_account_without_its_tokens(
+    paths: Paths, store: SettingsStore, slow_keyring: MemoryKeyring
+) -> None:
+    """Two sign-ins at once (a double click on the page, the CLI beside it) that make the same account id."""
+    from proxy.login import LoginError, save_chatgpt_login
+    from proxy.oauth import TokenSet
+
+    for round_ in range(10):
+        same_account = round_ % 2 == 0
+        tokens = [
+            TokenSet(
+                access_token=f"at-{round_}-{i}", refresh_token=f"rt-{round_}-{i}", id_token=None,
+                expires_at=time.time() + 3600,
+                account_id=f"acc-{round_}" if same_account else f"acc-{round_}-{i}",
+                email=f"me{round_}@example.com",
+            )
+            for i in range(2)
+        ]
+
+        def login(t: TokenSet) -> tuple[Account, bool]:
+            own = SettingsStore.for_paths(paths)
+            own.load()
+            return save_chatgpt_login(own, Keychain(paths.keychain_service), t)
+
+        results, errors = _run_together(2, login, *[(t,) for t in tokens])
+        assert all(isinstance(e, LoginError | AccountError) for e in errors), errors
+        assert results, f"round {round_}: both sign-ins failed: {errors}"
+        store.reload()
+        for account in store.current.accounts:
+            raw = Keychain(paths.keychain_service).get(account_secret_name(account.id))
+            assert raw is not None, f"round {round_}: {account.id} has no tokens"
+            assert json.loads(raw)["account_id"] == account.chatgpt_account_id, f"round {round_}: tokens of another"

@@ -221,13 +221,15 @@ class WatchingKeychain(Keychain):
         super().set(name, value)
 
 
-def test_secret_is_stored_before_the_account_appears(
+def test_the_id_is_reserved_before_the_secret_is_stored(
     store: SettingsStore, paths: Paths, auth: FakeOpenAIAuth
 ) -> None:
+    """Two sign-ins at once can never share an id (issue 10.9; see proxy/accounts.py)."""
     keychain = WatchingKeychain(paths.keychain_service, paths.settings_file)
     account, _ = save_chatgpt_login(store, keychain, tokens_for(auth, PLUS))
-    assert keychain.seen == [(account.id, False)]
+    assert keychain.seen == [(account.id, True)]
     assert f'"id": "{account.id}"' in paths.settings_file.read_text()
+    assert "(being added)" not in paths.settings_file.read_text()
 
 
 def test_failed_settings_write_removes_the_new_secret(

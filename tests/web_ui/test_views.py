@@ -326,3 +326,17 @@ def test_chatgpt_device_sign_in_and_cancel(signed_in: Web, auth: FakeOpenAIAuth)
     refused = signed_in.post("/api/chatgpt/device-login", {})
     assert refused.status_code == 409 and "device login is not enabled" in refused.get_json()["error"]
     flows.stop()
+
+
+def test_a_relabel_to_a_label_in_use_is_refused(signed_in: Web) -> None:
+    """Issue 10.13: labels are unique (case-insensitive) on the page as in the CLI."""
+    for label, key in (("Work", "sk-ant-api03-" + "a" * 40), ("Home", "sk-ant-api03-" + "b" * 40)):
+        assert signed_in.post("/api/accounts", {"provider": "anthropic", "label": label, "api_key": key}).status_code == 200
+    again = signed_in.post("/api/accounts", {"provider": "anthropic", "label": "WORK", "api_key": "sk-ant-x"})
+    assert again.status_code == 400 and "already exists" in again.get_json()["error"]
+    before = signed_in.services.paths.settings_file.read_text()
+    response = signed_in.post("/api/accounts/home", {"label": " work "})
+    assert response.status_code == 400
+    assert "already exists" in response.get_json()["problems"]["label"]
+    assert signed_in.services.paths.settings_file.read_text() == before
+    assert signed_in.post("/api/accounts/home", {"label": "HOME"}).status_code == 200  # its own label, recased

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from proxy.accounts import (
     AccountError,
     add_api_key_account,
+    check_label_free,
     find_account,
     key_warning,
     kind_for_provider,
@@ -109,6 +110,11 @@ def update_account(account_id: str) -> Response:
                 value = value.strip() or None
             if name == "label" and isinstance(value, str):
                 value = value.strip()
+                try:
+                    check_label_free(settings, value, except_id=account.id)
+                except AccountError as exc:
+                    problems[name] = str(exc)
+                    continue
             try:
                 setattr(account, name, value)
             except ValidationError as exc:

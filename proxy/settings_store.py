@@ -102,7 +102,11 @@ class SettingsStore:
         if info.st_size > self.max_bytes:
             raise self._problem(self._too_large(info.st_size))
         try:
-            with open(self.path, "rb") as fh:
+            # Non-blocking, and checked again on the open file: a FIFO swapped in since the stat must not hang us.
+            with open(self.path, "rb", opener=_open_nonblocking) as fh:
+                opened = os.fstat(fh.fileno())
+                if not stat.S_ISREG(opened.st_mode):
+                    raise self._problem("is not a regular file")
                 data = fh.read(self.max_bytes + 1)
         except FileNotFoundError:
             return self._missing()
@@ -278,3 +282,7 @@ class SettingsStore:
         if self.path.is_symlink():
             return Path(os.path.realpath(self.path))
         return self.path
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))

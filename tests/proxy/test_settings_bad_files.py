@@ -233,3 +233,19 @@ def test_deletion_and_recreation_while_reloading_in_a_loop(home: Home) -> None:
     assert home.store.error is None and home.store.current.gateway.port == 8199
     assert 0 not in seen
     assert Settings() != home.store.current
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_swapped_in_after_the_check_does_not_hang_the_reload(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import proxy.settings_store as module
+
+    regular = os.stat(home.path)
+    home.path.unlink()
+    os.mkfifo(home.path)
+    real_stat = os.stat
+    monkeypatch.setattr(module.os, "stat", lambda p, *a, **k: regular if str(p) == str(home.path) else real_stat(p, *a, **k))
+    home.store.reload()  # the stat said "regular file"; the open must not block on the FIFO all the same
+    monkeypatch.undo()
+    assert "is not a regular file" in str(home.assert_kept_and_explained())

@@ -56,11 +56,17 @@ class _FileBackend:
         self._lock = private_file_lock(path.with_name(path.name + ".lock"), timeout=10)
 
     def _load(self) -> dict[str, str]:
+        """The secrets; a file that exists but cannot be read as them is an error, never "no secrets" (a write
+        would then replace every secret in it)."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (OSError, ValueError) as exc:
+            raise KeychainError(f"cannot read the secrets file {self.path}: {exc}; fix or restore it") from exc
+        if not isinstance(data, dict):
+            raise KeychainError(f"the secrets file {self.path} is not a JSON object; fix or restore it")
+        return {str(k): str(v) for k, v in data.items()}
 
     def get(self, name: str) -> str | None:
         with self._lock:

@@ -306,3 +306,17 @@ class TestRealSecretService:
             assert _secret_tool_lookup(paths.keychain_service, ACCESS_KEY) == "hw-test"
         finally:
             kc.delete(ACCESS_KEY)
+
+
+@pytest.mark.parametrize("content", ["", "{ broken", "[1, 2]", "\xff"])
+def test_file_backend_never_overwrites_a_secrets_file_it_cannot_read(tmp_path: Path, content: str) -> None:
+    """A truncated or hand-broken secrets file is an error, not "no secrets": a write would replace them all."""
+    path = tmp_path / "data" / "secrets.json"
+    path.parent.mkdir()
+    path.write_bytes(content.encode("latin-1"))
+    kc = Keychain("svc", backend="file", file_path=path)
+    with pytest.raises(KeychainError, match="secrets file"):
+        kc.set("account:new", "sk-new")
+    with pytest.raises(KeychainError, match="secrets file"):
+        kc.get("account:old")
+    assert path.read_bytes() == content.encode("latin-1")

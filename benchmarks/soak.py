@@ -4,7 +4,8 @@ printing the gateway's memory, open file descriptors and threads over time. Not 
 Traffic, from ``--concurrency`` workers, each its own agent session on a keep-alive connection: mostly streamed
 answers, some plain JSON ones, and faults the gateway must absorb — rate limits with ``retry-after`` (cooldowns,
 fallback to the second account, sticky pins moving), 500s (bounded retries), streams the upstream cuts mid-way, and
-agents that hang up mid-stream. One more client reads ``/status`` twice a second, as the tray does, and each sample
+agents that hang up mid-stream. A fault rides in the request body, so it hits every account the request tries: a
+rate-limited request cools both accounts down, and requests arriving meanwhile get the gateway's own 429. One more client reads ``/status`` twice a second, as the tray does, and each sample
 checks that ``data/state.json`` parses. A leak shows as RSS or descriptors that keep rising after the warm-up.
 """
 
@@ -32,12 +33,13 @@ _TIMEOUT = 30.0
 
 # (kind, weight, bench knobs sent to the mock, stream)
 _MIX: list[tuple[str, int, dict[str, Any], bool]] = [
-    ("stream", 78, {"events": 12, "gap_ms": 2}, True),
-    ("json", 10, {}, False),
-    ("rate_limited", 1, {"status": 429, "retry_after": 1}, True),
-    ("server_error", 3, {"status": 500}, True),
-    ("upstream_drop", 4, {"events": 12, "gap_ms": 2, "drop_after_events": 4}, True),
-    ("agent_hangs_up", 4, {"events": 40, "gap_ms": 5}, True),
+    ("stream", 780, {"events": 12, "gap_ms": 2}, True),
+    ("json", 100, {}, False),
+    ("rate_limited_briefly", 20, {"status": 429, "retry_after": 0}, True),  # falls back; the pin moves
+    ("rate_limited", 2, {"status": 429, "retry_after": 0.2}, True),  # every account cools down briefly
+    ("server_error", 30, {"status": 500}, True),
+    ("upstream_drop", 40, {"events": 12, "gap_ms": 2, "drop_after_events": 4}, True),
+    ("agent_hangs_up", 40, {"events": 40, "gap_ms": 5}, True),
 ]
 
 

@@ -131,10 +131,11 @@ def find_account(settings: Settings, ref: str) -> Account:
 
 
 PENDING_MARK = " (being added)"
+_LABEL_MAX = 60  # Account.label's limit
 
 
 def _pending_label(label: str) -> str:
-    return label[: 60 - len(PENDING_MARK)].rstrip() + PENDING_MARK
+    return label[: _LABEL_MAX - len(PENDING_MARK)].rstrip() + PENDING_MARK
 
 
 def _unmarked(label: str) -> str:
@@ -150,6 +151,8 @@ def add_api_key_account(
         raise AccountError("the API key is empty")
     if not label:
         raise AccountError("the label is empty")
+    if len(label) > _LABEL_MAX:
+        raise AccountError(f"the label is longer than {_LABEL_MAX} characters")
     check_key_provider(kind, api_key)
 
     def build(settings: Settings) -> Account:

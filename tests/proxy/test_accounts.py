@@ -337,3 +337,9 @@ def test_concurrent_chatgpt_logins_never_leave_an_account_without_its_tokens(
             raw = Keychain(paths.keychain_service).get(account_secret_name(account.id))
             assert raw is not None, f"round {round_}: {account.id} has no tokens"
             assert json.loads(raw)["account_id"] == account.chatgpt_account_id, f"round {round_}: tokens of another"
+
+
+def test_a_label_too_long_is_a_clear_error(store: SettingsStore, keychain: Keychain) -> None:
+    with pytest.raises(AccountError, match="the label is longer than 60 characters"):
+        add_api_key_account(store, keychain, "anthropic-api-key", "x" * 61, ANT)
+    assert add_api_key_account(store, keychain, "anthropic-api-key", "y" * 60, ANT).label == "y" * 60

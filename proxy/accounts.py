@@ -9,7 +9,8 @@ no failure deletes a secret it did not write:
 3. give the account its real label (a settings change, so a running engine re-reads the secret at once).
 
 A crash between 1 and 2 leaves one account without a secret, named by `headway status` ("no API key") and by its
-label; `headway accounts remove` cleans it up. A removed account disappears before its secret is deleted.
+label; `headway accounts remove` cleans it up, `headway accounts set-key` completes it. A removed account
+disappears before its secret is deleted.
 """
 
 from __future__ import annotations
@@ -224,6 +225,17 @@ def set_api_key(store: SettingsStore, keychain: Keychain, ref: str, api_key: str
         raise AccountError("the API key is empty")
     check_key_provider(account.kind, api_key)
     keychain.set(account_secret_name(account.id), api_key.strip())
+    if account.label.endswith(PENDING_MARK):  # an add cut short before its key: the key completes it
+        finished: list[Account] = []
+
+        def finish(settings: Settings) -> None:
+            for candidate in settings.accounts:
+                if candidate.id == account.id:
+                    candidate.label = _unmarked(candidate.label)
+                    finished.append(candidate.model_copy())
+
+        store.update(finish)
+        return finished[0] if finished else account
     return account
 
 

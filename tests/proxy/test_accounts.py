@@ -343,3 +343,11 @@ def test_a_label_too_long_is_a_clear_error(store: SettingsStore, keychain: Keych
     with pytest.raises(AccountError, match="the label is longer than 60 characters"):
         add_api_key_account(store, keychain, "anthropic-api-key", "x" * 61, ANT)
     assert add_api_key_account(store, keychain, "anthropic-api-key", "y" * 60, ANT).label == "y" * 60
+
+
+def test_set_key_completes_an_unfinished_add(store: SettingsStore, keychain: Keychain) -> None:
+    """`status` tells the user to run set-key for an account without its key; that also finishes the label."""
+    store.update(lambda s: s.accounts.append(Account(id="work", kind="anthropic-api-key", label="Work" + PENDING_MARK)))
+    done = set_api_key(store, keychain, "work", ANT)
+    assert done.label == "Work" and store.current.account("work").label == "Work"  # type: ignore[union-attr]
+    assert keychain.get(account_secret_name("work")) == ANT

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from markupsafe import Markup, escape
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["PUBLIC_ENDPOINTS", "PageAddress", "WebContext", "create_app"]
 
 log = logging.getLogger("headway.web")
+
+H = TypeVar("H")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Reachable without a session: the assets, the sign-in exchange, and the "how to sign in" page.
@@ -65,6 +68,18 @@ class WebContext:
     logins: LoginFlows | None = None
     caches: dict[str, Any] = field(default_factory=dict)
     address: PageAddress | None = None  # set by the server once it listens
+    _caches_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def helper(self, name: str, kind: Callable[[], H]) -> H:
+        """The page's one ``kind`` under ``name`` in :attr:`caches` (analyses, relay setups, small caches), made on
+        first use; the server stops those that have ``stop()``. Built outside the lock; the first one stored wins."""
+        with self._caches_lock:
+            found = self.caches.get(name)
+        if found is None:
+            made = kind()
+            with self._caches_lock:
+                found = self.caches.setdefault(name, made)
+        return found  # type: ignore[no-any-return]
     #: The setup checks (``headway doctor``) as {"check", "status", "detail", "fix"} dicts; from the composition root.
     health_checks: Callable[[], list[dict[str, str]]] | None = None
 

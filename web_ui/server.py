@@ -187,7 +187,9 @@ class SettingsServer:
         deadline = time.monotonic() + timeout
         if self.context.logins is not None:
             self.context.logins.stop(timeout=min(2.0, timeout))
-        for helper in list(self.context.caches.values()):  # the relay setups' and the analyses' threads
+        helpers = list(self.context.caches.values())
+        self.context.caches.clear()  # a server started again on this context makes new ones
+        for helper in helpers:  # the relay setups' and the analyses' threads
             stop = getattr(helper, "stop", None)
             if callable(stop):
                 stop(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
@@ -198,8 +200,12 @@ class SettingsServer:
 
         if thread.is_alive():
             trigger = getattr(server, "trigger", None)
-            if trigger is not None:
-                trigger.pull_trigger(close_everything)
+            try:
+                if trigger is not None:
+                    trigger.pull_trigger(close_everything)
+            except OSError as exc:  # its pipe is gone: close from here, the loop then finds nothing left to serve
+                log.warning("the settings page's server could not be woken to stop (%s); closing it from here", exc)
+                close_everything()
             thread.join(max(0.1, deadline - time.monotonic()))
         if thread.is_alive():
             log.warning("the settings page's server did not stop within %.1fs", timeout)

@@ -74,7 +74,7 @@ def test_a_settings_change_goes_through_the_store_and_reaches_the_engine(signed_
     assert saved["routing"]["mode"] == "sticky"
     assert saved["routing"]["fallback_statuses"] == [429, 529]
     assert wait_until(lambda: engine.settings.dumps.enabled and engine.settings.routing.mode == "sticky")
-    assert engine.status()["routing"] == "sticky"
+    assert wait_until(lambda: engine.status()["routing"] == "sticky")  # status() is the loop's published snapshot
     state = signed_in.get_json("/api/state")
     assert state["settings"]["dumps.enabled"] is True
     assert state["log"]["level"] == "DEBUG"

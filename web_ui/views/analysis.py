@@ -130,17 +130,8 @@ class Analyses:
                 log.warning("a cache analysis did not stop within %.1fs", timeout)
 
 
-_analyses_lock = threading.Lock()
-
-
 def analyses() -> Analyses:
-    context = ctx()
-    with _analyses_lock:
-        found = context.caches.get("analyses")
-        if found is None:
-            found = context.caches["analyses"] = Analyses()
-    assert isinstance(found, Analyses)
-    return found
+    return ctx().helper("analyses", Analyses)
 
 
 def _days() -> int:

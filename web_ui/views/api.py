@@ -68,12 +68,7 @@ class _TTL:
 
 
 def ttl_cache() -> _TTL:
-    caches = ctx().caches
-    cache = caches.get("ttl")
-    if cache is None:
-        cache = caches.setdefault("ttl", _TTL())
-    assert isinstance(cache, _TTL)
-    return cache
+    return ctx().helper("ttl", _TTL)
 
 
 def _key_hints(settings: Settings) -> dict[str, str | None]:

@@ -184,6 +184,10 @@ class RelaySetups:
             self.last_probe = probe
         return probe
 
+    def forget_probe(self) -> None:
+        with self._lock:
+            self.last_probe = None
+
     def stop(self, timeout: float = 3.0) -> None:
         """Wait (bounded) for a setup in progress; it cannot be interrupted half-way through its API calls."""
         with self._lock:
@@ -194,17 +198,8 @@ class RelaySetups:
                 log.warning("a relay setup did not finish within %.1fs", timeout)
 
 
-_setups_lock = threading.Lock()
-
-
 def setups() -> RelaySetups:
-    context = ctx()
-    with _setups_lock:
-        found = context.caches.get("relay_setups")
-        if found is None:
-            found = context.caches["relay_setups"] = RelaySetups()
-    assert isinstance(found, RelaySetups)
-    return found
+    return ctx().helper("relay_setups", RelaySetups)
 
 
 def _secret_stored() -> bool | None:
@@ -305,7 +300,6 @@ def disable() -> Response:
     from .api import ttl_cache
 
     ttl_cache().forget("relay-secret")
-    jobs = setups()
     if forget:
-        jobs.last_probe = None
+        setups().forget_probe()
     return jsonify({"ok": True, "forgot": forget})

@@ -213,17 +213,8 @@ class _Cached:
         return report
 
 
-_cache_lock = threading.Lock()
-
-
 def _cache() -> _Cached:
-    context = ctx()
-    with _cache_lock:
-        cache = context.caches.get("usage")
-        if cache is None:
-            cache = context.caches["usage"] = _Cached()
-    assert isinstance(cache, _Cached)
-    return cache
+    return ctx().helper("usage", _Cached)
 
 
 @blueprint.get("/api/usage")

@@ -169,7 +169,7 @@ class Engine:
         self._stop_requested: asyncio.Event | None = None
         self._settings = store.current
         self._upstreams = effective_upstreams(self._settings, self._environ)
-        self._state = RuntimeState.load(paths.state_file)
+        self._state = RuntimeState.load(paths.state_file, owner=True)
         self._secrets = SecretCache(self._read_secret)
         self._access_key: str | None = None
         self._tasks = TaskGroup()

@@ -39,20 +39,27 @@ class RuntimeState:
         )
 
     @classmethod
-    def load(cls, path: Path) -> RuntimeState:
-        """The saved state; a fresh one on first run. An unreadable file is moved aside (never overwritten)."""
+    def load(cls, path: Path, *, owner: bool = False) -> RuntimeState:
+        """The saved state; a fresh one on first run or when the file is unreadable.
+
+        The ``owner`` (the engine, which will save over the file) moves an unreadable file aside first, so nothing
+        it could not read is overwritten; any other reader (``headway status`` offline) leaves the file alone.
+        """
         state = cls()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return state
         except (OSError, ValueError) as exc:
+            if not owner:
+                log.warning("ignoring unreadable runtime state %s: %s", path, exc)
+                return state
             aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
             try:
                 path.replace(aside)
                 log.warning("runtime state %s is unreadable (%s); kept it as %s and started afresh", path, exc, aside)
-            except OSError:
-                log.warning("ignoring unreadable runtime state %s: %s", path, exc)
+            except OSError as move:
+                log.warning("ignoring unreadable runtime state %s: %s (cannot keep it aside: %s)", path, exc, move)
             return state
         if isinstance(data, dict):
             state.quota = QuotaBook.from_json(data.get("quota"))

@@ -242,7 +242,9 @@ async def test_persist_loop_survives_any_failure_and_backs_off(tmp_path: Path, c
 def test_unreadable_state_is_kept_aside_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text('{"version": 1, "pins": {')  # truncated
-    state = RuntimeState.load(path)
+    assert RuntimeState.load(path).router.to_json() == {}
+    assert path.exists()  # a mere reader (`headway status` offline) changes nothing
+    state = RuntimeState.load(path, owner=True)
     assert state.router.to_json() == {}
     assert not path.exists()
     aside = list(tmp_path.glob("state.json.unreadable-*"))

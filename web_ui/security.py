@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import os
 import secrets
 import stat
@@ -41,6 +43,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from proxy.paths import write_private_file
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -61,7 +65,10 @@ __all__ = [
     "mint_token_file",
 ]
 
+log = logging.getLogger("headway.web")
+
 TOKEN_TTL = 60.0
+_SAVE_LAST_SEEN_AFTER = 600.0  # a session's last use is written at most every 10 minutes
 SESSION_IDLE_SECONDS = 12 * 3600.0
 SESSION_MAX_SECONDS = 7 * 24 * 3600.0
 MAX_SESSIONS = 32
@@ -273,12 +280,19 @@ class Session:
 
 
 class Sessions:
-    """Signed-in browsers, in memory (a restart signs everyone out; the tray opens a new one-time link)."""
+    """Signed-in browsers. With a ``file`` (the server's: 0600 in the owner-only run folder) they outlive a restart,
+    so an open tab carries on at the page's stable address; the file holds only each session's cookie digest, its
+    CSRF token and times — never a cookie value. Without one they live in memory only."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, file: Path | None = None) -> None:
         self._clock = clock
+        self._file = file
         self._lock = threading.Lock()
         self._sessions: list[Session] = []
+        self._version = 0  # bumped under _lock at each change worth saving
+        self._save_lock = threading.Lock()  # orders the file writes; taken without _lock
+        self._saved = 0
+        self._load()
 
     def create(self) -> tuple[str, Session]:
         """A new session: returns the cookie value (never stored) and the session."""
@@ -289,6 +303,8 @@ class Sessions:
             self._expire(now)
             self._sessions.append(session)
             del self._sessions[:-MAX_SESSIONS]
+            self._version += 1
+        self._save()
         return value, session
 
     def find(self, cookie_value: str | None) -> Session | None:
@@ -302,15 +318,61 @@ class Sessions:
             for session in self._sessions:
                 if hmac.compare_digest(session.id_digest, wanted):
                     match = session
+            stale = match is not None and now - match.last_seen > _SAVE_LAST_SEEN_AFTER
             if match is not None:
                 match.last_seen = now
-            return match
+            if stale:
+                self._version += 1
+        if stale:
+            self._save()
+        return match
 
     def end(self, cookie_value: str | None) -> None:
         session = self.find(cookie_value)
         if session is not None:
             with self._lock:
                 self._sessions = [s for s in self._sessions if s is not session]
+                self._version += 1
+            self._save()
+
+    def _load(self) -> None:
+        if self._file is None:
+            return
+        try:
+            info = self._file.lstat()
+            if not _private_regular_file(info):
+                raise ValueError("not a private regular file")
+            raw = json.loads(self._file.read_text(encoding="utf-8"))
+            loaded = [
+                Session(id_digest=str(r["id_digest"]), csrf=str(r["csrf"]), created=float(r["created"]), last_seen=float(r["last_seen"]))
+                for r in raw["sessions"]
+            ]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("the settings page's sessions were not restored from %s (%s); sign in again", self._file, exc)
+            return
+        self._sessions = loaded[-MAX_SESSIONS:]
+        self._expire(self._clock())
+
+    def _save(self) -> None:
+        if self._file is None:
+            return
+        with self._save_lock:
+            with self._lock:
+                version = self._version
+                rows = [
+                    {"id_digest": s.id_digest, "csrf": s.csrf, "created": s.created, "last_seen": s.last_seen}
+                    for s in self._sessions
+                ]
+            if version <= self._saved:
+                return  # a later snapshot is already on disk
+            try:
+                write_private_file(self._file, json.dumps({"sessions": rows}).encode())
+            except OSError as exc:
+                log.warning("cannot save the settings page's sessions to %s: %s", self._file, exc)
+                return
+            self._saved = version
 
     def _expire(self, now: float) -> None:
         self._sessions = [

@@ -37,7 +37,7 @@ from .app import PageAddress, WebContext, create_app
 from .opener import clear_openers, open_signed_in, opener_dir
 from .security import LoginTokens, Sessions, mint_token_file
 
-__all__ = ["SettingsServer", "cli_login_url", "login_dir", "read_web_info", "web_file"]
+__all__ = ["SettingsServer", "cli_login_url", "login_dir", "read_web_info", "sessions_file", "web_file"]
 
 log = logging.getLogger("headway.web")
 
@@ -50,6 +50,11 @@ def web_file(paths: Paths) -> Path:
 
 def login_dir(paths: Paths) -> Path:
     return paths.run_dir / "web-login"
+
+
+def sessions_file(paths: Paths) -> Path:
+    """The signed-in browsers' session digests and CSRF tokens (0600), so open tabs outlive a restart."""
+    return paths.run_dir / "web-sessions.json"
 
 
 def read_web_info(paths: Paths) -> dict[str, Any] | None:
@@ -107,7 +112,7 @@ class SettingsServer:
         self.requested_port = port  # None: the settings' web.port, read at start()
         self.threads = threads
         self.tokens = LoginTokens(login_dir(context.paths))
-        self.sessions = Sessions()
+        self.sessions = Sessions(file=sessions_file(context.paths))
         self._server: BaseWSGIServer | MultiSocketServer | None = None
         self._thread: threading.Thread | None = None
         self._port = 0

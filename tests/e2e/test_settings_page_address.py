@@ -1,7 +1,7 @@
 """Where the settings page is, and how a browser gets there signed in — in real Chromium, against `headway serve`.
 
-The page keeps its port across restarts (setting `web.port`), so an open tab finds it again; when the port is taken
-it moves for that run and says so. `headway settings` hands the browser a private opener file instead of the
+The page keeps its port across restarts (setting `web.port`) and its sessions, so an open tab carries on; when the
+port is taken it moves for that run and says so. `headway settings` hands the browser a private opener file instead of the
 one-time token (visible to every local user in `ps`), and Chromium follows it to a signed-in page. One Chromium for
 the module; screenshots go to test-artifacts/.
 """
@@ -110,16 +110,30 @@ def test_the_page_keeps_its_address_across_restarts(browser: Any, port: int, tmp
         expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
         expect(page.locator("#page-moved")).to_have_count(0)
 
+        page.evaluate("() => { window.__sameTab = 'yes'; }")
+
         process.stop()
         expect(page.locator("#offline-banner")).to_be_visible(timeout=15_000)
         process = _start()
         assert _page_url() == base
-        # The open tab finds the page again by itself, at the same address (the restart ended its session).
-        expect(page.locator("h1")).to_have_text("Open the settings from Headway", timeout=20_000)
-        assert page.url == base + "/"
-        page.goto(_opened_by_headway_settings(tmp_path))
-        expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
-        assert page.url == base + "/"
+        # The open tab finds the page again by itself, still signed in (no reload, no new link), and can change things.
+        expect(page.locator("#offline-banner")).to_be_hidden(timeout=20_000)
+        expect(page.locator("#gateway-chip")).to_have_attribute("data-state", "ok")
+        assert page.evaluate("() => window.__sameTab") == "yes" and page.url == base + "/"
+        page.get_by_label("Write request dumps").check()
+        expect(page.locator("#setting-dumps-enabled-status")).to_have_text("Saved")
+        assert json.loads(Paths.from_env().settings_file.read_text())["dumps"]["enabled"] is True
+        # A bookmark of the address opens the page too.
+        bookmark = context.new_page()
+        bookmark.goto(base + "/")
+        expect(bookmark.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+        # Signing out is remembered across a restart as well.
+        bookmark.get_by_role("button", name="Sign out").click()
+        expect(bookmark.locator("h1")).to_have_text("You are signed out")
+        process.stop()
+        process = _start()
+        response = bookmark.goto(base + "/")
+        assert response is not None and response.status == 401
     finally:
         context.close()
         process.stop()

@@ -312,3 +312,33 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert sessions.find(value) is None
     values = [sessions.create()[0] for _ in range(40)]
     assert sessions.find(values[0]) is None and sessions.find(values[-1]) is not None
+
+
+def test_sessions_outlive_a_restart_through_a_private_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    file = tmp_path / "run" / "web-sessions.json"
+    file.parent.mkdir(mode=0o700)
+    first = Sessions(file=file)
+    value, session = first.create()
+    other, _ = first.create()
+    text = file.read_text()
+    assert value not in text and other not in text and digest(value) in text  # digests only, never a cookie
+    if os.name == "posix":
+        assert file.stat().st_mode & 0o777 == 0o600
+
+    restarted = Sessions(file=file)
+    found = restarted.find(value)
+    assert found is not None and found.csrf == session.csrf and Sessions.csrf_ok(found, session.csrf)
+    restarted.end(value)
+    again = Sessions(file=file)
+    assert again.find(value) is None and again.find(other) is not None
+
+    clock = [time.time() + 13 * 3600]  # idle too long by the next start
+    assert Sessions(file=file, clock=lambda: clock[0]).find(other) is None
+
+    if os.name == "posix":
+        file.chmod(0o644)
+        assert Sessions(file=file).find(other) is None
+        assert "not restored" in caplog.text
+    file.write_text("{not json")
+    file.chmod(0o600)
+    assert Sessions(file=file).find(other) is None

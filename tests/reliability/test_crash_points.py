@@ -269,6 +269,14 @@ def _run(h: Home, points: int, upstream: FakeAnthropic) -> None:
             h.kills += _kill_serve(h, point, upstream)
             _check(h, point, None)
             continue
+        if len(h.accounts) < 2:  # killed adds rarely finish: top up so removes and reorders have work
+            h.counter += 1
+            key = f"sk-ant-fill{h.counter}"
+            r = h.cli("accounts", "add", "anthropic", "--label", f"fill {h.counter}", "--api-key-stdin", stdin=key + "\n")
+            assert r.returncode == 0, f"{h.where(point)} a full add after kills failed: {r.stderr}"
+            filled = SettingsStore.for_paths(h.paths).load().account(f"fill {h.counter}")
+            assert filled is not None
+            h.accounts[filled.id] = key
         op = _next_op(h)
         h.kills += _kill_cli(h, op)
         _check(h, point, op)

@@ -23,6 +23,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -276,6 +277,33 @@ class SettingsStore:
             # tell listeners so) after a later writer's.
             self._swap(new)
         return new
+
+    def restore_last_good(self) -> Path | None:
+        """Put the last-good copy back in place of an unusable settings file (for a `settings restore` command).
+
+        Whatever is in the way — a broken file, a folder — is moved aside, never deleted; returns where it went (None
+        when nothing was there). Raises SettingsError when the file is fine (nothing to restore) or there is no copy.
+        """
+        ensure_private_dir(self.path.parent)
+        with self._lock:
+            try:
+                self._read()
+            except SettingsError:
+                pass
+            else:
+                raise self._problem("the file is fine; nothing to restore")
+            good = self._read_last_good()
+            if good is None:
+                raise self._problem(f"there is no usable last-good copy at {self.last_good}")
+            text = self.last_good.read_text(encoding="utf-8-sig")
+            aside = None
+            if os.path.lexists(self.path):
+                aside = self.path.with_name(f"{self.path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(self.path, aside)
+            write_private_file(self.path, text.encode())
+            self._remember_good(text)
+            self._swap(good)
+        return aside
 
     def _write_target(self) -> Path:
         """Where the new file goes: through a symlink (a dotfiles checkout) to the file it points at."""

@@ -684,3 +684,35 @@ def test_a_second_store_sees_the_first_ones_updates(path: Path) -> None:
     assert reader.reload() is True
     assert [a.id for a in reader.current.accounts] == ["work"]
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "broken", "folder"])
+def test_restore_last_good_puts_the_copy_back_and_keeps_what_was_in_the_way(
+    store: SettingsStore, path: Path, damage: str
+) -> None:
+    store.update(_add("Work"))
+    if damage == "missing":
+        path.unlink()
+    elif damage == "empty":
+        path.write_text("")
+    elif damage == "broken":
+        path.write_text('{"accounts": [')
+    else:
+        path.unlink()
+        path.mkdir()
+        (path / "inside.txt").write_text("kept")
+    store.reload()
+    assert store.error is not None
+    aside = store.restore_last_good()
+    assert store.error is None and [a["id"] for a in _on_disk(path)["accounts"]] == ["work"]
+    assert _mode(path) == 0o600
+    if damage == "missing":
+        assert aside is None
+    else:
+        assert aside is not None and aside.name.startswith("settings.json.broken-")
+        if damage == "broken":
+            assert aside.read_text() == '{"accounts": ['
+        if damage == "folder":
+            assert (aside / "inside.txt").read_text() == "kept"
+    with pytest.raises(SettingsError, match="nothing to restore"):
+        store.restore_last_good()

@@ -174,3 +174,21 @@ def test_the_relay_switch_without_a_worker_is_refused_and_says_why(signed_in: Wa
     expect(switch).not_to_be_checked()
     assert _settings().get("relay", {}).get("enabled", False) is False
     assert all("status of 400" in p for p in signed_in.problems), signed_in.problems  # the refusal itself
+
+
+def test_a_secret_form_submitted_without_the_script_never_puts_the_secret_in_an_address(signed_in: Watched) -> None:
+    """The API key and Cloudflare token forms are sent by the page's script; if it ever did not run, the browser's own
+    submission is a POST (the secret stays out of the address bar and history) and is refused for want of a token."""
+    from playwright.sync_api import expect
+
+    page, base = signed_in.page, _page_url()
+    forms = page.evaluate("() => Array.from(document.forms).map(f => [f.id || f.className, f.method])")
+    assert all(method in ("post", "dialog") for _, method in forms), forms
+    page.get_by_role("tab", name="API key").click()
+    page.get_by_role("textbox", name="API key").fill(NEW_KEY)
+    page.get_by_label("Label", exact=True).fill("Sneaky")
+    with page.expect_navigation():
+        page.evaluate("() => document.getElementById('apikey-form').submit()")  # submit() skips the script's handler
+    assert NEW_KEY not in page.url and page.url.startswith(base)
+    expect(page.locator("h1")).to_have_text("Refused")
+    assert [a["id"] for a in _settings()["accounts"]] == ["main"]

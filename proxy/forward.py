@@ -396,7 +396,9 @@ class Forwarder:
         if not any(a.family == incoming.family for a in settings.accounts):
             hint = "anthropic" if incoming.family == "anthropic" else "openai` or `headway login chatgpt"
             raise NoAccounts(f"no {family_name} account is configured; add one with `headway accounts add {hint}`")
-        if isinstance(last, tuple) and last[0] in _RETRYABLE:
+        # A 5xx after its retries, or a refusal whose block has already ended (a 429 with `retry-after: 0`): the
+        # upstream's own answer says more than an empty list of blocked accounts would.
+        if isinstance(last, tuple) and (last[0] in _RETRYABLE or not blocked):
             status, headers, body = last
             attempt.status = status
             attempt.error = _short(body)

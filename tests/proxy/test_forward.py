@@ -147,6 +147,22 @@ def test_error_bodies_list_only_enabled_accounts(gw: RunningGateway, anthropic: 
     assert "2 disabled accounts not tried" in message
 
 
+def test_every_account_429_with_retry_after_zero_is_a_429_in_the_agents_shape(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
+    """A cooldown of 0 s has already ended when the answer is built: the agent still learns it was rate-limited."""
+    gw.add("anthropic", "main", "sk-ant-main")
+    gw.add("anthropic", "backup", "sk-ant-back")
+    for _ in range(2):
+        anthropic.enqueue(Behavior(status=429, retry_after=0, error_type="rate_limit_error", error_message="slow down"))
+    response = post(gw)
+    assert response.status_code == 429, response.text
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == "rate_limit_error"
+    assert "slow down" in error["error"]["message"]
+    assert len(anthropic.requests) == 2
+
+
 # -- the agent hangs up ---------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import tomlkit
+import tomlkit.exceptions
+
 __all__ = [
     "AGENTS",
     "AgentConfigError",
@@ -85,7 +88,6 @@ AGENTS: dict[str, AgentInfo] = {
 }
 
 PROVIDER_ID = "headway"
-_HEADER = re.compile(r"""^\s*\[\[?\s*[A-Za-z0-9_."' -]+\]\]?\s*(#.*)?$""")
 
 
 @dataclass(frozen=True)
@@ -223,10 +225,6 @@ def _aider_values(ep: Endpoint) -> dict[str, str]:
     return {"openai-api-base": ep.v1, "openai-api-key": ep.key, "anthropic-api-key": ep.key}
 
 
-def _toml_str(value: str) -> str:
-    return json.dumps(value)  # a TOML basic string: same escapes as JSON for the characters we write
-
-
 def snippet(name: str, ep: Endpoint) -> str:
     """What to paste, for a user who edits the file (or environment) by hand."""
     if name in ("opencode", "pi", "claude-code"):
@@ -235,9 +233,7 @@ def snippet(name: str, ep: Endpoint) -> str:
             fragment = {"$schema": "https://opencode.ai/config.json", **fragment}
         return json.dumps(fragment, indent=2) + "\n"
     if name == "codex":
-        lines = [f"model_provider = {_toml_str(PROVIDER_ID)}", "", f"[model_providers.{PROVIDER_ID}]"]
-        lines += [f"{k} = {_toml_str(v)}" for k, v in _codex_table(ep).items()]
-        return "\n".join(lines) + "\n"
+        return _toml_edit("", ep)
     if name == "aider":
         return _aider_block(ep)
     if name == "openhands":
@@ -330,53 +326,31 @@ def _plan_json(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
 
 
 def _toml_edit(text: str, ep: Endpoint) -> str:
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-
-    def headers() -> list[int]:
-        return [i for i, line in enumerate(lines) if _HEADER.match(line)]
-
-    # 1. the root key, before the first table
-    root_end = (headers() or [len(lines)])[0]
-    wanted_root = f"model_provider = {_toml_str(PROVIDER_ID)}\n"
-    key_re = re.compile(r"^\s*model_provider\s*=")
-    index = next((i for i in range(root_end) if key_re.match(lines[i])), None)
-    if index is not None:
-        lines[index] = wanted_root
-    else:
-        insert = [wanted_root]
-        if root_end < len(lines):
-            insert.append("\n")
-        lines[root_end:root_end] = insert
-
-    # 2. the provider table: our keys set in place, other keys and comments kept
-    table = _codex_table(ep)
-    header_re = re.compile(rf"""^\s*\[\s*model_providers\s*\.\s*(?:{PROVIDER_ID}|"{PROVIDER_ID}"|'{PROVIDER_ID}')\s*\]\s*(#.*)?$""")
-    start = next((i for i in range(len(lines)) if header_re.match(lines[i])), None)
-    if start is None:
-        if lines and lines[-1].strip():
-            lines.append("\n")
-        lines.append(f"[model_providers.{PROVIDER_ID}]\n")
-        lines += [f"{k} = {_toml_str(v)}\n" for k, v in table.items()]
-        return "".join(lines)
-    end = next((i for i in headers() if i > start), len(lines))
-    body = lines[start + 1 : end]
-    remaining = dict(table)
-    out: list[str] = []
-    for line in body:
-        match = re.match(r"^\s*([A-Za-z0-9_-]+)\s*=", line)
-        key = match.group(1) if match else None
-        if key == "env_key":
-            continue  # an env_key would win over the token and fail when the variable is unset
-        if key in remaining:
-            out.append(f"{key} = {_toml_str(remaining.pop(key))}\n")
-        else:
-            out.append(line)
-    insert_at = 0
-    out[insert_at:insert_at] = [f"{k} = {_toml_str(v)}\n" for k, v in remaining.items()]
-    lines[start + 1 : end] = out
-    return "".join(lines)
+    """``text`` with Codex pointed at Headway, edited with tomlkit: every other key, comment and blank line stays
+    where it was, in whatever legal form the user wrote it (tables, inline tables, dotted keys)."""
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:  # tomllib accepted it; a tomlkit gap is still refused safely
+        raise AgentConfigError(f"cannot edit this TOML ({exc})") from exc
+    doc["model_provider"] = PROVIDER_ID
+    providers = doc.get("model_providers")
+    if providers is None:
+        providers = tomlkit.table(is_super_table=True)
+        doc["model_providers"] = providers
+    if not isinstance(providers, dict):
+        raise AgentConfigError("model_providers is not a table; fix it by hand and try again")
+    table = providers.get(PROVIDER_ID)
+    if table is None:
+        table = tomlkit.table()
+        providers[PROVIDER_ID] = table
+    if not isinstance(table, dict):
+        raise AgentConfigError(f"model_providers.{PROVIDER_ID} is not a table; fix it by hand and try again")
+    if "env_key" in table:
+        del table["env_key"]  # an env_key would win over the token and fail when the variable is unset
+    for key, value in _codex_table(ep).items():
+        if table.get(key) != value:
+            table[key] = value
+    return tomlkit.dumps(doc)
 
 
 def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Plan:
@@ -385,10 +359,10 @@ def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
         before = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise AgentConfigError(f"{path} is not valid TOML ({exc}); fix it first") from exc
-    new_text = _toml_edit(text, ep)
     try:
+        new_text = _toml_edit(text, ep)
         after = tomllib.loads(new_text)
-    except tomllib.TOMLDecodeError as exc:
+    except (AgentConfigError, tomllib.TOMLDecodeError) as exc:
         raise AgentConfigError(
             f"{path} defines model_provider or model_providers.{PROVIDER_ID} in a form Headway does not edit "
             f"({exc}); remove those entries by hand and try again"

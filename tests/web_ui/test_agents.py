@@ -219,14 +219,46 @@ def test_codex_from_scratch_and_replacing_an_existing_choice(tmp_path: Path) -> 
     assert tomllib.loads((other / ".codex" / "config.toml").read_text())["model_provider"] == "headway"
 
 
+@pytest.mark.parametrize(
+    "before",
+    [
+        'model_providers = { headway = { name = "x", base_url = "http://x" }, other = { name = "o" } }  # inline\n',
+        '# dotted keys\nmodel_providers.headway.name = "x"\nmodel_providers.headway.env_key = "K"\n\n[tui]\nx = 1\n',
+        'model = "o3"\n\n[[profiles_list]]\nname = "a"\n\n[model_providers]\nother.name = "o"\n',
+        "'quoted' = 'literal string'\nmulti = \"\"\"\nline\n\"\"\"\n[model_providers.'headway']\nbase_url = 'x'\n",
+    ],
+)
+def test_codex_every_legal_toml_form_is_edited_and_the_rest_kept(tmp_path: Path, before: str) -> None:
+    """Inline tables, dotted keys, arrays of tables, literal and multi-line strings: all legal TOML that the old
+    line-based editor refused or could not place; tomlkit edits them in place."""
+    path = tmp_path / ".codex" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(before)
+    configure("codex", tmp_path)
+    text = path.read_text()
+    after = tomllib.loads(text)
+    assert after["model_provider"] == "headway"
+    headway = after["model_providers"]["headway"]
+    assert headway["base_url"] == EP.v1 and headway["experimental_bearer_token"] == EP.key
+    assert "env_key" not in headway
+    expected = tomllib.loads(before)
+    expected["model_providers"].pop("headway", None)
+    after["model_providers"].pop("headway")
+    after.pop("model_provider")
+    assert after == expected
+    for comment in ("# inline", "# dotted keys"):
+        assert (comment in before) == (comment in text)
+    assert not configure("codex", tmp_path).changed
+
+
 def test_codex_forms_it_cannot_edit_safely_are_refused(tmp_path: Path) -> None:
     path = tmp_path / ".codex" / "config.toml"
     path.parent.mkdir()
-    inline = 'model_providers = { headway = { name = "x", base_url = "http://x" } }\n'
-    path.write_text(inline)
+    not_a_table = 'model_providers = "x"\n'
+    path.write_text(not_a_table)
     with pytest.raises(AgentConfigError):
         configure("codex", tmp_path)
-    assert path.read_text() == inline
+    assert path.read_text() == not_a_table
     path.write_text("model = [unclosed\n")
     with pytest.raises(AgentConfigError, match="not valid TOML"):
         configure("codex", tmp_path)

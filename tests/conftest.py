@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keyring
 import keyring.backend
 import pytest
+
+if TYPE_CHECKING:
+    from tests.fakes import FakeAnthropic, FakeOpenAI
 
 _SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_", "CODEX_", "OPENCODE_", "PI_", "CLAUDE_")
 
@@ -62,3 +66,21 @@ def memory_keyring(request: pytest.FixtureRequest) -> Iterator[MemoryKeyring | N
         yield backend
     finally:
         keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def anthropic() -> Iterator[FakeAnthropic]:
+    """A fake Anthropic API on 127.0.0.1 (tests/fakes); behaviours are scripted per test."""
+    from tests.fakes import FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def openai() -> Iterator[FakeOpenAI]:
+    """A fake OpenAI API on 127.0.0.1 (tests/fakes)."""
+    from tests.fakes import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        yield fake

@@ -41,18 +41,6 @@ CHAT_BODY = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=5.0) as c:
         yield c

@@ -43,12 +43,6 @@ def busy() -> Iterator[socket.socket]:
         sock.close()
 
 
-@pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
 def build(anthropic: FakeAnthropic, port: int) -> Services:
     """Services whose port comes from the settings (not fixed by options), so a settings change moves it."""
     environ = {**os.environ, "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url}

@@ -53,12 +53,6 @@ def errors() -> Iterator[Errors]:
             logger.removeHandler(handler)
 
 
-@pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
 def start(anthropic: FakeAnthropic, **options: Any) -> Services:
     environ = {**os.environ, "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url}
     services = build_services(Paths.from_env(), EngineOptions(port=0, environ=environ))

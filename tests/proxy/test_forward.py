@@ -33,18 +33,6 @@ def _quick(settings: Settings) -> None:
 
 
 @pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
 def gw(anthropic: FakeAnthropic, openai: FakeOpenAI) -> Iterator[RunningGateway]:
     gateway = start_gateway(anthropic_url=anthropic.url, openai_url=openai.url, settings=_quick)
     try:

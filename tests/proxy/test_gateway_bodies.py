@@ -22,18 +22,6 @@ RESPONSES = {"model": "gpt-5", "input": "hi"}
 
 
 @pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
 def gw(anthropic: FakeAnthropic, openai: FakeOpenAI) -> Iterator[RunningGateway]:
     gateway = start_gateway(anthropic_url=anthropic.url, openai_url=openai.url)
     gateway.add("anthropic", "main", "sk-ant-main")

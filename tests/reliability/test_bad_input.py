@@ -38,18 +38,6 @@ GET_ROUTES = ["/", "/health", "/api/hello", "/status", "/v1/models"]
 
 
 @pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture
-def openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture
 def gw(anthropic: FakeAnthropic, openai: FakeOpenAI) -> Iterator[RunningGateway]:
     gateway = start_gateway(
         anthropic_url=anthropic.url,
@@ -178,8 +166,8 @@ def test_any_body_on_any_route(gw: RunningGateway) -> None:
 @pytest.fixture
 def gw_transforming(anthropic: FakeAnthropic) -> Iterator[RunningGateway]:
     """Bodies are rewritten on the way: Anthropic in hybrid cache mode, OpenAI through a ChatGPT account (Codex)."""
+    from proxy.auth import TokenSet
     from proxy.keychain import account_secret_name
-    from proxy.oauth import TokenSet
     from proxy.settings import Account
     from tests.fakes import FakeAccount, FakeOpenAIAuth
     from tests.fakes.codex import FakeCodex

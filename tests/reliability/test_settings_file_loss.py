@@ -23,12 +23,6 @@ MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role":
 
 
 @pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
-
-
-@pytest.fixture
 def gw(anthropic: FakeAnthropic) -> Iterator[RunningGateway]:
     gateway = start_gateway(anthropic_url=anthropic.url)
     try:

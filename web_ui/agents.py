@@ -42,6 +42,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import tomlkit
 import tomlkit.exceptions
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 __all__ = [
     "AGENTS",
@@ -400,63 +402,72 @@ def _aider_block(ep: Endpoint, extra_env: list[str] | None = None) -> str:
     return "".join(lines)
 
 
-def _yaml_scalar(text: str) -> str:
-    text = text.strip()
-    if " #" in text and not text.startswith(("'", '"')):
-        text = text.split(" #", 1)[0].strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        try:
-            value = json.loads(text)
-            return value if isinstance(value, str) else text
-        except ValueError:
-            return text[1:-1]
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1].replace("''", "'")
-    return text
+def _load_yaml(text: str, path: Path) -> dict[str, Any]:
+    """The file as data (ruamel.yaml, YAML 1.2, duplicate keys refused): a file Headway cannot read exactly is left
+    alone."""
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise AgentConfigError(
+            f"{path} is not valid YAML ({' '.join(str(exc).split())}); fix it first, or edit it by hand with "
+            "`headway configure aider --print`"
+        ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AgentConfigError(f"{path} does not hold a YAML mapping; fix it by hand and try again")
+    return data
 
 
 def _plan_yaml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Plan:
+    """Headway's keys are removed line by line and written again as one marked block at the end, so every other line
+    of the file stays byte for byte; the result is parsed back and must say exactly what it said before plus
+    Headway's values, or nothing is written."""
+    before = _load_yaml(old or "", path)
+    set_env = before.get("set-env", [])
+    if isinstance(set_env, str):
+        set_env = [set_env]
+    if not isinstance(set_env, list) or not all(isinstance(item, str) for item in set_env):
+        raise AgentConfigError(f"{path}: `set-env` is not a list of VAR=value strings; change it by hand")
+    other_env = [item for item in set_env if not item.startswith(_ANTHROPIC_BASE_VARS)]
+
     lines = (old or "").splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    key_re = re.compile(rf"^({'|'.join(re.escape(k) for k in _AIDER_KEYS)})\s*:(.*)$")
+    key_re = re.compile(rf"^({'|'.join(re.escape(k) for k in _AIDER_KEYS)})\s*:")
     kept: list[str] = []
-    other_env: list[str] = []
     notes: list[str] = []
     i = 0
     while i < len(lines):
         line = lines[i]
-        if line == _AIDER_MARK:
-            i += 1
-            continue
-        match = key_re.match(line.rstrip("\n"))
-        if match is None:
-            kept.append(line)
-            i += 1
-            continue
-        key, inline = match.group(1), match.group(2).strip()
         i += 1
-        items: list[str] = []
-        while i < len(lines) and lines[i].strip() and (lines[i][0] in " \t" or lines[i].lstrip().startswith("- ")):
-            stripped = lines[i].strip()
-            if stripped.startswith("- "):
-                items.append(_yaml_scalar(stripped[2:]))
-            elif not stripped.startswith("#"):
-                raise AgentConfigError(f"{path}: `{key}` has a form Headway does not edit; change it by hand")
-            i += 1
-        if key != "set-env":
+        if line == _AIDER_MARK:
             continue
-        if inline.startswith("[") and inline.endswith("]"):
-            items += [_yaml_scalar(p) for p in inline[1:-1].split(",") if p.strip()]
-        elif inline and not inline.startswith("#"):
-            items.append(_yaml_scalar(inline))
-        other_env += [item for item in items if not item.startswith(_ANTHROPIC_BASE_VARS)]
+        if key_re.match(line) is None:
+            kept.append(line)
+            continue
+        # the key's own continuation lines (a block list or an indented value) go with it
+        while i < len(lines) and lines[i].strip() and (lines[i][0] in " \t" or lines[i].startswith("- ")):
+            i += 1
     if any(line.startswith("api-key:") for line in kept):
         notes.append("this file also sets `api-key:`; make sure it does not name anthropic or openai")
     while kept and not kept[-1].strip():
         kept.pop()
     body = "".join(kept)
     new_text = (body + "\n" if body else "") + _aider_block(ep, other_env)
+
+    expected = {key: value for key, value in before.items() if key not in _AIDER_KEYS}
+    expected.update(_aider_values(ep))
+    expected["set-env"] = [*other_env, f"ANTHROPIC_BASE_URL={ep.root}"]
+    try:
+        after = _load_yaml(new_text, path)
+    except AgentConfigError:
+        after = None
+    if after != expected:
+        raise AgentConfigError(
+            f"{path} sets {', '.join(_AIDER_KEYS)} in a form Headway does not edit; add this by hand:\n"
+            f"{snippet(info.name, ep)}"
+        )
     changed = old is None or new_text != old
     return Plan(info, path, old, new_text if changed else (old or ""), changed, tuple(notes))
 

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from web_ui.agents import (
     AgentConfigError,
@@ -301,6 +302,51 @@ def test_aider_inline_set_env_is_merged(tmp_path: Path) -> None:
     configure("aider", tmp_path)
     text = path.read_text()
     assert '  - "A=1"' in text and '  - "B=2"' in text
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "model: [unclosed\n",  # not YAML at all
+        "model: a\nmodel: b\n",  # duplicate keys: which one aider uses is not ours to guess
+        "- just\n- a list\n",  # not a mapping
+        "set-env:\n  FOO: bar\n",  # set-env as a mapping: not aider's form
+    ],
+)
+def test_aider_a_file_it_cannot_read_exactly_is_left_alone(tmp_path: Path, before: str) -> None:
+    path = tmp_path / ".aider.conf.yml"
+    path.write_text(before)
+    with pytest.raises(AgentConfigError):
+        configure("aider", tmp_path)
+    assert path.read_text() == before
+    assert list(tmp_path.iterdir()) == [path]  # no backup, no temp file
+
+
+def test_aider_every_other_key_means_the_same_after_the_edit(tmp_path: Path) -> None:
+    """The edit is checked by parsing: a block scalar under a replaced key, quoted and flow values elsewhere."""
+    before = (
+        "# top\n"
+        "openai-api-key: >-\n  sk-folded\n  continued\n"
+        "read: ['a.md', \"b.md\"]\n"
+        "map:\n  nested: {x: 1}\n"
+        "set-env: \"ANTHROPIC_API_BASE=https://old\"\n"
+        "lint-cmd: 'python: ruff'   # a colon inside\n"
+    )
+    path = tmp_path / ".aider.conf.yml"
+    path.write_text(before)
+    configure("aider", tmp_path)
+    text = path.read_text()
+    after = YAML(typ="safe", pure=True).load(text)
+    assert after == {
+        "read": ["a.md", "b.md"],
+        "map": {"nested": {"x": 1}},
+        "lint-cmd": "python: ruff",
+        "openai-api-base": EP.v1,
+        "openai-api-key": EP.key,
+        "anthropic-api-key": EP.key,
+        "set-env": [f"ANTHROPIC_BASE_URL={EP.root}"],
+    }
+    assert "# top" in text and "sk-folded" not in text and "continued" not in text
 
 
 # --------------------------------------------------------------------------- OpenHands and snippets

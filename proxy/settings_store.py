@@ -84,9 +84,16 @@ class SettingsStore:
 
     def _recovery(self) -> str:
         return (
-            f"the last good settings are kept in {self.last_good}: copy that file to {self.path} to restore them "
+            f"the last good settings are kept in {self.last_good}: `headway settings restore` puts them back (it moves "
+            f"this file aside), or copy that file to {self.path} yourself "
             f"(or delete {self.last_good} knowingly to start over with no accounts)"
         )
+
+    def _unreadable(self, reason: str) -> SettingsError:
+        """A file that cannot be read: once one existed here, the last-good copy is the way back."""
+        if self._existed():
+            reason += "; " + self._recovery()
+        return self._problem(reason)
 
     def _read(self) -> tuple[Settings, str | None]:
         """The file's settings and text; (defaults, None) on a true first run. Raises SettingsError otherwise."""
@@ -95,9 +102,9 @@ class SettingsStore:
         except FileNotFoundError:
             return self._missing()
         except OSError as exc:
-            raise self._problem(f"cannot read the file: {exc.strerror or exc}") from exc
+            raise self._unreadable(f"cannot read the file: {exc.strerror or exc}") from exc
         if stat.S_ISDIR(info.st_mode):
-            raise self._problem("is a folder, not a file; move it away and " + self._recovery())
+            raise self._problem("is a folder, not a file; " + (self._recovery() if self._existed() else "move it away"))
         if not stat.S_ISREG(info.st_mode):
             raise self._problem("is not a regular file")
         if info.st_size > self.max_bytes:
@@ -112,13 +119,13 @@ class SettingsStore:
         except FileNotFoundError:
             return self._missing()
         except OSError as exc:
-            raise self._problem(f"cannot read the file: {exc.strerror or exc}") from exc
+            raise self._unreadable(f"cannot read the file: {exc.strerror or exc}") from exc
         if len(data) > self.max_bytes:
             raise self._problem(self._too_large(len(data)))
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise self._problem(f"is not UTF-8 text (byte {exc.start}); settings files are JSON") from exc
+            raise self._unreadable(f"is not UTF-8 text (byte {exc.start}); settings files are JSON") from exc
         if not text.strip():
             if self._existed():
                 raise self._problem("the file is empty (a save in progress, or truncated); " + self._recovery())

@@ -39,8 +39,7 @@ from proxy.state import RuntimeState
 from .app import make_keychain, read_runtime
 
 if TYPE_CHECKING:
-    from proxy.login import LoginResult
-    from proxy.oauth import OAuthConfig
+    from proxy.auth import LoginResult, OAuthConfig
 
 __all__ = ["main"]
 
@@ -53,8 +52,16 @@ def _store(paths: Paths, *, strict: bool = False) -> SettingsStore:
     store = SettingsStore.for_paths(paths)
     store.load()
     if strict and store.error is not None:
-        raise click.ClickException(f"the settings file is invalid; fix it first:\n{store.error}")
+        raise _unusable(store, store.error)
     return store
+
+
+def _unusable(store: SettingsStore, error: SettingsError) -> click.ClickException:
+    """Nothing was changed because the settings file cannot be used: what is wrong with it, and the way back."""
+    text = f"the settings file cannot be used, so nothing was changed:\n{error}"
+    if "headway settings restore" not in text and store.last_good.is_file():
+        text += "\n  fix: correct the file, or put the last good settings back with `headway settings restore`"
+    return click.ClickException(text)
 
 
 def _fail(exc: Exception) -> click.ClickException:
@@ -100,6 +107,9 @@ def _read_secret(stdin: bool, prompt: str) -> str:
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Headway: run your coding agents on your own ChatGPT, OpenAI and Anthropic accounts."""
+    from .cli_log import log_cli_to_file
+
+    log_cli_to_file(_paths().log_dir)  # problems reach the user once, as the command's message; records go to the log
     if ctx.invoked_subcommand is None:
         from .tray_main import run_tray_or_headless
 
@@ -302,8 +312,7 @@ def login() -> None:
 @click.option("--no-browser", is_flag=True, help="Print the sign-in URL instead of opening a browser.")
 def login_chatgpt(headless: bool, label: str | None, no_browser: bool) -> None:
     """Sign in to ChatGPT; signing in to an account Headway already has updates it."""
-    from proxy.login import CallbackError, LoginError, oauth_config
-    from proxy.oauth import OAuthConfig, OAuthError
+    from proxy.auth import CallbackError, LoginError, OAuthConfig, OAuthError, oauth_config
     paths = _paths()
     paths.ensure()
     store = _store(paths, strict=True)
@@ -335,11 +344,13 @@ def _step(message: str) -> None:
 def _login_browser(
     store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None, no_browser: bool
 ) -> LoginResult:
-    from proxy.login import BROWSER_LOGIN_TIMEOUT, BrowserLogin, callback_port
+    from proxy.auth import BROWSER_LOGIN_TIMEOUT, BrowserLogin, callback_port
+    from web_ui.callback import CallbackServer
     flow = BrowserLogin(
         store,
         keychain,
         cfg,
+        callback_server=CallbackServer,
         label=label,
         port=callback_port(os.environ),
         open_browser=not no_browser,
@@ -357,8 +368,7 @@ def _login_browser(
 
 
 def _login_device(store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None) -> LoginResult:
-    from proxy.login import DeviceLogin
-    from proxy.oauth import DEVICE_LOGIN_TIMEOUT
+    from proxy.auth import DEVICE_LOGIN_TIMEOUT, DeviceLogin
     flow = DeviceLogin(store, keychain, cfg, label=label, progress=_step)
     click.echo("Signing in to ChatGPT with a device code.")
     code = flow.start()
@@ -637,6 +647,34 @@ def settings_check() -> None:
     if store.error is not None:
         raise click.ClickException(str(store.error))
     click.echo(f"{store.path}: valid")
+
+
+@settings.command("restore")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def settings_restore(yes: bool) -> None:
+    """Put the last good settings back in place of a missing, empty, unreadable or broken settings file.
+
+    Every settings file that loaded fine is copied to the data folder (settings.last-good.json); this copies it back.
+    Whatever is in the way is moved aside (settings.json.broken-<time>), never deleted.
+    """
+    paths = _paths()
+    store = _store(paths)
+    if store.error is None:
+        raise click.ClickException(f"{store.path} is fine; nothing to restore")
+    click.echo(f"The settings file cannot be used:\n{store.error}")
+    if not yes:
+        click.confirm(f"Put the last good settings from {store.last_good} back in {store.path}?", abort=True)
+    try:
+        aside = store.restore_last_good()
+    except SettingsError as exc:
+        raise click.ClickException("\n".join(exc.problems)) from exc
+    except OSError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"restored {store.path} from {store.last_good}")
+    if aside is not None:
+        click.echo(f"what was in the way is now {aside}")
+    if read_runtime(paths):
+        click.echo("The running Headway picks the restored settings up by itself.")
 
 
 # --------------------------------------------------------------------------- configure an agent

@@ -122,7 +122,8 @@ def explain(exc: BaseException) -> Failure | None:
         problems = "\n    ".join(exc.problems[:10])
         return Failure(
             f"the settings file {exc.source} cannot be used:\n    {problems}",
-            "fix it (`headway settings check` shows every problem), or move it away to start from the defaults",
+            "fix it (`headway settings check` shows every problem), or put the last good settings back with "
+            "`headway settings restore` (with no last-good copy: move the file away to start from the defaults)",
         )
     if isinstance(exc, OSError) and (exc.errno == errno.EADDRINUSE or isinstance(exc, PortBusy)):
         return _port_failure(exc)

@@ -5,6 +5,12 @@
 #   SMOKE=0 packaging/build.sh         # skip the smoke test
 #   CLEAN=1 packaging/build.sh         # drop PyInstaller's cache first (release builds)
 #   HEADWAY_BUNDLE_GTK=0 packaging/build.sh   # Linux: without GTK (icon only, no menu; 96 MB instead of ~230 MB)
+#   LOCKED=0 packaging/build.sh        # a quick local build from .venv as it is (never for a release)
+#
+# The bundle is built in its own venv (build/bundle-venv) holding exactly packaging/requirements.lock, installed
+# with `pip install --require-hashes`: every file must match its recorded sha256, so what ships is what was
+# reviewed. The venv is rebuilt only when the lock or the interpreter changes (a stamp file). Headway's own code is
+# taken from this checkout (the spec's pathex), not installed. packaging/lock.sh regenerates the lock.
 #
 # Output (dist/):
 #   Linux   dist/headway/ (one folder) and dist/headway-<version>-linux-<arch>.tar.gz
@@ -14,7 +20,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}  # runs the smoke test (it needs the test fakes); builds when LOCKED=0
 DIST=${DIST:-$ROOT/dist}
 WORK=${WORK:-$ROOT/build/pyinstaller}
 VERSION=$("$PYTHON" -c 'import proxy; print(proxy.__version__)')
@@ -25,8 +31,29 @@ say() { printf '[build +%ss] %s\n' "$SECONDS" "$*" >&2; }
 args=(--noconfirm --distpath "$DIST" --workpath "$WORK")
 if [[ ${CLEAN:-0} == 1 ]]; then args+=(--clean); fi
 
+BUILD_PYTHON=$PYTHON
+if [[ ${LOCKED:-1} == 1 ]]; then
+    BASE_PYTHON=${BASE_PYTHON:-python3}
+    LOCK="$ROOT/packaging/requirements.lock"
+    BUILD_VENV=${BUILD_VENV:-$ROOT/build/bundle-venv}
+    STAMP="$BUILD_VENV/.headway-lock"
+    key=$({ "$BASE_PYTHON" -c 'import sys; print(sys.version)'; cat "$LOCK"; } | sha256sum | cut -d' ' -f1)
+    if [[ -x "$BUILD_VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$key" ]]; then
+        say "build venv up to date ($BUILD_VENV)"
+    else
+        say "build venv: installing packaging/requirements.lock (hash-checked) into $BUILD_VENV"
+        rm -rf "$BUILD_VENV"
+        "$BASE_PYTHON" -m venv "$BUILD_VENV"
+        "$BUILD_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            --require-hashes --no-deps -r "$LOCK"
+        "$BUILD_VENV/bin/python" -m pip check >&2
+        printf '%s\n' "$key" >"$STAMP"
+    fi
+    BUILD_PYTHON="$BUILD_VENV/bin/python"
+fi
+
 say "PyInstaller ${args[*]} packaging/headway.spec"
-"$PYTHON" -m PyInstaller "${args[@]}" packaging/headway.spec
+"$BUILD_PYTHON" -m PyInstaller "${args[@]}" packaging/headway.spec
 say "bundle built"
 
 case "$(uname -s)" in

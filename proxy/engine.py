@@ -43,12 +43,8 @@ from .keychain import Keychain, account_secret_name, ensure_access_key
 from .listener import PortInUse, bind_listener, format_address
 from .oauth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
 from .paths import Paths, write_private_file
-from .providers.anthropic import AnthropicApiKey
 from .providers.base import Incoming, ProviderAdapter
-from .providers.chatgpt import ChatGPTAccount, codex_user_agent
-from .providers.codex_models import fallback_models, parse_models_response, to_openai_models_list
-from .providers.openai import OpenAIApiKey
-from .quota import parse_codex_usage
+from .providers.registry import build_adapters
 from .relay import RELAY_SECRET, RelayClient
 from .request_log import RequestLog
 from .sessions import SessionInfo
@@ -56,7 +52,6 @@ from .settings import Account, Settings, UpstreamSettings, effective_upstreams
 from .settings_store import SettingsStore
 from .state import RuntimeState, StateSaver
 from .tasks import TaskGroup
-from .upstream_url import normalize_base_url
 
 __all__ = ["Engine", "EngineOptions", "PortInUse", "ensure_access_key", "status_snapshot"]
 
@@ -177,11 +172,7 @@ class Engine:
         self._server_task: asyncio.Task[Any] | None = None
         self._bound: tuple[str, int] = ("127.0.0.1", 0)
         self.request_log = RequestLog(paths.request_log)
-        self._adapters: dict[str, ProviderAdapter] = {
-            "anthropic-api-key": AnthropicApiKey(),
-            "openai-api-key": OpenAIApiKey(),
-            "chatgpt": ChatGPTAccount(),
-        }
+        self._adapters: dict[str, ProviderAdapter] = build_adapters()
         self._client: httpx.AsyncClient | None = None
         self._tokens: TokenManager | None = None
         self._dumps: DumpWriter | None = None
@@ -314,7 +305,7 @@ class Engine:
             client=self._client,
             credential=self._credential,
             fingerprints=self._secrets.fingerprints_of,
-            adapters=self._adapter,
+            adapters=self._adapters.__getitem__,
             request_log=self.request_log,
             prepare=self._prepare,
             observe=self._observe,
@@ -507,16 +498,10 @@ class Engine:
         self.keychain.set(account_secret_name(account_id), token_json)
         self._secrets.invalidate(account_id)
 
-    def _adapter(self, kind: str) -> ProviderAdapter:
-        adapter = self._adapters[kind]
-        if isinstance(adapter, ChatGPTAccount):
-            adapter.stabilize_cache = self._settings.chatgpt.stabilize_cache
-        return adapter
-
     async def _credential(self, account: Account) -> str | None:
         """The secret to send upstream: the API key, or a fresh ChatGPT access token (refreshed if due)."""
         raw = await self._secrets.get(account.id)
-        if not raw or account.kind != "chatgpt":
+        if not raw or not self._adapters[account.kind].oauth:
             return raw
         assert self._tokens is not None
         try:
@@ -594,32 +579,30 @@ class Engine:
             await asyncio.sleep(5.0)
             # Keeps the secret cache warm, so status (tray, page) knows an account whose key or login is missing.
             await self._secrets.fingerprints_of([a for a in self._settings.accounts if a.enabled])
-            accounts = [a for a in self._settings.accounts if a.kind == "chatgpt" and a.enabled]
-            if not accounts or self._tokens is None:
-                continue
-            await self._tokens.refresh_due([a.id for a in accounts])
+            enabled = [a for a in self._settings.accounts if a.enabled]
+            signed_in = [a for a in enabled if self._adapters[a.kind].oauth]
+            if signed_in and self._tokens is not None:
+                await self._tokens.refresh_due([a.id for a in signed_in])
             interval = self._settings.chatgpt.usage_poll_minutes * 60
             now = time.time()
-            for account in accounts:
+            for account in self._polled_accounts():
                 if now - polled.get(account.id, 0.0) >= interval:
                     polled[account.id] = now
                     await self._poll_usage(account)
 
+    def _polled_accounts(self) -> list[Account]:
+        """Enabled accounts whose provider has a usage endpoint to poll."""
+        return [a for a in self._settings.accounts if a.enabled and self._adapters[a.kind].polls_usage]
+
     async def _poll_usage(self, account: Account) -> bool:
-        """GET the Codex usage endpoint for one account; update its quota windows. True on success."""
+        """Read one account's usage endpoint (through its adapter); update its quota windows. True on success."""
         if self._client is None:
             return False
         token = await self._credential(account)
         if not token:
             return False
-        base = normalize_base_url(account.base_url or self._upstreams.chatgpt, "chatgpt")
-        headers = {"authorization": f"Bearer {token}", "originator": "headway", "user-agent": codex_user_agent(None)}
-        if account.chatgpt_account_id:
-            headers["chatgpt-account-id"] = account.chatgpt_account_id
         try:
-            response = await self._client.get(f"{base}/backend-api/wham/usage", headers=headers, timeout=15.0)
-            response.raise_for_status()
-            windows, plan = parse_codex_usage(response.json(), time.time())
+            windows, plan = await self._adapters[account.kind].poll_usage(self._client, account, token, self._upstreams)
         except (httpx.HTTPError, ValueError) as exc:
             log.info("usage poll for %s failed: %s", account.id, exc)
             return False
@@ -629,9 +612,8 @@ class Engine:
         return True
 
     async def refresh_quota(self) -> None:
-        """Poll usage for every ChatGPT account now (`headway status --refresh`)."""
-        accounts = [a for a in self._settings.accounts if a.kind == "chatgpt" and a.enabled]
-        await asyncio.gather(*(self._poll_usage(a) for a in accounts))
+        """Poll usage for every account that has a usage endpoint now (`headway status --refresh`)."""
+        await asyncio.gather(*(self._poll_usage(a) for a in self._polled_accounts()))
 
     async def _forward(self, incoming: Incoming) -> Response:
         assert self._forwarder is not None
@@ -648,7 +630,7 @@ class Engine:
                 return JSONResponse({"data": [], "has_more": False, "first_id": None, "last_id": None})
             return await self._forward(self._models_request(family, request))
         data: list[Any] = []
-        if any(a.kind == "openai-api-key" for a in accounts):
+        if any(not self._adapters[a.kind].own_model_list for a in accounts):
             response = await self._forward(self._models_request(family, request))
             if response.status_code != 200:
                 return response
@@ -659,10 +641,10 @@ class Engine:
                 data = list(json.loads(body).get("data", []))
             except (ValueError, AttributeError):
                 data = []
-        chatgpt = next((a for a in accounts if a.kind == "chatgpt"), None)
-        if chatgpt is not None:
+        listing = next((a for a in accounts if self._adapters[a.kind].own_model_list), None)
+        if listing is not None:
             known = {m.get("id") for m in data if isinstance(m, dict)}
-            data += [m for m in to_openai_models_list(await self._codex_models(chatgpt))["data"] if m["id"] not in known]
+            data += [m for m in await self._own_models(listing) if m.get("id") not in known]
         return JSONResponse({"object": "list", "data": data})
 
     def _models_request(self, family: Literal["anthropic", "openai"], request: Request) -> Incoming:
@@ -678,26 +660,14 @@ class Engine:
             session=SessionInfo(),
         )
 
-    async def _codex_models(self, account: Account) -> list[Any]:
-        """The ChatGPT account's model list (cached 10 minutes); the built-in list when the backend cannot say."""
+    async def _own_models(self, account: Account) -> list[dict[str, Any]]:
+        """The model list an account's provider keeps itself (cached 10 minutes; the adapter falls back to its own)."""
         cached = self._models_cache.get(account.id)
         if cached and time.time() - cached[0] < 600:
             return cached[1]
-        models = fallback_models()
+        assert self._client is not None
         token = await self._credential(account)
-        if token and self._client is not None:
-            base = normalize_base_url(account.base_url or self._upstreams.chatgpt, "chatgpt")
-            headers = {"authorization": f"Bearer {token}", "originator": "headway", "user-agent": codex_user_agent(None)}
-            if account.chatgpt_account_id:
-                headers["chatgpt-account-id"] = account.chatgpt_account_id
-            try:
-                response = await self._client.get(
-                    f"{base}/backend-api/codex/models", params={"client_version": __version__}, headers=headers, timeout=10.0
-                )
-                if response.status_code == 200:
-                    models = parse_models_response(response.json()) or models
-            except (httpx.HTTPError, ValueError) as exc:
-                log.info("model list for %s unavailable, using the built-in list: %s", account.id, exc)
+        models = await self._adapters[account.kind].list_models(self._client, account, token, self._upstreams)
         self._models_cache[account.id] = (time.time(), models)
         return models
 

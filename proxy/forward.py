@@ -44,7 +44,6 @@ from .health import Block
 from .logs import redact
 from .pricing import estimate_cost
 from .providers.base import Incoming, Outgoing, ProviderAdapter, ResponseTransformer, Verdict
-from .providers.codex_shape import parse_usage_limit_error
 from .quota import Window
 from .relay import RelayClient, RelayUnavailable
 from .request_budget import AgentGone, Budget, DeadlinePassed, StepTimeout
@@ -460,7 +459,7 @@ class Forwarder:
         Raises AgentGone / DeadlinePassed (from the budget), having closed the upstream connection.
         """
         try:
-            out = adapter.build(incoming, account, credential, self._upstreams())
+            out = adapter.build(incoming, account, credential, self._upstreams(), settings)
         except ValueError as exc:
             raise BadRequest(f"cannot send this request to {account.label}: {exc}") from exc
         attempt.upstream_body = out.content
@@ -520,7 +519,7 @@ class Forwarder:
                 log.info("account %s: transient %s, may retry", account.id, status)
                 state.health.of(account.id).last_error = reason
                 return "retry", (status, upstream.headers, body), retry_after_seconds(upstream.headers, now)
-            self._fall_back(account, status, reason, upstream.headers, body, windows, attempt.fingerprints, now, settings)
+            self._fall_back(account, adapter, status, reason, upstream.headers, body, windows, attempt.fingerprints, now, settings)
             return "next", (status, upstream.headers, body), None
 
         ok = 200 <= status < 300
@@ -544,7 +543,7 @@ class Forwarder:
             reason = redact(verdict.reason)
             attempt.chain.append(f"{account.id}:stream-{verdict.action}")
             if verdict.action == "fallback":
-                self._fall_back(account, 429, reason, upstream.headers, b"", windows, attempt.fingerprints, now, settings)
+                self._fall_back(account, adapter, 429, reason, upstream.headers, b"", windows, attempt.fingerprints, now, settings)
                 return "next", (429, upstream.headers, b"".join(held)), None
             state.health.of(account.id).last_error = reason
             return "retry", UpstreamUnavailable(f"account {account.label}: {reason}"), None
@@ -637,6 +636,7 @@ class Forwarder:
     def _fall_back(
         self,
         account: Account,
+        adapter: ProviderAdapter,
         status: int,
         reason: str,
         headers: httpx.Headers,
@@ -647,15 +647,14 @@ class Forwarder:
         settings: Settings,
     ) -> None:
         health = self._state.health
-        limit = parse_usage_limit_error(status, body, now=now) if account.kind == "chatgpt" else None
+        exhausted = adapter.classify_error(status, body, now)
         if status == 401:
-            needs_login = account.kind == "chatgpt"
-            health.fail_auth(account.id, reason, fingerprints.get(account.id), needs_login=needs_login)
+            health.fail_auth(account.id, reason, fingerprints.get(account.id), needs_login=adapter.oauth)
             log.warning("account %s: authentication failed upstream (%s); skipping it until it is fixed", account.id, reason)
-        elif limit is not None:
-            resets = limit.resets_at or now + settings.routing.default_cooldown_seconds
-            health.cool_down(account.id, resets, f"{limit.kind.replace('_', ' ')}", exhausted=True)
-            log.warning("account %s: %s; exhausted for %s, falling back", account.id, limit.kind, _in(resets - now))
+        elif exhausted is not None:
+            resets = exhausted.resets_at or now + settings.routing.default_cooldown_seconds
+            health.cool_down(account.id, resets, exhausted.reason, exhausted=True)
+            log.warning("account %s: %s; exhausted for %s, falling back", account.id, exhausted.reason, _in(resets - now))
         else:
             wait = retry_after_seconds(headers, now)
             until = now + wait if wait is not None else _reset_of_exhausted(windows, now)

@@ -1,7 +1,8 @@
 """Quota windows from upstream response headers, per account.
 
 Each provider reports headroom differently — Anthropic as limit/remaining/reset per resource, OpenAI API keys the
-same with Go-style durations, the Codex backend as used-percent per time window. All become :class:`Window`s with a
+same with Go-style durations, ChatGPT accounts as used-percent per time window (parsed by
+:mod:`proxy.providers.chatgpt.limits`). All become :class:`Window`s with a
 remaining fraction and a reset time, so routing, ``headway status`` and the tray read one shape.
 """
 
@@ -20,8 +21,6 @@ __all__ = [
     "QuotaSnapshot",
     "Window",
     "parse_anthropic_headers",
-    "parse_codex_headers",
-    "parse_codex_usage",
     "parse_duration",
     "parse_openai_headers",
 ]
@@ -144,59 +143,6 @@ def parse_openai_headers(headers: Mapping[str, str], now: float) -> list[Window]
             Window(name=resource, limit=limit, remaining=remaining, resets_at=None if after is None else now + after)
         )
     return windows
-
-
-def _codex_window_name(minutes: int | None, fallback: str) -> str:
-    if minutes == 300:
-        return "5h"
-    if minutes == 10080:
-        return "weekly"
-    if minutes:
-        return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
-    return fallback
-
-
-def parse_codex_headers(headers: Mapping[str, str], now: float) -> list[Window]:
-    windows = []
-    for slot in ("primary", "secondary"):
-        prefix = f"x-codex-{slot}-"
-        used = _float(headers.get(prefix + "used-percent"))
-        if used is None:
-            continue
-        minutes_f = _float(headers.get(prefix + "window-minutes"))
-        minutes = int(minutes_f) if minutes_f is not None else None
-        resets_at = _float(headers.get(prefix + "reset-at"))
-        if resets_at is None:
-            after = _float(headers.get(prefix + "reset-after-seconds"))
-            resets_at = None if after is None else now + after
-        windows.append(
-            Window(name=_codex_window_name(minutes, slot), used_percent=used, resets_at=resets_at, window_minutes=minutes)
-        )
-    return windows
-
-
-def parse_codex_usage(data: Any, now: float) -> tuple[list[Window], str | None]:
-    """The Codex usage endpoint (``/backend-api/wham/usage``) → windows and plan type."""
-    if not isinstance(data, dict):
-        return [], None
-    limits = data.get("rate_limit") or {}
-    windows = []
-    for slot, key in (("primary", "primary_window"), ("secondary", "secondary_window")):
-        raw = limits.get(key) if isinstance(limits, dict) else None
-        used = as_number(raw.get("used_percent")) if isinstance(raw, dict) else None
-        if not isinstance(raw, dict) or used is None:
-            continue
-        seconds = as_number(raw.get("limit_window_seconds"))  # finite only: 1e999 in JSON reads as inf
-        minutes = int(seconds) // 60 if seconds is not None else None
-        resets_at = as_number(raw.get("reset_at"))
-        if resets_at is None:
-            after = as_number(raw.get("reset_after_seconds"))
-            resets_at = now + after if after is not None else None
-        windows.append(
-            Window(name=_codex_window_name(minutes, slot), used_percent=used, resets_at=resets_at, window_minutes=minutes)
-        )
-    plan = data.get("plan_type")
-    return windows, plan if isinstance(plan, str) else None
 
 
 @dataclass

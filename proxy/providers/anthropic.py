@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..quota import Window, parse_anthropic_headers
-from ..settings import Account, UpstreamSettings
+from ..settings import Account, Settings, UpstreamSettings
 from ..sse import SSEEvent
 from ..upstream_url import normalize_base_url
 from .base import Incoming, Outgoing, ProviderAdapter, StreamProtocol, Verdict, forwardable_headers, join_url
@@ -23,7 +23,9 @@ class AnthropicApiKey(ProviderAdapter):
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str:
         return normalize_base_url(account.base_url or upstreams.anthropic, "anthropic")
 
-    def build(self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings) -> Outgoing:
+    def build(
+        self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings, settings: Settings
+    ) -> Outgoing:
         headers = forwardable_headers(incoming.headers)
         headers["x-api-key"] = secret
         headers.setdefault("anthropic-version", "2023-06-01")

@@ -1,7 +1,10 @@
 """What every provider adapter does: build the upstream request, read quota, judge stream events.
 
 An adapter is stateless; per-request facts arrive in :class:`Incoming`, per-account facts in the Account and its
-secret. The forwarder (``proxy.forward``) owns the request's life and asks the adapter at each step.
+secret, the live settings with each call that needs them. The forwarder (``proxy.forward``) owns the request's life
+and asks the adapter at each step; the forwarder and the engine never name an account kind — what differs between
+providers (an error that means "out of quota", a sign-in that must be redone, a usage endpoint, a model list of its
+own) is asked of the adapter here.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
+
 from .. import __version__
 from ..quota import Window
 from ..request_budget import Receive
 from ..sessions import AGENT_INTERNAL_HEADERS, SessionInfo
-from ..settings import Account, UpstreamSettings
+from ..settings import Account, Settings, UpstreamSettings
 from ..sse import SSEEvent
 
 __all__ = [
+    "Exhaustion",
     "Incoming",
     "Outgoing",
     "ProviderAdapter",
@@ -105,6 +111,14 @@ class Verdict:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Exhaustion:
+    """An error answer that means the account is out of quota: exhausted until ``resets_at`` (None: not said)."""
+
+    reason: str
+    resets_at: float | None
+
+
 def join_url(base: str, path: str, query: str = "") -> str:
     """``base`` (normalised by :func:`proxy.upstream_url.normalize_base_url`) + the agent's path and query."""
     return f"{base.rstrip('/')}{path}" + (f"?{query}" if query else "")
@@ -141,6 +155,29 @@ class ResponseTransformer(ABC):
 class ProviderAdapter(ABC):
     kind: str
     billing: Literal["metered", "subscription"] = "metered"
+    # The secret is a sign-in (OAuth tokens, refreshed by proxy.oauth.TokenManager), not an API key: an
+    # authentication failure means the account needs a new login.
+    oauth: bool = False
+    # The provider has a usage endpoint: poll_usage() reads the account's quota windows while it is idle.
+    polls_usage: bool = False
+    # The provider lists its models itself (list_models()); otherwise GET /v1/models is forwarded upstream.
+    own_model_list: bool = False
+
+    def classify_error(self, status: int, body: bytes, now: float) -> Exhaustion | None:
+        """An error answer (status, first bytes of its body) that exhausts the account until a reset, else None."""
+        return None
+
+    async def poll_usage(
+        self, client: httpx.AsyncClient, account: Account, token: str, upstreams: UpstreamSettings
+    ) -> tuple[list[Window], str | None]:
+        """The account's quota windows and plan type (only when ``polls_usage``); raises httpx.HTTPError / ValueError."""
+        raise NotImplementedError
+
+    async def list_models(
+        self, client: httpx.AsyncClient, account: Account, token: str | None, upstreams: UpstreamSettings
+    ) -> list[dict[str, Any]]:
+        """OpenAI-style model entries (only when ``own_model_list``); never raises for an unreachable upstream."""
+        return []
 
     def transformer(self, incoming: Incoming) -> ResponseTransformer | None:
         """None: the upstream's bytes go to the agent unchanged."""
@@ -161,7 +198,9 @@ class ProviderAdapter(ABC):
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str: ...
 
     @abstractmethod
-    def build(self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings) -> Outgoing: ...
+    def build(
+        self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings, settings: Settings
+    ) -> Outgoing: ...
 
     @abstractmethod
     def quota_windows(self, headers: Mapping[str, str], now: float) -> list[Window]: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..quota import Window, parse_openai_headers
-from ..settings import Account, UpstreamSettings
+from ..settings import Account, Settings, UpstreamSettings
 from ..sse import SSEEvent
 from ..upstream_url import normalize_base_url
 from .base import Incoming, Outgoing, ProviderAdapter, StreamProtocol, Verdict, forwardable_headers, join_url
@@ -63,7 +63,9 @@ class OpenAIApiKey(ProviderAdapter):
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str:
         return normalize_base_url(account.base_url or upstreams.openai, "openai")
 
-    def build(self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings) -> Outgoing:
+    def build(
+        self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings, settings: Settings
+    ) -> Outgoing:
         headers = forwardable_headers(incoming.headers)
         headers["authorization"] = f"Bearer {secret}"
         return Outgoing(

@@ -1,4 +1,4 @@
-"""Quota windows from Anthropic, OpenAI and Codex headers; staleness after a reset; the QuotaBook and its
+"""Quota windows from Anthropic and OpenAI headers (ChatGPT's: tests/proxy/providers/chatgpt/test_limits.py); staleness after a reset; the QuotaBook and its
 persistence."""
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from proxy.quota import (
     QuotaSnapshot,
     Window,
     parse_anthropic_headers,
-    parse_codex_headers,
-    parse_codex_usage,
     parse_duration,
     parse_openai_headers,
 )
@@ -151,65 +149,6 @@ def test_openai_headers_with_an_unreadable_reset_keep_the_numbers() -> None:
         NOW,
     )
     assert window.remaining_fraction == pytest.approx(0.01) and window.resets_at is None
-
-
-# --------------------------------------------------------------------------- Codex
-
-
-def test_codex_headers() -> None:
-    headers = {
-        "x-codex-primary-used-percent": "37.5",
-        "x-codex-primary-window-minutes": "300",
-        "x-codex-primary-reset-at": str(int(NOW + 3600)),
-        "x-codex-secondary-used-percent": "80",
-        "x-codex-secondary-window-minutes": "10080",
-        "x-codex-secondary-reset-after-seconds": "86400",
-    }
-    windows = _by_name(parse_codex_headers(httpx.Headers(headers), NOW))
-    assert set(windows) == {"5h", "weekly"}
-    assert windows["5h"].remaining_fraction == pytest.approx(0.625)
-    assert windows["5h"].resets_at == NOW + 3600
-    assert windows["5h"].window_minutes == 300
-    assert windows["weekly"].remaining_fraction == pytest.approx(0.2)
-    assert windows["weekly"].resets_at == NOW + 86400
-
-
-@pytest.mark.parametrize(
-    ("minutes", "name"), [("300", "5h"), ("10080", "weekly"), ("60", "1h"), ("90", "90m"), (None, "primary")]
-)
-def test_codex_window_names(minutes: str | None, name: str) -> None:
-    headers = {"x-codex-primary-used-percent": "1"}
-    if minutes is not None:
-        headers["x-codex-primary-window-minutes"] = minutes
-    assert [w.name for w in parse_codex_headers(headers, NOW)] == [name]
-
-
-def test_codex_used_percent_over_100_clamps_to_nothing_left() -> None:
-    (window,) = parse_codex_headers({"x-codex-primary-used-percent": "104"}, NOW)
-    assert window.remaining_fraction == 0.0
-
-
-def test_codex_usage_endpoint() -> None:
-    windows, plan = parse_codex_usage(
-        {
-            "plan_type": "pro",
-            "rate_limit": {
-                "primary_window": {
-                    "used_percent": 10,
-                    "limit_window_seconds": 18000,
-                    "reset_after_seconds": 600,
-                },
-                "secondary_window": {"used_percent": 50, "limit_window_seconds": 604800, "reset_at": NOW + 5},
-            },
-        },
-        NOW,
-    )
-    assert plan == "pro"
-    by = _by_name(windows)
-    assert by["5h"].resets_at == NOW + 600 and by["5h"].remaining_fraction == pytest.approx(0.9)
-    assert by["weekly"].resets_at == NOW + 5
-    assert parse_codex_usage("nope", NOW) == ([], None)
-    assert parse_codex_usage({"rate_limit": None}, NOW) == ([], None)
 
 
 # --------------------------------------------------------------------------- windows and snapshots

@@ -42,7 +42,8 @@ def test_numbers_still_read() -> None:
 
 def test_quota_readings_ignore_non_finite_numbers() -> None:
     """Headers and the Codex usage body go through the same reading: inf / nan never become a reset or a window."""
-    from proxy.quota import parse_codex_usage, parse_openai_headers
+    from proxy.providers.chatgpt.limits import parse_codex_usage
+    from proxy.quota import parse_openai_headers
 
     windows = parse_openai_headers(
         {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "inf"}, NOW

@@ -58,13 +58,13 @@ def _incoming(path: str, protocol: str = "openai-responses") -> Incoming:
 def test_account_base_urls_are_normalised_too(base: str) -> None:
     up = UpstreamSettings()
     anthropic = Account(id="a", kind="anthropic-api-key", label="a", base_url=base)
-    assert AnthropicApiKey().build(_incoming("/v1/messages", "anthropic"), anthropic, "k", up).url == "https://x.example/v1/messages"
+    assert AnthropicApiKey().build(_incoming("/v1/messages", "anthropic"), anthropic, "k", up, Settings()).url == "https://x.example/v1/messages"
     openai = Account(id="o", kind="openai-api-key", label="o", base_url=base)
-    assert OpenAIApiKey().build(_incoming("/v1/responses"), openai, "k", up).url == "https://x.example/v1/responses"
+    assert OpenAIApiKey().build(_incoming("/v1/responses"), openai, "k", up, Settings()).url == "https://x.example/v1/responses"
 
 
 @pytest.mark.parametrize("base", ["https://c.example/backend-api", "https://c.example/backend-api/", "https://c.example/"])
 def test_chatgpt_account_base_url(base: str) -> None:
     account = Account(id="c", kind="chatgpt", label="c", base_url=base)
-    out = ChatGPTAccount().build(_incoming("/v1/responses"), account, "tok", UpstreamSettings())
+    out = ChatGPTAccount().build(_incoming("/v1/responses"), account, "tok", UpstreamSettings(), Settings())
     assert out.url == "https://c.example/backend-api/codex/responses"

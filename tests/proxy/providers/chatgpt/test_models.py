@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from proxy.providers.codex_models import (
+from proxy.providers.chatgpt.models import (
     CodexModel,
     fallback_models,
     parse_models_response,

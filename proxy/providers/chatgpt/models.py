@@ -1,6 +1,6 @@
 """The models a ChatGPT account can use, from the Codex backend's ``GET {base}/models?client_version=X``.
 
-The payload is ``{"models": [{slug, display_name, visibility, supported_in_api, priority, …}]}``; an OpenAI-style
+:func:`fetch_models` asks the backend (the caller caches); the payload is ``{"models": [{slug, display_name, visibility, supported_in_api, priority, …}]}``; an OpenAI-style
 ``{"data": [...]}`` or a bare list is tolerated too, and ``id`` stands in for a missing ``slug``.
 
 Which models are listed follows the Codex CLI: ``visibility`` must be ``"list"`` (a missing or null value counts as listed;
@@ -11,11 +11,20 @@ every model in ChatGPT mode and filters on it otherwise (``ModelPreset::filter_b
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CodexModel", "fallback_models", "parse_models_response", "to_openai_models_list"]
+import httpx
+
+from ... import __version__
+from ...settings import Account, UpstreamSettings
+from .backend import MODELS_PATH, backend_base, backend_headers
+
+__all__ = ["CodexModel", "fallback_models", "fetch_models", "parse_models_response", "to_openai_models_list"]
+
+log = logging.getLogger("headway.providers.chatgpt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,27 @@ _FALLBACK: tuple[CodexModel, ...] = (
 def fallback_models() -> list[CodexModel]:
     """The built-in OFFLINE FALLBACK list, for when the backend's model list is unavailable."""
     return list(_FALLBACK)
+
+
+async def fetch_models(
+    client: httpx.AsyncClient, account: Account, token: str | None, upstreams: UpstreamSettings
+) -> list[CodexModel]:
+    """The account's models from the backend; the built-in list when there is no token or the backend cannot say."""
+    models = fallback_models()
+    if not token:
+        return models
+    try:
+        response = await client.get(
+            backend_base(account, upstreams) + MODELS_PATH,
+            params={"client_version": __version__},
+            headers=backend_headers(token, account),
+            timeout=10.0,
+        )
+        if response.status_code == 200:
+            return parse_models_response(response.json()) or models
+    except (httpx.HTTPError, ValueError) as exc:
+        log.info("model list for %s unavailable, using the built-in list: %s", account.id, exc)
+    return models
 
 
 def parse_models_response(obj: Any, *, require_api_support: bool = False) -> list[CodexModel]:

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
+from .auth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
 from .cache_control import apply_cache_mode
 from .dumps import DumpEntry, DumpWriter
 from .forward import Completed, Forwarder, SecretCache, fingerprint
@@ -41,7 +42,6 @@ from .health import Block
 from .keepwarm import KeepWarm
 from .keychain import Keychain, account_secret_name, ensure_access_key
 from .listener import PortInUse, bind_listener, format_address
-from .oauth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
 from .paths import Paths, write_private_file
 from .providers.base import Incoming, ProviderAdapter
 from .providers.registry import build_adapters

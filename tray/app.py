@@ -119,6 +119,7 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
     from proxy.engine import Engine
     from proxy.watcher import SettingsWatcher
     from web_ui.app import WebContext
+    from web_ui.callback import CallbackServer
     from web_ui.server import SettingsServer
     from web_ui.views.chatgpt import LoginFlows
 
@@ -149,7 +150,7 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
                 keychain,
                 engine,
                 log_file=logs.log_file,
-                logins=LoginFlows(store, keychain, environ),
+                logins=LoginFlows(store, keychain, CallbackServer, environ),
                 health_checks=partial(_health_checks, paths, environ),
             )
         )

@@ -1,7 +1,9 @@
 """The OAuth redirect target of a ChatGPT browser sign-in: ``http://localhost:1455/auth/callback``.
 
 The issuer only accepts that redirect URI (host spelled ``localhost``), so a sign-in — from the CLI or the settings
-page — briefly runs this tiny Flask app on 127.0.0.1:1455, for the length of one login:
+page — briefly runs this tiny Flask app on 127.0.0.1:1455, for the length of one login. ``CallbackServer`` implements
+``proxy.auth.callback.CallbackServer`` (the class itself is the ``CallbackServerFactory`` the composition root hands
+``proxy.auth.BrowserLogin``); the page, the errors and the port are defined there:
 
     server = CallbackServer(state)            # state: the login's random `state`
     server.start()                            # PortBusy when another login holds the port
@@ -16,13 +18,7 @@ assets, a strict CSP). Only ``GET /auth/callback`` exists; any other path is 404
 ``localhost:<port>`` / ``127.0.0.1:<port>`` is refused (DNS rebinding). Request lines are never logged: they carry
 the authorization code.
 
-Errors::
-
-    CallbackError
-    ├── PortBusy            the port is taken (another login in progress?)
-    ├── CallbackTimeout     nothing arrived in time
-    ├── CallbackRefused     the issuer sent error=…, the state did not match, or there was no code
-    └── CallbackClosed      the server was stopped while waiting (the login was cancelled)
+Errors are ``proxy.auth.callback``'s: PortBusy, CallbackTimeout, CallbackRefused, CallbackClosed (all CallbackError).
 """
 
 from __future__ import annotations
@@ -46,68 +42,29 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import ClosingIterator
 
+from proxy.auth.callback import (
+    CALLBACK_PATH,
+    DEFAULT_PORT,
+    CallbackClosed,
+    CallbackError,
+    CallbackPage,
+    CallbackRefused,
+    CallbackTimeout,
+    PortBusy,
+    redirect_uri_for,
+)
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = [
-    "CALLBACK_PATH",
-    "DEFAULT_PORT",
-    "CallbackClosed",
-    "CallbackError",
-    "CallbackPage",
-    "CallbackRefused",
-    "CallbackServer",
-    "CallbackTimeout",
-    "PortBusy",
-    "create_callback_app",
-    "redirect_uri_for",
-]
+__all__ = ["CallbackServer", "create_callback_app"]
 
 log = logging.getLogger("headway.oauth.callback")
 
-DEFAULT_PORT = 1455
-CALLBACK_PATH = "/auth/callback"
 THREAD_NAME = "headway-oauth-callback"
 
 _WSAEADDRINUSE = 10048
 _WSAEACCES = 10013  # Windows: another socket holds the port exclusively
-
-
-class CallbackError(Exception):
-    """The browser sign-in's callback did not deliver a code; the message says why."""
-
-
-class PortBusy(CallbackError):
-    def __init__(self, port: int) -> None:
-        self.port = port
-        super().__init__(
-            f"port {port} is in use — another login may be in progress (a Codex CLI or OpenCode login?); "
-            "finish or cancel it and try again"
-        )
-
-
-class CallbackTimeout(CallbackError):
-    pass
-
-
-class CallbackRefused(CallbackError):
-    pass
-
-
-class CallbackClosed(CallbackError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackPage:
-    """What the browser tab shows at the end: success or failure, and one sentence of detail."""
-
-    ok: bool
-    message: str
-
-
-def redirect_uri_for(port: int) -> str:
-    return f"http://localhost:{port}{CALLBACK_PATH}"
 
 
 # -- the page ------------------------------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import anthropic
 import openai
 import pytest
 
+from proxy.auth import TokenSet
 from proxy.keychain import account_secret_name
-from proxy.oauth import TokenSet
 from proxy.paths import Paths
 from proxy.settings import Account
 from proxy.settings_store import SettingsStore

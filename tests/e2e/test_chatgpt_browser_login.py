@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.auth import TokenSet
 from proxy.keychain import account_secret_name
-from proxy.oauth import TokenSet
 from proxy.paths import Paths
 from tests.fakes.openai_auth import FakeOpenAIAuth
 from tests.tray.test_login_cli import Running

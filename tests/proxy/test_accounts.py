@@ -309,8 +309,7 @@ def test_concurrent_chatgpt_logins_never_leave_an_account_without_its_tokens(
     paths: Paths, store: SettingsStore, slow_keyring: MemoryKeyring
 ) -> None:
     """Two sign-ins at once (a double click on the page, the CLI beside it) that make the same account id."""
-    from proxy.login import LoginError, save_chatgpt_login
-    from proxy.oauth import TokenSet
+    from proxy.auth import LoginError, TokenSet, save_chatgpt_login
 
     for round_ in range(10):
         same_account = round_ % 2 == 0

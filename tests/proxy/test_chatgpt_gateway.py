@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
+from proxy.auth import TokenSet
 from proxy.keychain import account_secret_name
-from proxy.oauth import TokenSet
 from proxy.settings import Account
 from tests.fakes import Behavior, FakeAccount, FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex

@@ -41,8 +41,8 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.auth import TokenSet
 from proxy.keychain import account_secret_name
-from proxy.oauth import TokenSet
 from proxy.settings import Account, Settings
 from tests.fakes import Behavior, FakeAccount, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth, FakeServer
 from tests.fakes.codex import FakeCodex

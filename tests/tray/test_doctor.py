@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.auth import TokenSet
 from proxy.keychain import Keychain, account_secret_name
-from proxy.oauth import TokenSet
 from proxy.paths import Paths, write_private_file
 from proxy.settings import Account, Settings
 from tests.support.gateway import GatewayProcess, start_gateway_process

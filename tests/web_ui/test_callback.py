@@ -13,16 +13,17 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from web_ui.callback import (
+from proxy.auth import callback as auth_callback
+from proxy.auth.callback import (
     CallbackClosed,
     CallbackPage,
     CallbackRefused,
-    CallbackServer,
+    CallbackServerFactory,
     CallbackTimeout,
     PortBusy,
-    create_callback_app,
     redirect_uri_for,
 )
+from web_ui.callback import CallbackServer, create_callback_app
 
 STATE = "s" * 43
 PORT = 1455
@@ -294,3 +295,14 @@ def test_the_code_is_never_logged(
     assert ours  # the server does log requests (paths only)
     assert not [line for line in ours if secret_code in line or STATE in line]
     assert secret_code not in out + err
+
+
+def test_the_flask_server_is_the_login_flows_callback_server() -> None:
+    """web_ui.callback.CallbackServer is what the composition root hands proxy.auth's BrowserLogin."""
+    factory: CallbackServerFactory = CallbackServer  # mypy checks the protocol; this checks the behaviour
+    server: auth_callback.CallbackServer = factory(STATE, port=0)
+    server.start()
+    try:
+        assert server.redirect_uri.startswith("http://localhost:") and server.redirect_uri.endswith("/auth/callback")
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ from proxy.usage import Usage
 from tests.fakes.openai_auth import FakeOpenAIAuth
 from tests.support.gateway import wait_until
 from tests.web_ui.conftest import Web
+from web_ui.callback import CallbackServer
 from web_ui.views.chatgpt import LoginFlows
 from web_ui.views.forms import HIDDEN, READ_ONLY, settings_groups
 from web_ui.views.usage import daily_usage, render_chart
@@ -280,7 +281,12 @@ def auth() -> FakeOpenAIAuth:
 
 def _use_fake_issuer(web: Web, auth: FakeOpenAIAuth) -> LoginFlows:
     context = web.services.web.context
-    flows = LoginFlows(context.store, context.keychain, {"HEADWAY_OPENAI_AUTH_URL": auth.url, "HEADWAY_OAUTH_CALLBACK_PORT": "0"})
+    flows = LoginFlows(
+        context.store,
+        context.keychain,
+        CallbackServer,
+        {"HEADWAY_OPENAI_AUTH_URL": auth.url, "HEADWAY_OAUTH_CALLBACK_PORT": "0"},
+    )
     context.logins = flows
     return flows
 

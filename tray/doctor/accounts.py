@@ -32,7 +32,7 @@ def _duration(seconds: float) -> str:
 
 
 def _chatgpt(account: Account, secret: str) -> tuple[Status, str, str]:
-    from proxy.oauth import OAuthError, TokenSet
+    from proxy.auth import OAuthError, TokenSet
 
     try:
         tokens = TokenSet.from_json(secret)

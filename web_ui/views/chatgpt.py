@@ -1,6 +1,7 @@
 """Adding a ChatGPT account from the page: the browser sign-in (callback on localhost:1455) or the device code.
 
-The flows themselves are ``proxy.login``'s ``BrowserLogin`` / ``DeviceLogin``; :class:`LoginFlows` runs each one's
+The flows themselves are ``proxy.auth``'s ``BrowserLogin`` / ``DeviceLogin`` (the browser one served by the
+callback server the composition root hands :class:`LoginFlows`: ``web_ui.callback.CallbackServer``); :class:`LoginFlows` runs each one's
 blocking ``finish()`` on a worker thread of its own (``headway-web-login``) and remembers how it ended, and the page
 polls ``GET /api/chatgpt/logins/<id>``. A flow is cancelled with ``POST …/cancel`` or when the page's server stops.
 """
@@ -18,18 +19,20 @@ from typing import Any, Literal, Protocol
 
 from flask import Blueprint, Response, jsonify, request
 
-from proxy.keychain import Keychain, KeychainError
-from proxy.login import (
+from proxy.auth import (
     BrowserLogin,
     CallbackError,
+    CallbackServerFactory,
     DeviceLogin,
     LoginCancelled,
     LoginError,
     LoginResult,
+    OAuthConfig,
+    OAuthError,
     callback_port,
     oauth_config,
 )
-from proxy.oauth import OAuthError
+from proxy.keychain import Keychain, KeychainError
 from proxy.settings import SettingsError
 from proxy.settings_store import SettingsStore
 
@@ -80,14 +83,21 @@ class Flow:
 class LoginFlows:
     """The ChatGPT sign-ins the page started; thread-safe."""
 
-    def __init__(self, store: SettingsStore, keychain: Keychain, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        store: SettingsStore,
+        keychain: Keychain,
+        callback_server: CallbackServerFactory,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.store = store
         self.keychain = keychain
+        self.callback_server = callback_server
         self.environ = dict(os.environ if environ is None else environ)
         self._lock = threading.Lock()
         self._flows: dict[str, Flow] = {}
 
-    def _cfg(self) -> Any:
+    def _cfg(self) -> OAuthConfig:
         return oauth_config(self.store.current, self.environ)
 
     def _admit(self) -> None:
@@ -102,7 +112,13 @@ class LoginFlows:
     def start_browser(self, label: str | None) -> Flow:
         self._admit()
         login = BrowserLogin(
-            self.store, self.keychain, self._cfg(), label=label, port=callback_port(self.environ), open_browser=False
+            self.store,
+            self.keychain,
+            self._cfg(),
+            callback_server=self.callback_server,
+            label=label,
+            port=callback_port(self.environ),
+            open_browser=False,
         )
         url = login.start()
         flow = Flow(id=secrets.token_urlsafe(12), kind="browser", login=login, started=time.time(), url=url)

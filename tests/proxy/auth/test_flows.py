@@ -1,4 +1,4 @@
-"""proxy.login: saving a ChatGPT login, and the browser and device flows end to end against FakeOpenAIAuth."""
+"""proxy.auth (flows.py, save.py): saving a ChatGPT login, and the browser and device flows end to end against FakeOpenAIAuth."""
 
 from __future__ import annotations
 
@@ -16,30 +16,29 @@ import keyring.backends.fail
 import pytest
 
 from proxy import __version__
-from proxy.keychain import Keychain, KeychainError, account_secret_name
-from proxy.login import (
+from proxy.auth import (
     BrowserLogin,
+    DeviceCodeUnavailable,
     DeviceLogin,
     LoginCancelled,
     LoginError,
     LoginResult,
+    LoginTimeout,
+    OAuthConfig,
     PortBusy,
+    TokenSet,
+    TransientAuthError,
     callback_port,
     oauth_config,
     save_chatgpt_login,
 )
-from proxy.oauth import (
-    DeviceCodeUnavailable,
-    LoginTimeout,
-    OAuthConfig,
-    TokenSet,
-    TransientAuthError,
-)
+from proxy.keychain import Keychain, KeychainError, account_secret_name
 from proxy.paths import Paths
 from proxy.settings import Account, Settings, SettingsError
 from proxy.settings_store import SettingsStore
 from tests.fakes.openai_auth import FakeAccount, FakeOpenAIAuth
 from tests.fakes.server import Behavior
+from web_ui.callback import CallbackServer
 
 PLUS = FakeAccount(account_id="acct-personal", plan_type="plus", email="me@example.com")
 WORK = FakeAccount(account_id="acct-work", plan_type="team", email="me@work.example")
@@ -269,7 +268,7 @@ def test_login_result_summary() -> None:
 def browser_login(
     store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, **kwargs: object
 ) -> BrowserLogin:
-    options: dict[str, object] = {"port": 0, "open_browser": False} | kwargs
+    options: dict[str, object] = {"port": 0, "open_browser": False, "callback_server": CallbackServer} | kwargs
     return BrowserLogin(store, keychain, cfg, **options)  # type: ignore[arg-type]
 
 

@@ -1,34 +1,32 @@
 """Signing in a ChatGPT Plus/Pro account, for the CLI and the settings page alike.
 
-Two flows, each ``start()`` then ``finish()``, both ending in :func:`save_chatgpt_login`:
+Two flows, each ``start()`` then ``finish()``, both ending in :func:`proxy.auth.save.save_chatgpt_login`:
 
-    login = BrowserLogin(store, keychain, cfg, label="work")
-    url = login.start()            # listens on 127.0.0.1:1455, opens the browser (unless open_browser=False)
+    login = BrowserLogin(store, keychain, cfg, callback_server=factory, label="work")
+    url = login.start()            # the callback server listens on 127.0.0.1:1455, the browser opens
     result = login.finish()        # waits for the callback, exchanges the code, saves → LoginResult
 
     login = DeviceLogin(store, keychain, cfg)
     code = login.start()           # show code.verification_url and code.user_code
     result = login.finish()        # polls until approved (bounded), exchanges, saves
 
+The browser flow serves its callback through the ``CallbackServerFactory`` it is given (``proxy.auth.callback``;
+the implementation is ``web_ui.callback.CallbackServer``, handed in by the composition root): ``proxy`` never imports
+the web side.
+
 Both are synchronous: each HTTP step runs in a short-lived event loop of its own with a fresh ``httpx.AsyncClient``.
 That suits the CLI, and the settings page runs ``finish()`` on a worker thread; never call them on a thread that
 runs an event loop. ``cancel()`` may be called from any thread and makes a pending ``finish()`` raise
 LoginCancelled promptly.
 
-The ChatGPT account id from the id token is the account's identity: signing in to an account Headway already has
-updates it (plan, email, tokens) instead of adding it again. Tokens go to the keychain only — the TokenSet JSON under
-``account_secret_name(account.id)`` — and are stored before the account appears in the settings file.
-
 Errors, each with a message fit for the user (and never a token):
 
-    LoginError                        the login did not complete: refused in the browser, state mismatch, no
-    │                                 account id, an unusable label, the account list changed underneath
+    LoginError                        the login did not complete (proxy.auth.errors)
     └── LoginCancelled                cancel() was called
-    web_ui.callback.PortBusy          the callback port is taken (another login in progress); PortBusy and its
-                                      base CallbackError are re-exported here
-    proxy.oauth.LoginTimeout          not finished in time (browser or device)
-    proxy.oauth.DeviceCodeUnavailable device login is not enabled for this account
-    proxy.oauth.OAuthError            other issuer failures (PermanentAuthError, TransientAuthError)
+    CallbackError, PortBusy           the callback port is taken (another login in progress) (proxy.auth.callback)
+    LoginTimeout                      not finished in time (browser or device)
+    DeviceCodeUnavailable             device login is not enabled for this account
+    OAuthError                        other issuer failures (PermanentAuthError, TransientAuthError)
     proxy.keychain.KeychainError      no usable keychain
     proxy.settings.SettingsError      the settings file is invalid
 """
@@ -49,50 +47,39 @@ from typing import Literal, TypeVar
 
 import httpx
 
-from web_ui.callback import (
+from ..keychain import Keychain, KeychainError
+from ..settings import Account, Settings, SettingsError, effective_upstreams
+from ..settings_store import SettingsStore
+from .callback import (
     DEFAULT_PORT,
     CallbackClosed,
-    CallbackError,
     CallbackPage,
     CallbackRefused,
     CallbackServer,
+    CallbackServerFactory,
     CallbackTimeout,
-    PortBusy,
 )
-
-from .accounts import AccountError, add_account_with_secret, new_account_id
-from .keychain import Keychain, KeychainError, account_secret_name
-from .oauth import (
+from .errors import DeviceCodeUnavailable, LoginCancelled, LoginError, LoginTimeout, OAuthError
+from .issuer import (
     DEVICE_LOGIN_TIMEOUT,
     DeviceCode,
-    DeviceCodeUnavailable,
-    LoginTimeout,
     OAuthConfig,
-    OAuthError,
-    TokenSet,
     authorize_url,
     exchange_code,
-    new_pkce,
-    new_state,
     poll_device_flow,
     start_device_flow,
 )
-from .settings import Account, Settings, SettingsError, effective_upstreams
-from .settings_store import SettingsStore
+from .pkce import new_pkce, new_state
+from .save import clean_label, save_chatgpt_login
 
 __all__ = [
     "BROWSER_LOGIN_TIMEOUT",
     "CALLBACK_PORT_ENV",
     "BrowserLogin",
-    "CallbackError",
     "DeviceLogin",
-    "LoginCancelled",
-    "LoginError",
     "LoginResult",
-    "PortBusy",
     "callback_port",
     "oauth_config",
-    "save_chatgpt_login",
 ]
 
 log = logging.getLogger("headway.login")
@@ -103,17 +90,8 @@ DEVICE_LOGIN_DISABLED = (
     "device login is not enabled for this account: enable it in ChatGPT settings → Security, "
     "or use the browser login"
 )
-_LABEL_MAX = 60
 
 T = TypeVar("T")
-
-
-class LoginError(Exception):
-    """A sign-in did not complete; the message says why."""
-
-
-class LoginCancelled(LoginError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,116 +131,6 @@ def callback_port(environ: Mapping[str, str]) -> int:
         raise LoginError(f"{CALLBACK_PORT_ENV} must be a port number (got {raw!r})")
     return port
 
-
-def _clean_label(label: str | None) -> str | None:
-    if label is None:
-        return None
-    label = label.strip()
-    if not label:
-        raise LoginError("the label is empty")
-    if len(label) > _LABEL_MAX:
-        raise LoginError(f"the label is longer than {_LABEL_MAX} characters")
-    return label
-
-
-# -- saving ----------------------------------------------------------------------------------------------------------
-
-
-def _chatgpt_account(settings: Settings, chatgpt_account_id: str) -> Account | None:
-    for account in settings.accounts:
-        if account.kind == "chatgpt" and account.chatgpt_account_id == chatgpt_account_id:
-            return account
-    return None
-
-
-def _id_taken(settings: Settings, account_id: str) -> bool:
-    return any(account.id == account_id for account in settings.accounts)
-
-
-def _default_id_base(tokens: TokenSet) -> str:
-    local = (tokens.email or "").split("@", 1)[0]
-    return f"chatgpt-{local}" if local else "chatgpt"
-
-
-def save_chatgpt_login(
-    store: SettingsStore, keychain: Keychain, tokens: TokenSet, label: str | None = None
-) -> tuple[Account, bool]:
-    """Store a fresh login: (the account, True when it was added / False when an existing one was updated).
-
-    The ChatGPT account id is the identity: an account with the same id is updated (plan and email; the label only
-    when one is given) and its keychain secret replaced. Otherwise a new account is added, its id reserved in the
-    settings file before the secret is stored (proxy/accounts.py), so two sign-ins at once never share an id.
-    """
-    label = _clean_label(label)
-    chatgpt_id = tokens.account_id
-    if not chatgpt_id:
-        raise LoginError(
-            "the sign-in did not say which ChatGPT account it is for (no account id in the id token); "
-            "try again, and check that the account has a ChatGPT Plus/Pro plan"
-        )
-    store.reload()
-    existing = _chatgpt_account(store.current, chatgpt_id)
-    if existing is not None:
-        return _update(store, keychain, tokens, chatgpt_id, existing.id, label), False
-    return _add(store, keychain, tokens, chatgpt_id, label), True
-
-
-def _update(
-    store: SettingsStore,
-    keychain: Keychain,
-    tokens: TokenSet,
-    chatgpt_id: str,
-    account_id: str,
-    label: str | None,
-) -> Account:
-    # Replacing the secret first is safe: it is the same account's newer login.
-    keychain.set(account_secret_name(account_id), tokens.to_json())
-    updated: list[Account] = []
-
-    def edit(settings: Settings) -> None:
-        account = _chatgpt_account(settings, chatgpt_id)
-        if account is None:  # removed while we signed in: bring it back under the id its secret now has
-            if _id_taken(settings, account_id):
-                raise LoginError("the account list changed while signing in; try again")
-            account = Account(id=account_id, kind="chatgpt", label=label or tokens.email or "ChatGPT")
-            settings.accounts.append(account)
-        account.chatgpt_account_id = chatgpt_id
-        if tokens.plan_type:
-            account.plan_type = tokens.plan_type
-        if tokens.email:
-            account.email = tokens.email
-        if label:
-            account.label = label
-        updated.append(account.model_copy())
-
-    store.update(edit)
-    log.info("ChatGPT account %s: new login stored", account_id)
-    return updated[0]
-
-
-def _add(
-    store: SettingsStore, keychain: Keychain, tokens: TokenSet, chatgpt_id: str, label: str | None
-) -> Account:
-    # The id is reserved under the settings lock before the tokens are stored (proxy/accounts.py): two sign-ins at
-    # once can never share it, and a failed one deletes no secret it did not write.
-    def build(settings: Settings) -> Account:
-        if _chatgpt_account(settings, chatgpt_id) is not None:
-            raise LoginError("the account list changed while signing in; try again")
-        return Account(
-            id=new_account_id(settings, label or _default_id_base(tokens)),
-            kind="chatgpt",
-            label=label or (tokens.email or "ChatGPT")[:_LABEL_MAX],
-            chatgpt_account_id=chatgpt_id,
-            plan_type=tokens.plan_type,
-            email=tokens.email,
-        )
-
-    try:
-        added = add_account_with_secret(store, keychain, build, tokens.to_json())
-    except AccountError as exc:
-        raise LoginError(f"{exc}; try again") from exc
-    log.info("ChatGPT account %s added", added.id)
-    return added
 
 
 # -- running the HTTP steps ----------------------------------------------------------------------------------------
@@ -350,7 +218,8 @@ def _quiet(_: str) -> None:
 
 
 class BrowserLogin:
-    """PKCE sign-in in the browser, with the callback served on 127.0.0.1:`port` for the length of the login.
+    """PKCE sign-in in the browser, with the callback served on 127.0.0.1:`port` for the length of the login by a
+    server from `callback_server` (``web_ui.callback.CallbackServer`` in the app).
 
     `port` is 1455 in real use (the issuer accepts no other); tests pass 0 or a free port. `opened` says whether a
     browser was opened (False with `open_browser=False`, or when none could be): then show the user `url`.
@@ -363,6 +232,7 @@ class BrowserLogin:
         keychain: Keychain,
         cfg: OAuthConfig,
         *,
+        callback_server: CallbackServerFactory,
         label: str | None = None,
         port: int = DEFAULT_PORT,
         open_browser: bool = True,
@@ -373,7 +243,8 @@ class BrowserLogin:
         self._store = store
         self._keychain = keychain
         self._cfg = cfg
-        self._label = _clean_label(label)
+        self._callback_server = callback_server
+        self._label = clean_label(label)
         self._port = port
         self._open_browser = open_browser
         self._timeout = timeout
@@ -392,7 +263,7 @@ class BrowserLogin:
         if self._server is not None:
             raise RuntimeError("this login was already started")
         _check_keychain(self._keychain)
-        server = CallbackServer(self._state, port=self._port)
+        server = self._callback_server(self._state, port=self._port)
         server.start()
         self._server = server
         try:
@@ -474,7 +345,7 @@ class DeviceLogin:
         self._store = store
         self._keychain = keychain
         self._cfg = cfg
-        self._label = _clean_label(label)
+        self._label = clean_label(label)
         self._timeout = timeout
         self._progress = progress
         self._runner = _Runner(cfg.http_timeout)

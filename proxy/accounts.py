@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -225,18 +226,24 @@ def set_api_key(store: SettingsStore, keychain: Keychain, ref: str, api_key: str
         raise AccountError("the API key is empty")
     check_key_provider(account.kind, api_key)
     keychain.set(account_secret_name(account.id), api_key.strip())
-    if account.label.endswith(PENDING_MARK):  # an add cut short before its key: the key completes it
-        finished: list[Account] = []
+    # A settings change, so a running Headway (another process, watching the file) reads the key again at once
+    # instead of serving its cached copy of the old one.
+    finished: list[Account] = []
 
-        def finish(settings: Settings) -> None:
-            for candidate in settings.accounts:
-                if candidate.id == account.id:
-                    candidate.label = _unmarked(candidate.label)
-                    finished.append(candidate.model_copy())
+    def finish(settings: Settings) -> None:
+        for candidate in settings.accounts:
+            if candidate.id == account.id:
+                candidate.label = _unmarked(candidate.label)  # an add cut short before its key: the key completes it
+                candidate.key_updated_at = round(time.time(), 3)
+                finished.append(candidate.model_copy())
 
+    try:
         store.update(finish)
-        return finished[0] if finished else account
-    return account
+    except SettingsError as exc:  # the key is replaced all the same; a running Headway sees it within its cache time
+        if account.label.endswith(PENDING_MARK):
+            raise
+        log.warning("replaced the key of %s, but cannot record that in the settings: %s", account.id, exc)
+    return finished[0] if finished else account
 
 
 def remove_account(store: SettingsStore, keychain: Keychain, ref: str) -> Account:

@@ -73,17 +73,29 @@ def fingerprint(secret: str) -> str:
 
 
 class SecretCache:
-    """Secrets read from the keychain off the loop, cached briefly so a replaced key is picked up within seconds."""
+    """Secrets read from the keychain off the loop, cached briefly so a replaced key is picked up within seconds.
 
-    def __init__(self, read: Callable[[str], str | None], ttl: float = 15.0, clock: Callable[[], float] = time.monotonic):
+    A secret that is not there is cached for ``missing_ttl`` only (a second): an account added by another process
+    writes its key just after its settings, and the first look-up may come in between. A settings change empties the
+    cache (the engine's ``_apply``); replacing a key records ``key_updated_at`` in the settings for that reason.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[str], str | None],
+        ttl: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+        missing_ttl: float = 1.0,
+    ):
         self._read = read
         self._ttl = ttl
+        self._missing_ttl = missing_ttl
         self._clock = clock
         self._cache: dict[str, tuple[str | None, float]] = {}
 
     async def get(self, account_id: str) -> str | None:
         hit = self._cache.get(account_id)
-        if hit is not None and self._clock() - hit[1] < self._ttl:
+        if hit is not None and self._clock() - hit[1] < (self._ttl if hit[0] else self._missing_ttl):
             return hit[0]
         try:
             value = await asyncio.to_thread(self._read, account_id)

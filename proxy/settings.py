@@ -154,6 +154,11 @@ class Account(_Model):
     chatgpt_account_id: str | None = Field(None, description="ChatGPT accounts: the account's identity at OpenAI.")
     plan_type: str | None = None
     email: str | None = None
+    key_updated_at: float | None = Field(
+        None,
+        description="When the API key was last replaced (Unix time; set by `headway accounts set-key` and the page). "
+        "A running Headway reads the key again when this changes.",
+    )
 
     @property
     def family(self) -> Literal["anthropic", "openai"]:

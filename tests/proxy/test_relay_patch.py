@@ -1,4 +1,4 @@
-"""Patches between bodies, the envelope, and the WebSocket frame codec: pure functions, no network."""
+"""Patches between bodies and the envelope: pure functions, no network (the WebSocket: test_relay_websocket.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import gzip
 import itertools
 import json
 import random
-import struct
 import time
 
 import pytest
@@ -15,15 +14,6 @@ from hypothesis import strategies as st
 
 from proxy.relay.patch import Patch, apply, common_prefix, common_suffix, diff, sha256_tag
 from proxy.relay.protocol import decode_envelope, encode_envelope, session_key
-from proxy.relay.websocket import (
-    OP_BINARY,
-    OP_CONT,
-    OP_PING,
-    OP_TEXT,
-    FrameDecoder,
-    WebSocketError,
-    encode_frame,
-)
 
 
 def _agent_bodies(turns: int, seed: int = 7) -> list[bytes]:
@@ -134,42 +124,3 @@ def test_session_key_is_a_fixed_length_hash() -> None:
     key = session_key("ses_abc")
     assert len(key) == 32 and int(key, 16) >= 0 and key != session_key("ses_abd")
     assert sha256_tag(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-
-# -- WebSocket frames ---------------------------------------------------------------------------------------------
-
-
-def _server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    return encode_frame(opcode, payload, mask=False, fin=fin)
-
-
-@pytest.mark.parametrize("size", [0, 5, 125, 126, 65535, 65536, 200_000])
-def test_frames_of_every_length_encoding_round_trip(size: int) -> None:
-    payload = random.Random(size).randbytes(size)
-    masked = encode_frame(OP_BINARY, payload)
-    assert masked[1] & 0x80  # clients mask
-    assert FrameDecoder().feed(masked) == [(OP_BINARY, payload)]
-    assert FrameDecoder().feed(_server_frame(OP_BINARY, payload)) == [(OP_BINARY, payload)]
-
-
-def test_decoder_reassembles_fragments_byte_by_byte_with_control_frames_between() -> None:
-    data = (
-        _server_frame(OP_TEXT, b'{"t":', fin=False)
-        + _server_frame(OP_PING, b"hi")
-        + _server_frame(OP_CONT, b'"done"}', fin=True)
-        + _server_frame(OP_BINARY, b"\x00\x01")
-    )
-    decoder = FrameDecoder()
-    out = []
-    for i in range(len(data)):
-        out += decoder.feed(data[i : i + 1])
-    assert out == [(OP_PING, b"hi"), (OP_TEXT, b'{"t":"done"}'), (OP_BINARY, b"\x00\x01")]
-
-
-def test_decoder_refuses_protocol_violations() -> None:
-    with pytest.raises(WebSocketError):
-        FrameDecoder().feed(_server_frame(OP_CONT, b"x"))
-    with pytest.raises(WebSocketError):
-        FrameDecoder().feed(bytes([0xC2, 0x00]))  # RSV1 without a negotiated extension
-    with pytest.raises(WebSocketError):
-        FrameDecoder(max_message=10).feed(bytes([0x82, 127]) + struct.pack("!Q", 11) + b"x" * 11)

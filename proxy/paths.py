@@ -137,15 +137,21 @@ def private_file_lock(path: Path, timeout: float) -> FileLock:
     return FileLock(str(path), timeout=timeout, mode=0o600)
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically to ``path`` with owner-only permissions (temp file, fsync, replace)."""
+def write_private_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` atomically to ``path`` with owner-only permissions (temp file, fsync, replace).
+
+    ``mode`` may drop owner bits (a read-only file stays read-only); group and other bits are always cleared.
+    """
+    mode &= 0o700
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if os.name == "posix":
+            os.chmod(tmp, mode)  # exactly this, whatever the umask took away
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -45,6 +45,8 @@ import tomlkit.exceptions
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from proxy.paths import write_private_file
+
 __all__ = [
     "AGENTS",
     "AgentConfigError",
@@ -525,19 +527,7 @@ def write(p: Plan) -> WriteResult:
         if os.name == "posix":
             os.chmod(backup, 0o600)
         mode = stat.S_IMODE(target.stat().st_mode) & ~0o077  # it now holds the local access key
-    tmp = target.with_name(f".{target.name}.headway-{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(p.new_text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if os.name == "posix":
-            os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private_file(target, p.new_text.encode("utf-8"), mode=mode)
     return WriteResult(p.agent, target, backup, True, p.notes, p.overrides)
 
 

@@ -132,7 +132,6 @@ def callback_port(environ: Mapping[str, str]) -> int:
     return port
 
 
-
 # -- running the HTTP steps ----------------------------------------------------------------------------------------
 
 

@@ -232,5 +232,6 @@ def test_invalid_settings_file_stops_the_login_before_it_starts(
         timeout=30,
     )
     assert result.returncode == 1
-    assert "the settings file is invalid; fix it first" in result.stderr
+    assert "the settings file cannot be used, so nothing was changed" in result.stderr
+    assert "invalid JSON" in result.stderr
     assert auth.request_count == 0

@@ -155,7 +155,7 @@ class ResponseTransformer(ABC):
 class ProviderAdapter(ABC):
     kind: str
     billing: Literal["metered", "subscription"] = "metered"
-    # The secret is a sign-in (OAuth tokens, refreshed by proxy.oauth.TokenManager), not an API key: an
+    # The secret is a sign-in (OAuth tokens, refreshed by proxy.auth.TokenManager), not an API key: an
     # authentication failure means the account needs a new login.
     oauth: bool = False
     # The provider has a usage endpoint: poll_usage() reads the account's quota windows while it is idle.

@@ -1,6 +1,6 @@
 """ChatGPT Plus/Pro accounts on the Codex backend (``POST {base}/backend-api/codex/responses``, SSE only).
 
-The credential is the account's OAuth access token (refreshed by :class:`proxy.oauth.TokenManager`); the request is
+The credential is the account's OAuth access token (refreshed by :class:`proxy.auth.TokenManager`); the request is
 reshaped for the backend (:mod:`.request`, :mod:`.chat_request`) and carries the header block of :mod:`.backend`.
 Responses come back as SSE; an agent that did not ask to stream, or that speaks Chat Completions, gets them
 translated by a transformer (:mod:`.transformers`). A 429 usage-limit answer exhausts the account until its reset

@@ -322,7 +322,7 @@ class Engine:
         self._publish_status()
         self._tasks.spawn(self._saver.run(self.options.state_save_interval), name="headway-state-persist")
         self._tasks.spawn(self._status_loop(), name="headway-status-snapshot")
-        self._tasks.spawn(self._chatgpt_loop(), name="headway-chatgpt-upkeep")
+        self._tasks.spawn(self._account_upkeep(), name="headway-account-upkeep")
         self._tasks.spawn(self._keepwarm.run(), name="headway-keep-warm")
         self._on_log_level(settings.logging.level)
         self._ready.set()
@@ -572,20 +572,20 @@ class Engine:
         assert self._forwarder is not None
         return await self._forwarder.send_shadow(incoming, account)
 
-    async def _chatgpt_loop(self) -> None:
-        """Refresh ChatGPT tokens ahead of expiry and poll each account's usage while idle."""
+    async def _account_upkeep(self) -> None:
+        """Refresh sign-in tokens ahead of expiry and poll usage endpoints while idle, as each adapter says."""
         polled: dict[str, float] = {}
         while True:
             await asyncio.sleep(5.0)
             # Keeps the secret cache warm, so status (tray, page) knows an account whose key or login is missing.
-            await self._secrets.fingerprints_of([a for a in self._settings.accounts if a.enabled])
             enabled = [a for a in self._settings.accounts if a.enabled]
+            await self._secrets.fingerprints_of(enabled)
             signed_in = [a for a in enabled if self._adapters[a.kind].oauth]
             if signed_in and self._tokens is not None:
                 await self._tokens.refresh_due([a.id for a in signed_in])
-            interval = self._settings.chatgpt.usage_poll_minutes * 60
             now = time.time()
             for account in self._polled_accounts():
+                interval = self._adapters[account.kind].usage_poll_seconds(self._settings)
                 if now - polled.get(account.id, 0.0) >= interval:
                     polled[account.id] = now
                     await self._poll_usage(account)

@@ -173,6 +173,10 @@ class ProviderAdapter(ABC):
         """The account's quota windows and plan type (only when ``polls_usage``); raises httpx.HTTPError / ValueError."""
         raise NotImplementedError
 
+    def usage_poll_seconds(self, settings: Settings) -> float:
+        """How often an idle account's usage is polled (only when ``polls_usage``)."""
+        return 300.0
+
     async def list_models(
         self, client: httpx.AsyncClient, account: Account, token: str | None, upstreams: UpstreamSettings
     ) -> list[dict[str, Any]]:

@@ -84,6 +84,9 @@ class ChatGPTAccount(ProviderAdapter):
     ) -> tuple[list[Window], str | None]:
         return await poll_usage(client, account, token, upstreams)
 
+    def usage_poll_seconds(self, settings: Settings) -> float:
+        return settings.chatgpt.usage_poll_minutes * 60
+
     async def list_models(
         self, client: httpx.AsyncClient, account: Account, token: str | None, upstreams: UpstreamSettings
     ) -> list[dict[str, Any]]:

@@ -55,6 +55,15 @@ def _backend_literals(node: ast.AST) -> list[str]:
     ]
 
 
+def _provider_settings(node: ast.AST) -> list[str]:
+    """`settings.chatgpt…`: a provider's own settings section is read by its adapter, which gets the settings."""
+    return [
+        f"line {n.lineno}: {ast.unparse(n)}"
+        for n in ast.walk(node)
+        if isinstance(n, ast.Attribute) and n.attr in KINDS | {"chatgpt"}
+    ]
+
+
 @pytest.mark.parametrize("path", ["proxy/forward.py", "proxy/engine.py"])
 def test_forwarder_and_engine_import_no_concrete_provider(path: str) -> None:
     assert _concrete_imports(_tree(path), "proxy") == []
@@ -64,12 +73,14 @@ def test_the_forwarder_never_names_an_account_kind() -> None:
     tree = _tree("proxy/forward.py")
     assert _kind_comparisons(tree) == []
     assert _backend_literals(tree) == []
+    assert _provider_settings(tree) == []
 
 
 def test_the_engine_never_names_an_account_kind() -> None:
     engine = _engine_class(_tree("proxy/engine.py"))
     assert _kind_comparisons(engine) == []
     assert _backend_literals(engine) == []
+    assert _provider_settings(engine) == []
 
 
 def _incoming() -> Incoming:

@@ -48,6 +48,7 @@ from .quota import Window
 from .relay import RelayClient, RelayUnavailable
 from .request_budget import AgentGone, Budget, DeadlinePassed, StepTimeout
 from .request_log import RequestLog, RequestRecord
+from .response_body import read_capped
 from .retry_after import retry_after_seconds
 from .router import Candidates, Skipped
 from .settings import Account, Settings, UpstreamSettings
@@ -66,6 +67,7 @@ _DROP_RESPONSE = frozenset(
 _HOLD_LIMIT = 256 * 1024
 _AGENT_GONE = 499  # nginx's "client closed request": the request log's status for an agent that hung up
 _ACCUMULATE_LIMIT = 32 * 1024 * 1024
+_ERROR_BODY_LIMIT = 64 * 1024  # of an upstream's error answer
 
 
 def fingerprint(secret: str) -> str:
@@ -524,7 +526,7 @@ class Forwarder:
         fallback_statuses = set(settings.routing.fallback_statuses)
 
         if status in fallback_statuses or status in _RETRYABLE:
-            body = await budget.step(self._read_capped(upstream))
+            body = await budget.step(read_capped(upstream, _ERROR_BODY_LIMIT))
             attempt.chain.append(f"{account.id}:{status}")
             reason = f"{status} {_short(body)}"
             if status in _RETRYABLE and status not in fallback_statuses:
@@ -676,22 +678,6 @@ class Forwarder:
             log.warning("account %s: %s; cooling down for %s, falling back", account.id, reason, _in(until - now))
         self._state.dirty = True
         self._changed()
-
-    @staticmethod
-    async def _read_capped(upstream: httpx.Response, limit: int = 64 * 1024) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in upstream.aiter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= limit:
-                    break
-        except httpx.HTTPError:
-            pass
-        finally:
-            await upstream.aclose()
-        return b"".join(chunks)[:limit]
 
     @staticmethod
     async def _read_all(upstream: httpx.Response, limit: int = _ACCUMULATE_LIMIT) -> bytes:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import httpx
 
 from ..providers.base import Outgoing
+from ..response_body import read_capped
 from ..settings import RelaySettings
 from ..tasks import TaskGroup
 from .patch import common_prefix, common_suffix, diff, sha256_tag
@@ -613,7 +614,7 @@ class RelayClient:
         if MARK_HEADER in response.headers:
             del response.headers[MARK_HEADER]
             return response
-        await self._refuse(settings, response.status_code, response.headers.get(ERROR_HEADER), await _read_capped(response))
+        await self._refuse(settings, response.status_code, response.headers.get(ERROR_HEADER), await read_capped(response, _ERROR_BODY_LIMIT))
         raise AssertionError("unreachable")
 
     async def _refuse(self, settings: RelaySettings, status: int, code: str | None, body: bytes) -> None:
@@ -776,19 +777,3 @@ class RelayClient:
             counter.failures += 1
             counter.sent_bytes += sent
         log.warning("relay failed for session %s: %s", session_id[:12], message)
-
-
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= _ERROR_BODY_LIMIT:
-                break
-    except httpx.HTTPError:
-        pass
-    finally:
-        await response.aclose()
-    return b"".join(chunks)[:_ERROR_BODY_LIMIT]

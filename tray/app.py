@@ -32,9 +32,33 @@ if TYPE_CHECKING:  # the heavy parts are imported when the services are built, n
     from proxy.watcher import SettingsWatcher
     from web_ui.server import SettingsServer
 
-__all__ = ["AlreadyRunning", "Services", "build_services", "make_keychain", "read_runtime", "run_headless"]
+__all__ = [
+    "WEB_PORT_ENV",
+    "AlreadyRunning",
+    "Services",
+    "build_services",
+    "make_keychain",
+    "read_runtime",
+    "run_headless",
+    "web_port_override",
+]
 
 log = logging.getLogger("headway")
+
+WEB_PORT_ENV = "HEADWAY_WEB_PORT"
+
+
+def web_port_override(environ: Mapping[str, str]) -> int | None:
+    """The settings page's port for this process from ``HEADWAY_WEB_PORT``, instead of ``web.port`` (0: any free
+    port). The test suite sets 0, so no test ever touches a developer's running Headway or races another run."""
+    raw = environ.get(WEB_PORT_ENV, "").strip()
+    if not raw:
+        return None
+    port = int(raw) if raw.isdigit() else -1
+    if not 0 <= port <= 65535:
+        log.warning("%s=%r is not a port (0-65535); the settings page uses web.port", WEB_PORT_ENV, raw)
+        return None
+    return port
 
 
 class AlreadyRunning(Exception):
@@ -152,7 +176,8 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
                 log_file=logs.log_file,
                 logins=LoginFlows(store, keychain, CallbackServer, environ),
                 health_checks=partial(_health_checks, paths, environ),
-            )
+            ),
+            port=web_port_override(environ),
         )
     except BaseException:
         lock.release()

@@ -41,8 +41,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def port(headway_home: Path) -> int:
+def port(headway_home: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     """A settings home whose page wants a port of its own (the default, 7338, may be in use on a test machine)."""
+    monkeypatch.delenv("HEADWAY_WEB_PORT")  # this module is about web.port itself
     chosen = _free_port()
     paths = Paths.from_env()
     paths.ensure()

@@ -98,6 +98,7 @@ def homes(tmp_path: Path) -> Iterator[list[Home]]:
         keychain = e2e_keychain(paths)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWAY_")}
         env["HEADWAY_HOME"] = str(paths.home)
+        env["HEADWAY_WEB_PORT"] = "0"  # the settings page on a free port, never a developer's 7338
         made.append(Home(paths=paths, env=env, keychain=keychain, rng=random.Random(f"{seed}-{i}"), seed=seed))
     yield made
     for h in made:

@@ -136,6 +136,7 @@ def session(tmp_path: Path) -> Iterator[Session]:
         "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
         "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
         "HEADWAY_HOME": str(tmp_path / "headway"),
+        "HEADWAY_WEB_PORT": "0",  # the settings page on a free port, never a developer's 7338
         "BROWSER": str(bin_dir / "fake-browser"),
         "NO_AT_BRIDGE": "1",
         "LANG": "C.UTF-8",

@@ -61,9 +61,11 @@ def violations(root: Path) -> list[str]:
         for path in sorted((root / package).rglob("*.py")):
             module = module_name(path, root)
             source = path.read_text(encoding="utf-8")
+            reported: set[int] = set()
             for line, target in imported_modules(source, module, is_package=path.name == "__init__.py"):
                 top = target.split(".", 1)[0]
-                if top in forbidden:
+                if top in forbidden and line not in reported:
+                    reported.add(line)
                     problems.append(f"{path.relative_to(root)}:{line}: {package} imports {target}")
     return problems
 

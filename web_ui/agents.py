@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import tomlkit
 import tomlkit.exceptions
+import tomlkit.items
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -345,7 +346,8 @@ def _toml_edit(text: str, ep: Endpoint) -> str:
         raise AgentConfigError("model_providers is not a table; fix it by hand and try again")
     table = providers.get(PROVIDER_ID)
     if table is None:
-        table = tomlkit.table()
+        # an inline table can only hold inline tables: `model_providers = { other = {...} }` gets one more
+        table = tomlkit.inline_table() if isinstance(providers, tomlkit.items.InlineTable) else tomlkit.table()
         providers[PROVIDER_ID] = table
     if not isinstance(table, dict):
         raise AgentConfigError(f"model_providers.{PROVIDER_ID} is not a table; fix it by hand and try again")
@@ -354,7 +356,8 @@ def _toml_edit(text: str, ep: Endpoint) -> str:
     for key, value in _codex_table(ep).items():
         if table.get(key) != value:
             table[key] = value
-    return tomlkit.dumps(doc)
+    text = tomlkit.dumps(doc)
+    return text if text.endswith("\n") else text + "\n"  # a key appended after a last line without one
 
 
 def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Plan:
@@ -366,7 +369,7 @@ def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
     try:
         new_text = _toml_edit(text, ep)
         after = tomllib.loads(new_text)
-    except (AgentConfigError, tomllib.TOMLDecodeError) as exc:
+    except (AgentConfigError, tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: tomlkit refused the edit
         raise AgentConfigError(
             f"{path} defines model_provider or model_providers.{PROVIDER_ID} in a form Headway does not edit "
             f"({exc}); remove those entries by hand and try again"

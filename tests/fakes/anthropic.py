@@ -215,6 +215,8 @@ class FakeAnthropic(FakeServer):
         stream.event("ping", {"type": "ping"})
         error_at = max(1, len(deltas) // 2) if b.in_stream_error else None
         for i, delta in enumerate(deltas, start=1):
+            if b.content_gate is not None:
+                b.content_gate(i)
             stream.event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
             if i == error_at:
                 self._stream_error(ex, stream)

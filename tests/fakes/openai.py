@@ -213,6 +213,8 @@ class FakeOpenAI(FakeServer):
         error_at = max(1, len(pieces) // 2) if b.in_stream_error else None
         delta_type = "response.function_call_arguments.delta" if b.tool_call else "response.output_text.delta"
         for i, piece in enumerate(pieces, start=1):
+            if b.content_gate is not None:
+                b.content_gate(i)
             emit(delta_type, **where, delta=piece)
             if i == error_at:
                 fail()
@@ -306,6 +308,8 @@ class FakeOpenAI(FakeServer):
             return
         error_at = max(1, len(deltas) // 2) if b.in_stream_error else None
         for i, delta in enumerate(deltas, start=1):
+            if b.content_gate is not None:
+                b.content_gate(i)
             chunk(delta)
             if i == error_at:
                 fail()

@@ -73,6 +73,8 @@ class Behavior:
     `hang` holds the request before any byte of the answer; `hang_after_events` holds a stream after that many
     events (until the client gives up, the server stops or `HANG_LIMIT` seconds pass; then the connection drops).
     `raw_stream` answers 200 `text/event-stream` with exactly these bytes (malformed SSE), streamed or not.
+    `content_gate(i)` is called before content event i (1-based: text or tool-call deltas) of a streamed answer and
+    may block: a test paces the stream with it, e.g. until it has received event i-1 through the gateway.
     """
 
     status: int = 200
@@ -94,6 +96,7 @@ class Behavior:
     hang: bool = False
     hang_after_events: int | None = None
     raw_stream: bytes | None = None
+    content_gate: Callable[[int], None] | None = None
 
     def replace(self, **changes: Any) -> Behavior:
         return dataclasses.replace(self, **changes)

@@ -10,7 +10,8 @@ fake upstreams in tests/fakes). Every step has a time limit; the exit status is 
 3. ``serve --port 0`` starts headless; ``/health`` answers;
 4. one ``/v1/messages`` request is proxied to a fake Anthropic upstream with the stored key;
 5. SIGTERM stops it cleanly: exit status 0 within 10 s, runtime file removed;
-6. with ``--tray`` (Linux, needs Xvfb and dbus-run-session): ``headway`` with no arguments shows its tray icon through
+6. ``configure codex`` and ``configure aider`` edit existing files (tomlkit and ruamel.yaml are in the bundle);
+7. with ``--tray`` (Linux, needs Xvfb and dbus-run-session): ``headway`` with no arguments shows its tray icon through
    the bundled GTK / AppIndicator backend on a virtual display, then stops cleanly on SIGTERM.
 """
 
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,28 @@ class Smoke:
         out = self.run("autostart", "status").stdout
         if not out.startswith("off: "):
             raise SmokeFailure(f"unexpected autostart status: {out!r}")
+
+    @step("configure codex and aider (tomlkit, ruamel.yaml)")
+    def configure(self) -> None:
+        """Runs after serve: configure needs a fixed port, which settings then get (the file is edited only here)."""
+        settings = self.home / "config" / "settings.json"
+        saved = settings.read_text()
+        settings.write_text(json.dumps({**json.loads(saved), "gateway": {"port": 47999}}))
+        codex = self.home / "codex.toml"
+        codex.write_text('# mine\nmodel_providers = { other = { name = "o" } }\n')
+        aider = self.home / "aider.yml"
+        aider.write_text("# mine\nset-env: [A=1]\n")
+        try:
+            self.run("configure", "codex", "--file", str(codex))
+            self.run("configure", "aider", "--file", str(aider))
+        finally:
+            settings.write_text(saved)
+        data = tomllib.loads(codex.read_text())
+        text = aider.read_text()
+        if data.get("model_provider") != "headway" or "other" not in data.get("model_providers", {}):
+            raise SmokeFailure(f"configure codex wrote {codex.read_text()!r}")
+        if "# mine" not in text or '"A=1"' not in text or "127.0.0.1:47999" not in text:
+            raise SmokeFailure(f"configure aider wrote {text!r}")
 
     def runtime(self) -> dict[str, Any] | None:
         try:
@@ -289,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             smoke.autostart()
             with FakeAnthropic() as upstream:
                 smoke.serve(upstream)
+            smoke.configure()
             if args.tray:
                 smoke.tray()
         except SmokeFailure:

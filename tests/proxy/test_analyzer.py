@@ -534,12 +534,12 @@ def test_cli_over_the_headway_home() -> None:
         assert s.log.flush(5.0)
     finally:
         s.log.stop(5.0)
-    result = run_cli("analyze", "cache", "--json", "--days", "100000")
+    result = run_cli("analyze", "cache", "--json", "--days", "3650")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["dumps_used"] == 3
     assert [t["cache_read"] for t in data["sessions"][0]["turns"]] == [0, 3_000, 0]
-    text = run_cli("analyze", "cache", "--days", "100000", "--session", "nope")
+    text = run_cli("analyze", "cache", "--days", "3650", "--session", "nope")
     assert text.returncode == 0 and "No requests with usage" in text.stdout
     missing = run_cli("analyze", "cache", "--opencode-db", str(paths.data_dir / "missing.db"))
     assert missing.returncode != 0 and "no OpenCode database" in missing.stderr

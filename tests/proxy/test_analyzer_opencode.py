@@ -207,7 +207,7 @@ def test_default_location() -> None:
 def test_cli(db: OpenCodeDB, tmp_path: Path) -> None:
     chart = tmp_path / "chart.svg"
     result = run_cli(
-        "analyze", "cache", "--opencode-db", str(db.path), "--days", "100000", "--json", "--chart", str(chart)
+        "analyze", "cache", "--opencode-db", str(db.path), "--days", "3650", "--json", "--chart", str(chart)
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -215,7 +215,7 @@ def test_cli(db: OpenCodeDB, tmp_path: Path) -> None:
     assert chart.read_text().startswith("<svg")
     # without a PATH: $OPENCODE_DB
     default = run_cli(
-        "analyze", "cache", "--opencode-db", "--days", "100000", env={"OPENCODE_DB": str(db.path)}
+        "analyze", "cache", "--opencode-db", "--days", "3650", env={"OPENCODE_DB": str(db.path)}
     )
     assert default.returncode == 0, default.stderr
     assert "Session ses_main “fix the build”" in default.stdout

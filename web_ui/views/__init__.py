@@ -3,7 +3,8 @@
 Every write goes through ``SettingsStore.update`` (or the account helpers that use it); nothing here keeps a copy
 of the settings. One module per area: ``pages`` (HTML and sign-in), ``api`` (live state, settings, the access key),
 ``accounts``, ``chatgpt`` (sign-in flows), ``usage`` (chart), ``connect`` (agent configuration), ``relay`` (the
-Cloudflare Worker's setup and savings), ``analysis`` (prompt-cache analysis), ``health`` (the setup checks).
+Cloudflare Worker's setup and savings), ``analysis`` (prompt-cache analysis), ``health`` (the setup checks); ``forms`` (the settings fields) and
+``cache`` (the small time-limited cache) are shared by them, so no view imports another.
 """
 
 from __future__ import annotations

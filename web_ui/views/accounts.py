@@ -26,7 +26,7 @@ from proxy.keychain import KeychainError
 from proxy.settings import Settings, SettingsError, format_validation_error
 
 from . import ctx, error
-from .api import ttl_cache
+from .cache import ttl_cache
 
 __all__ = ["blueprint"]
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -21,14 +19,13 @@ from proxy.relay import RELAY_SECRET
 from proxy.settings import Settings, SettingsError
 
 from . import ctx, error
+from .cache import ttl_cache
 from .forms import ChangeError, apply_changes, current_values
 from .relay import relay_state
 
 __all__ = ["blueprint", "key_hint"]
 
 blueprint = Blueprint("api", __name__)
-
-T = TypeVar("T")
 
 _KEY_PREFIX = re.compile(r"^(sk-(?:ant-)?(?:api\d+-|admin\d*-|proj-|svcacct-|admin-)?)")
 
@@ -41,34 +38,6 @@ def key_hint(key: str | None) -> str | None:
         return "…" + "•" * 4
     match = _KEY_PREFIX.match(key)
     return (match.group(1) if match else "") + "…" + key[-4:]
-
-
-class _TTL:
-    """Small per-process caches for the costlier facts, so polling stays cheap."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, tuple[float, Any]] = {}
-
-    def get(self, key: str, ttl: float, compute: Callable[[], T]) -> T:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._values.get(key)
-        if hit is not None and now - hit[0] < ttl:
-            return hit[1]  # type: ignore[no-any-return]
-        value = compute()
-        with self._lock:
-            self._values[key] = (now, value)
-        return value
-
-    def forget(self, prefix: str = "") -> None:
-        with self._lock:
-            for key in [k for k in self._values if k.startswith(prefix)]:
-                del self._values[key]
-
-
-def ttl_cache() -> _TTL:
-    return ctx().helper("ttl", _TTL)
 
 
 def _key_hints(settings: Settings) -> dict[str, str | None]:

@@ -37,6 +37,7 @@ from proxy.relay.setup import (
 from proxy.settings import SettingsError
 
 from . import ctx, error
+from .cache import ttl_cache
 
 __all__ = ["RelaySetups", "blueprint", "relay_state"]
 
@@ -203,8 +204,6 @@ def setups() -> RelaySetups:
 
 
 def _secret_stored() -> bool | None:
-    from .api import ttl_cache
-
     def read() -> bool | None:
         try:
             return bool(ctx().keychain.get(RELAY_SECRET))
@@ -297,8 +296,6 @@ def disable() -> Response:
         return error(f"the relay is off, but its secret could not be deleted: {exc}", 503)
     except OSError as exc:
         return error(f"cannot write the settings file: {exc}", 500)
-    from .api import ttl_cache
-
     ttl_cache().forget("relay-secret")
     if forget:
         setups().forget_probe()

@@ -8,7 +8,6 @@ light and dark themes both apply.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -20,6 +19,7 @@ from flask import Blueprint, Response, jsonify, request
 from proxy.request_log import RequestLog
 
 from . import ctx
+from .cache import ttl_cache
 
 __all__ = ["Metric", "UsageReport", "blueprint", "daily_usage", "format_value", "render_chart"]
 
@@ -193,30 +193,6 @@ def render_chart(report: UsageReport, metric: Metric, width: int = 720) -> str:
 # --------------------------------------------------------------------------- the endpoint
 
 
-class _Cached:
-    """The last report per number of days, reused for a few seconds (the page polls)."""
-
-    def __init__(self, ttl: float = 10.0) -> None:
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._entries: dict[int, tuple[float, UsageReport]] = {}
-
-    def get(self, log: RequestLog, days: int) -> UsageReport:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(days)
-            if hit is not None and now - hit[0] < self.ttl:
-                return hit[1]
-        report = daily_usage(log, days)
-        with self._lock:
-            self._entries[days] = (now, report)
-        return report
-
-
-def _cache() -> _Cached:
-    return ctx().helper("usage", _Cached)
-
-
 @blueprint.get("/api/usage")
 def usage() -> Response:
     try:
@@ -230,7 +206,8 @@ def usage() -> Response:
         width = int(request.args.get("width", "720"))
     except ValueError:
         width = 720
-    report = _cache().get(ctx().engine.request_log, days)
+    log = ctx().engine.request_log
+    report = ttl_cache().get(f"usage:{days}", 10.0, lambda: daily_usage(log, days))
     body = report.to_json()
     body["metric"] = metric
     body["svg"] = render_chart(report, metric, width)  # type: ignore[arg-type]

@@ -79,7 +79,6 @@ class KeepWarm:
         self._max = max_sessions
         self._clock = clock
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
-        self.shadows_sent = 0
 
     def observe(self, incoming: Incoming, account: Account) -> None:
         """A real request succeeded on ``account``: remember it as the session's latest."""
@@ -132,7 +131,6 @@ class KeepWarm:
                 ok = False
             if ok:
                 sent += 1
-                self.shadows_sent += 1
         return sent
 
     async def run(self, interval: float = 10.0) -> None:

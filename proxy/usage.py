@@ -85,7 +85,7 @@ class Usage:
 
 
 class UsageAccumulator:
-    """Collects usage, model and stop reason from one response, streamed or not.
+    """Collects usage and model from one response, streamed or not.
 
     Feed it every parsed SSE event (:meth:`feed_event`) or the parsed JSON body (:meth:`feed_body`). Unknown events,
     missing fields and ``null`` values are ignored; it never raises on upstream data.
@@ -97,7 +97,6 @@ class UsageAccumulator:
         self.protocol: Protocol = protocol
         self._usage: Usage | None = None
         self._model: str | None = None
-        self._stop_reason: str | None = None
 
     @property
     def usage(self) -> Usage | None:
@@ -108,16 +107,6 @@ class UsageAccumulator:
     def model(self) -> str | None:
         """The model the response says it used (it may differ from the one requested)."""
         return self._model
-
-    @property
-    def stop_reason(self) -> str | None:
-        """Why generation stopped.
-
-        Anthropic: ``stop_reason`` (``end_turn``, ``tool_use``, ``max_tokens`` …). Chat Completions:
-        ``finish_reason``. Responses: ``incomplete_details.reason`` for an incomplete response, else its
-        ``status`` (``completed``, ``failed`` …).
-        """
-        return self._stop_reason
 
     def feed_event(self, event: str | None, data: Mapping[str, Any]) -> None:
         """Observe one parsed SSE event. ``event`` is the SSE ``event:`` field; ``data.type`` wins when present."""
@@ -139,7 +128,6 @@ class UsageAccumulator:
             return
         if self.protocol == "anthropic":
             self._set_model(obj.get("model"))
-            self._set_stop_reason(obj.get("stop_reason"))
             raw = _mapping(obj.get("usage"))
             if raw:
                 _apply_anthropic(self._ensure_usage(), raw)
@@ -158,10 +146,6 @@ class UsageAccumulator:
         if isinstance(value, str) and value:
             self._model = value
 
-    def _set_stop_reason(self, value: object) -> None:
-        if isinstance(value, str) and value:
-            self._stop_reason = value
-
     def _anthropic_event(self, kind: str | None, data: Mapping[str, Any]) -> None:
         if kind == "message_start":
             message = _mapping(data.get("message"))
@@ -170,7 +154,6 @@ class UsageAccumulator:
             if raw:
                 _apply_anthropic(self._ensure_usage(), raw)
         elif kind == "message_delta":
-            self._set_stop_reason(_mapping(data.get("delta")).get("stop_reason"))
             raw = _mapping(data.get("usage"))
             if raw:
                 _apply_anthropic(self._ensure_usage(), raw)
@@ -183,20 +166,12 @@ class UsageAccumulator:
         self._set_model(response.get("model"))
         if not terminal:
             return
-        status = response.get("status")
-        reason = _mapping(response.get("incomplete_details")).get("reason")
-        self._set_stop_reason(reason if isinstance(reason, str) and reason else status)
         raw = _mapping(response.get("usage"))
         if raw:
             self._usage = Usage.from_openai(raw)
 
     def _chat_object(self, data: Mapping[str, Any]) -> None:
         self._set_model(data.get("model"))
-        choices = data.get("choices")
-        if isinstance(choices, list):
-            for choice in choices:
-                if isinstance(choice, Mapping):
-                    self._set_stop_reason(choice.get("finish_reason"))
         raw = _mapping(data.get("usage"))
         if raw:
             self._usage = Usage.from_openai(raw)

@@ -60,10 +60,6 @@ class QuotaSnapshot:
     def current_windows(self, now: float) -> list[Window]:
         return [w for w in self.windows if w.is_current(now)]
 
-    def most_constrained(self, now: float) -> Window | None:
-        known = [w for w in self.current_windows(now) if w.remaining_fraction is not None]
-        return min(known, key=lambda w: w.remaining_fraction or 0.0, default=None)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "account_id": self.account_id,

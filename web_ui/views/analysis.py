@@ -32,7 +32,6 @@ log = logging.getLogger("headway.web.analysis")
 
 blueprint = Blueprint("analysis", __name__)
 
-DAY_CHOICES = (1, 7, 14, 30)
 CACHE_SECONDS = 10.0
 WAIT_SECONDS = 25.0
 SVG_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

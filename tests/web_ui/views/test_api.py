@@ -1,0 +1,86 @@
+"""The live state and the settings route (web_ui/views/api.py): every change goes through the settings store, and
+the engine sees it; file edits and a broken file show up at the next poll."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import wait_until
+from tests.web_ui.conftest import Web
+
+
+def _file(web: Web) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(web.services.paths.settings_file.read_text())
+    return data
+
+
+def test_a_settings_change_goes_through_the_store_and_reaches_the_engine(signed_in: Web) -> None:
+    engine = signed_in.services.engine
+    response = signed_in.post(
+        "/api/settings",
+        {"changes": {"dumps.enabled": True, "routing.mode": "sticky", "routing.fallback_statuses": "429, 529", "logging.level": "DEBUG"}},
+    )
+    assert response.status_code == 200, response.get_json()
+    saved = _file(signed_in)
+    assert saved["dumps"]["enabled"] is True
+    assert saved["routing"]["mode"] == "sticky"
+    assert saved["routing"]["fallback_statuses"] == [429, 529]
+    assert wait_until(lambda: engine.settings.dumps.enabled and engine.settings.routing.mode == "sticky")
+    assert wait_until(lambda: engine.status()["routing"] == "sticky")  # status() is the loop's published snapshot
+    state = signed_in.get_json("/api/state")
+    assert state["settings"]["dumps.enabled"] is True
+    assert state["log"]["level"] == "DEBUG"
+
+
+def test_invalid_values_are_refused_with_the_reason_and_nothing_is_written(signed_in: Web) -> None:
+    before = signed_in.services.paths.settings_file.read_text()
+    response = signed_in.post("/api/settings", {"changes": {"routing.min_remaining_percent": 250, "routing.mode": "round-robin"}})
+    assert response.status_code == 400
+    problems = response.get_json()["problems"]
+    assert "less than or equal to 100" in problems["routing.min_remaining_percent"]
+    assert "routing.mode" in problems
+    assert signed_in.services.paths.settings_file.read_text() == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["gateway.host", "gateway.port", "gateway.allowed_hosts", "relay.url", "upstreams.anthropic", "secrets.backend", "accounts", "version"],
+)
+def test_security_relevant_settings_cannot_be_changed_from_the_page(signed_in: Web, path: str) -> None:
+    response = signed_in.post("/api/settings", {"changes": {path: "http://evil.example"}})
+    assert response.status_code == 400
+    assert "not a setting this page can change" in response.get_json()["problems"][path]
+
+
+def test_a_file_edit_shows_up_in_the_state(signed_in: Web) -> None:
+    path = signed_in.services.paths.settings_file
+    data = _file(signed_in)
+    data["cache"] = {"anthropic_mode": "hybrid"}
+    path.write_text(json.dumps(data))
+    assert wait_until(lambda: signed_in.get_json("/api/state")["settings"]["cache.anthropic_mode"] == "hybrid", timeout=5)
+
+
+def test_a_broken_file_is_reported_and_blocks_saving(signed_in: Web) -> None:
+    path = signed_in.services.paths.settings_file
+    path.write_text('{"routing": {"mode": "nonsense"}}')
+    assert wait_until(lambda: signed_in.get_json("/api/state")["settings_error"] is not None, timeout=5)
+    problems = signed_in.get_json("/api/state")["settings_error"]
+    assert any("routing.mode" in p for p in problems)
+    response = signed_in.post("/api/settings", {"changes": {"dumps.enabled": True}})
+    assert response.status_code == 409
+    assert "nonsense" in path.read_text()
+
+
+def test_dumps_folder_and_size_and_log_file_are_shown(signed_in: Web) -> None:
+    folder = signed_in.services.paths.dumps_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "20260101T000000000Z-000001-s.meta.json").write_bytes(b"{}" * 100)
+    (folder / "20260101T000000000Z-000001-s.request.json").write_bytes(b"x" * 800)
+    expected = {"folder": str(folder), "size_bytes": 1000, "dumps": 1, "files": 2}
+    # the facts are cached for 3 s, and the page's own render may have filled the cache before the files were written
+    assert wait_until(lambda: signed_in.get_json("/api/state")["dumps"] == expected, timeout=10)
+    state = signed_in.get_json("/api/state")
+    assert state["log"]["file"] == str(signed_in.services.logs.log_file)

@@ -25,6 +25,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from proxy.durations import format_duration, short_duration
+
 __all__ = [
     "BLOCKED_UNTIL_RESET",
     "COLORS",
@@ -35,9 +37,7 @@ __all__ = [
     "Level",
     "account_line",
     "active_accounts",
-    "format_duration",
     "render",
-    "short_duration",
     "summarize",
     "window_label",
 ]
@@ -107,37 +107,6 @@ class IconState:
 
 
 # --------------------------------------------------------------------------- text
-
-
-def format_duration(seconds: float | None) -> str:
-    """``1h 12m``, ``45m``, ``2d 4h``, ``30s``."""
-    if seconds is None:
-        return "?"
-    s = max(0, int(seconds + 0.5))
-    if s < 60:
-        return f"{s}s"
-    minutes = (s + 30) // 60 if s < 3600 else s // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h" if hours else f"{days}d"
-
-
-def short_duration(seconds: float | None) -> str:
-    """The one-unit form drawn in the icon: ``45s``, ``12m``, ``3h``, ``2d`` (rounded up: never promise early)."""
-    if seconds is None:
-        return "?"
-    s = max(0.0, seconds)
-    if s < 60:
-        return f"{math.ceil(s)}s"
-    if s < 3600:
-        return f"{math.ceil(s / 60)}m"
-    if s < 86400 * 2:
-        return f"{math.ceil(s / 3600)}h"
-    return f"{math.ceil(s / 86400)}d"
 
 
 def window_label(name: str) -> str:

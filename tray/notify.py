@@ -23,7 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .icon import BLOCKED_UNTIL_RESET, format_duration, window_label
+from proxy.durations import format_duration
+
+from .icon import BLOCKED_UNTIL_RESET, window_label
 
 __all__ = ["BURST", "BURST_SECONDS", "PER_KEY_SECONDS", "THRESHOLDS", "Notice", "Throttle", "derive"]
 

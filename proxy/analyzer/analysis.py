@@ -14,6 +14,7 @@ from typing import Literal
 
 from proxy.usage import Usage
 
+from ..durations import compact_duration
 from .costs import Pricer
 from .model import (
     CacheEvent,
@@ -27,7 +28,6 @@ from .model import (
     TurnRecord,
 )
 from .prefix import PromptDiff, prompt_diff
-from .render import format_duration
 
 __all__ = [
     "BREAK_RATIO",
@@ -245,7 +245,7 @@ def _event(
             kind="expiry",
             expected=expected,
             read=read,
-            detail=f"idle {format_duration(gap)} > {ttl} TTL: the cache expired",
+            detail=f"idle {compact_duration(gap)} > {ttl} TTL: the cache expired",
         )
     if prev.record.account and record.account and prev.record.account != record.account:
         return CacheEvent(

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from ..durations import compact_duration
 from .model import CacheReport, SessionAnalysis, Turn
-from .render import format_duration
 
 __all__ = ["COLORS", "render_svg", "write_svg"]
 
@@ -148,7 +148,7 @@ def _tooltip(turn: Turn) -> str:
         f"uncached {turn.uncached:,} · hit {hit}"
     )
     if turn.gap_s is not None:
-        text += f" · gap {format_duration(turn.gap_s)}"
+        text += f" · gap {compact_duration(turn.gap_s)}"
     if turn.event is not None:
         text += f" · {turn.event.kind}: {turn.event.detail}"
     return text

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from ..durations import compact_duration
 from .model import CacheReport, Costs, SessionAnalysis, Totals, Turn
 
-__all__ = ["format_duration", "format_report"]
+__all__ = ["format_report"]
 
 _HEADERS = ("#", "time", "gap", "model", "uncached", "cache read", "cache write", "hit %", "")
 _RIGHT = frozenset({0, 2, 4, 5, 6, 7})
@@ -94,7 +95,7 @@ def _turn_row(turn: Turn) -> tuple[str, ...]:
     return (
         str(turn.index),
         _clock(turn.start),
-        "-" if turn.gap_s is None else format_duration(turn.gap_s),
+        "-" if turn.gap_s is None else compact_duration(turn.gap_s),
         (turn.model or "?")
         + ("" if turn.purpose == "agent" else f" ({turn.purpose})")
         + ("" if turn.agent_id is None else " (subagent)"),
@@ -194,17 +195,3 @@ def _clock(epoch: float) -> str:
 
 def _day(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d")
-
-
-def format_duration(seconds: float) -> str:
-    """``42s``, ``7m05s``, ``2h03m``, ``3d04h``."""
-    seconds = int(seconds + 0.5)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"

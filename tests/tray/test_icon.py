@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from proxy.durations import format_duration, short_duration
 from tray.icon import (
     COLORS,
     IconState,
     Level,
     account_line,
     fitted_text,
-    format_duration,
     glyph_mask,
     render,
     ring_width,
-    short_duration,
     summarize,
     text_origin,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from proxy.durations import format_duration
 from proxy.keychain import Keychain, KeychainError, account_secret_name
 from proxy.paths import Paths
 from proxy.settings import Account, Settings
@@ -23,14 +24,6 @@ def _health(paths: Paths, settings: Settings) -> dict[str, dict[str, Any]]:
     return {a["id"]: a for a in status_snapshot(settings, state, time.time(), {})}
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{max(1, int(seconds // 60))} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
-
-
 def _chatgpt(account: Account, secret: str) -> tuple[Status, str, str]:
     from proxy.auth import OAuthError, TokenSet
 
@@ -40,7 +33,7 @@ def _chatgpt(account: Account, secret: str) -> tuple[Status, str, str]:
         return "fail", f"the stored login cannot be read ({exc})", "headway login chatgpt"
     left = tokens.expires_at - time.time()
     if left > 0:
-        return "ok", f"access token valid for {_duration(left)} (renewed before it expires)", ""
+        return "ok", f"access token valid for {format_duration(left)} (renewed before it expires)", ""
     return "ok", "access token expired; Headway renews it with the refresh token at the next request", ""
 
 

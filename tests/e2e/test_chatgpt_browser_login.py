@@ -21,7 +21,7 @@ from proxy.auth import TokenSet
 from proxy.keychain import account_secret_name
 from proxy.paths import Paths
 from tests.fakes.openai_auth import FakeOpenAIAuth
-from tests.tray.test_login_cli import Running
+from tests.tray.cli.test_login import Running
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -380,7 +380,7 @@ def test_status_offline_from_settings_and_persisted_state(file_home: Paths) -> N
     assert "not running" in out
     assert (
         "tokens: 25% left (25000/100000), resets in 59m" in out
-        or "tokens: 25% left (25000/100000), resets in 60m" in out
+        or "tokens: 25% left (25000/100000), resets in 1h" in out
     )
     assert "Personal [personal, openai-api-key]: cooling down for" in out
     assert "Spare [spare, anthropic-api-key]: disabled" in out

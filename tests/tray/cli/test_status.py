@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from proxy.paths import Paths, write_private_file
-from tray.cli import format_status
+from tray.cli.status import format_status
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(*args: str, drop: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:

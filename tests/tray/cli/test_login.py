@@ -19,7 +19,7 @@ import pytest
 from proxy.paths import Paths
 from tests.fakes.openai_auth import FakeOpenAIAuth
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CODE_LINE = re.compile(r"enter this code: ([A-Z0-9]{4}-[A-Z0-9]{5})")
 
 

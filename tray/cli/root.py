@@ -1,0 +1,91 @@
+"""The `headway` group itself and what its commands share: the paths, the settings store, failures explained."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import click
+
+from proxy import __version__
+from proxy.paths import Paths
+from proxy.settings import SettingsError
+from proxy.settings_store import SettingsStore
+
+
+def env_paths() -> Paths:
+    return Paths.from_env()
+
+
+def load_store(paths: Paths, *, strict: bool = False) -> SettingsStore:
+    store = SettingsStore.for_paths(paths)
+    store.load()
+    if strict and store.error is not None:
+        raise _unusable(store, store.error)
+    return store
+
+
+def _unusable(store: SettingsStore, error: SettingsError) -> click.ClickException:
+    """Nothing was changed because the settings file cannot be used: what is wrong with it, and the way back."""
+    text = f"the settings file cannot be used, so nothing was changed:\n{error}"
+    if "headway settings restore" not in text and store.last_good.is_file():
+        text += "\n  fix: correct the file, or put the last good settings back with `headway settings restore`"
+    return click.ClickException(text)
+
+
+def fail(exc: Exception) -> click.ClickException:
+    from ..failures import explain
+
+    failure = explain(exc)
+    if failure is None:
+        return click.ClickException(str(exc))
+    return click.ClickException(failure.message + (f"\n  fix: {failure.fix}" if failure.fix else ""))
+
+
+class _Days(click.ParamType[float]):
+    """How far back `usage` and `analyze` look: more than nothing, at most ten years."""
+
+    name = "days"
+    limit = 3650.0
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            days = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of days", param, ctx)
+        if not math.isfinite(days) or not 0 < days <= self.limit:
+            self.fail(f"{value} is not a number of days between 0 (excluded) and {self.limit:g}", param, ctx)
+        return days
+
+
+DAYS = _Days()
+
+
+def read_secret(stdin: bool, prompt: str) -> str:
+    if stdin:
+        value = sys.stdin.readline().strip()
+    else:
+        value = click.prompt(prompt, hide_input=True).strip()
+    if not value:
+        raise click.ClickException("no key given")
+    return value
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(__version__, prog_name="headway")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Headway: run your coding agents on your own ChatGPT, OpenAI and Anthropic accounts."""
+    from ..cli_log import log_cli_to_file
+
+    log_cli_to_file(env_paths().log_dir)  # problems reach the user once, as the command's message; records go to the log
+    if ctx.invoked_subcommand is None:
+        from ..tray_main import run_tray_or_headless
+
+        run_tray_or_headless(env_paths())
+
+
+def step(message: str) -> None:
+    click.echo(message[:1].upper() + message[1:] + "…")
+

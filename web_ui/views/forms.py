@@ -321,6 +321,9 @@ def apply_changes(settings: Settings, changes: dict[str, Any]) -> None:
         if spec is None:
             problems[path] = "not a setting this page can change"
             continue
+        if spec.control == "number" and isinstance(raw, bool):
+            problems[path] = "a number, not true or false"  # JSON true would pass validation as 1
+            continue
         parent_path, _, name = path.rpartition(".")
         parent = _get(settings, parent_path)
         try:

@@ -84,3 +84,11 @@ def test_dumps_folder_and_size_and_log_file_are_shown(signed_in: Web) -> None:
     assert wait_until(lambda: signed_in.get_json("/api/state")["dumps"] == expected, timeout=10)
     state = signed_in.get_json("/api/state")
     assert state["log"]["file"] == str(signed_in.services.logs.log_file)
+
+
+def test_true_for_a_number_is_refused_not_taken_as_one(signed_in: Web) -> None:
+    before = signed_in.services.paths.settings_file.read_text()
+    response = signed_in.post("/api/settings", {"changes": {"dumps.max_mb": True}})
+    assert response.status_code == 400
+    assert response.get_json()["problems"] == {"dumps.max_mb": "a number, not true or false"}
+    assert signed_in.services.paths.settings_file.read_text() == before

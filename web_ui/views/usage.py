@@ -108,8 +108,12 @@ def format_value(metric: Metric, value: float) -> str:
     if metric == "cost":
         if value == 0:
             return "$0"
-        return f"${value:,.2f}" if value >= 0.1 else f"${value:.3f}".rstrip("0").rstrip(".")
-    if value >= 1_000_000:
+        if value >= 0.1:
+            return f"${value:,.2f}"
+        # two significant digits at most, so a small but real cost never shows as $0
+        digits = min(8, max(3, 1 - math.floor(math.log10(value))))
+        return f"${value:.{digits}f}".rstrip("0").rstrip(".")
+    if value >= 999_950:  # what would round to 1000.0k
         return f"{value / 1_000_000:.1f}M".replace(".0M", "M")
     if value >= 1000:
         return f"{value / 1000:.1f}k".replace(".0k", "k")

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.gateway import wait_until
 from tests.web_ui.conftest import Web
+from web_ui.views.api import key_hint
 
 
 def _file(web: Web) -> dict[str, Any]:
@@ -92,3 +93,20 @@ def test_true_for_a_number_is_refused_not_taken_as_one(signed_in: Web) -> None:
     assert response.status_code == 400
     assert response.get_json()["problems"] == {"dumps.max_mb": "a number, not true or false"}
     assert signed_in.services.paths.settings_file.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        (None, None),
+        ("", None),
+        ("short-key", "…••••"),  # too short to show any of it
+        ("sk-ant-api03-" + "x" * 40 + "Zq9w", "sk-ant-api03-…Zq9w"),
+        ("sk-ant-admin01-" + "x" * 40 + "ab12", "sk-ant-admin01-…ab12"),
+        ("sk-proj-" + "x" * 40 + "Lm4k", "sk-proj-…Lm4k"),
+        ("sk-" + "x" * 40 + "9z9z", "sk-…9z9z"),
+        ("gsk_" + "x" * 40 + "wxyz", "…wxyz"),  # an unknown shape shows no prefix
+    ],
+)
+def test_key_hints_show_only_the_public_prefix_and_the_last_four(key: str | None, hint: str | None) -> None:
+    assert key_hint(key) == hint

@@ -14,7 +14,8 @@ this run, logs a warning, says so at the top of the page and in ``web.json`` (``
 token's digest into the owner-only ``run_dir/web-login/`` folder (see ``security.py``).
 
 waitress has no public stop: the listening socket and every connection are closed on waitress's own loop thread
-(through its trigger), the loop then ends by itself, and the worker threads are shut down with a timeout.
+(through its trigger), the loop then ends by itself, the worker threads are shut down with a timeout, and only then
+is the trigger's pipe closed (workers pull it as they finish requests).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from waitress import trigger as waitress_trigger
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
@@ -199,24 +201,38 @@ class SettingsServer:
             if callable(stop):
                 stop(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
         socket_map: dict[int, Any] = getattr(server, "_map", None) or getattr(server, "map", {})
+        # The wake-up pipe (waitress's trigger) outlives the loop: every worker pulls it when it finishes a request,
+        # so closing it on the loop thread let a pull that raced the stop write to a closed descriptor — EBADF, or a
+        # byte into whatever file or socket took the number next. It is closed last, once no thread can pull it.
+        triggers = [d for d in list(socket_map.values()) if isinstance(d, waitress_trigger.trigger)]
 
-        def close_everything() -> None:
-            wasyncore.close_all(socket_map, ignore_all=True)
+        def close_connections() -> None:
+            """On the loop thread: close the listener and every connection; the loop then finds nothing to serve."""
+            for dispatcher in list(socket_map.values()):
+                try:
+                    if isinstance(dispatcher, waitress_trigger.trigger):
+                        dispatcher.del_channel()  # out of the loop, its pipe still open
+                    elif isinstance(dispatcher, BaseWSGIServer):
+                        wasyncore.dispatcher.close(dispatcher)  # its own close() would close the trigger too
+                    else:
+                        dispatcher.close()
+                except Exception as exc:  # a worker closing the same connection at this moment, say
+                    log.debug("closing %r: %s", dispatcher, exc)
+            socket_map.clear()
 
-        if thread.is_alive():
-            trigger = getattr(server, "trigger", None)
-            try:
-                if trigger is not None:
-                    trigger.pull_trigger(close_everything)
-            except OSError as exc:  # its pipe is gone: close from here, the loop then finds nothing left to serve
-                log.warning("the settings page's server could not be woken to stop (%s); closing it from here", exc)
-                close_everything()
+        if thread.is_alive() and triggers:
+            triggers[0].pull_trigger(close_connections)
             thread.join(max(0.1, deadline - time.monotonic()))
         if thread.is_alive():
             log.warning("the settings page's server did not stop within %.1fs", timeout)
         else:
-            close_everything()
+            close_connections()  # the loop ended: nothing else touches the map now
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=max(0.1, deadline - time.monotonic()))
+        if not thread.is_alive() and not server.task_dispatcher.threads:
+            for trigger in triggers:
+                trigger.close()
+        else:  # a request still running may pull it: its three descriptors stay open rather than be reused under it
+            log.warning("a settings page request outlived the stop; its wake-up pipe is left open")
         self._remove_info()
         self._server = None
         self._thread = None

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
@@ -215,11 +214,3 @@ def run_headless(services: Services, *, announce: bool = True) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         services.stop()
-
-
-def default_paths() -> Paths:
-    return Paths.from_env()
-
-
-def log_dir(paths: Paths) -> Path:
-    return paths.log_dir

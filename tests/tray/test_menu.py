@@ -310,7 +310,7 @@ def recording_icon(pystray: ModuleType) -> type:
 
 @pytest.fixture
 def app(services: Services, pystray: ModuleType, tmp_path: Path) -> Iterator[Any]:
-    from tray.tray_main import TrayApp
+    from tray.tray import TrayApp
 
     desktop = FakeDesktop()
     tray = TrayApp(
@@ -495,7 +495,7 @@ def test_quota_changes_reach_the_icon_within_a_second(app: Any, services: Servic
 
 
 def test_no_display_means_headless(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tray.tray_main import has_display
+    from tray.desktop import has_display
 
     assert not has_display({}, "linux")
     assert has_display({"DISPLAY": ":0"}, "linux") and has_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
@@ -510,7 +510,7 @@ def test_a_failing_tray_backend_leaves_the_gateway_running(
 
     import httpx
 
-    from tray.tray_main import TrayApp
+    from tray.tray import TrayApp
 
     class BrokenIcon(recording_icon(pystray)):  # type: ignore[misc]
         def _run(self) -> None:

@@ -81,11 +81,12 @@ def cli(ctx: click.Context) -> None:
 
     log_cli_to_file(env_paths().log_dir)  # problems reach the user once, as the command's message; records go to the log
     if ctx.invoked_subcommand is None:
-        from ..tray_main import run_tray_or_headless
+        from ..tray import run_tray_or_headless
 
         run_tray_or_headless(env_paths())
 
 
 def step(message: str) -> None:
+    """A long operation's progress line: "Exchanging the code…"."""
     click.echo(message[:1].upper() + message[1:] + "…")
 

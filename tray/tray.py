@@ -19,16 +19,14 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from types import FrameType, ModuleType
-from typing import Any, Protocol, cast
+from typing import Any
 
 from PIL import Image
 
@@ -38,11 +36,13 @@ from proxy.paths import Paths, write_private_file
 from . import instance
 from .app import AlreadyRunning, Services, build_services, run_headless
 from .autostart import Autostart, AutostartError, for_platform
+from .backend import import_pystray
+from .desktop import Desktop, DesktopActions, has_display
 from .icon import IconState, Level, render, summarize
 from .menu import AGENTS, MenuView, build, connection_text, set_setting, signature, to_pystray
 from .notify import Throttle, derive
 
-__all__ = ["Desktop", "DesktopActions", "TrayApp", "has_display", "icon_size", "run_tray_or_headless"]
+__all__ = ["TrayApp", "icon_size", "run_tray_or_headless"]
 
 log = logging.getLogger("headway.tray")
 
@@ -50,12 +50,6 @@ POLL_SECONDS = 0.5
 #: Account lines count down; rebuilding an open menu can close it, so text-only changes wait this long.
 MENU_TEXT_REFRESH_SECONDS = 30.0
 _WIN32_TIP_MAX = 127
-
-
-def has_display(environ: Mapping[str, str] | None = None, platform: str | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    platform = sys.platform if platform is None else platform
-    return platform in ("darwin", "win32") or bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
 def icon_size(platform: str | None = None) -> int:
@@ -78,69 +72,6 @@ def icon_size(platform: str | None = None) -> int:
 def _uses_template(state: IconState, platform: str) -> bool:
     """macOS: calm states are template images (tinted with the menu bar); alerts keep their colour."""
     return platform == "darwin" and state.level in (Level.HEALTHY, Level.UNKNOWN, Level.PAUSED)
-
-
-# --------------------------------------------------------------------------- desktop glue
-
-
-class DesktopActions(Protocol):
-    def open(self, target: str) -> None: ...
-    def copy(self, text: str) -> bool: ...
-
-
-class Desktop:
-    """Open files, folders and URLs with the user's default apps, and copy text to the clipboard."""
-
-    def __init__(self, platform: str | None = None, environ: Mapping[str, str] | None = None) -> None:
-        self.platform = sys.platform if platform is None else platform
-        self._env = os.environ if environ is None else environ
-
-    def open(self, target: str) -> None:
-        if self.platform == "win32":
-            os.startfile(target)  # type: ignore[attr-defined,unused-ignore]
-            return
-        opener = "open" if self.platform == "darwin" else shutil.which("xdg-open")
-        if opener is None:
-            raise OSError(f"no xdg-open to open {target}; install xdg-utils")
-        subprocess.Popen(
-            [opener, target],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def clipboard_commands(self) -> list[list[str]]:
-        if self.platform == "win32":
-            return [["clip"]]
-        if self.platform == "darwin":
-            return [["pbcopy"]]
-        commands = []
-        if self._env.get("WAYLAND_DISPLAY"):
-            commands.append(["wl-copy"])
-        commands += [["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"]]
-        return commands
-
-    def copy(self, text: str) -> bool:
-        """Put ``text`` on the clipboard with the platform's tool; False when there is none."""
-        for command in self.clipboard_commands():
-            if shutil.which(command[0]) is None:
-                continue
-            try:
-                # xclip and wl-copy stay behind to serve the selection: never wait on their output pipes.
-                subprocess.run(
-                    command,
-                    input=text.encode(),
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    timeout=5,
-                    check=True,
-                )
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.warning("clipboard via %s failed: %s", command[0], exc)
-                continue
-            return True
-        return False
 
 
 # --------------------------------------------------------------------------- what menu items do
@@ -538,85 +469,7 @@ class TrayApp:
         return to_pystray(build(self._view, self.actions), self.pystray, self.submit)
 
 
-# --------------------------------------------------------------------------- macOS: a proper menu-bar image
-
-
-def _darwin_icon_class(pystray: ModuleType) -> type:
-    """pystray scales the image to the bar's height in *pixels*, losing Retina detail, and never marks it as a
-    template. This subclass hands AppKit the 2x image with a 22 pt size, as a template when asked."""
-    base: type = pystray.Icon
-
-    class HeadwayDarwinIcon(base):  # type: ignore[misc]
-        headway_template = False
-
-        def _assert_image(self) -> None:
-            import io
-
-            import AppKit
-            import Foundation
-
-            points = float(self._status_bar.thickness())
-            buffer = io.BytesIO()
-            self._icon.save(buffer, "png")
-            image = AppKit.NSImage.alloc().initWithData_(Foundation.NSData(buffer.getvalue()))
-            image.setSize_((points, points))
-            image.setTemplate_(bool(self.headway_template))
-            self._icon_image = image
-            self._status_item.button().setImage_(image)
-
-    return HeadwayDarwinIcon
-
-
 # --------------------------------------------------------------------------- entry point
-
-
-def _tolerate_missing_notifications() -> None:
-    """pystray's GTK backends connect to the notification service when the icon starts and raise if it cannot be
-    reached or started (no daemon, or one that fails to activate), taking the tray down. Headway treats
-    notifications as optional: a failing connection is logged and notifications are skipped."""
-    try:
-        from pystray._util import notify_dbus
-    except Exception:  # not a GTK backend, or no gi: nothing to patch
-        return
-    original = notify_dbus.Notifier
-    if getattr(original, "headway_tolerant", False):
-        return
-
-    class TolerantNotifier(original):  # type: ignore[misc,valid-type]
-        headway_tolerant = True
-
-        def __init__(self) -> None:
-            self.available = False
-            try:
-                super().__init__()
-                self.available = True
-            except Exception as exc:
-                log.warning("desktop notifications are unavailable: %s", exc)
-
-        def notify(self, title: str, message: str, icon: Any) -> None:
-            if self.available:
-                super().notify(title, message, icon)
-
-        def hide(self) -> None:
-            if self.available:
-                try:
-                    super().hide()
-                except Exception as exc:
-                    log.debug("closing a notification: %s", exc)
-
-    notify_dbus.Notifier = TolerantNotifier
-
-
-def _import_pystray() -> ModuleType:
-    import pystray
-
-    _tolerate_missing_notifications()
-    if sys.platform == "darwin":
-        module = ModuleType("pystray_headway")
-        module.__dict__.update(pystray.__dict__)
-        module.Icon = _darwin_icon_class(pystray)  # type: ignore[attr-defined]
-        return module
-    return cast(ModuleType, pystray)
 
 
 def _second_launch(paths: Paths, exc: AlreadyRunning) -> None:
@@ -674,7 +527,7 @@ def _run_tray_or_headless(paths: Paths) -> None:
         run_headless(services)
         return
     try:
-        pystray = _import_pystray()
+        pystray = import_pystray()
     except Exception as exc:  # no usable backend: GTK missing, display refused, …
         print(f"Cannot show a tray icon ({exc}): running headless.", file=sys.stderr)
         run_headless(services)

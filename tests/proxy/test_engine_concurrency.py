@@ -1,6 +1,6 @@
 """The engine under real concurrency: 50 agents streaming at once through a real gateway to a fake upstream that
 rate-limits now and then (cooldowns set and expiring, sticky pins moving between accounts), while other threads
-read the status (the tray, the page, `headway status`) and the state file in tight loops, and the state is saved
+read the status (the tray, the page's /api/state over its real server, `headway status`) and the state file in tight loops, and the state is saved
 continuously. Nothing may raise anywhere, the file must always parse, and what is saved at the end is what the
 engine holds (issue 10, defect 2: the old engine serialized pins in a worker thread while the loop moved them)."""
 
@@ -94,7 +94,7 @@ def test_fifty_streams_with_status_readers_and_continuous_saves(problems: Proble
         url = engine.base_url
         done = threading.Event()
         outcomes: list[int] = []
-        counters = {"status": 0, "http_status": 0, "file_reads": 0}
+        counters = {"status": 0, "http_status": 0, "page_state": 0, "file_reads": 0}
         lock = threading.Lock()
 
         def agent(n: int) -> None:
@@ -125,6 +125,23 @@ def test_fifty_streams_with_status_readers_and_continuous_saves(problems: Proble
                     with lock:
                         counters["http_status"] += 1
 
+        def read_page_state() -> None:
+            web = services.web
+            assert web is not None and web.running
+            with httpx.Client(timeout=10, follow_redirects=True) as client:
+                signed_in = client.get(web.login_url())
+                if signed_in.status_code != 200:
+                    problems.add(f"page sign-in answered {signed_in.status_code}")
+                    return
+                while not done.is_set():
+                    response = client.get(f"{web.url}/api/state")
+                    if response.status_code != 200:
+                        problems.add(f"/api/state answered {response.status_code}")
+                    elif {a["id"] for a in response.json()["accounts"]} != {a.id for a in accounts}:
+                        problems.add("/api/state without every account")
+                    with lock:
+                        counters["page_state"] += 1
+
         def read_file() -> None:
             while not done.is_set():
                 try:
@@ -148,6 +165,7 @@ def test_fifty_streams_with_status_readers_and_continuous_saves(problems: Proble
             threading.Thread(target=guarded, args=(read_status, 0.0)),
             threading.Thread(target=guarded, args=(read_status, 0.001)),
             threading.Thread(target=guarded, args=(read_status_http,)),
+            threading.Thread(target=guarded, args=(read_page_state,)),
             threading.Thread(target=guarded, args=(read_file,)),
         ]
         agents = [threading.Thread(target=guarded, args=(agent, n)) for n in range(AGENTS)]

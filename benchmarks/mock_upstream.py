@@ -159,7 +159,13 @@ class _Connection(asyncio.Protocol):
         if isinstance(status, int) and 400 <= status <= 599:
             after = _number(bench.get("retry_after"), -1.0, 3600.0)
             extra = b"retry-after: %s\r\n" % f"{after:g}".encode() if after >= 0 else b""
-            error = {"type": "error", "error": {"type": "rate_limit_error" if status == 429 else "api_error", "message": "mock fault"}}
+            error = {
+                "type": "error",
+                "error": {
+                    "type": "rate_limit_error" if status == 429 else "api_error",
+                    "message": "mock fault",
+                },
+            }
             self._send_json(status, error, keep_alive, extra)
             return
         if request.get("stream") is True:

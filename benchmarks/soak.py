@@ -75,7 +75,9 @@ async def _worker(target: Target, n: int, deadline: float, tally: _Tally, rng: r
         while time.monotonic() < deadline:
             kind, _, bench, stream = rng.choices(kinds, weights)[0]
             body = _body(stream, bench or None)
-            hang_up = asyncio.get_running_loop().call_later(0.05, conn.close) if kind == "agent_hangs_up" else None
+            hang_up = (
+                asyncio.get_running_loop().call_later(0.05, conn.close) if kind == "agent_hangs_up" else None
+            )
             try:
                 response = await conn.request("POST", "/v1/messages", body, _TIMEOUT)
             except HTTPError:
@@ -127,14 +129,17 @@ def _state_parses(home: Path | None) -> bool | None:
     return True
 
 
-async def run_soak(gateway: Server, seconds: float, concurrency: int, interval: float, say: Any) -> dict[str, Any]:
+async def run_soak(
+    gateway: Server, seconds: float, concurrency: int, interval: float, say: Any
+) -> dict[str, Any]:
     target = Target.of("via", gateway, gateway.key)
     tally = _Tally()
     started = time.monotonic()
     deadline = started + seconds
     rng = random.Random(7)
     tasks = [
-        asyncio.ensure_future(_worker(target, n, deadline, tally, random.Random(rng.random()))) for n in range(concurrency)
+        asyncio.ensure_future(_worker(target, n, deadline, tally, random.Random(rng.random())))
+        for n in range(concurrency)
     ]
     tasks.append(asyncio.ensure_future(_status_reader(target, deadline, tally)))
     samples: list[dict[str, Any]] = []
@@ -181,9 +186,13 @@ async def run_soak(gateway: Server, seconds: float, concurrency: int, interval: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks soak", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=300.0, help="how long to run the traffic (default 300)")
+    parser.add_argument(
+        "--seconds", type=float, default=300.0, help="how long to run the traffic (default 300)"
+    )
     parser.add_argument("--concurrency", type=int, default=20, help="concurrent agent sessions (default 20)")
-    parser.add_argument("--interval", type=float, default=None, help="seconds between samples (default: 20 samples)")
+    parser.add_argument(
+        "--interval", type=float, default=None, help="seconds between samples (default: 20 samples)"
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args(argv)
     interval = args.interval if args.interval is not None else max(0.5, args.seconds / 20)
@@ -201,8 +210,19 @@ def main(argv: list[str] | None = None) -> int:
             gateway = start_gateway(Path(tmp), mock.url)
             servers.append(gateway)
             assert gateway.home is not None
-            _cli(gateway.home, "accounts", "add", "anthropic", "--label", "bench-2", "--api-key-stdin", stdin="sk-ant-bench-2222222222\n")
-            say(f"gateway pid {gateway.pid} on {gateway.url}; {args.concurrency} agents for {args.seconds:.0f}s")
+            _cli(
+                gateway.home,
+                "accounts",
+                "add",
+                "anthropic",
+                "--label",
+                "bench-2",
+                "--api-key-stdin",
+                stdin="sk-ant-bench-2222222222\n",
+            )
+            say(
+                f"gateway pid {gateway.pid} on {gateway.url}; {args.concurrency} agents for {args.seconds:.0f}s"
+            )
             result = asyncio.run(run_soak(gateway, args.seconds, args.concurrency, interval, say))
         except (RuntimeError, OSError, TimeoutError) as exc:
             print(f"soak failed: {exc}", file=sys.stderr)

@@ -205,7 +205,9 @@ def _drop_reservation(store: SettingsStore, account_id: str) -> None:
     """Undo step 1 after a failed step 2; the secret was not written, so nothing is deleted from the keychain."""
 
     def edit(settings: Settings) -> None:
-        settings.accounts = [a for a in settings.accounts if not (a.id == account_id and a.label.endswith(PENDING_MARK))]
+        settings.accounts = [
+            a for a in settings.accounts if not (a.id == account_id and a.label.endswith(PENDING_MARK))
+        ]
 
     try:
         store.update(edit)
@@ -221,7 +223,9 @@ def _fresh(store: SettingsStore) -> Settings:
 def set_api_key(store: SettingsStore, keychain: Keychain, ref: str, api_key: str) -> Account:
     account = find_account(_fresh(store), ref)
     if account.kind == "chatgpt":
-        raise AccountError(f"{account.label} is a ChatGPT account; sign in again with `headway login chatgpt`")
+        raise AccountError(
+            f"{account.label} is a ChatGPT account; sign in again with `headway login chatgpt`"
+        )
     if not api_key.strip():
         raise AccountError("the API key is empty")
     check_key_provider(account.kind, api_key)
@@ -233,13 +237,17 @@ def set_api_key(store: SettingsStore, keychain: Keychain, ref: str, api_key: str
     def finish(settings: Settings) -> None:
         for candidate in settings.accounts:
             if candidate.id == account.id:
-                candidate.label = _unmarked(candidate.label)  # an add cut short before its key: the key completes it
+                candidate.label = _unmarked(
+                    candidate.label
+                )  # an add cut short before its key: the key completes it
                 candidate.key_updated_at = round(time.time(), 3)
                 finished.append(candidate.model_copy())
 
     try:
         store.update(finish)
-    except SettingsError as exc:  # the key is replaced all the same; a running Headway sees it within its cache time
+    except (
+        SettingsError
+    ) as exc:  # the key is replaced all the same; a running Headway sees it within its cache time
         if account.label.endswith(PENDING_MARK):
             raise
         log.warning("replaced the key of %s, but cannot record that in the settings: %s", account.id, exc)

@@ -100,7 +100,9 @@ def status_snapshot(
             block = (
                 Block("needs_login", "no login in the keychain: run `headway login chatgpt`")
                 if account.kind == "chatgpt"
-                else Block("no_secret", f"no API key in the keychain: run `headway accounts set-key {account.id}`")
+                else Block(
+                    "no_secret", f"no API key in the keychain: run `headway accounts set-key {account.id}`"
+                )
             )
         snapshot = state.quota.get(account.id)
         if block is None:
@@ -126,7 +128,9 @@ def status_snapshot(
                 "health": health,
                 "detail": block.reason if block else None,
                 "blocked_until": block.until if block else None,
-                "blocked_for_seconds": None if not (block and block.until) else max(0.0, round(block.until - now, 1)),
+                "blocked_for_seconds": None
+                if not (block and block.until)
+                else max(0.0, round(block.until - now, 1)),
                 "last_error": record.last_error if record else None,
                 "last_ok_at": record.last_ok_at if record else None,
                 "quota": None
@@ -278,7 +282,9 @@ class Engine:
 
     def _timeouts(self, settings: Settings) -> httpx.Timeout:
         g = settings.gateway
-        return httpx.Timeout(connect=g.connect_timeout_seconds, read=g.read_timeout_seconds, write=60.0, pool=30.0)
+        return httpx.Timeout(
+            connect=g.connect_timeout_seconds, read=g.read_timeout_seconds, write=60.0, pool=30.0
+        )
 
     async def _main(self) -> None:
         self._stop_requested = asyncio.Event()
@@ -438,9 +444,11 @@ class Engine:
         self._configure_dumps(settings)
         if old.logging.level != settings.logging.level:
             self._on_log_level(settings.logging.level)
-        if old.gateway.model_dump(include={"connect_timeout_seconds", "read_timeout_seconds"}) != settings.gateway.model_dump(
-            include={"connect_timeout_seconds", "read_timeout_seconds"}
-        ) and self._client is not None:
+        if (
+            old.gateway.model_dump(include={"connect_timeout_seconds", "read_timeout_seconds"})
+            != settings.gateway.model_dump(include={"connect_timeout_seconds", "read_timeout_seconds"})
+            and self._client is not None
+        ):
             self._client.timeout = self._timeouts(settings)
         if (old.gateway.host, old.gateway.port) != (settings.gateway.host, settings.gateway.port) and (
             self.options.host is None or self.options.port is None
@@ -457,24 +465,42 @@ class Engine:
             host, port = self._listen_address()
             if (host, port) == self._bound or (port == 0 and host == self._bound[0]):
                 if self._listen_error is not None:
-                    log.info("listen address is %s again; the earlier problem no longer applies", self.base_url)
+                    log.info(
+                        "listen address is %s again; the earlier problem no longer applies", self.base_url
+                    )
                 self._set_listen_error(None)
                 return
             old = format_address(*self._bound)
             try:
                 sock = bind_listener(host, port)
             except OSError as exc:
-                problem = str(exc) if isinstance(exc, PortInUse) else f"cannot listen on {format_address(host, port)}: {exc}"
+                problem = (
+                    str(exc)
+                    if isinstance(exc, PortInUse)
+                    else f"cannot listen on {format_address(host, port)}: {exc}"
+                )
                 self._set_listen_error(f"{problem}; still serving on {old}")
-                log.error("cannot move the gateway to %s: %s; still serving on %s", format_address(host, port), exc, old)
+                log.error(
+                    "cannot move the gateway to %s: %s; still serving on %s",
+                    format_address(host, port),
+                    exc,
+                    old,
+                )
                 return
             previous = (self._server, self._server_task)
             try:
                 server, task = await self._serve(sock)
             except Exception as exc:
                 sock.close()
-                self._set_listen_error(f"cannot serve on {format_address(host, port)}: {exc}; still serving on {old}")
-                log.error("cannot move the gateway to %s: %s; still serving on %s", format_address(host, port), exc, old)
+                self._set_listen_error(
+                    f"cannot serve on {format_address(host, port)}: {exc}; still serving on {old}"
+                )
+                log.error(
+                    "cannot move the gateway to %s: %s; still serving on %s",
+                    format_address(host, port),
+                    exc,
+                    old,
+                )
                 return
             self._server, self._server_task = server, task
             self._bound = (host, sock.getsockname()[1])
@@ -508,7 +534,10 @@ class Engine:
             return await self._tokens.access_token(account.id)
         except PermanentAuthError as exc:
             self._state.health.fail_auth(
-                account.id, f"sign in again with `headway login chatgpt` ({exc})", fingerprint(raw), needs_login=True
+                account.id,
+                f"sign in again with `headway login chatgpt` ({exc})",
+                fingerprint(raw),
+                needs_login=True,
             )
             self._state.dirty = True
             self._state_changed()
@@ -541,7 +570,9 @@ class Engine:
         if old is not None:
             old.stop(1.0)
         if settings.dumps.enabled:
-            writer = DumpWriter(self.paths.dumps_dir, settings.dumps.max_mb * 1024 * 1024, settings.dumps.include_sse)
+            writer = DumpWriter(
+                self.paths.dumps_dir, settings.dumps.max_mb * 1024 * 1024, settings.dumps.include_sse
+            )
             writer.start()
             self._dumps = writer
             log.info("request dumps on: %s (sensitive: holds your prompts)", self.paths.dumps_dir)
@@ -602,7 +633,9 @@ class Engine:
         if not token:
             return False
         try:
-            windows, plan = await self._adapters[account.kind].poll_usage(self._client, account, token, self._upstreams)
+            windows, plan = await self._adapters[account.kind].poll_usage(
+                self._client, account, token, self._upstreams
+            )
         except (httpx.HTTPError, ValueError) as exc:
             log.info("usage poll for %s failed: %s", account.id, exc)
             return False
@@ -692,7 +725,12 @@ class Engine:
 
     def _refresh_status(self, timeout: float = 0.5) -> None:
         loop = self._loop
-        if threading.get_ident() == self._loop_thread or loop is None or loop.is_closed() or not loop.is_running():
+        if (
+            threading.get_ident() == self._loop_thread
+            or loop is None
+            or loop.is_closed()
+            or not loop.is_running()
+        ):
             self._publish_status()  # on the loop, or no loop runs: nothing else touches the state
             return
         with self._publish_lock:  # readers at the same moment share one request to the loop
@@ -716,7 +754,9 @@ class Engine:
                 loop.call_soon_threadsafe(publish)
             done.result(timeout)
         except (RuntimeError, TimeoutError):
-            log.debug("the engine loop did not publish the status within %.1fs; showing the last one", timeout)
+            log.debug(
+                "the engine loop did not publish the status within %.1fs; showing the last one", timeout
+            )
 
     def _state_changed(self) -> None:
         """Runtime state or listen status changed (loop only): the next status read asks for a fresh snapshot."""
@@ -771,4 +811,3 @@ class Engine:
     @property
     def upstreams(self) -> UpstreamSettings:
         return self._upstreams
-

@@ -158,7 +158,10 @@ class UpstreamUnavailable(HeadwayError):
 
 def error_body(protocol: Protocol, status: int, message: str, code: str | None = None) -> dict[str, object]:
     if protocol == "anthropic":
-        return {"type": "error", "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message}}
+        return {
+            "type": "error",
+            "error": {"type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message},
+        }
     return {
         "error": {
             "message": message,
@@ -175,7 +178,9 @@ def error_response(protocol: Protocol, exc: HeadwayError) -> Response:
     return Response(body, status_code=exc.status, headers=headers, media_type="application/json")
 
 
-def stream_error_event(protocol: Literal["anthropic", "openai-responses", "openai-chat"], message: str) -> bytes:
+def stream_error_event(
+    protocol: Literal["anthropic", "openai-responses", "openai-chat"], message: str
+) -> bytes:
     """An in-stream error in the protocol's framing, for failures after bytes already reached the agent."""
     text = f"Headway: {message}"
     if protocol == "anthropic":

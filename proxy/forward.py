@@ -62,7 +62,16 @@ log = logging.getLogger("headway.forward")
 
 _RETRYABLE = frozenset({500, 502, 503, 504, 529})
 _DROP_RESPONSE = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "server", "date"}
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "set-cookie",
+        "server",
+        "date",
+    }
 )
 _HOLD_LIMIT = 256 * 1024
 _AGENT_GONE = 499  # nginx's "client closed request": the request log's status for an agent that hung up
@@ -134,7 +143,9 @@ def _reset_of_exhausted(windows: list[Window], now: float) -> float | None:
     resets = [
         w.resets_at
         for w in windows
-        if w.resets_at and w.resets_at > now and (w.remaining_fraction is not None and w.remaining_fraction <= 0)
+        if w.resets_at
+        and w.resets_at > now
+        and (w.remaining_fraction is not None and w.remaining_fraction <= 0)
     ]
     return max(resets) if resets else None
 
@@ -308,7 +319,11 @@ class Forwarder:
         except AgentGone:
             attempt.status = _AGENT_GONE
             attempt.error = "the agent disconnected before its answer started"
-            log.info("agent hung up on %s before its answer started; stopped after %s", incoming.path, attempt.chain)
+            log.info(
+                "agent hung up on %s before its answer started; stopped after %s",
+                incoming.path,
+                attempt.chain,
+            )
             self._finish(incoming, attempt, None, None)
             return Response(status_code=_AGENT_GONE)
         except HeadwayError as exc:
@@ -338,7 +353,9 @@ class Forwarder:
             return False
         budget = Budget(settings.gateway.request_deadline_seconds)
         try:
-            outcome = await self._try(incoming, account, credential, self._adapter(account.kind), settings, attempt, budget)
+            outcome = await self._try(
+                incoming, account, credential, self._adapter(account.kind), settings, attempt, budget
+            )
         except (AgentGone, DeadlinePassed):
             outcome = ("next", None, None)
         if not isinstance(outcome, Response):
@@ -377,25 +394,36 @@ class Forwarder:
                 credential = await self._credential(account)
                 if not credential:
                     block = self._state.health.block(account.id, self._clock(), None)
-                    skipped.append(Skipped(account, block or Block("no_secret", "no credential in the keychain")))
+                    skipped.append(
+                        Skipped(account, block or Block("no_secret", "no credential in the keychain"))
+                    )
                     attempt.chain.append(f"{account.id}:no-credential")
                     continue
                 adapter = self._adapter(account.kind)
                 request = incoming if self._prepare is None else self._prepare(incoming, account)
                 for retry in range(settings.routing.max_retries + 1):
-                    outcome = await self._try(request, account, credential, adapter, settings, attempt, budget)
+                    outcome = await self._try(
+                        request, account, credential, adapter, settings, attempt, budget
+                    )
                     if isinstance(outcome, Response):
                         return outcome
                     action, last, wait = outcome
                     if action == "retry" and retry < settings.routing.max_retries:
-                        delay = settings.routing.retry_base_delay_seconds * (2**retry) if wait is None else wait
+                        delay = (
+                            settings.routing.retry_base_delay_seconds * (2**retry) if wait is None else wait
+                        )
                         if delay <= settings.routing.max_retry_wait_seconds and delay < budget.remaining():
                             await budget.step(self._sleep(delay))
                             continue
                     break
         except DeadlinePassed:
             attempt.chain.append("deadline")
-            log.warning("%s: no answer within the request deadline (%gs); tried %s", incoming.path, budget.seconds, attempt.chain)
+            log.warning(
+                "%s: no answer within the request deadline (%gs); tried %s",
+                incoming.path,
+                budget.seconds,
+                attempt.chain,
+            )
             raise UpstreamTimeout(
                 f"no upstream answered within the request deadline of {budget.seconds:g}s "
                 "(gateway.request_deadline_seconds)"
@@ -408,7 +436,9 @@ class Forwarder:
         family_name = "Anthropic" if incoming.family == "anthropic" else "OpenAI/ChatGPT"
         if not any(a.family == incoming.family for a in settings.accounts):
             hint = "anthropic" if incoming.family == "anthropic" else "openai` or `headway login chatgpt"
-            raise NoAccounts(f"no {family_name} account is configured; add one with `headway accounts add {hint}`")
+            raise NoAccounts(
+                f"no {family_name} account is configured; add one with `headway accounts add {hint}`"
+            )
         # A 5xx after its retries, or a refusal whose block has already ended (a 429 with `retry-after: 0`): the
         # upstream's own answer says more than an empty list of blocked accounts would.
         if isinstance(last, tuple) and (last[0] in _RETRYABLE or not blocked):
@@ -439,9 +469,15 @@ class Forwarder:
             return Response(_redact_body(body), status_code=status, headers=out)
         protocol: Protocol = "anthropic" if incoming.family == "anthropic" else "openai"
         message = f"Headway: the upstream answered {status}" + (f": {_short(body)}" if body.strip() else "")
-        return Response(json.dumps(error_body(protocol, status, message, "upstream_error")), status_code=status, headers=out)
+        return Response(
+            json.dumps(error_body(protocol, status, message, "upstream_error")),
+            status_code=status,
+            headers=out,
+        )
 
-    async def _open(self, out: Outgoing, incoming: Incoming, account: Account, attempt: _Attempt) -> httpx.Response | None:
+    async def _open(
+        self, out: Outgoing, incoming: Incoming, account: Account, attempt: _Attempt
+    ) -> httpx.Response | None:
         """Send the request (through the relay when it takes it); None when the relay failed and may not be bypassed."""
         if self._relay_client is not None:
             try:
@@ -449,13 +485,18 @@ class Forwarder:
             except RelayUnavailable as exc:
                 attempt.chain.append(f"{account.id}:relay-failed")
                 if not exc.fallback_to_direct:
-                    log.warning("account %s: the relay failed and relay.fallback_to_direct is off: %s", account.id, exc)
+                    log.warning(
+                        "account %s: the relay failed and relay.fallback_to_direct is off: %s",
+                        account.id,
+                        exc,
+                    )
                     return None
             else:
                 if upstream is not None:
                     return upstream
         return await self._client.send(
-            self._client.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True
+            self._client.build_request(out.method, out.url, headers=out.headers, content=out.content),
+            stream=True,
         )
 
     async def _try(
@@ -484,19 +525,31 @@ class Forwarder:
             attempt.chain.append(f"{account.id}:no-headers")
             log.warning("account %s: no response headers within %gs", account.id, first_byte)
             self._state.health.of(account.id).last_error = f"no response headers within {first_byte:g}s"
-            return "next", UpstreamTimeout(
-                f"the upstream sent no answer within {first_byte:g}s on account {account.label} "
-                "(gateway.first_byte_timeout_seconds)"
-            ), None
+            return (
+                "next",
+                UpstreamTimeout(
+                    f"the upstream sent no answer within {first_byte:g}s on account {account.label} "
+                    "(gateway.first_byte_timeout_seconds)"
+                ),
+                None,
+            )
         except httpx.TimeoutException as exc:
             attempt.chain.append(f"{account.id}:timeout")
             log.warning("account %s: upstream timed out (%s)", account.id, type(exc).__name__)
-            return "next", UpstreamTimeout(f"the upstream did not answer in time on account {account.label}"), None
+            return (
+                "next",
+                UpstreamTimeout(f"the upstream did not answer in time on account {account.label}"),
+                None,
+            )
         except httpx.HTTPError as exc:
             attempt.chain.append(f"{account.id}:unreachable")
             text = redact(str(exc) or type(exc).__name__)
             log.warning("account %s: upstream unreachable: %s", account.id, text)
-            return "next", UpstreamUnavailable(f"cannot reach the upstream for account {account.label}: {text}"), None
+            return (
+                "next",
+                UpstreamUnavailable(f"cannot reach the upstream for account {account.label}: {text}"),
+                None,
+            )
         if upstream is None:
             return "next", UpstreamUnavailable("the relay failed (relay.fallback_to_direct is off)"), None
         try:
@@ -533,7 +586,18 @@ class Forwarder:
                 log.info("account %s: transient %s, may retry", account.id, status)
                 state.health.of(account.id).last_error = reason
                 return "retry", (status, upstream.headers, body), retry_after_seconds(upstream.headers, now)
-            self._fall_back(account, adapter, status, reason, upstream.headers, body, windows, attempt.fingerprints, now, settings)
+            self._fall_back(
+                account,
+                adapter,
+                status,
+                reason,
+                upstream.headers,
+                body,
+                windows,
+                attempt.fingerprints,
+                now,
+                settings,
+            )
             return "next", (status, upstream.headers, body), None
 
         ok = 200 <= status < 300
@@ -546,18 +610,37 @@ class Forwarder:
         transformer = adapter.transformer(incoming)
         chunks = upstream.aiter_bytes().__aiter__()
         try:
-            verdict, held, held_events = await budget.step(self._hold(chunks, adapter, incoming, parser, usage))
+            verdict, held, held_events = await budget.step(
+                self._hold(chunks, adapter, incoming, parser, usage)
+            )
         except httpx.TimeoutException:
             await _close(upstream)
             attempt.chain.append(f"{account.id}:stalled")
             state.health.of(account.id).last_error = "the stream went silent before any content"
-            return "next", UpstreamTimeout(f"the upstream's stream went silent before any content on account {account.label}"), None
+            return (
+                "next",
+                UpstreamTimeout(
+                    f"the upstream's stream went silent before any content on account {account.label}"
+                ),
+                None,
+            )
         if verdict is not None and verdict.kind == "error" and verdict.action != "pass":
             await _close(upstream)
             reason = redact(verdict.reason)
             attempt.chain.append(f"{account.id}:stream-{verdict.action}")
             if verdict.action == "fallback":
-                self._fall_back(account, adapter, 429, reason, upstream.headers, b"", windows, attempt.fingerprints, now, settings)
+                self._fall_back(
+                    account,
+                    adapter,
+                    429,
+                    reason,
+                    upstream.headers,
+                    b"",
+                    windows,
+                    attempt.fingerprints,
+                    now,
+                    settings,
+                )
                 return "next", (429, upstream.headers, b"".join(held)), None
             state.health.of(account.id).last_error = reason
             return "retry", UpstreamUnavailable(f"account {account.label}: {reason}"), None
@@ -565,14 +648,28 @@ class Forwarder:
             await _close(upstream)
             attempt.chain.append(f"{account.id}:dropped")
             state.health.of(account.id).last_error = "the stream ended before any content"
-            return "next", UpstreamUnavailable(
-                f"the upstream's stream broke or ended before any content on account {account.label}"
-            ), None
+            return (
+                "next",
+                UpstreamUnavailable(
+                    f"the upstream's stream broke or ended before any content on account {account.label}"
+                ),
+                None,
+            )
 
         if transformer is not None and transformer.aggregate:
             return await budget.step(
                 self._aggregate(
-                    upstream, chunks, held, held_events, parser, usage, transformer, incoming, account, attempt, adapter
+                    upstream,
+                    chunks,
+                    held,
+                    held_events,
+                    parser,
+                    usage,
+                    transformer,
+                    incoming,
+                    account,
+                    attempt,
+                    adapter,
                 )
             )
         self._commit(upstream, incoming, account, attempt, status)
@@ -581,17 +678,23 @@ class Forwarder:
         headers = self._response_headers(upstream.headers, account)
         if transformer is not None:
             headers["content-type"] = transformer.content_type
-        body_iter = self._relay(upstream, chunks, held, held_events, parser, usage, transformer, incoming, attempt, adapter)
+        body_iter = self._relay(
+            upstream, chunks, held, held_events, parser, usage, transformer, incoming, attempt, adapter
+        )
         return StreamingResponse(body_iter, status_code=status, headers=headers)
 
-    def _commit(self, upstream: httpx.Response, incoming: Incoming, account: Account, attempt: _Attempt, status: int) -> None:
+    def _commit(
+        self, upstream: httpx.Response, incoming: Incoming, account: Account, attempt: _Attempt, status: int
+    ) -> None:
         """This account's answer goes to the agent: record it, and mark the account healthy on success."""
         state = self._state
         now = self._clock()
         attempt.chain.append(f"{account.id}:{status}")
         attempt.account = account
         attempt.status = status
-        attempt.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
+        attempt.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get(
+            "x-request-id"
+        )
         if 200 <= status < 300:
             state.health.ok(account.id, now)
             state.router.pin(incoming.session.session_id, account.id, now)
@@ -620,7 +723,11 @@ class Forwarder:
             return "next", UpstreamTimeout(f"the upstream's answer stalled on account {account.label}"), None
         except (httpx.HTTPError, _TooLarge) as exc:
             attempt.chain.append(f"{account.id}:broken-body")
-            reason = "the answer was too large" if isinstance(exc, _TooLarge) else "the connection broke during the answer"
+            reason = (
+                "the answer was too large"
+                if isinstance(exc, _TooLarge)
+                else "the connection broke during the answer"
+            )
             self._state.health.of(account.id).last_error = reason
             return "next", UpstreamUnavailable(f"{reason} on account {account.label}"), None
         data: object = None
@@ -633,7 +740,11 @@ class Forwarder:
             attempt.chain.append(f"{account.id}:invalid-json")
             log.warning("account %s: a %s answer that is not JSON (%d bytes)", account.id, status, len(body))
             self._state.health.of(account.id).last_error = f"a {status} answer that is not JSON"
-            return "next", UpstreamUnavailable(f"the upstream's answer on account {account.label} was not valid JSON"), None
+            return (
+                "next",
+                UpstreamUnavailable(f"the upstream's answer on account {account.label} was not valid JSON"),
+                None,
+            )
         self._commit(upstream, incoming, account, attempt, status)
         attempt.ttfb = time.perf_counter() - attempt.started
         if isinstance(data, dict):
@@ -643,7 +754,9 @@ class Forwarder:
             answer = self._error_answer(incoming, status, upstream.headers, body)
             answer.headers["x-headway-account"] = account.id
         else:
-            answer = Response(body, status_code=status, headers=self._response_headers(upstream.headers, account))
+            answer = Response(
+                body, status_code=status, headers=self._response_headers(upstream.headers, account)
+            )
         self._finish(incoming, attempt, usage, adapter)
         return answer
 
@@ -664,18 +777,29 @@ class Forwarder:
         exhausted = adapter.classify_error(status, body, now)
         if status == 401:
             health.fail_auth(account.id, reason, fingerprints.get(account.id), needs_login=adapter.oauth)
-            log.warning("account %s: authentication failed upstream (%s); skipping it until it is fixed", account.id, reason)
+            log.warning(
+                "account %s: authentication failed upstream (%s); skipping it until it is fixed",
+                account.id,
+                reason,
+            )
         elif exhausted is not None:
             resets = exhausted.resets_at or now + settings.routing.default_cooldown_seconds
             health.cool_down(account.id, resets, exhausted.reason, exhausted=True)
-            log.warning("account %s: %s; exhausted for %s, falling back", account.id, exhausted.reason, _in(resets - now))
+            log.warning(
+                "account %s: %s; exhausted for %s, falling back",
+                account.id,
+                exhausted.reason,
+                _in(resets - now),
+            )
         else:
             wait = retry_after_seconds(headers, now)
             until = now + wait if wait is not None else _reset_of_exhausted(windows, now)
             if until is None:
                 until = now + settings.routing.default_cooldown_seconds
             health.cool_down(account.id, until, reason)
-            log.warning("account %s: %s; cooling down for %s, falling back", account.id, reason, _in(until - now))
+            log.warning(
+                "account %s: %s; cooling down for %s, falling back", account.id, reason, _in(until - now)
+            )
         self._state.dirty = True
         self._changed()
 
@@ -768,9 +892,15 @@ class Forwarder:
             stalled = isinstance(exc, httpx.TimeoutException)
             reason = "the stream stalled" if stalled else "the stream broke"
             self._state.health.of(account.id).last_error = reason
-            log.warning("account %s: %s before the answer was complete (%s)", account.id, reason, type(exc).__name__)
+            log.warning(
+                "account %s: %s before the answer was complete (%s)", account.id, reason, type(exc).__name__
+            )
             failure = UpstreamTimeout if stalled else UpstreamUnavailable
-            return "next", failure(f"{reason} before the answer was complete on account {account.label}"), None
+            return (
+                "next",
+                failure(f"{reason} before the answer was complete on account {account.label}"),
+                None,
+            )
         finally:
             await _close(upstream)
         self._commit(upstream, incoming, account, attempt, upstream.status_code)
@@ -878,7 +1008,9 @@ class Forwarder:
             return
         # After the response's last byte is out: the agent never waits on bookkeeping.
         try:
-            asyncio.get_running_loop().call_soon(self._record, incoming, attempt, tokens, model, account, adapter, latency_ms)
+            asyncio.get_running_loop().call_soon(
+                self._record, incoming, attempt, tokens, model, account, adapter, latency_ms
+            )
         except RuntimeError:
             self._record(incoming, attempt, tokens, model, account, adapter, latency_ms)
 

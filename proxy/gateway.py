@@ -55,15 +55,32 @@ from .providers.base import Incoming, StreamProtocol
 from .sessions import identify_session
 from .settings import Settings
 
-__all__ = ["ErrorBoundary", "GatewayHooks", "LocalGuard", "RefusalLog", "build_app", "is_loopback", "protocol_for"]
+__all__ = [
+    "ErrorBoundary",
+    "GatewayHooks",
+    "LocalGuard",
+    "RefusalLog",
+    "build_app",
+    "is_loopback",
+    "protocol_for",
+]
 
 log = logging.getLogger("headway.gateway")
 
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _OPEN_PATHS = frozenset({"/", "/health", "/api/hello"})
 _ROUTE_PATHS = frozenset(
-    {"/", "/health", "/api/hello", "/status", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses",
-     "/v1/chat/completions", "/v1/models"}
+    {
+        "/",
+        "/health",
+        "/api/hello",
+        "/status",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/responses",
+        "/v1/chat/completions",
+        "/v1/models",
+    }
 )
 
 
@@ -80,7 +97,11 @@ def protocol_for(path: str, headers: dict[str, str] | None = None) -> Literal["a
     """The protocol a request speaks, for answering it in its own error shape."""
     if path.startswith("/v1/messages"):
         return "anthropic"
-    if path == "/v1/models" and headers is not None and ("anthropic-version" in headers or "x-api-key" in headers):
+    if (
+        path == "/v1/models"
+        and headers is not None
+        and ("anthropic-version" in headers or "x-api-key" in headers)
+    ):
         return "anthropic"
     return "openai"
 
@@ -211,7 +232,11 @@ class LocalGuard:
             self._check(path, headers)
         except _Refused as refused:
             self.refusals.record(
-                scope.get("method", "?"), path, refused.reason, refused.error.message, headers.get("user-agent", "")
+                scope.get("method", "?"),
+                path,
+                refused.reason,
+                refused.error.message,
+                headers.get("user-agent", ""),
             )
             await error_response(protocol_for(path, headers), refused.error)(scope, receive, send)
             return
@@ -226,7 +251,9 @@ class LocalGuard:
         allowed = _LOOPBACK_NAMES | {h.lower() for h in settings.gateway.allowed_hosts}
         if name.lower() not in allowed:
             raise _Refused(
-                ForbiddenOrigin(f"Host {host[:100]!r} is not allowed (add it to gateway.allowed_hosts if it is yours)"),
+                ForbiddenOrigin(
+                    f"Host {host[:100]!r} is not allowed (add it to gateway.allowed_hosts if it is yours)"
+                ),
                 "foreign Host header",
             )
         if "origin" in headers or headers.get("sec-fetch-site") in ("cross-site", "same-site"):
@@ -260,7 +287,9 @@ class LocalGuard:
         provider = _provider_key(presented)
         if provider is not None:
             raise _Refused(
-                AccessDenied(f"this request carries {provider.what}, not Headway's local access key. Fix: {provider.fix}."),
+                AccessDenied(
+                    f"this request carries {provider.what}, not Headway's local access key. Fix: {provider.fix}."
+                ),
                 f"{provider.what} instead of the local key",
             )
         raise _Refused(
@@ -302,7 +331,8 @@ class ErrorBoundary:
 
 def _internal_error(protocol: Literal["anthropic", "openai"]) -> Response:
     return error_response(
-        protocol, InternalError("internal error in the gateway; the details are in Headway's log file (headway.log)")
+        protocol,
+        InternalError("internal error in the gateway; the details are in Headway's log file (headway.log)"),
     )
 
 
@@ -338,7 +368,9 @@ def _parse_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BadRequest(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise BadRequest("the request body's JSON is nested too deeply") from None
     if not isinstance(parsed, dict):
@@ -363,10 +395,14 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
 
     def refuse(request: Request, family: Literal["anthropic", "openai"], exc: HeadwayError) -> Response:
         """A request refused for its body or headers: logged (rate-limited) and answered in its protocol's shape."""
-        refusals.record(request.method, request.url.path, exc.code, exc.message, request.headers.get("user-agent", ""))
+        refusals.record(
+            request.method, request.url.path, exc.code, exc.message, request.headers.get("user-agent", "")
+        )
         return error_response(family, exc)
 
-    async def proxied(request: Request, protocol: StreamProtocol, family: Literal["anthropic", "openai"]) -> Response:
+    async def proxied(
+        request: Request, protocol: StreamProtocol, family: Literal["anthropic", "openai"]
+    ) -> Response:
         settings = hooks.settings()
         try:
             body = await _read_body(request, settings.gateway.max_body_mb)
@@ -401,7 +437,11 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
                 raise
             # "\ud800" is valid JSON syntax but no Unicode text: a transform cannot write it back as UTF-8.
             return refuse(
-                request, family, BadRequest("the request body contains a lone UTF-16 surrogate escape (like \\ud800): not valid Unicode")
+                request,
+                family,
+                BadRequest(
+                    "the request body contains a lone UTF-16 surrogate escape (like \\ud800): not valid Unicode"
+                ),
             )
 
     async def messages(request: Request) -> Response:

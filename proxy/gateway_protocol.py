@@ -97,7 +97,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return  # never start the app for it; data_received answers 431
         before = self.cycle
         super().on_headers_complete()
-        if self.cycle is not before:  # a request to serve (not a protocol upgrade, which hands the socket over)
+        if (
+            self.cycle is not before
+        ):  # a request to serve (not a protocol upgrade, which hands the socket over)
             self._arm_body()
 
     def on_body(self, body: bytes) -> None:
@@ -138,7 +140,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._arm_head()  # the partial head belongs to a pipelined request behind a response still streaming
             return
-        log.info("closed a connection from %s: no complete request head within %.0fs", self._peer(), self.head_timeout)
+        log.info(
+            "closed a connection from %s: no complete request head within %.0fs",
+            self._peer(),
+            self.head_timeout,
+        )
         self.transport.close()
 
     def _body_expired(self) -> None:
@@ -149,7 +155,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._arm_body()  # the body belongs to a request queued behind an earlier response
             return
         log.info(
-            "closed a connection from %s: the request body did not arrive within %.0fs", self._peer(), self.body_timeout
+            "closed a connection from %s: the request body did not arrive within %.0fs",
+            self._peer(),
+            self.body_timeout,
         )
         self.transport.close()
 
@@ -179,7 +187,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._cancel_body()
         path = (getattr(self, "url", b"") or b"").split(b"?", 1)[0]
         protocol: Protocol = "anthropic" if path.startswith(b"/v1/messages") else "openai"
-        body = json.dumps(error_body(protocol, error.status, f"Headway: {error.message}", error.code)).encode()
+        body = json.dumps(
+            error_body(protocol, error.status, f"Headway: {error.message}", error.code)
+        ).encode()
         self.transport.write(
             b"".join(
                 [

@@ -52,7 +52,9 @@ class HealthBook:
             health.cooldown_kind = "exhausted" if exhausted else "cooling_down"
         health.last_error = reason
 
-    def fail_auth(self, account_id: str, reason: str, fingerprint: str | None, *, needs_login: bool = False) -> None:
+    def fail_auth(
+        self, account_id: str, reason: str, fingerprint: str | None, *, needs_login: bool = False
+    ) -> None:
         """Skip the account until its secret changes: a rejected key, or a login that can no longer refresh."""
         health = self.of(account_id)
         if needs_login:
@@ -81,7 +83,9 @@ class HealthBook:
             if health.auth_failed:
                 return Block("auth_failed", health.auth_failed)
         if health.cooldown_until is not None and health.cooldown_until > now:
-            return Block(health.cooldown_kind, health.cooldown_reason or "rate limited", health.cooldown_until)
+            return Block(
+                health.cooldown_kind, health.cooldown_reason or "rate limited", health.cooldown_until
+            )
         return None
 
     def tidy(self, now: float, fingerprints: Mapping[str, str]) -> bool:
@@ -91,7 +95,9 @@ class HealthBook:
         """
         changed = False
         for account_id, health in self.accounts.items():
-            if (health.needs_login or health.auth_failed) and _secret_replaced(health, fingerprints.get(account_id)):
+            if (health.needs_login or health.auth_failed) and _secret_replaced(
+                health, fingerprints.get(account_id)
+            ):
                 health.needs_login = health.auth_failed = None
                 health.auth_failed_fingerprint = None
                 changed = True

@@ -63,7 +63,9 @@ class _FileBackend:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise KeychainError(f"cannot read the secrets file {self.path}: {exc}; fix or restore it") from exc
+            raise KeychainError(
+                f"cannot read the secrets file {self.path}: {exc}; fix or restore it"
+            ) from exc
         if not isinstance(data, dict):
             raise KeychainError(f"the secrets file {self.path} is not a JSON object; fix or restore it")
         return {str(k): str(v) for k, v in data.items()}

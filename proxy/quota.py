@@ -122,7 +122,12 @@ def parse_anthropic_headers(headers: Mapping[str, str], now: float) -> list[Wind
         if limit is None and remaining is None:
             continue
         windows.append(
-            Window(name=resource, limit=limit, remaining=remaining, resets_at=_rfc3339(headers.get(prefix + "reset")))
+            Window(
+                name=resource,
+                limit=limit,
+                remaining=remaining,
+                resets_at=_rfc3339(headers.get(prefix + "reset")),
+            )
         )
     return windows
 
@@ -136,7 +141,12 @@ def parse_openai_headers(headers: Mapping[str, str], now: float) -> list[Window]
             continue
         after = parse_duration(headers.get(f"x-ratelimit-reset-{resource}"))
         windows.append(
-            Window(name=resource, limit=limit, remaining=remaining, resets_at=None if after is None else now + after)
+            Window(
+                name=resource,
+                limit=limit,
+                remaining=remaining,
+                resets_at=None if after is None else now + after,
+            )
         )
     return windows
 
@@ -147,7 +157,9 @@ class QuotaBook:
 
     snapshots: dict[str, QuotaSnapshot] = field(default_factory=dict)
 
-    def update(self, account_id: str, windows: list[Window], now: float, plan_type: str | None = None) -> bool:
+    def update(
+        self, account_id: str, windows: list[Window], now: float, plan_type: str | None = None
+    ) -> bool:
         if not windows:
             return False
         previous = self.snapshots.get(account_id)
@@ -175,7 +187,9 @@ class QuotaBook:
                 return window
         return None
 
-    def below_killswitch(self, account_id: str, thresholds: Mapping[str, float] | None, now: float) -> Window | None:
+    def below_killswitch(
+        self, account_id: str, thresholds: Mapping[str, float] | None, now: float
+    ) -> Window | None:
         """The window that is below its killswitch threshold, if any (a hard block until it resets)."""
         snapshot = self.snapshots.get(account_id)
         if snapshot is None or not thresholds:

@@ -52,7 +52,9 @@ class Budget:
         self.seconds = seconds
         self.deadline = self._loop.time() + seconds
         self._watch: asyncio.Task[None] | None = (
-            self._loop.create_task(_hang_up(receive), name="headway-agent-hangup") if receive is not None else None
+            self._loop.create_task(_hang_up(receive), name="headway-agent-hangup")
+            if receive is not None
+            else None
         )
 
     def remaining(self) -> float:

@@ -73,7 +73,11 @@ class Router:
                 if killed is not None:
                     left = (killed.remaining_fraction or 0.0) * 100
                     limit = (account.killswitch or {}).get(killed.name, 0)
-                    block = Block("killswitch", f"{killed.name} window {left:.0f}% left, below the killswitch {limit:g}%", killed.resets_at)
+                    block = Block(
+                        "killswitch",
+                        f"{killed.name} window {left:.0f}% left, below the killswitch {limit:g}%",
+                        killed.resets_at,
+                    )
             if block is not None:
                 skipped.append(Skipped(account, block))
                 continue

@@ -58,13 +58,19 @@ class _Model(BaseModel):
 class GatewaySettings(_Model):
     """Where the gateway listens and who may use it."""
 
-    host: str = Field("127.0.0.1", description="Bind address. Anything but loopback always requires the access key.")
-    port: int = Field(7337, ge=0, le=65535, description="TCP port agents point their base URL at (0 = any free port).")
+    host: str = Field(
+        "127.0.0.1", description="Bind address. Anything but loopback always requires the access key."
+    )
+    port: int = Field(
+        7337, ge=0, le=65535, description="TCP port agents point their base URL at (0 = any free port)."
+    )
     require_access_key: bool = Field(
-        True, description="Require the local access key from agents on loopback too (always required elsewhere)."
+        True,
+        description="Require the local access key from agents on loopback too (always required elsewhere).",
     )
     allowed_hosts: list[str] = Field(
-        default_factory=list, description="Extra Host header names accepted besides localhost, 127.0.0.1 and [::1]."
+        default_factory=list,
+        description="Extra Host header names accepted besides localhost, 127.0.0.1 and [::1].",
     )
     max_body_mb: int = Field(
         64,
@@ -96,7 +102,9 @@ class GatewaySettings(_Model):
         description="Longest an agent waits for its answer to start, across every account, retry and back-off; "
         "then it gets a 504. A started stream is bounded by read_timeout_seconds instead.",
     )
-    paused: bool = Field(False, description="Answer every agent request with 503 until resumed (tray: Pause).")
+    paused: bool = Field(
+        False, description="Answer every agent request with 503 until resumed (tray: Pause)."
+    )
 
 
 class RoutingSettings(_Model):
@@ -108,12 +116,18 @@ class RoutingSettings(_Model):
         "the first as the last resort. sticky: a session stays on the account that served it while it is usable.",
     )
     fallback_statuses: list[Annotated[int, Field(ge=400, le=599)]] = Field(
-        default_factory=lambda: [401, 403, 429], description="Upstream statuses that move a request to the next account."
+        default_factory=lambda: [401, 403, 429],
+        description="Upstream statuses that move a request to the next account.",
     )
     default_cooldown_seconds: float = Field(
-        60.0, ge=0, le=86400, description="How long a rate-limited account is skipped when the upstream names no reset."
+        60.0,
+        ge=0,
+        le=86400,
+        description="How long a rate-limited account is skipped when the upstream names no reset.",
     )
-    max_retries: int = Field(2, ge=0, le=5, description="Retries on the same account for 5xx / 529 before moving on.")
+    max_retries: int = Field(
+        2, ge=0, le=5, description="Retries on the same account for 5xx / 529 before moving on."
+    )
     retry_base_delay_seconds: float = Field(0.5, ge=0, le=30)
     max_retry_wait_seconds: float = Field(
         20.0, ge=0, le=300, description="A retry-after longer than this moves on instead of waiting."
@@ -121,7 +135,9 @@ class RoutingSettings(_Model):
     min_remaining_percent: float = Field(
         0.0, ge=0, le=100, description="Skip an account while any quota window has less than this share left."
     )
-    sticky_idle_minutes: float = Field(60.0, gt=0, le=1440, description="Forget a session's account after this idle time.")
+    sticky_idle_minutes: float = Field(
+        60.0, gt=0, le=1440, description="Forget a session's account after this idle time."
+    )
 
 
 class UpstreamSettings(_Model):
@@ -146,12 +162,16 @@ class Account(_Model):
     base_url: Annotated[str, Field(pattern=_URL)] | None = Field(
         None, description="Overrides the provider's base URL for this account only."
     )
-    killswitch: dict[Annotated[str, Field(min_length=1, max_length=40)], Annotated[float, Field(ge=0, le=100)]] | None = Field(
+    killswitch: (
+        dict[Annotated[str, Field(min_length=1, max_length=40)], Annotated[float, Field(ge=0, le=100)]] | None
+    ) = Field(
         None,
         description='Hard block while a quota window has less than this share left, e.g. {"5h": 10, "weekly": 5}. '
         "Window names: 5h, weekly (ChatGPT); requests, tokens, input-tokens, output-tokens (API keys).",
     )
-    chatgpt_account_id: str | None = Field(None, description="ChatGPT accounts: the account's identity at OpenAI.")
+    chatgpt_account_id: str | None = Field(
+        None, description="ChatGPT accounts: the account's identity at OpenAI."
+    )
     plan_type: str | None = None
     email: str | None = None
     key_updated_at: float | None = Field(
@@ -166,23 +186,36 @@ class Account(_Model):
 
 
 class CacheSettings(_Model):
-    anthropic_mode: CacheMode = Field("off", description="Anthropic prompt-cache mode; hybrid is recommended.")
+    anthropic_mode: CacheMode = Field(
+        "off", description="Anthropic prompt-cache mode; hybrid is recommended."
+    )
 
 
 class ChatGPTSettings(_Model):
     """ChatGPT subscription accounts on the Codex backend."""
 
     stabilize_cache: bool = Field(
-        True, description="Add a native web_search tool to tool-bearing requests to keep them on the stable cache path."
+        True,
+        description="Add a native web_search tool to tool-bearing requests to keep them on the stable cache path.",
     )
-    keep_warm: bool = Field(False, description="Before the ~5-minute eviction, replay an idle session's latest request.")
-    keep_warm_subagents: bool = Field(False, description="Also keep subagent sessions warm (shorter idle cap).")
-    keep_warm_idle_cap_minutes: float = Field(60.0, gt=0, le=240, description="Stop keeping a session warm after this idle time.")
-    usage_poll_minutes: float = Field(5.0, ge=1, le=120, description="How often each account's usage is polled while idle.")
+    keep_warm: bool = Field(
+        False, description="Before the ~5-minute eviction, replay an idle session's latest request."
+    )
+    keep_warm_subagents: bool = Field(
+        False, description="Also keep subagent sessions warm (shorter idle cap)."
+    )
+    keep_warm_idle_cap_minutes: float = Field(
+        60.0, gt=0, le=240, description="Stop keeping a session warm after this idle time."
+    )
+    usage_poll_minutes: float = Field(
+        5.0, ge=1, le=120, description="How often each account's usage is polled while idle."
+    )
 
 
 class DumpSettings(_Model):
-    enabled: bool = Field(False, description="Write each upstream request body and its metadata to the dumps folder.")
+    enabled: bool = Field(
+        False, description="Write each upstream request body and its metadata to the dumps folder."
+    )
     max_mb: int = Field(200, ge=1, le=100_000, description="Oldest dumps are removed beyond this size.")
     include_sse: bool = Field(True, description="Also keep each response's SSE transcript.")
 
@@ -210,22 +243,37 @@ class SecretsSettings(_Model):
 class RelaySettings(_Model):
     """The optional relay through the user's own Cloudflare Worker (`headway relay setup`); its secret is in the keychain."""
 
-    enabled: bool = Field(False, description="Send requests that carry an agent session id through the relay Worker.")
-    url: Annotated[str, Field(pattern=_URL)] | None = Field(None, description="The Worker's URL (set by `headway relay setup`).")
+    enabled: bool = Field(
+        False, description="Send requests that carry an agent session id through the relay Worker."
+    )
+    url: Annotated[str, Field(pattern=_URL)] | None = Field(
+        None, description="The Worker's URL (set by `headway relay setup`)."
+    )
     transport: Literal["http", "websocket"] = Field(
         "http",
         description="http: one POST per request. websocket: one connection per agent session, its requests queued.",
     )
     fallback_to_direct: bool = Field(
-        True, description="When the relay fails before the response starts, send the request directly instead."
+        True,
+        description="When the relay fails before the response starts, send the request directly instead.",
     )
-    max_sessions: int = Field(32, ge=1, le=1000, description="Agent sessions whose last body is kept for patches.")
-    max_memory_mb: int = Field(128, ge=8, le=4096, description="Memory for those bodies; least recently used go first.")
+    max_sessions: int = Field(
+        32, ge=1, le=1000, description="Agent sessions whose last body is kept for patches."
+    )
+    max_memory_mb: int = Field(
+        128, ge=8, le=4096, description="Memory for those bodies; least recently used go first."
+    )
     ttl_minutes: float = Field(
-        1440.0, gt=0, le=10080, description="Forget an idle session's body after this long (the Worker keeps it 24 h)."
+        1440.0,
+        gt=0,
+        le=10080,
+        description="Forget an idle session's body after this long (the Worker keeps it 24 h).",
     )
     min_body_bytes: int = Field(
-        8192, ge=0, le=64 * 1024 * 1024, description="Smaller bodies go direct: the extra hop would cost more than it saves."
+        8192,
+        ge=0,
+        le=64 * 1024 * 1024,
+        description="Smaller bodies go direct: the extra hop would cost more than it saves.",
     )
     worker_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = Field(
         "headway-relay", description="The Worker's name in the Cloudflare account."
@@ -310,7 +358,13 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 def format_validation_error(exc: ValidationError) -> list[str]:
     problems: list[str] = []
     for err in exc.errors():
-        where = _loc(tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))))
+        where = _loc(
+            tuple(
+                p
+                for p in err["loc"]
+                if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))
+            )
+        )
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling)"
@@ -330,7 +384,9 @@ def parse_settings(text: str, source: str = "settings.json") -> Settings:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SettingsError(source, [f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"]) from exc
+        raise SettingsError(
+            source, [f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"]
+        ) from exc
     if not isinstance(raw, dict):
         raise SettingsError(source, ["(top level): must be a JSON object"])
     try:

@@ -42,7 +42,9 @@ MAX_SETTINGS_BYTES = 1024 * 1024
 
 
 class SettingsStore:
-    def __init__(self, path: Path, *, last_good: Path | None = None, max_bytes: int = MAX_SETTINGS_BYTES) -> None:
+    def __init__(
+        self, path: Path, *, last_good: Path | None = None, max_bytes: int = MAX_SETTINGS_BYTES
+    ) -> None:
         self.path = path
         self.last_good = last_good if last_good is not None else path.with_name(path.name + ".last-good")
         self.max_bytes = max_bytes
@@ -104,7 +106,9 @@ class SettingsStore:
         except OSError as exc:
             raise self._unreadable(f"cannot read the file: {exc.strerror or exc}") from exc
         if stat.S_ISDIR(info.st_mode):
-            raise self._problem("is a folder, not a file; " + (self._recovery() if self._existed() else "move it away"))
+            raise self._problem(
+                "is a folder, not a file; " + (self._recovery() if self._existed() else "move it away")
+            )
         if not stat.S_ISREG(info.st_mode):
             raise self._problem("is not a regular file")
         if info.st_size > self.max_bytes:
@@ -128,7 +132,9 @@ class SettingsStore:
             raise self._unreadable(f"is not UTF-8 text (byte {exc.start}); settings files are JSON") from exc
         if not text.strip():
             if self._existed():
-                raise self._problem("the file is empty (a save in progress, or truncated); " + self._recovery())
+                raise self._problem(
+                    "the file is empty (a save in progress, or truncated); " + self._recovery()
+                )
             return Settings(), None
         return parse_settings(text, str(self.path)), text
 
@@ -193,7 +199,9 @@ class SettingsStore:
         if self.error is not None and self.current == Settings():
             fallback = self._read_last_good()
             if fallback is not None and fallback != Settings():
-                log.info("running on the last good settings from %s until %s is fixed", self.last_good, self.path)
+                log.info(
+                    "running on the last good settings from %s until %s is fixed", self.last_good, self.path
+                )
                 self._swap(fallback, keep_error=True)
         return self.current
 

@@ -35,7 +35,12 @@ class RuntimeState:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"version": 1, "quota": self.quota.to_json(), "health": self.health.to_json(), "pins": self.router.to_json()}
+            {
+                "version": 1,
+                "quota": self.quota.to_json(),
+                "health": self.health.to_json(),
+                "pins": self.router.to_json(),
+            }
         )
 
     @classmethod
@@ -57,9 +62,13 @@ class RuntimeState:
             aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
             try:
                 path.replace(aside)
-                log.warning("runtime state %s is unreadable (%s); kept it as %s and started afresh", path, exc, aside)
+                log.warning(
+                    "runtime state %s is unreadable (%s); kept it as %s and started afresh", path, exc, aside
+                )
             except OSError as move:
-                log.warning("ignoring unreadable runtime state %s: %s (cannot keep it aside: %s)", path, exc, move)
+                log.warning(
+                    "ignoring unreadable runtime state %s: %s (cannot keep it aside: %s)", path, exc, move
+                )
             return state
         if isinstance(data, dict):
             state.quota = QuotaBook.from_json(data.get("quota"))
@@ -108,7 +117,9 @@ class StateSaver:
         async with self._lock:
             previous = self._writing
             if previous is not None and not previous.done():
-                await asyncio.wait({previous})  # a write whose saver was cancelled still runs: never two at once
+                await asyncio.wait(
+                    {previous}
+                )  # a write whose saver was cancelled still runs: never two at once
             try:
                 data = self._state.to_json().encode()
             except Exception:
@@ -124,7 +135,10 @@ class StateSaver:
                 raise
             except Exception as exc:
                 self._state.dirty = True
-                self._failed(f"cannot save the runtime state to {self._path}: {exc}", exc_info=not isinstance(exc, OSError))
+                self._failed(
+                    f"cannot save the runtime state to {self._path}: {exc}",
+                    exc_info=not isinstance(exc, OSError),
+                )
                 return False
         if self.failures:
             log.info("runtime state saved again after %d failed attempt(s)", self.failures)
@@ -155,4 +169,3 @@ class StateSaver:
                 log.exception("runtime state persistence failed unexpectedly; will retry")
                 ok = False
             delay = interval if ok else min(self._max_backoff, max(interval, delay * 2))
-

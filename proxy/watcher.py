@@ -80,10 +80,14 @@ class SettingsWatcher:
         observer = Observer()
         observer.name = "headway-settings-watch"
         observer.daemon = True
-        self._watch = observer.schedule(_Handler(self._path, self._poke), str(self._path.parent), recursive=False)
+        self._watch = observer.schedule(
+            _Handler(self._path, self._poke), str(self._path.parent), recursive=False
+        )
         parent = self._path.parent.parent
         if parent != self._path.parent and parent.is_dir():
-            observer.schedule(_FolderHandler(self._path.parent, self._rearm_soon), str(parent), recursive=False)
+            observer.schedule(
+                _FolderHandler(self._path.parent, self._rearm_soon), str(parent), recursive=False
+            )
         observer.start()
         with self._rearm_lock:
             self._observer = observer

@@ -47,7 +47,11 @@ def headway_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Every settings page a test starts (in process or `headway serve`) takes a free port: the default, 7338, may be
     # a developer's running Headway, and parallel runs must not race for it. Tests of the port itself unset this.
     monkeypatch.setenv("HEADWAY_WEB_PORT", "0")
-    for var, sub in (("XDG_CONFIG_HOME", "xdg-config"), ("XDG_DATA_HOME", "xdg-data"), ("XDG_STATE_HOME", "xdg-state")):
+    for var, sub in (
+        ("XDG_CONFIG_HOME", "xdg-config"),
+        ("XDG_DATA_HOME", "xdg-data"),
+        ("XDG_STATE_HOME", "xdg-state"),
+    ):
         monkeypatch.setenv(var, str(tmp_path / sub))
     if not os.environ.get("XDG_RUNTIME_DIR"):
         runtime = tmp_path / "xdg-runtime"

@@ -44,10 +44,18 @@ def imported_modules(source: str, module: str, *, is_package: bool) -> list[tupl
                 target = node.module or ""
             found.append((node.lineno, target))
             # `from . import web_ui`-style: the names may be modules too
-            found += [(node.lineno, f"{target}.{alias.name}" if target else alias.name) for alias in node.names]
+            found += [
+                (node.lineno, f"{target}.{alias.name}" if target else alias.name) for alias in node.names
+            ]
         elif isinstance(node, ast.Call) and node.args:
             func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
             first = node.args[0]
             if name in ("import_module", "__import__") and isinstance(first, ast.Constant):
                 if isinstance(first.value, str):
@@ -107,8 +115,12 @@ def test_allowed_directions_pass(tmp_path: Path) -> None:
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "web_ui" / "callback.py").write_text("from proxy.auth.callback import CallbackPage\n")
-    (tmp_path / "tray" / "app.py").write_text("from web_ui.callback import CallbackServer\nimport proxy.engine\n")
+    (tmp_path / "tray" / "app.py").write_text(
+        "from web_ui.callback import CallbackServer\nimport proxy.engine\n"
+    )
     (tmp_path / "proxy" / "engine.py").write_text("from .auth import TokenManager\nfrom . import tasks\n")
     (tmp_path / "proxy" / "auth").mkdir()
-    (tmp_path / "proxy" / "auth" / "__init__.py").write_text("from .. import keychain\nfrom .tray_like import x\n")
+    (tmp_path / "proxy" / "auth" / "__init__.py").write_text(
+        "from .. import keychain\nfrom .tray_like import x\n"
+    )
     assert violations(tmp_path) == []

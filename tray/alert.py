@@ -45,7 +45,10 @@ def _dbus_notify(title: str, message: str, environ: Mapping[str, str]) -> bool:
         )
         urgency = {"urgency": ("y", 2)}
         call = new_method_call(
-            service, "Notify", "susssasa{sv}i", ("Headway", 0, "dialog-error", title, message, [], urgency, -1)
+            service,
+            "Notify",
+            "susssasa{sv}i",
+            ("Headway", 0, "dialog-error", title, message, [], urgency, -1),
         )
         with open_dbus_connection(bus="SESSION") as connection:
             reply = connection.send_and_get_reply(call, timeout=5)
@@ -55,7 +58,9 @@ def _dbus_notify(title: str, message: str, environ: Mapping[str, str]) -> bool:
         return False
 
 
-def desktop_alert(title: str, message: str, *, platform: str | None = None, environ: Mapping[str, str] | None = None) -> bool:
+def desktop_alert(
+    title: str, message: str, *, platform: str | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
     platform = sys.platform if platform is None else platform
     env = os.environ if environ is None else environ
     if platform.startswith(("linux", "freebsd")) and _dbus_notify(title, message, env):

@@ -182,7 +182,14 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
         lock.release()
         raise
     return Services(
-        paths=paths, store=store, keychain=keychain, logs=logs, engine=engine, watcher=watcher, lock=lock, web=web
+        paths=paths,
+        store=store,
+        keychain=keychain,
+        logs=logs,
+        engine=engine,
+        watcher=watcher,
+        lock=lock,
+        web=web,
     )
 
 
@@ -207,7 +214,10 @@ def run_headless(services: Services, *, announce: bool = True) -> None:
             print(f"Headway gateway on {services.engine.base_url}", flush=True)
             print(f"Settings: {services.paths.settings_file}", flush=True)
             if services.web is not None and services.web.running:
-                print(f"Settings page: {services.web.url} (open it signed in with `headway settings`)", flush=True)
+                print(
+                    f"Settings page: {services.web.url} (open it signed in with `headway settings`)",
+                    flush=True,
+                )
         while not stop.wait(0.5):
             pass
     finally:

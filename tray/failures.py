@@ -73,7 +73,9 @@ def _keychain_failure(exc: KeychainError) -> Failure:
 
     if looks_locked(text):
         return Failure(f"the keychain is locked (or has no login keyring yet): {redact(text)}", locked_fix())
-    return Failure(f"the keychain cannot be used: {redact(text)}", "`headway doctor` checks it and says what to do")
+    return Failure(
+        f"the keychain cannot be used: {redact(text)}", "`headway doctor` checks it and says what to do"
+    )
 
 
 def _owner(port: int) -> str | None:
@@ -107,7 +109,9 @@ def _file_failure(exc: OSError) -> Failure:
             f"{Path(str(name)).parent}`) or point HEADWAY_HOME at a folder you own",
         )
     reason = exc.strerror or str(exc)
-    return Failure(f"cannot use {name}: {reason}", "free some space or fix the folder, or point HEADWAY_HOME elsewhere")
+    return Failure(
+        f"cannot use {name}: {reason}", "free some space or fix the folder, or point HEADWAY_HOME elsewhere"
+    )
 
 
 def explain(exc: BaseException) -> Failure | None:
@@ -133,13 +137,18 @@ def explain(exc: BaseException) -> Failure | None:
             "use an address of this machine (gateway.host, `headway serve --host`; 127.0.0.1 is the default) and a port "
             "above 1023 (`headway serve --port N`, or gateway.port in the settings file)",
         )
-    if isinstance(exc, OSError) and exc.filename and exc.errno in (
-        errno.EACCES,
-        errno.EPERM,
-        errno.EROFS,
-        errno.ENOSPC,
-        errno.ENOTDIR,
-        errno.EEXIST,
+    if (
+        isinstance(exc, OSError)
+        and exc.filename
+        and exc.errno
+        in (
+            errno.EACCES,
+            errno.EPERM,
+            errno.EROFS,
+            errno.ENOSPC,
+            errno.ENOTDIR,
+            errno.EEXIST,
+        )
     ):
         return _file_failure(exc)
     return None

@@ -120,7 +120,9 @@ def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> li
 
     listen_error = current.get("listen_error")
     if listen_error and listen_error != previous.get("listen_error"):
-        notices.append(Notice(("listen_error", str(listen_error)), "Headway kept its old port", str(listen_error)))
+        notices.append(
+            Notice(("listen_error", str(listen_error)), "Headway kept its old port", str(listen_error))
+        )
 
     was_serving, now_serving = _serving(before), _serving(after)
     for family, new in now_serving.items():

@@ -140,13 +140,19 @@ def config_path(name: str, environ: Mapping[str, str] | None = None) -> Path | N
         base = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else home / ".config"
         return base / "opencode" / "opencode.json"
     if name == "pi":
-        base = Path(env["PI_CODING_AGENT_DIR"]).expanduser() if env.get("PI_CODING_AGENT_DIR") else home / ".pi" / "agent"
+        base = (
+            Path(env["PI_CODING_AGENT_DIR"]).expanduser()
+            if env.get("PI_CODING_AGENT_DIR")
+            else home / ".pi" / "agent"
+        )
         return base / "models.json"
     if name == "codex":
         base = Path(env["CODEX_HOME"]).expanduser() if env.get("CODEX_HOME") else home / ".codex"
         return base / "config.toml"
     if name == "claude-code":
-        base = Path(env["CLAUDE_CONFIG_DIR"]).expanduser() if env.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+        base = (
+            Path(env["CLAUDE_CONFIG_DIR"]).expanduser() if env.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+        )
         return base / "settings.json"
     if name == "aider":
         return home / ".aider.conf.yml"
@@ -180,10 +186,16 @@ class EnvOverride:
 #: (a token in config.toml) ignore the shell's variables.
 _OVERRIDES: dict[str, tuple[tuple[str, str], ...]] = {
     "claude-code": (
-        ("ANTHROPIC_API_KEY", "sends it instead of Headway's key (as x-api-key) and retries its 401s for minutes"),
+        (
+            "ANTHROPIC_API_KEY",
+            "sends it instead of Headway's key (as x-api-key) and retries its 401s for minutes",
+        ),
     ),
     "pi": (
-        ("ANTHROPIC_API_KEY", "sends it to Headway instead of the key in models.json, and Headway refuses it"),
+        (
+            "ANTHROPIC_API_KEY",
+            "sends it to Headway instead of the key in models.json, and Headway refuses it",
+        ),
         ("OPENAI_API_KEY", "sends it to Headway instead of the key in models.json, and Headway refuses it"),
     ),
     "aider": (
@@ -195,7 +207,9 @@ _OVERRIDES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-def env_overrides(name: str, key: str | None = None, environ: Mapping[str, str] | None = None) -> list[EnvOverride]:
+def env_overrides(
+    name: str, key: str | None = None, environ: Mapping[str, str] | None = None
+) -> list[EnvOverride]:
     """The variables set in ``environ`` that would make agent ``name`` ignore what ``configure`` wrote.
 
     A variable holding Headway's own access key ``key`` is harmless (the tray's "Connect an agent" text exports it).
@@ -216,14 +230,24 @@ def _json_fragment(name: str, ep: Endpoint) -> dict[str, Any]:
         options = {"baseURL": ep.v1, "apiKey": ep.key}
         return {"provider": {"anthropic": {"options": dict(options)}, "openai": {"options": dict(options)}}}
     if name == "pi":
-        return {"providers": {"anthropic": {"baseUrl": ep.root, "apiKey": ep.key}, "openai": {"baseUrl": ep.v1, "apiKey": ep.key}}}
+        return {
+            "providers": {
+                "anthropic": {"baseUrl": ep.root, "apiKey": ep.key},
+                "openai": {"baseUrl": ep.v1, "apiKey": ep.key},
+            }
+        }
     if name == "claude-code":
         return {"env": {"ANTHROPIC_BASE_URL": ep.root, "ANTHROPIC_AUTH_TOKEN": ep.key}}
     raise AssertionError(name)
 
 
 def _codex_table(ep: Endpoint) -> dict[str, str]:
-    return {"name": "Headway", "base_url": ep.v1, "wire_api": "responses", "experimental_bearer_token": ep.key}
+    return {
+        "name": "Headway",
+        "base_url": ep.v1,
+        "wire_api": "responses",
+        "experimental_bearer_token": ep.key,
+    }
 
 
 def _aider_values(ep: Endpoint) -> dict[str, str]:
@@ -318,7 +342,9 @@ def _plan_json(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
     if info.name == "opencode":
         data.setdefault("$schema", "https://opencode.ai/config.json")
         if path.with_suffix(".jsonc").exists():
-            notes.append(f"{path.with_suffix('.jsonc')} also exists; OpenCode merges both, and its values may win")
+            notes.append(
+                f"{path.with_suffix('.jsonc')} also exists; OpenCode merges both, and its values may win"
+            )
     _merge(data, _json_fragment(info.name, ep), "")
     if info.name == "claude-code":
         env = data["env"]
@@ -347,7 +373,9 @@ def _toml_edit(text: str, ep: Endpoint) -> str:
     table = providers.get(PROVIDER_ID)
     if table is None:
         # an inline table can only hold inline tables: `model_providers = { other = {...} }` gets one more
-        table = tomlkit.inline_table() if isinstance(providers, tomlkit.items.InlineTable) else tomlkit.table()
+        table = (
+            tomlkit.inline_table() if isinstance(providers, tomlkit.items.InlineTable) else tomlkit.table()
+        )
         providers[PROVIDER_ID] = table
     if not isinstance(table, dict):
         raise AgentConfigError(f"model_providers.{PROVIDER_ID} is not a table; fix it by hand and try again")
@@ -369,7 +397,11 @@ def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
     try:
         new_text = _toml_edit(text, ep)
         after = tomllib.loads(new_text)
-    except (AgentConfigError, tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: tomlkit refused the edit
+    except (
+        AgentConfigError,
+        tomllib.TOMLDecodeError,
+        ValueError,
+    ) as exc:  # ValueError: tomlkit refused the edit
         raise AgentConfigError(
             f"{path} defines model_provider or model_providers.{PROVIDER_ID} in a form Headway does not edit "
             f"({exc}); remove those entries by hand and try again"
@@ -378,6 +410,7 @@ def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
     expected = _codex_table(ep)
     if after.get("model_provider") != PROVIDER_ID or any(provider.get(k) != v for k, v in expected.items()):
         raise AgentConfigError(f"could not edit {path} safely; add this by hand:\n{snippet(info.name, ep)}")
+
     # Nothing else may have changed.
     def rest(doc: dict[str, Any]) -> dict[str, Any]:
         copy: dict[str, Any] = json.loads(json.dumps(doc, default=str))
@@ -388,7 +421,9 @@ def _plan_toml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
         return copy
 
     if rest(before) != rest(after):
-        raise AgentConfigError(f"could not edit {path} without touching other settings; add this by hand:\n{snippet(info.name, ep)}")
+        raise AgentConfigError(
+            f"could not edit {path} without touching other settings; add this by hand:\n{snippet(info.name, ep)}"
+        )
     changed = old is None or new_text != old
     return Plan(info, path, old, new_text if changed else text, changed)
 
@@ -477,14 +512,18 @@ def _plan_yaml(info: AgentInfo, path: Path, old: str | None, ep: Endpoint) -> Pl
     return Plan(info, path, old, new_text if changed else (old or ""), changed, tuple(notes))
 
 
-def plan(name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, path: Path | None = None) -> Plan:
+def plan(
+    name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, path: Path | None = None
+) -> Plan:
     """What ``configure`` would write for agent ``name`` (the file is only read)."""
     info = AGENTS.get(name)
     if info is None:
         raise AgentConfigError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
     target = path or config_path(name, environ)
     if target is None:
-        return Plan(info, None, None, snippet(name, ep), False, ("OpenHands is configured through its environment",))
+        return Plan(
+            info, None, None, snippet(name, ep), False, ("OpenHands is configured through its environment",)
+        )
     old = _read(target)
     if info.file_format == "json":
         planned = _plan_json(info, target, old, ep)
@@ -514,7 +553,9 @@ def _backup_path(target: Path) -> Path:
 def write(p: Plan) -> WriteResult:
     """Carry out a plan: backup, then an atomic, owner-only write. Nothing happens when nothing changes."""
     if p.path is None:
-        raise AgentConfigError(f"{p.agent.title} is configured through its environment; Headway prints it instead")
+        raise AgentConfigError(
+            f"{p.agent.title} is configured through its environment; Headway prints it instead"
+        )
     target = p.path.resolve() if p.path.is_symlink() else p.path
     if not p.changed:
         return WriteResult(p.agent, target, None, False, p.notes, p.overrides)
@@ -534,5 +575,7 @@ def write(p: Plan) -> WriteResult:
     return WriteResult(p.agent, target, backup, True, p.notes, p.overrides)
 
 
-def configure(name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, path: Path | None = None) -> WriteResult:
+def configure(
+    name: str, ep: Endpoint, *, environ: Mapping[str, str] | None = None, path: Path | None = None
+) -> WriteResult:
     return write(plan(name, ep, environ=environ, path=path))

@@ -68,7 +68,9 @@ class WebContext:
     logins: LoginFlows | None = None
     caches: dict[str, Any] = field(default_factory=dict)
     address: PageAddress | None = None  # set by the server once it listens
-    _caches_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _caches_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def helper(self, name: str, kind: Callable[[], H]) -> H:
         """The page's one ``kind`` under ``name`` in :attr:`caches` (analyses, relay setups, small caches), made on
@@ -80,6 +82,7 @@ class WebContext:
             with self._caches_lock:
                 found = self.caches.setdefault(name, made)
         return found  # type: ignore[no-any-return]
+
     #: The setup checks (``headway doctor``) as {"check", "status", "detail", "fix"} dicts; from the composition root.
     health_checks: Callable[[], list[dict[str, str]]] | None = None
 
@@ -165,7 +168,9 @@ def create_app(
         session = store.find(request.cookies.get(cookie_name))
         if session is None:
             if is_api() or request.method not in ("GET", "HEAD"):
-                return refuse(401, "not signed in: open the settings from the Headway tray or run `headway settings`")
+                return refuse(
+                    401, "not signed in: open the settings from the Headway tray or run `headway settings`"
+                )
             response = Response(render_template("signin.html"), status=401, mimetype="text/html")
             return response
         g.session = session

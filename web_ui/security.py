@@ -190,7 +190,9 @@ def mint_token_file(folder: Path, *, clock: Callable[[], float] = time.time) -> 
 class LoginTokens:
     """One-time, short-lived sign-in tokens: minted here (the tray) or dropped as files by the CLI."""
 
-    def __init__(self, folder: Path | None = None, *, ttl: float = TOKEN_TTL, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, folder: Path | None = None, *, ttl: float = TOKEN_TTL, clock: Callable[[], float] = time.time
+    ) -> None:
         self.folder = folder
         self.ttl = ttl
         self._clock = clock
@@ -344,13 +346,20 @@ class Sessions:
                 raise ValueError("not a private regular file")
             raw = json.loads(self._file.read_text(encoding="utf-8"))
             loaded = [
-                Session(id_digest=str(r["id_digest"]), csrf=str(r["csrf"]), created=float(r["created"]), last_seen=float(r["last_seen"]))
+                Session(
+                    id_digest=str(r["id_digest"]),
+                    csrf=str(r["csrf"]),
+                    created=float(r["created"]),
+                    last_seen=float(r["last_seen"]),
+                )
                 for r in raw["sessions"]
             ]
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("the settings page's sessions were not restored from %s (%s); sign in again", self._file, exc)
+            log.warning(
+                "the settings page's sessions were not restored from %s (%s); sign in again", self._file, exc
+            )
             return
         self._sessions = loaded[-MAX_SESSIONS:]
         self._expire(self._clock())

@@ -136,7 +136,9 @@ class SettingsServer:
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("the settings page was already started")
-        wanted = self.requested_port if self.requested_port is not None else self.context.store.current.web.port
+        wanted = (
+            self.requested_port if self.requested_port is not None else self.context.store.current.web.port
+        )
         sock = _listen(self.host, wanted)
         self._port = int(sock.getsockname()[1])
         self.context.address = PageAddress(url=self.url, port=self._port, wanted=wanted)
@@ -144,7 +146,10 @@ class SettingsServer:
             self.tokens.prepare()
             clear_openers(opener_dir(self.context.paths))
             app = create_app(
-                self.context, tokens=self.tokens, sessions=self.sessions, cookie_name=f"headway_session_{self._port}"
+                self.context,
+                tokens=self.tokens,
+                sessions=self.sessions,
+                cookie_name=f"headway_session_{self._port}",
             )
             server = create_server(
                 app,

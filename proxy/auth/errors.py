@@ -50,7 +50,6 @@ class LoginTimeout(OAuthError):
     """The user did not finish the login in time."""
 
 
-
 class LoginError(Exception):
     """A sign-in did not complete; the message says why."""
 

@@ -82,7 +82,6 @@ class OAuthConfig:
         return f"{self.base}/deviceauth/callback"
 
 
-
 def authorize_url(cfg: OAuthConfig, pkce: Pkce, state: str) -> str:
     """The browser URL that starts a login; the issuer redirects to `cfg.redirect_uri` with `code` and `state`."""
     params = {
@@ -98,7 +97,6 @@ def authorize_url(cfg: OAuthConfig, pkce: Pkce, state: str) -> str:
         "originator": cfg.originator,
     }
     return f"{cfg.authorize_endpoint}?{urlencode(params, quote_via=quote)}"
-
 
 
 # -- the token endpoint ---------------------------------------------------------------------------------------
@@ -321,4 +319,3 @@ async def _finish_device_login(
     if authorization_code is None or verifier is None:
         raise OAuthError("device login: the answer lacks authorization_code or code_verifier")
     return await exchange_code(client, cfg, authorization_code, verifier, cfg.device_redirect_uri)
-

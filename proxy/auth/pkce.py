@@ -56,4 +56,3 @@ def decode_jwt_claims(token: str) -> dict[str, Any]:
     if not isinstance(claims, dict):
         raise OAuthError("JWT payload is not an object")
     return claims
-

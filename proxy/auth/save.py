@@ -34,7 +34,6 @@ def clean_label(label: str | None) -> str | None:
     return label
 
 
-
 def _chatgpt_account(settings: Settings, chatgpt_account_id: str) -> Account | None:
     for account in settings.accounts:
         if account.kind == "chatgpt" and account.chatgpt_account_id == chatgpt_account_id:
@@ -130,4 +129,3 @@ def _add(
         raise LoginError(f"{exc}; try again") from exc
     log.info("ChatGPT account %s added", added.id)
     return added
-

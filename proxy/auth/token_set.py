@@ -55,7 +55,9 @@ def _identity(claims: Mapping[str, Any]) -> tuple[str | None, str | None, str | 
         or _first_org_id(claims)
     )
     plan_type = nonempty_str(auth.get("chatgpt_plan_type")) or nonempty_str(claims.get("chatgpt_plan_type"))
-    email = nonempty_str(claims.get("email")) or nonempty_str(_mapping(claims.get(PROFILE_CLAIMS)).get("email"))
+    email = nonempty_str(claims.get("email")) or nonempty_str(
+        _mapping(claims.get(PROFILE_CLAIMS)).get("email")
+    )
     return account_id, plan_type, email
 
 
@@ -97,7 +99,10 @@ class TokenSet:
             raise OAuthError("stored token set is not JSON") from exc
         if not isinstance(data, dict):
             raise OAuthError("stored token set is not a JSON object")
-        access, refresh_token = nonempty_str(data.get("access_token")), nonempty_str(data.get("refresh_token"))
+        access, refresh_token = (
+            nonempty_str(data.get("access_token")),
+            nonempty_str(data.get("refresh_token")),
+        )
         expires_at = as_number(data.get("expires_at"))
         if access is None or refresh_token is None or expires_at is None:
             raise OAuthError("stored token set lacks access_token, refresh_token or expires_at")
@@ -117,7 +122,9 @@ class TokenSet:
     ) -> TokenSet:
         """Build from an `/oauth/token` answer; on refresh, what the answer omits is kept from `previous`."""
         access = nonempty_str(payload.get("access_token"))
-        refresh_token = nonempty_str(payload.get("refresh_token")) or (previous.refresh_token if previous else None)
+        refresh_token = nonempty_str(payload.get("refresh_token")) or (
+            previous.refresh_token if previous else None
+        )
         if access is None or refresh_token is None:
             raise TransientAuthError("token response lacks access_token or refresh_token")
         id_token = nonempty_str(payload.get("id_token")) or (previous.id_token if previous else None)
@@ -135,4 +142,3 @@ class TokenSet:
             plan_type=plan_type or (previous.plan_type if previous else None),
             email=email or (previous.email if previous else None),
         )
-

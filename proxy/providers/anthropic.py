@@ -12,8 +12,12 @@ from .base import Incoming, Outgoing, ProviderAdapter, StreamProtocol, Verdict, 
 
 __all__ = ["AnthropicApiKey"]
 
-_CONTENT_EVENTS = frozenset({"content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"})
-_FALLBACK_ERRORS = frozenset({"rate_limit_error", "billing_error", "authentication_error", "permission_error"})
+_CONTENT_EVENTS = frozenset(
+    {"content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"}
+)
+_FALLBACK_ERRORS = frozenset(
+    {"rate_limit_error", "billing_error", "authentication_error", "permission_error"}
+)
 _TRANSIENT_ERRORS = frozenset({"overloaded_error", "api_error", "timeout_error"})
 
 
@@ -24,7 +28,12 @@ class AnthropicApiKey(ProviderAdapter):
         return normalize_base_url(account.base_url or upstreams.anthropic, "anthropic")
 
     def build(
-        self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings, settings: Settings
+        self,
+        incoming: Incoming,
+        account: Account,
+        secret: str,
+        upstreams: UpstreamSettings,
+        settings: Settings,
     ) -> Outgoing:
         headers = forwardable_headers(incoming.headers)
         headers["x-api-key"] = secret

@@ -203,7 +203,12 @@ class ProviderAdapter(ABC):
 
     @abstractmethod
     def build(
-        self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings, settings: Settings
+        self,
+        incoming: Incoming,
+        account: Account,
+        secret: str,
+        upstreams: UpstreamSettings,
+        settings: Settings,
     ) -> Outgoing: ...
 
     @abstractmethod

@@ -13,7 +13,9 @@ from .base import Incoming, Outgoing, ProviderAdapter, StreamProtocol, Verdict, 
 __all__ = ["OpenAIApiKey", "classify_openai_event"]
 
 _META_EVENTS = frozenset({"response.created", "response.in_progress", "response.queued"})
-_FALLBACK_CODES = frozenset({"rate_limit_exceeded", "insufficient_quota", "usage_not_included", "usage_limit_reached"})
+_FALLBACK_CODES = frozenset(
+    {"rate_limit_exceeded", "insufficient_quota", "usage_not_included", "usage_limit_reached"}
+)
 _TRANSIENT_CODES = frozenset({"server_error", "server_is_overloaded", "overloaded", "slow_down"})
 
 
@@ -39,7 +41,12 @@ def classify_openai_event(protocol: StreamProtocol, event: SSEEvent) -> Verdict:
         choices = data.get("choices") if isinstance(data, dict) else None
         for choice in choices or []:
             delta = choice.get("delta") or {}
-            if delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or choice.get("finish_reason"):
+            if (
+                delta.get("content")
+                or delta.get("tool_calls")
+                or delta.get("refusal")
+                or choice.get("finish_reason")
+            ):
                 return Verdict("content")
         if isinstance(data, dict) and data.get("usage"):
             return Verdict("content")
@@ -64,7 +71,12 @@ class OpenAIApiKey(ProviderAdapter):
         return normalize_base_url(account.base_url or upstreams.openai, "openai")
 
     def build(
-        self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings, settings: Settings
+        self,
+        incoming: Incoming,
+        account: Account,
+        secret: str,
+        upstreams: UpstreamSettings,
+        settings: Settings,
     ) -> Outgoing:
         headers = forwardable_headers(incoming.headers)
         headers["authorization"] = f"Bearer {secret}"

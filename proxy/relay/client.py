@@ -139,7 +139,9 @@ class _Counter:
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = asdict(self)
         data["saved_bytes"] = self.body_bytes - self.sent_bytes
-        data["saved_percent"] = round(100.0 * (1 - self.sent_bytes / self.body_bytes), 1) if self.body_bytes else None
+        data["saved_percent"] = (
+            round(100.0 * (1 - self.sent_bytes / self.body_bytes), 1) if self.body_bytes else None
+        )
         return data
 
 
@@ -192,7 +194,9 @@ def _kinship(base: bytes, body: bytes) -> float:
     if len(base) <= _PROBE_WINDOW:
         return 1.0 if base in body else 0.0
     step = (len(base) - _PROBE_WINDOW) / (_PROBES - 1)
-    hits = sum(1 for k in range(_PROBES) if body.find(base[int(k * step) : int(k * step) + _PROBE_WINDOW]) >= 0)
+    hits = sum(
+        1 for k in range(_PROBES) if body.find(base[int(k * step) : int(k * step) + _PROBE_WINDOW]) >= 0
+    )
     return hits / _PROBES
 
 
@@ -298,8 +302,12 @@ class _Channel:
         )
         self.ws = ws
         self.inbox = asyncio.Queue(maxsize=4096)
-        self._reader = self._tasks.spawn(self._read(ws, self.inbox), name=f"headway-relay-ws-read-{self.key[:8]}")
-        self._pinger = self._tasks.spawn(self._keepalive(ws), name=f"headway-relay-ws-keepalive-{self.key[:8]}")
+        self._reader = self._tasks.spawn(
+            self._read(ws, self.inbox), name=f"headway-relay-ws-read-{self.key[:8]}"
+        )
+        self._pinger = self._tasks.spawn(
+            self._keepalive(ws), name=f"headway-relay-ws-keepalive-{self.key[:8]}"
+        )
         ready = await self.next(_ACCEPT_TIMEOUT)
         if not (isinstance(ready, dict) and ready.get("t") == "ready"):
             await self.drop()
@@ -433,7 +441,9 @@ class RelayClient:
 
     # ------------------------------------------------------------------ the boundary
 
-    async def send(self, client: httpx.AsyncClient, out: Outgoing, session_id: str | None) -> httpx.Response | None:
+    async def send(
+        self, client: httpx.AsyncClient, out: Outgoing, session_id: str | None
+    ) -> httpx.Response | None:
         """The upstream's response through the relay (streaming), or None when the relay is not for this request.
 
         Raises RelayUnavailable when the relay failed before the response started; nothing reached the agent then.
@@ -446,7 +456,9 @@ class RelayClient:
         secret = await self._secret()
         if not secret:
             if not self._warned_no_secret:
-                log.warning("the relay is on but its secret is not in the keychain; run `headway relay setup`")
+                log.warning(
+                    "the relay is on but its secret is not in the keychain; run `headway relay setup`"
+                )
                 self._warned_no_secret = True
             return None
         await self._check_config(settings, secret)
@@ -464,12 +476,17 @@ class RelayClient:
                 sent += len(envelope)
                 try:
                     if settings.transport == "websocket":
-                        response = await self._via_socket(client, settings, secret, session.key, header["id"], envelope)
+                        response = await self._via_socket(
+                            client, settings, secret, session.key, header["id"], envelope
+                        )
                     else:
                         response = await self._via_http(client, settings, secret, session.key, envelope)
                 except _Conflict as conflict:
                     log.info(
-                        "relay: session %s lane %s out of sync (%s); full sync", session_id[:12], header["lane"], conflict.code
+                        "relay: session %s lane %s out of sync (%s); full sync",
+                        session_id[:12],
+                        header["lane"],
+                        conflict.code,
                     )
                     resynced = True
                     if lane is not None:
@@ -520,7 +537,9 @@ class RelayClient:
     def _publish(self) -> None:
         self._snapshot = {
             "totals": self._totals.as_dict(),
-            "sessions": [{"session_id": sid, **c.as_dict()} for sid, c in reversed(self._per_session.items())],
+            "sessions": [
+                {"session_id": sid, **c.as_dict()} for sid, c in reversed(self._per_session.items())
+            ],
             "recent": [asdict(trip) for trip in reversed(self._recent)],
             "base_bodies": {"sessions": len(self._book.sessions), "bytes": self._book.size},
             "open_sockets": sum(1 for c in self._channels.values() if c.open),
@@ -540,14 +559,20 @@ class RelayClient:
 
     # ------------------------------------------------------------------ planning
 
-    def _plan(self, lane: _Lane | None, out: Outgoing, next_hash: str, *, full: bool) -> tuple[Mode, dict[str, Any], bytes]:
+    def _plan(
+        self, lane: _Lane | None, out: Outgoing, next_hash: str, *, full: bool
+    ) -> tuple[Mode, dict[str, Any], bytes]:
         header: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
             "type": "request",
             "id": pysecrets.token_hex(8),
             "lane": lane.id if lane is not None else "oneshot",
             "next_hash": next_hash,
-            "upstream": {"url": out.url, "method": out.method, "headers": [[k, v] for k, v in out.headers.items()]},
+            "upstream": {
+                "url": out.url,
+                "method": out.method,
+                "headers": [[k, v] for k, v in out.headers.items()],
+            },
         }
         if lane is None:
             header.update(mode="oneshot", revision=0)
@@ -584,7 +609,11 @@ class RelayClient:
         seen: bool = False,
     ) -> RelayUnavailable:
         return RelayUnavailable(
-            message, fallback_to_direct=settings.fallback_to_direct, code=code, status=status, upstream_may_have_seen=seen
+            message,
+            fallback_to_direct=settings.fallback_to_direct,
+            code=code,
+            status=status,
+            upstream_may_have_seen=seen,
         )
 
     async def _via_http(
@@ -614,7 +643,12 @@ class RelayClient:
         if MARK_HEADER in response.headers:
             del response.headers[MARK_HEADER]
             return response
-        await self._refuse(settings, response.status_code, response.headers.get(ERROR_HEADER), await read_capped(response, _ERROR_BODY_LIMIT))
+        await self._refuse(
+            settings,
+            response.status_code,
+            response.headers.get(ERROR_HEADER),
+            await read_capped(response, _ERROR_BODY_LIMIT),
+        )
         raise AssertionError("unreachable")
 
     async def _refuse(self, settings: RelaySettings, status: int, code: str | None, body: bytes) -> None:
@@ -637,13 +671,23 @@ class RelayClient:
             raise _Conflict(code)
         if status == 401:
             self._secret_cache = None
-            message += "; the relay secret in the keychain does not match the Worker's: run `headway relay setup`"
+            message += (
+                "; the relay secret in the keychain does not match the Worker's: run `headway relay setup`"
+            )
         elif status == 426:
             message += "; run `headway relay setup` to upgrade the Worker"
-        raise self._unavailable(settings, f"the relay refused the request ({status} {code}): {message}", code, status)
+        raise self._unavailable(
+            settings, f"the relay refused the request ({status} {code}): {message}", code, status
+        )
 
     async def _via_socket(
-        self, client: httpx.AsyncClient, settings: RelaySettings, secret: str, key: str, request_id: str, envelope: bytes
+        self,
+        client: httpx.AsyncClient,
+        settings: RelaySettings,
+        secret: str,
+        key: str,
+        request_id: str,
+        envelope: bytes,
     ) -> httpx.Response:
         assert settings.url is not None
         channel = self._channels.get(key)
@@ -670,7 +714,9 @@ class RelayClient:
                 await channel.drop()
                 raise self._unavailable(settings, f"cannot reach the relay: {exc}", "unreachable") from exc
             accepted = await self._next_for(channel, request_id, _ACCEPT_TIMEOUT)
-            await self._check_frame(settings, channel, accepted, "accepted", seen=not isinstance(accepted, dict))
+            await self._check_frame(
+                settings, channel, accepted, "accepted", seen=not isinstance(accepted, dict)
+            )
             read_timeout = client.timeout.read
             start = await self._next_for(channel, request_id, read_timeout)
             await self._check_frame(settings, channel, start, "response_start", seen=True)
@@ -739,14 +785,20 @@ class RelayClient:
             self._channels = {k: c for k, c in self._channels.items() if c.lock.locked()}
 
     async def _sweep(self, settings: RelaySettings) -> None:
-        dropped = self._book.sweep(settings.max_sessions, settings.max_memory_mb * 1024 * 1024, settings.ttl_minutes * 60)
+        dropped = self._book.sweep(
+            settings.max_sessions, settings.max_memory_mb * 1024 * 1024, settings.ttl_minutes * 60
+        )
         for session in dropped:
             channel = self._channels.get(session.key)
             if channel is not None and not channel.lock.locked():
                 await channel.drop()
                 del self._channels[session.key]
         for key, channel in list(self._channels.items()):
-            if not channel.open and not channel.lock.locked() and self._clock() - channel.used > _WS_IDLE_CLOSE:
+            if (
+                not channel.open
+                and not channel.lock.locked()
+                and self._clock() - channel.used > _WS_IDLE_CLOSE
+            ):
                 del self._channels[key]
 
     def _counter(self, session_id: str) -> _Counter:

@@ -73,7 +73,9 @@ def common_prefix(a: bytes, b: bytes, a0: int = 0, b0: int = 0, limit: int | Non
     return n
 
 
-def common_suffix(a: bytes, b: bytes, a_end: int | None = None, b_end: int | None = None, limit: int | None = None) -> int:
+def common_suffix(
+    a: bytes, b: bytes, a_end: int | None = None, b_end: int | None = None, limit: int | None = None
+) -> int:
     """Length of the common run ending at a[:a_end] and b[:b_end], at most ``limit``."""
     a_end = len(a) if a_end is None else a_end
     b_end = len(b) if b_end is None else b_end
@@ -144,7 +146,9 @@ class _Differ:
             if idx < 0:
                 continue
             back = common_suffix(old, new, idx, pos, min(idx - o_lo, pos - n_lo))
-            fwd = common_prefix(old, new, idx + _WINDOW, pos + _WINDOW, min(o_hi - idx - _WINDOW, n_hi - pos - _WINDOW))
+            fwd = common_prefix(
+                old, new, idx + _WINDOW, pos + _WINDOW, min(o_hi - idx - _WINDOW, n_hi - pos - _WINDOW)
+            )
             length = back + _WINDOW + fwd
             if best is None or length > best[2]:
                 best = (idx - back, pos - back, length)

@@ -57,7 +57,9 @@ def session_key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def encode_envelope(header: dict[str, Any], payload: bytes, *, compress: bool = True, level: int = 6) -> bytes:
+def encode_envelope(
+    header: dict[str, Any], payload: bytes, *, compress: bool = True, level: int = 6
+) -> bytes:
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode() + b"\n" + payload
     if compress and len(raw) >= _COMPRESS_FROM:
         return bytes([ENCODING_GZIP]) + gzip.compress(raw, compresslevel=level, mtime=0)

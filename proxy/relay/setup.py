@@ -62,7 +62,9 @@ DO_CLASS = "RelaySession"
 MIGRATION_TAG = "headway-v1"
 _ACCOUNT_RE = re.compile(r"^[0-9a-f]{32}$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_PERMISSION_CODES = frozenset({10000, 9109, 10001})  # "Authentication error", "Unauthorized to access requested resource"
+_PERMISSION_CODES = frozenset(
+    {10000, 9109, 10001}
+)  # "Authentication error", "Unauthorized to access requested resource"
 
 Storage = Literal["durable_object", "kv"]
 
@@ -159,7 +161,9 @@ class _API:
                 "My Profile → API Tokens, or use the account id shown on the Workers & Pages overview."
             )
         if 7003 in codes or (status == 404 and "/accounts/" in path and step.startswith("verify")):
-            raise CloudflareError(f"Cloudflare does not know account {self.account_id} ({said}); check the account id")
+            raise CloudflareError(
+                f"Cloudflare does not know account {self.account_id} ({said}); check the account id"
+            )
         raise CloudflareError(f"cannot {step}: Cloudflare answered {said} (HTTP {status})")
 
 
@@ -174,7 +178,9 @@ def _verify_token(api: _API) -> None:
         if state not in (None, "active"):
             raise InvalidToken(f"this Cloudflare API token is {state}; create a new one")
         return
-    said = "; ".join(f"{e.get('code')} {e.get('message')}" for e in data.get("errors") or [] if isinstance(e, dict))
+    said = "; ".join(
+        f"{e.get('code')} {e.get('message')}" for e in data.get("errors") or [] if isinstance(e, dict)
+    )
     raise InvalidToken(
         f"Cloudflare rejected this API token ({said or f'HTTP {status}'}): it is mistyped, expired or revoked. "
         "Create one at dash.cloudflare.com → My Profile → API Tokens with the permission "
@@ -187,7 +193,11 @@ def _kv_namespace(api: _API, progress: Callable[[str], None]) -> str:
     page = 1
     while True:
         found = api.call(
-            "list KV namespaces", "GET", base, permission=_PERMISSIONS["kv"], params={"per_page": 100, "page": page}
+            "list KV namespaces",
+            "GET",
+            base,
+            permission=_PERMISSIONS["kv"],
+            params={"per_page": 100, "page": page},
         )
         if not isinstance(found, list):
             raise CloudflareError("cannot list KV namespaces: unexpected answer")
@@ -198,14 +208,19 @@ def _kv_namespace(api: _API, progress: Callable[[str], None]) -> str:
         if len(found) < 100:
             break
         page += 1
-    created = api.call("create a KV namespace", "POST", base, permission=_PERMISSIONS["kv"], json={"title": KV_TITLE})
+    created = api.call(
+        "create a KV namespace", "POST", base, permission=_PERMISSIONS["kv"], json={"title": KV_TITLE}
+    )
     progress(f"created KV namespace {KV_TITLE}")
     return str(created["id"])
 
 
 def _existing_script(api: _API, name: str) -> dict[str, Any] | None:
     scripts = api.call(
-        "list Workers", "GET", f"/accounts/{api.account_id}/workers/scripts", permission=_PERMISSIONS["scripts"]
+        "list Workers",
+        "GET",
+        f"/accounts/{api.account_id}/workers/scripts",
+        permission=_PERMISSIONS["scripts"],
     )
     for script in scripts if isinstance(scripts, list) else []:
         if isinstance(script, dict) and script.get("id") == name:
@@ -213,9 +228,15 @@ def _existing_script(api: _API, name: str) -> dict[str, Any] | None:
     return None
 
 
-def _metadata(storage: Storage, secret: str, namespace_id: str | None, migration_tag: str | None, name: str) -> dict[str, Any]:
+def _metadata(
+    storage: Storage, secret: str, namespace_id: str | None, migration_tag: str | None, name: str
+) -> dict[str, Any]:
     bindings: list[dict[str, Any]] = [{"type": "secret_text", "name": "RELAY_TOKEN", "text": secret}]
-    metadata: dict[str, Any] = {"main_module": "worker.js", "compatibility_date": COMPATIBILITY_DATE, "bindings": bindings}
+    metadata: dict[str, Any] = {
+        "main_module": "worker.js",
+        "compatibility_date": COMPATIBILITY_DATE,
+        "bindings": bindings,
+    }
     if storage == "kv":
         bindings.append({"type": "kv_namespace", "name": "RELAY_STATE", "namespace_id": namespace_id})
         return metadata
@@ -230,7 +251,9 @@ def _metadata(storage: Storage, secret: str, namespace_id: str | None, migration
     return metadata
 
 
-def probe_relay(url: str, secret: str, *, http: httpx.Client | None = None, timeout: float = 10.0) -> dict[str, Any]:
+def probe_relay(
+    url: str, secret: str, *, http: httpx.Client | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
     """GET {url}/v1/info with the secret: the Worker's protocol, version and storage. RelaySetupError if not."""
     own = http is None
     client = http or httpx.Client(timeout=timeout)
@@ -245,7 +268,9 @@ def probe_relay(url: str, secret: str, *, http: httpx.Client | None = None, time
         except httpx.HTTPError as exc:
             raise RelaySetupError(f"the relay at {url} is not reachable: {exc}") from exc
         if response.status_code == 401:
-            raise RelaySetupError("the relay refused the secret in the keychain; run `headway relay setup` again")
+            raise RelaySetupError(
+                "the relay refused the secret in the keychain; run `headway relay setup` again"
+            )
         if response.status_code != 200:
             raise RelaySetupError(f"the relay at {url} answered HTTP {response.status_code}")
         try:
@@ -256,7 +281,9 @@ def probe_relay(url: str, secret: str, *, http: httpx.Client | None = None, time
             raise RelaySetupError(f"{url} did not answer like a Headway relay")
         info["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         if info.get("protocol") != PROTOCOL_VERSION:
-            info["warning"] = f"the Worker speaks protocol {info.get('protocol')}; run `headway relay setup` to upgrade it"
+            info["warning"] = (
+                f"the Worker speaks protocol {info.get('protocol')}; run `headway relay setup` to upgrade it"
+            )
         return info
     finally:
         if own:
@@ -286,7 +313,9 @@ def setup_relay(
     if not api_token:
         raise InvalidToken("no Cloudflare API token given")
     if not _ACCOUNT_RE.fullmatch(account_id):
-        raise RelaySetupError("the account id is 32 hexadecimal characters (Workers & Pages → overview, right side)")
+        raise RelaySetupError(
+            "the account id is 32 hexadecimal characters (Workers & Pages → overview, right side)"
+        )
     if not _NAME_RE.fullmatch(worker_name):
         raise RelaySetupError("the Worker name is lowercase letters, digits and dashes, at most 63")
     base = (api_base or cloudflare_api_base()).rstrip("/")
@@ -302,8 +331,13 @@ def setup_relay(
         old_secret = keychain.get(RELAY_SECRET)
         secret = old_secret if (old_secret and not rotate_secret) else pysecrets.token_urlsafe(32)
         tag = existing.get("migration_tag") if existing is not None else None
-        metadata = _metadata(storage, secret, namespace_id, tag if isinstance(tag, str) else None, worker_name)
-        say(("upgrading" if existing else "deploying") + f" the Worker {worker_name} ({storage.replace('_', ' ')})")
+        metadata = _metadata(
+            storage, secret, namespace_id, tag if isinstance(tag, str) else None, worker_name
+        )
+        say(
+            ("upgrading" if existing else "deploying")
+            + f" the Worker {worker_name} ({storage.replace('_', ' ')})"
+        )
         api.call(
             "upload the Worker",
             "PUT",
@@ -386,7 +420,9 @@ def _probe_until(
     last = ""
     while True:
         try:
-            info = probe_relay(url, secret, http=http, timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+            info = probe_relay(
+                url, secret, http=http, timeout=min(10.0, max(1.0, deadline - time.monotonic()))
+            )
             return True, f"Worker {info.get('worker_version')} answered in {info.get('latency_ms')} ms"
         except RelaySetupError as exc:
             last = str(exc)
@@ -395,7 +431,9 @@ def _probe_until(
         time.sleep(1.0)
 
 
-def relay_status(store: SettingsStore, keychain: Keychain, *, probe: bool = True, http: httpx.Client | None = None) -> dict[str, Any]:
+def relay_status(
+    store: SettingsStore, keychain: Keychain, *, probe: bool = True, http: httpx.Client | None = None
+) -> dict[str, Any]:
     """The relay's settings, whether its secret is in the keychain, and (probe) what the Worker says."""
     relay = store.current.relay
     secret = keychain.get(RELAY_SECRET)

@@ -50,7 +50,9 @@ class _NetworkStream(Protocol):
 class WebSocket:
     """One client connection. ``recv()`` from one task at a time; sends may come from any task."""
 
-    def __init__(self, stream: _NetworkStream, response: httpx.Response, *, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(
+        self, stream: _NetworkStream, response: httpx.Response, *, max_message: int = MAX_MESSAGE
+    ) -> None:
         self._stream = stream
         self._response = response
         self._conn = Connection(ConnectionType.CLIENT)
@@ -111,7 +113,9 @@ class WebSocket:
     async def _send(self, event: Event) -> None:
         if self.closed:
             raise WebSocketClosed("the WebSocket is closed")
-        async with self._write_lock:  # encoding and writing in one step keeps frames in the order wsproto made them
+        async with (
+            self._write_lock
+        ):  # encoding and writing in one step keeps frames in the order wsproto made them
             try:
                 data = self._conn.send(event)
             except LocalProtocolError as exc:
@@ -175,7 +179,9 @@ class WebSocket:
                 pass
         await self._abort()
         if broken:
-            raise WebSocketError(f"the server broke the WebSocket protocol: {event.reason} ({self.close_code})")
+            raise WebSocketError(
+                f"the server broke the WebSocket protocol: {event.reason} ({self.close_code})"
+            )
         raise WebSocketClosed(f"closed by the server ({self.close_code})")
 
     async def _fail(self, code: int, reason: str) -> None:

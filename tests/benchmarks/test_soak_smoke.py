@@ -15,7 +15,19 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(120)
 def test_a_short_soak_reports_memory_descriptors_and_outcomes() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "soak", "--seconds", "3", "--concurrency", "4", "--interval", "1", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "soak",
+            "--seconds",
+            "3",
+            "--concurrency",
+            "4",
+            "--interval",
+            "1",
+            "--json",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -55,7 +55,9 @@ def upstreams() -> Iterator[tuple[FakeAnthropic, FakeOpenAI]]:
         yield anthropic, openai
 
 
-def _start(worker: MiniflareWorker, upstreams: tuple[FakeAnthropic, FakeOpenAI], **relay: Any) -> GatewayProcess:
+def _start(
+    worker: MiniflareWorker, upstreams: tuple[FakeAnthropic, FakeOpenAI], **relay: Any
+) -> GatewayProcess:
     anthropic, openai = upstreams
     paths = Paths.from_env()
     keychain = e2e_keychain(paths)
@@ -71,7 +73,9 @@ def _start(worker: MiniflareWorker, upstreams: tuple[FakeAnthropic, FakeOpenAI],
             setattr(settings.relay, name, value)
 
     SettingsStore(paths.settings_file).update(turn_on)
-    process = start_gateway_process(env={"HEADWAY_ANTHROPIC_BASE_URL": anthropic.url, "HEADWAY_OPENAI_BASE_URL": openai.url})
+    process = start_gateway_process(
+        env={"HEADWAY_ANTHROPIC_BASE_URL": anthropic.url, "HEADWAY_OPENAI_BASE_URL": openai.url}
+    )
     try:
         relay_stats(process)
     except BaseException:
@@ -107,18 +111,24 @@ def _posts(fake: FakeAnthropic | FakeOpenAI) -> list[RecordedRequest]:
 
 def _notes(workdir: Path) -> Path:
     notes = workdir / "notes.txt"
-    notes.write_text("\n".join(f"{i:04d} the relay uploads only what changed since the last turn" for i in range(600)))
+    notes.write_text(
+        "\n".join(f"{i:04d} the relay uploads only what changed since the last turn" for i in range(600))
+    )
     return notes
 
 
-def _check_session(fake: FakeAnthropic | FakeOpenAI, relay: dict[str, Any], session_header: str, turns: int) -> dict[str, Any]:
+def _check_session(
+    fake: FakeAnthropic | FakeOpenAI, relay: dict[str, Any], session_header: str, turns: int
+) -> dict[str, Any]:
     """The session's conversation reached the provider whole, through the Worker: one full sync per endpoint (a lane
     each: the conversation, Claude Code's count_tokens calls…), patches after that."""
     posts = _posts(fake)
     conversation = [p for p in posts if p.path in ("/v1/messages", "/v1/responses")]
     assert len(conversation) >= turns, [(p.path, len(p.body)) for p in posts]
     assert all("cf-worker" in p.headers for p in posts), "every request went through the Worker"
-    assert [len(p.body) for p in conversation] == sorted(len(p.body) for p in conversation)  # a growing history
+    assert [len(p.body) for p in conversation] == sorted(
+        len(p.body) for p in conversation
+    )  # a growing history
     session_id = posts[0].headers[session_header]
     assert {p.headers[session_header] for p in posts} == {session_id}
     session: dict[str, Any] = next(s for s in relay["sessions"] if s["session_id"] == session_id)
@@ -153,7 +163,9 @@ def test_claude_code_session_full_sync_then_patches(
     text = run_cli("status").stdout
     assert "Relay: on: uploaded" in text and "% saved) over" in text
     relay_text = run_cli("relay", "status").stdout
-    assert "Worker: 1.0.0 (protocol 1, durable_object)" in relay_text and "This run: on: uploaded" in relay_text
+    assert (
+        "Worker: 1.0.0 (protocol 1, durable_object)" in relay_text and "This run: on: uploaded" in relay_text
+    )
 
 
 def test_opencode_anthropic_and_openai_over_the_websocket(
@@ -166,7 +178,9 @@ def test_opencode_anthropic_and_openai_over_the_websocket(
         notes = _notes(tmp_path)
         for model, fake in (("anthropic/claude-sonnet-4-5", anthropic), ("openai/gpt-5", openai)):
             fake.enqueue(*[Behavior(tool_call=ToolCall("read", {"filePath": str(notes)}))] * 2)
-            result = run_opencode(base_url=gateway.url, api_key=gateway.key, model=model, prompt=PROMPT, workdir=tmp_path)
+            result = run_opencode(
+                base_url=gateway.url, api_key=gateway.key, model=model, prompt=PROMPT, workdir=tmp_path
+            )
             assert result.returncode == 0, result.describe()
             assert REPLY in result.output
         relay = relay_stats(gateway)
@@ -179,12 +193,17 @@ def test_opencode_anthropic_and_openai_over_the_websocket(
 
 
 def test_relay_down_the_agent_is_served_directly(
-    gateway: GatewayProcess, worker: MiniflareWorker, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path
+    gateway: GatewayProcess,
+    worker: MiniflareWorker,
+    upstreams: tuple[FakeAnthropic, FakeOpenAI],
+    tmp_path: Path,
 ) -> None:
     require_agent("claude")
     anthropic, _ = upstreams
     worker.stop()
-    result = run_claude_code(base_url=gateway.url, api_key=gateway.key, prompt="Say hi. Do not use tools.", workdir=tmp_path)
+    result = run_claude_code(
+        base_url=gateway.url, api_key=gateway.key, prompt="Say hi. Do not use tools.", workdir=tmp_path
+    )
     assert result.returncode == 0, result.describe()
     assert json.loads(result.stdout)["result"] == REPLY
     posts = _posts(anthropic)
@@ -202,8 +221,16 @@ def test_relay_down_without_fallback_is_an_error(
         worker.stop()
         response = httpx.post(
             f"{gateway.url}/v1/messages",
-            headers={"x-api-key": gateway.key, "anthropic-version": "2023-06-01", "x-session-id": "ses_nofallback"},
-            json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "x" * 20000}]},
+            headers={
+                "x-api-key": gateway.key,
+                "anthropic-version": "2023-06-01",
+                "x-session-id": "ses_nofallback",
+            },
+            json={
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "x" * 20000}],
+            },
             timeout=30,
         )
         assert response.status_code >= 500, response.text
@@ -219,7 +246,12 @@ def test_streaming_keeps_its_pacing_through_gateway_and_worker(
     anthropic, _ = upstreams
     delay = 0.25
     anthropic.default = Behavior(text=REPLY, chunks=8, delay=delay)
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "y" * 20000}]}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "y" * 20000}],
+    }
 
     def arrivals(session: str | None) -> list[float]:
         headers = {"x-api-key": gateway.key, "anthropic-version": "2023-06-01"}
@@ -227,7 +259,9 @@ def test_streaming_keeps_its_pacing_through_gateway_and_worker(
             headers["x-session-id"] = session
         times: list[float] = []
         started = time.perf_counter()
-        with httpx.stream("POST", f"{gateway.url}/v1/messages", headers=headers, json=body, timeout=30) as response:
+        with httpx.stream(
+            "POST", f"{gateway.url}/v1/messages", headers=headers, json=body, timeout=30
+        ) as response:
             assert response.status_code == 200
             buffer = b""
             for chunk in response.iter_bytes():
@@ -240,7 +274,9 @@ def test_streaming_keeps_its_pacing_through_gateway_and_worker(
     direct = arrivals(None)  # no session id: direct
     arrivals("ses_pacing")  # the session's full sync
     through = arrivals("ses_pacing")
-    print(f"RELAY-MEASURE gateway+Worker event arrival: direct {[round(t, 3) for t in direct]}, relayed {[round(t, 3) for t in through]}")
+    print(
+        f"RELAY-MEASURE gateway+Worker event arrival: direct {[round(t, 3) for t in direct]}, relayed {[round(t, 3) for t in through]}"
+    )
     assert "cf-worker" in _posts(anthropic)[-1].headers and "cf-worker" not in _posts(anthropic)[0].headers
     assert len(through) == len(direct)
     for relayed_at, direct_at in zip(through, direct, strict=True):

@@ -85,10 +85,19 @@ def browser(playwright: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def fakes() -> Iterator[dict[str, Any]]:
-    anthropic_headers = anthropic_ratelimit_headers(requests_limit=50, requests_remaining=41, tokens_limit=400_000, tokens_remaining=262_000, reset_in=45)
+    anthropic_headers = anthropic_ratelimit_headers(
+        requests_limit=50, requests_remaining=41, tokens_limit=400_000, tokens_remaining=262_000, reset_in=45
+    )
     with (
-        FakeAnthropic(default=Behavior(headers=anthropic_headers), valid_keys=[WORK_KEY, PERSONAL_KEY]) as anthropic,
-        FakeOpenAI(default=Behavior(headers=openai_ratelimit_headers(requests_remaining=480, tokens_remaining=150_000)), valid_keys=[TEAM_KEY]) as openai,
+        FakeAnthropic(
+            default=Behavior(headers=anthropic_headers), valid_keys=[WORK_KEY, PERSONAL_KEY]
+        ) as anthropic,
+        FakeOpenAI(
+            default=Behavior(
+                headers=openai_ratelimit_headers(requests_remaining=480, tokens_remaining=150_000)
+            ),
+            valid_keys=[TEAM_KEY],
+        ) as openai,
         FakeOpenAIAuth() as auth,
     ):
         with FakeCodex(auth=auth) as codex:
@@ -152,7 +161,11 @@ def _send(headway: GatewayProcess, family: str) -> httpx.Response:
         return httpx.post(
             f"{headway.url}/v1/messages",
             headers={"x-api-key": headway.key, "anthropic-version": "2023-06-01"},
-            json={"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]},
+            json={
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "hello"}],
+            },
             timeout=20,
         )
     return httpx.post(
@@ -168,7 +181,11 @@ def _seed_history() -> None:
     log = RequestLog(Paths.from_env().request_log)
     log.start()
     now = time.time()
-    plan = {"work": (WORK_KEY, "Work", 0.9), "personal": (PERSONAL_KEY, "Personal", 0.35), "team": (TEAM_KEY, "Team", 0.5)}
+    plan = {
+        "work": (WORK_KEY, "Work", 0.9),
+        "personal": (PERSONAL_KEY, "Personal", 0.35),
+        "team": (TEAM_KEY, "Team", 0.5),
+    }
     for day in range(1, 7):
         for account, (_, label, scale) in plan.items():
             for i in range(2 + (day * 3 + len(account)) % 5):
@@ -182,7 +199,9 @@ def _seed_history() -> None:
                         model="claude-sonnet-4-5" if account != "team" else "gpt-5",
                         status=200,
                         latency_ms=900,
-                        usage=Usage(input_tokens=1200 * (1 + day % 3), output_tokens=400, cache_read_tokens=9000),
+                        usage=Usage(
+                            input_tokens=1200 * (1 + day % 3), output_tokens=400, cache_read_tokens=9000
+                        ),
                         cost_usd=round(scale * (0.04 + 0.01 * ((day + i) % 4)), 4),
                         fallback_chain=[f"{account}:200"],
                     )
@@ -243,7 +262,11 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
 
     # ---- add API keys through the page
     page.get_by_role("tab", name="API key").click()
-    for provider, label, key in (("anthropic", "Work", WORK_KEY), ("anthropic", "Personal", PERSONAL_KEY), ("openai", "Team", TEAM_KEY)):
+    for provider, label, key in (
+        ("anthropic", "Work", WORK_KEY),
+        ("anthropic", "Personal", PERSONAL_KEY),
+        ("openai", "Team", TEAM_KEY),
+    ):
         page.get_by_label("Provider").select_option(provider)
         page.get_by_label("Label", exact=True).fill(label)
         page.get_by_role("textbox", name="API key").fill(key)
@@ -263,18 +286,27 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     dumps_switch.check()
     assert wait_until(lambda: _settings()["dumps"]["enabled"] is True, timeout=5)
     expect(page.locator("#setting-dumps-enabled-status")).to_have_text("Saved")
-    assert wait_until(lambda: _send(headway, "anthropic").status_code == 200 and any(paths.dumps_dir.glob("*.request.json")), timeout=10)
+    assert wait_until(
+        lambda: (
+            _send(headway, "anthropic").status_code == 200 and any(paths.dumps_dir.glob("*.request.json"))
+        ),
+        timeout=10,
+    )
     expect(page.locator("#dumps-size")).to_contain_text("dump", timeout=10_000)
     expect(page.locator("#dumps-folder")).to_have_text(str(paths.dumps_dir))
 
     # ---- changes made elsewhere appear without a reload
     page.evaluate("() => { window.__noReload = 'still here'; }")
-    _edit_settings(lambda d: d.setdefault("routing", {}).update({"mode": "sticky", "min_remaining_percent": 12.5}))
+    _edit_settings(
+        lambda d: d.setdefault("routing", {}).update({"mode": "sticky", "min_remaining_percent": 12.5})
+    )
     expect(page.get_by_label("Routing mode")).to_have_value("sticky", timeout=10_000)
     expect(page.get_by_label("Skip an account below this quota left (%)")).to_have_value("12.5")
     disabled = run_cli("accounts", "disable", "personal")
     assert disabled.returncode == 0, disabled.stderr
-    expect(page.locator('[data-account="personal"] .account-top .pill')).to_have_text("Disabled", timeout=10_000)
+    expect(page.locator('[data-account="personal"] .account-top .pill')).to_have_text(
+        "Disabled", timeout=10_000
+    )
     _edit_settings(lambda d: d["routing"].update({"mode": "bogus"}))
     expect(page.locator("#settings-error")).to_be_visible(timeout=10_000)
     expect(page.locator("#settings-error-list")).to_contain_text("routing.mode")
@@ -286,9 +318,13 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     page.get_by_role("switch", name="Personal enabled").check()
     assert wait_until(lambda: _settings()["accounts"][1].get("enabled", True) is True, timeout=5)
     page.get_by_role("button", name="Move Personal up").click()
-    assert wait_until(lambda: [a["id"] for a in _settings()["accounts"]] == ["personal", "work", "team"], timeout=5)
+    assert wait_until(
+        lambda: [a["id"] for a in _settings()["accounts"]] == ["personal", "work", "team"], timeout=5
+    )
     page.get_by_role("button", name="Move Work up").click()
-    assert wait_until(lambda: [a["id"] for a in _settings()["accounts"]] == ["work", "personal", "team"], timeout=5)
+    assert wait_until(
+        lambda: [a["id"] for a in _settings()["accounts"]] == ["work", "personal", "team"], timeout=5
+    )
 
     # ---- a ChatGPT account through the device-code flow
     page.get_by_role("tab", name="ChatGPT subscription").click()
@@ -298,7 +334,9 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     code = page.locator("#login-flow-code")
     expect(code).to_have_text(re.compile(r"^[A-Z0-9]{4}-[A-Z0-9]{5}$"))
     fakes["auth"].approve_device(code.inner_text())
-    expect(page.locator("#login-flow-message")).to_contain_text("signed in as me@example.com", ignore_case=True, timeout=15_000)
+    expect(page.locator("#login-flow-message")).to_contain_text(
+        "signed in as me@example.com", ignore_case=True, timeout=15_000
+    )
     expect(page.locator('#account-list [data-account="chatgpt-plus"]')).to_be_visible()
     # ... and one through the browser sign-in: a new tab on the issuer, back through the callback on localhost
     fakes["auth"].next_login("acct-pro", email="pro@example.com", plan_type="pro")
@@ -310,7 +348,9 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     popup.get_by_role("button", name="Continue").click()
     expect(popup.locator("h1")).to_have_text("Signed in to ChatGPT", timeout=10_000)
     popup.close()
-    expect(page.locator("#login-flow-message")).to_contain_text("signed in as pro@example.com", ignore_case=True, timeout=15_000)
+    expect(page.locator("#login-flow-message")).to_contain_text(
+        "signed in as pro@example.com", ignore_case=True, timeout=15_000
+    )
     expect(page.locator('#account-list [data-account="chatgpt-pro"]')).to_be_visible()
     pro = next(a for a in _settings()["accounts"] if a["id"] == "chatgpt-pro")
     assert pro["chatgpt_account_id"] == "acct-pro" and pro["plan_type"] == "pro"
@@ -319,23 +359,35 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     expect(page.locator('#account-list [data-account="chatgpt-pro"]')).to_have_count(0, timeout=10_000)
     assert "account:chatgpt-pro" not in json.loads(paths.secrets_file.read_text())
 
-    fakes["codex"].set_usage("acct-plus", primary_used=38, secondary_used=71, primary_resets_in=2 * 3600 + 840, secondary_resets_in=3 * 86400 + 7200)
+    fakes["codex"].set_usage(
+        "acct-plus",
+        primary_used=38,
+        secondary_used=71,
+        primary_resets_in=2 * 3600 + 840,
+        secondary_resets_in=3 * 86400 + 7200,
+    )
     page.get_by_role("button", name="Refresh quota").click()
-    expect(page.locator('#quota-list [data-account="chatgpt-plus"] .window-row')).to_have_count(2, timeout=10_000)
+    expect(page.locator('#quota-list [data-account="chatgpt-plus"] .window-row')).to_have_count(
+        2, timeout=10_000
+    )
 
     # ---- traffic: quota windows, a fallback and a cooldown, and a week of history for the chart
     fakes["anthropic"].enqueue(Behavior(status=429, retry_after=600))
     assert _send(headway, "anthropic").status_code == 200  # work → 429 → personal
     assert _send(headway, "openai").status_code == 200
     _seed_history()
-    expect(page.locator('[data-account="work"] .account-top .pill')).to_contain_text("Cooling down", timeout=10_000)
+    expect(page.locator('[data-account="work"] .account-top .pill')).to_contain_text(
+        "Cooling down", timeout=10_000
+    )
     expect(page.locator("#fallback-list li")).to_have_count(1, timeout=10_000)
     expect(page.locator("#fallback-list")).to_contain_text("Work 429")
     expect(page.locator("#usage-chart svg rect.chart-bar").first).to_be_visible(timeout=15_000)
     expect(page.locator('#quota-list [data-account="work"] .window-row').first).to_be_visible()
 
     # ---- connect an agent: snippet masked, copy reveals only through a POST
-    expect(page.locator('.agent-panel[data-agent="opencode"] [data-role="snippet"]')).to_contain_text("127.0.0.1")
+    expect(page.locator('.agent-panel[data-agent="opencode"] [data-role="snippet"]')).to_contain_text(
+        "127.0.0.1"
+    )
     assert headway.key not in page.content()
 
     # ---- every control has a label; the page's own script never broke the CSP
@@ -350,7 +402,9 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     page.screenshot(path=str(ARTIFACTS / "settings-desktop.png"))
     page.screenshot(path=str(ARTIFACTS / "settings-desktop-full.png"), full_page=True)
     for section in ("accounts", "routing", "connect"):
-        page.evaluate(f"() => document.getElementById('{section}').scrollIntoView({{block: 'start', behavior: 'instant'}})")
+        page.evaluate(
+            f"() => document.getElementById('{section}').scrollIntoView({{block: 'start', behavior: 'instant'}})"
+        )
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / f"settings-desktop-{section}.png"))
     assert _overflowing(page) == []
@@ -360,7 +414,9 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     page.wait_for_timeout(400)
     page.screenshot(path=str(ARTIFACTS / "settings-narrow.png"))
     page.screenshot(path=str(ARTIFACTS / "settings-narrow-full.png"), full_page=True)
-    page.evaluate("() => document.getElementById('accounts').scrollIntoView({block: 'start', behavior: 'instant'})")
+    page.evaluate(
+        "() => document.getElementById('accounts').scrollIntoView({block: 'start', behavior: 'instant'})"
+    )
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "settings-narrow-accounts.png"))
     assert _overflowing(page) == []

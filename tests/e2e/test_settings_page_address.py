@@ -140,7 +140,9 @@ def test_the_page_keeps_its_address_across_restarts(browser: Any, port: int, tmp
         process.stop()
 
 
-def test_a_taken_port_moves_the_page_for_this_run_and_the_page_says_so(browser: Any, port: int, tmp_path: Path) -> None:
+def test_a_taken_port_moves_the_page_for_this_run_and_the_page_says_so(
+    browser: Any, port: int, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     with socket.socket() as squatter:

@@ -54,8 +54,13 @@ def headway(headway_home: Path) -> Iterator[GatewayProcess]:
         paths = Paths.from_env()
         paths.ensure()
         paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}}))
-        env = {"HEADWAY_ANTHROPIC_BASE_URL": anthropic.url, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-        added = run_cli("accounts", "add", "anthropic", "--label", "Main", "--api-key-stdin", input=KEY + "\n", env=env)
+        env = {
+            "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url,
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        }
+        added = run_cli(
+            "accounts", "add", "anthropic", "--label", "Main", "--api-key-stdin", input=KEY + "\n", env=env
+        )
         assert added.returncode == 0, added.stderr
         process = start_gateway_process(env=env)
         try:
@@ -77,7 +82,9 @@ class Watched:
         self.page.on("pageerror", lambda exc: self.problems.append(str(exc)))
         self.page.on(
             "response",
-            lambda r: self.problems.append(f"{r.request.method} {r.url} → {r.status}") if r.status == 403 else None,
+            lambda r: (
+                self.problems.append(f"{r.request.method} {r.url} → {r.status}") if r.status == 403 else None
+            ),
         )
         self.page.goto(_login_url())
         expect(self.page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
@@ -176,7 +183,9 @@ def test_the_relay_switch_without_a_worker_is_refused_and_says_why(signed_in: Wa
     assert all("status of 400" in p for p in signed_in.problems), signed_in.problems  # the refusal itself
 
 
-def test_a_secret_form_submitted_without_the_script_never_puts_the_secret_in_an_address(signed_in: Watched) -> None:
+def test_a_secret_form_submitted_without_the_script_never_puts_the_secret_in_an_address(
+    signed_in: Watched,
+) -> None:
     """The API key and Cloudflare token forms are sent by the page's script; if it ever did not run, the browser's own
     submission is a POST (the secret stays out of the address bar and history) and is refused for want of a token."""
     from playwright.sync_api import expect
@@ -188,7 +197,9 @@ def test_a_secret_form_submitted_without_the_script_never_puts_the_secret_in_an_
     page.get_by_role("textbox", name="API key").fill(NEW_KEY)
     page.get_by_label("Label", exact=True).fill("Sneaky")
     with page.expect_navigation():
-        page.evaluate("() => document.getElementById('apikey-form').submit()")  # submit() skips the script's handler
+        page.evaluate(
+            "() => document.getElementById('apikey-form').submit()"
+        )  # submit() skips the script's handler
     assert NEW_KEY not in page.url and page.url.startswith(base)
     expect(page.locator("h1")).to_have_text("Refused")
     assert [a["id"] for a in _settings()["accounts"]] == ["main"]

@@ -40,7 +40,9 @@ def headway(headway_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         process.stop()
 
 
-def test_health_check_section_lists_the_checks_and_the_override(headway: GatewayProcess, browser: Any) -> None:
+def test_health_check_section_lists_the_checks_and_the_override(
+    headway: GatewayProcess, browser: Any
+) -> None:
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -59,7 +61,9 @@ def test_health_check_section_lists_the_checks_and_the_override(headway: Gateway
         items = section.locator(".health-item")
         expect(items.filter(has_text="keychain")).to_have_count(1)
         port = headway.url.rsplit(":", 1)[1]
-        expect(items.filter(has_text="gateway port")).to_contain_text(f"the running Headway (pid {headway.proc.pid}) listens on port {port}")
+        expect(items.filter(has_text="gateway port")).to_contain_text(
+            f"the running Headway (pid {headway.proc.pid}) listens on port {port}"
+        )
         override = items.filter(has_text="agent claude-code")
         expect(override).to_have_attribute("data-status", "fail")
         expect(override).to_contain_text("ANTHROPIC_API_KEY")

@@ -40,7 +40,10 @@ TURNS = [(20, 0, 6_000), (25, 6_000, 500), (30, 0, 6_600), (18, 6_600, 300)]
 
 @pytest.fixture
 def services() -> Iterator[dict[str, Any]]:
-    with FakeAnthropic(default=Behavior(text="ok"), valid_keys=[KEY]) as anthropic, FakeCloudflare() as cloudflare:
+    with (
+        FakeAnthropic(default=Behavior(text="ok"), valid_keys=[KEY]) as anthropic,
+        FakeCloudflare() as cloudflare,
+    ):
         yield {"anthropic": anthropic, "cloudflare": cloudflare}
 
 
@@ -54,7 +57,9 @@ def headway(services: dict[str, Any], headway_home: Path) -> Iterator[GatewayPro
         "HEADWAY_CLOUDFLARE_API_URL": services["cloudflare"].url,
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
-    added = run_cli("accounts", "add", "anthropic", "--label", "Main", "--api-key-stdin", input=KEY + "\n", env=env)
+    added = run_cli(
+        "accounts", "add", "anthropic", "--label", "Main", "--api-key-stdin", input=KEY + "\n", env=env
+    )
     assert added.returncode == 0, added.stderr
     process = start_gateway_process(env=env)
     try:
@@ -77,7 +82,9 @@ def _open(browser: Any, width: int = 1280, height: int = 800) -> tuple[Any, Any,
 
 
 def _show(page: Any, section: str) -> None:
-    page.evaluate(f"() => document.getElementById('{section}').scrollIntoView({{block: 'start', behavior: 'instant'}})")
+    page.evaluate(
+        f"() => document.getElementById('{section}').scrollIntoView({{block: 'start', behavior: 'instant'}})"
+    )
     page.wait_for_timeout(400)
 
 
@@ -124,7 +131,9 @@ def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, servic
     expect(page.locator("#relay-pill")).to_have_text("Relay on", timeout=15_000)
     expect(page.locator("#relay-url")).to_have_text("https://headway-relay.alice.workers.dev")
     expect(page.locator("#relay-transport")).to_contain_text("WebSocket")
-    expect(status).to_contain_text("The relay is on", timeout=40_000)  # after the (failing) probe of workers.dev
+    expect(status).to_contain_text(
+        "The relay is on", timeout=40_000
+    )  # after the (failing) probe of workers.dev
     expect(page.locator("#relay-steps li").first).to_have_text("checking the API token")
     expect(page.locator("#relay-secret")).to_have_text("in the keychain")
     expect(page.locator("#relay-probe")).to_contain_text("Did not answer")
@@ -138,7 +147,9 @@ def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, servic
     assert CF_TOKEN not in page.content()
     secret = json.loads(paths.secrets_file.read_text())["relay-secret"]
     assert secret not in page.content()
-    expect(page.locator('[data-readonly="relay.url"]')).to_have_text("https://headway-relay.alice.workers.dev")
+    expect(page.locator('[data-readonly="relay.url"]')).to_have_text(
+        "https://headway-relay.alice.workers.dev"
+    )
     assert page.locator('[data-setting="relay.url"]').count() == 0
 
     assert _unlabeled_controls(page) == []
@@ -187,7 +198,11 @@ def _send_session(headway: GatewayProcess, anthropic: FakeAnthropic) -> None:
             anthropic.enqueue(Behavior(text=f"done {index}", usage=_usage(*turn)))
             response = client.post(
                 "/v1/messages",
-                headers={"x-api-key": headway.key, "anthropic-version": "2023-06-01", "x-session-id": SESSION},
+                headers={
+                    "x-api-key": headway.key,
+                    "anthropic-version": "2023-06-01",
+                    "x-session-id": SESSION,
+                },
                 json={"model": MODEL, "max_tokens": 100, "system": system, "messages": history},
             )
             assert response.status_code == 200, response.text
@@ -233,8 +248,14 @@ def test_cache_analysis_on_the_page(browser: Any, headway: GatewayProcess, servi
     assert wait_until(lambda: chart.evaluate("img => img.complete && img.naturalWidth > 0"), timeout=10)
     src = chart.get_attribute("src")
     assert src and src.startswith("/api/analysis/cache.svg?")
-    image = page.evaluate("(src) => fetch(src).then(async r => [r.headers.get('content-type'), await r.text()])", src)
-    assert image[0].startswith("image/svg+xml") and "<script" not in image[1] and image[1].count('class="turn"') == 4
+    image = page.evaluate(
+        "(src) => fetch(src).then(async r => [r.headers.get('content-type'), await r.text()])", src
+    )
+    assert (
+        image[0].startswith("image/svg+xml")
+        and "<script" not in image[1]
+        and image[1].count('class="turn"') == 4
+    )
 
     page.get_by_label("Period").last.select_option("1")
     expect(rows).to_have_count(2, timeout=10_000)

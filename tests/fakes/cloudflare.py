@@ -154,7 +154,9 @@ class FakeCloudflare(FakeServer):
         exchange = Exchange(self, handler, request, Behavior())
         route = _route(request.method, request.path)
         if route is None:
-            exchange.send_json(_failure(7000, f"No route for that URI ({request.method} {request.path})"), 404)
+            exchange.send_json(
+                _failure(7000, f"No route for that URI ({request.method} {request.path})"), 404
+            )
             return
         try:
             with self._state:
@@ -177,7 +179,9 @@ class FakeCloudflare(FakeServer):
             return {"id": "tok_" + token.value[-8:], "status": token.status}
         account = groups[0]
         if not _ACCOUNT_RE.fullmatch(account):
-            raise _Refused(404, 7003, f"Could not route to {request.path}, perhaps your object identifier is invalid?")
+            raise _Refused(
+                404, 7003, f"Could not route to {request.path}, perhaps your object identifier is invalid?"
+            )
         if name == "verify_account":
             if token is None or not token.account_owned or account not in token.accounts:
                 raise _Refused(401, 1000, "Invalid API Token")
@@ -232,7 +236,9 @@ class FakeCloudflare(FakeServer):
         if not isinstance(main, str) or main not in parts:
             raise self._bad(10021, f"main_module {main!r} names no uploaded part ({sorted(parts)})")
         if parts[main][0] != "application/javascript+module":
-            raise self._bad(10021, f"the module part must be application/javascript+module, not {parts[main][0]!r}")
+            raise self._bad(
+                10021, f"the module part must be application/javascript+module, not {parts[main][0]!r}"
+            )
         if "body_part" in metadata:
             raise self._bad(10021, "body_part is for service-worker scripts; this is a module Worker")
         date = metadata.get("compatibility_date")

@@ -72,7 +72,16 @@ class FakeCodex(FakeOpenAI):
         token = ex.request.headers.get("authorization", "").partition(" ")[2]
         if self.auth.access_token_valid(token):
             return True
-        ex.send_json({"error": {"message": "invalid or expired token", "type": "invalid_request_error", "code": "token_expired"}}, 401)
+        ex.send_json(
+            {
+                "error": {
+                    "message": "invalid or expired token",
+                    "type": "invalid_request_error",
+                    "code": "token_expired",
+                }
+            },
+            401,
+        )
         return False
 
     def _headers(self, usage: CodexUsage) -> dict[str, str]:
@@ -143,7 +152,13 @@ class FakeCodex(FakeOpenAI):
         ex.send_json(
             {
                 "models": [
-                    {"slug": m, "display_name": m, "visibility": "list", "supported_in_api": True, "priority": i}
+                    {
+                        "slug": m,
+                        "display_name": m,
+                        "visibility": "list",
+                        "supported_in_api": True,
+                        "priority": i,
+                    }
                     for i, m in enumerate(self.models)
                 ]
             }

@@ -116,10 +116,14 @@ def test_concurrent_adds_of_the_same_label_leave_one_account_with_its_own_key(
         winner = results[0]
         assert isinstance(winner, Account) and winner.label == label
         secret = Keychain(paths.keychain_service).get(account_secret_name(winner.id))
-        assert secret in keys, f"round {round_}: the surviving account {winner.id} has no key (got {secret!r})"
+        assert secret in keys, (
+            f"round {round_}: the surviving account {winner.id} has no key (got {secret!r})"
+        )
     store.reload()
     secrets = _secrets(slow_keyring, paths.keychain_service)
-    assert sorted(secrets) == sorted(account_secret_name(a.id) for a in store.current.accounts), "orphaned secrets"
+    assert sorted(secrets) == sorted(account_secret_name(a.id) for a in store.current.accounts), (
+        "orphaned secrets"
+    )
     assert not [a for a in store.current.accounts if a.label.endswith(PENDING_MARK)]
 
 
@@ -141,7 +145,9 @@ def test_concurrent_adds_whose_labels_make_the_same_id_each_keep_their_own_key(
         added = [r for r in results if isinstance(r, Account)]
         assert len({a.id for a in added}) == 4
         for account in added:
-            assert Keychain(paths.keychain_service).get(account_secret_name(account.id)) == keys[account.label]
+            assert (
+                Keychain(paths.keychain_service).get(account_secret_name(account.id)) == keys[account.label]
+            )
 
 
 @pytest.mark.timeout(180)
@@ -173,7 +179,10 @@ def test_concurrent_adds_from_separate_processes(paths: Paths, tmp_path: Path) -
         procs = [
             subprocess.Popen(
                 [sys.executable, "-c", script, f"Shared {round_}", key],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             for key in keys
         ]
@@ -185,7 +194,9 @@ def test_concurrent_adds_from_separate_processes(paths: Paths, tmp_path: Path) -
         winners = [o["id"] for o in outs if "id" in o]
         assert len(winners) == 1, outs
         secrets = json.loads(paths.secrets_file.read_text())
-        assert secrets.get(account_secret_name(winners[0])) in keys, f"round {round_}: the winner lost its key"
+        assert secrets.get(account_secret_name(winners[0])) in keys, (
+            f"round {round_}: the winner lost its key"
+        )
 
 
 # --------------------------------------------------------------------------- labels
@@ -196,7 +207,9 @@ def test_a_label_in_use_is_refused_case_insensitively(
 ) -> None:
     first = add_api_key_account(store, keychain, "anthropic-api-key", "Work", ANT)
     before = store.path.read_bytes()
-    with pytest.raises(AccountError, match=r"an account labelled 'Work' already exists \(work\); choose another label"):
+    with pytest.raises(
+        AccountError, match=r"an account labelled 'Work' already exists \(work\); choose another label"
+    ):
         add_api_key_account(store, keychain, "openai-api-key", "  work ", OAI)
     assert store.path.read_bytes() == before
     assert _secrets(memory_keyring, paths.keychain_service) == {account_secret_name(first.id): ANT}
@@ -240,7 +253,9 @@ def test_an_anthropic_key_added_as_openai_is_refused_with_the_right_command(
 def test_an_openai_key_added_as_anthropic_is_refused_with_the_right_command(
     store: SettingsStore, keychain: Keychain, memory_keyring: MemoryKeyring
 ) -> None:
-    with pytest.raises(AccountError, match=r"this is an OpenAI API key .*`headway accounts add openai --label …`"):
+    with pytest.raises(
+        AccountError, match=r"this is an OpenAI API key .*`headway accounts add openai --label …`"
+    ):
         add_api_key_account(store, keychain, "anthropic-api-key", "Work", OAI)
     assert store.current.accounts == [] and memory_keyring.entries == {}
 
@@ -262,7 +277,10 @@ def test_an_unknown_key_format_is_accepted(store: SettingsStore, keychain: Keych
 
 
 def test_a_failed_keychain_write_undoes_the_reservation_and_deletes_no_secret(
-    store: SettingsStore, keychain: Keychain, memory_keyring: MemoryKeyring, paths: Paths,
+    store: SettingsStore,
+    keychain: Keychain,
+    memory_keyring: MemoryKeyring,
+    paths: Paths,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     work = add_api_key_account(store, keychain, "anthropic-api-key", "Work", ANT)
@@ -293,8 +311,12 @@ def test_an_account_removed_while_being_added_does_not_keep_a_secret(
 
 def test_an_unfinished_add_is_named_and_remove_cleans_it(store: SettingsStore, keychain: Keychain) -> None:
     """What a kill -9 between reserving and storing the key leaves behind."""
-    store.update(lambda s: s.accounts.append(Account(id="work", kind="anthropic-api-key", label="Work" + PENDING_MARK)))
-    with pytest.raises(AccountError, match=r"`headway accounts remove work` \(an add that did not complete\)"):
+    store.update(
+        lambda s: s.accounts.append(Account(id="work", kind="anthropic-api-key", label="Work" + PENDING_MARK))
+    )
+    with pytest.raises(
+        AccountError, match=r"`headway accounts remove work` \(an add that did not complete\)"
+    ):
         add_api_key_account(store, keychain, "anthropic-api-key", "Work", ANT)
     remove_account(store, keychain, "work")
     assert add_api_key_account(store, keychain, "anthropic-api-key", "Work", ANT).id == "work"
@@ -315,7 +337,9 @@ def test_concurrent_chatgpt_logins_never_leave_an_account_without_its_tokens(
         same_account = round_ % 2 == 0
         tokens = [
             TokenSet(
-                access_token=f"at-{round_}-{i}", refresh_token=f"rt-{round_}-{i}", id_token=None,
+                access_token=f"at-{round_}-{i}",
+                refresh_token=f"rt-{round_}-{i}",
+                id_token=None,
                 expires_at=time.time() + 3600,
                 account_id=f"acc-{round_}" if same_account else f"acc-{round_}-{i}",
                 email=f"me{round_}@example.com",
@@ -335,7 +359,9 @@ def test_concurrent_chatgpt_logins_never_leave_an_account_without_its_tokens(
         for account in store.current.accounts:
             raw = Keychain(paths.keychain_service).get(account_secret_name(account.id))
             assert raw is not None, f"round {round_}: {account.id} has no tokens"
-            assert json.loads(raw)["account_id"] == account.chatgpt_account_id, f"round {round_}: tokens of another"
+            assert json.loads(raw)["account_id"] == account.chatgpt_account_id, (
+                f"round {round_}: tokens of another"
+            )
 
 
 def test_a_label_too_long_is_a_clear_error(store: SettingsStore, keychain: Keychain) -> None:
@@ -346,7 +372,9 @@ def test_a_label_too_long_is_a_clear_error(store: SettingsStore, keychain: Keych
 
 def test_set_key_completes_an_unfinished_add(store: SettingsStore, keychain: Keychain) -> None:
     """`status` tells the user to run set-key for an account without its key; that also finishes the label."""
-    store.update(lambda s: s.accounts.append(Account(id="work", kind="anthropic-api-key", label="Work" + PENDING_MARK)))
+    store.update(
+        lambda s: s.accounts.append(Account(id="work", kind="anthropic-api-key", label="Work" + PENDING_MARK))
+    )
     done = set_api_key(store, keychain, "work", ANT)
     assert done.label == "Work" and store.current.account("work").label == "Work"  # type: ignore[union-attr]
     assert keychain.get(account_secret_name("work")) == ANT

@@ -40,7 +40,8 @@ def platform() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex, platform: FakeOpenAI) -> Iterator[RunningGateway]:
     gateway = start_gateway(
-        openai_url=platform.url, env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url}
+        openai_url=platform.url,
+        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
     )
     try:
         yield gateway
@@ -48,12 +49,16 @@ def gw(auth: FakeOpenAIAuth, codex: FakeCodex, platform: FakeOpenAI) -> Iterator
         gateway.stop()
 
 
-def add_chatgpt(gw: RunningGateway, auth: FakeOpenAIAuth, account_id: str, label: str, **extra: object) -> Account:
+def add_chatgpt(
+    gw: RunningGateway, auth: FakeOpenAIAuth, account_id: str, label: str, **extra: object
+) -> Account:
     """Seed a signed-in ChatGPT account the way a login leaves it: tokens in the keychain, metadata in settings."""
     payload = auth.issue_tokens(FakeAccount(account_id=account_id, email=f"{label}@example.com"))
     tokens = TokenSet.from_token_response(payload, now=time.time())
     gw.services.keychain.set(account_secret_name(label), tokens.to_json())
-    account = Account(id=label, kind="chatgpt", label=label, chatgpt_account_id=account_id, plan_type="plus", **extra)  # type: ignore[arg-type]
+    account = Account(
+        id=label, kind="chatgpt", label=label, chatgpt_account_id=account_id, plan_type="plus", **extra
+    )  # type: ignore[arg-type]
     gw.edit(lambda s: s.accounts.append(account))
     return account
 
@@ -110,7 +115,9 @@ def test_non_streaming_responses_are_aggregated(gw: RunningGateway, auth: FakeOp
     assert response.usage is not None and response.usage.output_tokens > 0
 
 
-def test_chat_completions_translated_both_ways(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+def test_chat_completions_translated_both_ways(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
     add_chatgpt(gw, auth, "acct-1", "work")
     c = client(gw)
     completion = c.chat.completions.create(
@@ -133,7 +140,9 @@ def test_chat_completions_translated_both_ways(gw: RunningGateway, auth: FakeOpe
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-def test_codex_headers_become_5h_and_weekly_windows(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+def test_codex_headers_become_5h_and_weekly_windows(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
     account = add_chatgpt(gw, auth, "acct-1", "work")
     codex.set_usage("acct-1", primary_used=62, secondary_used=29)
     client(gw).responses.create(model="gpt-5", input="hi")
@@ -145,7 +154,9 @@ def test_codex_headers_become_5h_and_weekly_windows(gw: RunningGateway, auth: Fa
     assert status["plan_type"] == "plus"
 
 
-def test_usage_is_polled_for_accounts_that_served_nothing(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+def test_usage_is_polled_for_accounts_that_served_nothing(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
     account = add_chatgpt(gw, auth, "acct-9", "idle")
     codex.set_usage("acct-9", primary_used=5, secondary_used=50)
     status = httpx.get(f"{gw.url}/status?refresh=1", headers=gw.headers("openai")).json()
@@ -162,7 +173,9 @@ def test_exhausted_account_falls_back_then_returns_after_reset(
     first = add_chatgpt(gw, auth, "acct-1", "personal")
     add_chatgpt(gw, auth, "acct-2", "work")
     codex.set_usage("acct-1", primary_used=100, primary_resets_in=2)
-    response = httpx.post(f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"))
+    response = httpx.post(
+        f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai")
+    )
     assert response.status_code == 200 and response.headers["x-headway-account"] == "work"
     status = gw.account_status(first.id)
     assert status["health"] == "exhausted" and 0 < status["blocked_for_seconds"] <= 2
@@ -173,7 +186,9 @@ def test_exhausted_account_falls_back_then_returns_after_reset(
     assert after[len(before) :] == ["acct-2"]
     codex.set_usage("acct-1", primary_used=0)
     time.sleep(2.1)
-    again = httpx.post(f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"))
+    again = httpx.post(
+        f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai")
+    )
     assert again.headers["x-headway-account"] == "personal"
 
 
@@ -184,19 +199,25 @@ def test_every_account_blocked_is_a_429_with_earliest_reset(
     add_chatgpt(gw, auth, "acct-2", "work")
     codex.set_usage("acct-1", primary_used=100, primary_resets_in=900)
     codex.set_usage("acct-2", secondary_used=100, secondary_resets_in=7200)
-    refused = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "gpt-5", "messages": []}, headers=gw.headers("openai"))
+    refused = httpx.post(
+        f"{gw.url}/v1/chat/completions", json={"model": "gpt-5", "messages": []}, headers=gw.headers("openai")
+    )
     assert refused.status_code == 429
     assert 890 <= int(refused.headers["retry-after"]) <= 900
     message = refused.json()["error"]["message"]
     assert "personal (exhausted" in message and "work (exhausted" in message
 
 
-def test_killswitch_blocks_below_threshold(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+def test_killswitch_blocks_below_threshold(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
     first = add_chatgpt(gw, auth, "acct-1", "personal", killswitch={"5h": 50})
     add_chatgpt(gw, auth, "acct-2", "work")
     codex.set_usage("acct-1", primary_used=60)
     httpx.get(f"{gw.url}/status?refresh=1", headers=gw.headers("openai"))
-    served = httpx.post(f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"))
+    served = httpx.post(
+        f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai")
+    )
     assert served.headers["x-headway-account"] == "work"
     assert gw.account_status(first.id)["health"] == "killswitch"
 
@@ -211,7 +232,10 @@ def test_concurrent_requests_during_refresh_share_one_refresh(
 
     def one(_: int) -> int:
         return httpx.post(
-            f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"), timeout=20
+            f"{gw.url}/v1/responses",
+            json={"model": "gpt-5", "input": "hi"},
+            headers=gw.headers("openai"),
+            timeout=20,
         ).status_code
 
     with ThreadPoolExecutor(10) as pool:
@@ -231,7 +255,9 @@ def test_revoked_login_marks_needs_login_and_keeps_the_token(
     account = add_chatgpt(gw, auth, "acct-1", "work")
     stored_before = gw.services.keychain.get(account_secret_name(account.id))
     auth.fail_next_refreshes(1, "invalid_grant")
-    refused = httpx.post(f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"))
+    refused = httpx.post(
+        f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai")
+    )
     assert refused.status_code == 503
     assert "needs login" in refused.json()["error"]["message"]
     assert gw.account_status(account.id)["health"] == "needs_login"
@@ -258,10 +284,15 @@ def test_chatgpt_and_api_key_share_the_openai_pool(
     assert client(gw).responses.create(model="gpt-5", input="hi").output_text == "Hello from the fake"
     assert platform.requests == []  # the subscription goes first while it has quota
     codex.set_usage("acct-1", primary_used=100)
-    response = httpx.post(f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"))
+    response = httpx.post(
+        f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai")
+    )
     assert response.status_code == 200 and response.headers["x-headway-account"] == "metered"
     assert platform.requests[-1].headers["authorization"] == "Bearer sk-test"
-    assert platform.requests[-1].json == {"model": "gpt-5", "input": "hi"}  # API keys get the agent's body as sent
+    assert platform.requests[-1].json == {
+        "model": "gpt-5",
+        "input": "hi",
+    }  # API keys get the agent's body as sent
     gw.flush_log()
     rows = gw.services.engine.request_log.query(limit=1)
     assert rows[0].fallback_chain == ["work:429", "metered:200"]
@@ -288,14 +319,26 @@ def _codex_turns(codex: FakeCodex) -> list[dict[str, object]]:
     return [r.json for r in codex.requests if r.path == "/backend-api/codex/responses"]
 
 
-def test_keep_warm_replays_the_latest_request_as_a_small_shadow(warm_gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+def test_keep_warm_replays_the_latest_request_as_a_small_shadow(
+    warm_gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
     add_chatgpt(warm_gw, auth, "acct-1", "work")
-    body = {"model": "gpt-5", "input": [{"role": "user", "content": [{"type": "input_text", "text": "long history"}]}], "stream": True}
-    sent = httpx.post(f"{warm_gw.url}/v1/responses", json=body, headers={**warm_gw.headers("openai"), "session_id": "s-main"})
+    body = {
+        "model": "gpt-5",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "long history"}]}],
+        "stream": True,
+    }
+    sent = httpx.post(
+        f"{warm_gw.url}/v1/responses",
+        json=body,
+        headers={**warm_gw.headers("openai"), "session_id": "s-main"},
+    )
     assert sent.status_code == 200
     assert wait_until(lambda: len(_codex_turns(codex)) >= 2, timeout=3)
     real, shadow = _codex_turns(codex)[:2]
-    assert shadow["input"][: len(real["input"])] == real["input"]  # the prefix the next turn reuses, unchanged
+    assert (
+        shadow["input"][: len(real["input"])] == real["input"]
+    )  # the prefix the next turn reuses, unchanged
     assert len(shadow["input"]) == len(real["input"]) + 1
     assert "keep-warm" in json.dumps(shadow["input"][-1])
     assert shadow["store"] is False
@@ -313,7 +356,9 @@ def test_keep_warm_skips_subagents_blocked_accounts_and_when_off(
 ) -> None:
     add_chatgpt(warm_gw, auth, "acct-1", "work")
     headers = {**warm_gw.headers("openai"), "x-session-id": "child", "x-parent-session-id": "parent"}
-    httpx.post(f"{warm_gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi", "stream": True}, headers=headers)
+    httpx.post(
+        f"{warm_gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi", "stream": True}, headers=headers
+    )
     time.sleep(1.0)
     assert len(_codex_turns(codex)) == 1  # a subagent session is not kept warm by default
 
@@ -322,8 +367,14 @@ def test_keep_warm_skips_subagents_blocked_accounts_and_when_off(
         json={"model": "gpt-5", "input": "hi", "stream": True},
         headers={**warm_gw.headers("openai"), "session_id": "main-1"},
     )
-    codex.set_usage("acct-1", primary_used=100)  # the shadow would hit the limit: mark the account exhausted first
-    httpx.post(f"{warm_gw.url}/v1/responses", json={"model": "gpt-5", "input": "x"}, headers=warm_gw.headers("openai"))
+    codex.set_usage(
+        "acct-1", primary_used=100
+    )  # the shadow would hit the limit: mark the account exhausted first
+    httpx.post(
+        f"{warm_gw.url}/v1/responses",
+        json={"model": "gpt-5", "input": "x"},
+        headers=warm_gw.headers("openai"),
+    )
     count = len(_codex_turns(codex))
     time.sleep(1.0)
     assert len(_codex_turns(codex)) == count  # never on an exhausted account
@@ -335,9 +386,13 @@ def test_keep_warm_skips_subagents_blocked_accounts_and_when_off(
     assert len(_codex_turns(codex)) == count
 
 
-def test_chat_usage_is_logged_from_the_responses_stream(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+def test_chat_usage_is_logged_from_the_responses_stream(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
     add_chatgpt(gw, auth, "acct-1", "work")
-    codex.default = Behavior(usage={"input_tokens": 900, "output_tokens": 42, "input_tokens_details": {"cached_tokens": 800}})
+    codex.default = Behavior(
+        usage={"input_tokens": 900, "output_tokens": 42, "input_tokens_details": {"cached_tokens": 800}}
+    )
     for stream in (True, False):
         response = httpx.post(
             f"{gw.url}/v1/chat/completions",
@@ -349,25 +404,39 @@ def test_chat_usage_is_logged_from_the_responses_stream(gw: RunningGateway, auth
     rows = gw.services.engine.request_log.query(limit=2)
     for row in rows:
         assert row.usage is not None
-        assert (row.usage.output_tokens, row.usage.cache_read_tokens, row.usage.input_tokens) == (42, 800, 100)
+        assert (row.usage.output_tokens, row.usage.cache_read_tokens, row.usage.input_tokens) == (
+            42,
+            800,
+            100,
+        )
 
 
 @pytest.mark.parametrize("suffix", ["/backend-api", "/backend-api/", "/", "/backend-api/codex"])
-def test_a_base_url_with_backend_api_is_not_doubled(auth: FakeOpenAIAuth, codex: FakeCodex, suffix: str) -> None:
+def test_a_base_url_with_backend_api_is_not_doubled(
+    auth: FakeOpenAIAuth, codex: FakeCodex, suffix: str
+) -> None:
     """HEADWAY_CHATGPT_BASE_URL as users paste it (…/backend-api) reaches /backend-api/codex/responses, not a 404."""
-    gateway = start_gateway(env={"HEADWAY_CHATGPT_BASE_URL": codex.url + suffix, "HEADWAY_OPENAI_AUTH_URL": auth.url + "/"})
+    gateway = start_gateway(
+        env={"HEADWAY_CHATGPT_BASE_URL": codex.url + suffix, "HEADWAY_OPENAI_AUTH_URL": auth.url + "/"}
+    )
     try:
         add_chatgpt(gateway, auth, "acct-1", "work")
         response = client(gateway).responses.create(model="gpt-5", input="hi")
         assert response.output_text == "Hello from the fake"
         assert codex.requests[-1].path == "/backend-api/codex/responses"
         assert wait_until(lambda: codex.usage_polls >= 1)  # the engine's own calls use the same base
-        assert {r.path for r in codex.requests} <= {"/backend-api/codex/responses", "/backend-api/wham/usage", "/backend-api/codex/models"}
+        assert {r.path for r in codex.requests} <= {
+            "/backend-api/codex/responses",
+            "/backend-api/wham/usage",
+            "/backend-api/codex/models",
+        }
     finally:
         gateway.stop()
 
 
-def test_an_account_base_url_with_backend_api_is_not_doubled(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
+def test_an_account_base_url_with_backend_api_is_not_doubled(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
     add_chatgpt(gw, auth, "acct-1", "work", base_url=codex.url + "/backend-api/")
     assert client(gw).responses.create(model="gpt-5", input="hi").output_text == "Hello from the fake"
     assert codex.requests[-1].path == "/backend-api/codex/responses"

@@ -30,7 +30,15 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "?"), (0.2, "1s"), (61, "2m"), (3600, "1h"), (3601, "2h"), (2 * 86400 - 1, "48h"), (3 * 86400, "3d")],
+    [
+        (None, "?"),
+        (0.2, "1s"),
+        (61, "2m"),
+        (3600, "1h"),
+        (3601, "2h"),
+        (2 * 86400 - 1, "48h"),
+        (3 * 86400, "3d"),
+    ],
 )
 def test_short_duration_is_one_unit_rounded_up(seconds: float | None, text: str) -> None:
     assert short_duration(seconds) == text
@@ -38,7 +46,14 @@ def test_short_duration_is_one_unit_rounded_up(seconds: float | None, text: str)
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(42, "42s"), (425, "7m05s"), (360, "6m00s"), (7380, "2h03m"), (7200, "2h00m"), (3 * 86400 + 4 * 3600, "3d04h")],
+    [
+        (42, "42s"),
+        (425, "7m05s"),
+        (360, "6m00s"),
+        (7380, "2h03m"),
+        (7200, "2h00m"),
+        (3 * 86400 + 4 * 3600, "3d04h"),
+    ],
 )
 def test_compact_duration_is_fixed_width(seconds: float, text: str) -> None:
     assert compact_duration(seconds) == text

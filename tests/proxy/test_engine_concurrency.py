@@ -54,7 +54,9 @@ def problems(monkeypatch: pytest.MonkeyPatch) -> Iterator[Problems]:
     loggers = [logging.getLogger(), logging.getLogger("headway")]
     for logger in loggers:
         logger.addHandler(handler)
-    monkeypatch.setattr(threading, "excepthook", lambda args: handler.add(f"thread {args.thread}: {args.exc_value!r}"))
+    monkeypatch.setattr(
+        threading, "excepthook", lambda args: handler.add(f"thread {args.thread}: {args.exc_value!r}")
+    )
     try:
         yield handler
     finally:
@@ -74,19 +76,31 @@ def test_fifty_streams_with_status_readers_and_continuous_saves(problems: Proble
     seed_state(paths)
     with FakeAnthropic(default=Behavior(chunks=4, delay=0.005)) as upstream:
         environ = {**os.environ, "HEADWAY_ANTHROPIC_BASE_URL": upstream.url}
-        services = build_services(paths, EngineOptions(port=0, environ=environ, state_save_interval=0.05, status_interval=0.05))
+        services = build_services(
+            paths, EngineOptions(port=0, environ=environ, state_save_interval=0.05, status_interval=0.05)
+        )
         services.store.update(lambda s: setattr(s.routing, "mode", "sticky"))
         accounts = [
-            add_api_key_account(services.store, services.keychain, "anthropic-api-key", f"acct-{i}", f"sk-ant-{i}")
+            add_api_key_account(
+                services.store, services.keychain, "anthropic-api-key", f"acct-{i}", f"sk-ant-{i}"
+            )
             for i in range(3)
         ]
         # Every fourth answer is a short rate limit: cool_down runs, accounts come back, sessions move between them.
-        upstream.enqueue(*[Behavior(status=429, retry_after=0.2) if i % 4 == 0 else Behavior(chunks=4, delay=0.005) for i in range(400)])
+        upstream.enqueue(
+            *[
+                Behavior(status=429, retry_after=0.2) if i % 4 == 0 else Behavior(chunks=4, delay=0.005)
+                for i in range(400)
+            ]
+        )
         services.start()
         engine = services.engine
         assert engine._loop is not None
         engine._loop.call_soon_threadsafe(
-            engine._loop.set_exception_handler, lambda loop, context: problems.add(f"loop: {context.get('message')} {context.get('exception')!r}")
+            engine._loop.set_exception_handler,
+            lambda loop, context: problems.add(
+                f"loop: {context.get('message')} {context.get('exception')!r}"
+            ),
         )
         assert wait_until(lambda: len(engine.settings.accounts) == 3, timeout=10)
         key = engine.access_key
@@ -100,8 +114,14 @@ def test_fifty_streams_with_status_readers_and_continuous_saves(problems: Proble
         def agent(n: int) -> None:
             with httpx.Client(timeout=30) as client:
                 for r in range(REQUESTS_EACH):
-                    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "x-session-id": f"ses-{(n + r) % SESSIONS}"}
-                    with client.stream("POST", f"{url}/v1/messages", json={**MESSAGE, "stream": True}, headers=headers) as response:
+                    headers = {
+                        "x-api-key": key,
+                        "anthropic-version": "2023-06-01",
+                        "x-session-id": f"ses-{(n + r) % SESSIONS}",
+                    }
+                    with client.stream(
+                        "POST", f"{url}/v1/messages", json={**MESSAGE, "stream": True}, headers=headers
+                    ) as response:
                         body = response.read().decode()
                     if response.status_code == 200 and "message_stop" not in body:
                         problems.add(f"agent {n}: truncated stream {body[-200:]!r}")

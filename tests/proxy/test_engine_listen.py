@@ -72,7 +72,9 @@ def refused(port: int) -> bool:
     return False
 
 
-def test_start_on_a_busy_port_fails_at_once_with_a_clear_error(anthropic: FakeAnthropic, busy: socket.socket) -> None:
+def test_start_on_a_busy_port_fails_at_once_with_a_clear_error(
+    anthropic: FakeAnthropic, busy: socket.socket
+) -> None:
     port = busy.getsockname()[1]
     services = build(anthropic, port)
     started = time.monotonic()
@@ -86,7 +88,9 @@ def test_start_on_a_busy_port_fails_at_once_with_a_clear_error(anthropic: FakeAn
     services.stop(timeout=3.0)
 
 
-def test_a_live_move_to_a_busy_port_keeps_serving_and_says_why(anthropic: FakeAnthropic, busy: socket.socket) -> None:
+def test_a_live_move_to_a_busy_port_keeps_serving_and_says_why(
+    anthropic: FakeAnthropic, busy: socket.socket
+) -> None:
     first, taken = free_port(), busy.getsockname()[1]
     services = build(anthropic, first)
     services.start()
@@ -102,7 +106,9 @@ def test_a_live_move_to_a_busy_port_keeps_serving_and_says_why(anthropic: FakeAn
         assert engine.port == first and engine.status()["url"] == f"http://127.0.0.1:{first}"
         runtime = json.loads(services.paths.runtime_file.read_text())
         assert runtime["port"] == first  # the CLI still finds the running gateway
-        status = httpx.get(f"http://127.0.0.1:{first}/status", headers={"x-api-key": engine.access_key or ""}, timeout=5)
+        status = httpx.get(
+            f"http://127.0.0.1:{first}/status", headers={"x-api-key": engine.access_key or ""}, timeout=5
+        )
         assert status.json()["listen_error"] == expected  # `headway status --json` reads this
 
         set_port(services, first)  # back to where it listens: the problem is gone
@@ -112,13 +118,17 @@ def test_a_live_move_to_a_busy_port_keeps_serving_and_says_why(anthropic: FakeAn
         services.stop(timeout=3.0)
 
 
-def test_a_live_move_to_a_free_port_moves_and_closes_the_old_one(anthropic: FakeAnthropic, busy: socket.socket) -> None:
+def test_a_live_move_to_a_free_port_moves_and_closes_the_old_one(
+    anthropic: FakeAnthropic, busy: socket.socket
+) -> None:
     first, second = free_port(), free_port()
     services = build(anthropic, first)
     services.start()
     engine = services.engine
     try:
-        set_port(services, busy.getsockname()[1])  # a failed move first: the error must not outlive a good one
+        set_port(
+            services, busy.getsockname()[1]
+        )  # a failed move first: the error must not outlive a good one
         assert wait_until(lambda: engine.status()["listen_error"] is not None, timeout=10)
 
         set_port(services, second)
@@ -146,7 +156,11 @@ def test_a_stream_in_flight_finishes_while_the_gateway_moves(anthropic: FakeAnth
 
     def stream() -> None:
         with httpx.stream(
-            "POST", f"http://127.0.0.1:{first}/v1/messages", json={**MESSAGE, "stream": True}, headers=headers, timeout=20
+            "POST",
+            f"http://127.0.0.1:{first}/v1/messages",
+            json={**MESSAGE, "stream": True},
+            headers=headers,
+            timeout=20,
         ) as response:
             chunks = []
             for chunk in response.iter_text():

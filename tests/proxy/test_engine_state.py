@@ -134,7 +134,9 @@ def test_a_failed_save_is_logged_and_retried(
     finally:
         services.stop(timeout=3.0)
     assert len(calls) >= 3
-    assert any("cannot save the runtime state" in m and "simulated serializer bug" in m for m in errors.messages())
+    assert any(
+        "cannot save the runtime state" in m and "simulated serializer bug" in m for m in errors.messages()
+    )
     assert not any("headway-state-persist" in m for m in errors.messages())  # the task never died
 
 
@@ -199,7 +201,9 @@ async def test_saver_never_runs_two_writes_at_once(tmp_path: Path) -> None:
     assert not overlap
 
 
-async def test_persist_loop_survives_any_failure_and_backs_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_persist_loop_survives_any_failure_and_backs_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     state = RuntimeState(dirty=True)
     attempts = 0
     delays: list[float] = []
@@ -255,7 +259,9 @@ def test_status_from_another_thread_never_touches_the_state(anthropic: FakeAnthr
     try:
         from proxy.accounts import add_api_key_account
 
-        account = add_api_key_account(services.store, services.keychain, "anthropic-api-key", "main", "sk-ant-1")
+        account = add_api_key_account(
+            services.store, services.keychain, "anthropic-api-key", "main", "sk-ant-1"
+        )
         assert wait_until(lambda: engine.settings.account(account.id) is not None)
         threads: list[str] = []
         book = engine._state.health
@@ -285,14 +291,20 @@ def test_status_shows_a_cooldown_as_soon_as_the_agent_has_its_answer(anthropic: 
     try:
         from proxy.accounts import add_api_key_account
 
-        account = add_api_key_account(services.store, services.keychain, "anthropic-api-key", "main", "sk-ant-1")
+        account = add_api_key_account(
+            services.store, services.keychain, "anthropic-api-key", "main", "sk-ant-1"
+        )
         assert wait_until(lambda: engine.settings.account(account.id) is not None)
         assert engine.access_key
         for _ in range(5):
             anthropic.enqueue(Behavior(status=429, retry_after=30))
             response = httpx.post(
                 f"{engine.base_url}/v1/messages",
-                json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+                json={
+                    "model": "claude-sonnet-4-5",
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
                 headers={"x-api-key": engine.access_key, "anthropic-version": "2023-06-01"},
                 timeout=10,
             )

@@ -52,9 +52,15 @@ def _secret_part(key: str) -> str:
 # -- redaction of upstream text ------------------------------------------------------------------------------------
 
 
-def test_an_upstream_401_echoing_the_key_is_stored_and_shown_redacted(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_an_upstream_401_echoing_the_key_is_stored_and_shown_redacted(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     gw.add("anthropic", "main", ANTHROPIC_KEY)
-    anthropic.enqueue(Behavior(status=401, error_type="authentication_error", error_message=f"invalid x-api-key: {ANTHROPIC_KEY}"))
+    anthropic.enqueue(
+        Behavior(
+            status=401, error_type="authentication_error", error_message=f"invalid x-api-key: {ANTHROPIC_KEY}"
+        )
+    )
 
     first = post(gw)
     later = post(gw)  # the account is now blocked: the error body names its state and reason
@@ -68,7 +74,9 @@ def test_an_upstream_401_echoing_the_key_is_stored_and_shown_redacted(gw: Runnin
     over_http = httpx.get(f"{gw.url}/status", headers=gw.headers(), timeout=5).text
     assert secret not in over_http
     state_file = gw.services.paths.state_file
-    assert wait_until(lambda: state_file.exists() and "authentication_error" in state_file.read_text(), timeout=10)
+    assert wait_until(
+        lambda: state_file.exists() and "authentication_error" in state_file.read_text(), timeout=10
+    )
     assert secret not in state_file.read_text()
     gw.flush_log()
     assert all(secret not in (row.error or "") for row in gw.services.engine.request_log.query())
@@ -76,10 +84,26 @@ def test_an_upstream_401_echoing_the_key_is_stored_and_shown_redacted(gw: Runnin
 
 def test_an_openai_401_echoing_the_key_is_redacted(gw: RunningGateway, openai: FakeOpenAI) -> None:
     gw.add("openai", "main", OPENAI_KEY)
-    openai.enqueue(Behavior(status=401, error_type="invalid_api_key", error_message=f"Incorrect API key provided: {OPENAI_KEY}."))
-    response = httpx.post(f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"), timeout=15)
+    openai.enqueue(
+        Behavior(
+            status=401,
+            error_type="invalid_api_key",
+            error_message=f"Incorrect API key provided: {OPENAI_KEY}.",
+        )
+    )
+    response = httpx.post(
+        f"{gw.url}/v1/responses",
+        json={"model": "gpt-5", "input": "hi"},
+        headers=gw.headers("openai"),
+        timeout=15,
+    )
     assert response.status_code == 503
-    later = httpx.post(f"{gw.url}/v1/responses", json={"model": "gpt-5", "input": "hi"}, headers=gw.headers("openai"), timeout=15)
+    later = httpx.post(
+        f"{gw.url}/v1/responses",
+        json={"model": "gpt-5", "input": "hi"},
+        headers=gw.headers("openai"),
+        timeout=15,
+    )
     secret = _secret_part(OPENAI_KEY)
     assert secret not in response.text and secret not in later.text and secret not in json.dumps(gw.status())
 
@@ -100,7 +124,11 @@ def test_a_passed_through_400_is_redacted_and_a_non_json_error_gets_the_protocol
 ) -> None:
     gw.add("anthropic", "main", ANTHROPIC_KEY)
     anthropic.enqueue(
-        Behavior(status=400, error_type="invalid_request_error", error_message=f"bad header x-api-key={ANTHROPIC_KEY}"),
+        Behavior(
+            status=400,
+            error_type="invalid_request_error",
+            error_message=f"bad header x-api-key={ANTHROPIC_KEY}",
+        ),
         Behavior(status=404, body=b"<html>not here</html>"),
     )
     first = post(gw)
@@ -142,7 +170,9 @@ def test_every_account_429_with_retry_after_zero_is_a_429_in_the_agents_shape(
     gw.add("anthropic", "main", "sk-ant-main")
     gw.add("anthropic", "backup", "sk-ant-back")
     for _ in range(2):
-        anthropic.enqueue(Behavior(status=429, retry_after=0, error_type="rate_limit_error", error_message="slow down"))
+        anthropic.enqueue(
+            Behavior(status=429, retry_after=0, error_type="rate_limit_error", error_message="slow down")
+        )
     response = post(gw)
     assert response.status_code == 429, response.text
     error = response.json()
@@ -188,7 +218,9 @@ def test_an_agent_that_hangs_up_is_not_served_by_the_next_account(
     assert anthropic.request_count == 1  # the backup account never spent quota on nobody
 
 
-def test_an_agent_that_hangs_up_during_a_retry_back_off_stops_it(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_an_agent_that_hangs_up_during_a_retry_back_off_stops_it(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
     gw.edit(lambda s: setattr(s.routing, "retry_base_delay_seconds", 5.0))
     anthropic.enqueue(Behavior(status=529, error_type="overloaded_error"))
@@ -214,7 +246,9 @@ def test_defaults_bound_a_hang() -> None:
     assert gateway.first_byte_timeout_seconds < gateway.read_timeout_seconds
 
 
-def test_a_streamed_request_moves_on_after_the_first_byte_timeout(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_a_streamed_request_moves_on_after_the_first_byte_timeout(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
     gw.add("anthropic", "backup", "sk-ant-backup")
     gw.edit(lambda s: setattr(s.gateway, "read_timeout_seconds", 30.0))
@@ -229,7 +263,9 @@ def test_a_streamed_request_moves_on_after_the_first_byte_timeout(gw: RunningGat
     assert gw.services.engine.request_log.query()[0].fallback_chain == ["main:no-headers", "backup:200"]
 
 
-def test_the_request_deadline_bounds_every_account_together(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_the_request_deadline_bounds_every_account_together(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     for name in ("a", "b", "c", "d"):
         gw.add("anthropic", name, f"sk-ant-{name}")
 
@@ -253,9 +289,15 @@ def test_the_request_deadline_bounds_every_account_together(gw: RunningGateway, 
 
 
 @pytest.mark.parametrize("reset", ["inf", "nan", "1e999"])
-def test_a_non_finite_quota_reset_does_not_block_an_account_for_ever(gw: RunningGateway, openai: FakeOpenAI, reset: str) -> None:
+def test_a_non_finite_quota_reset_does_not_block_an_account_for_ever(
+    gw: RunningGateway, openai: FakeOpenAI, reset: str
+) -> None:
     gw.add("openai", "main", "sk-main-0123456789abcdef")
-    headers = {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": reset}
+    headers = {
+        "x-ratelimit-limit-requests": "100",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": reset,
+    }
     openai.enqueue(Behavior(status=429, error_type="rate_limit_exceeded", headers=headers))
     body = {"model": "gpt-5", "input": "hi"}
     first = httpx.post(f"{gw.url}/v1/responses", json=body, headers=gw.headers("openai"), timeout=15)

@@ -64,7 +64,9 @@ def test_streams_pass_through_unchanged(gw: RunningGateway, anthropic: FakeAnthr
     assert anthropic.requests[-1].headers["x-api-key"] == "sk-ant-main"
 
 
-def test_protocol_headers_pass_and_internal_headers_are_stripped(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_protocol_headers_pass_and_internal_headers_are_stripped(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
     response = httpx.post(
         f"{gw.url}/v1/messages?beta=true",
@@ -82,7 +84,9 @@ def test_protocol_headers_pass_and_internal_headers_are_stripped(gw: RunningGate
     assert response.status_code == 200, response.text
     seen = anthropic.requests[-1]
     assert seen.query == {"beta": "true"}
-    assert seen.headers["anthropic-beta"] == "prompt-caching-2024-07-31,fine-grained-tool-streaming-2025-05-14"
+    assert (
+        seen.headers["anthropic-beta"] == "prompt-caching-2024-07-31,fine-grained-tool-streaming-2025-05-14"
+    )
     assert seen.headers["anthropic-version"] == "2023-06-01"
     assert seen.headers["x-claude-code-session-id"] == "cc-1"
     assert "x-parent-session-id" not in seen.headers and "x-session-affinity" not in seen.headers
@@ -115,7 +119,9 @@ def test_access_key_required_in_both_forms(gw: RunningGateway) -> None:
     refused = httpx.post(f"{gw.url}/v1/messages", json=MESSAGE)
     assert refused.status_code == 401
     assert refused.json()["type"] == "error" and refused.json()["error"]["type"] == "authentication_error"
-    openai_refused = httpx.post(f"{gw.url}/v1/responses", json=RESPONSES, headers={"authorization": "Bearer nope"})
+    openai_refused = httpx.post(
+        f"{gw.url}/v1/responses", json=RESPONSES, headers={"authorization": "Bearer nope"}
+    )
     assert openai_refused.status_code == 401 and "message" in openai_refused.json()["error"]
     ok = httpx.post(f"{gw.url}/v1/messages", json=MESSAGE, headers={"authorization": f"Bearer {gw.key}"})
     assert ok.status_code == 200
@@ -176,7 +182,9 @@ def test_rate_limited_account_falls_back_and_cools_down(gw: RunningGateway, anth
     assert [r.fallback_chain for r in reversed(rows)] == [["main:429", "backup:200"], ["backup:200"]]
 
 
-def test_cooldown_uses_rate_limit_reset_when_no_retry_after(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_cooldown_uses_rate_limit_reset_when_no_retry_after(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     main = gw.add("anthropic", "main", "sk-ant-main")
     gw.add("anthropic", "backup", "sk-ant-backup")
     anthropic.enqueue(
@@ -190,7 +198,9 @@ def test_cooldown_uses_rate_limit_reset_when_no_retry_after(gw: RunningGateway, 
     assert 110 < gw.account_status(main.id)["blocked_for_seconds"] <= 120
 
 
-def test_all_accounts_exhausted_is_a_429_with_earliest_reset(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_all_accounts_exhausted_is_a_429_with_earliest_reset(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
     gw.add("anthropic", "backup", "sk-ant-backup")
     anthropic.enqueue(
@@ -219,14 +229,20 @@ def test_openai_exhausted_error_has_openai_shape(gw: RunningGateway, openai: Fak
     assert "retry-after" in refused.headers
 
 
-def test_auth_failure_skips_account_until_its_key_changes(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_auth_failure_skips_account_until_its_key_changes(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     anthropic.valid_keys = {"sk-ant-good", "sk-ant-fixed"}
     main = gw.add("anthropic", "main", "sk-ant-bad")
     gw.add("anthropic", "backup", "sk-ant-good")
     assert post(gw).headers["x-headway-account"] == "backup"
     assert gw.account_status(main.id)["health"] == "auth_failed"
     post(gw)
-    assert [r.headers["x-api-key"] for r in anthropic.requests] == ["sk-ant-bad", "sk-ant-good", "sk-ant-good"]
+    assert [r.headers["x-api-key"] for r in anthropic.requests] == [
+        "sk-ant-bad",
+        "sk-ant-good",
+        "sk-ant-good",
+    ]
 
     from proxy.accounts import set_api_key
 
@@ -245,7 +261,9 @@ def test_overloaded_is_retried_on_the_same_account(gw: RunningGateway, anthropic
     assert [r.headers["x-api-key"] for r in anthropic.requests] == ["sk-ant-main"] * 3
 
 
-def test_retries_are_bounded_then_the_upstream_error_passes(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_retries_are_bounded_then_the_upstream_error_passes(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
     gw.edit(lambda s: setattr(s.routing, "max_retries", 1))
     anthropic.default = Behavior(status=529, error_type="overloaded_error")
@@ -286,7 +304,9 @@ def test_connection_dropped_before_content_falls_back(gw: RunningGateway, anthro
     assert sse_events(served.text).count("message_start") == 1
 
 
-def test_connection_dropped_mid_stream_ends_with_an_error_event(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_connection_dropped_mid_stream_ends_with_an_error_event(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
     gw.add("anthropic", "backup", "sk-ant-backup")
     anthropic.enqueue(Behavior(drop_after_events=5, chunks=6))
@@ -310,7 +330,9 @@ def test_unreachable_upstream_is_502() -> None:
 
 
 def test_upstream_timeout_is_504(anthropic: FakeAnthropic) -> None:
-    slow = start_gateway(anthropic_url=anthropic.url, settings=lambda s: setattr(s.gateway, "read_timeout_seconds", 0.5))
+    slow = start_gateway(
+        anthropic_url=anthropic.url, settings=lambda s: setattr(s.gateway, "read_timeout_seconds", 0.5)
+    )
     try:
         slow.add("anthropic", "main", "sk-ant-main")
         anthropic.enqueue(Behavior(hang=True))
@@ -359,8 +381,14 @@ def test_quota_headers_become_status_and_steer_routing(gw: RunningGateway, anthr
 
 def test_openai_rate_limit_headers_are_read(gw: RunningGateway, openai: FakeOpenAI) -> None:
     account = gw.add("openai", "main", "sk-main")
-    openai.enqueue(Behavior(headers=openai_ratelimit_headers(requests_limit=500, requests_remaining=250, requests_reset=90)))
-    ok = httpx.post(f"{gw.url}/v1/responses", json={**RESPONSES, "stream": True}, headers=gw.headers("openai"))
+    openai.enqueue(
+        Behavior(
+            headers=openai_ratelimit_headers(requests_limit=500, requests_remaining=250, requests_reset=90)
+        )
+    )
+    ok = httpx.post(
+        f"{gw.url}/v1/responses", json={**RESPONSES, "stream": True}, headers=gw.headers("openai")
+    )
     assert ok.status_code == 200 and "response.completed" in ok.text
     windows = {w["name"]: w for w in gw.account_status(account.id)["quota"]["windows"]}
     assert windows["requests"]["remaining_percent"] == 50.0
@@ -404,7 +432,9 @@ def test_broken_edit_keeps_last_good_settings_and_says_why(gw: RunningGateway) -
 
 def test_usage_is_logged_with_cost(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
-    anthropic.enqueue(Behavior(usage={"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 5000}))
+    anthropic.enqueue(
+        Behavior(usage={"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 5000})
+    )
     post(gw, {**MESSAGE, "stream": True}, **{"x-session-id": "ses_abc"})
     gw.flush_log()
     row = gw.services.engine.request_log.query()[0]
@@ -431,7 +461,10 @@ CACHED = {
     "messages": [
         {"role": "user", "content": [{"type": "text", "text": "first"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
-        {"role": "user", "content": [{"type": "text", "text": "second", "cache_control": {"type": "ephemeral"}}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "second", "cache_control": {"type": "ephemeral"}}],
+        },
     ],
 }
 
@@ -439,7 +472,9 @@ CACHED = {
 def test_cache_mode_off_leaves_the_body_byte_for_byte(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
     raw = json.dumps(CACHED, indent=1).encode()
-    httpx.post(f"{gw.url}/v1/messages", content=raw, headers={**gw.headers(), "content-type": "application/json"})
+    httpx.post(
+        f"{gw.url}/v1/messages", content=raw, headers={**gw.headers(), "content-type": "application/json"}
+    )
     assert anthropic.requests[-1].body == raw
 
 
@@ -461,6 +496,7 @@ def test_hybrid_cache_mode_sets_1h_and_spares_subagents(gw: RunningGateway, anth
 
 def test_dumps_write_the_final_upstream_body_privately(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
     gw.add("anthropic", "main", "sk-ant-main")
+
     def turn_on(s: Settings) -> None:
         s.dumps.enabled = True
         s.cache.anthropic_mode = "explicit"

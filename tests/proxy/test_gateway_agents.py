@@ -67,7 +67,12 @@ def test_claude_code_with_anthropic_api_key_exported_is_served(
     ],
 )
 def test_pi_with_a_provider_key_exported_is_told_which_variable_to_unset(
-    gw: tuple[RunningGateway, FakeAnthropic], tmp_path: Path, provider: str, model: str, exported: str, variable: str
+    gw: tuple[RunningGateway, FakeAnthropic],
+    tmp_path: Path,
+    provider: str,
+    model: str,
+    exported: str,
+    variable: str,
 ) -> None:
     # Pi's exported ANTHROPIC_API_KEY / OPENAI_API_KEY wins over the key in its models.json: the refusal names it.
     require_agent("pi")

@@ -65,7 +65,12 @@ def test_deeply_nested_json_is_a_400_in_protocol_shape(gw: RunningGateway, path:
     assert "nested too deeply" in message
     deep_object = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
     assert "nested too deeply" in assert_shape(send(gw, path, deep_object, protocol), path, 400)
-    assert send(gw, path, json.dumps(MESSAGE if protocol == "anthropic" else RESPONSES).encode(), protocol).status_code == 200
+    assert (
+        send(
+            gw, path, json.dumps(MESSAGE if protocol == "anthropic" else RESPONSES).encode(), protocol
+        ).status_code
+        == 200
+    )
 
 
 def test_json_deep_enough_for_the_transforms_but_not_the_parser_is_a_400(gw: RunningGateway) -> None:
@@ -73,7 +78,9 @@ def test_json_deep_enough_for_the_transforms_but_not_the_parser_is_a_400(gw: Run
     gw.edit(lambda s: setattr(s.cache, "anthropic_mode", "hybrid"))
     for depth in (200, 500, 900, 990):
         nested = "[" * depth + '"x"' + "]" * depth
-        body = json.dumps({**MESSAGE, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})
+        body = json.dumps(
+            {**MESSAGE, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+        )
         body = body.replace('"text": "hi"', f'"text": "hi", "x": {nested}')
         response = send(gw, "/v1/messages", body.encode())
         assert response.status_code in (200, 400), (depth, response.status_code, response.text)
@@ -101,7 +108,9 @@ def test_invalid_utf8_is_a_400(gw: RunningGateway, path: str, protocol: str) -> 
         (b'{"a": 1} trailing', "not valid JSON"),
     ],
 )
-def test_bodies_that_are_not_a_json_object_are_a_400(gw: RunningGateway, content: bytes, expected: str) -> None:
+def test_bodies_that_are_not_a_json_object_are_a_400(
+    gw: RunningGateway, content: bytes, expected: str
+) -> None:
     for path, protocol in (("/v1/messages", "anthropic"), ("/v1/responses", "openai")):
         message = assert_shape(send(gw, path, content, protocol), path, 400)
         assert expected.replace("not ", "") in message
@@ -170,7 +179,9 @@ def test_an_unhandled_error_is_a_json_500_with_the_traceback_in_the_log(
     assert send(gw, "/v1/messages", json.dumps(MESSAGE).encode()).status_code == 200
 
 
-def test_an_error_mid_stream_is_logged_and_breaks_the_stream(gw: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_error_mid_stream_is_logged_and_breaks_the_stream(
+    gw: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from starlette.responses import StreamingResponse
 
     async def events() -> AsyncIterator[bytes]:
@@ -184,7 +195,9 @@ def test_an_error_mid_stream_is_logged_and_breaks_the_stream(gw: RunningGateway,
     assert forwarder is not None
     monkeypatch.setattr(forwarder, "handle", streaming)
     with pytest.raises(httpx.RemoteProtocolError):  # a broken stream, never a clean (truncated) end
-        with httpx.stream("POST", f"{gw.url}/v1/messages", json=MESSAGE, headers=gw.headers(), timeout=10) as response:
+        with httpx.stream(
+            "POST", f"{gw.url}/v1/messages", json=MESSAGE, headers=gw.headers(), timeout=10
+        ) as response:
             assert response.status_code == 200
             for _ in response.iter_bytes():
                 pass
@@ -201,7 +214,9 @@ def test_an_error_in_the_guard_is_a_json_500(gw: RunningGateway, monkeypatch: py
     while not hasattr(guard, "hooks"):
         guard = guard.app
     monkeypatch.setattr(guard.hooks, "access_key", broken)
-    failed = send(gw, "/v1/chat/completions", json.dumps({"model": "gpt-5", "messages": []}).encode(), "openai")
+    failed = send(
+        gw, "/v1/chat/completions", json.dumps({"model": "gpt-5", "messages": []}).encode(), "openai"
+    )
     assert assert_shape(failed, "/v1/chat/completions", 500)
     assert "KeyError: 'keychain went away'" in log_text(gw)
 
@@ -266,7 +281,9 @@ def test_a_slow_head_on_a_kept_alive_connection_is_closed(gw: RunningGateway, sh
     sock.close()
 
 
-def test_a_trickling_body_is_closed(gw: RunningGateway, short_deadlines: None, anthropic: FakeAnthropic) -> None:
+def test_a_trickling_body_is_closed(
+    gw: RunningGateway, short_deadlines: None, anthropic: FakeAnthropic
+) -> None:
     sock = connect(gw)
     head = (
         f"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {gw.key}\r\n"

@@ -49,7 +49,11 @@ def test_provider_key_as_x_api_key_next_to_the_local_key_as_bearer_is_served(
     served = httpx.post(
         f"{gw.url}/v1/messages?beta=true",
         json=MESSAGE,
-        headers={"x-api-key": ANTHROPIC_KEY, "authorization": f"Bearer {gw.key}", "anthropic-version": "2023-06-01"},
+        headers={
+            "x-api-key": ANTHROPIC_KEY,
+            "authorization": f"Bearer {gw.key}",
+            "anthropic-version": "2023-06-01",
+        },
         timeout=10,
     )
     assert served.status_code == 200, served.text
@@ -68,7 +72,9 @@ def test_local_key_as_x_api_key_next_to_a_provider_bearer_is_served(gw: RunningG
     assert served.status_code == 200, served.text
 
 
-def test_anthropic_key_alone_is_refused_naming_the_variable(gw: RunningGateway, anthropic: FakeAnthropic) -> None:
+def test_anthropic_key_alone_is_refused_naming_the_variable(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
     refused = httpx.post(
         f"{gw.url}/v1/messages",
         json=MESSAGE,
@@ -79,7 +85,9 @@ def test_anthropic_key_alone_is_refused_naming_the_variable(gw: RunningGateway, 
     body = refused.json()
     assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
     message = body["error"]["message"]
-    assert "Anthropic API key" in message and "unset ANTHROPIC_API_KEY" in message and "headway key" in message
+    assert (
+        "Anthropic API key" in message and "unset ANTHROPIC_API_KEY" in message and "headway key" in message
+    )
     assert ANTHROPIC_KEY not in refused.text
     assert anthropic.requests == []
 
@@ -88,7 +96,9 @@ def test_anthropic_key_alone_is_refused_naming_the_variable(gw: RunningGateway, 
 def test_openai_key_alone_is_refused_in_openai_shape(
     gw: RunningGateway, openai: FakeOpenAI, path: str, body: dict[str, object]
 ) -> None:
-    refused = httpx.post(f"{gw.url}{path}", json=body, headers={"authorization": f"Bearer {OPENAI_KEY}"}, timeout=10)
+    refused = httpx.post(
+        f"{gw.url}{path}", json=body, headers={"authorization": f"Bearer {OPENAI_KEY}"}, timeout=10
+    )
     assert refused.status_code == 401
     error = refused.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -99,7 +109,9 @@ def test_openai_key_alone_is_refused_in_openai_shape(
 
 
 def test_anthropic_key_sent_to_an_openai_route_names_the_anthropic_variable(gw: RunningGateway) -> None:
-    refused = httpx.post(f"{gw.url}/v1/responses", json=RESPONSES, headers={"authorization": f"Bearer {ANTHROPIC_KEY}"})
+    refused = httpx.post(
+        f"{gw.url}/v1/responses", json=RESPONSES, headers={"authorization": f"Bearer {ANTHROPIC_KEY}"}
+    )
     assert refused.status_code == 401 and "ANTHROPIC_API_KEY" in refused.json()["error"]["message"]
 
 
@@ -119,7 +131,9 @@ def test_a_wrong_key_and_a_missing_key_say_so(gw: RunningGateway) -> None:
 
 
 def test_models_refusal_answers_in_the_asking_protocol(gw: RunningGateway) -> None:
-    refused = httpx.get(f"{gw.url}/v1/models", headers={"x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"})
+    refused = httpx.get(
+        f"{gw.url}/v1/models", headers={"x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"}
+    )
     assert refused.status_code == 401
     assert refused.json()["type"] == "error" and "ANTHROPIC_API_KEY" in refused.json()["error"]["message"]
 
@@ -128,7 +142,12 @@ def test_refusals_are_logged_rate_limited_and_without_the_key(gw: RunningGateway
     headers = {"x-api-key": ANTHROPIC_KEY, "user-agent": "claude-cli/2.1.0 (external, cli)"}
     for _ in range(5):
         assert httpx.post(f"{gw.url}/v1/messages", json=MESSAGE, headers=headers).status_code == 401
-    assert httpx.post(f"{gw.url}/v1/responses", json=RESPONSES, headers={"authorization": "Bearer nope"}).status_code == 401
+    assert (
+        httpx.post(
+            f"{gw.url}/v1/responses", json=RESPONSES, headers={"authorization": "Bearer nope"}
+        ).status_code
+        == 401
+    )
     lines = refusal_lines(gw)
     anthropic_lines = [line for line in lines if "/v1/messages" in line]
     assert len(anthropic_lines) == 1, lines  # five refusals, one line
@@ -173,7 +192,12 @@ def test_claude_code_probe_needs_no_key_and_logs_no_refusal(gw: RunningGateway) 
 
 
 def test_host_and_origin_refusals_are_logged(gw: RunningGateway) -> None:
-    assert httpx.post(f"{gw.url}/v1/messages", json=MESSAGE, headers={**gw.headers(), "host": "evil.example"}).status_code == 403
+    assert (
+        httpx.post(
+            f"{gw.url}/v1/messages", json=MESSAGE, headers={**gw.headers(), "host": "evil.example"}
+        ).status_code
+        == 403
+    )
     assert any("foreign Host header" in line for line in refusal_lines(gw))
 
 
@@ -183,6 +207,11 @@ def test_key_check_skipped_when_turned_off_on_loopback(anthropic: FakeAnthropic)
     )
     try:
         gateway.add("anthropic", "main", "sk-ant-main")
-        assert httpx.post(f"{gateway.url}/v1/messages", json=MESSAGE, headers={"x-api-key": ANTHROPIC_KEY}).status_code == 200
+        assert (
+            httpx.post(
+                f"{gateway.url}/v1/messages", json=MESSAGE, headers={"x-api-key": ANTHROPIC_KEY}
+            ).status_code
+            == 200
+        )
     finally:
         gateway.stop()

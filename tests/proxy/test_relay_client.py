@@ -118,7 +118,9 @@ def _client(
     return client, http, settings
 
 
-async def _send(client: RelayClient, http: httpx.AsyncClient, body: bytes, session: str = "ses_1") -> httpx.Response:
+async def _send(
+    client: RelayClient, http: httpx.AsyncClient, body: bytes, session: str = "ses_1"
+) -> httpx.Response:
     response = await client.send(http, _out(body), session)
     assert response is not None
     await response.aread()
@@ -163,7 +165,9 @@ async def test_full_sync_then_patches_with_the_savings_counted() -> None:
 async def test_the_response_is_the_upstreams_without_the_relay_mark() -> None:
     worker = PyWorker()
     worker.answer = lambda header, body: httpx.Response(
-        429, headers={"x-headway-relay": "1", "retry-after": "30", "content-type": "application/json"}, json={"e": 1}
+        429,
+        headers={"x-headway-relay": "1", "retry-after": "30", "content-type": "application/json"},
+        json={"e": 1},
     )
     relay, http, _ = _client(worker)
     response = await _send(relay, http, _body(1))
@@ -249,7 +253,9 @@ async def test_sessions_beyond_the_limit_and_idle_ones_are_forgotten() -> None:
     for session in ("a", "b", "c"):
         await _send(relay, http, _body(1), session)
     assert relay.stats()["base_bodies"]["sessions"] == 2
-    assert _trip(await _send(relay, http, _body(2), "a")).mode == "full_sync"  # "a" was the least recently used
+    assert (
+        _trip(await _send(relay, http, _body(2), "a")).mode == "full_sync"
+    )  # "a" was the least recently used
     assert _trip(await _send(relay, http, _body(2), "c")).mode == "patch"
     clock.now += 11 * 60
     assert _trip(await _send(relay, http, _body(3), "c")).mode == "full_sync"
@@ -320,9 +326,13 @@ async def test_a_turn_that_more_than_doubles_the_body_still_patches_its_lane() -
     """A long tool result (a whole file) added in the middle of the body: the base lives on, so it is the same lane."""
     worker = PyWorker()
     relay, http, _ = _client(worker)
-    first = json.dumps({"model": "m", "messages": [{"role": "user", "content": "read it"}], "tools": ["t" * 20000]}).encode()
+    first = json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "read it"}], "tools": ["t" * 20000]}
+    ).encode()
     file_text = " ".join(f"line {i} of the file" for i in range(3000))
-    second = first.replace(b'"read it"}]', b'"read it"},{"role":"user","content":"' + file_text.encode() + b'"}]')
+    second = first.replace(
+        b'"read it"}]', b'"read it"},{"role":"user","content":"' + file_text.encode() + b'"}]'
+    )
     assert len(second) > 2 * len(first)
     await _send(relay, http, first)
     trip = _trip(await _send(relay, http, second))

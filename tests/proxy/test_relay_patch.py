@@ -24,12 +24,21 @@ def _agent_bodies(turns: int, seed: int = 7) -> list[bytes]:
     bodies = []
     for turn in range(turns):
         text = " ".join(rng.choice(words) for _ in range(rng.randint(50, 3000)))
-        messages.append({"role": "user" if turn % 2 == 0 else "assistant", "content": [{"type": "text", "text": text}]})
+        messages.append(
+            {"role": "user" if turn % 2 == 0 else "assistant", "content": [{"type": "text", "text": text}]}
+        )
         history = json.loads(json.dumps(messages))
         history[-1]["content"][0]["cache_control"] = {"type": "ephemeral"}
-        system = [{"type": "text", "text": "You are an agent. " * 800}, {"type": "text", "text": f"turn {turn}"}]
-        tools = [{"name": f"tool_{i}", "description": "does things " * 40, "input_schema": {}} for i in range(30)]
-        bodies.append(json.dumps({"model": "m", "system": system, "tools": tools, "messages": history}).encode())
+        system = [
+            {"type": "text", "text": "You are an agent. " * 800},
+            {"type": "text", "text": f"turn {turn}"},
+        ]
+        tools = [
+            {"name": f"tool_{i}", "description": "does things " * 40, "input_schema": {}} for i in range(30)
+        ]
+        bodies.append(
+            json.dumps({"model": "m", "system": system, "tools": tools, "messages": history}).encode()
+        )
     return bodies
 
 
@@ -39,7 +48,9 @@ def _agent_bodies(turns: int, seed: int = 7) -> list[bytes]:
     edits=st.lists(st.tuples(st.integers(0, 600), st.integers(0, 40), st.binary(max_size=200)), max_size=5),
     min_match=st.sampled_from([8, 64]),
 )
-def test_diff_then_apply_rebuilds_exactly(old: bytes, edits: list[tuple[int, int, bytes]], min_match: int) -> None:
+def test_diff_then_apply_rebuilds_exactly(
+    old: bytes, edits: list[tuple[int, int, bytes]], min_match: int
+) -> None:
     new = bytearray(old)
     for pos, delete, insert in edits:
         pos = min(pos, len(new))

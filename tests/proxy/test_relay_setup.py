@@ -77,7 +77,9 @@ def cloudflare() -> Iterator[FakeCloudflare]:
 def _setup(
     cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain, token: str = CF_TOKEN, **kw: Any
 ) -> RelayInfo:
-    return setup_relay(token, CF_ACCOUNT, keychain=keychain, store=store, api_base=cloudflare.url, probe=False, **kw)
+    return setup_relay(
+        token, CF_ACCOUNT, keychain=keychain, store=store, api_base=cloudflare.url, probe=False, **kw
+    )
 
 
 def _calls(cloudflare: FakeCloudflare) -> list[str]:
@@ -140,7 +142,9 @@ def test_rerun_upgrades_in_place_keeping_or_rotating_the_secret(
     assert cloudflare.problems == []
 
 
-def test_kv_storage_creates_its_namespace_once(cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain) -> None:
+def test_kv_storage_creates_its_namespace_once(
+    cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain
+) -> None:
     first = _setup(cloudflare, store, keychain, storage="kv")
     second = _setup(cloudflare, store, keychain, storage="kv")
     assert list(cloudflare.namespaces.values()) == ["headway-relay"]
@@ -154,14 +158,18 @@ def test_kv_storage_creates_its_namespace_once(cloudflare: FakeCloudflare, store
     assert store.current.relay.storage == "kv"
 
 
-def test_a_bad_token_changes_nothing(cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain) -> None:
+def test_a_bad_token_changes_nothing(
+    cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain
+) -> None:
     with pytest.raises(InvalidToken, match="rejected this API token") as info:
         _setup(cloudflare, store, keychain, token="not-a-real-token")
     assert "1000 Invalid API Token" in str(info.value) and "Workers Scripts · Edit" in str(info.value)
     assert not any(r.method == "PUT" for r in cloudflare.requests)
     assert keychain.get(RELAY_SECRET) is None and not store.current.relay.enabled
     # Other routes refuse it with Cloudflare's 403 envelope.
-    response = httpx.get(f"{cloudflare.url}/accounts/{CF_ACCOUNT}/workers/scripts", headers={"authorization": "Bearer nope"})
+    response = httpx.get(
+        f"{cloudflare.url}/accounts/{CF_ACCOUNT}/workers/scripts", headers={"authorization": "Bearer nope"}
+    )
     assert response.status_code == 403
     assert response.json() == {
         "success": False,
@@ -171,7 +179,9 @@ def test_a_bad_token_changes_nothing(cloudflare: FakeCloudflare, store: Settings
     }
 
 
-def test_missing_permissions_are_named(cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain) -> None:
+def test_missing_permissions_are_named(
+    cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain
+) -> None:
     with pytest.raises(MissingPermission, match="Workers Scripts · Edit") as info:
         _setup(cloudflare, store, keychain, token="cf-no-scripts-0000000000000000")
     assert "10000 Authentication error" in str(info.value) and CF_ACCOUNT in str(info.value)
@@ -188,9 +198,13 @@ def test_an_account_owned_token_verifies_under_the_account(
     assert store.current.relay.enabled
 
 
-def test_account_ids_are_checked(cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain) -> None:
+def test_account_ids_are_checked(
+    cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain
+) -> None:
     with pytest.raises(RelaySetupError, match="32 hexadecimal"):
-        setup_relay(CF_TOKEN, "my-account", keychain=keychain, store=store, api_base=cloudflare.url, probe=False)
+        setup_relay(
+            CF_TOKEN, "my-account", keychain=keychain, store=store, api_base=cloudflare.url, probe=False
+        )
     assert cloudflare.requests == []
     other = "f" * 32
     with pytest.raises(MissingPermission, match=other):
@@ -223,7 +237,14 @@ def test_an_unreachable_api_says_so(store: SettingsStore, keychain: Keychain) ->
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(CloudflareError, match="cannot reach the Cloudflare API"):
-        setup_relay(CF_TOKEN, CF_ACCOUNT, keychain=keychain, store=store, api_base=f"http://127.0.0.1:{port}", probe=False)
+        setup_relay(
+            CF_TOKEN,
+            CF_ACCOUNT,
+            keychain=keychain,
+            store=store,
+            api_base=f"http://127.0.0.1:{port}",
+            probe=False,
+        )
 
 
 async def test_the_uploaded_worker_runs_and_relays_with_the_keychains_secret(
@@ -235,13 +256,22 @@ async def test_the_uploaded_worker_runs_and_relays_with_the_keychains_secret(
     deployed.parent.mkdir()
     deployed.write_text(script.main_source)
     token = script.binding("RELAY_TOKEN")["text"]
-    with launch_worker(token=token, script=deployed, log_dir=tmp_path / "logs") as running, FakeAnthropic() as upstream:
+    with (
+        launch_worker(token=token, script=deployed, log_dir=tmp_path / "logs") as running,
+        FakeAnthropic() as upstream,
+    ):
         store.update(lambda s: setattr(s.relay, "url", running.url))
         status = relay_status(store, keychain)
         assert status["worker"]["ok"] and status["worker"]["storage"] == "durable_object"
         assert status["secret_in_keychain"] and status["enabled"]
         relay = RelayClient(lambda: store.current.relay, lambda: keychain.get(RELAY_SECRET))
-        body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi " * 5000}]})
+        body = json.dumps(
+            {
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "hi " * 5000}],
+            }
+        )
         out = Outgoing("POST", f"{upstream.url}/v1/messages", {"x-api-key": "sk-ant-x"}, body.encode())
         async with httpx.AsyncClient() as http:
             response = await relay.send(http, out, "ses_setup")
@@ -267,22 +297,54 @@ def test_disable_and_forget(cloudflare: FakeCloudflare, store: SettingsStore, ke
 
 
 def test_cli_setup_status_disable(cloudflare: FakeCloudflare, store: SettingsStore) -> None:
-    store.update(lambda s: setattr(s.secrets, "backend", "file"))  # the in-memory keyring does not cross processes
+    store.update(
+        lambda s: setattr(s.secrets, "backend", "file")
+    )  # the in-memory keyring does not cross processes
     env = {"HEADWAY_CLOUDFLARE_API_URL": cloudflare.url}
-    bad = run_cli("relay", "setup", "--account-id", CF_ACCOUNT, "--api-token-stdin", "--no-probe", input="nope\n", env=env)
+    bad = run_cli(
+        "relay",
+        "setup",
+        "--account-id",
+        CF_ACCOUNT,
+        "--api-token-stdin",
+        "--no-probe",
+        input="nope\n",
+        env=env,
+    )
     assert bad.returncode == 1 and "rejected this API token" in bad.stderr
-    done = run_cli("relay", "setup", "--account-id", CF_ACCOUNT, "--api-token-stdin", "--no-probe", input=CF_TOKEN + "\n", env=env)
+    done = run_cli(
+        "relay",
+        "setup",
+        "--account-id",
+        CF_ACCOUNT,
+        "--api-token-stdin",
+        "--no-probe",
+        input=CF_TOKEN + "\n",
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert f"Deployed Worker {NAME} 1.0.0 at https://{NAME}.alice.workers.dev" in done.stdout
     assert "the API token was not kept" in done.stdout
     paths = Paths.from_env()
     assert CF_TOKEN not in paths.secrets_file.read_text() and CF_TOKEN not in paths.settings_file.read_text()
-    again = run_cli("relay", "setup", "--api-token-stdin", "--no-probe", "--transport", "websocket", input=CF_TOKEN + "\n", env=env)
+    again = run_cli(
+        "relay",
+        "setup",
+        "--api-token-stdin",
+        "--no-probe",
+        "--transport",
+        "websocket",
+        input=CF_TOKEN + "\n",
+        env=env,
+    )
     assert again.returncode == 0 and "Upgraded Worker" in again.stdout  # the account id was remembered
     status = json.loads(run_cli("relay", "status", "--json", "--no-probe").stdout)
     assert status["enabled"] and status["secret_in_keychain"] and status["transport"] == "websocket"
     text = run_cli("relay", "status", "--no-probe").stdout
-    assert "Relay: on, https://headway-relay.alice.workers.dev (websocket, durable object; falls back to direct)" in text
+    assert (
+        "Relay: on, https://headway-relay.alice.workers.dev (websocket, durable object; falls back to direct)"
+        in text
+    )
     assert "Secret: in the keychain" in text
     off = run_cli("relay", "disable", "--forget")
     assert off.returncode == 0 and "Relay off" in off.stdout

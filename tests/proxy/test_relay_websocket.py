@@ -85,7 +85,11 @@ async def _serve(server: Server, reader: asyncio.StreamReader, writer: asyncio.S
             requested = any(isinstance(event, Request) for event in conn.events())
         if server.reject is not None:
             status, body = server.reject
-            await peer.send(RejectConnection(status_code=status, headers=[(b"content-length", str(len(body)).encode())], has_body=True))
+            await peer.send(
+                RejectConnection(
+                    status_code=status, headers=[(b"content-length", str(len(body)).encode())], has_body=True
+                )
+            )
             await peer.send(RejectData(data=body))
             return
         if server.wrong_accept:
@@ -143,7 +147,11 @@ async def _echo(peer: Peer) -> None:
         if isinstance(event, Message):
             parts.append(event)  # wsproto hands over a large message in parts, as the bytes arrive
             if event.message_finished:
-                data = b"".join(p.data for p in parts) if isinstance(event, BytesMessage) else "".join(p.data for p in parts)
+                data = (
+                    b"".join(p.data for p in parts)
+                    if isinstance(event, BytesMessage)
+                    else "".join(p.data for p in parts)
+                )
                 parts = []
                 await peer.send(type(event)(data=data))
         elif isinstance(event, CloseConnection):

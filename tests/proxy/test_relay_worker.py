@@ -91,15 +91,24 @@ def agent_bodies(turns: int, *, seed: int = 11, stream: bool = True) -> list[byt
         return " ".join(rng.choice(vocabulary) for _ in range(words))
 
     system = [{"type": "text", "text": text(4000)}]
-    tools = [{"name": f"tool_{i}", "description": text(120), "input_schema": {"type": "object"}} for i in range(20)]
+    tools = [
+        {"name": f"tool_{i}", "description": text(120), "input_schema": {"type": "object"}} for i in range(20)
+    ]
     messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": text(60)}]}]
     bodies = []
     for turn in range(turns):
         history = json.loads(json.dumps(messages))
         history[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
         body = {"model": "claude-sonnet-4-5", "max_tokens": 256, "stream": stream, "system": system}
-        bodies.append(json.dumps({**body, "tools": tools, "messages": history}, separators=(",", ":")).encode())
-        messages.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"tu_{turn}", "name": "read", "input": {}}]})
+        bodies.append(
+            json.dumps({**body, "tools": tools, "messages": history}, separators=(",", ":")).encode()
+        )
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": f"tu_{turn}", "name": "read", "input": {}}],
+            }
+        )
         result = {"type": "tool_result", "tool_use_id": f"tu_{turn}", "content": text(rng.randint(300, 3000))}
         messages.append({"role": "user", "content": [result]})
     return bodies
@@ -113,7 +122,9 @@ def outgoing(fake: FakeAnthropic | FakeOpenAI, body: bytes) -> Outgoing:
     return Outgoing("POST", f"{fake.url}/v1/messages", headers, body)
 
 
-async def relayed(relay: RelayClient, http: httpx.AsyncClient, out: Outgoing, session: str = "ses_w1") -> tuple[httpx.Response, bytes]:
+async def relayed(
+    relay: RelayClient, http: httpx.AsyncClient, out: Outgoing, session: str = "ses_w1"
+) -> tuple[httpx.Response, bytes]:
     response = await relay.send(http, out, session)
     assert response is not None
     try:
@@ -180,7 +191,9 @@ class CorruptingRelay(RelayClient):
 
     spoil = 0
 
-    def _plan(self, lane: Any, out: Outgoing, next_hash: str, *, full: bool) -> tuple[Any, dict[str, Any], bytes]:
+    def _plan(
+        self, lane: Any, out: Outgoing, next_hash: str, *, full: bool
+    ) -> tuple[Any, dict[str, Any], bytes]:
         mode, header, payload = super()._plan(lane, out, next_hash, full=full)
         if mode == "patch" and self.spoil and payload:
             self.spoil -= 1
@@ -202,12 +215,18 @@ async def test_hash_mismatch_answers_409_and_the_client_recovers_with_a_full_syn
     assert trip.resynced and trip.mode == "full_sync"
     response, _ = await relayed(relay, http, outgoing(anthropic, bodies[2]), "ses_409")
     assert trip_of(response).mode == "patch"
-    assert [r.body for r in anthropic.requests] == [bodies[0], bodies[1], bodies[2]]  # the spoiled body never left
+    assert [r.body for r in anthropic.requests] == [
+        bodies[0],
+        bodies[1],
+        bodies[2],
+    ]  # the spoiled body never left
     assert relay.stats()["totals"]["resyncs"] == 1
     await relay.aclose()
 
 
-async def test_the_409_itself(worker: MiniflareWorker, anthropic: FakeAnthropic, http: httpx.AsyncClient) -> None:
+async def test_the_409_itself(
+    worker: MiniflareWorker, anthropic: FakeAnthropic, http: httpx.AsyncClient
+) -> None:
     body = agent_bodies(1)[0]
     header = {
         "v": 1,
@@ -220,12 +239,16 @@ async def test_the_409_itself(worker: MiniflareWorker, anthropic: FakeAnthropic,
         "upstream": {"url": f"{anthropic.url}/v1/messages", "method": "POST", "headers": []},
     }
     headers = {"x-relay-token": SECRET, "x-relay-session": session_key("raw")}
-    response = await http.post(f"{worker.url}/v1/relay", content=encode_envelope(header, body), headers=headers)
+    response = await http.post(
+        f"{worker.url}/v1/relay", content=encode_envelope(header, body), headers=headers
+    )
     assert response.status_code == 409
     assert response.headers["x-headway-relay-error"] == "hash_mismatch"
     assert response.json()["error"]["code"] == "hash_mismatch"
     patch = {**header, "mode": "patch", "base_hash": "sha256:" + "1" * 64, "ops": [[0, 0, 1]], "lane": "9"}
-    response = await http.post(f"{worker.url}/v1/relay", content=encode_envelope(patch, b"x"), headers=headers)
+    response = await http.post(
+        f"{worker.url}/v1/relay", content=encode_envelope(patch, b"x"), headers=headers
+    )
     assert response.status_code == 409 and response.headers["x-headway-relay-error"] == "state_mismatch"
     assert anthropic.requests == []
 
@@ -288,16 +311,26 @@ async def test_upstream_status_headers_and_encoded_bodies_pass_through(
     relay = relay_for(worker, transport)
     body = agent_bodies(1, stream=False)[0]
     anthropic.enqueue(
-        Behavior(status=429, retry_after=30, error_type="rate_limit_error", headers={"anthropic-ratelimit-requests-remaining": "0"})
+        Behavior(
+            status=429,
+            retry_after=30,
+            error_type="rate_limit_error",
+            headers={"anthropic-ratelimit-requests-remaining": "0"},
+        )
     )
     response, answer = await relayed(relay, http, outgoing(anthropic, body), "ses_pass")
     assert response.status_code == 429
-    assert response.headers["retry-after"] == "30" and response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert (
+        response.headers["retry-after"] == "30"
+        and response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    )
     assert response.headers["request-id"] == "req_fake_1"
     assert json.loads(answer)["error"]["type"] == "rate_limit_error"
     assert "x-headway-relay" not in response.headers
     payload = {"id": "msg_gz", "content": [{"type": "text", "text": "zipped " * 500}]}
-    anthropic.enqueue(Behavior(body=gzip.compress(json.dumps(payload).encode()), headers={"content-encoding": "gzip"}))
+    anthropic.enqueue(
+        Behavior(body=gzip.compress(json.dumps(payload).encode()), headers={"content-encoding": "gzip"})
+    )
     response, answer = await relayed(relay, http, outgoing(anthropic, body), "ses_pass")
     assert response.status_code == 200 and json.loads(answer) == payload
     await relay.aclose()
@@ -323,7 +356,12 @@ async def test_streaming_stays_incremental_through_the_worker(
     anthropic.default = Behavior(chunks=6, delay=delay)
     out = outgoing(anthropic, agent_bodies(1)[0])
     started = time.perf_counter()
-    direct = await event_times(await http.send(http.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True), started)
+    direct = await event_times(
+        await http.send(
+            http.build_request(out.method, out.url, headers=out.headers, content=out.content), stream=True
+        ),
+        started,
+    )
     relay = relay_for(worker, transport)
     await relayed(relay, http, out, "ses_stream")  # warm: the session's full sync
     started = time.perf_counter()
@@ -369,7 +407,11 @@ async def test_websocket_queues_a_sessions_requests_and_runs_sessions_in_paralle
 
     await one("warm", bodies[0], "ses_q")
     t0 = time.perf_counter()
-    await asyncio.gather(one("first", bodies[1], "ses_q"), one("second", bodies[2], "ses_q"), one("other", bodies[0], "ses_other"))
+    await asyncio.gather(
+        one("first", bodies[1], "ses_q"),
+        one("second", bodies[2], "ses_q"),
+        one("other", bodies[0], "ses_other"),
+    )
     measure("websocket queue", spans={k: (round(a, 3), round(b, 3)) for k, (a, b) in spans.items()})
     first, second, other = spans["first"], spans["second"], spans["other"]
     assert second[0] >= first[1] - 0.01  # the session's second request started after the first one finished
@@ -385,7 +427,9 @@ async def test_an_envelope_too_large_for_a_websocket_message_goes_by_http(
 ) -> None:
     relay = relay_for(worker, "websocket")
     noise = random.Random(1).randbytes(1_200_000).hex()  # incompressible enough to stay over 1 MiB
-    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": noise}]}).encode()
+    body = json.dumps(
+        {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": noise}]}
+    ).encode()
     response, _ = await relayed(relay, http, outgoing(anthropic, body), "ses_big")
     assert trip_of(response).mode == "full_sync" and trip_of(response).sent_bytes > 1024 * 1024
     grown = body[:-3] + b' and a little more"}]}'
@@ -395,13 +439,17 @@ async def test_an_envelope_too_large_for_a_websocket_message_goes_by_http(
     await relay.aclose()
 
 
-async def test_authentication_and_protocol_are_checked(worker: MiniflareWorker, http: httpx.AsyncClient) -> None:
+async def test_authentication_and_protocol_are_checked(
+    worker: MiniflareWorker, http: httpx.AsyncClient
+) -> None:
     info = await http.get(f"{worker.url}/v1/info", headers={"x-relay-token": SECRET})
     assert info.json() == {"protocol": 1, "worker_version": "1.0.0", "storage": worker.storage}
     for headers in ({}, {"x-relay-token": SECRET[:-1] + "x"}):
         response = await http.get(f"{worker.url}/v1/info", headers=headers)
         assert response.status_code == 401 and response.headers["x-headway-relay-error"] == "unauthorized"
-    response = await http.get(f"{worker.url}/v1/info", headers={"x-relay-token": SECRET, "x-relay-protocol": "2"})
+    response = await http.get(
+        f"{worker.url}/v1/info", headers={"x-relay-token": SECRET, "x-relay-protocol": "2"}
+    )
     assert response.status_code == 426
     ok = {"x-relay-token": SECRET, "x-relay-session": session_key("s")}
     envelope = encode_envelope({"v": 2, "lane": "0", "mode": "full_sync"}, b"{}")
@@ -411,7 +459,10 @@ async def test_authentication_and_protocol_are_checked(worker: MiniflareWorker, 
     assert (await http.get(f"{worker.url}/elsewhere", headers=ok)).status_code == 404
     bad = {"x-relay-token": SECRET, "x-relay-session": "../../etc"}
     assert (await http.post(f"{worker.url}/v1/relay", content=envelope, headers=bad)).status_code == 400
-    wrong = RelayClient(lambda: RelaySettings(enabled=True, url=worker.url, transport="websocket", min_body_bytes=0), lambda: "x" * 43)
+    wrong = RelayClient(
+        lambda: RelaySettings(enabled=True, url=worker.url, transport="websocket", min_body_bytes=0),
+        lambda: "x" * 43,
+    )
     with pytest.raises(RelayUnavailable) as refused:
         await wrong.send(http, Outgoing("POST", "http://127.0.0.1:9/v1/messages", {}, b"{}"), "ses")
     assert refused.value.status == 401

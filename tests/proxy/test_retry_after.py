@@ -16,7 +16,9 @@ def test_non_finite_numbers_are_not_numbers(value: object) -> None:
     assert as_number(value) is None
 
 
-@pytest.mark.parametrize("value", ["inf", "+Infinity", "nan", "NaN", "1e400", "1e308", str(MAX_RETRY_AFTER + 1)])
+@pytest.mark.parametrize(
+    "value", ["inf", "+Infinity", "nan", "NaN", "1e400", "1e308", str(MAX_RETRY_AFTER + 1)]
+)
 def test_retry_after_rejects_non_finite_and_absurd_values(value: str) -> None:
     assert retry_after_seconds({"retry-after": value}, NOW) is None
 
@@ -37,7 +39,9 @@ def test_retry_after_reads_an_http_date() -> None:
 
 
 def test_numbers_still_read() -> None:
-    assert as_number(3) == 3.0 and as_number("2.5") == 2.5 and as_number(True) is None and as_number("x") is None
+    assert (
+        as_number(3) == 3.0 and as_number("2.5") == 2.5 and as_number(True) is None and as_number("x") is None
+    )
 
 
 def test_quota_readings_ignore_non_finite_numbers() -> None:
@@ -46,9 +50,22 @@ def test_quota_readings_ignore_non_finite_numbers() -> None:
     from proxy.quota import parse_openai_headers
 
     windows = parse_openai_headers(
-        {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "inf"}, NOW
+        {
+            "x-ratelimit-limit-requests": "100",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "inf",
+        },
+        NOW,
     )
     assert all(w.resets_at is None or w.resets_at < NOW + MAX_RETRY_AFTER for w in windows)
-    body = {"rate_limit": {"primary_window": {"used_percent": 50, "limit_window_seconds": float("inf"), "reset_at": float("inf")}}}
+    body = {
+        "rate_limit": {
+            "primary_window": {
+                "used_percent": 50,
+                "limit_window_seconds": float("inf"),
+                "reset_at": float("inf"),
+            }
+        }
+    }
     windows, _ = parse_codex_usage(body, NOW)
     assert [(w.used_percent, w.resets_at, w.window_minutes) for w in windows] == [(50.0, None, None)]

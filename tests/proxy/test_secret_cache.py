@@ -91,7 +91,9 @@ def anthropic() -> Iterator[FakeAnthropic]:
 
 @pytest.mark.keychain
 @pytest.mark.timeout(120)
-def test_set_key_from_the_cli_is_used_by_a_running_gateway_on_the_next_request(anthropic: FakeAnthropic) -> None:
+def test_set_key_from_the_cli_is_used_by_a_running_gateway_on_the_next_request(
+    anthropic: FakeAnthropic,
+) -> None:
     from proxy.paths import Paths
 
     e2e_keychain(Paths.from_env())  # the real Secret Service (scripts/test), shared with the CLI subprocess

@@ -23,7 +23,13 @@ GOOD: dict[str, Any] = {
     "routing": {"mode": "sticky", "fallback_statuses": [401, 429], "max_retries": 1},
     "accounts": [
         {"id": "work", "kind": "anthropic-api-key", "label": "Work", "killswitch": {"requests": 5}},
-        {"id": "home", "kind": "openai-api-key", "label": "Home", "enabled": False, "min_remaining_percent": 10},
+        {
+            "id": "home",
+            "kind": "openai-api-key",
+            "label": "Home",
+            "enabled": False,
+            "min_remaining_percent": 10,
+        },
         {"id": "gpt", "kind": "chatgpt", "label": "ChatGPT", "chatgpt_account_id": "acc-1", "email": "a@b.c"},
     ],
     "cache": {"anthropic_mode": "hybrid"},
@@ -80,7 +86,9 @@ def _set(doc: Any, path: str, new: Any) -> Any:
     import re
 
     doc = json.loads(json.dumps(doc))
-    parts: list[str | int] = [int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", path)]
+    parts: list[str | int] = [
+        int(p[1:-1]) if p.startswith("[") else p for p in re.findall(r"\[\d+\]|[^.\[\]]+", path)
+    ]
     target = doc
     for part in parts[:-1]:
         target = target[part]
@@ -89,8 +97,14 @@ def _set(doc: Any, path: str, new: Any) -> Any:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=6,
 )
 RUN = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -98,7 +112,9 @@ RUN = settings(max_examples=150, deadline=None, suppress_health_check=[HealthChe
 
 @RUN
 @given(data=st.data())
-def test_a_value_replaced_anywhere_is_applied_or_named_by_its_key_path(home: Home, data: st.DataObject) -> None:
+def test_a_value_replaced_anywhere_is_applied_or_named_by_its_key_path(
+    home: Home, data: st.DataObject
+) -> None:
     path = data.draw(st.sampled_from(_paths_of(GOOD)))
     new = data.draw(json_values)
     doc = _set(GOOD, path, new)
@@ -134,7 +150,7 @@ def test_random_byte_damage_never_crashes_and_keeps_the_last_good(
     raw = bytearray(GOOD_TEXT.encode())
     for index, xor in flips:
         raw[index] ^= xor
-    damaged = bytes(raw[:where]) + junk + bytes(raw[where:cut if cut > where else len(raw)])
+    damaged = bytes(raw[:where]) + junk + bytes(raw[where : cut if cut > where else len(raw)])
     home.path.write_bytes(damaged)
     home.store.reload()  # never raises
     if home.store.error is None:
@@ -162,7 +178,9 @@ def test_any_json_document_is_applied_or_refused_cleanly(home: Home, doc: Any) -
 
 def test_a_10_mb_file_is_refused_without_reading_it(home: Home) -> None:
     with open(home.path, "w") as fh:
-        fh.write('{"accounts": [' + ",".join(['{"id": "x", "kind": "chatgpt", "label": "x"}'] * 250_000) + "]}")
+        fh.write(
+            '{"accounts": [' + ",".join(['{"id": "x", "kind": "chatgpt", "label": "x"}'] * 250_000) + "]}"
+        )
     assert home.path.stat().st_size > 10 * 1024 * 1024
     tracemalloc.start()
     try:
@@ -245,7 +263,9 @@ def test_a_fifo_swapped_in_after_the_check_does_not_hang_the_reload(
     home.path.unlink()
     os.mkfifo(home.path)
     real_stat = os.stat
-    monkeypatch.setattr(module.os, "stat", lambda p, *a, **k: regular if str(p) == str(home.path) else real_stat(p, *a, **k))
+    monkeypatch.setattr(
+        module.os, "stat", lambda p, *a, **k: regular if str(p) == str(home.path) else real_stat(p, *a, **k)
+    )
     home.store.reload()  # the stat said "regular file"; the open must not block on the FIFO all the same
     monkeypatch.undo()
     assert "is not a regular file" in str(home.assert_kept_and_explained())

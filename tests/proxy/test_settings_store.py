@@ -456,10 +456,17 @@ def test_an_emptied_file_after_a_good_one_is_an_error_and_the_next_write_applies
     assert [a.id for a in store.current.accounts] == ["work"]
     assert store.error is not None and "the file is empty" in str(store.error)
     _assert_refuses_writes(store, path, "the file is empty")
-    path.write_text(json.dumps({**json.loads(Settings().to_json()), "accounts": [
-        {"id": "work", "kind": "anthropic-api-key", "label": "Work"},
-        {"id": "home", "kind": "openai-api-key", "label": "Home"},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                **json.loads(Settings().to_json()),
+                "accounts": [
+                    {"id": "work", "kind": "anthropic-api-key", "label": "Work"},
+                    {"id": "home", "kind": "openai-api-key", "label": "Home"},
+                ],
+            }
+        )
+    )
     assert store.reload() is True
     assert store.error is None and [a.id for a in store.current.accounts] == ["work", "home"]
 
@@ -648,7 +655,9 @@ def test_a_deleted_config_folder_is_an_error_too(store: SettingsStore, path: Pat
     assert not path.parent.exists()
 
 
-def test_a_file_that_existed_stays_missing_even_when_the_copy_could_not_be_kept(path: Path, tmp_path: Path) -> None:
+def test_a_file_that_existed_stays_missing_even_when_the_copy_could_not_be_kept(
+    path: Path, tmp_path: Path
+) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     s = SettingsStore(path, last_good=blocked / "settings.last-good.json")

@@ -73,7 +73,9 @@ def codex(auth: FakeOpenAIAuth) -> Iterator[FakeCodex]:
 
 
 @pytest.fixture
-def gw(anthropic: FakeAnthropic, platform: FakeOpenAI, auth: FakeOpenAIAuth, codex: FakeCodex) -> Iterator[RunningGateway]:
+def gw(
+    anthropic: FakeAnthropic, platform: FakeOpenAI, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> Iterator[RunningGateway]:
     gateway = start_gateway(
         anthropic_url=anthropic.url,
         openai_url=platform.url,
@@ -112,7 +114,11 @@ def _chat_piece(event: dict[str, Any]) -> str | None:
 
 
 def _stream_through(
-    gw: RunningGateway, path: str, body: dict[str, Any], headers: dict[str, str], pacer: Pacer,
+    gw: RunningGateway,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    pacer: Pacer,
     piece: Callable[[dict[str, Any]], str | None],
 ) -> list[str]:
     """Read the gateway's stream line by line; mark each content event received the moment it arrives."""
@@ -137,7 +143,12 @@ def _assert_paced(pacer: Pacer, pieces: list[str]) -> None:
     assert len(pieces) == EVENTS and "".join(pieces) == TEXT
 
 
-MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+MESSAGE = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 64,
+    "stream": True,
+    "messages": [{"role": "user", "content": "hi"}],
+}
 RESPONSES = {"model": "gpt-5.1-codex", "input": "hi", "stream": True}
 CHAT = {"model": "gpt-5.1-codex", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -156,7 +167,11 @@ def test_messages_events_pass_one_by_one(gw: RunningGateway, anthropic: FakeAnth
     ids=["responses", "chat"],
 )
 def test_openai_key_events_pass_one_by_one(
-    gw: RunningGateway, platform: FakeOpenAI, path: str, body: dict[str, Any], piece: Callable[[dict[str, Any]], str | None]
+    gw: RunningGateway,
+    platform: FakeOpenAI,
+    path: str,
+    body: dict[str, Any],
+    piece: Callable[[dict[str, Any]], str | None],
 ) -> None:
     gw.add("openai", "main", "sk-proj-" + "b" * 40)
     pacer = Pacer()

@@ -34,8 +34,13 @@ def test_normal_form(name: str, url: str, expected: str) -> None:
 
 
 def test_effective_upstreams_normalise_env_and_settings() -> None:
-    settings = Settings(upstreams=UpstreamSettings(anthropic="https://a.example/v1/", chatgpt="https://c.example/backend-api"))
-    env = {"HEADWAY_OPENAI_BASE_URL": "https://o.example/v1", "HEADWAY_OPENAI_AUTH_URL": "https://auth.example/"}
+    settings = Settings(
+        upstreams=UpstreamSettings(anthropic="https://a.example/v1/", chatgpt="https://c.example/backend-api")
+    )
+    env = {
+        "HEADWAY_OPENAI_BASE_URL": "https://o.example/v1",
+        "HEADWAY_OPENAI_AUTH_URL": "https://auth.example/",
+    }
     up = effective_upstreams(settings, env)
     assert (up.anthropic, up.openai, up.chatgpt, up.openai_auth) == (
         "https://a.example",
@@ -49,8 +54,14 @@ def test_effective_upstreams_normalise_env_and_settings() -> None:
 
 def _incoming(path: str, protocol: str = "openai-responses") -> Incoming:
     return Incoming(
-        method="POST", path=path, query="", headers={}, body=b"{}", json={"model": "m", "input": "hi"},
-        protocol=protocol, family="anthropic" if protocol == "anthropic" else "openai",  # type: ignore[arg-type]
+        method="POST",
+        path=path,
+        query="",
+        headers={},
+        body=b"{}",
+        json={"model": "m", "input": "hi"},
+        protocol=protocol,
+        family="anthropic" if protocol == "anthropic" else "openai",  # type: ignore[arg-type]
     )
 
 
@@ -58,12 +69,20 @@ def _incoming(path: str, protocol: str = "openai-responses") -> Incoming:
 def test_account_base_urls_are_normalised_too(base: str) -> None:
     up = UpstreamSettings()
     anthropic = Account(id="a", kind="anthropic-api-key", label="a", base_url=base)
-    assert AnthropicApiKey().build(_incoming("/v1/messages", "anthropic"), anthropic, "k", up, Settings()).url == "https://x.example/v1/messages"
+    assert (
+        AnthropicApiKey().build(_incoming("/v1/messages", "anthropic"), anthropic, "k", up, Settings()).url
+        == "https://x.example/v1/messages"
+    )
     openai = Account(id="o", kind="openai-api-key", label="o", base_url=base)
-    assert OpenAIApiKey().build(_incoming("/v1/responses"), openai, "k", up, Settings()).url == "https://x.example/v1/responses"
+    assert (
+        OpenAIApiKey().build(_incoming("/v1/responses"), openai, "k", up, Settings()).url
+        == "https://x.example/v1/responses"
+    )
 
 
-@pytest.mark.parametrize("base", ["https://c.example/backend-api", "https://c.example/backend-api/", "https://c.example/"])
+@pytest.mark.parametrize(
+    "base", ["https://c.example/backend-api", "https://c.example/backend-api/", "https://c.example/"]
+)
 def test_chatgpt_account_base_url(base: str) -> None:
     account = Account(id="c", kind="chatgpt", label="c", base_url=base)
     out = ChatGPTAccount().build(_incoming("/v1/responses"), account, "tok", UpstreamSettings(), Settings())

@@ -29,7 +29,11 @@ pytestmark = pytest.mark.timeout(180)
 EXAMPLES = settings(
     max_examples=40,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
     derandomize=False,
 )
 
@@ -55,7 +59,9 @@ def gw(anthropic: FakeAnthropic, openai: FakeOpenAI) -> Iterator[RunningGateway]
 # ---------------------------------------------------------------- checking an answer
 
 
-def assert_error_shape(path: str, status: int, content_type: str, body: bytes, anthropic_headers: bool = False) -> None:
+def assert_error_shape(
+    path: str, status: int, content_type: str, body: bytes, anthropic_headers: bool = False
+) -> None:
     """Any answer of 400 or more is JSON in the route's protocol shape (or, for a pass-through, the provider's)."""
     assert status < 600, status
     if status < 400:
@@ -63,9 +69,13 @@ def assert_error_shape(path: str, status: int, content_type: str, body: bytes, a
     assert content_type.startswith("application/json"), (status, content_type, body[:300])
     parsed = json.loads(body)
     anthropic_shape = (
-        parsed.get("type") == "error" and isinstance(parsed.get("error"), dict) and "message" in parsed["error"]
+        parsed.get("type") == "error"
+        and isinstance(parsed.get("error"), dict)
+        and "message" in parsed["error"]
     )
-    openai_shape = isinstance(parsed.get("error"), dict) and "message" in parsed["error"] and "type" in parsed["error"]
+    openai_shape = (
+        isinstance(parsed.get("error"), dict) and "message" in parsed["error"] and "type" in parsed["error"]
+    )
     if path.startswith("/v1/messages"):
         assert anthropic_shape, (status, body[:300])
     elif path in ("/v1/responses", "/v1/chat/completions"):
@@ -87,7 +97,13 @@ def assert_still_serves(gw: RunningGateway) -> None:
 
 # ---------------------------------------------------------------- bodies
 
-leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
 odd_text = st.sampled_from(["\ud800", "\udfff", "\x00", "\u2028", "😀", "a" * 300, ""])
 json_values = st.recursive(
     leaf | odd_text,
@@ -146,7 +162,9 @@ def test_any_body_on_any_route(gw: RunningGateway) -> None:
         path=st.sampled_from(POST_ROUTES),
         body=bodies,
         protocol=st.sampled_from(["anthropic", "openai"]),
-        content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""]),
+        content_type=st.sampled_from(
+            ["application/json", "text/plain", "application/x-www-form-urlencoded", ""]
+        ),
     )
     def check(path: str, body: bytes, protocol: str, content_type: str) -> None:
         headers = {**gw.headers(protocol)}
@@ -154,7 +172,9 @@ def test_any_body_on_any_route(gw: RunningGateway) -> None:
             headers["content-type"] = content_type
         response = client.post(path, content=body, headers=headers)
         assert response.status_code != 500, response.text[:500]
-        assert_error_shape(path, response.status_code, response.headers.get("content-type", ""), response.content)
+        assert_error_shape(
+            path, response.status_code, response.headers.get("content-type", ""), response.content
+        )
 
     try:
         check()
@@ -184,7 +204,9 @@ def gw_transforming(anthropic: FakeAnthropic) -> Iterator[RunningGateway]:
             gateway.services.keychain.set(
                 account_secret_name("work"), TokenSet.from_token_response(payload, now=time.time()).to_json()
             )
-            account = Account(id="work", kind="chatgpt", label="work", chatgpt_account_id="acct-1", plan_type="plus")
+            account = Account(
+                id="work", kind="chatgpt", label="work", chatgpt_account_id="acct-1", plan_type="plus"
+            )
             gateway.edit(lambda s: s.accounts.append(account))
             yield gateway
         finally:
@@ -199,9 +221,13 @@ def test_any_body_through_the_transforming_paths(gw_transforming: RunningGateway
     @given(path=st.sampled_from(POST_ROUTES), body=bodies)
     def check(path: str, body: bytes) -> None:
         protocol = "anthropic" if path.startswith("/v1/messages") else "openai"
-        response = client.post(path, content=body, headers={**gw.headers(protocol), "content-type": "application/json"})
+        response = client.post(
+            path, content=body, headers={**gw.headers(protocol), "content-type": "application/json"}
+        )
         assert response.status_code != 500, response.text[:500]
-        assert_error_shape(path, response.status_code, response.headers.get("content-type", ""), response.content)
+        assert_error_shape(
+            path, response.status_code, response.headers.get("content-type", ""), response.content
+        )
 
     try:
         check()
@@ -215,18 +241,26 @@ def test_any_method_and_path(gw: RunningGateway) -> None:
 
     @EXAMPLES
     @given(
-        method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"]),
+        method=st.sampled_from(
+            ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"]
+        ),
         path=st.sampled_from(POST_ROUTES + GET_ROUTES)
-        | st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="?#"), max_size=40).map(lambda p: "/" + p),
+        | st.text(
+            st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="?#"), max_size=40
+        ).map(lambda p: "/" + p),
         authorized=st.booleans(),
         query=st.sampled_from(["", "?beta=true", "?refresh=1", "?a=%ff%fe", "?" + "x" * 3000]),
     )
     def check(method: str, path: str, authorized: bool, query: str) -> None:
         headers = gw.headers("anthropic") if authorized else {}
-        response = client.request(method, httpx.URL(gw.url + "/").copy_with(raw_path=(path + query).encode()), headers=headers)
+        response = client.request(
+            method, httpx.URL(gw.url + "/").copy_with(raw_path=(path + query).encode()), headers=headers
+        )
         assert response.status_code != 500, response.text[:500]
         if method != "HEAD":
-            assert_error_shape(path, response.status_code, response.headers.get("content-type", ""), response.content)
+            assert_error_shape(
+                path, response.status_code, response.headers.get("content-type", ""), response.content
+            )
 
     try:
         check()
@@ -340,15 +374,38 @@ def raw_exchange(gw: RunningGateway, payload: bytes) -> list[RawAnswer]:
 
 
 header_names = st.sampled_from(
-    [b"x-api-key", b"authorization", b"content-length", b"transfer-encoding", b"host", b"x-session-id",
-     b"x-claude-code-session-id", b"session_id", b"anthropic-version", b"expect", b"connection", b"content-type"]
+    [
+        b"x-api-key",
+        b"authorization",
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"x-session-id",
+        b"x-claude-code-session-id",
+        b"session_id",
+        b"anthropic-version",
+        b"expect",
+        b"connection",
+        b"content-type",
+    ]
 ) | st.binary(min_size=1, max_size=12)
 header_values = st.binary(max_size=60) | st.sampled_from(
-    [b"chunked", b"-1", b"99999999999999999999", b"100-continue", b"close", b"Bearer ", b"\xff\xfe", b"\xc3\xa9"]
+    [
+        b"chunked",
+        b"-1",
+        b"99999999999999999999",
+        b"100-continue",
+        b"close",
+        b"Bearer ",
+        b"\xff\xfe",
+        b"\xc3\xa9",
+    ]
 )
 
 
-def test_raw_requests_with_garbage_heads_and_pipelining(gw: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_raw_requests_with_garbage_heads_and_pipelining(
+    gw: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A declared length longer than what follows waits for the body deadline; keep the examples quick.
     monkeypatch.setattr(GatewayHttpProtocol, "body_timeout", 1.0)
     key = gw.key.encode()
@@ -363,8 +420,14 @@ def test_raw_requests_with_garbage_heads_and_pipelining(gw: RunningGateway, monk
             lines.append(b"host: 127.0.0.1")
         if draw(st.booleans()):
             lines.append(b"x-api-key: " + key)
-        lines += [n + b": " + v for n, v in draw(st.lists(st.tuples(header_names, header_values), max_size=5))]
-        body = draw(st.sampled_from([b"", b'{"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": []}', b"\xff"]))
+        lines += [
+            n + b": " + v for n, v in draw(st.lists(st.tuples(header_names, header_values), max_size=5))
+        ]
+        body = draw(
+            st.sampled_from(
+                [b"", b'{"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": []}', b"\xff"]
+            )
+        )
         if body and draw(st.booleans()):
             lines.append(b"content-length: " + str(len(body)).encode())
         return b"\r\n".join(lines) + b"\r\n\r\n" + body
@@ -376,14 +439,16 @@ def test_raw_requests_with_garbage_heads_and_pipelining(gw: RunningGateway, monk
         for answer in answers:
             assert answer.status != 500, answer.body[:300]
             if not answer.head_only:
-                    assert_error_shape("", answer.status, answer.content_type, answer.body)
+                assert_error_shape("", answer.status, answer.content_type, answer.body)
 
     check()
     assert_still_serves(gw)
 
 
 def test_pipelined_and_http_1_0_requests_are_answered_in_order(gw: RunningGateway) -> None:
-    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+    body = json.dumps(
+        {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    )
     post = (
         f"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {gw.key}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\n\r\n{body}"
@@ -407,7 +472,8 @@ def test_slowloris_sockets_are_closed_within_the_head_deadline(gw: RunningGatewa
     strategies = {
         "silent": [],
         "half a request line": [b"POST /v1/mess"],
-        "a header every second": [b"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\n"] + [b"x-a: b\r\n"] * 30,
+        "a header every second": [b"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\n"]
+        + [b"x-a: b\r\n"] * 30,
         "a byte every second": [bytes([c]) for c in b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"] * 2,
     }
     closed_after: dict[str, float] = {}
@@ -439,7 +505,9 @@ def test_slowloris_sockets_are_closed_within_the_head_deadline(gw: RunningGatewa
     assert_still_serves(gw)
 
 
-def test_a_trickled_body_is_closed_within_the_body_deadline(gw: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trickled_body_is_closed_within_the_body_deadline(
+    gw: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(GatewayHttpProtocol, "body_timeout", 2.0)  # the real one is a minute; same code path
     host, port = gw.url.removeprefix("http://").rsplit(":", 1)
     head = (

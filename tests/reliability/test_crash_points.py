@@ -76,7 +76,13 @@ class Home:
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(HEADWAY), *args], input=stdin, capture_output=True, text=True, env=self.env, timeout=60, check=False
+            [str(HEADWAY), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+            check=False,
         )
 
     def where(self, point: int, op: Op | None = None) -> str:
@@ -99,7 +105,9 @@ def homes(tmp_path: Path) -> Iterator[list[Home]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWAY_")}
         env["HEADWAY_HOME"] = str(paths.home)
         env["HEADWAY_WEB_PORT"] = "0"  # the settings page on a free port, never a developer's 7338
-        made.append(Home(paths=paths, env=env, keychain=keychain, rng=random.Random(f"{seed}-{i}"), seed=seed))
+        made.append(
+            Home(paths=paths, env=env, keychain=keychain, rng=random.Random(f"{seed}-{i}"), seed=seed)
+        )
     yield made
     for h in made:
         for account_id in list(h.accounts):
@@ -117,9 +125,13 @@ def _next_op(h: Home) -> Op:
     n = h.counter
     if kind == "add":
         provider = h.rng.choice(["anthropic", "openai"])
-        key = ("sk-ant-api03-" if provider == "anthropic" else "sk-proj-") + f"crash{n}-{h.rng.randrange(1 << 30)}"
+        key = (
+            "sk-ant-api03-" if provider == "anthropic" else "sk-proj-"
+        ) + f"crash{n}-{h.rng.randrange(1 << 30)}"
         label = f"acct {n}"
-        return Op("add", ["accounts", "add", provider, "--label", label, "--api-key-stdin"], key + "\n", label, key)
+        return Op(
+            "add", ["accounts", "add", provider, "--label", label, "--api-key-stdin"], key + "\n", label, key
+        )
     if kind == "remove":
         target = h.rng.choice(ids)
         return Op("remove", ["accounts", "remove", target, "--yes"], target=target)
@@ -129,7 +141,12 @@ def _next_op(h: Home) -> Op:
         return Op("toggle", ["accounts", h.rng.choice(["enable", "disable"]), h.rng.choice(ids)])
     return Op(
         "setting",
-        h.rng.choice([["cache", "mode", h.rng.choice(["off", "hybrid", "explicit"])], ["dumps", h.rng.choice(["on", "off"])]]),
+        h.rng.choice(
+            [
+                ["cache", "mode", h.rng.choice(["off", "hybrid", "explicit"])],
+                ["dumps", h.rng.choice(["on", "off"])],
+            ]
+        ),
     )
 
 
@@ -151,7 +168,10 @@ def _kill_cli(h: Home, op: Op) -> bool:
     start = time.monotonic()
     proc = subprocess.Popen(
         [str(HEADWAY), *op.args],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=h.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=h.env,
     )
     if op.stdin is not None:
         assert proc.stdin is not None
@@ -191,7 +211,9 @@ def _check(h: Home, point: int, op: Op | None) -> None:
             assert account.label.endswith(PENDING_MARK), f"{where} a finished account {account.id} has no key"
             status = json.loads(h.cli("status", "--json").stdout)
             named = [a for a in status["accounts"] if a["id"] == account.id]
-            assert named and named[0]["label"].endswith(PENDING_MARK), f"{where} status does not name {account.id}"
+            assert named and named[0]["label"].endswith(PENDING_MARK), (
+                f"{where} status does not name {account.id}"
+            )
             r = h.cli("accounts", "remove", account.id, "--yes")
             assert r.returncode == 0, f"{where} remove of the unfinished add failed: {r.stderr}"
             assert h.keychain.get(account_secret_name(account.id)) is None
@@ -230,7 +252,11 @@ def _kill_serve(h: Home, point: int, upstream: FakeAnthropic) -> bool:
                 try:
                     client.post(
                         f"{data['url']}/v1/messages",
-                        json={"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]},
+                        json={
+                            "model": "claude-sonnet-4-5",
+                            "max_tokens": 8,
+                            "messages": [{"role": "user", "content": "x"}],
+                        },
                         headers={"x-api-key": key or "", "anthropic-version": "2023-06-01"},
                     )
                 except httpx.HTTPError:
@@ -256,7 +282,15 @@ def _kill_serve(h: Home, point: int, upstream: FakeAnthropic) -> bool:
 def _run(h: Home, points: int, upstream: FakeAnthropic) -> None:
     # Seed a few accounts so removes and reorders have something to work on.
     for i in range(3):
-        r = h.cli("accounts", "add", "anthropic", "--label", f"seed {i}", "--api-key-stdin", stdin=f"sk-ant-seed-{i}\n")
+        r = h.cli(
+            "accounts",
+            "add",
+            "anthropic",
+            "--label",
+            f"seed {i}",
+            "--api-key-stdin",
+            stdin=f"sk-ant-seed-{i}\n",
+        )
         assert r.returncode == 0, r.stderr
     for account in SettingsStore.for_paths(h.paths).load().accounts:
         h.accounts[account.id] = h.keychain.get(account_secret_name(account.id)) or ""
@@ -265,7 +299,9 @@ def _run(h: Home, points: int, upstream: FakeAnthropic) -> None:
     point = 0
     while h.kills < points:
         point += 1
-        assert point < points * 3, f"{h.where(point)} too few kills landed ({h.kills}); the delays need tuning"
+        assert point < points * 3, (
+            f"{h.where(point)} too few kills landed ({h.kills}); the delays need tuning"
+        )
         if point % SERVE_EVERY == 5:
             h.kills += _kill_serve(h, point, upstream)
             _check(h, point, None)
@@ -273,7 +309,15 @@ def _run(h: Home, points: int, upstream: FakeAnthropic) -> None:
         if len(h.accounts) < 2:  # killed adds rarely finish: top up so removes and reorders have work
             h.counter += 1
             key = f"sk-ant-fill{h.counter}"
-            r = h.cli("accounts", "add", "anthropic", "--label", f"fill {h.counter}", "--api-key-stdin", stdin=key + "\n")
+            r = h.cli(
+                "accounts",
+                "add",
+                "anthropic",
+                "--label",
+                f"fill {h.counter}",
+                "--api-key-stdin",
+                stdin=key + "\n",
+            )
             assert r.returncode == 0, f"{h.where(point)} a full add after kills failed: {r.stderr}"
             filled = SettingsStore.for_paths(h.paths).load().account(f"fill {h.counter}")
             assert filled is not None

@@ -67,9 +67,15 @@ class Route:
     body: dict[str, Any]
 
 
-MESSAGES = Route("/v1/messages", "anthropic", {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
+MESSAGES = Route(
+    "/v1/messages",
+    "anthropic",
+    {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]},
+)
 RESPONSES = Route("/v1/responses", "openai-responses", {"model": "gpt-5", "input": "hi"})
-CHAT = Route("/v1/chat/completions", "openai-chat", {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]})
+CHAT = Route(
+    "/v1/chat/completions", "openai-chat", {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}
+)
 
 COMBOS = [
     (MESSAGES, "anthropic-api-key"),
@@ -161,7 +167,9 @@ def _error_after_content(case: Case) -> Expect:
     if case.stream:
         return Expect("primary", 200, 1, ends_with_error=True)
     if case.kind == "chatgpt":
-        return Expect("primary", 502, 1)  # the aggregated answer is the upstream's failure, in the OpenAI shape
+        return Expect(
+            "primary", 502, 1
+        )  # the aggregated answer is the upstream's failure, in the OpenAI shape
     return PRIMARY_OK
 
 
@@ -169,16 +177,36 @@ def _error_after_content(case: Case) -> Expect:
 # reset as retry-after, 5xx after the retries → the upstream's own error object (redacted), a refused or broken
 # connection / bad stream / bad body → 502, a hang → 504.
 SCENARIOS = [
-    Scenario("401", lambda c: Behavior(status=401, error_type="authentication_error"), lambda c: _ok_backup(), lambda c: _headway(503)),
-    Scenario("403", lambda c: Behavior(status=403, error_type="permission_error"), lambda c: _ok_backup(), lambda c: _headway(429)),
+    Scenario(
+        "401",
+        lambda c: Behavior(status=401, error_type="authentication_error"),
+        lambda c: _ok_backup(),
+        lambda c: _headway(503),
+    ),
+    Scenario(
+        "403",
+        lambda c: Behavior(status=403, error_type="permission_error"),
+        lambda c: _ok_backup(),
+        lambda c: _headway(429),
+    ),
     Scenario(
         "429+retry-after",
         lambda c: Behavior(status=429, retry_after=30, error_type=c.rate_limit_code),
         lambda c: _ok_backup(),
         lambda c: _headway(429),
     ),
-    Scenario("429", lambda c: Behavior(status=429, error_type=c.rate_limit_code), lambda c: _ok_backup(), lambda c: _headway(429)),
-    Scenario("500", lambda c: Behavior(status=500), lambda c: _ok_backup(MAX_RETRIES + 1), lambda c: _headway(500, MAX_RETRIES + 1)),
+    Scenario(
+        "429",
+        lambda c: Behavior(status=429, error_type=c.rate_limit_code),
+        lambda c: _ok_backup(),
+        lambda c: _headway(429),
+    ),
+    Scenario(
+        "500",
+        lambda c: Behavior(status=500),
+        lambda c: _ok_backup(MAX_RETRIES + 1),
+        lambda c: _headway(500, MAX_RETRIES + 1),
+    ),
     Scenario(
         "529",
         lambda c: Behavior(status=529, error_type="overloaded_error"),
@@ -198,14 +226,21 @@ SCENARIOS = [
         _error_after_content,
     ),
     Scenario("connection refused", lambda c: REFUSED, lambda c: _ok_backup(0), lambda c: _headway(502, 0)),
-    Scenario("dropped before content", lambda c: Behavior(drop_after_events=1), lambda c: _ok_backup(), lambda c: _headway(502)),
+    Scenario(
+        "dropped before content",
+        lambda c: Behavior(drop_after_events=1),
+        lambda c: _ok_backup(),
+        lambda c: _headway(502),
+    ),
     Scenario(
         "dropped mid-stream",
         lambda c: Behavior(drop_after_events=AFTER_CONTENT),
         _dropped_after_content,
         _alone_dropped_after_content,
     ),
-    Scenario("hang before headers", lambda c: Behavior(hang=True), lambda c: _ok_backup(), lambda c: _headway(504)),
+    Scenario(
+        "hang before headers", lambda c: Behavior(hang=True), lambda c: _ok_backup(), lambda c: _headway(504)
+    ),
     Scenario(
         "hang before content",
         lambda c: Behavior(hang_after_events=1),
@@ -218,7 +253,9 @@ SCENARIOS = [
         _after_content,
         _alone_after_content(_headway(504)),
     ),
-    Scenario("slow stream", lambda c: Behavior(chunks=4, delay=0.1), lambda c: PRIMARY_OK, lambda c: PRIMARY_OK),
+    Scenario(
+        "slow stream", lambda c: Behavior(chunks=4, delay=0.1), lambda c: PRIMARY_OK, lambda c: PRIMARY_OK
+    ),
     Scenario(
         "malformed SSE",
         lambda c: Behavior(raw_stream=b"data: {not json\n\nevent: ???\ndata: \x00\x01\n\n: x\n\n"),
@@ -259,10 +296,14 @@ def matrix(request: pytest.FixtureRequest) -> Iterator[list[Row]]:
     with capture.global_and_fixture_disabled():  # printed with or without -s
         reporter.write_line("")
         reporter.write_sep("=", f"fault matrix: {len(rows)} cases, {sum(not r.ok for r in rows)} failed")
-        reporter.write_line(f"{'scenario':32} {'route':36} {'kind':18} {'outcome':34} {'attempts':9} {'time':>6}")
+        reporter.write_line(
+            f"{'scenario':32} {'route':36} {'kind':18} {'outcome':34} {'attempts':9} {'time':>6}"
+        )
         for r in rows:
             mark = "" if r.ok else "  <-- FAILED"
-            reporter.write_line(f"{r.scenario:32} {r.route:36} {r.kind:18} {r.outcome:34} {r.attempts:9} {r.seconds:5.2f}s{mark}")
+            reporter.write_line(
+                f"{r.scenario:32} {r.route:36} {r.kind:18} {r.outcome:34} {r.attempts:9} {r.seconds:5.2f}s{mark}"
+            )
 
 
 # -- running one case ---------------------------------------------------------------------------------------------
@@ -299,7 +340,9 @@ class Rig:
         if kind == "openai-api-key":
             return f"sk-proj-{account_id}-{'k' * 24}"
         if self._tokens is None:
-            payload = self.auth.issue_tokens(FakeAccount(account_id="acct-matrix", email="matrix@example.com"))
+            payload = self.auth.issue_tokens(
+                FakeAccount(account_id="acct-matrix", email="matrix@example.com")
+            )
             self._tokens = TokenSet.from_token_response(payload, now=time.time()).to_json()
         return self._tokens
 
@@ -308,7 +351,9 @@ class Rig:
         made = []
         for role in ("p", "b"):
             account_id = f"{role}{self.counter}"
-            self.gw.services.keychain.set(account_secret_name(account_id), self.secret_for(case.kind, account_id))
+            self.gw.services.keychain.set(
+                account_secret_name(account_id), self.secret_for(case.kind, account_id)
+            )
             extra: dict[str, Any] = {}
             if case.kind == "chatgpt":
                 extra["chatgpt_account_id"] = f"acct-{account_id}"
@@ -369,7 +414,11 @@ def _sse(text: str) -> list[tuple[str | None, str]]:
 
 def _check_error_object(protocol: str, body: Any) -> None:
     if protocol == "anthropic":
-        assert body["type"] == "error" and isinstance(body["error"]["type"], str) and isinstance(body["error"]["message"], str)
+        assert (
+            body["type"] == "error"
+            and isinstance(body["error"]["type"], str)
+            and isinstance(body["error"]["message"], str)
+        )
     else:
         assert isinstance(body["error"]["message"], str)
 
@@ -383,7 +432,11 @@ def _check_answer(case: Case, response: httpx.Response) -> bool:
         return False
     if not case.stream:
         body = response.json()
-        expected = {"anthropic": ("type", "message"), "openai-responses": ("object", "response"), "openai-chat": ("object", "chat.completion")}
+        expected = {
+            "anthropic": ("type", "message"),
+            "openai-responses": ("object", "response"),
+            "openai-chat": ("object", "chat.completion"),
+        }
         key, value = expected[protocol]
         assert body[key] == value, body
         return False
@@ -417,7 +470,12 @@ def _check_answer(case: Case, response: httpx.Response) -> bool:
 
 @pytest.fixture
 def rig() -> Iterator[Rig]:
-    with FakeAnthropic() as anthropic, FakeOpenAI() as openai, FakeOpenAIAuth() as auth, FakeCodex(auth=auth) as codex:
+    with (
+        FakeAnthropic() as anthropic,
+        FakeOpenAI() as openai,
+        FakeOpenAIAuth() as auth,
+        FakeCodex(auth=auth) as codex,
+    ):
 
         def quick(settings: Settings) -> None:
             settings.routing.max_retries = MAX_RETRIES
@@ -441,7 +499,9 @@ def rig() -> Iterator[Rig]:
 
 @pytest.mark.parametrize("pool", ["with-backup", "alone"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
-@pytest.mark.parametrize(("route", "kind"), COMBOS, ids=[f"{r.path.rsplit('/', 1)[-1]}-{k}" for r, k in COMBOS])
+@pytest.mark.parametrize(
+    ("route", "kind"), COMBOS, ids=[f"{r.path.rsplit('/', 1)[-1]}-{k}" for r, k in COMBOS]
+)
 def test_fault_matrix(rig: Rig, matrix: list[Row], route: Route, kind: str, stream: bool, pool: str) -> None:
     failures: list[str] = []
     alone = pool == "alone"
@@ -454,13 +514,20 @@ def test_fault_matrix(rig: Rig, matrix: list[Row], route: Route, kind: str, stre
         started = time.monotonic()
         try:
             response = httpx.post(
-                f"{rig.gw.url}{route.path}", json={**route.body, "stream": stream}, headers=headers, timeout=BOUND + 10
+                f"{rig.gw.url}{route.path}",
+                json={**route.body, "stream": stream},
+                headers=headers,
+                timeout=BOUND + 10,
             )
             seconds = time.monotonic() - started
-            served = {primary.id: "primary", backup.id: "backup"}.get(response.headers.get("x-headway-account", ""))
+            served = {primary.id: "primary", backup.id: "backup"}.get(
+                response.headers.get("x-headway-account", "")
+            )
             ended_with_error = _check_answer(case, response)
             attempts = (rig.attempts(case, primary), rig.attempts(case, backup))
-            outcome = f"{response.status_code} {served or 'headway'}" + (" +error event" if ended_with_error else "")
+            outcome = f"{response.status_code} {served or 'headway'}" + (
+                " +error event" if ended_with_error else ""
+            )
             problems = []
             if seconds > BOUND:
                 problems.append(f"took {seconds:.2f}s > {BOUND}s")
@@ -475,7 +542,19 @@ def test_fault_matrix(rig: Rig, matrix: list[Row], route: Route, kind: str, stre
             seconds = time.monotonic() - started
             outcome, attempts, problems = f"malformed: {type(exc).__name__}", (-1, -1), [repr(exc)[:200]]
         route_name = f"{route.path}{' stream' if stream else ''}{' (alone)' if alone else ''}"
-        matrix.append(Row(scenario.name, route_name, kind, outcome, f"{attempts[0]}+{attempts[1]}", seconds, not problems))
+        matrix.append(
+            Row(
+                scenario.name,
+                route_name,
+                kind,
+                outcome,
+                f"{attempts[0]}+{attempts[1]}",
+                seconds,
+                not problems,
+            )
+        )
         if problems:
-            failures.append(f"{scenario.name}: {outcome}, attempts {attempts[0]}+{attempts[1]}: {'; '.join(problems)}")
+            failures.append(
+                f"{scenario.name}: {outcome}, attempts {attempts[0]}+{attempts[1]}: {'; '.join(problems)}"
+            )
     assert not failures, "\n".join(failures)

@@ -86,16 +86,24 @@ def test_truncate_then_write_under_a_live_engine_never_drops_the_accounts(gw: Ru
                     lambda: store.error is not None and "the file is empty" in str(store.error), timeout=10
                 ), f"the watcher never reported the empty file (error: {store.error})"
                 assert [a.id for a in engine.settings.accounts] == [account.id], "the engine lost the account"
-                assert wait_until(lambda: bool(engine.status()["settings_error"]), timeout=10), "status hides it"
+                assert wait_until(lambda: bool(engine.status()["settings_error"]), timeout=10), (
+                    "status hides it"
+                )
 
             _editor_save(path, text, hold_empty=until_the_empty_file_is_an_error)
             mode = "sticky" if i % 2 else "main-first"
-            assert wait_until(lambda mode=mode: store.error is None and engine.settings.routing.mode == mode, timeout=10)
+            assert wait_until(
+                lambda mode=mode: store.error is None and engine.settings.routing.mode == mode, timeout=10
+            )
 
         # 2. A hundred quick saves, as an editor under load does them.
         for i in range(100):
-            _editor_save(path, json.dumps({**base, "gateway": {**base["gateway"], "max_body_mb": 10 + i}}, indent=2))
-        assert wait_until(lambda: engine.settings.gateway.max_body_mb == 109 and store.error is None, timeout=10)
+            _editor_save(
+                path, json.dumps({**base, "gateway": {**base["gateway"], "max_body_mb": 10 + i}}, indent=2)
+            )
+        assert wait_until(
+            lambda: engine.settings.gateway.max_body_mb == 109 and store.error is None, timeout=10
+        )
 
     assert 0 not in seen_account_counts, "the settings in force had zero accounts at some point"
     assert [a.id for a in engine.settings.accounts] == [account.id]
@@ -135,7 +143,9 @@ def _seed(paths: Paths, env: dict[str, str]) -> None:
     """A settings file with one account written by the CLI itself, on the file keychain (no D-Bus needed)."""
     paths.ensure()
     paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}}))
-    r = run_cli("accounts", "add", "openai", "--label", "work", "--api-key-stdin", input="sk-proj-abc\n", env=env)
+    r = run_cli(
+        "accounts", "add", "openai", "--label", "work", "--api-key-stdin", input="sk-proj-abc\n", env=env
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -150,7 +160,9 @@ def test_cli_write_after_rm_is_refused_and_writes_nothing(tmp_path: Path) -> Non
     assert "the file is missing" in r.stderr and str(paths.settings_last_good) in r.stderr
     assert not paths.settings_file.exists(), "the CLI wrote a new settings file over a missing one"
 
-    r = run_cli("accounts", "add", "anthropic", "--label", "x", "--api-key-stdin", input="sk-ant-x\n", env=env)
+    r = run_cli(
+        "accounts", "add", "anthropic", "--label", "x", "--api-key-stdin", input="sk-ant-x\n", env=env
+    )
     assert r.returncode != 0 and not paths.settings_file.exists()
 
     status = json.loads(run_cli("status", "--json", env=env).stdout)
@@ -163,7 +175,9 @@ def test_cli_write_after_rm_is_refused_and_writes_nothing(tmp_path: Path) -> Non
     r = run_cli("cache", "mode", "hybrid", env=env)
     assert r.returncode == 0, r.stderr
     settings = json.loads(paths.settings_file.read_text())
-    assert [a["id"] for a in settings["accounts"]] == ["work"] and settings["cache"]["anthropic_mode"] == "hybrid"
+    assert [a["id"] for a in settings["accounts"]] == ["work"] and settings["cache"][
+        "anthropic_mode"
+    ] == "hybrid"
 
 
 @pytest.mark.timeout(120)

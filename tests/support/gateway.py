@@ -171,7 +171,9 @@ class GatewayProcess:
     key: str
     log_path: Path
 
-    def cli(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, input=input, env=env)
 
     def stop(self, timeout: float = 10.0) -> int:
@@ -188,7 +190,9 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tray", *args],
         input=input,
@@ -200,7 +204,9 @@ def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = N
     )
 
 
-def start_gateway_process(*, env: dict[str, str] | None = None, port: int = 0, timeout: float = 20.0) -> GatewayProcess:
+def start_gateway_process(
+    *, env: dict[str, str] | None = None, port: int = 0, timeout: float = 20.0
+) -> GatewayProcess:
     paths = Paths.from_env()
     assert paths.home is not None, "HEADWAY_HOME must be set by the test fixture"
     paths.ensure()

@@ -200,7 +200,9 @@ def launch_worker(
         url = json.loads(line)["url"].rstrip("/")
     except (ValueError, KeyError):
         worker.stop(timeout=3)
-        raise RuntimeError(f"miniflare did not start within {timeout:.0f}s:\n{worker.output()[-3000:]}") from None
+        raise RuntimeError(
+            f"miniflare did not start within {timeout:.0f}s:\n{worker.output()[-3000:]}"
+        ) from None
     worker.url = url
     return worker
 

@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ANTHROPIC_KEY = "sk-ant-api03-" + "d" * 30
 
 
-def run(*args: str, env: Mapping[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: Mapping[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tray", *args],
         capture_output=True,
@@ -92,7 +94,10 @@ def test_doctor_with_a_running_instance_and_agents_set_up(running: GatewayProces
     assert checks["running instance"][0]["status"] == "ok"
     assert f"running at {running.url}" in checks["running instance"][0]["detail"]
     assert "version" in checks["running instance"][0]["detail"]
-    assert checks["gateway port"][0]["status"] == "ok" and "served by this Headway" in checks["gateway port"][0]["detail"]
+    assert (
+        checks["gateway port"][0]["status"] == "ok"
+        and "served by this Headway" in checks["gateway port"][0]["detail"]
+    )
     for agent in ("agent claude-code", "agent pi"):
         assert [c["status"] for c in checks[agent]] == ["ok"], checks[agent]
     assert "agent codex" not in checks  # not set up: not listed
@@ -103,7 +108,9 @@ def test_doctor_with_a_running_instance_and_agents_set_up(running: GatewayProces
     assert code == 1
     claude = checks["agent claude-code"]
     assert [c["status"] for c in claude] == ["fail"]
-    assert "ANTHROPIC_API_KEY" in claude[0]["detail"] and claude[0]["fix"].startswith("unset ANTHROPIC_API_KEY")
+    assert "ANTHROPIC_API_KEY" in claude[0]["detail"] and claude[0]["fix"].startswith(
+        "unset ANTHROPIC_API_KEY"
+    )
     assert any("ANTHROPIC_API_KEY" in c["detail"] for c in checks["agent pi"])
     assert ANTHROPIC_KEY not in json.dumps(checks)
     warned = run("configure", "claude-code", env=exported)
@@ -128,12 +135,16 @@ def test_doctor_names_an_account_without_its_secret(headway_home: Path, home_dir
     paths = Paths.from_env()
     paths.ensure()
     write_private_file(paths.settings_file, b'{"secrets": {"backend": "file"}}\n')
-    added = run("accounts", "add", "anthropic", "--label", "main", "--api-key-stdin", input=ANTHROPIC_KEY + "\n")
+    added = run(
+        "accounts", "add", "anthropic", "--label", "main", "--api-key-stdin", input=ANTHROPIC_KEY + "\n"
+    )
     assert added.returncode == 0, added.stderr
     _, checks = doctor()
     assert checks["account main"][0]["status"] == "ok"
     assert "secret present" in checks["account main"][0]["detail"]
-    Keychain(paths.keychain_service, backend="file", file_path=paths.secrets_file).delete(account_secret_name("main"))
+    Keychain(paths.keychain_service, backend="file", file_path=paths.secrets_file).delete(
+        account_secret_name("main")
+    )
     code, checks = doctor()
     assert code == 1
     assert checks["account main"][0]["status"] == "fail"
@@ -208,7 +219,10 @@ def test_doctor_network_reaches_each_upstream_or_says_why(headway_home: Path, ho
     assert checks["upstream anthropic"]["status"] == "ok"
     assert "answered HTTP" in checks["upstream anthropic"]["detail"]
     assert checks["upstream openai"]["status"] == "ok"
-    assert checks["upstream chatgpt"]["status"] == "fail" and "cannot connect" in checks["upstream chatgpt"]["detail"]
+    assert (
+        checks["upstream chatgpt"]["status"] == "fail"
+        and "cannot connect" in checks["upstream chatgpt"]["detail"]
+    )
     assert checks["upstream openai_auth"]["status"] == "fail"
     assert "does not resolve" in checks["upstream openai_auth"]["detail"]
     assert result.returncode == 1

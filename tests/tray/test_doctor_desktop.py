@@ -79,7 +79,10 @@ def test_a_locked_keychain_is_named_with_how_to_unlock_it(session: Session) -> N
     assert "the keychain is locked" in served.stderr and "gnome-keyring-daemon --unlock" in served.stderr
 
     monitor = session.start(
-        "dbus-monitor", "--session", "interface='org.freedesktop.Notifications',member='Notify'", log="monitor.txt"
+        "dbus-monitor",
+        "--session",
+        "interface='org.freedesktop.Notifications',member='Notify'",
+        log="monitor.txt",
     )
     assert wait_for(lambda: (session.tmp / "monitor.txt").stat().st_size > 0, 10)
     tray = _headway(session)
@@ -96,7 +99,12 @@ def test_a_tray_without_menu_support_says_how_to_get_one(session: Session) -> No
     (home / "config" / "settings.json").write_text('{"secrets": {"backend": "file"}, "gateway": {"port": 0}}')
     env = {**session.env, "PYSTRAY_BACKEND": "xorg"}
     tray = subprocess.Popen(
-        [sys.executable, "-m", "tray"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "tray"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     session.processes.append(tray)
     assert tray.stdout is not None

@@ -103,7 +103,9 @@ NO_BUS = ("DBUS_SESSION_BUS_ADDRESS",)
     ],
     ids=lambda a: " ".join(a) or "headway",
 )
-def test_no_keychain_is_one_clear_message_naming_the_real_options(paths: Paths, args: tuple[str, ...]) -> None:
+def test_no_keychain_is_one_clear_message_naming_the_real_options(
+    paths: Paths, args: tuple[str, ...]
+) -> None:
     result = run(*args, drop=NO_BUS, input=SECRET + "\n", timeout=30)
     seen = clear_failure(result, "no secure keychain", "gnome-keyring", "headway secrets backend file")
     assert SECRET not in seen
@@ -130,7 +132,14 @@ def test_doctor_without_a_keychain(paths: Paths) -> None:
     assert "no secure keychain" in keychain["detail"]
     assert "headway secrets backend file" in keychain["fix"] and "gnome-keyring" in keychain["fix"]
     names = {c["check"] for c in checks}
-    assert {"settings file", "headway home", "gateway port", "running instance", "autostart", "accounts"} <= names
+    assert {
+        "settings file",
+        "headway home",
+        "gateway port",
+        "running instance",
+        "autostart",
+        "accounts",
+    } <= names
     notifications = [c for c in checks if c["check"] in ("notifications", "display")]
     assert notifications and all(c["status"] == "warn" for c in notifications)  # no display, no bus here
 
@@ -154,7 +163,9 @@ def test_serve_on_a_busy_port_names_the_port_and_who_holds_it(file_home: Paths, 
     started = time.monotonic()
     result = run("serve", "--port", str(busy_port))
     assert time.monotonic() - started < 5 + 3  # interpreter start-up included
-    seen = clear_failure(result, f"port {busy_port} on 127.0.0.1 is already in use", f"pid {os.getpid()}", "--port")
+    seen = clear_failure(
+        result, f"port {busy_port} on 127.0.0.1 is already in use", f"pid {os.getpid()}", "--port"
+    )
     log = (file_home.log_dir / "headway.log").read_text()
     assert "Traceback" in log and str(busy_port) in log  # the details are in the log file
     assert str(file_home.log_dir / "headway.log") in seen
@@ -167,7 +178,8 @@ def test_serve_on_an_address_it_cannot_have(file_home: Paths) -> None:
 
 def test_tray_launch_on_a_busy_port_without_a_display(file_home: Paths, busy_port: int) -> None:
     write_private_file(
-        file_home.settings_file, json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": busy_port}}).encode()
+        file_home.settings_file,
+        json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": busy_port}}).encode(),
     )
     result = run(drop=("DISPLAY", "WAYLAND_DISPLAY"))
     clear_failure(result, f"port {busy_port}", "already in use")
@@ -178,7 +190,8 @@ def test_tray_launch_on_a_busy_port_with_a_display_also_notifies(
 ) -> None:
     """A launch at login has no terminal: the failure is also a desktop notification (a recording notify-send)."""
     write_private_file(
-        file_home.settings_file, json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": busy_port}}).encode()
+        file_home.settings_file,
+        json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": busy_port}}).encode(),
     )
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -197,12 +210,16 @@ def test_tray_launch_on_a_busy_port_with_a_display_also_notifies(
 
 def test_doctor_names_the_process_on_a_busy_port(file_home: Paths, busy_port: int) -> None:
     write_private_file(
-        file_home.settings_file, json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": busy_port}}).encode()
+        file_home.settings_file,
+        json.dumps({"secrets": {"backend": "file"}, "gateway": {"port": busy_port}}).encode(),
     )
     result = run("doctor", "--json")
     gateway = next(c for c in json.loads(result.stdout) if c["check"] == "gateway port")
     assert gateway["status"] == "fail"
-    assert f"127.0.0.1:{busy_port} is in use by" in gateway["detail"] and f"pid {os.getpid()}" in gateway["detail"]
+    assert (
+        f"127.0.0.1:{busy_port} is in use by" in gateway["detail"]
+        and f"pid {os.getpid()}" in gateway["detail"]
+    )
     assert "gateway.port" in gateway["fix"]
     assert result.returncode == 1
 
@@ -232,7 +249,10 @@ def test_doctor_without_a_display_warns_and_passes(file_home: Paths) -> None:
 # --------------------------------------------------------------------------- permission denied
 
 
-@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+@pytest.mark.skipif(
+    not hasattr(os, "getuid") or os.getuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root and setpriv",
+)
 def test_permission_denied_on_headway_home(tmp_path: Path) -> None:
     """Root ignores file modes, so the CLI runs as `nobody` against a home inside a root-only folder."""
     locked = tmp_path / "locked"

@@ -39,7 +39,12 @@ def test_the_headway_script_is_tray_cli_main_with_every_command_group() -> None:
 
 def test_python_dash_m_tray_runs_the_cli() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tray", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "tray", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("headway, version ")
@@ -53,6 +58,10 @@ def test_durations_are_formatted_only_by_proxy_durations() -> None:
             if path == ROOT / "proxy" / "durations.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.FunctionDef) and node.name.endswith("duration") and "parse" not in node.name:
+                if (
+                    isinstance(node, ast.FunctionDef)
+                    and node.name.endswith("duration")
+                    and "parse" not in node.name
+                ):
                     copies.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert copies == []

@@ -185,7 +185,9 @@ def test_a_failed_port_change_shows_in_the_menu() -> None:
     find(entries, "⚠ port 8080").action()  # type: ignore[misc]
     find(entries, "Check setup").action()  # type: ignore[misc]
     assert actions.calls == [("open_settings", ()), ("check_setup", ())]
-    assert not any(t.startswith("⚠ port") for t in texts(build(MenuView(status(), Settings(), now=NOW), actions)))
+    assert not any(
+        t.startswith("⚠ port") for t in texts(build(MenuView(status(), Settings(), now=NOW), actions))
+    )
 
 
 def test_only_settings_that_exist_get_a_control() -> None:

@@ -469,7 +469,11 @@ def _opens_the_page_signed_in(target: str) -> bool:
     if "token=" in target or not target.startswith("file://"):
         return False
     page = Path(urllib.parse.unquote(urllib.parse.urlsplit(target).path))
-    return page.parent.name == "web-open" and page.stat().st_mode & 0o077 == 0 and "/login?token=" in page.read_text()
+    return (
+        page.parent.name == "web-open"
+        and page.stat().st_mode & 0o077 == 0
+        and "/login?token=" in page.read_text()
+    )
 
 
 def test_a_second_launch_next_to_headless_serve_opens_its_page(tmp_path: Path) -> None:

@@ -42,7 +42,9 @@ class Web:
         self.csrf = match.group(1)
 
     def post(self, url: str, body: Any = None, **headers: str) -> TestResponse:
-        return self.client.post(url, json=body if body is not None else {}, headers={"X-CSRF-Token": self.csrf, **headers})
+        return self.client.post(
+            url, json=body if body is not None else {}, headers={"X-CSRF-Token": self.csrf, **headers}
+        )
 
     def get_json(self, url: str) -> Any:
         response = self.client.get(url)

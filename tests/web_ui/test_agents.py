@@ -72,7 +72,10 @@ def test_opencode_merges_backs_up_and_is_idempotent(tmp_path: Path) -> None:
         "theme": "dark",
         "provider": {
             "anthropic": {"models": {"claude-sonnet-4-5": {}}, "options": {"timeout": 30}},
-            "ollama": {"npm": "@ai-sdk/openai-compatible", "options": {"baseURL": "http://localhost:11434/v1"}},
+            "ollama": {
+                "npm": "@ai-sdk/openai-compatible",
+                "options": {"baseURL": "http://localhost:11434/v1"},
+            },
         },
     }
     path.write_text(json.dumps(original, indent=4))
@@ -103,7 +106,10 @@ def test_a_new_file_is_created_owner_only_without_a_backup(tmp_path: Path) -> No
     path = tmp_path / ".pi" / "agent" / "models.json"
     assert result.changed and result.backup is None and result.path == path
     assert json.loads(path.read_text()) == {
-        "providers": {"anthropic": {"baseUrl": EP.root, "apiKey": EP.key}, "openai": {"baseUrl": EP.v1, "apiKey": EP.key}}
+        "providers": {
+            "anthropic": {"baseUrl": EP.root, "apiKey": EP.key},
+            "openai": {"baseUrl": EP.v1, "apiKey": EP.key},
+        }
     }
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o600
@@ -112,17 +118,38 @@ def test_a_new_file_is_created_owner_only_without_a_backup(tmp_path: Path) -> No
 def test_pi_keeps_custom_providers_and_models(tmp_path: Path) -> None:
     path = tmp_path / "agent" / "models.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({"providers": {"ollama": {"baseUrl": "http://localhost:11434/v1", "api": "openai-completions", "models": [{"id": "llama"}]}, "anthropic": {"models": [{"id": "custom-claude"}]}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "providers": {
+                    "ollama": {
+                        "baseUrl": "http://localhost:11434/v1",
+                        "api": "openai-completions",
+                        "models": [{"id": "llama"}],
+                    },
+                    "anthropic": {"models": [{"id": "custom-claude"}]},
+                }
+            }
+        )
+    )
     configure("pi", tmp_path, PI_CODING_AGENT_DIR=str(path.parent))
     data = json.loads(path.read_text())
     assert data["providers"]["ollama"]["models"] == [{"id": "llama"}]
-    assert data["providers"]["anthropic"] == {"models": [{"id": "custom-claude"}], "baseUrl": EP.root, "apiKey": EP.key}
+    assert data["providers"]["anthropic"] == {
+        "models": [{"id": "custom-claude"}],
+        "baseUrl": EP.root,
+        "apiKey": EP.key,
+    }
 
 
 def test_claude_code_sets_the_env_block_and_drops_a_conflicting_api_key(tmp_path: Path) -> None:
     path = tmp_path / ".claude" / "settings.json"
     path.parent.mkdir()
-    path.write_text(json.dumps({"permissions": {"allow": ["Bash(ls)"]}, "env": {"FOO": "1", "ANTHROPIC_API_KEY": "sk-ant-real"}}))
+    path.write_text(
+        json.dumps(
+            {"permissions": {"allow": ["Bash(ls)"]}, "env": {"FOO": "1", "ANTHROPIC_API_KEY": "sk-ant-real"}}
+        )
+    )
     result = configure("claude-code", tmp_path, ANTHROPIC_API_KEY="sk-ant-shell")
     data = json.loads(path.read_text())
     assert data["permissions"] == {"allow": ["Bash(ls)"]}
@@ -211,7 +238,14 @@ def test_codex_from_scratch_and_replacing_an_existing_choice(tmp_path: Path) -> 
     path = tmp_path / ".codex" / "config.toml"
     assert tomllib.loads(path.read_text()) == {
         "model_provider": "headway",
-        "model_providers": {"headway": {"name": "Headway", "base_url": EP.v1, "wire_api": "responses", "experimental_bearer_token": EP.key}},
+        "model_providers": {
+            "headway": {
+                "name": "Headway",
+                "base_url": EP.v1,
+                "wire_api": "responses",
+                "experimental_bearer_token": EP.key,
+            }
+        },
     }
     other = tmp_path / "other"
     (other / ".codex").mkdir(parents=True)
@@ -331,7 +365,7 @@ def test_aider_every_other_key_means_the_same_after_the_edit(tmp_path: Path) -> 
         "openai-api-key: >-\n  sk-folded\n  continued\n"
         "read: ['a.md', \"b.md\"]\n"
         "map:\n  nested: {x: 1}\n"
-        "set-env: \"ANTHROPIC_API_BASE=https://old\"\n"
+        'set-env: "ANTHROPIC_API_BASE=https://old"\n'
         "lint-cmd: 'python: ruff'   # a colon inside\n"
     )
     path = tmp_path / ".aider.conf.yml"
@@ -384,8 +418,16 @@ def test_a_file_changed_between_plan_and_write_is_not_clobbered(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("agent", "variables", "expected"),
     [
-        ("claude-code", {"ANTHROPIC_API_KEY": "sk-ant-x", "ANTHROPIC_BASE_URL": "http://elsewhere"}, ["ANTHROPIC_API_KEY"]),
-        ("pi", {"ANTHROPIC_API_KEY": "sk-ant-x", "OPENAI_API_KEY": "sk-x"}, ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]),
+        (
+            "claude-code",
+            {"ANTHROPIC_API_KEY": "sk-ant-x", "ANTHROPIC_BASE_URL": "http://elsewhere"},
+            ["ANTHROPIC_API_KEY"],
+        ),
+        (
+            "pi",
+            {"ANTHROPIC_API_KEY": "sk-ant-x", "OPENAI_API_KEY": "sk-x"},
+            ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"],
+        ),
         ("aider", {"AIDER_OPENAI_API_KEY": "sk-x", "OPENAI_API_KEY": "sk-x"}, ["AIDER_OPENAI_API_KEY"]),
         ("codex", {"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://elsewhere"}, []),
         ("opencode", {"ANTHROPIC_API_KEY": "sk-ant-x", "OPENAI_API_KEY": "sk-x"}, []),

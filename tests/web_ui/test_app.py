@@ -60,7 +60,9 @@ def test_a_body_over_the_limit_is_refused_with_413(signed_in: Web) -> None:
 
 
 def test_preflight_requests_are_refused(signed_in: Web) -> None:
-    response = signed_in.client.open("/api/settings", method="OPTIONS", headers={"Origin": "http://127.0.0.1:9"})
+    response = signed_in.client.open(
+        "/api/settings", method="OPTIONS", headers={"Origin": "http://127.0.0.1:9"}
+    )
     assert response.status_code == 405
     assert not [h for h in response.headers.keys() if h.lower().startswith("access-control-")]
 
@@ -100,5 +102,7 @@ def test_a_helper_is_made_once_per_page_even_when_asked_at_once(web: Web) -> Non
 @pytest.mark.parametrize(
     ("port", "wanted", "moved"), [(8765, 8765, False), (40123, 0, False), (40123, 8765, True)]
 )
-def test_the_page_says_it_moved_only_when_it_did_not_get_the_port_it_wanted(port: int, wanted: int, moved: bool) -> None:
+def test_the_page_says_it_moved_only_when_it_did_not_get_the_port_it_wanted(
+    port: int, wanted: int, moved: bool
+) -> None:
     assert PageAddress(f"http://127.0.0.1:{port}/", port, wanted).moved is moved

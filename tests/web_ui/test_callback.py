@@ -303,6 +303,8 @@ def test_the_flask_server_is_the_login_flows_callback_server() -> None:
     server: auth_callback.CallbackServer = factory(STATE, port=0)
     server.start()
     try:
-        assert server.redirect_uri.startswith("http://localhost:") and server.redirect_uri.endswith("/auth/callback")
+        assert server.redirect_uri.startswith("http://localhost:") and server.redirect_uri.endswith(
+            "/auth/callback"
+        )
     finally:
         server.stop()

@@ -53,7 +53,9 @@ def headway(anthropic: FakeAnthropic, openai: FakeOpenAI, headway_home: Path) ->
     process = start_gateway_process(env=env)
     try:
         for provider, label, key in (("anthropic", "main", ANTHROPIC_KEY), ("openai", "oa", OPENAI_KEY)):
-            added = run_cli("accounts", "add", provider, "--label", label, "--api-key-stdin", input=key + "\n")
+            added = run_cli(
+                "accounts", "add", provider, "--label", label, "--api-key-stdin", input=key + "\n"
+            )
             assert added.returncode == 0, added.stderr
         yield process
     finally:
@@ -67,7 +69,9 @@ def _agent_home(workdir: Path, name: str) -> tuple[Path, dict[str, str]]:
 
 
 def _configure(agent: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    keep = {k: env[k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")}
+    keep = {
+        k: env[k] for k in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")
+    }
     return run_cli("configure", agent, env=keep)
 
 
@@ -85,7 +89,9 @@ def _configure_twice(agent: str, env: dict[str, str], path: Path, before: str) -
     assert len(list(path.parent.glob(path.name + ".headway-backup-*"))) == 1
 
 
-def _through_headway(headway: GatewayProcess, upstream: FakeAnthropic | FakeOpenAI, key: str, result: agents.AgentResult) -> None:
+def _through_headway(
+    headway: GatewayProcess, upstream: FakeAnthropic | FakeOpenAI, key: str, result: agents.AgentResult
+) -> None:
     assert not result.timed_out, result.describe()
     assert result.returncode == 0, result.describe()
     assert REPLY in result.stdout, result.describe()
@@ -104,11 +110,22 @@ def test_opencode(headway: GatewayProcess, anthropic: FakeAnthropic, tmp_path: P
     state, env = _agent_home(tmp_path, "opencode")
     path = state / "config" / "opencode" / "opencode.json"
     path.parent.mkdir(parents=True)
-    before = json.dumps({"$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled", "provider": {"ollama": {"options": {"baseURL": "http://localhost:11434/v1"}}}}, indent=2)
+    before = json.dumps(
+        {
+            "$schema": "https://opencode.ai/config.json",
+            "autoupdate": False,
+            "share": "disabled",
+            "provider": {"ollama": {"options": {"baseURL": "http://localhost:11434/v1"}}},
+        },
+        indent=2,
+    )
     path.write_text(before)
     _configure_twice("opencode", env, path, before)
     data = json.loads(path.read_text())
-    assert data["autoupdate"] is False and data["provider"]["ollama"]["options"]["baseURL"] == "http://localhost:11434/v1"
+    assert (
+        data["autoupdate"] is False
+        and data["provider"]["ollama"]["options"]["baseURL"] == "http://localhost:11434/v1"
+    )
 
     workdir = tmp_path / "project"
     workdir.mkdir()
@@ -131,7 +148,18 @@ def test_pi(headway: GatewayProcess, anthropic: FakeAnthropic, tmp_path: Path) -
     state, env = _agent_home(tmp_path, "pi")
     path = state / "home" / ".pi" / "agent" / "models.json"
     path.parent.mkdir(parents=True)
-    before = json.dumps({"providers": {"ollama": {"baseUrl": "http://localhost:11434/v1", "api": "openai-completions", "apiKey": "ollama", "models": [{"id": "llama3.1:8b"}]}}})
+    before = json.dumps(
+        {
+            "providers": {
+                "ollama": {
+                    "baseUrl": "http://localhost:11434/v1",
+                    "api": "openai-completions",
+                    "apiKey": "ollama",
+                    "models": [{"id": "llama3.1:8b"}],
+                }
+            }
+        }
+    )
     path.write_text(before)
     _configure_twice("pi", env, path, before)
     assert json.loads(path.read_text())["providers"]["ollama"]["models"] == [{"id": "llama3.1:8b"}]
@@ -152,7 +180,11 @@ def test_codex(headway: GatewayProcess, openai: FakeOpenAI, tmp_path: Path) -> N
     path.write_text(before)
     _configure_twice("codex", env, path, before)
     data = tomllib.loads(path.read_text())
-    assert data["model"] == "gpt-5" and data["analytics"] == {"enabled": False} and data["model_provider"] == "headway"
+    assert (
+        data["model"] == "gpt-5"
+        and data["analytics"] == {"enabled": False}
+        and data["model_provider"] == "headway"
+    )
 
     argv = [binary, "exec", "--skip-git-repo-check", "--sandbox", "read-only", PROMPT]
     result = agents._run(argv, cwd=tmp_path, env=env, state=state, timeout=90, env_extra=None)
@@ -175,7 +207,12 @@ def test_claude_code(headway: GatewayProcess, anthropic: FakeAnthropic, tmp_path
     assert data["permissions"] == {"allow": ["Bash(ls)"]}
     assert data["env"]["DISABLE_TELEMETRY"] == "1" and data["env"]["ANTHROPIC_BASE_URL"] == headway.url
 
-    env.update(CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_ERROR_REPORTING="1", DISABLE_AUTOUPDATER="1", DISABLE_BUG_COMMAND="1")
+    env.update(
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_ERROR_REPORTING="1",
+        DISABLE_AUTOUPDATER="1",
+        DISABLE_BUG_COMMAND="1",
+    )
     argv = [binary, "-p", PROMPT, "--output-format", "json"]
     result = agents._run(argv, cwd=tmp_path, env=env, state=state, timeout=90, env_extra=None)
     _through_headway(headway, anthropic, ANTHROPIC_KEY, result)
@@ -184,11 +221,16 @@ def test_claude_code(headway: GatewayProcess, anthropic: FakeAnthropic, tmp_path
 def test_configure_print_and_openhands(headway: GatewayProcess, tmp_path: Path) -> None:
     printed = run_cli("configure", "codex", "--print", env={"HOME": str(tmp_path)})
     assert printed.returncode == 0
-    assert tomllib.loads(printed.stdout)["model_providers"]["headway"]["experimental_bearer_token"] == headway.key
+    assert (
+        tomllib.loads(printed.stdout)["model_providers"]["headway"]["experimental_bearer_token"]
+        == headway.key
+    )
     assert not (tmp_path / ".codex").exists()
     openhands = run_cli("configure", "openhands", env={"HOME": str(tmp_path)})
     assert openhands.returncode == 0
-    assert f"LLM_BASE_URL={headway.url}" in openhands.stdout and f"LLM_API_KEY={headway.key}" in openhands.stdout
+    assert (
+        f"LLM_BASE_URL={headway.url}" in openhands.stdout and f"LLM_API_KEY={headway.key}" in openhands.stdout
+    )
     assert "environment" in openhands.stderr
     broken = tmp_path / "opencode.json"
     broken.write_text("{not json")

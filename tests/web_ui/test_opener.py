@@ -19,7 +19,10 @@ def test_the_opener_is_private_and_forwards_without_script(tmp_path: Path) -> No
     folder = tmp_path / "web-open"
     page = write_opener(folder, URL)
     text = page.read_text()
-    assert '<meta http-equiv="refresh" content="0;url=http://127.0.0.1:7338/login?token=abc&amp;x=&lt;b&gt;">' in text
+    assert (
+        '<meta http-equiv="refresh" content="0;url=http://127.0.0.1:7338/login?token=abc&amp;x=&lt;b&gt;">'
+        in text
+    )
     assert "<script" not in text and "<b>" not in text
     if os.name == "posix":
         assert page.stat().st_mode & 0o777 == 0o600 and folder.stat().st_mode & 0o777 == 0o700
@@ -35,7 +38,9 @@ def test_old_openers_are_cleared_when_the_next_is_written(tmp_path: Path) -> Non
     assert not old.exists() and recent.exists() and newest.exists()
 
 
-def test_open_signed_in_puts_only_the_file_on_the_command_line(headway_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_signed_in_puts_only_the_file_on_the_command_line(
+    headway_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = Paths.from_env()
     opened: list[str] = []
     monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)

@@ -18,11 +18,21 @@ FOREIGN = {"Host": "evil.example:8080"}
 # --------------------------------------------------------------------------- Host allowlist (first)
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:1234", "127.0.0.1.evil.example", "localhost.evil", "10.0.0.5:80"])
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:1234", "127.0.0.1.evil.example", "localhost.evil", "10.0.0.5:80"]
+)
 def test_a_foreign_host_is_refused_before_anything_else(web: Web, host: str) -> None:
     web.sign_in()
-    for method, url in (("GET", "/"), ("GET", "/api/state"), ("GET", "/static/app.js"), ("POST", "/api/settings"), ("GET", f"/login?token={web.tokens.mint()}")):
-        response = web.client.open(url, method=method, headers={"Host": host, "X-CSRF-Token": web.csrf}, json={})
+    for method, url in (
+        ("GET", "/"),
+        ("GET", "/api/state"),
+        ("GET", "/static/app.js"),
+        ("POST", "/api/settings"),
+        ("GET", f"/login?token={web.tokens.mint()}"),
+    ):
+        response = web.client.open(
+            url, method=method, headers={"Host": host, "X-CSRF-Token": web.csrf}, json={}
+        )
         assert response.status_code == 403, (method, url, response.status_code)
         assert b"only answers to 127.0.0.1" in response.data
         assert response.headers["X-Frame-Options"] == "DENY"
@@ -137,12 +147,20 @@ def test_state_changes_need_the_csrf_token(signed_in: Web) -> None:
     missing = signed_in.client.post("/api/settings", json=body)
     assert missing.status_code == 403
     assert "CSRF" in missing.get_json()["error"]
-    wrong = signed_in.client.post("/api/settings", json=body, headers={"X-CSRF-Token": signed_in.csrf[:-2] + "xx"})
+    wrong = signed_in.client.post(
+        "/api/settings", json=body, headers={"X-CSRF-Token": signed_in.csrf[:-2] + "xx"}
+    )
     assert wrong.status_code == 403
     assert signed_in.services.store.current.dumps.enabled is False
     assert signed_in.post("/api/settings", body).status_code == 200
     # every state-changing route is covered, not only settings
-    for url in ("/api/accounts", "/api/account-order", "/api/access-key", "/api/agents/codex/write", "/logout"):
+    for url in (
+        "/api/accounts",
+        "/api/account-order",
+        "/api/access-key",
+        "/api/agents/codex/write",
+        "/logout",
+    ):
         assert signed_in.client.post(url, json={}).status_code == 403, url
 
 
@@ -152,10 +170,17 @@ def test_cross_site_requests_are_refused(signed_in: Web) -> None:
     assert cross.status_code == 403
     assert "other sites" in cross.get_json()["error"]
     assert signed_in.client.get("/api/state", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
-    assert signed_in.client.get("/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}).status_code == 403
+    assert (
+        signed_in.client.get(
+            "/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+        ).status_code
+        == 403
+    )
     same_site = signed_in.post("/api/settings", body, **{"Sec-Fetch-Site": "same-site"})
     assert same_site.status_code == 403
-    wrong_origin = signed_in.post("/api/settings", body, Origin="http://localhost:9999", **{"Sec-Fetch-Site": "same-origin"})
+    wrong_origin = signed_in.post(
+        "/api/settings", body, Origin="http://localhost:9999", **{"Sec-Fetch-Site": "same-origin"}
+    )
     assert wrong_origin.status_code == 403
     assert signed_in.services.store.current.dumps.enabled is False
     ok = signed_in.post("/api/settings", body, Origin="http://localhost", **{"Sec-Fetch-Site": "same-origin"})
@@ -184,17 +209,33 @@ def test_the_sign_in_exchange_takes_a_navigation_from_a_local_file(web: Web) -> 
 
 def test_fetch_metadata_rules() -> None:
     check = fetch_metadata_problem
-    assert check(method="GET", sec_fetch_site="none", sec_fetch_mode="navigate", origin=None, host="127.0.0.1:1") is None
-    assert check(method="GET", sec_fetch_site="same-site", sec_fetch_mode="navigate", origin=None, host="h") is None
+    assert (
+        check(method="GET", sec_fetch_site="none", sec_fetch_mode="navigate", origin=None, host="127.0.0.1:1")
+        is None
+    )
+    assert (
+        check(method="GET", sec_fetch_site="same-site", sec_fetch_mode="navigate", origin=None, host="h")
+        is None
+    )
     assert check(method="GET", sec_fetch_site="same-site", sec_fetch_mode="cors", origin=None, host="h")
     assert check(method="POST", sec_fetch_site="none", sec_fetch_mode=None, origin=None, host="h")
     assert check(method="POST", sec_fetch_site=None, sec_fetch_mode=None, origin="null", host="h")
-    assert check(method="POST", sec_fetch_site="same-origin", sec_fetch_mode="cors", origin="http://h", host="h") is None
+    assert (
+        check(method="POST", sec_fetch_site="same-origin", sec_fetch_mode="cors", origin="http://h", host="h")
+        is None
+    )
     navigate = {"sec_fetch_site": "cross-site", "sec_fetch_mode": "navigate", "origin": None, "host": "h"}
     assert check(method="GET", **navigate)
     assert check(method="GET", **navigate, sign_in=True) is None
     assert check(method="POST", **navigate, sign_in=True)
-    assert check(method="GET", sec_fetch_site="cross-site", sec_fetch_mode="no-cors", origin=None, host="h", sign_in=True)
+    assert check(
+        method="GET",
+        sec_fetch_site="cross-site",
+        sec_fetch_mode="no-cors",
+        origin=None,
+        host="h",
+        sign_in=True,
+    )
 
 
 # --------------------------------------------------------------------------- headers, CORS, markup
@@ -261,7 +302,14 @@ def test_the_page_has_no_inline_script_style_or_external_assets(signed_in: Web) 
 
 
 def _all_get_bodies(web: Web) -> str:
-    urls = ["/", "/api/state", "/api/usage?days=7", "/api/usage?metric=tokens", "/api/agents", "/static/app.js"]
+    urls = [
+        "/",
+        "/api/state",
+        "/api/usage?days=7",
+        "/api/usage?metric=tokens",
+        "/api/agents",
+        "/static/app.js",
+    ]
     bodies = []
     for url in urls:
         response = web.client.get(url)
@@ -274,10 +322,14 @@ def _all_get_bodies(web: Web) -> str:
 def test_api_keys_are_never_in_any_response(signed_in: Web) -> None:
     anthropic_key = "sk-ant-api03-" + "S3cretKeyMaterial" * 3 + "Zq9w"
     openai_key = "sk-proj-" + "AnotherSecret" * 3 + "Lm4k"
-    added = signed_in.post("/api/accounts", {"provider": "anthropic", "label": "work", "api_key": anthropic_key})
+    added = signed_in.post(
+        "/api/accounts", {"provider": "anthropic", "label": "work", "api_key": anthropic_key}
+    )
     assert added.status_code == 200
     assert anthropic_key not in added.get_data(as_text=True)
-    signed_in.post("/api/accounts", {"provider": "openai", "label": "oa", "api_key": "sk-proj-first-key-0000000000000"})
+    signed_in.post(
+        "/api/accounts", {"provider": "openai", "label": "oa", "api_key": "sk-proj-first-key-0000000000000"}
+    )
     replaced = signed_in.post("/api/accounts/oa/key", {"api_key": openai_key})
     assert replaced.status_code == 200
     assert openai_key not in replaced.get_data(as_text=True)
@@ -314,7 +366,9 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert sessions.find(values[0]) is None and sessions.find(values[-1]) is not None
 
 
-def test_sessions_outlive_a_restart_through_a_private_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_sessions_outlive_a_restart_through_a_private_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     file = tmp_path / "run" / "web-sessions.json"
     file.parent.mkdir(mode=0o700)
     first = Sessions(file=file)

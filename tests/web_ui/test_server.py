@@ -31,7 +31,12 @@ def test_the_page_is_served_on_loopback_by_waitress_in_its_own_thread(gateway: R
     response = httpx.get(web.url + "/", timeout=5)
     assert response.status_code == 401 and response.headers["Server"] == "Headway"
     info = json.loads(web_file(gateway.services.paths).read_text())
-    assert info == {"pid": os.getpid(), "url": web.url, "started_at": info["started_at"], "wanted_port": info["wanted_port"]}
+    assert info == {
+        "pid": os.getpid(),
+        "url": web.url,
+        "started_at": info["started_at"],
+        "wanted_port": info["wanted_port"],
+    }
     if os.name == "posix":
         assert web_file(gateway.services.paths).stat().st_mode & 0o777 == 0o600
     assert "token" not in web_file(gateway.services.paths).read_text()
@@ -118,7 +123,9 @@ def test_headway_settings_prints_a_one_time_link_for_the_running_instance(headwa
             assert browser.get(url).status_code == 303
             assert browser.get(url.split("/login")[0] + "/api/state").status_code == 200
         assert httpx.get(url, timeout=5).status_code == 401
-        assert run_cli("settings", "path").stdout.strip() == str(paths.settings_file)  # subcommands still work
+        assert run_cli("settings", "path").stdout.strip() == str(
+            paths.settings_file
+        )  # subcommands still work
     finally:
         assert process.stop() == 0
     assert not web_file(paths).exists()
@@ -167,7 +174,10 @@ def test_a_taken_port_falls_back_to_a_free_one_and_says_so(
         web.start()
         try:
             assert web.port != taken and web.running
-            assert f"port {taken} is not available" in caplog.text and f"on port {web.port} this time" in caplog.text
+            assert (
+                f"port {taken} is not available" in caplog.text
+                and f"on port {web.port} this time" in caplog.text
+            )
             info = json.loads(web_file(services.paths).read_text())
             assert info["url"] == web.url and info["wanted_port"] == taken
             with httpx.Client(timeout=5) as browser:

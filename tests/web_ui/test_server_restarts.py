@@ -55,7 +55,9 @@ class Traffic:
 
 
 @pytest.mark.timeout(300)
-def test_restarts_on_one_context_stop_cleanly(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
+def test_restarts_on_one_context_stop_cleanly(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     first = gateway.services.web
     assert first is not None
     context = first.context
@@ -75,12 +77,16 @@ def test_restarts_on_one_context_stop_cleanly(gateway: RunningGateway, caplog: p
             traffic.stop()
             lingering.close()
         assert not web.running, f"round {round_}: the server thread outlived stop()"
-        problems = [text for r in caplog.records if r.levelno >= logging.WARNING and _ours(r, text := _text(r))]
+        problems = [
+            text for r in caplog.records if r.levelno >= logging.WARNING and _ours(r, text := _text(r))
+        ]
         assert not problems, f"round {round_}: {problems}"
 
 
 def _text(record: logging.LogRecord) -> str:
-    return record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+    return record.getMessage() + (
+        logging.Formatter().formatException(record.exc_info) if record.exc_info else ""
+    )
 
 
 def _ours(record: logging.LogRecord, text: str) -> bool:

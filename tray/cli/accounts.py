@@ -32,7 +32,9 @@ def accounts() -> None:
 @accounts.command("add")
 @click.argument("provider", type=click.Choice(["anthropic", "openai"]))
 @click.option("--label", required=True, help="A name for this account, e.g. 'work' or 'personal'.")
-@click.option("--api-key-stdin", is_flag=True, help="Read the API key from standard input instead of a prompt.")
+@click.option(
+    "--api-key-stdin", is_flag=True, help="Read the API key from standard input instead of a prompt."
+)
 def accounts_add(provider: Literal["anthropic", "openai"], label: str, api_key_stdin: bool) -> None:
     """Add an API-key account; the key goes to the OS keychain."""
     paths = env_paths()
@@ -47,13 +49,19 @@ def accounts_add(provider: Literal["anthropic", "openai"], label: str, api_key_s
         account = add_api_key_account(store, make_keychain(paths, store.current), kind, label, api_key)
     except (AccountError, SettingsError, KeychainError) as exc:
         raise fail(exc) from exc
-    where = "the OS keychain" if store.current.secrets.backend == "system" else "the plain secrets file (not encrypted)"
+    where = (
+        "the OS keychain"
+        if store.current.secrets.backend == "system"
+        else "the plain secrets file (not encrypted)"
+    )
     click.echo(f"added {account.id} ({account.label}, {account.kind}); key stored in {where}")
 
 
 @accounts.command("set-key")
 @click.argument("account")
-@click.option("--api-key-stdin", is_flag=True, help="Read the API key from standard input instead of a prompt.")
+@click.option(
+    "--api-key-stdin", is_flag=True, help="Read the API key from standard input instead of a prompt."
+)
 def accounts_set_key(account: str, api_key_stdin: bool) -> None:
     """Replace an account's API key."""
     paths = env_paths()
@@ -71,7 +79,9 @@ def accounts_set_key(account: str, api_key_stdin: bool) -> None:
 def accounts_list(as_json: bool) -> None:
     """List accounts in routing order."""
     store = load_store(env_paths())
-    items = [a.model_dump(mode="json", exclude_none=True) | {"family": a.family} for a in store.current.accounts]
+    items = [
+        a.model_dump(mode="json", exclude_none=True) | {"family": a.family} for a in store.current.accounts
+    ]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return

@@ -16,7 +16,9 @@ def analyze() -> None:
 
 @analyze.command("cache")
 @click.option("--session", "session_id", default=None, help="Only this session id.")
-@click.option("--days", type=DAYS, default=7.0, show_default=True, help="How far back to look (up to 3650 days).")
+@click.option(
+    "--days", type=DAYS, default=7.0, show_default=True, help="How far back to look (up to 3650 days)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--opencode-db",
@@ -46,6 +48,7 @@ def analyze_cache(
         format_report,
         write_svg,
     )
+
     paths = env_paths()
     try:
         if opencode_db is None:

@@ -14,7 +14,9 @@ from .root import cli, env_paths, fail, load_store
 
 @cli.command()
 @click.argument("agent", type=click.Choice(["opencode", "pi", "codex", "claude-code", "openhands", "aider"]))
-@click.option("--print", "print_only", is_flag=True, help="Print the settings to paste instead of editing any file.")
+@click.option(
+    "--print", "print_only", is_flag=True, help="Print the settings to paste instead of editing any file."
+)
 @click.option(
     "--file",
     "file_path",
@@ -37,7 +39,9 @@ def configure(agent: str, print_only: bool, file_path: Path | None) -> None:
     if runtime:
         base_url = str(runtime["url"])
     elif gateway.port == 0:
-        raise click.ClickException("gateway.port is 0 (a new port at each start): start Headway first, or set a port")
+        raise click.ClickException(
+            "gateway.port is 0 (a new port at each start): start Headway first, or set a port"
+        )
     else:
         host = f"[{gateway.host}]" if ":" in gateway.host else gateway.host
         base_url = f"http://{host}:{gateway.port}"
@@ -49,7 +53,9 @@ def configure(agent: str, print_only: bool, file_path: Path | None) -> None:
     if print_only or not info.writes:
         click.echo(snippet(agent, endpoint), nl=False)
         if not info.writes:
-            click.echo(f"{info.title} keeps its own settings: set these in the environment it runs in.", err=True)
+            click.echo(
+                f"{info.title} keeps its own settings: set these in the environment it runs in.", err=True
+            )
         for override in env_overrides(agent, endpoint.key):
             click.echo(f"warning: {override.message()}", err=True)
         return
@@ -65,5 +71,8 @@ def configure(agent: str, print_only: bool, file_path: Path | None) -> None:
     for note in result.notes:
         click.echo(f"{'warning' if note in warnings else 'note'}: {note}", err=True)
     if gateway.port == 0:
-        click.echo("note: gateway.port is 0, so the port changes at each start; run this again after a restart", err=True)
+        click.echo(
+            "note: gateway.port is 0, so the port changes at each start; run this again after a restart",
+            err=True,
+        )
     click.echo(f"then run: {info.run_hint}", err=True)

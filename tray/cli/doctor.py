@@ -8,8 +8,15 @@ from .root import cli, env_paths
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help='Machine-readable: a list of {"check", "status", "detail", "fix"}.')
-@click.option("--network", is_flag=True, help="Also check that each upstream answers (DNS, TLS, one request).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Machine-readable: a list of {"check", "status", "detail", "fix"}.',
+)
+@click.option(
+    "--network", is_flag=True, help="Also check that each upstream answers (DNS, TLS, one request)."
+)
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool, network: bool) -> None:
     """Check everything Headway needs, one line each with the fix. Exit code 1 when a check fails."""

@@ -61,7 +61,10 @@ def secrets_backend(backend: str | None) -> None:
     else:
         click.echo("Secrets now go to the OS keychain.")
     if store.current.accounts:
-        click.echo("Keys and logins stored before stay where they were: set them again (`headway accounts set-key`, "
-                   "`headway login chatgpt`).", err=True)
+        click.echo(
+            "Keys and logins stored before stay where they were: set them again (`headway accounts set-key`, "
+            "`headway login chatgpt`).",
+            err=True,
+        )
     if read_runtime(paths):
         click.echo("Restart Headway for the change to take effect.", err=True)

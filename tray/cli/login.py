@@ -24,19 +24,24 @@ def login() -> None:
 
 
 @login.command("chatgpt")
-@click.option("--headless", is_flag=True, help="Sign in with a code entered on another device (no browser here).")
+@click.option(
+    "--headless", is_flag=True, help="Sign in with a code entered on another device (no browser here)."
+)
 @click.option("--label", default=None, help="A name for this account (default: its email).")
 @click.option("--no-browser", is_flag=True, help="Print the sign-in URL instead of opening a browser.")
 def login_chatgpt(headless: bool, label: str | None, no_browser: bool) -> None:
     """Sign in to ChatGPT; signing in to an account Headway already has updates it."""
     from proxy.auth import CallbackError, LoginError, OAuthConfig, OAuthError, oauth_config
+
     paths = env_paths()
     paths.ensure()
     store = load_store(paths, strict=True)
     cfg = oauth_config(store.current, os.environ)
     keychain = make_keychain(paths, store.current)
     if cfg.base != OAuthConfig().base:
-        click.echo(f"Using the sign-in service at {cfg.base} (HEADWAY_OPENAI_AUTH_URL or upstreams.openai_auth).")
+        click.echo(
+            f"Using the sign-in service at {cfg.base} (HEADWAY_OPENAI_AUTH_URL or upstreams.openai_auth)."
+        )
     try:
         result = (
             _login_device(store, keychain, cfg, label)
@@ -53,11 +58,13 @@ def login_chatgpt(headless: bool, label: str | None, no_browser: bool) -> None:
     if read_runtime(paths):
         click.echo("The running Headway picks up the account by itself.")
 
+
 def _login_browser(
     store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None, no_browser: bool
 ) -> LoginResult:
     from proxy.auth import BROWSER_LOGIN_TIMEOUT, BrowserLogin, callback_port
     from web_ui.callback import CallbackServer
+
     flow = BrowserLogin(
         store,
         keychain,
@@ -79,8 +86,11 @@ def _login_browser(
     return flow.finish()
 
 
-def _login_device(store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None) -> LoginResult:
+def _login_device(
+    store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, label: str | None
+) -> LoginResult:
     from proxy.auth import DEVICE_LOGIN_TIMEOUT, DeviceLogin
+
     flow = DeviceLogin(store, keychain, cfg, label=label, progress=step)
     click.echo("Signing in to ChatGPT with a device code.")
     code = flow.start()

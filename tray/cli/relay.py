@@ -21,9 +21,20 @@ def relay() -> None:
 
 
 @relay.command("setup")
-@click.option("--account-id", default=None, help="Your Cloudflare account id (Workers & Pages overview); prompted if missing.")
-@click.option("--api-token-stdin", is_flag=True, help="Read the Cloudflare API token from standard input, not a prompt.")
-@click.option("--name", "worker_name", default=None, help="The Worker's name (default: the current one, or headway-relay).")
+@click.option(
+    "--account-id",
+    default=None,
+    help="Your Cloudflare account id (Workers & Pages overview); prompted if missing.",
+)
+@click.option(
+    "--api-token-stdin", is_flag=True, help="Read the Cloudflare API token from standard input, not a prompt."
+)
+@click.option(
+    "--name",
+    "worker_name",
+    default=None,
+    help="The Worker's name (default: the current one, or headway-relay).",
+)
 @click.option(
     "--storage",
     type=click.Choice(["durable_object", "kv"]),
@@ -31,8 +42,12 @@ def relay() -> None:
     show_default=True,
     help="Where the Worker keeps each session's last body.",
 )
-@click.option("--transport", type=click.Choice(["http", "websocket"]), default=None, help="How Headway talks to it.")
-@click.option("--rotate-secret", is_flag=True, help="Make a new relay secret instead of keeping the current one.")
+@click.option(
+    "--transport", type=click.Choice(["http", "websocket"]), default=None, help="How Headway talks to it."
+)
+@click.option(
+    "--rotate-secret", is_flag=True, help="Make a new relay secret instead of keeping the current one."
+)
 @click.option("--no-probe", is_flag=True, help="Do not wait for the Worker to answer after deploying it.")
 def relay_setup(
     account_id: str | None,
@@ -50,6 +65,7 @@ def relay_setup(
     the requests it relays: it runs in your account, from source Headway ships.
     """
     from proxy.relay.setup import RelaySetupError, setup_relay
+
     paths = env_paths()
     paths.ensure()
     store = load_store(paths, strict=True)
@@ -72,7 +88,9 @@ def relay_setup(
     except (RelaySetupError, KeychainError, SettingsError) as exc:
         raise fail(exc) from exc
     verb = "Deployed" if info.created else "Upgraded"
-    click.echo(f"{verb} Worker {info.worker_name} {info.worker_version} at {info.url} ({info.storage.replace('_', ' ')}).")
+    click.echo(
+        f"{verb} Worker {info.worker_name} {info.worker_version} at {info.url} ({info.storage.replace('_', ' ')})."
+    )
     click.echo("The relay secret is in the keychain; the API token was not kept. The relay is on.")
     if info.detail:
         click.echo(info.detail)
@@ -86,6 +104,7 @@ def relay_setup(
 def relay_status_command(as_json: bool, no_probe: bool) -> None:
     """Whether the relay is on, whether its Worker answers, and what it saved in this run."""
     from proxy.relay.setup import relay_status
+
     paths = env_paths()
     store = load_store(paths)
     try:
@@ -107,7 +126,9 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
         f"Relay: {'on' if data['enabled'] else 'off'}, {data['url']} "
         f"({data['transport']}, {data['storage'].replace('_', ' ')}; {fallback})"
     )
-    click.echo(f"Secret: {'in the keychain' if data['secret_in_keychain'] else 'MISSING from the keychain (run setup)'}")
+    click.echo(
+        f"Secret: {'in the keychain' if data['secret_in_keychain'] else 'MISSING from the keychain (run setup)'}"
+    )
     worker = data.get("worker")
     if isinstance(worker, dict):
         if worker.get("ok"):
@@ -136,6 +157,7 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
 def relay_disable(forget: bool) -> None:
     """Turn the relay off (requests go direct). The Worker stays in your Cloudflare account."""
     from proxy.relay.setup import disable_relay
+
     paths = env_paths()
     store = load_store(paths, strict=True)
     try:
@@ -144,6 +166,8 @@ def relay_disable(forget: bool) -> None:
         raise fail(exc) from exc
     click.echo("Relay off: requests go directly to the providers.")
     if forget:
-        click.echo("Forgot its URL and secret. Delete the Worker in the Cloudflare dashboard if you no longer want it.")
+        click.echo(
+            "Forgot its URL and secret. Delete the Worker in the Cloudflare dashboard if you no longer want it."
+        )
     else:
         click.echo("Turn it back on with: headway relay setup")

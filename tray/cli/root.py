@@ -30,7 +30,9 @@ def _unusable(store: SettingsStore, error: SettingsError) -> click.ClickExceptio
     """Nothing was changed because the settings file cannot be used: what is wrong with it, and the way back."""
     text = f"the settings file cannot be used, so nothing was changed:\n{error}"
     if "headway settings restore" not in text and store.last_good.is_file():
-        text += "\n  fix: correct the file, or put the last good settings back with `headway settings restore`"
+        text += (
+            "\n  fix: correct the file, or put the last good settings back with `headway settings restore`"
+        )
     return click.ClickException(text)
 
 
@@ -79,7 +81,9 @@ def cli(ctx: click.Context) -> None:
     """Headway: run your coding agents on your own ChatGPT, OpenAI and Anthropic accounts."""
     from ..cli_log import log_cli_to_file
 
-    log_cli_to_file(env_paths().log_dir)  # problems reach the user once, as the command's message; records go to the log
+    log_cli_to_file(
+        env_paths().log_dir
+    )  # problems reach the user once, as the command's message; records go to the log
     if ctx.invoked_subcommand is None:
         from ..tray import run_tray_or_headless
 
@@ -89,4 +93,3 @@ def cli(ctx: click.Context) -> None:
 def step(message: str) -> None:
     """A long operation's progress line: "Exchanging the code…"."""
     click.echo(message[:1].upper() + message[1:] + "…")
-

@@ -8,7 +8,9 @@ from .root import cli, env_paths
 
 
 @cli.command()
-@click.option("--port", type=int, default=None, help="Listen on this port (default: gateway.port in settings).")
+@click.option(
+    "--port", type=int, default=None, help="Listen on this port (default: gateway.port in settings)."
+)
 @click.option("--host", default=None, help="Bind address (default: gateway.host in settings, 127.0.0.1).")
 def serve(port: int | None, host: str | None) -> None:
     """Run the gateway headless (no tray) until interrupted."""

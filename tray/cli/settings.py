@@ -15,7 +15,9 @@ from .root import cli, env_paths, fail, load_store
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--print-url", is_flag=True, help="Print the one-time sign-in link instead of opening a browser.")
+@click.option(
+    "--print-url", is_flag=True, help="Print the one-time sign-in link instead of opening a browser."
+)
 @click.pass_context
 def settings(ctx: click.Context, print_url: bool) -> None:
     """Open the settings page signed in; or: where the settings file is, its schema, whether it is valid."""
@@ -33,9 +35,15 @@ def _open_settings_page(print_url: bool) -> None:
     except OSError as exc:
         raise fail(exc) from exc
     if url is None:
-        raise click.ClickException("Headway is not running: start it (`headway`, or `headway serve`) and try again")
-    headless = sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    if print_url or headless or not open_signed_in(paths, url):  # the token stays off the browser's command line
+        raise click.ClickException(
+            "Headway is not running: start it (`headway`, or `headway serve`) and try again"
+        )
+    headless = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if (
+        print_url or headless or not open_signed_in(paths, url)
+    ):  # the token stays off the browser's command line
         click.echo(url)
         click.echo("This link signs a browser in once, within a minute.", err=True)
         return

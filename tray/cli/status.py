@@ -21,7 +21,9 @@ from .root import cli, env_paths, load_store
 STATUS_TIMEOUT = 5.0
 
 
-def _ask_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -> tuple[dict[str, Any] | None, str]:
+def _ask_status(
+    paths: Paths, runtime: dict[str, Any], refresh: bool = False
+) -> tuple[dict[str, Any] | None, str]:
     """The running instance's /status, or None and what went wrong (it may be running and still not answer)."""
     store = load_store(paths)
     timeout = 30.0 if refresh else STATUS_TIMEOUT
@@ -32,7 +34,10 @@ def _ask_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) ->
     url = f"{runtime['url']}/status"
     try:
         response = httpx.get(
-            url, params={"refresh": "1"} if refresh else None, headers={"x-api-key": key_value or ""}, timeout=timeout
+            url,
+            params={"refresh": "1"} if refresh else None,
+            headers={"x-api-key": key_value or ""},
+            timeout=timeout,
         )
     except httpx.TimeoutException:
         return None, f"{url} did not answer within {timeout:g} s"
@@ -58,6 +63,7 @@ def fetch_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -
 
 def _offline_status(paths: Paths) -> dict[str, Any]:
     from proxy.engine import status_snapshot
+
     store = load_store(paths)
     state = RuntimeState.load(paths.state_file)
     return {
@@ -115,7 +121,9 @@ def format_status(data: dict[str, Any]) -> str:
         quota = a.get("quota")
         if quota:
             age = format_duration(max(0.0, time.time() - quota["updated_at"]))
-            lines.append(f"    quota (as of {age} ago): " + " · ".join(_format_window(w) for w in quota["windows"]))
+            lines.append(
+                f"    quota (as of {age} ago): " + " · ".join(_format_window(w) for w in quota["windows"])
+            )
         else:
             lines.append("    quota: unknown until the first request")
     return "\n".join(lines)
@@ -123,7 +131,9 @@ def format_status(data: dict[str, Any]) -> str:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--refresh", is_flag=True, help="Ask each ChatGPT account's usage now (needs a running Headway).")
+@click.option(
+    "--refresh", is_flag=True, help="Ask each ChatGPT account's usage now (needs a running Headway)."
+)
 def status(as_json: bool, refresh: bool) -> None:
     """Accounts, health, quota windows, cooldowns and reset countdowns."""
     paths = env_paths()
@@ -136,6 +146,7 @@ def status(as_json: bool, refresh: bool) -> None:
         if runtime and problem:
             data.update(running=True, url=runtime.get("url"), pid=runtime.get("pid"), status_error=problem)
     click.echo(json.dumps(data, indent=2) if as_json else format_status(data))
+
 
 def byte_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):

@@ -13,7 +13,9 @@ from .root import DAYS, cli, env_paths
 
 
 @cli.command()
-@click.option("--days", type=DAYS, default=7.0, show_default=True, help="How far back to look (up to 3650 days).")
+@click.option(
+    "--days", type=DAYS, default=7.0, show_default=True, help="How far back to look (up to 3650 days)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def usage(days: float, as_json: bool) -> None:
     """Requests, tokens and estimated cost per account and model."""

@@ -39,13 +39,17 @@ def _chatgpt(account: Account, secret: str) -> tuple[Status, str, str]:
 
 def _one(account: Account, keychain: Keychain, health: dict[str, Any] | None) -> Check:
     name = f"account {account.id}"
-    login_fix = "headway login chatgpt" if account.kind == "chatgpt" else f"headway accounts set-key {account.id}"
+    login_fix = (
+        "headway login chatgpt" if account.kind == "chatgpt" else f"headway accounts set-key {account.id}"
+    )
     if not account.enabled:
         return Check(name, "ok", f"{account.label} ({account.kind}): disabled")
     try:
         secret = keychain.get(account_secret_name(account.id))
     except KeychainError as exc:
-        return Check(name, "fail", f"{account.label}: cannot read its secret: {exc}", "see the keychain check")
+        return Check(
+            name, "fail", f"{account.label}: cannot read its secret: {exc}", "see the keychain check"
+        )
     if not secret:
         what = "login" if account.kind == "chatgpt" else "API key"
         return Check(name, "fail", f"{account.label} ({account.kind}): no {what} in the keychain", login_fix)
@@ -66,7 +70,14 @@ def _one(account: Account, keychain: Keychain, health: dict[str, Any] | None) ->
 
 def checks(paths: Paths, settings: Settings, keychain: Keychain) -> list[Check]:
     if not settings.accounts:
-        return [Check("accounts", "warn", "no accounts yet", "headway accounts add anthropic --label main (or `headway login chatgpt`)")]
+        return [
+            Check(
+                "accounts",
+                "warn",
+                "no accounts yet",
+                "headway accounts add anthropic --label main (or `headway login chatgpt`)",
+            )
+        ]
     try:
         health = _health(paths, settings)
     except Exception:

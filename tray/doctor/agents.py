@@ -64,7 +64,11 @@ def checks(paths: Paths, settings: Settings, keychain: Keychain, environ: Mappin
         check_name = f"agent {name}"
         problems: list[Check] = []
         if key is None or url is None:
-            why = "the access key cannot be read (see the keychain check)" if key is None else "gateway.port is 0"
+            why = (
+                "the access key cannot be read (see the keychain check)"
+                if key is None
+                else "gateway.port is 0"
+            )
             problems.append(Check(check_name, "warn", f"{path}: cannot compare with this gateway: {why}", ""))
         else:
             try:
@@ -92,5 +96,7 @@ def checks(paths: Paths, settings: Settings, keychain: Keychain, environ: Mappin
             )
         out.extend(problems or [Check(check_name, "ok", f"{path} points at {url} with the current key")])
     if not out:
-        out.append(Check("agents", "ok", "no agent is set up for Headway yet (`headway configure <agent>` does it)"))
+        out.append(
+            Check("agents", "ok", "no agent is set up for Headway yet (`headway configure <agent>` does it)")
+        )
     return out

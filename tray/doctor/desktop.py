@@ -26,10 +26,14 @@ def _session_bus_names(environ: Mapping[str, str]) -> tuple[set[str], set[str]] 
         from jeepney import DBusAddress, new_method_call
         from jeepney.io.blocking import open_dbus_connection
 
-        bus = DBusAddress("/org/freedesktop/DBus", bus_name="org.freedesktop.DBus", interface="org.freedesktop.DBus")
+        bus = DBusAddress(
+            "/org/freedesktop/DBus", bus_name="org.freedesktop.DBus", interface="org.freedesktop.DBus"
+        )
         with open_dbus_connection(bus="SESSION") as connection:
             owned = connection.send_and_get_reply(new_method_call(bus, "ListNames"), timeout=3).body[0]
-            activatable = connection.send_and_get_reply(new_method_call(bus, "ListActivatableNames"), timeout=3).body[0]
+            activatable = connection.send_and_get_reply(
+                new_method_call(bus, "ListActivatableNames"), timeout=3
+            ).body[0]
         return set(owned), set(activatable)
     except Exception:
         return None
@@ -101,7 +105,7 @@ def tray_checks(environ: Mapping[str, str], platform: str | None = None) -> list
                 "warn",
                 "no tray host found (no StatusNotifierWatcher on the session bus, no X11 system tray): the icon may "
                 "not show",
-                "on GNOME enable the \"AppIndicator and KStatusNotifierItem Support\" extension; other desktops: add a "
+                'on GNOME enable the "AppIndicator and KStatusNotifierItem Support" extension; other desktops: add a '
                 "system tray / status notifier panel applet",
             )
         )
@@ -109,7 +113,9 @@ def tray_checks(environ: Mapping[str, str], platform: str | None = None) -> list
     if backend:
         checks.append(Check("tray menu", "ok", f"PyGObject with {backend} support: the icon has a menu"))
     else:
-        checks.append(Check("tray menu", "warn", "no PyGObject/GTK: the icon shows but has no menu", MENU_FIX))
+        checks.append(
+            Check("tray menu", "warn", "no PyGObject/GTK: the icon shows but has no menu", MENU_FIX)
+        )
     if names is None:
         checks.append(
             Check(
@@ -157,7 +163,9 @@ def autostart_check() -> Check:
         enabled = entry.is_enabled()
         registered = entry.registered_command()
     except AutostartError as exc:
-        return Check("autostart", "fail", str(exc), f"remove or fix {entry.location()}, then `headway autostart on`")
+        return Check(
+            "autostart", "fail", str(exc), f"remove or fix {entry.location()}, then `headway autostart on`"
+        )
     if not enabled:
         return Check("autostart", "ok", "off (turn on with `headway autostart on`)")
     if registered:

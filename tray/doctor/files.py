@@ -50,7 +50,9 @@ def settings_checks(paths: Paths, context: Context) -> list[Check]:
     if context.read_error is not None:
         return [Check("settings file", "fail", context.read_error, "see the headway home check below")]
     if not os.path.lexists(path):
-        return [Check("settings file", "ok", f"{path} does not exist yet; the first start writes the defaults")]
+        return [
+            Check("settings file", "ok", f"{path} does not exist yet; the first start writes the defaults")
+        ]
     error = context.store.error
     if error is not None:
         problems = "; ".join(error.problems[:3]) + (" …" if len(error.problems) > 3 else "")

@@ -116,7 +116,12 @@ def check(keychain: Keychain, *, timeout: float = PROBE_TIMEOUT) -> Check:
         where = keychain.describe()
         finished, outcome = _with_timeout(lambda: _probe(keychain), timeout)
         if isinstance(outcome, Exception) or not finished:
-            return Check("keychain", "fail", f"{where}: the probe failed: {outcome}", "check the data folder's permissions")
+            return Check(
+                "keychain",
+                "fail",
+                f"{where}: the probe failed: {outcome}",
+                "check the data folder's permissions",
+            )
         return Check(
             "keychain",
             "warn",
@@ -125,12 +130,16 @@ def check(keychain: Keychain, *, timeout: float = PROBE_TIMEOUT) -> Check:
         )
     finished, description = _with_timeout(keychain.describe, timeout)
     if not finished:
-        return Check("keychain", "fail", f"the keychain did not answer within {timeout:.0f} s", no_keychain_fix())
+        return Check(
+            "keychain", "fail", f"the keychain did not answer within {timeout:.0f} s", no_keychain_fix()
+        )
     if isinstance(description, Exception):
         return Check("keychain", "fail", f"cannot ask the keychain: {description}", no_keychain_fix())
     if not keychain.secure:
         chosen = backend_words(str(description).split("(", 1)[-1].rstrip(")"))
-        return Check("keychain", "fail", f"no secure keychain on this machine (only {chosen})", no_keychain_fix())
+        return Check(
+            "keychain", "fail", f"no secure keychain on this machine (only {chosen})", no_keychain_fix()
+        )
     words = ", ".join(backend_words(part.strip()) for part in str(description).split(","))
     if "SecretService" in str(description) or "libsecret" in str(description):
         locked = _secret_service_locked()
@@ -159,4 +168,3 @@ def check(keychain: Keychain, *, timeout: float = PROBE_TIMEOUT) -> Check:
             )
         return Check("keychain", "fail", f"{words}: the probe failed: {outcome}", no_keychain_fix())
     return Check("keychain", "ok", f"{words}, unlocked; write/read/delete probe ok")
-

@@ -20,7 +20,12 @@ __all__ = ["checks"]
 
 TIMEOUT = 8.0
 
-_PATHS = {"anthropic": "/v1/models", "openai": "/v1/models", "chatgpt": "/", "openai_auth": "/.well-known/openid-configuration"}
+_PATHS = {
+    "anthropic": "/v1/models",
+    "openai": "/v1/models",
+    "chatgpt": "/",
+    "openai_auth": "/.well-known/openid-configuration",
+}
 
 
 def _one(name: str, base: str) -> Check:
@@ -31,7 +36,12 @@ def _one(name: str, base: str) -> Check:
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        return Check(check, "fail", f"{host}: the name does not resolve ({exc.strerror or exc})", "check DNS / your network")
+        return Check(
+            check,
+            "fail",
+            f"{host}: the name does not resolve ({exc.strerror or exc})",
+            "check DNS / your network",
+        )
     try:
         response = httpx.get(
             base.rstrip("/") + _PATHS.get(name, "/"),
@@ -43,10 +53,22 @@ def _one(name: str, base: str) -> Check:
     except httpx.ConnectError as exc:
         message = redact(str(exc))
         if "CERTIFICATE" in message.upper() or "SSL" in message.upper():
-            return Check(check, "fail", f"{host}: TLS failed: {message}", "a proxy or firewall intercepts TLS? set SSL_CERT_FILE to its CA")
-        return Check(check, "fail", f"{host}: cannot connect: {message}", "check your network, firewall or HTTPS_PROXY")
+            return Check(
+                check,
+                "fail",
+                f"{host}: TLS failed: {message}",
+                "a proxy or firewall intercepts TLS? set SSL_CERT_FILE to its CA",
+            )
+        return Check(
+            check, "fail", f"{host}: cannot connect: {message}", "check your network, firewall or HTTPS_PROXY"
+        )
     except httpx.TimeoutException:
-        return Check(check, "fail", f"{host}: no answer within {TIMEOUT:.0f} s", "check your network, firewall or HTTPS_PROXY")
+        return Check(
+            check,
+            "fail",
+            f"{host}: no answer within {TIMEOUT:.0f} s",
+            "check your network, firewall or HTTPS_PROXY",
+        )
     except httpx.HTTPError as exc:
         return Check(check, "fail", f"{host}: {redact(str(exc))}", "check your network")
     tls = "TLS ok, " if parts.scheme == "https" else ""

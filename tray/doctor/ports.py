@@ -87,9 +87,7 @@ def port_state(host: str, port: int) -> str:
     return "free"
 
 
-def _check_port(
-    name: str, host: str, port: int, ours: int | None, setting: str, pid: int | None
-) -> Check:
+def _check_port(name: str, host: str, port: int, ours: int | None, setting: str, pid: int | None) -> Check:
     where = f"{host}:{port}"
     if port == 0:
         return Check(name, "ok", "a free port is picked at each start")
@@ -107,14 +105,18 @@ def _check_port(
             f"stop that program, or give Headway another port: set {setting} in the settings file"
             + (" (or run `headway serve --port N`)" if setting == "gateway.port" else ""),
         )
-    return Check(name, "fail", f"cannot listen on {where}: {state.split(': ', 1)[-1]}", f"check {setting} and the host")
+    return Check(
+        name, "fail", f"cannot listen on {where}: {state.split(': ', 1)[-1]}", f"check {setting} and the host"
+    )
 
 
 def checks(paths: Paths, settings: Settings) -> list[Check]:
     runtime = _read_runtime(paths) or {}
     gateway = settings.gateway
     running_port = runtime.get("port") if isinstance(runtime.get("port"), int) else None
-    gateway_check = _check_port("gateway port", gateway.host, gateway.port, running_port, "gateway.port", runtime.get("pid"))
+    gateway_check = _check_port(
+        "gateway port", gateway.host, gateway.port, running_port, "gateway.port", runtime.get("pid")
+    )
     if running_port and running_port != gateway.port and gateway_check.status == "ok":
         gateway_check = replace(
             gateway_check,
@@ -132,11 +134,15 @@ def checks(paths: Paths, settings: Settings) -> list[Check]:
         except (IndexError, ValueError):
             web_running = None
     if isinstance(web_port, int):
-        page_check = _check_port("settings page port", "127.0.0.1", web_port, web_running, "web.port", web.get("pid"))
+        page_check = _check_port(
+            "settings page port", "127.0.0.1", web_port, web_running, "web.port", web.get("pid")
+        )
         if page_check.status == "fail" and not web_running:
             # not fatal: the page takes a free port for the run (and says so); only bookmarks miss it
             page_check = replace(
-                page_check, status="warn", detail=page_check.detail + "; the page will take another port this run"
+                page_check,
+                status="warn",
+                detail=page_check.detail + "; the page will take another port this run",
             )
         if web_running and web_running != web_port:
             page_check = replace(
@@ -156,13 +162,19 @@ def checks(paths: Paths, settings: Settings) -> list[Check]:
 def instance_check(paths: Paths, keychain: Keychain) -> Check:
     runtime = _read_runtime(paths)
     if runtime is None:
-        return Check("running instance", "ok", "Headway is not running (start it with `headway` or `headway serve`)")
+        return Check(
+            "running instance", "ok", "Headway is not running (start it with `headway` or `headway serve`)"
+        )
     url, pid = runtime.get("url"), runtime.get("pid")
     try:
         key = keychain.get(ACCESS_KEY) or ""
     except KeychainError as exc:
-        return Check("running instance", "warn", f"running at {url} (pid {pid}); cannot read the access key: {exc}",
-                     "see the keychain check")
+        return Check(
+            "running instance",
+            "warn",
+            f"running at {url} (pid {pid}); cannot read the access key: {exc}",
+            "see the keychain check",
+        )
     try:
         response = httpx.get(f"{url}/status", headers={"x-api-key": key}, timeout=STATUS_TIMEOUT)
     except httpx.TimeoutException:
@@ -173,7 +185,9 @@ def instance_check(paths: Paths, keychain: Keychain) -> Check:
             "look at the log (`headway doctor` names it under headway home), or restart Headway",
         )
     except httpx.HTTPError as exc:
-        return Check("running instance", "fail", f"pid {pid} should serve {url} but: {exc}", "restart Headway")
+        return Check(
+            "running instance", "fail", f"pid {pid} should serve {url} but: {exc}", "restart Headway"
+        )
     if response.status_code == 401:
         return Check(
             "running instance",
@@ -187,11 +201,20 @@ def instance_check(paths: Paths, keychain: Keychain) -> Check:
     except ValueError:
         version = None
     if not response.is_success or not version:
-        return Check("running instance", "fail", f"{url}/status answered HTTP {response.status_code}", "restart Headway")
+        return Check(
+            "running instance",
+            "fail",
+            f"{url}/status answered HTTP {response.status_code}",
+            "restart Headway",
+        )
     detail = f"running at {url} (pid {pid}), version {version}"
     listen_error = data.get("listen_error")
     if listen_error:
-        return Check("running instance", "warn", f"{detail}; {listen_error}", "choose a free port in the settings")
+        return Check(
+            "running instance", "warn", f"{detail}; {listen_error}", "choose a free port in the settings"
+        )
     if version != __version__:
-        return Check("running instance", "warn", f"{detail}; this command is {__version__}", "restart Headway")
+        return Check(
+            "running instance", "warn", f"{detail}; this command is {__version__}", "restart Headway"
+        )
     return Check("running instance", "ok", detail)

@@ -94,7 +94,9 @@ def update_account(account_id: str) -> Response:
     fields = {k: v for k, v in body.items() if k in EDITABLE}
     unknown = sorted(set(body) - set(EDITABLE))
     if unknown or not fields:
-        return error(f"can change only {', '.join(EDITABLE)}", problems={k: "not editable here" for k in unknown})
+        return error(
+            f"can change only {', '.join(EDITABLE)}", problems={k: "not editable here" for k in unknown}
+        )
     problems: dict[str, str] = {}
     changed: list[Any] = []
 
@@ -147,7 +149,9 @@ def order() -> Response:
 @blueprint.post("/api/accounts/<account_id>/remove")
 def remove(account_id: str) -> Response:
     if _body().get("confirm") != account_id:
-        return error("confirm the removal by sending the account's id as 'confirm'", problems={"confirm": "required"})
+        return error(
+            "confirm the removal by sending the account's id as 'confirm'", problems={"confirm": "required"}
+        )
     context = ctx()
     try:
         removed = remove_account(context.store, context.keychain, account_id)

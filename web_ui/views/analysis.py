@@ -37,7 +37,9 @@ WAIT_SECONDS = 25.0
 SVG_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 _SVG = "{http://www.w3.org/2000/svg}"
-_ELEMENTS = frozenset({"svg", "g", "title", "desc", "rect", "line", "polyline", "polygon", "path", "circle", "text", "tspan"})
+_ELEMENTS = frozenset(
+    {"svg", "g", "title", "desc", "rect", "line", "polyline", "polygon", "path", "circle", "text", "tspan"}
+)
 _ATTRIBUTES = frozenset(
     {
         "x", "y", "x1", "x2", "y1", "y2", "cx", "cy", "r", "rx", "ry", "width", "height", "viewBox", "points", "d",
@@ -104,7 +106,9 @@ class Analyses:
             future = self._running.get(days)
             started = future is None
             if future is None:
-                future = self._pool.submit(analyze_headway, paths.request_log, paths.dumps_dir, days=float(days))
+                future = self._pool.submit(
+                    analyze_headway, paths.request_log, paths.dumps_dir, days=float(days)
+                )
                 self._running[days] = future
         if started:
             # Outside the lock: a future that is already done runs the callback at once, in this thread, and the

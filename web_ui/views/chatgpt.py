@@ -155,7 +155,12 @@ class LoginFlows:
                 self._end(flow, "failed", "The sign-in failed; the log has the details.")
             else:
                 account = result.account
-                flow.account = {"id": account.id, "label": account.label, "email": account.email, "plan_type": account.plan_type}
+                flow.account = {
+                    "id": account.id,
+                    "label": account.label,
+                    "email": account.email,
+                    "plan_type": account.plan_type,
+                }
                 self._end(flow, "done", result.summary()[:1].upper() + result.summary()[1:] + ".")
 
         flow.thread = threading.Thread(target=work, name="headway-web-login", daemon=True)

@@ -51,7 +51,11 @@ def agents() -> Response:
     if ep is None:
         return error("the gateway is not running", 503)
     return jsonify(
-        {"base_url": ep.root, "key_hint": mask_key(ep.key, ep.key), "agents": [_agent(name, ep) for name in AGENTS]}
+        {
+            "base_url": ep.root,
+            "key_hint": mask_key(ep.key, ep.key),
+            "agents": [_agent(name, ep) for name in AGENTS],
+        }
     )
 
 
@@ -81,7 +85,9 @@ def agent_write(name: str) -> Response:
         return error(str(exc), 409)
     notes = list(result.notes)
     if ctx().store.current.gateway.port == 0:
-        notes.append("the gateway picks a new port at each start (gateway.port = 0): write this again after a restart")
+        notes.append(
+            "the gateway picks a new port at each start (gateway.port = 0): write this again after a restart"
+        )
     return jsonify(
         {
             "path": str(result.path),

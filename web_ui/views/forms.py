@@ -193,11 +193,20 @@ def _control_spec(path: str, name: str, info: FieldInfo) -> FieldSpec | None:
     if annotation is bool:
         return FieldSpec(path, label, "switch", help_text, nullable=nullable)
     if get_origin(annotation) is Literal:
-        return FieldSpec(path, label, "select", help_text, options=tuple(str(a) for a in get_args(annotation)), nullable=nullable)
+        return FieldSpec(
+            path,
+            label,
+            "select",
+            help_text,
+            options=tuple(str(a) for a in get_args(annotation)),
+            nullable=nullable,
+        )
     if annotation in (int, float):
         low, high = _bounds(info)
         step = "1" if annotation is int else "any"
-        return FieldSpec(path, label, "number", help_text, minimum=low, maximum=high, step=step, nullable=nullable)
+        return FieldSpec(
+            path, label, "number", help_text, minimum=low, maximum=high, step=step, nullable=nullable
+        )
     if annotation is str:
         return FieldSpec(path, label, "text", help_text, nullable=nullable)
     if get_origin(annotation) is list:

@@ -66,7 +66,12 @@ def login() -> Response:
     else:
         response = redirect("/", code=303)
     response.set_cookie(
-        current_app.extensions["headway.cookie"], value, httponly=True, samesite="Strict", secure=False, path="/"
+        current_app.extensions["headway.cookie"],
+        value,
+        httponly=True,
+        samesite="Strict",
+        secure=False,
+        path="/",
     )
     return response
 

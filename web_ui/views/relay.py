@@ -89,7 +89,9 @@ class RelaySetups:
         self._last: SetupJob | None = None
         self.last_probe: dict[str, Any] | None = None
 
-    def start(self, api_token: str, account_id: str, *, worker_name: str, storage: str, transport: str) -> SetupJob:
+    def start(
+        self, api_token: str, account_id: str, *, worker_name: str, storage: str, transport: str
+    ) -> SetupJob:
         context = ctx()
         store, keychain = context.store, context.keychain
         with self._lock:
@@ -148,7 +150,12 @@ class RelaySetups:
         return job
 
     def _end(
-        self, job: SetupJob, state: State, message: str, kind: ErrorKind | None, result: dict[str, Any] | None = None
+        self,
+        job: SetupJob,
+        state: State,
+        message: str,
+        kind: ErrorKind | None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         with self._lock:
             job.state = state
@@ -180,7 +187,11 @@ class RelaySetups:
         elif not status.get("url"):
             probe = {"ok": None, "at": time.time(), "detail": "The relay is not set up."}
         else:
-            probe = {"ok": False, "at": time.time(), "detail": "The relay secret is missing from the keychain; set it up again."}
+            probe = {
+                "ok": False,
+                "at": time.time(),
+                "detail": "The relay secret is missing from the keychain; set it up again.",
+            }
         with self._lock:
             self.last_probe = probe
         return probe
@@ -261,7 +272,9 @@ def start_setup() -> Response:
         return error("some values were not accepted", 400, problems=problems)
     assert isinstance(token, str) and isinstance(account_id, str) and isinstance(worker_name, str)
     try:
-        job = setups().start(token, account_id, worker_name=worker_name.strip(), storage=storage, transport=transport)
+        job = setups().start(
+            token, account_id, worker_name=worker_name.strip(), storage=storage, transport=transport
+        )
     except RelaySetupError as exc:
         return error(str(exc), 409)
     return jsonify(job.to_json())

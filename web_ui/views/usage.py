@@ -100,7 +100,9 @@ def daily_usage(log: RequestLog, days: int, now: float | None = None) -> UsageRe
             bucket["cost"] += row.cost_usd
     ordered = sorted(accounts.values(), key=lambda a: (a.key == "(none)", -a.requests, a.label))
     return UsageReport(
-        days=[first + timedelta(days=i) for i in range(days)], accounts=ordered, truncated=len(rows) >= MAX_ROWS
+        days=[first + timedelta(days=i) for i in range(days)],
+        accounts=ordered,
+        truncated=len(rows) >= MAX_ROWS,
     )
 
 

@@ -50,10 +50,17 @@ class ChatGPTAccount(ProviderAdapter):
         return backend_base(account, upstreams)
 
     def build(
-        self, incoming: Incoming, account: Account, secret: str, upstreams: UpstreamSettings, settings: Settings
+        self,
+        incoming: Incoming,
+        account: Account,
+        secret: str,
+        upstreams: UpstreamSettings,
+        settings: Settings,
     ) -> Outgoing:
         body = incoming.json if isinstance(incoming.json, dict) else {}
-        request = chat_to_responses(body) if incoming.protocol == "openai-chat" else body  # ChatTranslationError: a 400
+        request = (
+            chat_to_responses(body) if incoming.protocol == "openai-chat" else body
+        )  # ChatTranslationError: a 400
         shaped = to_codex_request(
             request, stabilize_cache=settings.chatgpt.stabilize_cache, session_id=incoming.session.session_id
         )
@@ -90,7 +97,9 @@ class ChatGPTAccount(ProviderAdapter):
     async def list_models(
         self, client: httpx.AsyncClient, account: Account, token: str | None, upstreams: UpstreamSettings
     ) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = to_openai_models_list(await fetch_models(client, account, token, upstreams))["data"]
+        data: list[dict[str, Any]] = to_openai_models_list(
+            await fetch_models(client, account, token, upstreams)
+        )["data"]
         return data
 
     def classify_event(self, protocol: StreamProtocol, event: SSEEvent) -> Verdict:

@@ -11,7 +11,15 @@ from ... import __version__
 from ...settings import Account, UpstreamSettings
 from ...upstream_url import normalize_base_url
 
-__all__ = ["MODELS_PATH", "ORIGINATOR", "RESPONSES_PATH", "USAGE_PATH", "backend_base", "backend_headers", "codex_user_agent"]
+__all__ = [
+    "MODELS_PATH",
+    "ORIGINATOR",
+    "RESPONSES_PATH",
+    "USAGE_PATH",
+    "backend_base",
+    "backend_headers",
+    "codex_user_agent",
+]
 
 ORIGINATOR = "headway"
 RESPONSES_PATH = "/backend-api/codex/responses"
@@ -30,7 +38,11 @@ def backend_base(account: Account, upstreams: UpstreamSettings) -> str:
 
 def backend_headers(token: str, account: Account, agent: str | None = None) -> dict[str, str]:
     """Auth and identity for one request to the backend; ``agent`` is the calling agent's User-Agent, if any."""
-    headers = {"authorization": f"Bearer {token}", "originator": ORIGINATOR, "user-agent": codex_user_agent(agent)}
+    headers = {
+        "authorization": f"Bearer {token}",
+        "originator": ORIGINATOR,
+        "user-agent": codex_user_agent(agent),
+    }
     if account.chatgpt_account_id:
         headers["chatgpt-account-id"] = account.chatgpt_account_id
     return headers

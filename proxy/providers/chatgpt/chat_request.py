@@ -15,7 +15,6 @@ class ChatTranslationError(ValueError):
     """A Chat Completions request that cannot be expressed as a Responses request (render as HTTP 400)."""
 
 
-
 _CHAT_COPIED_FIELDS = (
     "parallel_tool_calls",
     "temperature",
@@ -240,4 +239,3 @@ def _chat_response_format(fmt: Any) -> dict[str, Any] | None:
     if fmt.get("type") == "json_schema" and isinstance(fmt.get("json_schema"), Mapping):
         return {"type": "json_schema", **copy.deepcopy(dict(fmt["json_schema"]))}
     return copy.deepcopy(dict(fmt))
-

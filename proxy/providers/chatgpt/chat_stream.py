@@ -30,7 +30,6 @@ def encode_chunk(chunk: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
-
 @dataclass
 class _ItemState:
     kind: str

@@ -102,4 +102,3 @@ def message_text(item: Mapping[str, Any]) -> tuple[str, str]:
         elif part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
             refusal.append(part["refusal"])
     return "".join(text), "".join(refusal)
-

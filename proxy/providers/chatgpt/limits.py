@@ -23,7 +23,6 @@ class UsageLimit:
     plan_type: str | None
 
 
-
 def parse_usage_limit_error(status: int, body: bytes | Mapping[str, Any], *, now: float) -> UsageLimit | None:
     """A 429 usage-limit body → :class:`UsageLimit`; anything else → None.
 
@@ -55,7 +54,6 @@ def parse_usage_limit_error(status: int, body: bytes | Mapping[str, Any], *, now
     )
 
 
-
 def _window_name(minutes: int | None, fallback: str) -> str:
     if minutes == 300:
         return "5h"
@@ -80,7 +78,14 @@ def parse_codex_headers(headers: Mapping[str, str], now: float) -> list[Window]:
         if resets_at is None:
             after = as_number(headers.get(prefix + "reset-after-seconds"))
             resets_at = None if after is None else now + after
-        windows.append(Window(name=_window_name(minutes, slot), used_percent=used, resets_at=resets_at, window_minutes=minutes))
+        windows.append(
+            Window(
+                name=_window_name(minutes, slot),
+                used_percent=used,
+                resets_at=resets_at,
+                window_minutes=minutes,
+            )
+        )
     return windows
 
 
@@ -101,6 +106,13 @@ def parse_codex_usage(data: Any, now: float) -> tuple[list[Window], str | None]:
         if resets_at is None:
             after = as_number(raw.get("reset_after_seconds"))
             resets_at = now + after if after is not None else None
-        windows.append(Window(name=_window_name(minutes, slot), used_percent=used, resets_at=resets_at, window_minutes=minutes))
+        windows.append(
+            Window(
+                name=_window_name(minutes, slot),
+                used_percent=used,
+                resets_at=resets_at,
+                window_minutes=minutes,
+            )
+        )
     plan = data.get("plan_type")
     return windows, plan if isinstance(plan, str) else None

@@ -191,4 +191,3 @@ def _wants_stabilizer(tools: list[Any], tool_choice: Any) -> bool:
     if not tools or tool_choice == "required":
         return False
     return all(isinstance(tool, dict) and tool.get("type") == "function" for tool in tools)
-

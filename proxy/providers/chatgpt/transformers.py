@@ -30,7 +30,9 @@ class ChatStreamTransformer(ResponseTransformer):
 
     def __init__(self, incoming: Incoming) -> None:
         body = incoming.json if isinstance(incoming.json, dict) else {}
-        self._stream = ResponsesToChatStream(model=str(body.get("model") or ""), include_usage=chat_include_usage(body))
+        self._stream = ResponsesToChatStream(
+            model=str(body.get("model") or ""), include_usage=chat_include_usage(body)
+        )
         self.failed: CodexResponseError | None = None
 
     def feed(self, event: SSEEvent) -> bytes:

@@ -18,6 +18,8 @@ async def poll_usage(
     client: httpx.AsyncClient, account: Account, token: str, upstreams: UpstreamSettings
 ) -> tuple[list[Window], str | None]:
     """The account's windows and plan type. Raises ``httpx.HTTPError`` or ``ValueError`` when the poll fails."""
-    response = await client.get(backend_base(account, upstreams) + USAGE_PATH, headers=backend_headers(token, account), timeout=15.0)
+    response = await client.get(
+        backend_base(account, upstreams) + USAGE_PATH, headers=backend_headers(token, account), timeout=15.0
+    )
     response.raise_for_status()
     return parse_codex_usage(response.json(), time.time())

@@ -268,7 +268,11 @@ def test_login_result_summary() -> None:
 def browser_login(
     store: SettingsStore, keychain: Keychain, cfg: OAuthConfig, **kwargs: object
 ) -> BrowserLogin:
-    options: dict[str, object] = {"port": 0, "open_browser": False, "callback_server": CallbackServer} | kwargs
+    options: dict[str, object] = {
+        "port": 0,
+        "open_browser": False,
+        "callback_server": CallbackServer,
+    } | kwargs
     return BrowserLogin(store, keychain, cfg, **options)  # type: ignore[arg-type]
 
 

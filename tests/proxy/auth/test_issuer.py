@@ -37,7 +37,6 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-
 def test_authorize_url_carries_the_codex_parameters() -> None:
     cfg = OAuthConfig(issuer="https://auth.example.test/")
     pkce = new_pkce()
@@ -211,7 +210,13 @@ async def test_an_issuer_error_echoing_the_refresh_token_is_redacted(status: int
     token = "rt_" + "S3cr3tRefresh" * 4
 
     def issuer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"error": "invalid_grant", "error_description": f"refresh_token={token} is not valid: {token}"})
+        return httpx.Response(
+            status,
+            json={
+                "error": "invalid_grant",
+                "error_description": f"refresh_token={token} is not valid: {token}",
+            },
+        )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(issuer)) as client:
         with pytest.raises(OAuthError) as caught:

@@ -32,7 +32,6 @@ def test_pkce_is_s256_over_a_64_byte_verifier_and_state_is_32_bytes() -> None:
     assert len(state) == 43 and re.fullmatch(r"[A-Za-z0-9_-]+", state)
 
 
-
 def test_decode_jwt_claims_reads_the_payload_and_refuses_non_jwts() -> None:
     assert decode_jwt_claims(fake_jwt({"sub": "u", "exp": 1}))["sub"] == "u"
     for bad in ("opaque-token", "a.!!!.c", f"a.{b64url(b'[1]')}.c"):

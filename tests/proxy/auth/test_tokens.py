@@ -26,6 +26,7 @@ from tests.fakes.server import Behavior
 
 ACCOUNT = "acct-fake-0001"
 
+
 class Store:
     """The keychain stand-in: one JSON TokenSet per account id, with a log of saves."""
 

@@ -51,7 +51,9 @@ def _backend_literals(node: ast.AST) -> list[str]:
     return [
         f"line {n.lineno}: {n.value!r}"
         for n in ast.walk(node)
-        if isinstance(n, ast.Constant) and isinstance(n.value, str) and ("backend-api" in n.value or n.value == "originator")
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and ("backend-api" in n.value or n.value == "originator")
     ]
 
 
@@ -87,8 +89,14 @@ def _incoming() -> Incoming:
     tools = [{"type": "function", "name": "shell", "parameters": {"type": "object"}}]
     body = {"model": "gpt-5", "input": "hi", "tools": tools, "stream": True}
     return Incoming(
-        method="POST", path="/v1/responses", query="", headers={}, body=json.dumps(body).encode(), json=body,
-        protocol="openai-responses", family="openai",
+        method="POST",
+        path="/v1/responses",
+        query="",
+        headers={},
+        body=json.dumps(body).encode(),
+        json=body,
+        protocol="openai-responses",
+        family="openai",
     )
 
 
@@ -107,9 +115,13 @@ def test_adapters_are_stateless_and_take_the_cache_stabilizer_with_each_request(
 
 def test_only_a_chatgpt_usage_limit_exhausts_an_account_until_its_reset() -> None:
     adapters = build_adapters()
-    body = json.dumps({"error": {"type": "usage_limit_reached", "resets_at": 2000, "plan_type": "plus"}}).encode()
+    body = json.dumps(
+        {"error": {"type": "usage_limit_reached", "resets_at": 2000, "plan_type": "plus"}}
+    ).encode()
     assert adapters["chatgpt"].classify_error(429, body, 1000.0) == Exhaustion("usage limit reached", 2000.0)
-    assert adapters["chatgpt"].classify_error(429, b'{"error": {"type": "rate_limit_exceeded"}}', 1000.0) is None
+    assert (
+        adapters["chatgpt"].classify_error(429, b'{"error": {"type": "rate_limit_exceeded"}}', 1000.0) is None
+    )
     assert adapters["openai-api-key"].classify_error(429, body, 1000.0) is None
     assert adapters["anthropic-api-key"].classify_error(429, body, 1000.0) is None
     assert [k for k, a in adapters.items() if a.oauth or a.polls_usage or a.own_model_list] == ["chatgpt"]

@@ -31,7 +31,9 @@ def _seed(paths: Paths, env: dict[str, str]) -> bytes:
     """One account written by the CLI itself, on the file keychain (no D-Bus needed); returns the good file."""
     paths.ensure()
     paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}}))
-    r = run_cli("accounts", "add", "openai", "--label", "work", "--api-key-stdin", input="sk-proj-abc\n", env=env)
+    r = run_cli(
+        "accounts", "add", "openai", "--label", "work", "--api-key-stdin", input="sk-proj-abc\n", env=env
+    )
     assert r.returncode == 0, r.stderr
     return paths.settings_file.read_bytes()
 

@@ -20,7 +20,9 @@ from tray.cli.status import format_status
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def run(*args: str, drop: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, drop: tuple[str, ...] = (), env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in drop}
     environ.update(env or {})
     return subprocess.run(
@@ -52,7 +54,13 @@ def silent_server() -> Iterator[int]:
 
 
 def _pretend_running(paths: Paths, port: int) -> None:
-    runtime = {"pid": os.getpid(), "host": "127.0.0.1", "port": port, "url": f"http://127.0.0.1:{port}", "version": "0"}
+    runtime = {
+        "pid": os.getpid(),
+        "host": "127.0.0.1",
+        "port": port,
+        "url": f"http://127.0.0.1:{port}",
+        "version": "0",
+    }
     write_private_file(paths.runtime_file, json.dumps(runtime).encode())
 
 
@@ -90,7 +98,9 @@ def test_status_shows_the_engines_listen_error() -> None:
         "accounts": [],
         "listen_error": "port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:4141",
     }
-    assert "Gateway port: port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:4141" in format_status(data)
+    assert "Gateway port: port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:4141" in format_status(
+        data
+    )
 
 
 @pytest.mark.parametrize("days", ["-1", "0", "99999", "nan"])

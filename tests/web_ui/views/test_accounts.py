@@ -12,17 +12,28 @@ from tests.web_ui.conftest import Web
 def test_account_management_end_to_end(signed_in: Web) -> None:
     keychain = signed_in.services.keychain
     store = signed_in.services.store
-    for label, provider, key in (("Work", "anthropic", "sk-ant-api03-" + "a" * 40), ("Home", "anthropic", "sk-ant-api03-" + "b" * 40), ("OA", "openai", "sk-" + "c" * 40)):
+    for label, provider, key in (
+        ("Work", "anthropic", "sk-ant-api03-" + "a" * 40),
+        ("Home", "anthropic", "sk-ant-api03-" + "b" * 40),
+        ("OA", "openai", "sk-" + "c" * 40),
+    ):
         response = signed_in.post("/api/accounts", {"provider": provider, "label": label, "api_key": key})
         assert response.status_code == 200, response.get_json()
     assert [a.id for a in store.current.accounts] == ["work", "home", "oa"]
     assert keychain.get(account_secret_name("home")) == "sk-ant-api03-" + "b" * 40
 
-    warning = signed_in.post("/api/accounts", {"provider": "anthropic", "label": "odd", "api_key": "not-a-real-key"}).get_json()
+    warning = signed_in.post(
+        "/api/accounts", {"provider": "anthropic", "label": "odd", "api_key": "not-a-real-key"}
+    ).get_json()
     assert "does not look like" in warning["warning"]
-    assert signed_in.post("/api/accounts", {"provider": "anthropic", "label": "", "api_key": "x"}).status_code == 400
+    assert (
+        signed_in.post("/api/accounts", {"provider": "anthropic", "label": "", "api_key": "x"}).status_code
+        == 400
+    )
 
-    assert signed_in.post("/api/accounts/home/key", {"api_key": "sk-ant-api03-" + "z" * 40}).status_code == 200
+    assert (
+        signed_in.post("/api/accounts/home/key", {"api_key": "sk-ant-api03-" + "z" * 40}).status_code == 200
+    )
     assert keychain.get(account_secret_name("home")) == "sk-ant-api03-" + "z" * 40
 
     assert signed_in.post("/api/accounts/home", {"label": "Home laptop"}).status_code == 200
@@ -42,7 +53,10 @@ def test_account_management_end_to_end(signed_in: Web) -> None:
     engine = signed_in.services.engine
     assert wait_until(lambda: [a.id for a in engine.settings.accounts] == ["oa", "home", "work", "odd"])
     state = signed_in.get_json("/api/state")
-    assert [(a["id"], a["health"]) for a in state["accounts"]][:2] == [("oa", "healthy"), ("home", "disabled")]
+    assert [(a["id"], a["health"]) for a in state["accounts"]][:2] == [
+        ("oa", "healthy"),
+        ("home", "disabled"),
+    ]
 
     assert signed_in.post("/api/accounts/odd/remove", {}).status_code == 400  # no confirmation
     assert signed_in.post("/api/accounts/odd/remove", {"confirm": "odd"}).status_code == 200
@@ -59,7 +73,11 @@ def test_an_account_added_on_the_page_serves_requests(signed_in: Web, upstream) 
     response = httpx.post(
         f"{gateway.url}/v1/messages",
         headers=gateway.headers(),
-        json={"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+        json={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
         timeout=10,
     )
     assert response.status_code == 200
@@ -69,7 +87,12 @@ def test_an_account_added_on_the_page_serves_requests(signed_in: Web, upstream) 
 def test_a_relabel_to_a_label_in_use_is_refused(signed_in: Web) -> None:
     """Issue 10.13: labels are unique (case-insensitive) on the page as in the CLI."""
     for label, key in (("Work", "sk-ant-api03-" + "a" * 40), ("Home", "sk-ant-api03-" + "b" * 40)):
-        assert signed_in.post("/api/accounts", {"provider": "anthropic", "label": label, "api_key": key}).status_code == 200
+        assert (
+            signed_in.post(
+                "/api/accounts", {"provider": "anthropic", "label": label, "api_key": key}
+            ).status_code
+            == 200
+        )
     again = signed_in.post("/api/accounts", {"provider": "anthropic", "label": "WORK", "api_key": "sk-ant-x"})
     assert again.status_code == 400 and "already exists" in again.get_json()["error"]
     before = signed_in.services.paths.settings_file.read_text()
@@ -77,4 +100,6 @@ def test_a_relabel_to_a_label_in_use_is_refused(signed_in: Web) -> None:
     assert response.status_code == 400
     assert "already exists" in response.get_json()["problems"]["label"]
     assert signed_in.services.paths.settings_file.read_text() == before
-    assert signed_in.post("/api/accounts/home", {"label": "HOME"}).status_code == 200  # its own label, recased
+    assert (
+        signed_in.post("/api/accounts/home", {"label": "HOME"}).status_code == 200
+    )  # its own label, recased

@@ -31,7 +31,9 @@ def _turn(ts: float, session: str | None, uncached: int, read: int, write: int) 
         model=MODEL,
         status=200,
         latency_ms=800,
-        usage=Usage(input_tokens=uncached, output_tokens=50, cache_read_tokens=read, cache_write_tokens=write),
+        usage=Usage(
+            input_tokens=uncached, output_tokens=50, cache_read_tokens=read, cache_write_tokens=write
+        ),
         session_id=session,
     )
 
@@ -56,7 +58,12 @@ def test_sessions_latest_first_with_totals_and_the_four_costs(history: Web) -> N
     new = data["sessions"][0]
     assert new["key"] == "ses_<b>new</b>" and new["models"] == [MODEL]
     totals = new["totals"]
-    assert (totals["turns"], totals["cache_read"], totals["cache_write"], totals["uncached"]) == (3, 16_400, 8_600, 36)
+    assert (totals["turns"], totals["cache_read"], totals["cache_write"], totals["uncached"]) == (
+        3,
+        16_400,
+        8_600,
+        36,
+    )
     assert totals["hit_ratio"] == pytest.approx(16_400 / (36 + 16_400 + 8_600))
     assert {"breaks", "expiries"} <= set(totals)
     costs = new["costs"]
@@ -67,7 +74,9 @@ def test_sessions_latest_first_with_totals_and_the_four_costs(history: Web) -> N
 
 
 def test_one_session_with_its_turns(history: Web) -> None:
-    data = history.client.get("/api/analysis/cache/session", query_string={"days": "7", "session": "ses_<b>new</b>"})
+    data = history.client.get(
+        "/api/analysis/cache/session", query_string={"days": "7", "session": "ses_<b>new</b>"}
+    )
     assert data.status_code == 200
     session: dict[str, Any] = data.get_json()["session"]
     assert [t["index"] for t in session["turns"]] == [1, 2, 3]
@@ -79,13 +88,17 @@ def test_one_session_with_its_turns(history: Web) -> None:
 
 
 def test_the_chart_is_a_checked_svg_image_with_its_own_policy(history: Web) -> None:
-    response = history.client.get("/api/analysis/cache.svg", query_string={"days": "7", "session": "ses_<b>new</b>"})
+    response = history.client.get(
+        "/api/analysis/cache.svg", query_string={"days": "7", "session": "ses_<b>new</b>"}
+    )
     assert response.status_code == 200
     assert response.mimetype == "image/svg+xml"
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     svg = response.get_data(as_text=True)
-    assert svg.lstrip().startswith("<svg") and "<script" not in svg.lower() and " on" not in svg.split(">", 1)[0]
+    assert (
+        svg.lstrip().startswith("<svg") and "<script" not in svg.lower() and " on" not in svg.split(">", 1)[0]
+    )
     assert "style=" not in svg and "href" not in svg
     assert "ses_&lt;b&gt;new&lt;/b&gt;" in svg and "<b>" not in svg
     assert svg.count('class="turn"') == 3

@@ -22,7 +22,14 @@ def test_a_settings_change_goes_through_the_store_and_reaches_the_engine(signed_
     engine = signed_in.services.engine
     response = signed_in.post(
         "/api/settings",
-        {"changes": {"dumps.enabled": True, "routing.mode": "sticky", "routing.fallback_statuses": "429, 529", "logging.level": "DEBUG"}},
+        {
+            "changes": {
+                "dumps.enabled": True,
+                "routing.mode": "sticky",
+                "routing.fallback_statuses": "429, 529",
+                "logging.level": "DEBUG",
+            }
+        },
     )
     assert response.status_code == 200, response.get_json()
     saved = _file(signed_in)
@@ -30,7 +37,9 @@ def test_a_settings_change_goes_through_the_store_and_reaches_the_engine(signed_
     assert saved["routing"]["mode"] == "sticky"
     assert saved["routing"]["fallback_statuses"] == [429, 529]
     assert wait_until(lambda: engine.settings.dumps.enabled and engine.settings.routing.mode == "sticky")
-    assert wait_until(lambda: engine.status()["routing"] == "sticky")  # status() is the loop's published snapshot
+    assert wait_until(
+        lambda: engine.status()["routing"] == "sticky"
+    )  # status() is the loop's published snapshot
     state = signed_in.get_json("/api/state")
     assert state["settings"]["dumps.enabled"] is True
     assert state["log"]["level"] == "DEBUG"
@@ -38,7 +47,9 @@ def test_a_settings_change_goes_through_the_store_and_reaches_the_engine(signed_
 
 def test_invalid_values_are_refused_with_the_reason_and_nothing_is_written(signed_in: Web) -> None:
     before = signed_in.services.paths.settings_file.read_text()
-    response = signed_in.post("/api/settings", {"changes": {"routing.min_remaining_percent": 250, "routing.mode": "round-robin"}})
+    response = signed_in.post(
+        "/api/settings", {"changes": {"routing.min_remaining_percent": 250, "routing.mode": "round-robin"}}
+    )
     assert response.status_code == 400
     problems = response.get_json()["problems"]
     assert "less than or equal to 100" in problems["routing.min_remaining_percent"]
@@ -48,7 +59,16 @@ def test_invalid_values_are_refused_with_the_reason_and_nothing_is_written(signe
 
 @pytest.mark.parametrize(
     "path",
-    ["gateway.host", "gateway.port", "gateway.allowed_hosts", "relay.url", "upstreams.anthropic", "secrets.backend", "accounts", "version"],
+    [
+        "gateway.host",
+        "gateway.port",
+        "gateway.allowed_hosts",
+        "relay.url",
+        "upstreams.anthropic",
+        "secrets.backend",
+        "accounts",
+        "version",
+    ],
 )
 def test_security_relevant_settings_cannot_be_changed_from_the_page(signed_in: Web, path: str) -> None:
     response = signed_in.post("/api/settings", {"changes": {path: "http://evil.example"}})
@@ -61,7 +81,9 @@ def test_a_file_edit_shows_up_in_the_state(signed_in: Web) -> None:
     data = _file(signed_in)
     data["cache"] = {"anthropic_mode": "hybrid"}
     path.write_text(json.dumps(data))
-    assert wait_until(lambda: signed_in.get_json("/api/state")["settings"]["cache.anthropic_mode"] == "hybrid", timeout=5)
+    assert wait_until(
+        lambda: signed_in.get_json("/api/state")["settings"]["cache.anthropic_mode"] == "hybrid", timeout=5
+    )
 
 
 def test_a_broken_file_is_reported_and_blocks_saving(signed_in: Web) -> None:

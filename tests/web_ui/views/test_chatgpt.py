@@ -46,13 +46,21 @@ def test_chatgpt_browser_sign_in_from_the_page(signed_in: Web, auth: FakeOpenAIA
     # the browser: the issuer redirects to Headway's callback on localhost
     redirect = httpx.get(flow["url"], follow_redirects=False, timeout=5)
     callback = urlsplit(redirect.headers["location"])
-    page = httpx.get(f"http://127.0.0.1:{callback.port}{callback.path}?{callback.query}", headers={"Host": f"localhost:{callback.port}"}, timeout=15)
+    page = httpx.get(
+        f"http://127.0.0.1:{callback.port}{callback.path}?{callback.query}",
+        headers={"Host": f"localhost:{callback.port}"},
+        timeout=15,
+    )
     assert page.status_code == 200 and "Signed in" in page.text
-    assert wait_until(lambda: signed_in.get_json(f"/api/chatgpt/logins/{flow['id']}")["state"] == "done", timeout=10)
+    assert wait_until(
+        lambda: signed_in.get_json(f"/api/chatgpt/logins/{flow['id']}")["state"] == "done", timeout=10
+    )
     done = signed_in.get_json(f"/api/chatgpt/logins/{flow['id']}")
     assert "me@example.com" in done["message"] and done["account"]["label"] == "personal"
     account = signed_in.services.store.current.accounts[-1]
-    assert account.kind == "chatgpt" and account.chatgpt_account_id == "acct-123" and account.plan_type == "pro"
+    assert (
+        account.kind == "chatgpt" and account.chatgpt_account_id == "acct-123" and account.plan_type == "pro"
+    )
     state = signed_in.get_json("/api/state")
     assert state["accounts"][-1]["email"] == "me@example.com"
     assert "access_token" not in json.dumps(state) and "refresh" not in json.dumps(state)
@@ -65,13 +73,17 @@ def test_chatgpt_device_sign_in_and_cancel(signed_in: Web, auth: FakeOpenAIAuth)
     flow = signed_in.post("/api/chatgpt/device-login", {}).get_json()
     assert flow["kind"] == "device" and flow["user_code"] and flow["url"]
     auth.approve_device(flow["user_code"])
-    assert wait_until(lambda: signed_in.get_json(f"/api/chatgpt/logins/{flow['id']}")["state"] == "done", timeout=10)
+    assert wait_until(
+        lambda: signed_in.get_json(f"/api/chatgpt/logins/{flow['id']}")["state"] == "done", timeout=10
+    )
     assert any(a.chatgpt_account_id == "acct-dev" for a in signed_in.services.store.current.accounts)
 
     pending = signed_in.post("/api/chatgpt/device-login", {}).get_json()
     cancelled = signed_in.post(f"/api/chatgpt/logins/{pending['id']}/cancel").get_json()
     assert cancelled["id"] == pending["id"]
-    assert wait_until(lambda: signed_in.get_json(f"/api/chatgpt/logins/{pending['id']}")["state"] == "cancelled", timeout=10)
+    assert wait_until(
+        lambda: signed_in.get_json(f"/api/chatgpt/logins/{pending['id']}")["state"] == "cancelled", timeout=10
+    )
     auth.device_code_enabled = False
     refused = signed_in.post("/api/chatgpt/device-login", {})
     assert refused.status_code == 409 and "device login is not enabled" in refused.get_json()["error"]

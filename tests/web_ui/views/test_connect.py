@@ -9,7 +9,9 @@ import pytest
 from tests.web_ui.conftest import Web
 
 
-def test_connect_lists_agents_with_masked_keys_and_writes_configs(signed_in: Web, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connect_lists_agents_with_masked_keys_and_writes_configs(
+    signed_in: Web, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -61,4 +63,6 @@ def test_a_broken_agent_config_is_reported_and_left_as_it_was(
     response = signed_in.post("/api/agents/codex/write")
     assert response.status_code == 409 and str(config) in response.get_json()["error"]
     assert config.read_text() == broken
-    assert sorted(p.name for p in config.parent.iterdir()) == ["config.toml"]  # no backup, no temporary file left
+    assert sorted(p.name for p in config.parent.iterdir()) == [
+        "config.toml"
+    ]  # no backup, no temporary file left

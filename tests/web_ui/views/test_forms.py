@@ -15,7 +15,10 @@ def test_settings_controls_follow_the_schema() -> None:
     assert paths["dumps.enabled"].control == "switch"
     assert paths["routing.mode"].control == "select" and "sticky" in paths["routing.mode"].options
     assert paths["routing.fallback_statuses"].control == "int-list"
-    assert (paths["routing.min_remaining_percent"].minimum, paths["routing.min_remaining_percent"].maximum) == (0, 100)
+    assert (
+        paths["routing.min_remaining_percent"].minimum,
+        paths["routing.min_remaining_percent"].maximum,
+    ) == (0, 100)
     assert paths["logging.level"].options == ("DEBUG", "INFO", "WARNING", "ERROR")
     assert paths["gateway.paused"].control == "switch"
     assert not any(p in HIDDEN or p.startswith(("upstreams.", "secrets.")) for p in paths)

@@ -70,11 +70,20 @@ def test_relay_posts_need_the_csrf_token(signed_in: Web, cloudflare: FakeCloudfl
 
 
 def test_deploy_from_the_page_turns_the_relay_on_and_never_keeps_the_token(
-    signed_in: Web, cloudflare: FakeCloudflare, memory_keyring: MemoryKeyring | None, caplog: pytest.LogCaptureFixture
+    signed_in: Web,
+    cloudflare: FakeCloudflare,
+    memory_keyring: MemoryKeyring | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     start = signed_in.post(
-        "/api/relay/setup", {"api_token": CF_TOKEN, "account_id": CF_ACCOUNT, "storage": "durable_object", "transport": "websocket"}
+        "/api/relay/setup",
+        {
+            "api_token": CF_TOKEN,
+            "account_id": CF_ACCOUNT,
+            "storage": "durable_object",
+            "transport": "websocket",
+        },
     )
     assert start.status_code == 200
     seen = [start.get_data(as_text=True)]
@@ -131,7 +140,9 @@ def test_a_bad_token_and_a_missing_permission_are_explained(
     missing = signed_in.post("/api/relay/setup", {"api_token": "  ", "account_id": ""})
     assert missing.status_code == 400
     assert set(missing.get_json()["problems"]) == {"api_token", "account_id"}
-    odd = signed_in.post("/api/relay/setup", {"api_token": CF_TOKEN, "account_id": CF_ACCOUNT, "storage": "disk"})
+    odd = signed_in.post(
+        "/api/relay/setup", {"api_token": CF_TOKEN, "account_id": CF_ACCOUNT, "storage": "disk"}
+    )
     assert odd.status_code == 400 and "storage" in odd.get_json()["problems"]
     assert CF_TOKEN not in odd.get_data(as_text=True)
 
@@ -223,11 +234,15 @@ def test_the_relay_cannot_be_switched_on_without_a_worker(signed_in: Web) -> Non
     refused = signed_in.post("/api/settings", {"changes": {"relay.enabled": True}})
     assert refused.status_code == 400
     assert "not set up" in refused.get_json()["problems"]["relay.enabled"]
-    assert store.current.relay.enabled is False and signed_in.get_json("/api/state")["relay"]["enabled"] is False
+    assert (
+        store.current.relay.enabled is False and signed_in.get_json("/api/state")["relay"]["enabled"] is False
+    )
 
     store.update(lambda s: setattr(s.relay, "url", "https://headway-relay.alice.workers.dev"))
     refused = signed_in.post("/api/settings", {"changes": {"relay.enabled": "true"}})
-    assert refused.status_code == 400 and "secret is missing" in refused.get_json()["problems"]["relay.enabled"]
+    assert (
+        refused.status_code == 400 and "secret is missing" in refused.get_json()["problems"]["relay.enabled"]
+    )
     assert store.current.relay.enabled is False
 
     keychain.set(RELAY_SECRET, "relay-secret-" + "s" * 32)

@@ -12,7 +12,9 @@ from tests.web_ui.conftest import Web
 from web_ui.views.usage import Metric, daily_usage, format_value, render_chart
 
 
-def _record(ts: float, account: str, label: str, cost: float, chain: list[str] | None = None) -> RequestRecord:
+def _record(
+    ts: float, account: str, label: str, cost: float, chain: list[str] | None = None
+) -> RequestRecord:
     return RequestRecord(
         ts=ts,
         route="/v1/messages",

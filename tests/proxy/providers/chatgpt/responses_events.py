@@ -99,8 +99,10 @@ def text_events(*, completed_output: list[Any] | None = None) -> list[SSEEvent]:
 def with_usage(events: list[SSEEvent]) -> list[SSEEvent]:
     last = events[-1]
     data = last.json()
-    return [*events[:-1], SSEEvent(last.event, json.dumps({**data, "response": {**data["response"], "usage": USAGE}}))]
-
+    return [
+        *events[:-1],
+        SSEEvent(last.event, json.dumps({**data, "response": {**data["response"], "usage": USAGE}})),
+    ]
 
 
 def frames_to_chunks(frames: list[bytes]) -> list[dict[str, Any]]:
@@ -109,7 +111,6 @@ def frames_to_chunks(frames: list[bytes]) -> list[dict[str, Any]]:
         assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
         chunks.append(json.loads(frame[len(b"data: ") : -2]))
     return chunks
-
 
 
 CALL_ITEM = {
@@ -147,4 +148,3 @@ def function_call_events() -> list[SSEEvent]:
             "response.completed", response=response_obj("completed", [REASONING_ITEM, CALL_ITEM], usage=USAGE)
         ),
     ]
-

@@ -59,7 +59,6 @@ def test_usage_chunk_only_when_include_usage() -> None:
     assert all(c["usage"] is None for c in chunks[:-1])
 
 
-
 def test_function_call_stream_translates_to_tool_call_chunks() -> None:
     translator = ResponsesToChatStream(model="gpt-5", chunk_id="chatcmpl-fixed", created=42)
     chunks: list[dict[str, Any]] = []
@@ -148,7 +147,9 @@ def test_failed_response_raises_with_code() -> None:
 def test_error_event_raises() -> None:
     with pytest.raises(CodexResponseError) as info:
         ResponsesToChatStream(model="gpt-5").feed(
-            SSEEvent("error", json.dumps({"type": "error", "code": "rate_limit_exceeded", "message": "slow down"}))
+            SSEEvent(
+                "error", json.dumps({"type": "error", "code": "rate_limit_exceeded", "message": "slow down"})
+            )
         )
     assert info.value.code == "rate_limit_exceeded"
 

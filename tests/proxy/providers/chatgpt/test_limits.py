@@ -22,6 +22,7 @@ NOW = 1_750_000_000.0
 def _by_name(windows: list[Window]) -> dict[str, Window]:
     return {w.name: w for w in windows}
 
+
 # --- usage limits ------------------------------------------------------------------------------------------------
 
 

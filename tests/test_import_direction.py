@@ -2,7 +2,7 @@
 
 Every .py file of the three packages is parsed with `ast`; every import counts, wherever it is (module level, inside
 a function or an `if TYPE_CHECKING:` block), relative imports resolved, and `importlib.import_module("…")` /
-`__import__("…")` with a literal name too. The composition roots (`tray/app.py`, `tray/cli.py`) hand the lower layers
+`__import__("…")` with a literal name too. The composition roots (`tray/app.py`, `tray/cli/`) hand the lower layers
 what they need from above (e.g. the OAuth callback server, `proxy.auth.callback.CallbackServerFactory`).
 """
 

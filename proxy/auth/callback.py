@@ -2,7 +2,7 @@
 
 The issuer redirects the browser to ``http://localhost:1455/auth/callback?code=…&state=…``. Serving that page is the
 web side's business (``web_ui/callback.py``, Flask); the login flow only depends on this interface, and the
-composition root (``tray/app.py`` for the settings page, ``tray/cli.py`` for ``headway login``) hands it a factory:
+composition root (``tray/app.py`` for the settings page, ``tray/cli/login.py`` for ``headway login``) hands it a factory:
 
     server = factory(state, port=1455)      # state: the login's random `state`
     server.start()                          # PortBusy when another login holds the port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +92,21 @@ def openai() -> Iterator[FakeOpenAI]:
 
     with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def headway_logger_restored() -> Iterator[None]:
+    """A command run in-process (click's CliRunner) configures the ``headway`` logger as a real process would —
+    level, handlers, propagate=False. Put it back, so no test depends on which ones ran before it."""
+    logger = logging.getLogger("headway")
+    saved = (logger.level, logger.propagate, list(logger.handlers))
+    yield
+    for handler in list(logger.handlers):
+        if handler not in saved[2]:
+            logger.removeHandler(handler)
+            handler.close()
+    for handler in saved[2]:
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+    logger.setLevel(saved[0])
+    logger.propagate = saved[1]

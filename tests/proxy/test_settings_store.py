@@ -511,8 +511,9 @@ def test_permission_denied_is_an_error_and_refuses_writes(
     assert store.reload() is False
     assert store.error is not None and "cannot read the file: Permission denied" in str(store.error)
     assert [a.id for a in store.current.accounts] == ["work"]
-    with pytest.raises(SettingsError, match="Permission denied"):
+    with pytest.raises(SettingsError, match="Permission denied") as refused:
         store.update(_add("Other"))
+    assert "headway settings restore" in str(refused.value)
     monkeypatch.undo()
     path.chmod(0o600)
     assert [a["id"] for a in _on_disk(path)["accounts"]] == ["work"]

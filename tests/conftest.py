@@ -14,6 +14,8 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.fakes import FakeAnthropic, FakeOpenAI
+    from tests.fakes.codex import FakeCodex
+    from tests.fakes.openai_auth import FakeOpenAIAuth
 
 _SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_", "CODEX_", "OPENCODE_", "PI_", "CLAUDE_")
 
@@ -91,6 +93,24 @@ def openai() -> Iterator[FakeOpenAI]:
     from tests.fakes import FakeOpenAI
 
     with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def auth() -> Iterator[FakeOpenAIAuth]:
+    """A fake OpenAI OAuth issuer on 127.0.0.1 (tests/fakes)."""
+    from tests.fakes.openai_auth import FakeOpenAIAuth
+
+    with FakeOpenAIAuth() as fake:
+        yield fake
+
+
+@pytest.fixture
+def codex(auth: FakeOpenAIAuth) -> Iterator[FakeCodex]:
+    """A fake Codex backend on 127.0.0.1 that accepts the fake issuer's tokens."""
+    from tests.fakes.codex import FakeCodex
+
+    with FakeCodex(auth=auth) as fake:
         yield fake
 
 

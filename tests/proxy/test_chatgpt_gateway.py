@@ -20,18 +20,6 @@ from tests.support.gateway import RunningGateway, start_gateway, wait_until
 
 
 @pytest.fixture
-def auth() -> Iterator[FakeOpenAIAuth]:
-    with FakeOpenAIAuth() as fake:
-        yield fake
-
-
-@pytest.fixture
-def codex(auth: FakeOpenAIAuth) -> Iterator[FakeCodex]:
-    with FakeCodex(auth=auth) as fake:
-        yield fake
-
-
-@pytest.fixture
 def platform() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as fake:
         yield fake

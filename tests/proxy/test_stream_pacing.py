@@ -61,18 +61,6 @@ def platform() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def auth() -> Iterator[FakeOpenAIAuth]:
-    with FakeOpenAIAuth() as fake:
-        yield fake
-
-
-@pytest.fixture
-def codex(auth: FakeOpenAIAuth) -> Iterator[FakeCodex]:
-    with FakeCodex(auth=auth) as fake:
-        yield fake
-
-
-@pytest.fixture
 def gw(
     anthropic: FakeAnthropic, platform: FakeOpenAI, auth: FakeOpenAIAuth, codex: FakeCodex
 ) -> Iterator[RunningGateway]:

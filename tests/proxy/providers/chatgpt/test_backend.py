@@ -26,18 +26,6 @@ from tests.support.gateway import RunningGateway, start_gateway
 
 
 @pytest.fixture
-def auth() -> Iterator[FakeOpenAIAuth]:
-    with FakeOpenAIAuth() as fake:
-        yield fake
-
-
-@pytest.fixture
-def codex(auth: FakeOpenAIAuth) -> Iterator[FakeCodex]:
-    with FakeCodex(auth=auth) as fake:
-        yield fake
-
-
-@pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex) -> Iterator[RunningGateway]:
     gateway = start_gateway(env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url})
     try:

@@ -31,29 +31,28 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import __version__
-from .auth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
-from .cache_control import apply_cache_mode
-from .dumps import DumpEntry, DumpWriter
-from .forward import Completed, Forwarder, SecretCache, fingerprint
-from .gateway import GatewayHooks, build_app, is_loopback
-from .gateway_protocol import GatewayHttpProtocol
-from .health import Block
-from .keepwarm import KeepWarm
-from .keychain import Keychain, account_secret_name, ensure_access_key
-from .listener import PortInUse, bind_listener, format_address
-from .paths import Paths, write_private_file
-from .providers.base import Incoming, ProviderAdapter
-from .providers.registry import build_adapters
-from .relay import RELAY_SECRET, RelayClient
-from .request_log import RequestLog
-from .sessions import SessionInfo
-from .settings import Account, Settings, UpstreamSettings, effective_upstreams
-from .settings_store import SettingsStore
-from .state import RuntimeState, StateSaver
-from .tasks import TaskGroup
+from proxy import __version__
+from proxy.auth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
+from proxy.config.paths import Paths, write_private_file
+from proxy.config.settings import Account, Settings, UpstreamSettings, effective_upstreams
+from proxy.config.store import SettingsStore
+from proxy.features.cache_control import apply_cache_mode
+from proxy.features.dumps import DumpEntry, DumpWriter
+from proxy.features.request_log import RequestLog
+from proxy.gateway.app import GatewayHooks, build_app, is_loopback
+from proxy.gateway.forward import Completed, Forwarder, SecretCache, fingerprint
+from proxy.gateway.listener import PortInUse, bind_listener, format_address
+from proxy.gateway.protocol import GatewayHttpProtocol
+from proxy.providers.base import Incoming, ProviderAdapter
+from proxy.providers.registry import KeepWarm, build_adapters
+from proxy.relay import RELAY_SECRET, RelayClient
+from proxy.routing.sessions import SessionInfo
+from proxy.routing.state import RuntimeState, StateSaver
+from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
+from proxy.status import status_snapshot
+from proxy.tasks import TaskGroup
 
-__all__ = ["Engine", "EngineOptions", "PortInUse", "ensure_access_key", "status_snapshot"]
+__all__ = ["Engine", "EngineOptions", "PortInUse", "ensure_access_key"]
 
 log = logging.getLogger("headway.engine")
 
@@ -68,81 +67,6 @@ class EngineOptions:
     keep_warm_after: float = 270.0
     state_save_interval: float = 2.0  # seconds between saves of changed runtime state
     status_interval: float = 0.5  # the published status is refreshed at least this often
-
-
-def _window_json(window: Any, now: float) -> dict[str, Any]:
-    fraction = window.remaining_fraction
-    return {
-        "name": window.name,
-        "limit": window.limit,
-        "remaining": window.remaining,
-        "used_percent": window.used_percent,
-        "remaining_percent": None if fraction is None else round(fraction * 100, 1),
-        "resets_at": window.resets_at,
-        "resets_in_seconds": None if window.resets_at is None else max(0.0, round(window.resets_at - now, 1)),
-        "window_minutes": window.window_minutes,
-        "current": window.is_current(now),
-    }
-
-
-def status_snapshot(
-    settings: Settings,
-    state: RuntimeState,
-    now: float,
-    fingerprints: dict[str, str],
-    missing: set[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Accounts with health, quota windows and cooldowns — the shape `headway status --json` and /status share."""
-    accounts = []
-    for account in settings.accounts:
-        block = state.health.block(account.id, now, fingerprints.get(account.id))
-        if block is None and missing and account.id in missing:
-            block = (
-                Block("needs_login", "no login in the keychain: run `headway login chatgpt`")
-                if account.kind == "chatgpt"
-                else Block(
-                    "no_secret", f"no API key in the keychain: run `headway accounts set-key {account.id}`"
-                )
-            )
-        snapshot = state.quota.get(account.id)
-        if block is None:
-            killed = state.quota.below_killswitch(account.id, account.killswitch, now)
-            if killed is not None:
-                block = Block("killswitch", f"{killed.name} window below the killswitch", killed.resets_at)
-        if not account.enabled:
-            health = "disabled"
-        elif block is not None:
-            health = block.state
-        else:
-            health = "healthy"
-        record = state.health.accounts.get(account.id)
-        accounts.append(
-            {
-                "id": account.id,
-                "label": account.label,
-                "kind": account.kind,
-                "family": account.family,
-                "plan_type": (snapshot.plan_type if snapshot else None) or account.plan_type,
-                "email": account.email,
-                "enabled": account.enabled,
-                "health": health,
-                "detail": block.reason if block else None,
-                "blocked_until": block.until if block else None,
-                "blocked_for_seconds": None
-                if not (block and block.until)
-                else max(0.0, round(block.until - now, 1)),
-                "last_error": record.last_error if record else None,
-                "last_ok_at": record.last_ok_at if record else None,
-                "quota": None
-                if snapshot is None
-                else {
-                    "updated_at": snapshot.updated_at,
-                    "plan_type": snapshot.plan_type,
-                    "windows": [_window_json(w, now) for w in snapshot.windows],
-                },
-            }
-        )
-    return accounts
 
 
 class Engine:
@@ -535,7 +459,7 @@ class Engine:
         except PermanentAuthError as exc:
             self._state.health.fail_auth(
                 account.id,
-                f"sign in again with `headway login chatgpt` ({exc})",
+                f"{self._adapters[account.kind].relogin_hint} ({exc})",
                 fingerprint(raw),
                 needs_login=True,
             )
@@ -791,7 +715,12 @@ class Engine:
             "settings_error": None if error is None else error.problems,
             "keychain": self._keychain_description,
             "accounts": status_snapshot(
-                self._settings, self._state, now, self._secrets.fingerprints(), self._secrets.missing()
+                self._settings,
+                self._state,
+                now,
+                self._secrets.fingerprints(),
+                self._secrets.missing(),
+                self._adapters,
             ),
             "relay": self._relay.stats() if self._relay is not None else None,
         }

@@ -19,7 +19,7 @@ from io import TextIOWrapper
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from proxy.paths import ensure_private_dir
+from proxy.config.paths import ensure_private_dir
 
 __all__ = [
     "LOGGER_NAME",

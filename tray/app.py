@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 
-from proxy.keychain import Keychain
+from proxy.config.paths import Paths, private_file_lock
+from proxy.config.settings import Settings
+from proxy.config.store import SettingsStore
 from proxy.logs import LogHandle, configure_logging
-from proxy.paths import Paths, private_file_lock
-from proxy.settings import Settings
-from proxy.settings_store import SettingsStore
+from proxy.secrets.keychain import Keychain
 
 if TYPE_CHECKING:  # the heavy parts are imported when the services are built, not by every CLI command
+    from proxy.config.watcher import SettingsWatcher
     from proxy.engine import Engine, EngineOptions
-    from proxy.watcher import SettingsWatcher
     from web_ui.server import SettingsServer
 
 __all__ = [
@@ -139,8 +139,8 @@ class Services:
 
 
 def build_services(paths: Paths, options: EngineOptions | None = None) -> Services:
+    from proxy.config.watcher import SettingsWatcher
     from proxy.engine import Engine
-    from proxy.watcher import SettingsWatcher
     from web_ui.app import WebContext
     from web_ui.callback import CallbackServer
     from web_ui.server import SettingsServer

@@ -14,8 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+from proxy.config.paths import ensure_private_dir
 from proxy.logs import LOG_FILE_NAME, LOGGER_NAME, RedactingFilter
-from proxy.paths import ensure_private_dir
 
 __all__ = ["log_cli_to_file"]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TextIO
 
 from proxy import __version__
-from proxy.keychain import KeychainError
+from proxy.config.paths import Paths
+from proxy.config.settings import SettingsError
 from proxy.logs import LOG_FILE_NAME, redact
-from proxy.paths import Paths
-from proxy.settings import SettingsError
+from proxy.secrets.keychain import KeychainError
 
 __all__ = ["CannotListen", "Failure", "PortBusy", "explain", "handle"]
 

@@ -22,7 +22,7 @@ import stat
 import time
 from pathlib import Path
 
-from proxy.paths import Paths, ensure_private_dir, write_private_file
+from proxy.config.paths import Paths, ensure_private_dir, write_private_file
 
 __all__ = ["COMMANDS", "OPEN_SETTINGS", "Inbox", "request"]
 

@@ -5,7 +5,7 @@ sight, so tests read it directly; :func:`to_pystray` turns it into pystray items
 methods of an :class:`Actions` object; the tray runs them on its action thread, never on the tray thread.
 
 Settings the menu flips are listed once in :data:`CONTROLS`. A control whose setting does not exist in
-``proxy.settings.Settings`` is left out, so adding one — keep-warm, say — is one line here once the setting exists::
+``proxy.config.settings.Settings`` is left out, so adding one — keep-warm, say — is one line here once the setting exists::
 
     Toggle("keep_warm.enabled", "Keep prompt caches warm"),
 
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 
 from .icon import account_line, active_accounts
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from PIL import Image
 
-from proxy.keychain import KeychainError
-from proxy.paths import Paths, write_private_file
+from proxy.config.paths import Paths, write_private_file
+from proxy.secrets.keychain import KeychainError
 
 from . import instance
 from .app import AlreadyRunning, Services, build_services, run_headless

@@ -46,7 +46,7 @@ import tomlkit.items
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from proxy.paths import write_private_file
+from proxy.config.paths import write_private_file
 
 __all__ = [
     "AGENTS",

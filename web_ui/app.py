@@ -21,10 +21,10 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from proxy import __version__
+from proxy.config.paths import Paths
+from proxy.config.store import SettingsStore
 from proxy.engine import Engine
-from proxy.keychain import Keychain
-from proxy.paths import Paths
-from proxy.settings_store import SettingsStore
+from proxy.secrets.keychain import Keychain
 
 from .security import CSRF_HEADER, SECURITY_HEADERS, HostGuard, LoginTokens, Sessions, fetch_metadata_problem
 

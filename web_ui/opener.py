@@ -23,7 +23,7 @@ from pathlib import Path
 
 from markupsafe import escape
 
-from proxy.paths import Paths, ensure_private_dir
+from proxy.config.paths import Paths, ensure_private_dir
 
 from .security import TOKEN_TTL
 

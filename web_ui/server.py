@@ -33,7 +33,7 @@ from waitress import trigger as waitress_trigger
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
-from proxy.paths import Paths, write_private_file
+from proxy.config.paths import Paths, write_private_file
 
 from .app import PageAddress, WebContext, create_app
 from .opener import clear_openers, open_signed_in, opener_dir

@@ -59,10 +59,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .analysis import BREAK_RATIO, MIN_BREAK_TOKENS, WINDOW_1H, WINDOW_5M, analyze_records
-from .chart import render_svg, write_svg
-from .costs import PriceCard, Pricer
-from .model import (
+from proxy.analyzer.analysis import BREAK_RATIO, MIN_BREAK_TOKENS, WINDOW_1H, WINDOW_5M, analyze_records
+from proxy.analyzer.chart import render_svg, write_svg
+from proxy.analyzer.costs import PriceCard, Pricer
+from proxy.analyzer.model import (
     CacheEvent,
     CacheReport,
     Costs,
@@ -73,9 +73,9 @@ from .model import (
     Turn,
     TurnRecord,
 )
-from .prefix import PromptDiff, prompt_diff
-from .render import format_report
-from .sources import SourceError, default_opencode_db, load_headway, load_opencode
+from proxy.analyzer.prefix import PromptDiff, prompt_diff
+from proxy.analyzer.render import format_report
+from proxy.analyzer.sources import SourceError, default_opencode_db, load_headway, load_opencode
 
 __all__ = [
     "BREAK_RATIO",

@@ -12,11 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from proxy.usage import Usage
-
-from ..durations import compact_duration
-from .costs import Pricer
-from .model import (
+from proxy.analyzer.costs import Pricer
+from proxy.analyzer.model import (
     CacheEvent,
     CacheReport,
     Costs,
@@ -27,7 +24,9 @@ from .model import (
     Turn,
     TurnRecord,
 )
-from .prefix import PromptDiff, prompt_diff
+from proxy.analyzer.prefix import PromptDiff, prompt_diff
+from proxy.durations import compact_duration
+from proxy.wire.usage import Usage
 
 __all__ = [
     "BREAK_RATIO",

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from ..durations import compact_duration
-from .model import CacheReport, SessionAnalysis, Turn
+from proxy.analyzer.model import CacheReport, SessionAnalysis, Turn
+from proxy.durations import compact_duration
 
 __all__ = ["COLORS", "render_svg", "write_svg"]
 

@@ -1,6 +1,6 @@
 """Prices for the cache analysis: the recorded usage, and the same prompts under no cache / 5-minute / 1-hour caching.
 
-Every figure is priced with :func:`proxy.pricing.estimate_cost` at *current* prices (genai-prices' bundled tables),
+Every figure is priced with :func:`proxy.features.pricing.estimate_cost` at *current* prices (genai-prices' bundled tables),
 so the four numbers of a turn are comparable even when the log's own estimate was made with older tables.
 
 Price cards. For each (provider, model) the per-token prices of uncached input, cache read, 5-minute write, 1-hour
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from proxy.pricing import estimate_cost
-from proxy.usage import Usage
+from proxy.features.pricing import estimate_cost
+from proxy.wire.usage import Usage
 
 __all__ = ["ANTHROPIC_MULTIPLIERS", "PriceCard", "Pricer"]
 

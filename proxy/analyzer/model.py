@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from proxy.pricing import Billing
-from proxy.usage import Usage
-
-from .costs import PriceCard
+from proxy.analyzer.costs import PriceCard
+from proxy.features.pricing import Billing
+from proxy.wire.usage import Usage
 
 __all__ = [
     "CacheEvent",

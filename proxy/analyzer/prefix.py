@@ -1,6 +1,6 @@
 """Where two request bodies stop sharing a prompt prefix, in the order the model's cache sees the prompt.
 
-The raw byte diff of two bodies (``proxy.dumps.body_diff``) is not enough to say where a cache prefix broke:
+The raw byte diff of two bodies (``proxy.features.dumps.body_diff``) is not enough to say where a cache prefix broke:
 
 * JSON key order is not prompt order. Anthropic renders ``tools``, then ``system``, then ``messages`` whatever order
   the keys have in the body; a changed tool at the end of the body breaks the whole cache.

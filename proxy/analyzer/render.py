@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from ..durations import compact_duration
-from .model import CacheReport, Costs, SessionAnalysis, Totals, Turn
+from proxy.analyzer.model import CacheReport, Costs, SessionAnalysis, Totals, Turn
+from proxy.durations import compact_duration
 
 __all__ = ["format_report"]
 

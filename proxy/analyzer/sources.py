@@ -22,10 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from proxy.request_log import RequestLog, RequestLogError
-from proxy.usage import Usage
-
-from .model import DumpRef, TurnRecord
+from proxy.analyzer.model import DumpRef, TurnRecord
+from proxy.features.request_log import RequestLog, RequestLogError
+from proxy.wire.usage import Usage
 
 __all__ = [
     "DUMP_MATCH_SECONDS",

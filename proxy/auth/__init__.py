@@ -14,7 +14,7 @@ Nothing here imports ``web_ui`` or ``tray``: the composition root hands ``Browse
 
 from __future__ import annotations
 
-from .callback import (
+from proxy.auth.callback import (
     DEFAULT_PORT,
     CallbackError,
     CallbackPage,
@@ -22,7 +22,7 @@ from .callback import (
     CallbackServerFactory,
     PortBusy,
 )
-from .errors import (
+from proxy.auth.errors import (
     DeviceCodeUnavailable,
     LoginCancelled,
     LoginError,
@@ -31,11 +31,18 @@ from .errors import (
     PermanentAuthError,
     TransientAuthError,
 )
-from .flows import BROWSER_LOGIN_TIMEOUT, BrowserLogin, DeviceLogin, LoginResult, callback_port, oauth_config
-from .issuer import DEVICE_LOGIN_TIMEOUT, DeviceCode, OAuthConfig
-from .save import save_chatgpt_login
-from .token_set import TokenSet
-from .tokens import AuthStatus, TokenManager
+from proxy.auth.flows import (
+    BROWSER_LOGIN_TIMEOUT,
+    BrowserLogin,
+    DeviceLogin,
+    LoginResult,
+    callback_port,
+    oauth_config,
+)
+from proxy.auth.issuer import DEVICE_LOGIN_TIMEOUT, DeviceCode, OAuthConfig
+from proxy.auth.save import save_chatgpt_login
+from proxy.auth.token_set import TokenSet
+from proxy.auth.tokens import AuthStatus, TokenManager
 
 __all__ = [
     "BROWSER_LOGIN_TIMEOUT",

@@ -27,8 +27,8 @@ Errors, each with a message fit for the user (and never a token):
     LoginTimeout                      not finished in time (browser or device)
     DeviceCodeUnavailable             device login is not enabled for this account
     OAuthError                        other issuer failures (PermanentAuthError, TransientAuthError)
-    proxy.keychain.KeychainError      no usable keychain
-    proxy.settings.SettingsError      the settings file is invalid
+    proxy.secrets.keychain.KeychainError      no usable keychain
+    proxy.config.settings.SettingsError      the settings file is invalid
 """
 
 from __future__ import annotations
@@ -47,10 +47,7 @@ from typing import Literal, TypeVar
 
 import httpx
 
-from ..keychain import Keychain, KeychainError
-from ..settings import Account, Settings, SettingsError, effective_upstreams
-from ..settings_store import SettingsStore
-from .callback import (
+from proxy.auth.callback import (
     DEFAULT_PORT,
     CallbackClosed,
     CallbackPage,
@@ -59,8 +56,8 @@ from .callback import (
     CallbackServerFactory,
     CallbackTimeout,
 )
-from .errors import DeviceCodeUnavailable, LoginCancelled, LoginError, LoginTimeout, OAuthError
-from .issuer import (
+from proxy.auth.errors import DeviceCodeUnavailable, LoginCancelled, LoginError, LoginTimeout, OAuthError
+from proxy.auth.issuer import (
     DEVICE_LOGIN_TIMEOUT,
     DeviceCode,
     OAuthConfig,
@@ -69,8 +66,11 @@ from .issuer import (
     poll_device_flow,
     start_device_flow,
 )
-from .pkce import new_pkce, new_state
-from .save import clean_label, save_chatgpt_login
+from proxy.auth.pkce import new_pkce, new_state
+from proxy.auth.save import clean_label, save_chatgpt_login
+from proxy.config.settings import Account, Settings, SettingsError, effective_upstreams
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import Keychain, KeychainError
 
 __all__ = [
     "BROWSER_LOGIN_TIMEOUT",

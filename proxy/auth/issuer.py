@@ -18,12 +18,18 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from .. import __version__
-from ..logs import redact
-from ..retry_after import as_number, retry_after_seconds
-from .errors import DeviceCodeUnavailable, LoginTimeout, OAuthError, PermanentAuthError, TransientAuthError
-from .pkce import Pkce
-from .token_set import TokenSet, nonempty_str
+from proxy import __version__
+from proxy.auth.errors import (
+    DeviceCodeUnavailable,
+    LoginTimeout,
+    OAuthError,
+    PermanentAuthError,
+    TransientAuthError,
+)
+from proxy.auth.pkce import Pkce
+from proxy.auth.token_set import TokenSet, nonempty_str
+from proxy.logs import redact
+from proxy.wire.retry_after import as_number, retry_after_seconds
 
 __all__ = [
     "DEVICE_LOGIN_TIMEOUT",

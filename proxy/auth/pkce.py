@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import OAuthError
+from proxy.auth.errors import OAuthError
 
 __all__ = ["Pkce", "decode_jwt_claims", "new_pkce", "new_state"]
 

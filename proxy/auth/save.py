@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from ..accounts import AccountError, add_account_with_secret, new_account_id
-from ..keychain import Keychain, account_secret_name
-from ..settings import Account, Settings
-from ..settings_store import SettingsStore
-from .errors import LoginError
-from .token_set import TokenSet
+from proxy.auth.errors import LoginError
+from proxy.auth.token_set import TokenSet
+from proxy.config.accounts import AccountError, add_account_with_secret, new_account_id
+from proxy.config.settings import Account, Settings
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import Keychain, account_secret_name
 
 __all__ = ["LABEL_MAX", "clean_label", "save_chatgpt_login"]
 
@@ -57,7 +57,7 @@ def save_chatgpt_login(
 
     The ChatGPT account id is the identity: an account with the same id is updated (plan and email; the label only
     when one is given) and its keychain secret replaced. Otherwise a new account is added, its id reserved in the
-    settings file before the secret is stored (proxy/accounts.py), so two sign-ins at once never share an id.
+    settings file before the secret is stored (proxy/config/accounts.py), so two sign-ins at once never share an id.
     """
     label = clean_label(label)
     chatgpt_id = tokens.account_id
@@ -109,7 +109,7 @@ def _update(
 def _add(
     store: SettingsStore, keychain: Keychain, tokens: TokenSet, chatgpt_id: str, label: str | None
 ) -> Account:
-    # The id is reserved under the settings lock before the tokens are stored (proxy/accounts.py): two sign-ins at
+    # The id is reserved under the settings lock before the tokens are stored (proxy/config/accounts.py): two sign-ins at
     # once can never share it, and a failed one deletes no secret it did not write.
     def build(settings: Settings) -> Account:
         if _chatgpt_account(settings, chatgpt_id) is not None:

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..retry_after import as_number
-from .errors import OAuthError, TransientAuthError
-from .pkce import decode_jwt_claims
+from proxy.auth.errors import OAuthError, TransientAuthError
+from proxy.auth.pkce import decode_jwt_claims
+from proxy.wire.retry_after import as_number
 
 __all__ = ["AUTH_CLAIMS", "PROFILE_CLAIMS", "TokenSet", "nonempty_str"]
 

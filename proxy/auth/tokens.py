@@ -13,10 +13,10 @@ from typing import Literal
 
 import httpx
 
-from ..tasks import TaskGroup
-from .errors import OAuthError, PermanentAuthError, TransientAuthError
-from .issuer import OAuthConfig, refresh
-from .token_set import TokenSet
+from proxy.auth.errors import OAuthError, PermanentAuthError, TransientAuthError
+from proxy.auth.issuer import OAuthConfig, refresh
+from proxy.auth.token_set import TokenSet
+from proxy.tasks import TaskGroup
 
 __all__ = ["AuthState", "AuthStatus", "TokenManager"]
 

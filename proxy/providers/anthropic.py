@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..quota import Window, parse_anthropic_headers
-from ..settings import Account, Settings, UpstreamSettings
-from ..sse import SSEEvent
-from ..upstream_url import normalize_base_url
-from .base import Incoming, Outgoing, ProviderAdapter, StreamProtocol, Verdict, forwardable_headers, join_url
+from proxy.config.settings import Account, Settings, UpstreamSettings
+from proxy.providers.base import (
+    Incoming,
+    Outgoing,
+    ProviderAdapter,
+    StreamProtocol,
+    Verdict,
+    forwardable_headers,
+    join_url,
+)
+from proxy.routing.quota import Window, parse_anthropic_headers
+from proxy.wire.sse import SSEEvent
+from proxy.wire.upstream_url import normalize_base_url
 
 __all__ = ["AnthropicApiKey"]
 

@@ -1,7 +1,7 @@
 """What every provider adapter does: build the upstream request, read quota, judge stream events.
 
 An adapter is stateless; per-request facts arrive in :class:`Incoming`, per-account facts in the Account and its
-secret, the live settings with each call that needs them. The forwarder (``proxy.forward``) owns the request's life
+secret, the live settings with each call that needs them. The forwarder (``proxy.gateway.forward``) owns the request's life
 and asks the adapter at each step; the forwarder and the engine never name an account kind — what differs between
 providers (an error that means "out of quota", a sign-in that must be redone, a usage endpoint, a model list of its
 own) is asked of the adapter here.
@@ -16,12 +16,13 @@ from typing import Any, Literal
 
 import httpx
 
-from .. import __version__
-from ..quota import Window
-from ..request_budget import Receive
-from ..sessions import AGENT_INTERNAL_HEADERS, SessionInfo
-from ..settings import Account, Settings, UpstreamSettings
-from ..sse import SSEEvent
+from proxy import __version__
+from proxy.config.settings import Account, Settings, UpstreamSettings
+from proxy.routing.health import Block
+from proxy.routing.quota import Window
+from proxy.routing.sessions import AGENT_INTERNAL_HEADERS, SessionInfo
+from proxy.wire.request_budget import Receive
+from proxy.wire.sse import SSEEvent
 
 __all__ = [
     "Exhaustion",
@@ -120,7 +121,7 @@ class Exhaustion:
 
 
 def join_url(base: str, path: str, query: str = "") -> str:
-    """``base`` (normalised by :func:`proxy.upstream_url.normalize_base_url`) + the agent's path and query."""
+    """``base`` (normalised by :func:`proxy.wire.upstream_url.normalize_base_url`) + the agent's path and query."""
     return f"{base.rstrip('/')}{path}" + (f"?{query}" if query else "")
 
 
@@ -162,6 +163,12 @@ class ProviderAdapter(ABC):
     polls_usage: bool = False
     # The provider lists its models itself (list_models()); otherwise GET /v1/models is forwarded upstream.
     own_model_list: bool = False
+    # What to tell the user when the account's sign-in is refused for good.
+    relogin_hint: str = "replace the key with `headway accounts set-key`"
+
+    def missing_secret(self, account: Account) -> Block:
+        """The account's state when the keychain holds no secret for it."""
+        return Block("no_secret", f"no API key in the keychain: run `headway accounts set-key {account.id}`")
 
     def classify_error(self, status: int, body: bytes, now: float) -> Exhaustion | None:
         """An error answer (status, first bytes of its body) that exhausts the account until a reset, else None."""

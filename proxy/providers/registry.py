@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from .anthropic import AnthropicApiKey
-from .base import ProviderAdapter
-from .chatgpt import ChatGPTAccount
-from .openai import OpenAIApiKey
+from proxy.providers.anthropic import AnthropicApiKey
+from proxy.providers.base import ProviderAdapter
+from proxy.providers.chatgpt import ChatGPTAccount
+from proxy.providers.chatgpt.keepwarm import KeepWarm
+from proxy.providers.openai import OpenAIApiKey
 
-__all__ = ["build_adapters"]
+__all__ = ["KeepWarm", "build_adapters"]
 
 
 def build_adapters() -> dict[str, ProviderAdapter]:

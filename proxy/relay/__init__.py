@@ -63,7 +63,7 @@ started, a broken stream ends like a broken direct stream.
 
 from __future__ import annotations
 
-from .client import RelayClient, RelayTrip, RelayUnavailable
-from .protocol import PROTOCOL_VERSION, RELAY_SECRET
+from proxy.relay.client import RelayClient, RelayTrip, RelayUnavailable
+from proxy.relay.protocol import PROTOCOL_VERSION, RELAY_SECRET
 
 __all__ = ["PROTOCOL_VERSION", "RELAY_SECRET", "RelayClient", "RelayTrip", "RelayUnavailable"]

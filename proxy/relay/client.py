@@ -29,12 +29,10 @@ from typing import Any, Literal
 
 import httpx
 
-from ..providers.base import Outgoing
-from ..response_body import read_capped
-from ..settings import RelaySettings
-from ..tasks import TaskGroup
-from .patch import common_prefix, common_suffix, diff, sha256_tag
-from .protocol import (
+from proxy.config.settings import RelaySettings
+from proxy.providers.base import Outgoing
+from proxy.relay.patch import common_prefix, common_suffix, diff, sha256_tag
+from proxy.relay.protocol import (
     ERROR_HEADER,
     MARK_HEADER,
     PROTOCOL_HEADER,
@@ -46,7 +44,9 @@ from .protocol import (
     encode_envelope,
     session_key,
 )
-from .websocket import WebSocket, WebSocketClosed, WebSocketError
+from proxy.relay.websocket import WebSocket, WebSocketClosed, WebSocketError
+from proxy.tasks import TaskGroup
+from proxy.wire.response_body import read_capped
 
 __all__ = ["RelayClient", "RelayTrip", "RelayUnavailable"]
 

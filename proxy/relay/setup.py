@@ -31,10 +31,10 @@ from typing import Any, Literal
 
 import httpx
 
-from ..keychain import Keychain
-from ..settings import Settings
-from ..settings_store import SettingsStore
-from .protocol import INFO_PATH, PROTOCOL_HEADER, PROTOCOL_VERSION, RELAY_SECRET, TOKEN_HEADER
+from proxy.config.settings import Settings
+from proxy.config.store import SettingsStore
+from proxy.relay.protocol import INFO_PATH, PROTOCOL_HEADER, PROTOCOL_VERSION, RELAY_SECRET, TOKEN_HEADER
+from proxy.secrets.keychain import Keychain
 
 __all__ = [
     "API_URL_ENV",

@@ -54,7 +54,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
         _pair(result["event_delay_ms"][level], f"event_delay_ms.{level}")
 
     # Reported, not judged: how many content events shared a read depends on the machine's load (141 seen under
-    # load). That nothing is held or batched is tests/proxy/test_stream_pacing.py's job, deterministically.
+    # load). That nothing is held or batched is tests/proxy/gateway/test_stream_pacing.py's job, deterministically.
     for key in ("coalesced_content_events", "coalesced_content_events_direct"):
         assert isinstance(result[key], int) and not isinstance(result[key], bool) and result[key] >= 0, key
     assert result["content_events"]["via"] > 0

@@ -17,10 +17,10 @@ import openai
 import pytest
 
 from proxy.auth import TokenSet
-from proxy.keychain import account_secret_name
-from proxy.paths import Paths
-from proxy.settings import Account
-from proxy.settings_store import SettingsStore
+from proxy.config.paths import Paths
+from proxy.config.settings import Account
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import account_secret_name
 from tests.fakes import Behavior, FakeAccount, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
 from tests.support.agents import require_agent, run_claude_code, run_codex, run_opencode, run_pi

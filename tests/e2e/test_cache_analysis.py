@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from proxy.paths import Paths
-from proxy.settings import Settings
-from proxy.settings_store import SettingsStore
+from proxy.config.paths import Paths
+from proxy.config.settings import Settings
+from proxy.config.store import SettingsStore
 from tests.fakes import Behavior, FakeAnthropic
 from tests.support.agents import AgentResult, require_agent, run_claude_code, run_opencode
 from tests.support.gateway import GatewayProcess, e2e_keychain, run_cli, start_gateway_process, wait_until

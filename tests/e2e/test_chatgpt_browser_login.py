@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from proxy.auth import TokenSet
-from proxy.keychain import account_secret_name
-from proxy.paths import Paths
+from proxy.config.paths import Paths
+from proxy.secrets.keychain import account_secret_name
 from tests.fakes.openai_auth import FakeOpenAIAuth
 from tests.tray.cli.test_login import Running
 

@@ -4,7 +4,7 @@ A multi-turn agent session (tool calls, so each turn resends a growing history) 
 through the Worker: the first request as a full sync, the later ones as patches, with the savings in `headway status`.
 When the Worker is down the agent still gets its answer, directly; streaming keeps its pacing through the Worker.
 
-These need the relay wired into the gateway (proxy/forward.py sends through RelayClient, proxy/engine.py builds it
+These need the relay wired into the gateway (proxy/gateway/forward.py sends through RelayClient, proxy/engine.py builds it
 and reports `relay` in the status); without that they FAIL, saying so.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
+from proxy.config.store import SettingsStore
 from proxy.relay import RELAY_SECRET
-from proxy.settings_store import SettingsStore
 from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI, RecordedRequest, ToolCall
 from tests.support.agents import require_agent, run_claude_code, run_opencode
 from tests.support.gateway import GatewayProcess, e2e_keychain, run_cli, start_gateway_process
@@ -99,7 +99,7 @@ def relay_stats(gateway: GatewayProcess) -> dict[str, Any]:
     if not isinstance(relay, dict) or "totals" not in relay:
         pytest.fail(
             "the running gateway reports no relay stats: the relay is not wired into proxy/engine.py "
-            "(RelayClient built, `relay` in status()) and proxy/forward.py (sends through it) yet",
+            "(RelayClient built, `relay` in status()) and proxy/gateway/forward.py (sends through it) yet",
             pytrace=False,
         )
     return relay

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.paths import Paths
-from proxy.request_log import RequestLog, RequestRecord
-from proxy.usage import Usage
+from proxy.config.paths import Paths
+from proxy.features.request_log import RequestLog, RequestRecord
+from proxy.wire.usage import Usage
 from tests.fakes import (
     Behavior,
     FakeAnthropic,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.e2e.test_settings_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _missing, _page_url
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process
 

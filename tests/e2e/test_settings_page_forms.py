@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.e2e.test_settings_page import (
     ARTIFACTS,
     CHROMIUM,

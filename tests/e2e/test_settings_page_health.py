@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.e2e import test_settings_page as settings_page
 from tests.e2e.test_settings_page import ARTIFACTS, _login_url
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.e2e import test_settings_page as settings_page
 from tests.e2e.test_settings_page import ARTIFACTS, _login_url, _overflowing, _settings, _unlabeled_controls
 from tests.fakes import Behavior, FakeAnthropic

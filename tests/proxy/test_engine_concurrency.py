@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.accounts import add_api_key_account
+from proxy.config.accounts import add_api_key_account
+from proxy.config.paths import Paths, ensure_private_dir
 from proxy.engine import EngineOptions
-from proxy.paths import Paths, ensure_private_dir
 from tests.fakes import Behavior, FakeAnthropic
 from tests.support.gateway import wait_until
 from tray.app import build_services

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from proxy.accounts import add_api_key_account
+from proxy.config.accounts import add_api_key_account
+from proxy.config.paths import Paths
 from proxy.engine import EngineOptions, PortInUse
-from proxy.paths import Paths
 from tests.fakes import Behavior, FakeAnthropic
 from tests.support.gateway import wait_until
 from tray.app import Services, build_services

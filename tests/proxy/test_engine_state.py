@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from proxy.config.paths import Paths
 from proxy.engine import Engine, EngineOptions
-from proxy.paths import Paths
-from proxy.state import RuntimeState, StateSaver
+from proxy.routing.state import RuntimeState, StateSaver
 from tests.fakes import Behavior, FakeAnthropic
 from tests.support.gateway import wait_until
 from tray.app import Services, build_services
@@ -113,10 +113,10 @@ def test_a_failed_save_is_logged_and_retried(
     anthropic: FakeAnthropic, errors: Errors, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A non-OSError from the write used to kill the persist task silently; now it is logged and the save retried."""
-    import proxy.state
+    import proxy.routing.state
 
     calls: list[int] = []
-    real = proxy.state.write_private_file
+    real = proxy.routing.state.write_private_file
 
     def flaky(path: Path, data: bytes) -> None:
         calls.append(len(data))
@@ -124,7 +124,7 @@ def test_a_failed_save_is_logged_and_retried(
             raise ValueError("simulated serializer bug")
         real(path, data)
 
-    monkeypatch.setattr(proxy.state, "write_private_file", flaky)
+    monkeypatch.setattr(proxy.routing.state, "write_private_file", flaky)
     services = start(anthropic, state_save_interval=0.05)
     try:
         make_dirty(services.engine, "ses-retry")
@@ -257,7 +257,7 @@ def test_status_from_another_thread_never_touches_the_state(anthropic: FakeAnthr
     services = start(anthropic)
     engine = services.engine
     try:
-        from proxy.accounts import add_api_key_account
+        from proxy.config.accounts import add_api_key_account
 
         account = add_api_key_account(
             services.store, services.keychain, "anthropic-api-key", "main", "sk-ant-1"
@@ -289,7 +289,7 @@ def test_status_shows_a_cooldown_as_soon_as_the_agent_has_its_answer(anthropic: 
     services = start(anthropic)
     engine = services.engine
     try:
-        from proxy.accounts import add_api_key_account
+        from proxy.config.accounts import add_api_key_account
 
         account = add_api_key_account(
             services.store, services.keychain, "anthropic-api-key", "main", "sk-ant-1"
@@ -341,7 +341,7 @@ def test_status_returns_the_last_snapshot_when_the_loop_is_busy(anthropic: FakeA
 _SAVING_FOREVER = """
 import asyncio, sys, time
 from pathlib import Path
-from proxy.state import RuntimeState, StateSaver
+from proxy.routing.state import RuntimeState, StateSaver
 
 async def main() -> None:
     state = RuntimeState()

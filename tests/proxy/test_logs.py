@@ -123,7 +123,7 @@ def test_redact_leaves_ordinary_text_alone(text: str) -> None:
 
 
 def test_secrets_never_reach_the_file(handle: LogHandle) -> None:
-    logger = logging.getLogger("headway.proxy.forward")
+    logger = logging.getLogger("headway.proxy.gateway.forward")
     for text, _secret in SECRET_MESSAGES:
         logger.info(text)  # in the message itself
         logger.warning("upstream said %s", text)  # in an arg

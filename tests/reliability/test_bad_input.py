@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.gateway_protocol import REQUEST_HEAD_TIMEOUT, GatewayHttpProtocol
+from proxy.gateway.protocol import REQUEST_HEAD_TIMEOUT, GatewayHttpProtocol
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.support.gateway import RunningGateway, start_gateway
 
@@ -187,8 +187,8 @@ def test_any_body_on_any_route(gw: RunningGateway) -> None:
 def gw_transforming(anthropic: FakeAnthropic) -> Iterator[RunningGateway]:
     """Bodies are rewritten on the way: Anthropic in hybrid cache mode, OpenAI through a ChatGPT account (Codex)."""
     from proxy.auth import TokenSet
-    from proxy.keychain import account_secret_name
-    from proxy.settings import Account
+    from proxy.config.settings import Account
+    from proxy.secrets.keychain import account_secret_name
     from tests.fakes import FakeAccount, FakeOpenAIAuth
     from tests.fakes.codex import FakeCodex
 

@@ -33,10 +33,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.accounts import PENDING_MARK
-from proxy.keychain import ACCESS_KEY, Keychain, account_secret_name
-from proxy.paths import Paths
-from proxy.settings_store import SettingsStore
+from proxy.config.accounts import PENDING_MARK
+from proxy.config.paths import Paths
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import ACCESS_KEY, Keychain, account_secret_name
 from tests.fakes import FakeAnthropic
 from tests.support.gateway import e2e_keychain
 

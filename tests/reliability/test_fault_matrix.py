@@ -24,7 +24,7 @@ What is retried and bounded (the README's Reliability section):
 - once content reached the agent: no retry; a break or a silence over ``read_timeout_seconds`` ends the stream with
   an error event in the agent's protocol.
 - everything before the answer starts is bounded by ``request_deadline_seconds`` in total (then 504), and stops
-  when the agent hangs up (tests/proxy/test_forward.py).
+  when the agent hangs up (tests/proxy/gateway/test_forward.py).
 
 The matrix is printed at the end of the run (scenario, route, kind, outcome, attempts, time), with or without -s.
 """
@@ -42,8 +42,8 @@ import httpx
 import pytest
 
 from proxy.auth import TokenSet
-from proxy.keychain import account_secret_name
-from proxy.settings import Account, Settings
+from proxy.config.settings import Account, Settings
+from proxy.secrets.keychain import account_secret_name
 from tests.fakes import Behavior, FakeAccount, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth, FakeServer
 from tests.fakes.codex import FakeCodex
 from tests.support.gateway import RunningGateway, start_gateway

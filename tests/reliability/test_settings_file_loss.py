@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.fakes import FakeAnthropic
 from tests.support.gateway import RunningGateway, run_cli, start_gateway, wait_until
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 
-from proxy.accounts import add_api_key_account
+from proxy.config.accounts import add_api_key_account
+from proxy.config.paths import Paths
+from proxy.config.settings import Account, Settings
+from proxy.config.store import SettingsStore
 from proxy.engine import EngineOptions
-from proxy.keychain import Keychain
-from proxy.paths import Paths
-from proxy.settings import Account, Settings
-from proxy.settings_store import SettingsStore
+from proxy.secrets.keychain import Keychain
 from tray.app import Services, build_services
 
 __all__ = [

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.paths import Paths
-from proxy.settings import Settings
+from proxy.config.paths import Paths
+from proxy.config.settings import Settings
 from tests.support.gateway import start_gateway, start_gateway_process
 from web_ui.server import web_file
 

@@ -23,14 +23,14 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.accounts import add_api_key_account, set_account_enabled
-from proxy.keychain import ACCESS_KEY, Keychain
-from proxy.paths import Paths, write_private_file
-from proxy.quota import Window
-from proxy.request_log import RequestLog
-from proxy.settings import json_schema
-from proxy.settings_store import SettingsStore
-from proxy.state import RuntimeState
+from proxy.config.accounts import add_api_key_account, set_account_enabled
+from proxy.config.paths import Paths, write_private_file
+from proxy.config.settings import json_schema
+from proxy.config.store import SettingsStore
+from proxy.features.request_log import RequestLog
+from proxy.routing.quota import Window
+from proxy.routing.state import RuntimeState
+from proxy.secrets.keychain import ACCESS_KEY, Keychain
 from tests.fakes import Behavior, FakeAnthropic, anthropic_ratelimit_headers
 from tests.support.gateway import start_gateway_process, wait_until
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from proxy.auth import TokenSet
-from proxy.keychain import Keychain, account_secret_name
-from proxy.paths import Paths, write_private_file
-from proxy.settings import Account, Settings
+from proxy.config.paths import Paths, write_private_file
+from proxy.config.settings import Account, Settings
+from proxy.secrets.keychain import Keychain, account_secret_name
 from tests.support.gateway import GatewayProcess, start_gateway_process
 from tray.doctor import Check, exit_code, format_checks
 from tray.doctor import accounts as account_checks

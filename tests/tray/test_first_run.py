@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.paths import Paths, write_private_file
+from proxy.config.paths import Paths, write_private_file
 from tray.failures import PortBusy, explain, handle
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tray.instance import OPEN_SETTINGS, Inbox, request, requests_dir
 
 

@@ -23,8 +23,8 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel
 
-from proxy.paths import Paths, write_private_file
-from proxy.settings import Settings
+from proxy.config.paths import Paths, write_private_file
+from proxy.config.settings import Settings
 from tests.support.gateway import wait_until
 from tray.app import Services, build_services
 from tray.autostart.linux import LinuxAutostart
@@ -476,8 +476,8 @@ def test_a_failing_action_is_reported_not_raised(app: Any, services: Services) -
 
 
 def test_quota_changes_reach_the_icon_within_a_second(app: Any, services: Services) -> None:
-    from proxy.accounts import add_api_key_account
-    from proxy.quota import Window
+    from proxy.config.accounts import add_api_key_account
+    from proxy.routing.quota import Window
 
     account = add_api_key_account(
         services.store, services.keychain, "anthropic-api-key", "work", "sk-ant-api03-" + "k" * 24

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 from tray.icon import COLORS, Level
 from tray.menu import MenuView, build
 

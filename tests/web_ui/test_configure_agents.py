@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.paths import Paths
-from proxy.request_log import RequestLog
+from proxy.config.paths import Paths
+from proxy.features.request_log import RequestLog
 from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI
 from tests.support import agents
 from tests.support.agents import require_agent

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from web_ui.opener import open_signed_in, opener_dir, write_opener
 
 URL = "http://127.0.0.1:7338/login?token=abc&x=<b>"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 from tests.support.gateway import RunningGateway, run_cli, start_gateway_process
 from web_ui.server import SettingsServer, cli_login_url, read_web_info, web_file
 
@@ -107,7 +107,7 @@ def test_headway_settings_without_a_running_instance_says_so(headway_home: Path)
 
 
 def test_headway_settings_prints_a_one_time_link_for_the_running_instance(headway_home: Path) -> None:
-    from proxy.paths import Paths
+    from proxy.config.paths import Paths
 
     paths = Paths.from_env()
     paths.ensure()

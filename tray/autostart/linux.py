@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from proxy.paths import write_private_file
+from proxy.config.paths import write_private_file
 
 from . import Autostart, AutostartError
 

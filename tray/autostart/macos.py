@@ -11,7 +11,7 @@ import plistlib
 from pathlib import Path
 from typing import Any
 
-from proxy.paths import write_private_file
+from proxy.config.paths import write_private_file
 
 from . import APP_ID, Autostart, AutostartError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 
 from . import (  # noqa: F401  (each registers its commands on the group)
     accounts,

@@ -7,7 +7,7 @@ from typing import Literal
 
 import click
 
-from proxy.accounts import (
+from proxy.config.accounts import (
     AccountError,
     add_api_key_account,
     key_warning,
@@ -17,8 +17,8 @@ from proxy.accounts import (
     set_account_enabled,
     set_api_key,
 )
-from proxy.keychain import KeychainError
-from proxy.settings import SettingsError
+from proxy.config.settings import SettingsError
+from proxy.secrets.keychain import KeychainError
 
 from ..app import make_keychain
 from .root import cli, env_paths, fail, load_store, read_secret

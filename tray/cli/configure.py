@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from proxy.keychain import KeychainError, ensure_access_key
+from proxy.secrets.keychain import KeychainError, ensure_access_key
 
 from ..app import make_keychain, read_runtime
 from .root import cli, env_paths, fail, load_store

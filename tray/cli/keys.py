@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from proxy.keychain import ACCESS_KEY, KeychainError, ensure_access_key
-from proxy.settings import SettingsError
+from proxy.config.settings import SettingsError
+from proxy.secrets.keychain import ACCESS_KEY, KeychainError, ensure_access_key
 
 from ..app import make_keychain, read_runtime
 from .root import cli, env_paths, fail, load_store

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from proxy.keychain import Keychain, KeychainError
-from proxy.settings import SettingsError
-from proxy.settings_store import SettingsStore
+from proxy.config.settings import SettingsError
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import Keychain, KeychainError
 
 from ..app import make_keychain, read_runtime
 from .root import cli, env_paths, fail, load_store, step

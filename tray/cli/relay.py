@@ -7,8 +7,8 @@ from typing import Literal
 
 import click
 
-from proxy.keychain import KeychainError
-from proxy.settings import SettingsError
+from proxy.config.settings import SettingsError
+from proxy.secrets.keychain import KeychainError
 
 from ..app import make_keychain, read_runtime
 from .root import cli, env_paths, fail, load_store, read_secret, step

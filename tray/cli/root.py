@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from proxy import __version__
-from proxy.paths import Paths
-from proxy.settings import SettingsError
-from proxy.settings_store import SettingsStore
+from proxy.config.paths import Paths
+from proxy.config.settings import SettingsError
+from proxy.config.store import SettingsStore
 
 
 def env_paths() -> Paths:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from proxy.settings import SettingsError, json_schema
+from proxy.config.settings import SettingsError, json_schema
 
 from ..app import read_runtime
 from .root import cli, env_paths, fail, load_store

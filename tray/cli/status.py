@@ -10,10 +10,10 @@ import click
 import httpx
 
 from proxy import __version__
+from proxy.config.paths import Paths
 from proxy.durations import format_duration
-from proxy.keychain import ACCESS_KEY, KeychainError
-from proxy.paths import Paths
-from proxy.state import RuntimeState
+from proxy.routing.state import RuntimeState
+from proxy.secrets.keychain import ACCESS_KEY, KeychainError
 
 from ..app import make_keychain, read_runtime
 from .root import cli, env_paths, load_store
@@ -62,7 +62,7 @@ def fetch_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -
 
 
 def _offline_status(paths: Paths) -> dict[str, Any]:
-    from proxy.engine import status_snapshot
+    from proxy.status import status_snapshot
 
     store = load_store(paths)
     state = RuntimeState.load(paths.state_file)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from proxy.settings import SettingsError
+from proxy.config.settings import SettingsError
 
 from .root import cli, env_paths, fail, load_store
 

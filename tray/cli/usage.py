@@ -7,7 +7,7 @@ import time
 
 import click
 
-from proxy.request_log import RequestLog, format_summary
+from proxy.features.request_log import RequestLog, format_summary
 
 from .root import DAYS, cli, env_paths
 

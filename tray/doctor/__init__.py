@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from proxy.config.paths import Paths
 from proxy.logs import redact
-from proxy.paths import Paths
 
 __all__ = ["Check", "Status", "exit_code", "format_checks", "run_checks", "summary", "to_json"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from proxy.config.paths import Paths
+from proxy.config.settings import Account, Settings
 from proxy.durations import format_duration
-from proxy.keychain import Keychain, KeychainError, account_secret_name
-from proxy.paths import Paths
-from proxy.settings import Account, Settings
+from proxy.secrets.keychain import Keychain, KeychainError, account_secret_name
 
 from . import Check, Status
 
@@ -17,8 +17,8 @@ __all__ = ["checks"]
 
 def _health(paths: Paths, settings: Settings) -> dict[str, dict[str, Any]]:
     """Each account's status entry: from the running instance when it answers, else from the saved state."""
-    from proxy.engine import status_snapshot
-    from proxy.state import RuntimeState
+    from proxy.routing.state import RuntimeState
+    from proxy.status import status_snapshot
 
     state = RuntimeState.load(paths.state_file)
     return {a["id"]: a for a in status_snapshot(settings, state, time.time(), {})}

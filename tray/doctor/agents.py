@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.keychain import ACCESS_KEY, Keychain, KeychainError
-from proxy.paths import Paths
-from proxy.settings import Settings
+from proxy.config.paths import Paths
+from proxy.config.settings import Settings
+from proxy.secrets.keychain import ACCESS_KEY, Keychain, KeychainError
 
 from . import Check
 

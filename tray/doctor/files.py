@@ -7,9 +7,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxy.paths import Paths
-from proxy.settings import Settings
-from proxy.settings_store import SettingsStore
+from proxy.config.paths import Paths
+from proxy.config.settings import Settings
+from proxy.config.store import SettingsStore
 
 from . import Check
 

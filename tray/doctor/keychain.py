@@ -10,9 +10,9 @@ import secrets
 import threading
 from typing import Any
 
-from proxy.keychain import Keychain, KeychainError
-from proxy.paths import Paths
-from proxy.settings import Settings
+from proxy.config.paths import Paths
+from proxy.config.settings import Settings
+from proxy.secrets.keychain import Keychain, KeychainError
 
 from . import Check
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from proxy import __version__
+from proxy.config.settings import Settings, effective_upstreams
 from proxy.logs import redact
-from proxy.settings import Settings, effective_upstreams
 
 from . import Check
 

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 
 from proxy import __version__
-from proxy.keychain import ACCESS_KEY, Keychain, KeychainError
-from proxy.paths import Paths
-from proxy.settings import Settings
+from proxy.config.paths import Paths
+from proxy.config.settings import Settings
+from proxy.secrets.keychain import ACCESS_KEY, Keychain, KeychainError
 
 from . import Check
 

@@ -1,6 +1,6 @@
 """Account management: add or replace an API key, relabel, enable or disable, set limits, reorder, remove.
 
-Thin routes over ``proxy.accounts`` (which writes the keychain and the settings file in a safe order) and over
+Thin routes over ``proxy.config.accounts`` (which writes the keychain and the settings file in a safe order) and over
 ``SettingsStore.update`` for the plain fields. A key sent here goes to the keychain and is never sent back.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
-from proxy.accounts import (
+from proxy.config.accounts import (
     AccountError,
     add_api_key_account,
     check_label_free,
@@ -22,8 +22,8 @@ from proxy.accounts import (
     reorder_accounts,
     set_api_key,
 )
-from proxy.keychain import KeychainError
-from proxy.settings import Settings, SettingsError, format_validation_error
+from proxy.config.settings import Settings, SettingsError, format_validation_error
+from proxy.secrets.keychain import KeychainError
 
 from . import ctx, error
 from .cache import ttl_cache

@@ -14,9 +14,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from proxy.keychain import KeychainError, account_secret_name
+from proxy.config.settings import Settings, SettingsError
 from proxy.relay import RELAY_SECRET
-from proxy.settings import Settings, SettingsError
+from proxy.secrets.keychain import KeychainError, account_secret_name
 
 from . import ctx, error
 from .cache import ttl_cache

@@ -32,9 +32,9 @@ from proxy.auth import (
     callback_port,
     oauth_config,
 )
-from proxy.keychain import Keychain, KeychainError
-from proxy.settings import SettingsError
-from proxy.settings_store import SettingsStore
+from proxy.config.settings import SettingsError
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import Keychain, KeychainError
 
 from . import ctx, error
 

@@ -1,7 +1,7 @@
-"""The settings controls, derived from the settings schema itself — a setting added to ``proxy/settings.py`` shows up
+"""The settings controls, derived from the settings schema itself — a setting added to ``proxy/config/settings.py`` shows up
 on the page without touching the page.
 
-Every section model of :class:`~proxy.settings.Settings` becomes a group of controls (bool → switch, Literal →
+Every section model of :class:`~proxy.config.settings.Settings` becomes a group of controls (bool → switch, Literal →
 select, number → number input with the schema's bounds, list of ints/strings → comma-separated text), except the
 sections and fields in :data:`HIDDEN`: where the gateway listens, which hosts it trusts, where upstream traffic goes
 and where secrets are kept are not changed from a web page.
@@ -22,7 +22,7 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from proxy.settings import Settings, format_validation_error
+from proxy.config.settings import Settings, format_validation_error
 
 __all__ = [
     "HIDDEN",

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
 
-from proxy.keychain import KeychainError
+from proxy.config.settings import SettingsError
 from proxy.relay import RELAY_SECRET
 from proxy.relay.setup import (
     CloudflareError,
@@ -34,7 +34,7 @@ from proxy.relay.setup import (
     relay_status,
     setup_relay,
 )
-from proxy.settings import SettingsError
+from proxy.secrets.keychain import KeychainError
 
 from . import ctx, error
 from .cache import ttl_cache

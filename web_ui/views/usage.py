@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
 
-from proxy.request_log import RequestLog
+from proxy.features.request_log import RequestLog
 
 from . import ctx
 from .cache import ttl_cache

@@ -8,6 +8,6 @@ usage-limit errors), ``usage_poll`` and ``models``.
 
 from __future__ import annotations
 
-from .adapter import ChatGPTAccount
+from proxy.providers.chatgpt.adapter import ChatGPTAccount
 
 __all__ = ["ChatGPTAccount"]

@@ -15,10 +15,8 @@ from typing import Any
 
 import httpx
 
-from ...quota import Window
-from ...settings import Account, Settings, UpstreamSettings
-from ...sse import SSEEvent
-from ..base import (
+from proxy.config.settings import Account, Settings, UpstreamSettings
+from proxy.providers.base import (
     Exhaustion,
     Incoming,
     Outgoing,
@@ -27,14 +25,17 @@ from ..base import (
     StreamProtocol,
     Verdict,
 )
-from ..openai import classify_openai_event
-from .backend import RESPONSES_PATH, backend_base, backend_headers
-from .chat_request import chat_to_responses
-from .limits import parse_codex_headers, parse_usage_limit_error
-from .models import fetch_models, to_openai_models_list
-from .request import to_codex_request
-from .transformers import AggregateTransformer, ChatStreamTransformer
-from .usage_poll import poll_usage
+from proxy.providers.chatgpt.backend import RESPONSES_PATH, backend_base, backend_headers
+from proxy.providers.chatgpt.chat_request import chat_to_responses
+from proxy.providers.chatgpt.limits import parse_codex_headers, parse_usage_limit_error
+from proxy.providers.chatgpt.models import fetch_models, to_openai_models_list
+from proxy.providers.chatgpt.request import to_codex_request
+from proxy.providers.chatgpt.transformers import AggregateTransformer, ChatStreamTransformer
+from proxy.providers.chatgpt.usage_poll import poll_usage
+from proxy.providers.openai import classify_openai_event
+from proxy.routing.health import Block
+from proxy.routing.quota import Window
+from proxy.wire.sse import SSEEvent
 
 __all__ = ["ChatGPTAccount"]
 
@@ -43,8 +44,12 @@ class ChatGPTAccount(ProviderAdapter):
     kind = "chatgpt"
     billing = "subscription"
     oauth = True
+    relogin_hint = "sign in again with `headway login chatgpt`"
     polls_usage = True
     own_model_list = True
+
+    def missing_secret(self, account: Account) -> Block:
+        return Block("needs_login", "no login in the keychain: run `headway login chatgpt`")
 
     def base_url(self, account: Account, upstreams: UpstreamSettings) -> str:
         return backend_base(account, upstreams)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import platform
 
-from ... import __version__
-from ...settings import Account, UpstreamSettings
-from ...upstream_url import normalize_base_url
+from proxy import __version__
+from proxy.config.settings import Account, UpstreamSettings
+from proxy.wire.upstream_url import normalize_base_url
 
 __all__ = [
     "MODELS_PATH",

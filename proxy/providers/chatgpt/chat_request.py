@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .request import INSTRUCTION_ROLES
+from proxy.providers.chatgpt.request import INSTRUCTION_ROLES
 
 __all__ = ["ChatTranslationError", "chat_include_usage", "chat_to_responses"]
 

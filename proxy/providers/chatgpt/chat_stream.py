@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ...sse import SSEEvent
-from .events import (
+from proxy.providers.chatgpt.events import (
     CodexResponseError,
     chat_usage,
     event_data,
@@ -19,6 +18,7 @@ from .events import (
     message_text,
     stream_error,
 )
+from proxy.wire.sse import SSEEvent
 
 __all__ = ["DONE_FRAME", "ResponsesToChatStream", "encode_chunk"]
 

@@ -1,7 +1,7 @@
 """What the translators of the backend's Responses events share: the event's type, a failed stream as an error,
 finish reasons, message text and usage in Chat Completions terms (pure).
 
-Events are :class:`proxy.sse.SSEEvent`s; their JSON ``data`` object's ``type`` wins over the SSE ``event:`` name.
+Events are :class:`proxy.wire.sse.SSEEvent`s; their JSON ``data`` object's ``type`` wins over the SSE ``event:`` name.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...sse import SSEEvent
+from proxy.wire.sse import SSEEvent
 
 __all__ = [
     "CodexResponseError",

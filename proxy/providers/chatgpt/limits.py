@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ...quota import Window
-from ...retry_after import as_number
+from proxy.routing.quota import Window
+from proxy.wire.retry_after import as_number
 
 __all__ = ["UsageLimit", "parse_codex_headers", "parse_codex_usage", "parse_usage_limit_error"]
 

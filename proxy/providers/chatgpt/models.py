@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from ... import __version__
-from ...settings import Account, UpstreamSettings
-from .backend import MODELS_PATH, backend_base, backend_headers
+from proxy import __version__
+from proxy.config.settings import Account, UpstreamSettings
+from proxy.providers.chatgpt.backend import MODELS_PATH, backend_base, backend_headers
 
 __all__ = ["CodexModel", "fallback_models", "fetch_models", "parse_models_response", "to_openai_models_list"]
 

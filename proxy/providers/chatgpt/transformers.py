@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
-from ...logs import redact
-from ...sse import SSEEvent
-from ..base import Incoming, ResponseTransformer
-from .aggregate import aggregate_responses_stream, responses_to_chat_completion
-from .chat_request import chat_include_usage
-from .chat_stream import DONE_FRAME, ResponsesToChatStream, encode_chunk
-from .events import CodexResponseError
+from proxy.logs import redact
+from proxy.providers.base import Incoming, ResponseTransformer
+from proxy.providers.chatgpt.aggregate import aggregate_responses_stream, responses_to_chat_completion
+from proxy.providers.chatgpt.chat_request import chat_include_usage
+from proxy.providers.chatgpt.chat_stream import DONE_FRAME, ResponsesToChatStream, encode_chunk
+from proxy.providers.chatgpt.events import CodexResponseError
+from proxy.wire.sse import SSEEvent
 
 __all__ = ["AggregateTransformer", "ChatStreamTransformer"]
 

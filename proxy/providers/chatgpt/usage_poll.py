@@ -6,10 +6,10 @@ import time
 
 import httpx
 
-from ...quota import Window
-from ...settings import Account, UpstreamSettings
-from .backend import USAGE_PATH, backend_base, backend_headers
-from .limits import parse_codex_usage
+from proxy.config.settings import Account, UpstreamSettings
+from proxy.providers.chatgpt.backend import USAGE_PATH, backend_base, backend_headers
+from proxy.providers.chatgpt.limits import parse_codex_usage
+from proxy.routing.quota import Window
 
 __all__ = ["poll_usage"]
 

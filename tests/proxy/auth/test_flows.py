@@ -32,10 +32,10 @@ from proxy.auth import (
     oauth_config,
     save_chatgpt_login,
 )
-from proxy.keychain import Keychain, KeychainError, account_secret_name
-from proxy.paths import Paths
-from proxy.settings import Account, Settings, SettingsError
-from proxy.settings_store import SettingsStore
+from proxy.config.paths import Paths
+from proxy.config.settings import Account, Settings, SettingsError
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import Keychain, KeychainError, account_secret_name
 from tests.fakes.openai_auth import FakeAccount, FakeOpenAIAuth
 from tests.fakes.server import Behavior
 from web_ui.callback import CallbackServer
@@ -223,7 +223,7 @@ class WatchingKeychain(Keychain):
 def test_the_id_is_reserved_before_the_secret_is_stored(
     store: SettingsStore, paths: Paths, auth: FakeOpenAIAuth
 ) -> None:
-    """Two sign-ins at once can never share an id (issue 10.9; see proxy/accounts.py)."""
+    """Two sign-ins at once can never share an id (issue 10.9; see proxy/config/accounts.py)."""
     keychain = WatchingKeychain(paths.keychain_service, paths.settings_file)
     account, _ = save_chatgpt_login(store, keychain, tokens_for(auth, PLUS))
     assert keychain.seen == [(account.id, True)]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from proxy.config.settings import Account, Settings, UpstreamSettings
 from proxy.providers.base import Exhaustion, Incoming
 from proxy.providers.registry import build_adapters
-from proxy.settings import Account, Settings, UpstreamSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 KINDS = frozenset(build_adapters())
@@ -66,13 +66,13 @@ def _provider_settings(node: ast.AST) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("path", ["proxy/forward.py", "proxy/engine.py"])
+@pytest.mark.parametrize("path", ["proxy/gateway/forward.py", "proxy/engine.py"])
 def test_forwarder_and_engine_import_no_concrete_provider(path: str) -> None:
     assert _concrete_imports(_tree(path), "proxy") == []
 
 
 def test_the_forwarder_never_names_an_account_kind() -> None:
-    tree = _tree("proxy/forward.py")
+    tree = _tree("proxy/gateway/forward.py")
     assert _kind_comparisons(tree) == []
     assert _backend_literals(tree) == []
     assert _provider_settings(tree) == []

@@ -16,7 +16,7 @@ from typing import IO
 
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.fakes.openai_auth import FakeOpenAIAuth
 
 ROOT = Path(__file__).resolve().parents[3]

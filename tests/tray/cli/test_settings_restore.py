@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.support.gateway import run_cli
 
 pytestmark = pytest.mark.timeout(120)
@@ -135,7 +135,7 @@ def test_restore_with_nothing_to_restore_says_so(tmp_path: Path) -> None:
 
 def test_an_unreadable_file_names_the_restore_command(tmp_path: Path) -> None:
     # A file that cannot be decoded stands for every unreadable one here: file modes do not bind root, which runs
-    # the suite; permission denied itself is tested at the store (tests/proxy/test_settings_store.py).
+    # the suite; permission denied itself is tested at the store (tests/proxy/config/test_store.py).
     paths, env = _home(tmp_path)
     _seed(paths, env)
     paths.settings_file.write_bytes(b'{"accounts": [\xff\xfe]}')

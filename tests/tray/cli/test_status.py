@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.paths import Paths, write_private_file
+from proxy.config.paths import Paths, write_private_file
 from tray.cli.status import format_status
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from proxy.paths import Paths
+from proxy.config.paths import Paths
 from tests.support.gateway import run_cli
 
 

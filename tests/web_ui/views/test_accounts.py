@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from proxy.keychain import account_secret_name
+from proxy.secrets.keychain import account_secret_name
 from tests.support.gateway import wait_until
 from tests.web_ui.conftest import Web
 

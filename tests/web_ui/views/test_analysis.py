@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.request_log import RequestRecord
-from proxy.usage import Usage
+from proxy.features.request_log import RequestRecord
+from proxy.wire.usage import Usage
 from tests.support.gateway import RunningGateway
 from tests.web_ui.conftest import Web
 from web_ui.views.analysis import Analyses, UnsafeSvg, checked_svg

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from proxy.settings import Settings
+from proxy.config.settings import Settings
 from web_ui.views.forms import HIDDEN, READ_ONLY, ChangeError, apply_changes, current_values, settings_groups
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from proxy.request_log import RequestRecord
-from proxy.usage import Usage
+from proxy.features.request_log import RequestRecord
+from proxy.wire.usage import Usage
 from tests.web_ui.conftest import Web
 from web_ui.views.usage import Metric, daily_usage, format_value, render_chart
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from proxy.providers.chatgpt.chat_stream import DONE_FRAME, ResponsesToChatStream, encode_chunk
-from proxy.sse import SSEEvent
+from proxy.wire.sse import SSEEvent
 
 
 def ev(kind: str, **fields: Any) -> SSEEvent:

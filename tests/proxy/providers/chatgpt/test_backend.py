@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from proxy.auth import TokenSet
-from proxy.keychain import account_secret_name
+from proxy.config.settings import Account
 from proxy.providers.chatgpt.backend import (
     MODELS_PATH,
     ORIGINATOR,
@@ -19,7 +19,7 @@ from proxy.providers.chatgpt.backend import (
     USAGE_PATH,
     codex_user_agent,
 )
-from proxy.settings import Account
+from proxy.secrets.keychain import account_secret_name
 from tests.fakes import FakeAccount, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
 from tests.support.gateway import RunningGateway, start_gateway

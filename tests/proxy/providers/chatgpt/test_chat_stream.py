@@ -9,7 +9,7 @@ import pytest
 
 from proxy.providers.chatgpt.chat_stream import DONE_FRAME, ResponsesToChatStream, encode_chunk
 from proxy.providers.chatgpt.events import CodexResponseError
-from proxy.sse import SSEEvent
+from proxy.wire.sse import SSEEvent
 
 from .responses_events import (
     CALL_ITEM,

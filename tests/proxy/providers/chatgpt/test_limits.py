@@ -14,7 +14,7 @@ from proxy.providers.chatgpt.limits import (
     parse_codex_usage,
     parse_usage_limit_error,
 )
-from proxy.quota import Window
+from proxy.routing.quota import Window
 
 NOW = 1_750_000_000.0
 

@@ -1,0 +1,436 @@
+"""The settings schema: typed, with defaults in code, published as JSON Schema.
+
+The settings file is the one control plane: the CLI, the tray, the settings page and hand edits all change it, and
+the engine applies whatever it says. It never holds a secret (those live in the keychain, keyed by account id).
+
+Every validation error is reported with the file, the key path and what is wrong, e.g.
+``settings.json: accounts[1].kind: Input should be 'anthropic-api-key', ... (got 'antropic')``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from proxy.wire.upstream_url import normalize_base_url
+
+__all__ = [
+    "ACCOUNT_KINDS",
+    "Account",
+    "AccountKind",
+    "CacheSettings",
+    "ChatGPTSettings",
+    "DumpSettings",
+    "GatewaySettings",
+    "LoggingSettings",
+    "RelaySettings",
+    "RoutingSettings",
+    "SecretsSettings",
+    "Settings",
+    "SettingsError",
+    "UpstreamSettings",
+    "WebSettings",
+    "effective_upstreams",
+    "format_validation_error",
+    "json_schema",
+    "parse_settings",
+]
+
+AccountKind = Literal["anthropic-api-key", "openai-api-key", "chatgpt"]
+ACCOUNT_KINDS: tuple[str, ...] = ("anthropic-api-key", "openai-api-key", "chatgpt")
+RoutingMode = Literal["main-first", "fallback-first", "sticky"]
+CacheMode = Literal["off", "explicit", "automatic", "hybrid"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_ACCOUNT_ID = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+_URL = r"^https?://[^\s/]+(/[^\s]*)?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class GatewaySettings(_Model):
+    """Where the gateway listens and who may use it."""
+
+    host: str = Field(
+        "127.0.0.1", description="Bind address. Anything but loopback always requires the access key."
+    )
+    port: int = Field(
+        7337, ge=0, le=65535, description="TCP port agents point their base URL at (0 = any free port)."
+    )
+    require_access_key: bool = Field(
+        True,
+        description="Require the local access key from agents on loopback too (always required elsewhere).",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header names accepted besides localhost, 127.0.0.1 and [::1].",
+    )
+    max_body_mb: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="Largest request body accepted, in MB (agents send 300 KB to a few MB); larger gets 413. "
+        "Bodies are buffered whole so a fallback can replay them exactly.",
+    )
+    connect_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    read_timeout_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=3600,
+        description="Longest silence from an upstream between two reads (stream chunks, or a non-streamed answer's "
+        "headers and body) before the attempt fails.",
+    )
+    first_byte_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for an upstream's response headers on a streamed request (headers come at once "
+        "when streaming) before the next account is tried. Non-streamed requests get headers only when the answer "
+        "is complete; read_timeout_seconds bounds those.",
+    )
+    request_deadline_seconds: float = Field(
+        900.0,
+        gt=0,
+        le=7200,
+        description="Longest an agent waits for its answer to start, across every account, retry and back-off; "
+        "then it gets a 504. A started stream is bounded by read_timeout_seconds instead.",
+    )
+    paused: bool = Field(
+        False, description="Answer every agent request with 503 until resumed (tray: Pause)."
+    )
+
+
+class RoutingSettings(_Model):
+    """How a request picks an account, and when it moves to the next one."""
+
+    mode: RoutingMode = Field(
+        "main-first",
+        description="main-first: always start at the first account. fallback-first: start at the second and keep "
+        "the first as the last resort. sticky: a session stays on the account that served it while it is usable.",
+    )
+    fallback_statuses: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=lambda: [401, 403, 429],
+        description="Upstream statuses that move a request to the next account.",
+    )
+    default_cooldown_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="How long a rate-limited account is skipped when the upstream names no reset.",
+    )
+    max_retries: int = Field(
+        2, ge=0, le=5, description="Retries on the same account for 5xx / 529 before moving on."
+    )
+    retry_base_delay_seconds: float = Field(0.5, ge=0, le=30)
+    max_retry_wait_seconds: float = Field(
+        20.0, ge=0, le=300, description="A retry-after longer than this moves on instead of waiting."
+    )
+    min_remaining_percent: float = Field(
+        0.0, ge=0, le=100, description="Skip an account while any quota window has less than this share left."
+    )
+    sticky_idle_minutes: float = Field(
+        60.0, gt=0, le=1440, description="Forget a session's account after this idle time."
+    )
+
+
+class UpstreamSettings(_Model):
+    """Provider base URLs; override for tests and corporate proxies (env HEADWAY_*_BASE_URL wins)."""
+
+    anthropic: Annotated[str, Field(pattern=_URL)] = "https://api.anthropic.com"
+    openai: Annotated[str, Field(pattern=_URL)] = "https://api.openai.com"
+    chatgpt: Annotated[str, Field(pattern=_URL)] = "https://chatgpt.com"
+    openai_auth: Annotated[str, Field(pattern=_URL)] = "https://auth.openai.com"
+
+
+class Account(_Model):
+    """One upstream account. Its secret lives in the keychain under its id."""
+
+    id: Annotated[str, Field(pattern=_ACCOUNT_ID, description="Stable id; the keychain entry's name.")]
+    kind: AccountKind
+    label: Annotated[str, Field(min_length=1, max_length=60)]
+    enabled: bool = True
+    min_remaining_percent: float | None = Field(
+        None, ge=0, le=100, description="Overrides routing.min_remaining_percent for this account."
+    )
+    base_url: Annotated[str, Field(pattern=_URL)] | None = Field(
+        None, description="Overrides the provider's base URL for this account only."
+    )
+    killswitch: (
+        dict[Annotated[str, Field(min_length=1, max_length=40)], Annotated[float, Field(ge=0, le=100)]] | None
+    ) = Field(
+        None,
+        description='Hard block while a quota window has less than this share left, e.g. {"5h": 10, "weekly": 5}. '
+        "Window names: 5h, weekly (ChatGPT); requests, tokens, input-tokens, output-tokens (API keys).",
+    )
+    chatgpt_account_id: str | None = Field(
+        None, description="ChatGPT accounts: the account's identity at OpenAI."
+    )
+    plan_type: str | None = None
+    email: str | None = None
+    key_updated_at: float | None = Field(
+        None,
+        description="When the API key was last replaced (Unix time; set by `headway accounts set-key` and the page). "
+        "A running Headway reads the key again when this changes.",
+    )
+
+    @property
+    def family(self) -> Literal["anthropic", "openai"]:
+        return "anthropic" if self.kind == "anthropic-api-key" else "openai"
+
+
+class CacheSettings(_Model):
+    anthropic_mode: CacheMode = Field(
+        "off", description="Anthropic prompt-cache mode; hybrid is recommended."
+    )
+
+
+class ChatGPTSettings(_Model):
+    """ChatGPT subscription accounts on the Codex backend."""
+
+    stabilize_cache: bool = Field(
+        True,
+        description="Add a native web_search tool to tool-bearing requests to keep them on the stable cache path.",
+    )
+    keep_warm: bool = Field(
+        False, description="Before the ~5-minute eviction, replay an idle session's latest request."
+    )
+    keep_warm_subagents: bool = Field(
+        False, description="Also keep subagent sessions warm (shorter idle cap)."
+    )
+    keep_warm_idle_cap_minutes: float = Field(
+        60.0, gt=0, le=240, description="Stop keeping a session warm after this idle time."
+    )
+    usage_poll_minutes: float = Field(
+        5.0, ge=1, le=120, description="How often each account's usage is polled while idle."
+    )
+
+
+class DumpSettings(_Model):
+    enabled: bool = Field(
+        False, description="Write each upstream request body and its metadata to the dumps folder."
+    )
+    max_mb: int = Field(200, ge=1, le=100_000, description="Oldest dumps are removed beyond this size.")
+    include_sse: bool = Field(True, description="Also keep each response's SSE transcript.")
+
+
+class LoggingSettings(_Model):
+    level: LogLevel = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        # Only normalise the case of a known level, so that an error shows the value as the user wrote it.
+        if isinstance(value, str) and value.upper() in get_args(LogLevel):
+            return value.upper()
+        return value
+
+
+class SecretsSettings(_Model):
+    backend: Literal["system", "file"] = Field(
+        "system",
+        description="system: the OS keychain (required by default). file: an owner-only plain file, for headless "
+        "servers without a keychain — NOT encrypted.",
+    )
+
+
+class RelaySettings(_Model):
+    """The optional relay through the user's own Cloudflare Worker (`headway relay setup`); its secret is in the keychain."""
+
+    enabled: bool = Field(
+        False, description="Send requests that carry an agent session id through the relay Worker."
+    )
+    url: Annotated[str, Field(pattern=_URL)] | None = Field(
+        None, description="The Worker's URL (set by `headway relay setup`)."
+    )
+    transport: Literal["http", "websocket"] = Field(
+        "http",
+        description="http: one POST per request. websocket: one connection per agent session, its requests queued.",
+    )
+    fallback_to_direct: bool = Field(
+        True,
+        description="When the relay fails before the response starts, send the request directly instead.",
+    )
+    max_sessions: int = Field(
+        32, ge=1, le=1000, description="Agent sessions whose last body is kept for patches."
+    )
+    max_memory_mb: int = Field(
+        128, ge=8, le=4096, description="Memory for those bodies; least recently used go first."
+    )
+    ttl_minutes: float = Field(
+        1440.0,
+        gt=0,
+        le=10080,
+        description="Forget an idle session's body after this long (the Worker keeps it 24 h).",
+    )
+    min_body_bytes: int = Field(
+        8192,
+        ge=0,
+        le=64 * 1024 * 1024,
+        description="Smaller bodies go direct: the extra hop would cost more than it saves.",
+    )
+    worker_name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] = Field(
+        "headway-relay", description="The Worker's name in the Cloudflare account."
+    )
+    account_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = Field(
+        None, description="The Cloudflare account the Worker runs in (not a secret)."
+    )
+    storage: Literal["durable_object", "kv"] = Field(
+        "durable_object", description="Where the Worker keeps each session's last body (set by setup)."
+    )
+
+
+class WebSettings(_Model):
+    """The settings page (always on 127.0.0.1)."""
+
+    port: int = Field(
+        7338,
+        ge=0,
+        le=65535,
+        description="Port of the settings page, so its address stays the same across restarts; when it is taken, a "
+        "free port is used and the log says so (0 = any free port).",
+    )
+
+
+class Settings(_Model):
+    """Everything the user can set. Account order is routing order within each family."""
+
+    version: Literal[1] = 1
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    upstreams: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    accounts: list[Account] = Field(default_factory=list)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    chatgpt: ChatGPTSettings = Field(default_factory=ChatGPTSettings)
+    dumps: DumpSettings = Field(default_factory=DumpSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Settings:
+        seen: set[str] = set()
+        for index, account in enumerate(self.accounts):
+            if account.id in seen:
+                raise ValueError(f"accounts[{index}].id: duplicate account id {account.id!r}")
+            seen.add(account.id)
+        return self
+
+    def account(self, ref: str) -> Account | None:
+        """Find an account by id, or by label when the label is unique."""
+        for account in self.accounts:
+            if account.id == ref:
+                return account
+        matches = [a for a in self.accounts if a.label == ref]
+        return matches[0] if len(matches) == 1 else None
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
+
+
+class SettingsError(Exception):
+    """The settings file cannot be used; ``problems`` lists each as 'path: message'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]*", part):
+            out += f".{part}" if out else part
+        # pydantic adds synthetic parts for unions and tagged values; they mean nothing to a user.
+    return out or "(top level)"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for err in exc.errors():
+        where = _loc(
+            tuple(
+                p
+                for p in err["loc"]
+                if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))
+            )
+        )
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling)"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
+            message += f" (got {err['input']!r})"
+        if message.startswith(("accounts[",)):
+            problems.append(message)
+        else:
+            problems.append(f"{where}: {message}")
+    return problems
+
+
+def parse_settings(text: str, source: str = "settings.json") -> Settings:
+    """Parse and validate settings text; raise SettingsError naming the key path of each problem."""
+    if not text.strip():
+        return Settings()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(
+            source, [f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"]
+        ) from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(source, ["(top level): must be a JSON object"])
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(source, format_validation_error(exc)) from exc
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Settings.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Headway settings"
+    return schema
+
+
+def effective_upstreams(settings: Settings, environ: Mapping[str, str]) -> UpstreamSettings:
+    """The upstream URLs in force, normalised: the settings file, overridden by HEADWAY_*_BASE_URL / HEADWAY_OPENAI_AUTH_URL."""
+    values = settings.upstreams.model_dump()
+    variables = {
+        "anthropic": "HEADWAY_ANTHROPIC_BASE_URL",
+        "openai": "HEADWAY_OPENAI_BASE_URL",
+        "chatgpt": "HEADWAY_CHATGPT_BASE_URL",
+        "openai_auth": "HEADWAY_OPENAI_AUTH_URL",
+    }
+    for key, env in variables.items():
+        if environ.get(env):
+            values[key] = environ[env]
+    try:
+        upstreams = UpstreamSettings.model_validate(values)
+    except ValidationError as exc:
+        # Only an override can be invalid (the settings were validated): name the variable, not a pydantic path.
+        problems = []
+        for problem in format_validation_error(exc):
+            key, _, message = problem.partition(": ")
+            problems.append(f"{variables.get(key, key)}: {message}")
+        raise SettingsError("environment", problems) from exc
+    # One normal form for every base (no trailing slash, no /v1 or /backend-api): see proxy.wire.upstream_url.
+    return UpstreamSettings(
+        anthropic=normalize_base_url(upstreams.anthropic, "anthropic"),
+        openai=normalize_base_url(upstreams.openai, "openai"),
+        chatgpt=normalize_base_url(upstreams.chatgpt, "chatgpt"),
+        openai_auth=normalize_base_url(upstreams.openai_auth, "openai_auth"),
+    )
+
+
+def write_schema(path: Path) -> None:
+    path.write_text(json.dumps(json_schema(), indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Features that plug into the forwarder: cache control, dumps, pricing, the request log."""

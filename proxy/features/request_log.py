@@ -1,0 +1,636 @@
+"""The request log: one SQLite row per agent request, written off the engine loop.
+
+The engine calls :meth:`RequestLog.record`, which only puts the row on a bounded queue; one writer thread
+(``headway-request-log``) drains the queue in batches, one transaction per batch. If the disk falls behind and the
+queue fills, rows are dropped and counted rather than ever making a request wait.
+
+Reading (:meth:`RequestLog.query`, :meth:`RequestLog.summary`) opens a connection of its own per call, so it is safe
+from any thread, and from another process (``headway usage``) while the gateway writes: the database is in WAL mode,
+where readers and the writer do not block each other.
+
+The schema version lives in ``PRAGMA user_version``; :data:`SCHEMA_VERSION` is the number of migrations in
+``_MIGRATIONS``, applied in order on :meth:`RequestLog.start`. A database written by a newer Headway is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from proxy.config.paths import ensure_private_dir
+from proxy.wire.usage import Usage
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RequestLog",
+    "RequestLogError",
+    "RequestRecord",
+    "SummaryRow",
+    "format_summary",
+]
+
+_log = logging.getLogger(__name__)
+
+THREAD_NAME = "headway-request-log"
+_BATCH_MAX = 500
+_BUSY_TIMEOUT_MS = 5000
+_DROP_WARN_INTERVAL_S = 10.0
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            route TEXT NOT NULL,
+            family TEXT NOT NULL,
+            account_id TEXT,
+            account_label TEXT,
+            account_kind TEXT,
+            model TEXT,
+            status INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            ttfb_ms REAL,
+            stream INTEGER NOT NULL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cache_read_tokens INTEGER,
+            cache_write_tokens INTEGER,
+            cache_write_5m_tokens INTEGER,
+            cache_write_1h_tokens INTEGER,
+            reasoning_tokens INTEGER,
+            cost_usd REAL,
+            session_id TEXT,
+            parent_session_id TEXT,
+            fallback_chain TEXT NOT NULL,
+            hops INTEGER NOT NULL,
+            error TEXT,
+            purpose TEXT NOT NULL,
+            request_bytes INTEGER NOT NULL,
+            upstream_request_id TEXT
+        )
+        """,
+        "CREATE INDEX requests_ts ON requests (ts)",
+        "CREATE INDEX requests_account_ts ON requests (account_id, ts)",
+        "CREATE INDEX requests_session_ts ON requests (session_id, ts)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_USAGE_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
+_COLUMNS = (
+    "ts",
+    "route",
+    "family",
+    "account_id",
+    "account_label",
+    "account_kind",
+    "model",
+    "status",
+    "latency_ms",
+    "ttfb_ms",
+    "stream",
+    *_USAGE_COLUMNS,
+    "cost_usd",
+    "session_id",
+    "parent_session_id",
+    "fallback_chain",
+    "hops",
+    "error",
+    "purpose",
+    "request_bytes",
+    "upstream_request_id",
+)
+_INSERT = f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+
+
+class RequestLogError(Exception):
+    """The request log database cannot be opened or is from a newer Headway."""
+
+
+@dataclass(kw_only=True)
+class RequestRecord:
+    """One agent request as Headway saw it, from the first byte in to the last byte out."""
+
+    ts: float
+    route: str
+    family: str
+    account_id: str | None = None
+    account_label: str | None = None
+    account_kind: str | None = None
+    model: str | None = None
+    status: int
+    latency_ms: float
+    ttfb_ms: float | None = None
+    stream: bool = False
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    session_id: str | None = None
+    parent_session_id: str | None = None
+    fallback_chain: list[str] = field(default_factory=list)
+    """Each attempt as ``"<account>:<status>"``, in order; more than one entry means Headway fell back."""
+    error: str | None = None
+    purpose: str = "agent"
+    request_bytes: int = 0
+    upstream_request_id: str | None = None
+    price: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
+    """Computes ``cost_usd`` on the writer thread, off the gateway's event loop (not stored)."""
+
+
+class SummaryRow(TypedDict):
+    """Totals for one (account, model) pair. ``errors`` counts status ≥ 400 or an error noted in the stream."""
+
+    account_id: str | None
+    account_label: str | None
+    account_kind: str | None
+    model: str | None
+    requests: int
+    errors: int
+    fallbacks: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None
+    p50_latency_ms: float | None
+    p50_ttfb_ms: float | None
+
+
+@dataclass
+class _Barrier:
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+_Item = RequestRecord | _Barrier | None  # None asks the writer to finish
+
+
+class RequestLog:
+    """The SQLite request log at ``path``: a writer thread after :meth:`start`, readers any time."""
+
+    def __init__(self, path: Path, *, queue_size: int = 10_000) -> None:
+        self.path = path
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._accepting = False
+        self._lock = threading.Lock()
+        self._dropped = 0
+        self._last_drop_warning = 0.0
+
+    @property
+    def dropped(self) -> int:
+        """Rows dropped because the queue was full or the log was not running."""
+        with self._lock:
+            return self._dropped
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open (or create and migrate) the database and start the writer thread. Raises :class:`RequestLogError`."""
+        if self._thread is not None:
+            raise RuntimeError("request log already started")
+        conn = self._open_writer()
+        try:
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._thread = threading.Thread(target=self._run, args=(conn,), name=THREAD_NAME, daemon=True)
+        self._accepting = True
+        self._thread.start()
+
+    def record(self, rec: RequestRecord) -> None:
+        """Queue ``rec`` for writing. Never blocks; drops (and counts) the row if the queue is full."""
+        if self._accepting:
+            try:
+                self._queue.put_nowait(rec)
+            except queue.Full:
+                pass
+            else:
+                return
+        self._note_drop()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every row queued before this call is committed. False if that took longer than ``timeout``."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return self._queue.empty()
+        deadline = time.monotonic() + timeout
+        barrier = _Barrier()
+        try:
+            self._queue.put(barrier, timeout=max(timeout, 0.0))
+        except queue.Full:
+            return False
+        return barrier.done.wait(max(deadline - time.monotonic(), 0.0))
+
+    def stop(self, timeout: float) -> bool:
+        """Stop accepting rows, write what is queued and join the writer, all within ``timeout`` seconds.
+
+        Returns False (and logs) if the writer did not finish in time; it is a daemon thread, so it cannot keep the
+        process alive.
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        self._accepting = False
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(None, timeout=max(timeout, 0.0))
+        except queue.Full:
+            pass
+        thread.join(max(deadline - time.monotonic(), 0.0))
+        if thread.is_alive():
+            _log.warning(
+                "request log writer did not finish within %.1fs; about %d rows unwritten",
+                timeout,
+                self._queue.qsize(),
+            )
+            return False
+        self._thread = None
+        if self.dropped:
+            _log.info("request log dropped %d rows in this run", self.dropped)
+        return True
+
+    def _note_drop(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._dropped += 1
+            dropped = self._dropped
+            warn = now - self._last_drop_warning >= _DROP_WARN_INTERVAL_S
+            if warn:
+                self._last_drop_warning = now
+        if warn:
+            _log.warning("request log is not keeping up; dropped a row (%d dropped so far)", dropped)
+
+    def _open_writer(self) -> sqlite3.Connection:
+        ensure_private_dir(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            if os.name == "posix":
+                os.chmod(self.path, 0o600)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise RequestLogError(f"cannot open the request log {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise RequestLogError(f"cannot open the request log {self.path}: {exc}") from exc
+        return conn
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        try:
+            finished = False
+            while not finished:
+                batch: list[RequestRecord] = []
+                barriers: list[_Barrier] = []
+                item: _Item = self._queue.get()
+                while True:
+                    if item is None:
+                        finished = True
+                    elif isinstance(item, _Barrier):
+                        barriers.append(item)
+                    else:
+                        batch.append(item)
+                    if finished or len(batch) >= _BATCH_MAX:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._write(conn, batch)
+                for barrier in barriers:
+                    barrier.done.set()
+        except Exception:
+            _log.exception("request log writer failed; no more rows will be written")
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: Sequence[RequestRecord]) -> None:
+        for rec in batch:
+            if rec.price is not None and rec.cost_usd is None:
+                try:
+                    rec.cost_usd = rec.price()
+                except Exception:
+                    _log.exception("pricing failed for model %s", rec.model)
+        try:
+            with _transaction(conn):
+                conn.executemany(_INSERT, [_to_row(rec) for rec in batch])
+        except sqlite3.Error:
+            _log.exception("request log could not write %d rows", len(batch))
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def query(
+        self,
+        *,
+        since: float | None = None,
+        account_id: str | None = None,
+        session_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[RequestRecord]:
+        """Rows matching every given filter, newest first, at most ``limit``."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            clauses.append("ts >= ?")
+            params.append(since)
+        if account_id is not None:
+            clauses.append("account_id = ?")
+            params.append(account_id)
+        if session_id is not None:
+            clauses.append("session_id = ?")
+            params.append(session_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM requests {where} ORDER BY ts DESC, id DESC LIMIT ?"
+        params.append(limit)
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            return [_from_row(row) for row in conn.execute(sql, params)]
+
+    def summary(self, *, since: float) -> list[SummaryRow]:
+        """Totals per (account, model) for rows at or after ``since``; the label is the account's latest."""
+        totals_sql = """
+            SELECT account_id, account_label, account_kind, model, MAX(ts),
+                   COUNT(*),
+                   SUM(status >= 400 OR error IS NOT NULL),
+                   SUM(hops > 1),
+                   TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cache_read_tokens),
+                   TOTAL(cache_write_tokens), TOTAL(reasoning_tokens),
+                   SUM(cost_usd)
+            FROM requests WHERE ts >= ?
+            GROUP BY account_id, model
+        """
+        timings_sql = "SELECT account_id, model, latency_ms, ttfb_ms FROM requests WHERE ts >= ?"
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            conn.execute("BEGIN")  # one snapshot for both queries
+            totals = conn.execute(totals_sql, (since,)).fetchall()
+            latencies: dict[tuple[str | None, str | None], list[float]] = {}
+            ttfbs: dict[tuple[str | None, str | None], list[float]] = {}
+            for account_id, model, latency, ttfb in conn.execute(timings_sql, (since,)):
+                latencies.setdefault((account_id, model), []).append(latency)
+                if ttfb is not None:
+                    ttfbs.setdefault((account_id, model), []).append(ttfb)
+            conn.execute("COMMIT")
+        rows: list[SummaryRow] = []
+        for (
+            account_id,
+            label,
+            kind,
+            model,
+            _latest,
+            requests,
+            errors,
+            fallbacks,
+            input_tokens,
+            output_tokens,
+            cache_read,
+            cache_write,
+            reasoning,
+            cost,
+        ) in totals:
+            key = (account_id, model)
+            rows.append(
+                SummaryRow(
+                    account_id=account_id,
+                    account_label=label,
+                    account_kind=kind,
+                    model=model,
+                    requests=requests,
+                    errors=errors or 0,
+                    fallbacks=fallbacks or 0,
+                    input_tokens=int(input_tokens),
+                    output_tokens=int(output_tokens),
+                    cache_read_tokens=int(cache_read),
+                    cache_write_tokens=int(cache_write),
+                    reasoning_tokens=int(reasoning),
+                    cost_usd=cost,
+                    p50_latency_ms=_median(latencies.get(key)),
+                    p50_ttfb_ms=_median(ttfbs.get(key)),
+                )
+            )
+        rows.sort(
+            key=lambda r: (r["account_label"] or r["account_id"] or "", -r["requests"], r["model"] or "")
+        )
+        return rows
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection | None]:
+        """A read connection, or None while there is no log yet (nothing written, or an older empty file)."""
+        if not self.path.exists():
+            yield None
+            return
+        uri = f"{self.path.resolve().as_uri()}?mode=rw"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise RequestLogError(f"cannot read the request log {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                yield None
+            elif version > SCHEMA_VERSION:
+                raise RequestLogError(
+                    f"the request log {self.path} is schema version {version}, newer than this Headway "
+                    f"understands ({SCHEMA_VERSION})"
+                )
+            else:
+                yield conn
+        finally:
+            conn.close()
+
+
+def format_summary(rows: Sequence[SummaryRow]) -> str:
+    """A plain-text table of :meth:`RequestLog.summary` rows, with a total line when there is more than one."""
+    if not rows:
+        return "No requests in this period."
+    headers = (
+        "account",
+        "model",
+        "reqs",
+        "errors",
+        "fallbk",
+        "input",
+        "output",
+        "cache rd",
+        "cache wr",
+        "cost $",
+        "p50 ms",
+        "p50 ttfb",
+    )
+    numeric_from = 2
+    table: list[tuple[str, ...]] = [headers]
+    for row in rows:
+        table.append(
+            (
+                row["account_label"] or row["account_id"] or "-",
+                row["model"] or "-",
+                _count(row["requests"]),
+                _count(row["errors"]),
+                _count(row["fallbacks"]),
+                _count(row["input_tokens"]),
+                _count(row["output_tokens"]),
+                _count(row["cache_read_tokens"]),
+                _count(row["cache_write_tokens"]),
+                _money(row["cost_usd"]),
+                _ms(row["p50_latency_ms"]),
+                _ms(row["p50_ttfb_ms"]),
+            )
+        )
+    if len(rows) > 1:
+        costs = [row["cost_usd"] for row in rows if row["cost_usd"] is not None]
+        table.append(
+            (
+                "total",
+                "",
+                _count(sum(row["requests"] for row in rows)),
+                _count(sum(row["errors"] for row in rows)),
+                _count(sum(row["fallbacks"] for row in rows)),
+                _count(sum(row["input_tokens"] for row in rows)),
+                _count(sum(row["output_tokens"] for row in rows)),
+                _count(sum(row["cache_read_tokens"] for row in rows)),
+                _count(sum(row["cache_write_tokens"] for row in rows)),
+                _money(sum(costs) if costs else None),
+                "",
+                "",
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
+
+    def render(line: tuple[str, ...]) -> str:
+        cells = [
+            cell.rjust(width) if i >= numeric_from else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    lines = [render(table[0]), "  ".join("-" * width for width in widths)]
+    lines.extend(render(line) for line in table[1:-1])
+    if len(rows) > 1:
+        lines.append("  ".join("-" * width for width in widths))
+    lines.append(render(table[-1]))
+    return "\n".join(lines)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    try:
+        with _transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RequestLogError(
+                    f"the request log is schema version {version}, newer than this Headway understands "
+                    f"({SCHEMA_VERSION}); move it aside or upgrade"
+                )
+            for target, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+    except sqlite3.Error as exc:
+        raise RequestLogError(f"cannot prepare the request log schema: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _to_row(rec: RequestRecord) -> tuple[Any, ...]:
+    usage = rec.usage
+    usage_values: tuple[int | None, ...] = (
+        tuple(getattr(usage, name) for name in _USAGE_COLUMNS)
+        if usage is not None
+        else (None,) * len(_USAGE_COLUMNS)
+    )
+    return (
+        rec.ts,
+        rec.route,
+        rec.family,
+        rec.account_id,
+        rec.account_label,
+        rec.account_kind,
+        rec.model,
+        rec.status,
+        rec.latency_ms,
+        rec.ttfb_ms,
+        int(rec.stream),
+        *usage_values,
+        rec.cost_usd,
+        rec.session_id,
+        rec.parent_session_id,
+        json.dumps(list(rec.fallback_chain)),
+        len(rec.fallback_chain),
+        rec.error,
+        rec.purpose,
+        rec.request_bytes,
+        rec.upstream_request_id,
+    )
+
+
+def _from_row(row: Sequence[Any]) -> RequestRecord:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    usage_values = [values.pop(name) for name in _USAGE_COLUMNS]
+    usage = (
+        None
+        if usage_values[0] is None
+        else Usage(**{name: value or 0 for name, value in zip(_USAGE_COLUMNS, usage_values, strict=True)})
+    )
+    chain = json.loads(values.pop("fallback_chain") or "[]")
+    values.pop("hops")
+    stream = bool(values.pop("stream"))
+    return RequestRecord(
+        **values,
+        stream=stream,
+        usage=usage,
+        fallback_chain=[str(hop) for hop in chain] if isinstance(chain, list) else [],
+    )
+
+
+def _median(values: list[float] | None) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.4f}" if value < 100 else f"{value:,.2f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"

@@ -1,0 +1,500 @@
+"""The gateway's HTTP surface: routes, and the local checks every request passes first.
+
+Layers, outermost first (pure ASGI, so streaming is never buffered):
+
+1. :class:`ErrorBoundary` — an exception nothing else handled is logged with its traceback to Headway's log file and
+   answered with a JSON 500 in the route's protocol shape (never uvicorn's plain-text 500).
+2. :class:`LocalGuard`:
+   a. Host header allowlist — localhost, 127.0.0.1, [::1] and configured names (DNS-rebinding defence);
+   b. no browser Origin — a web page the user visits must not be able to spend their quota (no CORS either);
+   c. the local access key — required unless turned off on loopback, and always required when bound to a
+      non-loopback address. A request is served when *any* credential it presents (``x-api-key``,
+      ``Authorization: Bearer``) is the local key: Claude Code with ``ANTHROPIC_API_KEY`` exported sends that key as
+      ``x-api-key`` next to its configured ``ANTHROPIC_AUTH_TOKEN`` as Bearer. A refusal whose key looks like a
+      provider's key says which environment variable to unset. Every refusal is logged (route and reason, never
+      the presented key), at most once a minute per route and reason.
+   ``HEAD /``, ``GET /health`` and Claude Code's connectivity probe ``/api/hello`` say only that the gateway is
+   up, and skip step c.
+3. The routes. A proxied route buffers the body (at most ``gateway.max_body_mb``, 64 MB by default — agents send
+   300 KB to a few MB; larger gets 413 in the protocol's shape) and requires it to be a UTF-8 JSON object, and
+   header values to be ASCII; anything else is a 400 in the protocol's shape.
+
+Deadlines for slow clients (request head, trickling body) live in the connection protocol:
+:mod:`proxy.gateway.protocol`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy import __version__
+from proxy.config.settings import Settings
+from proxy.gateway.errors import (
+    AccessDenied,
+    BadRequest,
+    ForbiddenOrigin,
+    HeadwayError,
+    InternalError,
+    NotFound,
+    RequestTooLarge,
+    error_response,
+)
+from proxy.providers.base import Incoming, StreamProtocol
+from proxy.routing.sessions import identify_session
+
+__all__ = [
+    "ErrorBoundary",
+    "GatewayHooks",
+    "LocalGuard",
+    "RefusalLog",
+    "build_app",
+    "is_loopback",
+    "protocol_for",
+]
+
+log = logging.getLogger("headway.gateway")
+
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+_OPEN_PATHS = frozenset({"/", "/health", "/api/hello"})
+_ROUTE_PATHS = frozenset(
+    {
+        "/",
+        "/health",
+        "/api/hello",
+        "/status",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/responses",
+        "/v1/chat/completions",
+        "/v1/models",
+    }
+)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def protocol_for(path: str, headers: dict[str, str] | None = None) -> Literal["anthropic", "openai"]:
+    """The protocol a request speaks, for answering it in its own error shape."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if (
+        path == "/v1/models"
+        and headers is not None
+        and ("anthropic-version" in headers or "x-api-key" in headers)
+    ):
+        return "anthropic"
+    return "openai"
+
+
+def _scope_headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@dataclass(frozen=True)
+class _ProviderKey:
+    prefix: str
+    what: str
+    fix: str
+
+
+# Most specific first. The local key is ``hw-…``, so it never matches these.
+_PROVIDER_KEYS = (
+    _ProviderKey(
+        "sk-ant-oat",
+        "a Claude account token (sk-ant-oat…)",
+        "the agent sends its own Claude login: point it at the key `headway key` prints "
+        "(for Claude Code, `headway configure claude-code` sets ANTHROPIC_AUTH_TOKEN; unset CLAUDE_CODE_OAUTH_TOKEN)",
+    ),
+    _ProviderKey(
+        "sk-ant-",
+        "an Anthropic API key (sk-ant-…)",
+        "ANTHROPIC_API_KEY is probably exported in the agent's shell and overrides its Headway settings: "
+        "`unset ANTHROPIC_API_KEY` (or set it to the key `headway key` prints) and restart the agent",
+    ),
+    _ProviderKey(
+        "sk-",
+        "an OpenAI API key (sk-…)",
+        "OPENAI_API_KEY is probably exported in the agent's shell and overrides its Headway settings: "
+        "`unset OPENAI_API_KEY` (or set it to the key `headway key` prints) and restart the agent",
+    ),
+)
+
+
+def _provider_key(presented: list[str]) -> _ProviderKey | None:
+    for key in presented:
+        for known in _PROVIDER_KEYS:
+            if key.startswith(known.prefix):
+                return known
+    return None
+
+
+class RefusalLog:
+    """Logs refused requests without flooding the log: one line per (route, reason) per ``interval`` seconds,
+    carrying the count of the ones held back since the last line.
+
+    Owned by the gateway's loop (one instance per app); the set of keys is bounded because routes outside the known
+    ones share one key and reasons are a fixed vocabulary.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def record(self, method: str, path: str, reason: str, detail: str, agent: str) -> None:
+        route = path if path in _ROUTE_PATHS else "(other path)"
+        key = (route, reason)
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        held = self._held.pop(key, 0)
+        self._last[key] = now
+        more = f" ({held} more like it in the last {now - last:.0f}s)" if held and last is not None else ""
+        log.warning(
+            "refused %s %s: %s — %s [user-agent %r]%s", method, route, reason, detail, agent[:120], more
+        )
+
+
+# ---------------------------------------------------------------- hooks
+
+
+class GatewayHooks:
+    """What the app needs from the engine; plain callables so the app stays thin and testable."""
+
+    def __init__(
+        self,
+        *,
+        settings: Callable[[], Settings],
+        access_key: Callable[[], str | None],
+        forward: Callable[[Incoming], Awaitable[Response]],
+        models: Callable[[Literal["anthropic", "openai"], Request], Awaitable[Response]],
+        status: Callable[[bool], Awaitable[dict[str, Any]]],
+        bound_host: Callable[[], str],
+    ) -> None:
+        self.settings = settings
+        self.access_key = access_key
+        self.forward = forward
+        self.models = models
+        self.status = status
+        self.bound_host = bound_host
+
+
+class _Refused(Exception):
+    """A local check failed: the error for the agent, and the reason for the log."""
+
+    def __init__(self, error: HeadwayError, reason: str) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.reason = reason
+
+
+class LocalGuard:
+    """Host, Origin and access-key checks, answering in the protocol of the route asked for."""
+
+    def __init__(self, app: ASGIApp, hooks: GatewayHooks, refusals: RefusalLog | None = None) -> None:
+        self.app = app
+        self.hooks = hooks
+        self.refusals = refusals or RefusalLog()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _scope_headers(scope)
+        path: str = scope["path"]
+        try:
+            self._check(path, headers)
+        except _Refused as refused:
+            self.refusals.record(
+                scope.get("method", "?"),
+                path,
+                refused.reason,
+                refused.error.message,
+                headers.get("user-agent", ""),
+            )
+            await error_response(protocol_for(path, headers), refused.error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _check(self, path: str, headers: dict[str, str]) -> None:
+        settings = self.hooks.settings()
+        host = headers.get("host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name.startswith("[") and "]:" in host:
+            name = host.split("]:", 1)[0] + "]"
+        allowed = _LOOPBACK_NAMES | {h.lower() for h in settings.gateway.allowed_hosts}
+        if name.lower() not in allowed:
+            raise _Refused(
+                ForbiddenOrigin(
+                    f"Host {host[:100]!r} is not allowed (add it to gateway.allowed_hosts if it is yours)"
+                ),
+                "foreign Host header",
+            )
+        if "origin" in headers or headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            raise _Refused(
+                ForbiddenOrigin("requests from web pages are refused: the gateway serves local agents only"),
+                "browser request (Origin / Sec-Fetch-Site)",
+            )
+        if path in _OPEN_PATHS:
+            return
+        required = settings.gateway.require_access_key or not is_loopback(self.hooks.bound_host())
+        if not required:
+            return
+        self._check_key(headers)
+
+    def _check_key(self, headers: dict[str, str]) -> None:
+        presented = [headers.get("x-api-key", "").strip()]
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            presented.append(auth[7:].strip())
+        presented = [key for key in presented if key]
+        expected = (self.hooks.access_key() or "").encode()
+        # Every presented key is compared (no early exit), each in constant time.
+        matches = [bool(expected) and hmac.compare_digest(key.encode(), expected) for key in presented]
+        if any(matches):
+            return
+        if not presented:
+            raise _Refused(
+                AccessDenied("no local access key: use the key `headway key` prints as this agent's API key"),
+                "no access key",
+            )
+        provider = _provider_key(presented)
+        if provider is not None:
+            raise _Refused(
+                AccessDenied(
+                    f"this request carries {provider.what}, not Headway's local access key. Fix: {provider.fix}."
+                ),
+                f"{provider.what} instead of the local key",
+            )
+        raise _Refused(
+            AccessDenied("wrong local access key: use the key `headway key` prints as this agent's API key"),
+            "wrong access key",
+        )
+
+
+class ErrorBoundary:
+    """The outermost layer: an unhandled exception becomes a logged traceback and a JSON 500 in the protocol's shape.
+
+    When the response had already started (a stream), nothing more can be said to the agent: the exception is logged
+    and the server closes the connection, which the agent sees as a broken stream rather than a complete answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            method, path = scope.get("method", "?"), scope.get("path", "?")
+            log.exception("unhandled error answering %s %s", method, path)
+            if not started:
+                await _internal_error(protocol_for(path, _scope_headers(scope)))(scope, receive, send)
+
+
+def _internal_error(protocol: Literal["anthropic", "openai"]) -> Response:
+    return error_response(
+        protocol,
+        InternalError("internal error in the gateway; the details are in Headway's log file (headway.log)"),
+    )
+
+
+# ---------------------------------------------------------------- routes
+
+
+async def _read_body(request: Request, limit_mb: int) -> bytes:
+    limit = limit_mb * 1024 * 1024
+    too_large = RequestTooLarge(
+        f"the request body is larger than the gateway's limit of {limit_mb} MB (setting gateway.max_body_mb)"
+    )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or BadRequest saying exactly what is wrong with it."""
+    if not body.strip():
+        raise BadRequest("the request body is empty; expected a JSON object")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the request body is not UTF-8 (invalid byte at offset {exc.start})") from None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise BadRequest("the request body's JSON is nested too deeply") from None
+    if not isinstance(parsed, dict):
+        raise BadRequest(f"the request body must be a JSON object, not {_json_kind(parsed)}")
+    return parsed
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIApp:
+    refusals = refusals or RefusalLog()
+
+    def refuse(request: Request, family: Literal["anthropic", "openai"], exc: HeadwayError) -> Response:
+        """A request refused for its body or headers: logged (rate-limited) and answered in its protocol's shape."""
+        refusals.record(
+            request.method, request.url.path, exc.code, exc.message, request.headers.get("user-agent", "")
+        )
+        return error_response(family, exc)
+
+    async def proxied(
+        request: Request, protocol: StreamProtocol, family: Literal["anthropic", "openai"]
+    ) -> Response:
+        settings = hooks.settings()
+        try:
+            body = await _read_body(request, settings.gateway.max_body_mb)
+            parsed = _parse_object(body)
+        except ClientDisconnect:
+            log.debug("the agent went away while sending %s", request.url.path)
+            return Response(status_code=499)  # nobody is listening; this only ends the handler
+        except HeadwayError as exc:
+            return refuse(request, family, exc)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        for name, value in headers.items():
+            if not value.isascii():  # an upstream request cannot carry it (and agents send none)
+                return refuse(request, family, BadRequest(f"the value of header {name[:60]!r} is not ASCII"))
+        incoming = Incoming(
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            headers=headers,
+            body=body,
+            json=parsed,
+            protocol=protocol,
+            family=family,
+            session=identify_session(headers),
+            receive=request.receive,  # the forwarder stops when the agent hangs up
+        )
+        try:
+            return await hooks.forward(incoming)
+        except RecursionError:  # the JSON parsed, but is too deep for a transform that walks it
+            return refuse(request, family, BadRequest("the request body's JSON is nested too deeply"))
+        except UnicodeEncodeError as exc:
+            if "surrogates not allowed" not in str(exc):
+                raise
+            # "\ud800" is valid JSON syntax but no Unicode text: a transform cannot write it back as UTF-8.
+            return refuse(
+                request,
+                family,
+                BadRequest(
+                    "the request body contains a lone UTF-16 surrogate escape (like \\ud800): not valid Unicode"
+                ),
+            )
+
+    async def messages(request: Request) -> Response:
+        return await proxied(request, "anthropic", "anthropic")
+
+    async def responses(request: Request) -> Response:
+        return await proxied(request, "openai-responses", "openai")
+
+    async def chat(request: Request) -> Response:
+        return await proxied(request, "openai-chat", "openai")
+
+    async def models(request: Request) -> Response:
+        return await hooks.models(protocol_for("/v1/models", dict(request.headers.items())), request)
+
+    async def root(request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response(status_code=200)
+        return JSONResponse({"name": "headway", "version": __version__})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def hello(request: Request) -> Response:
+        # Claude Code's connectivity probe (HEAD /api/hello, "nonessential traffic"): it carries nothing and asks
+        # nothing, so it is answered without the access key instead of logging a refusal on every start.
+        return Response(status_code=200) if request.method == "HEAD" else JSONResponse({})
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(await hooks.status(request.query_params.get("refresh") == "1"))
+
+    routes = [
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/health", health, methods=["GET", "HEAD"]),
+        Route("/api/hello", hello, methods=["GET", "HEAD"]),
+        Route("/status", status, methods=["GET"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ]
+
+    def shape(request: Request) -> Literal["anthropic", "openai"]:
+        return protocol_for(request.url.path, {k.lower(): v for k, v in request.headers.items()})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(shape(request), NotFound(f"no route {request.method} {request.url.path[:200]}"))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Only renders: ErrorBoundary (outside) receives the exception Starlette re-raises, and logs it once.
+        return _internal_error(shape(request))
+
+    app = Starlette(
+        routes=routes, exception_handlers={404: not_found, 405: not_found, Exception: server_error}
+    )
+    return ErrorBoundary(LocalGuard(app, hooks, refusals))

@@ -1,0 +1,1 @@
+"""Routing: which account serves a request — health, quota, the router, runtime state, sessions."""

@@ -1,0 +1,1 @@
+"""Secrets: the OS keychain and the in-memory secret cache."""

@@ -1,0 +1,172 @@
+"""Secrets in the OS keychain, and nowhere else.
+
+API keys, OAuth token sets, the local access key and the relay secret are stored with ``keyring`` under one service
+name (``headway``, or a per-``HEADWAY_HOME`` name in the test profile), one entry per secret.
+
+When no secure backend exists (no Secret Service on a headless Linux box, or only keyrings.alt's plain-text files),
+Headway says so and refuses to store secrets — unless the user has set ``secrets.backend = "file"`` in the settings,
+which keeps them in an owner-only JSON file and warns that it is not encrypted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from pathlib import Path
+from typing import Literal
+
+import keyring
+import keyring.errors
+
+from proxy.config.paths import ensure_private_dir, private_file_lock, write_private_file
+
+__all__ = ["ACCESS_KEY", "Keychain", "KeychainError", "account_secret_name", "ensure_access_key"]
+
+log = logging.getLogger("headway.keychain")
+
+ACCESS_KEY = "local-access-key"
+
+_INSECURE_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
+
+
+def account_secret_name(account_id: str) -> str:
+    return f"account:{account_id}"
+
+
+class KeychainError(Exception):
+    """The keychain cannot be used; the message says why and what to do."""
+
+
+def _backend_name(kr: keyring.backend.KeyringBackend) -> str:
+    return f"{type(kr).__module__}.{type(kr).__qualname__}"
+
+
+def _secure_backends(kr: keyring.backend.KeyringBackend) -> list[keyring.backend.KeyringBackend]:
+    members = list(getattr(kr, "backends", None) or [kr])
+    return [b for b in members if not _backend_name(b).startswith(_INSECURE_MODULES)]
+
+
+class _FileBackend:
+    """Owner-only JSON file. Not encrypted: only for machines with no keychain, by explicit choice."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = private_file_lock(path.with_name(path.name + ".lock"), timeout=10)
+
+    def _load(self) -> dict[str, str]:
+        """The secrets; a file that exists but cannot be read as them is an error, never "no secrets" (a write
+        would then replace every secret in it)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise KeychainError(
+                f"cannot read the secrets file {self.path}: {exc}; fix or restore it"
+            ) from exc
+        if not isinstance(data, dict):
+            raise KeychainError(f"the secrets file {self.path} is not a JSON object; fix or restore it")
+        return {str(k): str(v) for k, v in data.items()}
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            return self._load().get(name)
+
+    def set(self, name: str, value: str) -> None:
+        ensure_private_dir(self.path.parent)
+        with self._lock:
+            data = self._load()
+            data[name] = value
+            write_private_file(self.path, json.dumps(data, indent=1).encode())
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            data = self._load()
+            if data.pop(name, None) is not None:
+                write_private_file(self.path, json.dumps(data, indent=1).encode())
+
+
+class Keychain:
+    """Get, set and delete named secrets. Calls may block (D-Bus): keep them off the event loop."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        backend: Literal["system", "file"] = "system",
+        file_path: Path | None = None,
+    ) -> None:
+        self.service = service
+        self.backend = backend
+        self._file = _FileBackend(file_path) if backend == "file" and file_path is not None else None
+        if backend == "file" and file_path is None:
+            raise ValueError("the file backend needs a path")
+        self._mutex = threading.Lock()
+
+    def describe(self) -> str:
+        if self._file is not None:
+            return f"plain file {self._file.path} (NOT encrypted; chosen in settings)"
+        kr = keyring.get_keyring()
+        secure = _secure_backends(kr)
+        if not secure:
+            return f"no secure keychain ({_backend_name(kr)})"
+        return ", ".join(_backend_name(b) for b in secure)
+
+    @property
+    def secure(self) -> bool:
+        return self._file is None and bool(_secure_backends(keyring.get_keyring()))
+
+    def _system(self) -> keyring.backend.KeyringBackend:
+        kr = keyring.get_keyring()
+        secure = _secure_backends(kr)
+        if not secure:
+            raise KeychainError(
+                "No secure keychain is available on this machine "
+                f"(keyring chose {_backend_name(kr)}). Headway keeps API keys and tokens only in the OS keychain. "
+                "Start a Secret Service (e.g. gnome-keyring) in this session, or — on a headless server, knowing it "
+                'is not encrypted — set "secrets": {"backend": "file"} in the settings file.'
+            )
+        # The highest-priority secure backend; an insecure member of a chain is never read or written.
+        return max(secure, key=lambda b: float(getattr(b, "priority", 0) or 0))
+
+    def get(self, name: str) -> str | None:
+        if self._file is not None:
+            return self._file.get(name)
+        try:
+            return self._system().get_password(self.service, name)
+        except keyring.errors.KeyringError as exc:
+            raise KeychainError(f"cannot read {name!r} from the keychain: {exc}") from exc
+
+    def set(self, name: str, value: str) -> None:
+        if self._file is not None:
+            log.warning("storing %s in the plain secrets file %s (not encrypted)", name, self._file.path)
+            self._file.set(name, value)
+            return
+        try:
+            with self._mutex:
+                self._system().set_password(self.service, name, value)
+        except keyring.errors.KeyringError as exc:
+            raise KeychainError(f"cannot store {name!r} in the keychain: {exc}") from exc
+
+    def delete(self, name: str) -> None:
+        if self._file is not None:
+            self._file.delete(name)
+            return
+        try:
+            with self._mutex:
+                self._system().delete_password(self.service, name)
+        except keyring.errors.PasswordDeleteError:
+            pass
+        except keyring.errors.KeyringError as exc:
+            raise KeychainError(f"cannot delete {name!r} from the keychain: {exc}") from exc
+
+
+def ensure_access_key(keychain: Keychain) -> str:
+    """The local access key agents use as their API key; created at first run."""
+    key = keychain.get(ACCESS_KEY)
+    if not key:
+        key = "hw-" + secrets.token_urlsafe(32)
+        keychain.set(ACCESS_KEY, key)
+    return key

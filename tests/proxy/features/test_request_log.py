@@ -1,0 +1,417 @@
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from proxy.features.request_log import (
+    SCHEMA_VERSION,
+    RequestLog,
+    RequestLogError,
+    RequestRecord,
+    format_summary,
+)
+from proxy.wire.usage import Usage
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+
+
+def _rec(**overrides: object) -> RequestRecord:
+    values: dict[str, object] = {
+        "ts": 1_700_000_000.0,
+        "route": "/v1/messages",
+        "family": "anthropic",
+        "account_id": "acct-main",
+        "account_label": "Main",
+        "account_kind": "anthropic-api",
+        "model": "claude-sonnet-4-5",
+        "status": 200,
+        "latency_ms": 100.0,
+        "ttfb_ms": 20.0,
+        "stream": True,
+        "usage": Usage(input_tokens=10, output_tokens=20, cache_read_tokens=300, cache_write_tokens=40),
+        "cost_usd": 0.01,
+        "session_id": "sess-1",
+        "fallback_chain": ["main:200"],
+        "request_bytes": 1234,
+    }
+    values.update(overrides)
+    return RequestRecord(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "requests.sqlite3"
+
+
+@pytest.fixture
+def log(db_path: Path) -> Iterator[RequestLog]:
+    request_log = RequestLog(db_path)
+    request_log.start()
+    yield request_log
+    assert request_log.stop(timeout=5)
+
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "headway-request-log"]
+
+
+def test_start_runs_one_named_writer_thread_and_stop_ends_it(db_path: Path) -> None:
+    request_log = RequestLog(db_path)
+    request_log.start()
+    try:
+        assert len(_writer_threads()) == 1
+    finally:
+        assert request_log.stop(timeout=5)
+    assert _writer_threads() == []
+
+
+def test_round_trip_keeps_every_field(log: RequestLog) -> None:
+    rec = _rec(
+        ts=1_700_000_123.5,
+        route="/v1/responses",
+        family="openai",
+        account_kind="chatgpt",
+        model="gpt-5-codex",
+        status=429,
+        ttfb_ms=None,
+        stream=False,
+        usage=Usage(
+            input_tokens=1,
+            output_tokens=2,
+            cache_read_tokens=3,
+            cache_write_tokens=4,
+            cache_write_5m_tokens=1,
+            cache_write_1h_tokens=3,
+            reasoning_tokens=5,
+        ),
+        cost_usd=None,
+        parent_session_id="sess-0",
+        fallback_chain=["main:429", "backup:200"],
+        error="rate_limit_error",
+        purpose="keep-warm",
+        request_bytes=99,
+        upstream_request_id="req_011CSHoEeqs5C35K2UUqR7Fy",
+    )
+    log.record(rec)
+
+    assert log.flush(timeout=5)
+    assert log.query() == [rec]
+
+
+def test_usage_none_stays_none(log: RequestLog) -> None:
+    log.record(_rec(usage=None, status=502, error="connect timeout"))
+
+    assert log.flush(timeout=5)
+    [row] = log.query()
+    assert row.usage is None
+    assert row.error == "connect timeout"
+
+
+def test_writes_from_many_threads_all_land(log: RequestLog) -> None:
+    threads_count, per_thread = 8, 250
+
+    def produce(n: int) -> None:
+        for i in range(per_thread):
+            log.record(_rec(ts=1_700_000_000.0 + i, session_id=f"thread-{n}"))
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert log.flush(timeout=10)
+    assert len(log.query(limit=10_000)) == threads_count * per_thread
+    assert len(log.query(session_id="thread-3", limit=10_000)) == per_thread
+    assert log.dropped == 0
+
+
+def test_query_filters_and_orders_newest_first(log: RequestLog) -> None:
+    log.record(_rec(ts=100.0, account_id="a", session_id="s1"))
+    log.record(_rec(ts=200.0, account_id="b", session_id="s1"))
+    log.record(_rec(ts=300.0, account_id="a", session_id="s2"))
+    assert log.flush(timeout=5)
+
+    assert [r.ts for r in log.query()] == [300.0, 200.0, 100.0]
+    assert [r.ts for r in log.query(since=150.0)] == [300.0, 200.0]
+    assert [r.ts for r in log.query(account_id="a")] == [300.0, 100.0]
+    assert [r.ts for r in log.query(session_id="s1")] == [200.0, 100.0]
+    assert [r.ts for r in log.query(account_id="a", session_id="s1")] == [100.0]
+    assert [r.ts for r in log.query(limit=1)] == [300.0]
+
+
+def test_summary_groups_by_account_and_model(log: RequestLog) -> None:
+    main = {"account_id": "acct-main", "account_label": "Main"}
+    log.record(_rec(ts=50.0, latency_ms=9999.0, **main))  # before `since`: not counted
+    log.record(_rec(ts=100.0, latency_ms=100.0, ttfb_ms=10.0, cost_usd=0.5, **main))
+    log.record(_rec(ts=101.0, latency_ms=300.0, ttfb_ms=30.0, cost_usd=0.25, **main))
+    log.record(
+        _rec(
+            ts=102.0,
+            latency_ms=200.0,
+            ttfb_ms=None,
+            status=200,
+            error="overloaded_error",
+            usage=None,
+            cost_usd=None,
+            **main,
+        )
+    )
+    log.record(_rec(ts=103.0, status=529, usage=None, cost_usd=None, ttfb_ms=None, **main))
+    log.record(_rec(ts=104.0, model="claude-opus-4-1", cost_usd=2.0, **main))
+    log.record(
+        _rec(
+            ts=105.0,
+            account_id="acct-backup",
+            account_label="Backup",
+            fallback_chain=["main:429", "backup:200"],
+            usage=Usage(input_tokens=1, output_tokens=2, cache_read_tokens=3, cache_write_tokens=4),
+            cost_usd=None,
+        )
+    )
+    assert log.flush(timeout=5)
+
+    rows = {(r["account_id"], r["model"]): r for r in log.summary(since=100.0)}
+
+    assert set(rows) == {
+        ("acct-main", "claude-sonnet-4-5"),
+        ("acct-main", "claude-opus-4-1"),
+        ("acct-backup", "claude-sonnet-4-5"),
+    }
+    sonnet = rows[("acct-main", "claude-sonnet-4-5")]
+    assert sonnet["account_label"] == "Main"
+    assert sonnet["requests"] == 4
+    assert sonnet["errors"] == 2
+    assert sonnet["fallbacks"] == 0
+    assert sonnet["input_tokens"] == 20
+    assert sonnet["output_tokens"] == 40
+    assert sonnet["cache_read_tokens"] == 600
+    assert sonnet["cache_write_tokens"] == 80
+    assert sonnet["cost_usd"] == pytest.approx(0.75)
+    assert sonnet["p50_latency_ms"] == pytest.approx(150.0)  # 100, 200, 300, 100 (default)
+    assert sonnet["p50_ttfb_ms"] == pytest.approx(20.0)  # 10, 30
+    backup = rows[("acct-backup", "claude-sonnet-4-5")]
+    assert backup["fallbacks"] == 1
+    assert backup["cost_usd"] is None
+    assert backup["input_tokens"] == 1
+    assert rows[("acct-main", "claude-opus-4-1")]["cost_usd"] == pytest.approx(2.0)
+
+
+def test_summary_label_is_the_latest(log: RequestLog) -> None:
+    log.record(_rec(ts=1.0, account_label="Old name"))
+    log.record(_rec(ts=2.0, account_label="New name"))
+    assert log.flush(timeout=5)
+
+    [row] = log.summary(since=0.0)
+    assert row["account_label"] == "New name"
+    assert row["requests"] == 2
+
+
+def test_format_summary_is_a_readable_table(log: RequestLog) -> None:
+    log.record(_rec(ts=1.0, cost_usd=1.5, usage=Usage(input_tokens=1_234_567, output_tokens=10)))
+    log.record(_rec(ts=2.0, account_id="acct-b", account_label="Backup", cost_usd=0.25))
+    assert log.flush(timeout=5)
+
+    text = format_summary(log.summary(since=0.0))
+    lines = text.splitlines()
+
+    assert lines[0].split()[:3] == ["account", "model", "reqs"]
+    assert any(line.startswith("Main") and "1,234,567" in line and "1.5000" in line for line in lines)
+    assert any(line.startswith("Backup") for line in lines)
+    assert lines[-1].startswith("total") and "1.7500" in lines[-1]
+    assert format_summary([]) == "No requests in this period."
+
+
+@posix_only
+def test_database_is_owner_only(log: RequestLog, db_path: Path) -> None:
+    log.record(_rec())
+    assert log.flush(timeout=5)
+
+    for path in (db_path, db_path.with_name(db_path.name + "-wal")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(db_path.parent.stat().st_mode) == 0o700
+
+
+@posix_only
+def test_existing_database_is_tightened_to_owner_only(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.touch(mode=0o644)
+    os.chmod(db_path, 0o644)
+    request_log = RequestLog(db_path)
+    request_log.start()
+    try:
+        assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+    finally:
+        assert request_log.stop(timeout=5)
+
+
+def test_schema_version_and_wal(log: RequestLog, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_restart_keeps_rows_and_version(db_path: Path) -> None:
+    first = RequestLog(db_path)
+    first.start()
+    first.record(_rec(ts=1.0))
+    assert first.stop(timeout=5)
+
+    second = RequestLog(db_path)
+    second.start()
+    second.record(_rec(ts=2.0))
+    assert second.stop(timeout=5)
+
+    assert [r.ts for r in RequestLog(db_path).query()] == [2.0, 1.0]
+
+
+def test_database_from_a_newer_headway_is_refused(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+
+    request_log = RequestLog(db_path)
+    with pytest.raises(RequestLogError, match="newer"):
+        request_log.start()
+    assert _writer_threads() == []
+    with pytest.raises(RequestLogError, match="newer"):
+        request_log.query()
+
+
+def test_reading_without_a_database_returns_nothing_and_creates_nothing(db_path: Path) -> None:
+    reader = RequestLog(db_path)
+
+    assert reader.query() == []
+    assert reader.summary(since=0.0) == []
+    assert not db_path.exists()
+
+
+def test_reader_in_another_connection_sees_rows_while_writer_keeps_writing(
+    log: RequestLog, db_path: Path
+) -> None:
+    reader = RequestLog(db_path)  # never started: the CLI's view
+    stop = threading.Event()
+    written = 0
+
+    def keep_writing() -> None:
+        nonlocal written
+        while not stop.is_set():
+            log.record(_rec(ts=float(written)))
+            written += 1
+            time.sleep(0.0005)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (len(seen) < 5 or seen[-1] == 0):
+            seen.append(len(reader.query(limit=100_000)))
+            assert reader.summary(since=0.0) is not None
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        writer.join(timeout=5)
+
+    assert seen == sorted(seen)
+    assert seen[-1] > 0
+    assert log.flush(timeout=5)
+    assert len(reader.query(limit=100_000)) == written
+
+
+def test_reader_in_another_process(log: RequestLog, db_path: Path) -> None:
+    log.record(_rec(ts=1.0, account_id="from-gateway"))
+    assert log.flush(timeout=5)
+    script = (
+        "import sys; from pathlib import Path; from proxy.features.request_log import RequestLog; "
+        "rows = RequestLog(Path(sys.argv[1])).summary(since=0.0); "
+        "print(rows[0]['account_id'], rows[0]['requests'])"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+
+    assert result.stdout.split() == ["from-gateway", "1"]
+
+
+def test_record_never_blocks_and_counts_drops_when_full(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    request_log = RequestLog(db_path, queue_size=3)
+    original_write = RequestLog._write
+
+    def stuck_write(self: RequestLog, conn: sqlite3.Connection, batch: Sequence[RequestRecord]) -> None:
+        release.wait(10)
+        original_write(self, conn, batch)
+
+    monkeypatch.setattr(RequestLog, "_write", stuck_write)
+    request_log.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="proxy.features.request_log"):
+            started = time.monotonic()
+            for i in range(50):
+                request_log.record(_rec(ts=float(i)))
+            elapsed = time.monotonic() - started
+
+        assert elapsed < 1.0
+        assert 40 <= request_log.dropped < 50  # a few in the writer's hands, three queued, the rest dropped
+        assert "dropped" in caplog.text
+    finally:
+        release.set()
+        assert request_log.stop(timeout=5)
+    assert len(request_log.query()) == 50 - request_log.dropped
+
+
+def test_stop_is_bounded_when_the_writer_hangs(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    original_write = RequestLog._write
+
+    def stuck_write(self: RequestLog, conn: sqlite3.Connection, batch: Sequence[RequestRecord]) -> None:
+        release.wait(10)
+        original_write(self, conn, batch)
+
+    monkeypatch.setattr(RequestLog, "_write", stuck_write)
+    request_log = RequestLog(db_path)
+    request_log.start()
+    request_log.record(_rec())
+    try:
+        started = time.monotonic()
+        assert request_log.flush(timeout=0.2) is False
+        assert request_log.stop(timeout=0.3) is False
+        assert time.monotonic() - started < 2.0
+    finally:
+        release.set()
+    for thread in _writer_threads():
+        thread.join(timeout=5)
+    assert _writer_threads() == []
+    assert len(request_log.query()) == 1
+
+
+def test_records_after_stop_are_dropped_not_queued(db_path: Path) -> None:
+    request_log = RequestLog(db_path)
+    request_log.start()
+    assert request_log.stop(timeout=5)
+
+    request_log.record(_rec())
+
+    assert request_log.dropped == 1
+    assert request_log.query() == []

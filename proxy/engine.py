@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -32,22 +32,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from proxy import __version__
-from proxy.auth import OAuthConfig, OAuthError, PermanentAuthError, TokenManager
+from proxy.auth import OAuthConfig, TokenManager
+from proxy.auth.credentials import Credentials
 from proxy.config.paths import Paths, write_private_file
 from proxy.config.settings import Account, Settings, UpstreamSettings, effective_upstreams
 from proxy.config.store import SettingsStore
-from proxy.features.cache_control import apply_cache_mode
-from proxy.features.dumps import DumpEntry, DumpWriter
-from proxy.features.request_log import RequestLog
+from proxy.features.base import Feature, Features
+from proxy.features.cache_control import CacheControl
+from proxy.features.dumps import Dumps
+from proxy.features.request_log import RequestLog, RequestLogger
 from proxy.gateway.app import GatewayHooks, build_app, is_loopback
-from proxy.gateway.forward import Completed, Forwarder, SecretCache, fingerprint
+from proxy.gateway.forward import Forwarder
 from proxy.gateway.listener import PortInUse, bind_listener, format_address
 from proxy.gateway.protocol import GatewayHttpProtocol
 from proxy.providers.base import Incoming, ProviderAdapter
-from proxy.providers.registry import KeepWarm, build_adapters
+from proxy.providers.registry import build_adapters, provider_features
 from proxy.relay import RELAY_SECRET, RelayClient
+from proxy.relay.transport import RelayTransport
 from proxy.routing.sessions import SessionInfo
 from proxy.routing.state import RuntimeState, StateSaver
+from proxy.secrets.cache import SecretCache
 from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
 from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
@@ -101,16 +105,12 @@ class Engine:
         self._bound: tuple[str, int] = ("127.0.0.1", 0)
         self.request_log = RequestLog(paths.request_log)
         self._adapters: dict[str, ProviderAdapter] = build_adapters()
+        self._credentials = Credentials(self._secrets, self._adapters, self._state.health, self._state_dirty)
         self._client: httpx.AsyncClient | None = None
-        self._tokens: TokenManager | None = None
-        self._dumps: DumpWriter | None = None
-        self._dump_config: tuple[bool, int, bool] | None = None
         self._models_cache: dict[str, tuple[float, list[Any]]] = {}
-        self._keepwarm = KeepWarm(
-            settings=lambda: self._settings, send=self._send_shadow, warm_after=self.options.keep_warm_after
-        )
         self._forwarder: Forwarder | None = None
         self._relay: RelayClient | None = None
+        self._features = Features([])
         self._saver = StateSaver(self._state, paths.state_file)
         self._keychain_description = ""
         self._loop_thread: int | None = None
@@ -221,30 +221,26 @@ class Engine:
         )
         # One client serves every account: never let an upstream's cookies link them.
         self._client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-        self._tokens = TokenManager(
+        self._credentials.tokens = TokenManager(
             load=self._read_secret,
             save=self._save_tokens,
             client=self._client,
             cfg=OAuthConfig(issuer=self._upstreams.openai_auth),
         )
         self._relay = RelayClient(lambda: self._settings.relay, lambda: self.keychain.get(RELAY_SECRET))
+        self._features = Features(self._build_features(self._client, self._relay))
         self._forwarder = Forwarder(
             settings=lambda: self._settings,
             upstreams=lambda: self._upstreams,
             state=self._state,
             client=self._client,
-            credential=self._credential,
-            fingerprints=self._secrets.fingerprints_of,
+            credentials=self._credentials,
             adapters=self._adapters.__getitem__,
-            request_log=self.request_log,
-            prepare=self._prepare,
-            observe=self._observe,
-            keep_transcript=lambda: self._settings.dumps.enabled and self._settings.dumps.include_sse,
-            relay=self._relay,
-            on_success=self._keepwarm.observe,
+            features=self._features,
             on_state_change=self._state_changed,
         )
-        self._configure_dumps(settings)
+        for feature in self._features.all:
+            feature.configure(settings)
         sock, self._listen_socket = self._listen_socket, None
         if sock is None:
             sock = bind_listener(*self._listen_address())
@@ -253,12 +249,27 @@ class Engine:
         self._tasks.spawn(self._saver.run(self.options.state_save_interval), name="headway-state-persist")
         self._tasks.spawn(self._status_loop(), name="headway-status-snapshot")
         self._tasks.spawn(self._account_upkeep(), name="headway-account-upkeep")
-        self._tasks.spawn(self._keepwarm.run(), name="headway-keep-warm")
+        for feature in self._features.all:
+            self._tasks.spawn(feature.run(), name=f"headway-{feature.name.replace('_', '-')}")
         self._on_log_level(settings.logging.level)
         self._ready.set()
         log.info("gateway listening on %s", self.base_url)
         await self._stop_requested.wait()
         await self._shutdown()
+
+    def _build_features(self, client: httpx.AsyncClient, relay: RelayClient) -> list[Feature]:
+        """Headway's features, in the order their hooks run (see proxy/features/base.py)."""
+        return [
+            RelayTransport(relay, lambda: client),
+            CacheControl(),
+            *provider_features(
+                settings=lambda: self._settings,
+                send_shadow=self._send_shadow,
+                keep_warm_after=self.options.keep_warm_after,
+            ),
+            Dumps(self.paths.dumps_dir),
+            RequestLogger(self.request_log),
+        ]
 
     def _hooks(self) -> GatewayHooks:
         return GatewayHooks(
@@ -327,13 +338,14 @@ class Engine:
 
     async def _shutdown(self) -> None:
         await self._stop_server()
-        if self._tokens is not None:
-            await self._tokens.aclose(grace=3.0)
+        if self._credentials.tokens is not None:
+            await self._credentials.tokens.aclose(grace=3.0)
         await self._tasks.close(timeout=2.0)
-        if self._dumps is not None:
-            await asyncio.to_thread(self._dumps.stop, 2.0)
-        if self._relay is not None:
-            await self._relay.aclose()
+        for feature in self._features.all:
+            try:
+                await feature.aclose()
+            except Exception:
+                log.exception("feature %s did not close cleanly", feature.name)
         if self._client is not None:
             await self._client.aclose()
         await self._saver.save()
@@ -365,7 +377,8 @@ class Engine:
         keep = {a.id for a in settings.accounts}
         self._state.quota.forget(keep)
         self._state.health.forget(keep)
-        self._configure_dumps(settings)
+        for feature in self._features.all:
+            feature.configure(settings)
         if old.logging.level != settings.logging.level:
             self._on_log_level(settings.logging.level)
         if (
@@ -448,81 +461,6 @@ class Engine:
         self.keychain.set(account_secret_name(account_id), token_json)
         self._secrets.invalidate(account_id)
 
-    async def _credential(self, account: Account) -> str | None:
-        """The secret to send upstream: the API key, or a fresh ChatGPT access token (refreshed if due)."""
-        raw = await self._secrets.get(account.id)
-        if not raw or not self._adapters[account.kind].oauth:
-            return raw
-        assert self._tokens is not None
-        try:
-            return await self._tokens.access_token(account.id)
-        except PermanentAuthError as exc:
-            self._state.health.fail_auth(
-                account.id,
-                f"{self._adapters[account.kind].relogin_hint} ({exc})",
-                fingerprint(raw),
-                needs_login=True,
-            )
-            self._state.dirty = True
-            self._state_changed()
-            log.warning("ChatGPT account %s needs login: %s", account.id, exc)
-        except OAuthError as exc:
-            self._state.health.of(account.id).last_error = f"token refresh failing: {exc}"
-            self._state_changed()
-            log.warning("ChatGPT account %s: token refresh failing: %s", account.id, exc)
-        return None
-
-    def _prepare(self, incoming: Incoming, account: Account) -> Incoming:
-        """Per-account request changes that belong to Headway's features (Anthropic cache modes)."""
-        mode = self._settings.cache.anthropic_mode
-        if account.family != "anthropic" or mode == "off" or incoming.path != "/v1/messages":
-            return incoming
-        if not isinstance(incoming.json, dict):
-            return incoming
-        result = apply_cache_mode(incoming.json, mode, subagent=incoming.session.subagent)
-        if not result.changed:
-            return incoming
-        body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
-        return replace(incoming, body=body, json=result.body, cache_change=result.description)
-
-    def _configure_dumps(self, settings: Settings) -> None:
-        config = (settings.dumps.enabled, settings.dumps.max_mb, settings.dumps.include_sse)
-        if config == self._dump_config:
-            return
-        self._dump_config = config
-        old, self._dumps = self._dumps, None
-        if old is not None:
-            old.stop(1.0)
-        if settings.dumps.enabled:
-            writer = DumpWriter(
-                self.paths.dumps_dir, settings.dumps.max_mb * 1024 * 1024, settings.dumps.include_sse
-            )
-            writer.start()
-            self._dumps = writer
-            log.info("request dumps on: %s (sensitive: holds your prompts)", self.paths.dumps_dir)
-
-    def _observe(self, done: Completed) -> None:
-        writer = self._dumps
-        if writer is None or done.upstream_body is None:
-            return
-        incoming = done.incoming
-        writer.submit(
-            DumpEntry(
-                body=done.upstream_body,
-                route=incoming.path,
-                session_id=incoming.session.session_id,
-                parent_session_id=incoming.session.parent_session_id,
-                account_id=done.account.id if done.account else None,
-                model=incoming.model,
-                request_headers=incoming.headers,
-                status=done.status,
-                usage=asdict(done.usage) if done.usage is not None else None,
-                latency_ms=done.latency_ms,
-                sse=done.transcript,
-                cache_change=incoming.cache_change,
-            )
-        )
-
     async def _send_shadow(self, incoming: Incoming, account: Account) -> bool:
         assert self._forwarder is not None
         return await self._forwarder.send_shadow(incoming, account)
@@ -536,8 +474,8 @@ class Engine:
             enabled = [a for a in self._settings.accounts if a.enabled]
             await self._secrets.fingerprints_of(enabled)
             signed_in = [a for a in enabled if self._adapters[a.kind].oauth]
-            if signed_in and self._tokens is not None:
-                await self._tokens.refresh_due([a.id for a in signed_in])
+            if signed_in and self._credentials.tokens is not None:
+                await self._credentials.tokens.refresh_due([a.id for a in signed_in])
             now = time.time()
             for account in self._polled_accounts():
                 interval = self._adapters[account.kind].usage_poll_seconds(self._settings)
@@ -553,7 +491,7 @@ class Engine:
         """Read one account's usage endpoint (through its adapter); update its quota windows. True on success."""
         if self._client is None:
             return False
-        token = await self._credential(account)
+        token = await self._credentials.credential(account)
         if not token:
             return False
         try:
@@ -623,7 +561,7 @@ class Engine:
         if cached and time.time() - cached[0] < 600:
             return cached[1]
         assert self._client is not None
-        token = await self._credential(account)
+        token = await self._credentials.credential(account)
         models = await self._adapters[account.kind].list_models(self._client, account, token, self._upstreams)
         self._models_cache[account.id] = (time.time(), models)
         return models
@@ -681,6 +619,11 @@ class Engine:
             log.debug(
                 "the engine loop did not publish the status within %.1fs; showing the last one", timeout
             )
+
+    def _state_dirty(self) -> None:
+        """Runtime state changed in a way that must be saved (loop only)."""
+        self._state.dirty = True
+        self._state_changed()
 
     def _state_changed(self) -> None:
         """Runtime state or listen status changed (loop only): the next status read asks for a fresh snapshot."""

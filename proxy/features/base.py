@@ -36,9 +36,21 @@ if TYPE_CHECKING:
     from proxy.routing.health import Block
     from proxy.wire.usage import Usage
 
-__all__ = ["HOOKS", "Completed", "Feature", "Features"]
+__all__ = ["HOOKS", "Completed", "Feature", "Features", "TransportFailed"]
 
 HOOKS = ("admit", "allows", "prepare", "open", "on_success", "on_complete")
+
+
+class TransportFailed(Exception):
+    """Raised by an ``open`` hook whose own path failed before the response started (nothing reached the agent).
+
+    With ``fallback`` the next transport (finally the direct HTTP client) sends the request; without it the attempt
+    on this account fails and the forwarder moves on as for an unreachable upstream.
+    """
+
+    def __init__(self, message: str, *, fallback: bool = True) -> None:
+        super().__init__(message)
+        self.fallback = fallback
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ class Completed:
     status: int
     usage: Usage | None
     model: str | None
-    started_at: float  # epoch seconds
+    finished_at: float  # epoch seconds (the forwarder's clock)
     latency_ms: float
     ttfb_ms: float | None
     chain: tuple[str, ...] = ()

@@ -44,15 +44,21 @@ Decisions:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
+
+from proxy.config.settings import Account, Settings
+from proxy.features.base import Feature
+from proxy.providers.base import Incoming
 
 __all__ = [
     "DEFAULT_TTL",
     "LONG_TTL",
     "MAX_BREAKPOINTS",
     "Breakpoint",
+    "CacheControl",
     "CacheMode",
     "CacheResult",
     "apply_cache_mode",
@@ -394,3 +400,28 @@ def apply_cache_mode(body: dict[str, Any], mode: CacheMode, *, subagent: bool) -
     if not editor.changed:
         return CacheResult(body, False, f"{mode}: unchanged")
     return CacheResult(editor.result(), True, f"{mode}: " + ("; ".join(notes) or "rewritten"))
+
+
+class CacheControl(Feature):
+    """The Anthropic cache mode (``cache.anthropic_mode``) applied to each ``/v1/messages`` request on an Anthropic
+    account; a request the mode does not change is forwarded with the agent's own bytes."""
+
+    name = "cache_control"
+
+    def __init__(self) -> None:
+        self._mode: CacheMode = "off"
+
+    def configure(self, settings: Settings) -> None:
+        self._mode = settings.cache.anthropic_mode
+
+    def prepare(self, request: Incoming, account: Account) -> Incoming:
+        mode = self._mode
+        if mode == "off" or account.family != "anthropic" or request.path != "/v1/messages":
+            return request
+        if not isinstance(request.json, dict):
+            return request
+        result = apply_cache_mode(request.json, mode, subagent=request.session.subagent)
+        if not result.changed:
+            return request
+        body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+        return replace(request, body=body, json=result.body, cache_change=result.description)

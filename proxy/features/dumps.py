@@ -25,6 +25,7 @@ the worker uses, and tests call directly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -37,11 +38,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from proxy.config.settings import Settings
+from proxy.features.base import Completed, Feature
 from proxy.features.cache_control import find_breakpoints
 from proxy.logs import REDACTED, redact
 
@@ -49,6 +52,7 @@ __all__ = [
     "BodyDiff",
     "DumpEntry",
     "DumpWriter",
+    "Dumps",
     "body_diff",
     "changed_part",
 ]
@@ -467,3 +471,59 @@ class DumpWriter:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 total -= size
+
+
+class Dumps(Feature):
+    """Request dumps (``dumps.enabled``): each finished request's upstream body and meta, written by a thread of
+    its own; turned on, off or resized live."""
+
+    name = "dumps"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.writer: DumpWriter | None = None
+        self._config: tuple[bool, int, bool] | None = None
+
+    def configure(self, settings: Settings) -> None:
+        config = (settings.dumps.enabled, settings.dumps.max_mb, settings.dumps.include_sse)
+        if config == self._config:
+            return
+        self._config = config
+        old, self.writer = self.writer, None
+        if old is not None:
+            old.stop(1.0)
+        if settings.dumps.enabled:
+            writer = DumpWriter(self.folder, settings.dumps.max_mb * 1024 * 1024, settings.dumps.include_sse)
+            writer.start()
+            self.writer = writer
+            logger.info("request dumps on: %s (sensitive: holds your prompts)", self.folder)
+
+    def wants_transcript(self) -> bool:
+        return self.writer is not None and self.writer.include_sse
+
+    def on_complete(self, done: Completed) -> None:
+        writer = self.writer
+        if writer is None or done.upstream_body is None:
+            return
+        request = done.request
+        writer.submit(
+            DumpEntry(
+                body=done.upstream_body,
+                route=request.path,
+                session_id=request.session.session_id,
+                parent_session_id=request.session.parent_session_id,
+                account_id=done.account.id if done.account else None,
+                model=request.model,
+                request_headers=request.headers,
+                status=done.status,
+                usage=asdict(done.usage) if done.usage is not None else None,
+                latency_ms=done.latency_ms,
+                sse=done.transcript,
+                cache_change=request.cache_change,
+            )
+        )
+
+    async def aclose(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.stop, 2.0)

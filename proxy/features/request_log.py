@@ -29,12 +29,15 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from proxy.config.paths import ensure_private_dir
+from proxy.features.base import Completed, Feature
+from proxy.features.pricing import estimate_cost
 from proxy.wire.usage import Usage
 
 __all__ = [
     "SCHEMA_VERSION",
     "RequestLog",
     "RequestLogError",
+    "RequestLogger",
     "RequestRecord",
     "SummaryRow",
     "format_summary",
@@ -634,3 +637,44 @@ def _money(value: float | None) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
+
+
+class RequestLogger(Feature):
+    """Every finished request as a row of the request log, its cost estimated on the writer thread."""
+
+    name = "request_log"
+
+    def __init__(self, log: RequestLog) -> None:
+        self.log = log
+
+    def on_complete(self, done: Completed) -> None:
+        request, account, tokens, model = done.request, done.account, done.usage, done.model
+        price = None
+        if tokens is not None and model and account is not None and done.billing is not None:
+            provider = "anthropic" if account.family == "anthropic" else "openai"
+            billing = done.billing
+            price = lambda: estimate_cost(provider, model, tokens, billing=billing)  # noqa: E731
+        self.log.record(
+            RequestRecord(
+                ts=done.finished_at,
+                route=request.path,
+                family=request.family,
+                account_id=account.id if account else None,
+                account_label=account.label if account else None,
+                account_kind=account.kind if account else None,
+                model=model,
+                status=done.status,
+                latency_ms=done.latency_ms,
+                ttfb_ms=done.ttfb_ms,
+                stream=request.stream,
+                usage=tokens,
+                price=price,
+                session_id=request.session.session_id,
+                parent_session_id=request.session.parent_session_id,
+                fallback_chain=list(done.chain),
+                error=done.error,
+                purpose=request.purpose,
+                request_bytes=len(request.body),
+                upstream_request_id=done.upstream_request_id,
+            )
+        )

@@ -1,35 +1,49 @@
 """One request's life: pick an account, send, fall back or retry, stream back, record.
 
-    candidates (router) ─► for each account, in order:
-        send the buffered body ─► status in fallback_statuses?  cool down / mark auth, next account
-                               ─► 5xx / 529?                  retry the same account (bounded, backoff), then next
-                               ─► streaming 2xx: hold the pre-content events (message_start, response.created …)
-                                  until the first content event; an in-stream rate-limit / overload error there
-                                  still falls back or retries, since nothing reached the agent yet
-                               ─► commit: held bytes, then every upstream chunk as it arrives
+    candidates (router, then each feature's ``allows``) ─► for each account, in order:
+        prepare (features) ─► send the buffered body (a feature's ``open``, else direct)
+            ─► status in fallback_statuses?  cool down / mark auth, next account
+            ─► 5xx / 529?                  retry the same account (bounded, backoff), then next
+            ─► streaming 2xx: hold the pre-content events (message_start, response.created …) until the first
+               content event; an in-stream rate-limit / overload error there still falls back or retries, since
+               nothing reached the agent yet
+            ─► commit: held bytes, then every upstream chunk as it arrives (gateway/stream.py)
     nothing usable ─► 429 (with retry-after = the earliest reset) or 503, naming each account's state
+    after the last byte ─► every feature's ``on_complete`` (request log, dumps, metrics)
 
 Every loop is bounded: each account is tried once, with at most ``max_retries`` retries. Once a byte reached the
 agent there is no retry; a failure after that ends the stream with an error event in the agent's protocol.
-httpx exceptions are translated into :mod:`proxy.gateway.errors` here and nowhere else.
+httpx exceptions are translated into :mod:`proxy.gateway.errors` here and nowhere else. The forwarder never names
+an account kind: what differs per provider is asked of the adapter, what Headway adds is asked of the features
+(:mod:`proxy.features.base`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from typing import Protocol as TypingProtocol
 
 import httpx
 from starlette.responses import Response, StreamingResponse
 
 from proxy.config.settings import Account, Settings, UpstreamSettings
-from proxy.features.pricing import estimate_cost
-from proxy.features.request_log import RequestLog, RequestRecord
+from proxy.durations import format_duration
+from proxy.features.base import Completed, Features, TransportFailed
+from proxy.gateway.attempt import (
+    AGENT_GONE,
+    RETRYABLE,
+    Attempt,
+    Failure,
+    Outcome,
+    describe_blocks,
+    redact_body,
+    reset_of_exhausted,
+    short_error,
+)
 from proxy.gateway.errors import (
     AllAccountsExhausted,
     BadRequest,
@@ -41,11 +55,10 @@ from proxy.gateway.errors import (
     UpstreamUnavailable,
     error_body,
     error_response,
-    stream_error_event,
 )
+from proxy.gateway.stream import TooLarge, close_quietly, collect, hold, pump, read_all
 from proxy.logs import redact
-from proxy.providers.base import Incoming, Outgoing, ProviderAdapter, ResponseTransformer, Verdict
-from proxy.relay import RelayClient, RelayUnavailable
+from proxy.providers.base import Incoming, Outgoing, ProviderAdapter
 from proxy.routing.health import Block
 from proxy.routing.quota import Window
 from proxy.routing.router import Candidates, Skipped
@@ -53,14 +66,13 @@ from proxy.routing.state import RuntimeState
 from proxy.wire.request_budget import AgentGone, Budget, DeadlinePassed, StepTimeout
 from proxy.wire.response_body import read_capped
 from proxy.wire.retry_after import retry_after_seconds
-from proxy.wire.sse import SSEEvent, SSEParser
-from proxy.wire.usage import Usage, UsageAccumulator
+from proxy.wire.sse import SSEParser
+from proxy.wire.usage import UsageAccumulator
 
-__all__ = ["Completed", "Forwarder", "SecretCache", "describe_blocks", "fingerprint"]
+__all__ = ["Credentials", "Forwarder", "describe_blocks"]
 
 log = logging.getLogger("headway.forward")
 
-_RETRYABLE = frozenset({500, 502, 503, 504, 529})
 _DROP_RESPONSE = frozenset(
     {
         "connection",
@@ -73,200 +85,15 @@ _DROP_RESPONSE = frozenset(
         "date",
     }
 )
-_HOLD_LIMIT = 256 * 1024
-_AGENT_GONE = 499  # nginx's "client closed request": the request log's status for an agent that hung up
-_ACCUMULATE_LIMIT = 32 * 1024 * 1024
 _ERROR_BODY_LIMIT = 64 * 1024  # of an upstream's error answer
 
 
-def fingerprint(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+class Credentials(TypingProtocol):
+    """Where the forwarder gets each account's secret (:class:`proxy.auth.credentials.Credentials`)."""
 
+    async def credential(self, account: Account) -> str | None: ...
 
-class SecretCache:
-    """Secrets read from the keychain off the loop, cached briefly so a replaced key is picked up within seconds.
-
-    A secret that is not there is cached for ``missing_ttl`` only (a second): an account added by another process
-    writes its key just after its settings, and the first look-up may come in between. A settings change empties the
-    cache (the engine's ``_apply``); replacing a key records ``key_updated_at`` in the settings for that reason.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[str], str | None],
-        ttl: float = 15.0,
-        clock: Callable[[], float] = time.monotonic,
-        missing_ttl: float = 1.0,
-    ):
-        self._read = read
-        self._ttl = ttl
-        self._missing_ttl = missing_ttl
-        self._clock = clock
-        self._cache: dict[str, tuple[str | None, float]] = {}
-
-    async def get(self, account_id: str) -> str | None:
-        hit = self._cache.get(account_id)
-        if hit is not None and self._clock() - hit[1] < (self._ttl if hit[0] else self._missing_ttl):
-            return hit[0]
-        try:
-            value = await asyncio.to_thread(self._read, account_id)
-        except Exception as exc:
-            log.error("cannot read the secret of account %s: %s", account_id, exc)
-            value = hit[0] if hit else None
-        self._cache[account_id] = (value, self._clock())
-        return value
-
-    def fingerprints(self) -> dict[str, str]:
-        return {k: fingerprint(v) for k, (v, _) in self._cache.items() if v}
-
-    async def fingerprints_of(self, accounts: list[Account]) -> dict[str, str]:
-        """Fingerprints of these accounts' current secrets (read through the cache), to notice replaced keys."""
-        out = {}
-        for account in accounts:
-            value = await self.get(account.id)
-            if value:
-                out[account.id] = fingerprint(value)
-        return out
-
-    def missing(self) -> set[str]:
-        """Accounts whose secret was looked up and is not in the keychain."""
-        return {k for k, (v, _) in self._cache.items() if not v}
-
-    def invalidate(self, account_id: str | None = None) -> None:
-        if account_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(account_id, None)
-
-
-def _reset_of_exhausted(windows: list[Window], now: float) -> float | None:
-    resets = [
-        w.resets_at
-        for w in windows
-        if w.resets_at
-        and w.resets_at > now
-        and (w.remaining_fraction is not None and w.remaining_fraction <= 0)
-    ]
-    return max(resets) if resets else None
-
-
-def _short(body: bytes, limit: int = 300) -> str:
-    """An upstream error body as one short line, redacted: it is stored (health, request log) and shown."""
-    try:
-        data = json.loads(body)
-        error = data.get("error") if isinstance(data, dict) else None
-        if isinstance(error, dict) and error.get("message"):
-            text = str(error.get("type") or error.get("code") or "error") + ": " + str(error["message"])
-            return redact(text)[:limit]
-    except ValueError:
-        pass
-    return redact(body.decode("utf-8", errors="replace")).strip()[:limit]
-
-
-def _redact_body(body: bytes) -> bytes:
-    """An upstream body relayed to the agent, with any secret it echoes masked."""
-    text = body.decode("utf-8", errors="replace")
-    clean = redact(text)
-    return body if clean == text else clean.encode()
-
-
-class _TooLarge(Exception):
-    """A non-streamed answer beyond the size Headway buffers."""
-
-
-async def _close(upstream: httpx.Response) -> None:
-    try:
-        await upstream.aclose()
-    except Exception as exc:  # closing a broken or cancelled stream must not hide why it broke
-        log.debug("closing an upstream response failed: %s", exc)
-
-
-def _in(seconds: float) -> str:
-    seconds = max(0, int(seconds + 0.5))
-    if seconds < 90:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 90:
-        return f"{minutes}m"
-    return f"{minutes // 60}h {minutes % 60}m"
-
-
-_DELTA_EVENTS = frozenset(
-    {
-        "content_block_delta",
-        "content_block_start",
-        "content_block_stop",
-        "ping",
-        "response.output_text.delta",
-        "response.function_call_arguments.delta",
-        "response.reasoning_summary_text.delta",
-        "response.content_part.added",
-        "response.content_part.done",
-        "response.output_item.added",
-        "response.output_item.done",
-        "response.output_text.done",
-    }
-)
-
-
-def _carries_usage(protocol: str, event: SSEEvent) -> bool:
-    """Whether an event may hold usage or the model; streams are mostly deltas, which need no JSON parse."""
-    if event.event in _DELTA_EVENTS:
-        return False
-    if protocol == "openai-chat":
-        return '"usage":' in event.data and '"usage":null' not in event.data.replace(" ", "")
-    return True
-
-
-def describe_blocks(skipped: list[Skipped], now: float) -> str:
-    """Each enabled account's state, for an error body; disabled accounts are only counted."""
-    parts = []
-    disabled = 0
-    for item in skipped:
-        if item.block.state == "disabled":
-            disabled += 1
-            continue
-        text = f"{item.account.label} ({item.block.state.replace('_', ' ')}"
-        if item.block.until:
-            text += f", resets in {_in(item.block.until - now)}"
-        if item.block.reason:
-            text += f": {redact(item.block.reason)}"
-        parts.append(text + ")")
-    if disabled:
-        parts.append(f"{disabled} disabled account{'s' if disabled > 1 else ''} not tried")
-    return "; ".join(parts) if parts else "no enabled account"
-
-
-@dataclass
-class _Attempt:
-    """What one request did, for the request log and the dump."""
-
-    started: float
-    chain: list[str] = field(default_factory=list)
-    account: Account | None = None
-    status: int = 0
-    ttfb: float | None = None
-    error: str | None = None
-    upstream_request_id: str | None = None
-    upstream_body: bytes | None = None
-    transcript: list[bytes] | None = None
-    fingerprints: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Completed:
-    """A finished request, handed to observers (dumps) off the hot path."""
-
-    incoming: Incoming
-    account: Account | None
-    upstream_body: bytes | None
-    status: int
-    usage: Usage | None
-    latency_ms: float
-    transcript: bytes | None
-
-
-Failure = tuple[int, httpx.Headers, bytes] | HeadwayError | None
+    async def fingerprints_of(self, accounts: list[Account]) -> dict[str, str]: ...
 
 
 class Forwarder:
@@ -277,47 +104,39 @@ class Forwarder:
         upstreams: Callable[[], UpstreamSettings],
         state: RuntimeState,
         client: httpx.AsyncClient,
-        credential: Callable[[Account], Awaitable[str | None]],
-        fingerprints: Callable[[list[Account]], Awaitable[dict[str, str]]],
+        credentials: Credentials,
         adapters: Callable[[str], ProviderAdapter],
-        request_log: RequestLog | None,
+        features: Features,
         on_state_change: Callable[[], None] = lambda: None,
-        prepare: Callable[[Incoming, Account], Incoming] | None = None,
-        observe: Callable[[Completed], None] | None = None,
-        on_success: Callable[[Incoming, Account], None] | None = None,
-        keep_transcript: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        relay: RelayClient | None = None,
     ) -> None:
-        self._relay_client = relay
         self._settings = settings
         self._upstreams = upstreams
         self._state = state
         self._client = client
-        self._credential = credential
-        self._fingerprints = fingerprints
+        self._credentials = credentials
         self._adapter = adapters
-        self._log = request_log
+        self._features = features
         self._changed = on_state_change
-        self._prepare = prepare
-        self._observe = observe
-        self._on_success = on_success
-        self._keep_transcript = keep_transcript
         self._clock = clock
         self._sleep = sleep
 
     async def handle(self, incoming: Incoming) -> Response:
-        attempt = _Attempt(started=time.perf_counter())
+        attempt = Attempt(started=time.perf_counter())
         protocol: Protocol = "anthropic" if incoming.family == "anthropic" else "openai"
         settings = self._settings()
         budget = Budget(settings.gateway.request_deadline_seconds, incoming.receive)
         try:
             if settings.gateway.paused:
                 raise GatewayPaused("the gateway is paused; resume it from the tray or the settings page")
+            for feature in self._features.admit:
+                refusal = feature.admit(incoming)
+                if refusal is not None:
+                    raise refusal
             return await self._route(incoming, attempt, budget)
         except AgentGone:
-            attempt.status = _AGENT_GONE
+            attempt.status = AGENT_GONE
             attempt.error = "the agent disconnected before its answer started"
             log.info(
                 "agent hung up on %s before its answer started; stopped after %s",
@@ -325,7 +144,7 @@ class Forwarder:
                 attempt.chain,
             )
             self._finish(incoming, attempt, None, None)
-            return Response(status_code=_AGENT_GONE)
+            return Response(status_code=AGENT_GONE)
         except HeadwayError as exc:
             attempt.status = exc.status
             attempt.error = exc.message
@@ -341,14 +160,16 @@ class Forwarder:
         """
         settings = self._settings()
         now = self._clock()
-        attempt = _Attempt(started=time.perf_counter())
-        fingerprints = await self._fingerprints([account])
+        attempt = Attempt(started=time.perf_counter())
+        fingerprints = await self._credentials.fingerprints_of([account])
         attempt.fingerprints = fingerprints
         if settings.gateway.paused or self._state.health.block(account.id, now, fingerprints.get(account.id)):
             return False
         if self._state.quota.below_killswitch(account.id, account.killswitch, now):
             return False
-        credential = await self._credential(account)
+        if any(f.allows(incoming, account, now) for f in self._features.allows):
+            return False
+        credential = await self._credentials.credential(account)
         if not credential:
             return False
         budget = Budget(settings.gateway.request_deadline_seconds)
@@ -367,22 +188,36 @@ class Forwarder:
         return 200 <= outcome.status_code < 300
 
     async def _candidates(
-        self, incoming: Incoming, settings: Settings, session_id: str | None, attempt: _Attempt
+        self, incoming: Incoming, settings: Settings, session_id: str | None, attempt: Attempt
     ) -> Candidates:
         family = [a for a in settings.accounts if a.family == incoming.family and a.enabled]
-        fingerprints = await self._fingerprints(family)
+        fingerprints = await self._credentials.fingerprints_of(family)
         attempt.fingerprints = fingerprints
-        return self._state.router.candidates(
+        now = self._clock()
+        candidates = self._state.router.candidates(
             settings,
             incoming.family,
             session_id=session_id,
-            now=self._clock(),
+            now=now,
             health=self._state.health,
             quota=self._state.quota,
             fingerprints=fingerprints,
         )
+        if not self._features.allows:
+            return candidates
+        usable, skipped = [], list(candidates.skipped)
+        for account in candidates.usable:
+            block = next(
+                (b for f in self._features.allows if (b := f.allows(incoming, account, now)) is not None),
+                None,
+            )
+            if block is None:
+                usable.append(account)
+            else:
+                skipped.append(Skipped(account, block))
+        return Candidates(usable, skipped)
 
-    async def _route(self, incoming: Incoming, attempt: _Attempt, budget: Budget) -> Response:
+    async def _route(self, incoming: Incoming, attempt: Attempt, budget: Budget) -> Response:
         settings = self._settings()
         candidates = await self._candidates(incoming, settings, incoming.session.session_id, attempt)
         skipped = list(candidates.skipped)
@@ -391,7 +226,7 @@ class Forwarder:
         try:
             for account in candidates.usable:
                 budget.check()
-                credential = await self._credential(account)
+                credential = await self._credentials.credential(account)
                 if not credential:
                     block = self._state.health.block(account.id, self._clock(), None)
                     skipped.append(
@@ -400,7 +235,9 @@ class Forwarder:
                     attempt.chain.append(f"{account.id}:no-credential")
                     continue
                 adapter = self._adapter(account.kind)
-                request = incoming if self._prepare is None else self._prepare(incoming, account)
+                request = incoming
+                for feature in self._features.prepare:
+                    request = feature.prepare(request, account)
                 for retry in range(settings.routing.max_retries + 1):
                     outcome = await self._try(
                         request, account, credential, adapter, settings, attempt, budget
@@ -441,10 +278,10 @@ class Forwarder:
             )
         # A 5xx after its retries, or a refusal whose block has already ended (a 429 with `retry-after: 0`): the
         # upstream's own answer says more than an empty list of blocked accounts would.
-        if isinstance(last, tuple) and (last[0] in _RETRYABLE or not blocked):
+        if isinstance(last, tuple) and (last[0] in RETRYABLE or not blocked):
             status, headers, body = last
             attempt.status = status
-            attempt.error = _short(body)
+            attempt.error = short_error(body)
             self._finish(incoming, attempt, None, None)
             return self._error_answer(incoming, status, headers, body)
         if isinstance(last, HeadwayError):
@@ -466,9 +303,11 @@ class Forwarder:
         out = self._response_headers(headers, None)
         out["content-type"] = "application/json"
         if isinstance(data, dict) and "error" in data:
-            return Response(_redact_body(body), status_code=status, headers=out)
+            return Response(redact_body(body), status_code=status, headers=out)
         protocol: Protocol = "anthropic" if incoming.family == "anthropic" else "openai"
-        message = f"Headway: the upstream answered {status}" + (f": {_short(body)}" if body.strip() else "")
+        message = f"Headway: the upstream answered {status}" + (
+            f": {short_error(body)}" if body.strip() else ""
+        )
         return Response(
             json.dumps(error_body(protocol, status, message, "upstream_error")),
             status_code=status,
@@ -476,28 +315,33 @@ class Forwarder:
         )
 
     async def _open(
-        self, out: Outgoing, incoming: Incoming, account: Account, attempt: _Attempt
-    ) -> httpx.Response | None:
-        """Send the request (through the relay when it takes it); None when the relay failed and may not be bypassed."""
-        if self._relay_client is not None:
+        self, out: Outgoing, incoming: Incoming, account: Account, attempt: Attempt
+    ) -> httpx.Response | TransportFailed:
+        """Send the request: through the first feature that takes it, else directly."""
+        for feature in self._features.open:
             try:
-                upstream = await self._relay_client.send(self._client, out, incoming.session.session_id)
-            except RelayUnavailable as exc:
-                attempt.chain.append(f"{account.id}:relay-failed")
-                if not exc.fallback_to_direct:
-                    log.warning(
-                        "account %s: the relay failed and relay.fallback_to_direct is off: %s",
-                        account.id,
-                        exc,
-                    )
-                    return None
-            else:
-                if upstream is not None:
-                    return upstream
+                upstream = await feature.open(out, incoming, account)
+            except TransportFailed as exc:
+                attempt.chain.append(f"{account.id}:{feature.name}-failed")
+                if not exc.fallback:
+                    log.warning("account %s: %s", account.id, exc)
+                    return exc
+                continue
+            if upstream is not None:
+                return upstream
         return await self._client.send(
             self._client.build_request(out.method, out.url, headers=out.headers, content=out.content),
             stream=True,
         )
+
+    def _give_up(
+        self, attempt: Attempt, account: Account, tag: str, note: str | None, failure: HeadwayError
+    ) -> Outcome:
+        """This account did not answer usably: note why (the chain, its health's last error); try the next."""
+        attempt.chain.append(f"{account.id}:{tag}")
+        if note is not None:
+            self._state.health.of(account.id).last_error = note
+        return "next", failure, None
 
     async def _try(
         self,
@@ -506,9 +350,9 @@ class Forwarder:
         credential: str,
         adapter: ProviderAdapter,
         settings: Settings,
-        attempt: _Attempt,
+        attempt: Attempt,
         budget: Budget,
-    ) -> Response | tuple[str, Failure, float | None]:
+    ) -> Response | Outcome:
         """One upstream attempt: a committed Response, or (action, failure, retry wait) for the caller's loop.
 
         Raises AgentGone / DeadlinePassed (from the budget), having closed the upstream connection.
@@ -522,40 +366,42 @@ class Forwarder:
         try:
             upstream = await budget.step(self._open(out, incoming, account, attempt), first_byte)
         except StepTimeout:
-            attempt.chain.append(f"{account.id}:no-headers")
             log.warning("account %s: no response headers within %gs", account.id, first_byte)
-            self._state.health.of(account.id).last_error = f"no response headers within {first_byte:g}s"
-            return (
-                "next",
+            return self._give_up(
+                attempt,
+                account,
+                "no-headers",
+                f"no response headers within {first_byte:g}s",
                 UpstreamTimeout(
                     f"the upstream sent no answer within {first_byte:g}s on account {account.label} "
                     "(gateway.first_byte_timeout_seconds)"
                 ),
-                None,
             )
         except httpx.TimeoutException as exc:
-            attempt.chain.append(f"{account.id}:timeout")
             log.warning("account %s: upstream timed out (%s)", account.id, type(exc).__name__)
-            return (
-                "next",
-                UpstreamTimeout(f"the upstream did not answer in time on account {account.label}"),
+            return self._give_up(
+                attempt,
+                account,
+                "timeout",
                 None,
+                UpstreamTimeout(f"the upstream did not answer in time on account {account.label}"),
             )
         except httpx.HTTPError as exc:
-            attempt.chain.append(f"{account.id}:unreachable")
             text = redact(str(exc) or type(exc).__name__)
             log.warning("account %s: upstream unreachable: %s", account.id, text)
-            return (
-                "next",
-                UpstreamUnavailable(f"cannot reach the upstream for account {account.label}: {text}"),
+            return self._give_up(
+                attempt,
+                account,
+                "unreachable",
                 None,
+                UpstreamUnavailable(f"cannot reach the upstream for account {account.label}: {text}"),
             )
-        if upstream is None:
-            return "next", UpstreamUnavailable("the relay failed (relay.fallback_to_direct is off)"), None
+        if isinstance(upstream, TransportFailed):
+            return "next", UpstreamUnavailable(str(upstream)), None
         try:
             return await self._answer(upstream, incoming, account, adapter, settings, attempt, budget)
         except BaseException:
-            await _close(upstream)
+            await close_quietly(upstream)
             raise
 
     async def _answer(
@@ -565,9 +411,9 @@ class Forwarder:
         account: Account,
         adapter: ProviderAdapter,
         settings: Settings,
-        attempt: _Attempt,
+        attempt: Attempt,
         budget: Budget,
-    ) -> Response | tuple[str, Failure, float | None]:
+    ) -> Response | Outcome:
         """What to do with the upstream's response, once its headers are in."""
         state = self._state
         now = self._clock()
@@ -576,28 +422,17 @@ class Forwarder:
             state.dirty = True
             self._changed()
         status = upstream.status_code
-        fallback_statuses = set(settings.routing.fallback_statuses)
+        fallback_statuses = settings.routing.fallback_statuses
 
-        if status in fallback_statuses or status in _RETRYABLE:
+        if status in fallback_statuses or status in RETRYABLE:
             body = await budget.step(read_capped(upstream, _ERROR_BODY_LIMIT))
             attempt.chain.append(f"{account.id}:{status}")
-            reason = f"{status} {_short(body)}"
-            if status in _RETRYABLE and status not in fallback_statuses:
+            reason = f"{status} {short_error(body)}"
+            if status in RETRYABLE and status not in fallback_statuses:
                 log.info("account %s: transient %s, may retry", account.id, status)
                 state.health.of(account.id).last_error = reason
                 return "retry", (status, upstream.headers, body), retry_after_seconds(upstream.headers, now)
-            self._fall_back(
-                account,
-                adapter,
-                status,
-                reason,
-                upstream.headers,
-                body,
-                windows,
-                attempt.fingerprints,
-                now,
-                settings,
-            )
+            self._fall_back(account, adapter, status, reason, upstream.headers, body, windows, attempt, now)
             return "next", (status, upstream.headers, body), None
 
         ok = 200 <= status < 300
@@ -610,81 +445,97 @@ class Forwarder:
         transformer = adapter.transformer(incoming)
         chunks = upstream.aiter_bytes().__aiter__()
         try:
-            verdict, held, held_events = await budget.step(
-                self._hold(chunks, adapter, incoming, parser, usage)
-            )
+            verdict, held, held_events = await budget.step(hold(chunks, adapter, incoming, parser, usage))
         except httpx.TimeoutException:
-            await _close(upstream)
-            attempt.chain.append(f"{account.id}:stalled")
-            state.health.of(account.id).last_error = "the stream went silent before any content"
-            return (
-                "next",
+            await close_quietly(upstream)
+            return self._give_up(
+                attempt,
+                account,
+                "stalled",
+                "the stream went silent before any content",
                 UpstreamTimeout(
                     f"the upstream's stream went silent before any content on account {account.label}"
                 ),
-                None,
             )
         if verdict is not None and verdict.kind == "error" and verdict.action != "pass":
-            await _close(upstream)
+            await close_quietly(upstream)
             reason = redact(verdict.reason)
             attempt.chain.append(f"{account.id}:stream-{verdict.action}")
             if verdict.action == "fallback":
-                self._fall_back(
-                    account,
-                    adapter,
-                    429,
-                    reason,
-                    upstream.headers,
-                    b"",
-                    windows,
-                    attempt.fingerprints,
-                    now,
-                    settings,
-                )
+                self._fall_back(account, adapter, 429, reason, upstream.headers, b"", windows, attempt, now)
                 return "next", (429, upstream.headers, b"".join(held)), None
             state.health.of(account.id).last_error = reason
             return "retry", UpstreamUnavailable(f"account {account.label}: {reason}"), None
         if verdict is None:
-            await _close(upstream)
-            attempt.chain.append(f"{account.id}:dropped")
-            state.health.of(account.id).last_error = "the stream ended before any content"
-            return (
-                "next",
+            await close_quietly(upstream)
+            return self._give_up(
+                attempt,
+                account,
+                "dropped",
+                "the stream ended before any content",
                 UpstreamUnavailable(
                     f"the upstream's stream broke or ended before any content on account {account.label}"
                 ),
-                None,
             )
 
+        transcript = list(held) if self._features.wants_transcript() else None
         if transformer is not None and transformer.aggregate:
-            return await budget.step(
-                self._aggregate(
-                    upstream,
-                    chunks,
-                    held,
-                    held_events,
-                    parser,
-                    usage,
-                    transformer,
-                    incoming,
-                    account,
-                    attempt,
-                    adapter,
+            try:
+                await budget.step(collect(chunks, held_events, parser, usage, transformer, transcript))
+            except httpx.HTTPError as exc:
+                stalled = isinstance(exc, httpx.TimeoutException)
+                reason = "the stream stalled" if stalled else "the stream broke"
+                log.warning(
+                    "account %s: %s before the answer was complete (%s)",
+                    account.id,
+                    reason,
+                    type(exc).__name__,
                 )
-            )
+                failure = UpstreamTimeout if stalled else UpstreamUnavailable
+                return self._give_up(
+                    attempt,
+                    account,
+                    "broken-stream",
+                    reason,
+                    failure(f"{reason} before the answer was complete on account {account.label}"),
+                )
+            finally:
+                await close_quietly(upstream)
+            # Nothing reached the agent until the stream was complete: a break above moved on like a failure
+            # before content.
+            self._commit(upstream, incoming, account, attempt, status)
+            attempt.transcript = transcript
+            status, body = transformer.result()
+            attempt.status = status
+            attempt.ttfb = time.perf_counter() - attempt.started
+            if status >= 400:
+                attempt.error = short_error(body)
+            self._finish(incoming, attempt, usage, adapter)
+            headers = self._response_headers(upstream.headers, account)
+            headers["content-type"] = transformer.content_type
+            return Response(body, status_code=status, headers=headers)
+
         self._commit(upstream, incoming, account, attempt, status)
-        if self._keep_transcript():
-            attempt.transcript = list(held)
+        attempt.transcript = transcript
         headers = self._response_headers(upstream.headers, account)
         if transformer is not None:
             headers["content-type"] = transformer.content_type
-        body_iter = self._relay(
-            upstream, chunks, held, held_events, parser, usage, transformer, incoming, attempt, adapter
+        body_iter = pump(
+            chunks,
+            held,
+            held_events,
+            parser,
+            usage,
+            transformer,
+            attempt,
+            incoming,
+            close=lambda: close_quietly(upstream),
+            finish=lambda: self._finish(incoming, attempt, usage, adapter),
         )
         return StreamingResponse(body_iter, status_code=status, headers=headers)
 
     def _commit(
-        self, upstream: httpx.Response, incoming: Incoming, account: Account, attempt: _Attempt, status: int
+        self, upstream: httpx.Response, incoming: Incoming, account: Account, attempt: Attempt, status: int
     ) -> None:
         """This account's answer goes to the agent: record it, and mark the account healthy on success."""
         state = self._state
@@ -700,8 +551,11 @@ class Forwarder:
             state.router.pin(incoming.session.session_id, account.id, now)
             state.dirty = True
             self._changed()
-            if self._on_success is not None:
-                self._on_success(incoming, account)
+            for feature in self._features.on_success:
+                try:
+                    feature.on_success(incoming, account)
+                except Exception:
+                    log.exception("feature %s failed on a successful request", feature.name)
 
     async def _whole(
         self,
@@ -709,27 +563,35 @@ class Forwarder:
         incoming: Incoming,
         account: Account,
         adapter: ProviderAdapter,
-        attempt: _Attempt,
+        attempt: Attempt,
         budget: Budget,
         usage: UsageAccumulator,
-    ) -> Response | tuple[str, Failure, float | None]:
+    ) -> Response | Outcome:
         """A response that is not an event stream: read it whole, check it, answer once."""
         status = upstream.status_code
         try:
-            body = await budget.step(self._read_all(upstream))
+            body = await budget.step(read_all(upstream))
         except httpx.TimeoutException:
-            attempt.chain.append(f"{account.id}:timeout")
-            self._state.health.of(account.id).last_error = "the answer stalled"
-            return "next", UpstreamTimeout(f"the upstream's answer stalled on account {account.label}"), None
-        except (httpx.HTTPError, _TooLarge) as exc:
-            attempt.chain.append(f"{account.id}:broken-body")
+            return self._give_up(
+                attempt,
+                account,
+                "timeout",
+                "the answer stalled",
+                UpstreamTimeout(f"the upstream's answer stalled on account {account.label}"),
+            )
+        except (httpx.HTTPError, TooLarge) as exc:
             reason = (
                 "the answer was too large"
-                if isinstance(exc, _TooLarge)
+                if isinstance(exc, TooLarge)
                 else "the connection broke during the answer"
             )
-            self._state.health.of(account.id).last_error = reason
-            return "next", UpstreamUnavailable(f"{reason} on account {account.label}"), None
+            return self._give_up(
+                attempt,
+                account,
+                "broken-body",
+                reason,
+                UpstreamUnavailable(f"{reason} on account {account.label}"),
+            )
         data: object = None
         if body:
             try:
@@ -737,20 +599,20 @@ class Forwarder:
             except ValueError:
                 data = None
         if 200 <= status < 300 and not isinstance(data, dict | list):
-            attempt.chain.append(f"{account.id}:invalid-json")
             log.warning("account %s: a %s answer that is not JSON (%d bytes)", account.id, status, len(body))
-            self._state.health.of(account.id).last_error = f"a {status} answer that is not JSON"
-            return (
-                "next",
+            return self._give_up(
+                attempt,
+                account,
+                "invalid-json",
+                f"a {status} answer that is not JSON",
                 UpstreamUnavailable(f"the upstream's answer on account {account.label} was not valid JSON"),
-                None,
             )
         self._commit(upstream, incoming, account, attempt, status)
         attempt.ttfb = time.perf_counter() - attempt.started
         if isinstance(data, dict):
             usage.feed_body(data)
         if status >= 400:
-            attempt.error = _short(body)
+            attempt.error = short_error(body)
             answer = self._error_answer(incoming, status, upstream.headers, body)
             answer.headers["x-headway-account"] = account.id
         else:
@@ -769,14 +631,17 @@ class Forwarder:
         headers: httpx.Headers,
         body: bytes,
         windows: list[Window],
-        fingerprints: dict[str, str],
+        attempt: Attempt,
         now: float,
-        settings: Settings,
     ) -> None:
+        """The account refused (a fallback status, or an in-stream limit): block it for as long as it says."""
         health = self._state.health
+        settings = self._settings()
         exhausted = adapter.classify_error(status, body, now)
         if status == 401:
-            health.fail_auth(account.id, reason, fingerprints.get(account.id), needs_login=adapter.oauth)
+            health.fail_auth(
+                account.id, reason, attempt.fingerprints.get(account.id), needs_login=adapter.oauth
+            )
             log.warning(
                 "account %s: authentication failed upstream (%s); skipping it until it is fixed",
                 account.id,
@@ -789,191 +654,22 @@ class Forwarder:
                 "account %s: %s; exhausted for %s, falling back",
                 account.id,
                 exhausted.reason,
-                _in(resets - now),
+                format_duration(resets - now),
             )
         else:
             wait = retry_after_seconds(headers, now)
-            until = now + wait if wait is not None else _reset_of_exhausted(windows, now)
+            until = now + wait if wait is not None else reset_of_exhausted(windows, now)
             if until is None:
                 until = now + settings.routing.default_cooldown_seconds
             health.cool_down(account.id, until, reason)
             log.warning(
-                "account %s: %s; cooling down for %s, falling back", account.id, reason, _in(until - now)
+                "account %s: %s; cooling down for %s, falling back",
+                account.id,
+                reason,
+                format_duration(until - now),
             )
         self._state.dirty = True
         self._changed()
-
-    @staticmethod
-    async def _read_all(upstream: httpx.Response, limit: int = _ACCUMULATE_LIMIT) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async for chunk in upstream.aiter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    raise _TooLarge
-        finally:
-            await upstream.aclose()
-        return b"".join(chunks)
-
-    async def _hold(
-        self,
-        iterator: AsyncIterator[bytes],
-        adapter: ProviderAdapter,
-        incoming: Incoming,
-        parser: SSEParser,
-        usage: UsageAccumulator,
-    ) -> tuple[Verdict | None, list[bytes], list[SSEEvent]]:
-        """Read until the first content or error event. Returns (verdict, held chunks, held events).
-
-        The verdict is None when the stream ended or broke first; a silence beyond the read timeout raises.
-        """
-        held: list[bytes] = []
-        events: list[SSEEvent] = []
-        size = 0
-        try:
-            while True:
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    return None, held, events
-                held.append(chunk)
-                size += len(chunk)
-                for event in parser.feed(chunk):
-                    events.append(event)
-                    data = event.json()
-                    if isinstance(data, dict):
-                        usage.feed_event(event.event, data)
-                    verdict = adapter.classify_event(incoming.protocol, event)
-                    if verdict.kind != "meta":
-                        return verdict, held, events
-                if size > _HOLD_LIMIT:
-                    return Verdict("content"), held, events
-        except httpx.TimeoutException:
-            raise
-        except httpx.HTTPError as exc:
-            log.warning("upstream stream broke before content: %s", type(exc).__name__)
-            return None, [], []
-
-    async def _aggregate(
-        self,
-        upstream: httpx.Response,
-        chunks: AsyncIterator[bytes],
-        held: list[bytes],
-        held_events: list[SSEEvent],
-        parser: SSEParser,
-        usage: UsageAccumulator,
-        transformer: ResponseTransformer,
-        incoming: Incoming,
-        account: Account,
-        attempt: _Attempt,
-        adapter: ProviderAdapter,
-    ) -> Response | tuple[str, Failure, float | None]:
-        """Collect the whole stream for an agent that did not ask to stream; answer once.
-
-        Nothing reached the agent until the stream is complete, so a stream that breaks or stalls moves on to the
-        next account like a failure before content.
-        """
-        transcript = list(held) if self._keep_transcript() else None
-        for event in held_events:
-            transformer.feed(event)
-        try:
-            async for chunk in chunks:
-                if transcript is not None:
-                    transcript.append(chunk)
-                for event in parser.feed(chunk):
-                    data = event.json()
-                    if isinstance(data, dict):
-                        usage.feed_event(event.event, data)
-                    transformer.feed(event)
-        except httpx.HTTPError as exc:
-            attempt.chain.append(f"{account.id}:broken-stream")
-            stalled = isinstance(exc, httpx.TimeoutException)
-            reason = "the stream stalled" if stalled else "the stream broke"
-            self._state.health.of(account.id).last_error = reason
-            log.warning(
-                "account %s: %s before the answer was complete (%s)", account.id, reason, type(exc).__name__
-            )
-            failure = UpstreamTimeout if stalled else UpstreamUnavailable
-            return (
-                "next",
-                failure(f"{reason} before the answer was complete on account {account.label}"),
-                None,
-            )
-        finally:
-            await _close(upstream)
-        self._commit(upstream, incoming, account, attempt, upstream.status_code)
-        attempt.transcript = transcript
-        status, body = transformer.result()
-        attempt.status = status
-        attempt.ttfb = time.perf_counter() - attempt.started
-        if status >= 400:
-            attempt.error = _short(body)
-        self._finish(incoming, attempt, usage, adapter)
-        headers = self._response_headers(upstream.headers, account)
-        headers["content-type"] = transformer.content_type
-        return Response(body, status_code=status, headers=headers)
-
-    async def _relay(
-        self,
-        upstream: httpx.Response,
-        chunks: AsyncIterator[bytes],
-        held: list[bytes],
-        held_events: list[SSEEvent],
-        parser: SSEParser,
-        usage: UsageAccumulator,
-        transformer: ResponseTransformer | None,
-        incoming: Incoming,
-        attempt: _Attempt,
-        adapter: ProviderAdapter,
-    ) -> AsyncIterator[bytes]:
-        """The committed event stream to the agent; a break after this point ends it with an error event."""
-        transcript = attempt.transcript
-        try:
-            if transformer is None:
-                for chunk in held:
-                    if attempt.ttfb is None:
-                        attempt.ttfb = time.perf_counter() - attempt.started
-                    yield chunk
-            else:
-                out = b"".join(transformer.feed(event) for event in held_events)
-                if out:
-                    attempt.ttfb = time.perf_counter() - attempt.started
-                    yield out
-            async for chunk in chunks:
-                if attempt.ttfb is None:
-                    attempt.ttfb = time.perf_counter() - attempt.started
-                if transcript is not None:
-                    transcript.append(chunk)
-                if transformer is None:
-                    yield chunk
-                events = parser.feed(chunk)
-                for event in events:
-                    if not _carries_usage(usage.protocol, event):
-                        continue
-                    data = event.json()
-                    if isinstance(data, dict):
-                        usage.feed_event(event.event, data)
-                if transformer is not None:
-                    out = b"".join(transformer.feed(event) for event in events)
-                    if out:
-                        yield out
-            if transformer is not None:
-                tail = transformer.finish()
-                if tail:
-                    yield tail
-        except httpx.HTTPError as exc:
-            attempt.error = f"upstream stream broke: {type(exc).__name__}"
-            log.warning("account %s: %s", attempt.account.id if attempt.account else "?", attempt.error)
-            if isinstance(exc, httpx.TimeoutException):
-                message = "the upstream went silent mid-stream for longer than gateway.read_timeout_seconds"
-            else:
-                message = "the upstream connection broke mid-stream"
-            yield stream_error_event(incoming.protocol, message)
-        finally:
-            await _close(upstream)
-            self._finish(incoming, attempt, usage, adapter)
 
     def _response_headers(self, headers: httpx.Headers, account: Account | None) -> dict[str, str]:
         out = {k: v for k, v in headers.items() if k.lower() not in _DROP_RESPONSE}
@@ -984,74 +680,37 @@ class Forwarder:
     def _finish(
         self,
         incoming: Incoming,
-        attempt: _Attempt,
+        attempt: Attempt,
         usage: UsageAccumulator | None,
         adapter: ProviderAdapter | None,
     ) -> None:
-        account = attempt.account
-        tokens = usage.usage if usage is not None else None
-        model = (usage.model if usage is not None else None) or incoming.model
-        latency_ms = (time.perf_counter() - attempt.started) * 1000
-        if self._observe is not None and attempt.upstream_body is not None:
-            self._observe(
-                Completed(
-                    incoming=incoming,
-                    account=account,
-                    upstream_body=attempt.upstream_body,
-                    status=attempt.status,
-                    usage=tokens,
-                    latency_ms=latency_ms,
-                    transcript=b"".join(attempt.transcript) if attempt.transcript is not None else None,
-                )
-            )
-        if self._log is None:
+        """The request is over: hand its record to the features, after the response's last byte is out."""
+        if not self._features.on_complete:
             return
-        # After the response's last byte is out: the agent never waits on bookkeeping.
-        try:
-            asyncio.get_running_loop().call_soon(
-                self._record, incoming, attempt, tokens, model, account, adapter, latency_ms
-            )
-        except RuntimeError:
-            self._record(incoming, attempt, tokens, model, account, adapter, latency_ms)
-
-    def _record(
-        self,
-        incoming: Incoming,
-        attempt: _Attempt,
-        tokens: Usage | None,
-        model: str | None,
-        account: Account | None,
-        adapter: ProviderAdapter | None,
-        latency_ms: float,
-    ) -> None:
-        if self._log is None:
-            return
-        price = None
-        if tokens is not None and model and account is not None and adapter is not None:
-            provider = "anthropic" if account.family == "anthropic" else "openai"
-            billing = adapter.billing
-            price = lambda: estimate_cost(provider, model, tokens, billing=billing)  # noqa: E731
-        self._log.record(
-            RequestRecord(
-                ts=self._clock(),
-                route=incoming.path,
-                family=incoming.family,
-                account_id=account.id if account else None,
-                account_label=account.label if account else None,
-                account_kind=account.kind if account else None,
-                model=model,
-                status=attempt.status,
-                latency_ms=latency_ms,
-                ttfb_ms=None if attempt.ttfb is None else attempt.ttfb * 1000,
-                stream=incoming.stream,
-                usage=tokens,
-                price=price,
-                session_id=incoming.session.session_id,
-                parent_session_id=incoming.session.parent_session_id,
-                fallback_chain=list(attempt.chain),
-                error=attempt.error,
-                purpose=incoming.purpose,
-                request_bytes=len(incoming.body),
-                upstream_request_id=attempt.upstream_request_id,
-            )
+        done = Completed(
+            request=incoming,
+            account=attempt.account,
+            status=attempt.status,
+            usage=usage.usage if usage is not None else None,
+            model=(usage.model if usage is not None else None) or incoming.model,
+            finished_at=self._clock(),
+            latency_ms=(time.perf_counter() - attempt.started) * 1000,
+            ttfb_ms=None if attempt.ttfb is None else attempt.ttfb * 1000,
+            chain=tuple(attempt.chain),
+            error=attempt.error,
+            upstream_body=attempt.upstream_body,
+            upstream_request_id=attempt.upstream_request_id,
+            billing=adapter.billing if adapter is not None else None,
+            transcript=b"".join(attempt.transcript) if attempt.transcript is not None else None,
         )
+        try:
+            asyncio.get_running_loop().call_soon(self._complete, done)
+        except RuntimeError:
+            self._complete(done)
+
+    def _complete(self, done: Completed) -> None:
+        for feature in self._features.on_complete:
+            try:
+                feature.on_complete(done)
+            except Exception:
+                log.exception("feature %s failed on a finished request", feature.name)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from proxy.config.settings import Account, Settings
+from proxy.features.base import Feature
 from proxy.providers.base import Incoming
 
 __all__ = ["KeepWarm", "shadow_request"]
@@ -63,7 +64,11 @@ class _Session:
     warmed_at: float
 
 
-class KeepWarm:
+class KeepWarm(Feature):
+    """Keeps recently active ChatGPT sessions' cached prefix warm (a feature: ``on_success`` + ``run``)."""
+
+    name = "keep_warm"
+
     def __init__(
         self,
         *,
@@ -80,7 +85,7 @@ class KeepWarm:
         self._clock = clock
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
 
-    def observe(self, incoming: Incoming, account: Account) -> None:
+    def on_success(self, incoming: Incoming, account: Account) -> None:
         """A real request succeeded on ``account``: remember it as the session's latest."""
         settings = self._settings().chatgpt
         session = incoming.session.session_id
@@ -133,7 +138,8 @@ class KeepWarm:
                 sent += 1
         return sent
 
-    async def run(self, interval: float = 10.0) -> None:
+    async def run(self) -> None:
+        interval = 10.0
         while True:
             await asyncio.sleep(min(interval, max(0.05, self.warm_after / 4)))
             await self.tick()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from proxy.gateway.forward import SecretCache
+from proxy.secrets.cache import SecretCache
 from tests.fakes import FakeAnthropic
 from tests.support.gateway import RunningGateway, e2e_keychain, run_cli, start_gateway, wait_until
 

@@ -1,0 +1,205 @@
+"""Reading an upstream answer: hold the pre-content events, pump the committed stream, collect a whole one.
+
+The forwarder decides; these read. :func:`hold` reads until the first content or error event (nothing has reached
+the agent yet, so the forwarder may still fall back); :func:`pump` is the committed stream to the agent, passing
+bytes through untouched unless a transformer translates them; :func:`collect` gathers a stream for an agent that
+did not ask to stream; :func:`read_all` reads a non-streamed answer with a size cap. Usage is picked up on the way
+(only from events that may carry it: most are deltas, which need no JSON parse).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+
+from proxy.gateway.attempt import Attempt
+from proxy.gateway.errors import stream_error_event
+from proxy.providers.base import Incoming, ProviderAdapter, ResponseTransformer, Verdict
+from proxy.wire.sse import SSEEvent, SSEParser
+from proxy.wire.usage import UsageAccumulator
+
+__all__ = ["HOLD_LIMIT", "TooLarge", "close_quietly", "collect", "hold", "pump", "read_all"]
+
+log = logging.getLogger("headway.forward")
+
+HOLD_LIMIT = 256 * 1024  # held before the first content event; beyond it the stream is committed anyway
+ACCUMULATE_LIMIT = 32 * 1024 * 1024  # a non-streamed answer Headway buffers
+
+_DELTA_EVENTS = frozenset(
+    {
+        "content_block_delta",
+        "content_block_start",
+        "content_block_stop",
+        "ping",
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.reasoning_summary_text.delta",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.output_text.done",
+    }
+)
+
+
+class TooLarge(Exception):
+    """A non-streamed answer beyond the size Headway buffers."""
+
+
+def carries_usage(protocol: str, event: SSEEvent) -> bool:
+    """Whether an event may hold usage or the model; streams are mostly deltas, which need no JSON parse."""
+    if event.event in _DELTA_EVENTS:
+        return False
+    if protocol == "openai-chat":
+        return '"usage":' in event.data and '"usage":null' not in event.data.replace(" ", "")
+    return True
+
+
+async def close_quietly(upstream: httpx.Response) -> None:
+    try:
+        await upstream.aclose()
+    except Exception as exc:  # closing a broken or cancelled stream must not hide why it broke
+        log.debug("closing an upstream response failed: %s", exc)
+
+
+async def read_all(upstream: httpx.Response, limit: int = ACCUMULATE_LIMIT) -> bytes:
+    """The whole body (closing the response); TooLarge beyond ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in upstream.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge
+    finally:
+        await upstream.aclose()
+    return b"".join(chunks)
+
+
+async def hold(
+    chunks: AsyncIterator[bytes],
+    adapter: ProviderAdapter,
+    incoming: Incoming,
+    parser: SSEParser,
+    usage: UsageAccumulator,
+) -> tuple[Verdict | None, list[bytes], list[SSEEvent]]:
+    """Read until the first content or error event. Returns (verdict, held chunks, held events).
+
+    The verdict is None when the stream ended or broke first; a silence beyond the read timeout raises.
+    """
+    held: list[bytes] = []
+    events: list[SSEEvent] = []
+    size = 0
+    try:
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return None, held, events
+            held.append(chunk)
+            size += len(chunk)
+            for event in parser.feed(chunk):
+                events.append(event)
+                data = event.json()
+                if isinstance(data, dict):
+                    usage.feed_event(event.event, data)
+                verdict = adapter.classify_event(incoming.protocol, event)
+                if verdict.kind != "meta":
+                    return verdict, held, events
+            if size > HOLD_LIMIT:
+                return Verdict("content"), held, events
+    except httpx.TimeoutException:
+        raise
+    except httpx.HTTPError as exc:
+        log.warning("upstream stream broke before content: %s", type(exc).__name__)
+        return None, [], []
+
+
+async def collect(
+    chunks: AsyncIterator[bytes],
+    held_events: list[SSEEvent],
+    parser: SSEParser,
+    usage: UsageAccumulator,
+    transformer: ResponseTransformer,
+    transcript: list[bytes] | None,
+) -> None:
+    """Feed the rest of the stream to ``transformer`` (whose ``result()`` is then the answer); raises
+    httpx.HTTPError when the stream breaks or stalls."""
+    for event in held_events:
+        transformer.feed(event)
+    async for chunk in chunks:
+        if transcript is not None:
+            transcript.append(chunk)
+        for event in parser.feed(chunk):
+            data = event.json()
+            if isinstance(data, dict):
+                usage.feed_event(event.event, data)
+            transformer.feed(event)
+
+
+async def pump(
+    chunks: AsyncIterator[bytes],
+    held: list[bytes],
+    held_events: list[SSEEvent],
+    parser: SSEParser,
+    usage: UsageAccumulator,
+    transformer: ResponseTransformer | None,
+    attempt: Attempt,
+    incoming: Incoming,
+    close: Callable[[], Awaitable[None]],
+    finish: Callable[[], None],
+) -> AsyncIterator[bytes]:
+    """The committed event stream to the agent; a break after this point ends it with an error event.
+
+    ``close`` releases the upstream response and ``finish`` records the request, whatever happens.
+    """
+    transcript = attempt.transcript
+    try:
+        if transformer is None:
+            for chunk in held:
+                if attempt.ttfb is None:
+                    attempt.ttfb = time.perf_counter() - attempt.started
+                yield chunk
+        else:
+            out = b"".join(transformer.feed(event) for event in held_events)
+            if out:
+                attempt.ttfb = time.perf_counter() - attempt.started
+                yield out
+        async for chunk in chunks:
+            if attempt.ttfb is None:
+                attempt.ttfb = time.perf_counter() - attempt.started
+            if transcript is not None:
+                transcript.append(chunk)
+            if transformer is None:
+                yield chunk
+            events = parser.feed(chunk)
+            for event in events:
+                if not carries_usage(usage.protocol, event):
+                    continue
+                data = event.json()
+                if isinstance(data, dict):
+                    usage.feed_event(event.event, data)
+            if transformer is not None:
+                out = b"".join(transformer.feed(event) for event in events)
+                if out:
+                    yield out
+        if transformer is not None:
+            tail = transformer.finish()
+            if tail:
+                yield tail
+    except httpx.HTTPError as exc:
+        attempt.error = f"upstream stream broke: {type(exc).__name__}"
+        log.warning("account %s: %s", attempt.account.id if attempt.account else "?", attempt.error)
+        if isinstance(exc, httpx.TimeoutException):
+            message = "the upstream went silent mid-stream for longer than gateway.read_timeout_seconds"
+        else:
+            message = "the upstream connection broke mid-stream"
+        yield stream_error_event(incoming.protocol, message)
+    finally:
+        await close()
+        finish()

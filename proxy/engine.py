@@ -24,12 +24,10 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-import uvicorn
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from proxy import __version__
 from proxy.auth import OAuthConfig, TokenManager
@@ -41,20 +39,21 @@ from proxy.features.base import Feature, Features
 from proxy.features.cache_control import CacheControl
 from proxy.features.dumps import Dumps
 from proxy.features.request_log import RequestLog, RequestLogger
-from proxy.gateway.app import GatewayHooks, build_app, is_loopback
+from proxy.gateway.app import GatewayHooks, build_app
 from proxy.gateway.forward import Forwarder
-from proxy.gateway.listener import PortInUse, bind_listener, format_address
-from proxy.gateway.protocol import GatewayHttpProtocol
+from proxy.gateway.listener import PortInUse, bind_listener
+from proxy.gateway.models import ModelList
+from proxy.gateway.server import GatewayServer
 from proxy.providers.base import Incoming, ProviderAdapter
 from proxy.providers.registry import build_adapters, provider_features
 from proxy.relay import RELAY_SECRET, RelayClient
 from proxy.relay.transport import RelayTransport
-from proxy.routing.sessions import SessionInfo
 from proxy.routing.state import RuntimeState, StateSaver
 from proxy.secrets.cache import SecretCache
 from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
 from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
+from proxy.upkeep import AccountUpkeep
 
 __all__ = ["Engine", "EngineOptions", "PortInUse", "ensure_access_key"]
 
@@ -100,14 +99,34 @@ class Engine:
         self._secrets = SecretCache(self._read_secret)
         self._access_key: str | None = None
         self._tasks = TaskGroup()
-        self._server: uvicorn.Server | None = None
-        self._server_task: asyncio.Task[Any] | None = None
-        self._bound: tuple[str, int] = ("127.0.0.1", 0)
+        self._server = GatewayServer(
+            app=lambda: build_app(self._hooks()),
+            tasks=self._tasks,
+            address=self._listen_address,
+            on_bound=self._write_runtime,
+            on_listen_error=self._state_changed,
+        )
         self.request_log = RequestLog(paths.request_log)
         self._adapters: dict[str, ProviderAdapter] = build_adapters()
         self._credentials = Credentials(self._secrets, self._adapters, self._state.health, self._state_dirty)
         self._client: httpx.AsyncClient | None = None
-        self._models_cache: dict[str, tuple[float, list[Any]]] = {}
+        self._upkeep = AccountUpkeep(
+            settings=lambda: self._settings,
+            upstreams=lambda: self._upstreams,
+            adapters=self._adapters,
+            credentials=self._credentials,
+            quota=self._state.quota,
+            client=lambda: self._client,
+            on_dirty=self._state_dirty,
+        )
+        self._models = ModelList(
+            settings=lambda: self._settings,
+            upstreams=lambda: self._upstreams,
+            adapters=self._adapters,
+            credentials=self._credentials,
+            client=lambda: self._client,
+            forward=self._forward,
+        )
         self._forwarder: Forwarder | None = None
         self._relay: RelayClient | None = None
         self._features = Features([])
@@ -115,8 +134,6 @@ class Engine:
         self._keychain_description = ""
         self._loop_thread: int | None = None
         self._listen_socket: socket.socket | None = None
-        self._listen_error: str | None = None
-        self._restart_lock: asyncio.Lock | None = None
         self._status_stale = False
         self._publish_lock = threading.Lock()
         self._publishing: Future[None] | None = None
@@ -126,17 +143,17 @@ class Engine:
 
     @property
     def port(self) -> int:
-        return self._bound[1]
+        return self._server.bound[1]
 
     @property
     def host(self) -> str:
-        return self._bound[0]
+        return self._server.bound[0]
 
     @property
     def base_url(self) -> str:
-        host = self._bound[0]
+        host = self._server.bound[0]
         shown = f"[{host}]" if ":" in host else host
-        return f"http://{shown}:{self._bound[1]}"
+        return f"http://{shown}:{self._server.bound[1]}"
 
     @property
     def access_key(self) -> str | None:
@@ -244,11 +261,11 @@ class Engine:
         sock, self._listen_socket = self._listen_socket, None
         if sock is None:
             sock = bind_listener(*self._listen_address())
-        await self._start_server(sock)
+        await self._server.start(sock)
         self._publish_status()
         self._tasks.spawn(self._saver.run(self.options.state_save_interval), name="headway-state-persist")
         self._tasks.spawn(self._status_loop(), name="headway-status-snapshot")
-        self._tasks.spawn(self._account_upkeep(), name="headway-account-upkeep")
+        self._tasks.spawn(self._upkeep.run(), name="headway-account-upkeep")
         for feature in self._features.all:
             self._tasks.spawn(feature.run(), name=f"headway-{feature.name.replace('_', '-')}")
         self._on_log_level(settings.logging.level)
@@ -276,9 +293,9 @@ class Engine:
             settings=lambda: self._settings,
             access_key=lambda: self._access_key,
             forward=self._forward,
-            models=self._models,
+            models=self._models.answer,
             status=self._status_async,
-            bound_host=lambda: self._bound[0],
+            bound_host=lambda: self._server.bound[0],
         )
 
     def _listen_address(self) -> tuple[str, int]:
@@ -286,58 +303,8 @@ class Engine:
         port = self.options.port if self.options.port is not None else self._settings.gateway.port
         return host, port
 
-    async def _start_server(self, sock: socket.socket) -> None:
-        """Serve on ``sock`` (already bound and listening); it becomes the engine's one server."""
-        host = self._listen_address()[0]
-        try:
-            server, task = await self._serve(sock)
-        except BaseException:
-            sock.close()
-            raise
-        self._server, self._server_task = server, task
-        self._bound = (host, sock.getsockname()[1])
-        if not is_loopback(host):
-            log.warning("the gateway listens on %s (not loopback): the access key is always required", host)
-        self._write_runtime()
-
-    async def _serve(self, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[Any]]:
-        config = uvicorn.Config(
-            build_app(self._hooks()),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            http=GatewayHttpProtocol,  # httptools plus request head / body deadlines (slow clients)
-            timeout_graceful_shutdown=5,
-            timeout_keep_alive=75,
-        )
-        server = uvicorn.Server(config)
-        task = self._tasks.spawn(server.serve(sockets=[sock]), name="headway-gateway-server")
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if task.done():
-            task.result()
-        return server, task
-
-    async def _stop_server(self, timeout: float = 5.0) -> None:
-        server, task = self._server, self._server_task
-        self._server = None
-        self._server_task = None
-        if server is not None and task is not None:
-            await self._stop(server, task, timeout)
-
-    @staticmethod
-    async def _stop(server: uvicorn.Server, task: asyncio.Task[Any], timeout: float = 5.0) -> None:
-        server.should_exit = True
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            log.warning("open streams did not finish within %.1fs; closing them", timeout)
-            server.force_exit = True
-            await asyncio.wait({task}, timeout=2.0)
-
     async def _shutdown(self) -> None:
-        await self._stop_server()
+        await self._server.stop()
         if self._credentials.tokens is not None:
             await self._credentials.tokens.aclose(grace=3.0)
         await self._tasks.close(timeout=2.0)
@@ -353,8 +320,8 @@ class Engine:
     def _write_runtime(self) -> None:
         data = {
             "pid": os.getpid(),
-            "host": self._bound[0],
-            "port": self._bound[1],
+            "host": self._server.bound[0],
+            "port": self._server.bound[1],
             "url": self.base_url,
             "version": __version__,
             "started_at": time.time(),
@@ -390,67 +357,9 @@ class Engine:
         if (old.gateway.host, old.gateway.port) != (settings.gateway.host, settings.gateway.port) and (
             self.options.host is None or self.options.port is None
         ):
-            self._tasks.spawn(self._restart_server(), name="headway-gateway-restart")
+            self._tasks.spawn(self._server.move(), name="headway-gateway-restart")
         self._state_changed()
         log.info("settings applied (%d accounts, routing %s)", len(settings.accounts), settings.routing.mode)
-
-    async def _restart_server(self) -> None:
-        """Move to the configured address: bind it first, then close the old one; on failure keep serving."""
-        if self._restart_lock is None:
-            self._restart_lock = asyncio.Lock()
-        async with self._restart_lock:
-            host, port = self._listen_address()
-            if (host, port) == self._bound or (port == 0 and host == self._bound[0]):
-                if self._listen_error is not None:
-                    log.info(
-                        "listen address is %s again; the earlier problem no longer applies", self.base_url
-                    )
-                self._set_listen_error(None)
-                return
-            old = format_address(*self._bound)
-            try:
-                sock = bind_listener(host, port)
-            except OSError as exc:
-                problem = (
-                    str(exc)
-                    if isinstance(exc, PortInUse)
-                    else f"cannot listen on {format_address(host, port)}: {exc}"
-                )
-                self._set_listen_error(f"{problem}; still serving on {old}")
-                log.error(
-                    "cannot move the gateway to %s: %s; still serving on %s",
-                    format_address(host, port),
-                    exc,
-                    old,
-                )
-                return
-            previous = (self._server, self._server_task)
-            try:
-                server, task = await self._serve(sock)
-            except Exception as exc:
-                sock.close()
-                self._set_listen_error(
-                    f"cannot serve on {format_address(host, port)}: {exc}; still serving on {old}"
-                )
-                log.error(
-                    "cannot move the gateway to %s: %s; still serving on %s",
-                    format_address(host, port),
-                    exc,
-                    old,
-                )
-                return
-            self._server, self._server_task = server, task
-            self._bound = (host, sock.getsockname()[1])
-            self._write_runtime()
-            self._set_listen_error(None)
-            log.info("the gateway moved from %s to %s", old, self.base_url)
-            if previous[0] is not None and previous[1] is not None:
-                await self._stop(previous[0], previous[1])
-
-    def _set_listen_error(self, error: str | None) -> None:
-        if error != self._listen_error:
-            self._listen_error = error
-            self._state_changed()
 
     # ----------------------------------------------------------------- requests
 
@@ -465,50 +374,9 @@ class Engine:
         assert self._forwarder is not None
         return await self._forwarder.send_shadow(incoming, account)
 
-    async def _account_upkeep(self) -> None:
-        """Refresh sign-in tokens ahead of expiry and poll usage endpoints while idle, as each adapter says."""
-        polled: dict[str, float] = {}
-        while True:
-            await asyncio.sleep(5.0)
-            # Keeps the secret cache warm, so status (tray, page) knows an account whose key or login is missing.
-            enabled = [a for a in self._settings.accounts if a.enabled]
-            await self._secrets.fingerprints_of(enabled)
-            signed_in = [a for a in enabled if self._adapters[a.kind].oauth]
-            if signed_in and self._credentials.tokens is not None:
-                await self._credentials.tokens.refresh_due([a.id for a in signed_in])
-            now = time.time()
-            for account in self._polled_accounts():
-                interval = self._adapters[account.kind].usage_poll_seconds(self._settings)
-                if now - polled.get(account.id, 0.0) >= interval:
-                    polled[account.id] = now
-                    await self._poll_usage(account)
-
-    def _polled_accounts(self) -> list[Account]:
-        """Enabled accounts whose provider has a usage endpoint to poll."""
-        return [a for a in self._settings.accounts if a.enabled and self._adapters[a.kind].polls_usage]
-
-    async def _poll_usage(self, account: Account) -> bool:
-        """Read one account's usage endpoint (through its adapter); update its quota windows. True on success."""
-        if self._client is None:
-            return False
-        token = await self._credentials.credential(account)
-        if not token:
-            return False
-        try:
-            windows, plan = await self._adapters[account.kind].poll_usage(
-                self._client, account, token, self._upstreams
-            )
-        except (httpx.HTTPError, ValueError) as exc:
-            log.info("usage poll for %s failed: %s", account.id, exc)
-            return False
-        if self._state.quota.update(account.id, windows, time.time(), plan):
-            self._state.dirty = True
-            self._state_changed()
-        return True
-
     async def refresh_quota(self) -> None:
         """Poll usage for every account that has a usage endpoint now (`headway status --refresh`)."""
-        await asyncio.gather(*(self._poll_usage(a) for a in self._polled_accounts()))
+        await self._upkeep.refresh_quota()
 
     async def _forward(self, incoming: Incoming) -> Response:
         assert self._forwarder is not None
@@ -517,60 +385,11 @@ class Engine:
         finally:
             self._state_changed()  # health notes (last_error) change without a callback; before the agent sees it
 
-    async def _models(self, family: Literal["anthropic", "openai"], request: Request) -> Response:
-        """The models the configured accounts can serve, in the asking protocol's shape."""
-        accounts = [a for a in self._settings.accounts if a.family == family and a.enabled]
-        if family == "anthropic":
-            if not accounts:
-                return JSONResponse({"data": [], "has_more": False, "first_id": None, "last_id": None})
-            return await self._forward(self._models_request(family, request))
-        data: list[Any] = []
-        if any(not self._adapters[a.kind].own_model_list for a in accounts):
-            response = await self._forward(self._models_request(family, request))
-            if response.status_code != 200:
-                return response
-            body = getattr(response, "body", b"")
-            if not body and hasattr(response, "body_iterator"):
-                body = b"".join([chunk async for chunk in response.body_iterator])
-            try:
-                data = list(json.loads(body).get("data", []))
-            except (ValueError, AttributeError):
-                data = []
-        listing = next((a for a in accounts if self._adapters[a.kind].own_model_list), None)
-        if listing is not None:
-            known = {m.get("id") for m in data if isinstance(m, dict)}
-            data += [m for m in await self._own_models(listing) if m.get("id") not in known]
-        return JSONResponse({"object": "list", "data": data})
-
-    def _models_request(self, family: Literal["anthropic", "openai"], request: Request) -> Incoming:
-        return Incoming(
-            method="GET",
-            path="/v1/models",
-            query=request.url.query,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=b"",
-            json=None,
-            protocol="anthropic" if family == "anthropic" else "openai-chat",
-            family=family,
-            session=SessionInfo(),
-        )
-
-    async def _own_models(self, account: Account) -> list[dict[str, Any]]:
-        """The model list an account's provider keeps itself (cached 10 minutes; the adapter falls back to its own)."""
-        cached = self._models_cache.get(account.id)
-        if cached and time.time() - cached[0] < 600:
-            return cached[1]
-        assert self._client is not None
-        token = await self._credentials.credential(account)
-        models = await self._adapters[account.kind].list_models(self._client, account, token, self._upstreams)
-        self._models_cache[account.id] = (time.time(), models)
-        return models
-
     # ----------------------------------------------------------------- status
 
     async def _status_async(self, refresh: bool = False) -> dict[str, Any]:
         if refresh:
-            await self.refresh_quota()
+            await self._upkeep.refresh_quota()
         await self._secrets.fingerprints_of([a for a in self._settings.accounts if a.enabled])
         self._publish_status()
         return copy.deepcopy(self._status)
@@ -650,7 +469,7 @@ class Engine:
         return {
             "version": __version__,
             "url": self.base_url,
-            "listen_error": self._listen_error,
+            "listen_error": self._server.listen_error,
             "pid": os.getpid(),
             "routing": self._settings.routing.mode,
             "paused": self._settings.gateway.paused,

@@ -210,7 +210,7 @@ def test_an_error_in_the_guard_is_a_json_500(gw: RunningGateway, monkeypatch: py
     def broken() -> str:
         raise KeyError("keychain went away")
 
-    guard = gw.services.engine._server.config.loaded_app  # type: ignore[union-attr]
+    guard = gw.services.engine._server._server.config.loaded_app  # type: ignore[union-attr]
     while not hasattr(guard, "hooks"):
         guard = guard.app
     monkeypatch.setattr(guard.hooks, "access_key", broken)

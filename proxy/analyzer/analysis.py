@@ -389,7 +389,7 @@ def _session_notes(
 
 def _assumptions(source: Source, turns: list[Turn]) -> list[str]:
     lines = [
-        "costs at current list prices (genai-prices), output included in every scenario",
+        "costs at current list prices (Headway's price table), output included in every scenario",
         "no cache: every prompt token at the uncached input price",
         "5-min / 1-hour cache: the prefix shared with the previous turn of the same model is read at the "
         "cache-read price (Anthropic 0.1x) when the gap is within 5 / 60 minutes; everything else is written "

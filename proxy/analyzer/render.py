@@ -46,10 +46,9 @@ def format_report(report: CacheReport) -> str:
         lines.append("")
         lines.append("Prices (USD per million tokens: input / cache read / write 5m / write 1h / output):")
         for card in report.prices:
-            derived = f"  (derived: {', '.join(card.derived)})" if card.derived else ""
             lines.append(
                 f"  {card.provider}/{card.model}: {card.input:g} / {card.cache_read:g} / {card.cache_write_5m:g} / "
-                f"{card.cache_write_1h:g} / {card.output:g}{derived}"
+                f"{card.cache_write_1h:g} / {card.output:g}"
             )
     lines.append("")
     lines.append("Model:")

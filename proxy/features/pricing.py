@@ -1,85 +1,77 @@
-"""Cost estimates in USD, from the price tables bundled with ``genai-prices``.
+"""Cost estimates in USD from Headway's own price table (:mod:`proxy.features.price_table`).
 
-What the tables give us (genai-prices 0.2.x): per-model input, output, cache-read and cache-write prices; a separate
-one-hour cache-write price for Anthropic models (2x input, where the five-minute write is 1.25x); prices that
-changed over time (``at``); long-context tiers chosen by total input. What they do not: OpenAI has no cache-write
-price (writes are not billed there); a write whose TTL the upstream did not report is priced at the five-minute
-rate; batch / flex / priority service tiers are not applied (we price the standard tier); server-tool fees (web
-search) are not counted.
+Counted: input, output (reasoning tokens are part of output, never extra), cache reads, and Anthropic's cache
+writes at the five-minute or one-hour rate (a write whose TTL the upstream did not report is priced at the
+five-minute rate); Anthropic's long-context rates for a request above the threshold. Not counted: batch / flex /
+priority service tiers (the standard tier is priced), server-tool fees (web search). No network, ever.
 
-No network, ever: genai-prices only fetches newer tables when someone starts its ``UpdatePrices`` background task.
-Headway never does, so every estimate reads the tables shipped inside the installed package, and a stale table
-means a slightly stale estimate, never a stalled request.
-
-Subscription accounts (ChatGPT Plus/Pro) are not billed per token: they cost 0.0.
+Subscription accounts (ChatGPT Plus/Pro) are not billed per token: they cost 0.0. A model the table does not know
+costs None — "price unknown" — and its tokens are still counted wherever costs are shown.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime
 from typing import Literal, get_args
 
-import genai_prices
-
+from proxy.features.price_table import ANTHROPIC, OPENAI, ModelPrice
 from proxy.wire.usage import Usage
 
-__all__ = ["Billing", "estimate_cost"]
+__all__ = ["Billing", "estimate_cost", "price_of"]
 
 Billing = Literal["metered", "subscription"]
 
-_log = logging.getLogger(__name__)
+_TABLES = {"anthropic": ANTHROPIC, "openai": OPENAI}
+_CACHE_READ = 0.1  # Anthropic: x input
+_CACHE_WRITE_5M = 1.25
+_CACHE_WRITE_1H = 2.0
+_PER_TOKEN = 1e-6  # the table is per million tokens
 
 
-def estimate_cost(
-    provider: str,
-    model: str,
-    usage: Usage,
-    *,
-    at: datetime | None = None,
-    billing: str = "metered",
-) -> float | None:
+def price_of(provider: str, model: str) -> ModelPrice | None:
+    """The table's row for ``model`` (a dated snapshot or ``provider/`` prefix finds its base), else None."""
+    table = _TABLES.get(provider)
+    if table is None or not model:
+        return None
+    name = model.rsplit("/", 1)[-1].lower()
+    best = max((key for key in table if name == key or name.startswith(key + "-")), key=len, default=None)
+    return None if best is None else table[best]
+
+
+def estimate_cost(provider: str, model: str, usage: Usage, *, billing: str = "metered") -> float | None:
     """The estimated price in USD of ``usage`` on ``model`` at ``provider`` (``"anthropic"`` or ``"openai"``).
 
-    ``at`` is when the request ran (naive means UTC; default now). Returns 0.0 for ``billing="subscription"``, and
-    None when the provider or model is unknown to the price tables or the usage cannot be priced.
+    Returns 0.0 for ``billing="subscription"``, and None when the provider or the model is not in the price table.
     """
     if billing not in get_args(Billing):
         raise ValueError(f"unknown billing {billing!r}; expected one of {get_args(Billing)}")
     if billing == "subscription":
         return 0.0
-    if not model:
+    price = price_of(provider, model)
+    if price is None:
         return None
-    try:
-        calculation = genai_prices.calc_price(
-            _to_price_usage(usage),
-            model,
-            provider_id=provider,
-            genai_request_timestamp=at,
-        )
-    except LookupError:
-        _log.debug("no price known for %s model %r", provider, model)
-        return None
-    except ValueError as exc:
-        _log.warning("cannot price %s model %r with %r: %s", provider, model, usage, exc)
-        return None
-    return float(calculation.total_price)
+    if provider == "anthropic":
+        return _anthropic(price, usage)
+    cached = price.input if price.cached_input is None else price.cached_input
+    written = usage.cache_write_tokens  # OpenAI reports no writes; a counterfactual write is billed as input
+    return (
+        (usage.input_tokens + written) * price.input
+        + usage.cache_read_tokens * cached
+        + usage.output_tokens * price.output
+    ) * _PER_TOKEN
 
 
-def _to_price_usage(usage: Usage) -> genai_prices.Usage:
-    """Translate to genai-prices' usage, where ``input_tokens`` counts *all* input and the cache counts are parts of
-    it (and ``cache_write_tokens`` is the whole of which the 5m / 1h writes are parts)."""
+def _anthropic(price: ModelPrice, usage: Usage) -> float:
     write_1h = usage.cache_write_1h_tokens
-    write_5m = usage.cache_write_5m_tokens
-    writes = max(usage.cache_write_tokens, write_5m + write_1h)
-    output = usage.output_tokens
-    counts = {
-        "input_tokens": usage.input_tokens + usage.cache_read_tokens + writes,
-        "output_tokens": output,
-        "cache_read_tokens": usage.cache_read_tokens,
-        "cache_write_tokens": writes,
-        "cache_write_5m_tokens": write_5m,
-        "cache_write_1h_tokens": write_1h,
-        "output_reasoning_tokens": min(usage.reasoning_tokens, output),
-    }
-    return genai_prices.Usage(**{key: value for key, value in counts.items() if value})
+    write_5m = max(usage.cache_write_tokens - write_1h, usage.cache_write_5m_tokens)
+    total_input = usage.input_tokens + usage.cache_read_tokens + write_5m + write_1h
+    rate_in, rate_out = price.input, price.output
+    tier = price.long_context
+    if tier is not None and total_input > tier.above_input_tokens:
+        rate_in, rate_out = tier.input, tier.output
+    return (
+        usage.input_tokens * rate_in
+        + usage.cache_read_tokens * rate_in * _CACHE_READ
+        + write_5m * rate_in * _CACHE_WRITE_5M
+        + write_1h * rate_in * _CACHE_WRITE_1H
+        + usage.output_tokens * rate_out
+    ) * _PER_TOKEN

@@ -8,6 +8,8 @@ installing the lock with ``--require-hashes``.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -71,8 +73,8 @@ def test_the_bundle_tools_are_locked() -> None:
 
 
 def test_dependencies_that_surprised_us_have_upper_bounds() -> None:
-    """A new major (or, for genai-prices, a new minor) comes in only through a reviewed bump."""
-    bounded = {"starlette", "watchdog", "filelock", "genai-prices", "httpx", "pydantic", "wsproto", "tomlkit"}
+    """A new major comes in only through a reviewed bump."""
+    bounded = {"starlette", "watchdog", "filelock", "httpx", "pydantic", "wsproto", "tomlkit"}
     found = {canonicalize_name(r.name): r for r in _pyproject_dependencies()}
     for name in bounded:
         assert name in found, f"{name} is no longer a dependency; update this test"
@@ -91,3 +93,18 @@ def test_build_sh_installs_the_lock_with_hash_checking() -> None:
     install = re.search(r"pip install[^\n]*(?:\\\n[^\n]*)*", script)
     assert install is not None, "build.sh no longer installs anything"
     assert "--require-hashes" in install.group(0) and "requirements.lock" in script
+
+
+def test_one_http_stack() -> None:
+    """Neither the bundle nor a running Headway carries a second HTTP client stack (httpx2 / httpcore2 came with
+    genai-prices, for a price updater Headway never ran)."""
+    locked = {
+        canonicalize_name(line.split("==")[0]) for line in LOCK.read_text().splitlines() if "==" in line
+    }
+    assert not locked & {"httpx2", "httpcore2", "truststore", "genai-prices"}
+    code = (
+        "import sys, proxy.engine, proxy.features.pricing, proxy.analyzer, tray.cli, web_ui.app;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'httpx2', 'httpcore2', 'genai_prices'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

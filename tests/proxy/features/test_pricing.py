@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import socket
-import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,13 +8,13 @@ import pytest
 from proxy.features.pricing import estimate_cost
 from proxy.wire.usage import Usage
 
-# Counts stay below 200k input tokens: above that, genai-prices applies Anthropic's historical long-context tier.
+# Counts stay below 200k input tokens: above that, Sonnet's long-context rates apply.
 TOKENS = 100_000
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pricing must never reach for the network (genai-prices can auto-update; we must not let it)."""
+    """Pricing never reaches for the network."""
 
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("pricing tried to open a network connection")
@@ -137,14 +135,43 @@ def test_empty_usage_costs_zero() -> None:
     assert estimate_cost("anthropic", "claude-sonnet-4-5", Usage()) == 0.0
 
 
-def test_price_at_a_given_time() -> None:
-    usage = Usage(input_tokens=TOKENS)
-    at = datetime(2025, 11, 1, tzinfo=UTC)
+def test_a_dated_snapshot_or_a_provider_prefix_finds_its_model() -> None:
+    usage = Usage(input_tokens=TOKENS, output_tokens=TOKENS)
+    base = _cost("anthropic", "claude-haiku-4-5", usage)
+    assert _cost("anthropic", "claude-haiku-4-5-20251001", usage) == base
+    assert _cost("anthropic", "anthropic/claude-haiku-4-5", usage) == base
+    assert (
+        estimate_cost("anthropic", "claude-haiku-4-50", usage) is None
+    )  # a prefix of the name is not enough
 
-    assert estimate_cost("anthropic", "claude-sonnet-4-5", usage, at=at) == pytest.approx(0.3)
+
+def test_the_longest_matching_name_wins() -> None:
+    usage = Usage(input_tokens=TOKENS, output_tokens=TOKENS)
+    # gpt-5-mini: $0.25 in / $2 out; gpt-5: $1.25 / $10 — the mini must not be priced as gpt-5
+    assert _cost("openai", "gpt-5-mini", usage) == pytest.approx(0.025 + 0.2)
+    assert _cost("openai", "gpt-5-mini-2025-08-07", usage) == pytest.approx(0.025 + 0.2)
+    assert _cost("openai", "gpt-5", usage) == pytest.approx(0.125 + 1.0)
+    # Opus 4.5 costs a third of Opus 4.1
+    assert _cost("anthropic", "claude-opus-4-5", usage) * 3 == pytest.approx(
+        _cost("anthropic", "claude-opus-4-1-20250805", usage)
+    )
 
 
-def test_pricing_starts_no_update_thread() -> None:
-    estimate_cost("openai", "gpt-5", Usage(input_tokens=TOKENS))
+def test_sonnet_long_context_rates_apply_to_the_whole_request_above_200k_input() -> None:
+    below = _cost("anthropic", "claude-sonnet-4-5", Usage(input_tokens=200_000, output_tokens=1_000))
+    above = _cost(
+        "anthropic",
+        "claude-sonnet-4-5",
+        Usage(input_tokens=150_000, cache_read_tokens=60_000, output_tokens=1_000),
+    )
+    assert below == pytest.approx(200_000 * 3e-6 + 1_000 * 15e-6)
+    assert above == pytest.approx(150_000 * 6e-6 + 60_000 * 0.6e-6 + 1_000 * 22.5e-6)
+    # Haiku has no long-context tier
+    assert _cost("anthropic", "claude-haiku-4-5", Usage(input_tokens=300_000)) == pytest.approx(0.3)
 
-    assert not [t for t in threading.enumerate() if t.name.startswith("genai_prices")]
+
+def test_openai_cached_input_has_its_own_rate_and_a_write_is_ordinary_input() -> None:
+    assert _cost("openai", "gpt-4o", Usage(cache_read_tokens=TOKENS)) == pytest.approx(TOKENS * 1.25e-6)
+    assert _cost("openai", "gpt-5", Usage(cache_write_tokens=TOKENS)) == _cost(
+        "openai", "gpt-5", Usage(input_tokens=TOKENS)
+    )

@@ -79,7 +79,7 @@ def read_secret(stdin: bool, prompt: str) -> str:
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Headway: run your coding agents on your own ChatGPT, OpenAI and Anthropic accounts."""
-    from ..cli_log import log_cli_to_file
+    from .log import log_cli_to_file
 
     log_cli_to_file(
         env_paths().log_dir

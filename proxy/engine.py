@@ -51,7 +51,7 @@ from proxy.relay.transport import RelayTransport
 from proxy.routing.state import RuntimeState, StateSaver
 from proxy.secrets.cache import SecretCache
 from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
-from proxy.status import status_snapshot
+from proxy.status import pool_summary, status_snapshot
 from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
 
@@ -485,6 +485,14 @@ class Engine:
                 self._adapters,
             ),
             "relay": self._relay.stats() if self._relay is not None else None,
+            "summary": pool_summary(
+                self._settings,
+                self._state,
+                now,
+                self._secrets.fingerprints(),
+                self._secrets.missing(),
+                self._adapters,
+            ),
         }
 
     @property

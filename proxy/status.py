@@ -10,8 +10,9 @@ from proxy.providers.base import ProviderAdapter
 from proxy.providers.registry import build_adapters
 from proxy.routing.health import Block
 from proxy.routing.state import RuntimeState
+from proxy.routing.summary import health_summary
 
-__all__ = ["status_snapshot"]
+__all__ = ["pool_summary", "status_snapshot"]
 
 
 def _window_json(window: Any, now: float) -> dict[str, Any]:
@@ -73,6 +74,7 @@ def status_snapshot(
                 else max(0.0, round(block.until - now, 1)),
                 "last_error": record.last_error if record else None,
                 "last_ok_at": record.last_ok_at if record else None,
+                "last_used_at": record.last_used_at if record else None,
                 "quota": None
                 if snapshot is None
                 else {
@@ -83,3 +85,16 @@ def status_snapshot(
             }
         )
     return accounts
+
+
+def pool_summary(
+    settings: Settings,
+    state: RuntimeState,
+    now: float,
+    fingerprints: dict[str, str],
+    missing: set[str] | None = None,
+    adapters: Mapping[str, ProviderAdapter] | None = None,
+) -> dict[str, Any]:
+    """The ``summary`` of the status (:mod:`proxy.routing.summary`) for the same inputs as :func:`status_snapshot`."""
+    accounts = status_snapshot(settings, state, now, fingerprints, missing, adapters)
+    return health_summary(accounts, now, paused=settings.gateway.paused, routing=settings.routing.mode)

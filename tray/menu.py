@@ -1,5 +1,8 @@
 """The tray menu as plain data, built from one status snapshot and the settings in force.
 
+Its header and account lines are the status ``summary``'s (:mod:`proxy.routing.summary`): the same words as the
+tooltip and ``headway status``, judged once by the engine.
+
 :func:`build` returns a tree of :class:`Entry` — text, checked state, and an action to run — with no toolkit in
 sight, so tests read it directly; :func:`to_pystray` turns it into pystray items at the last moment. Actions are
 methods of an :class:`Actions` object; the tray runs them on its action thread, never on the tray thread.
@@ -25,8 +28,6 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from proxy.config.settings import Settings
-
-from .icon import account_line, active_accounts
 
 __all__ = [
     "AGENTS",
@@ -157,6 +158,7 @@ class Actions(Protocol):
     def set_setting(self, path: str, value: Any) -> None: ...
     def set_paused(self, paused: bool) -> None: ...
     def open_settings(self) -> None: ...
+    def refresh_quota(self) -> None: ...
     def open_settings_file(self) -> None: ...
     def connect_agent(self, agent: str) -> None: ...
     def set_autostart(self, enabled: bool) -> None: ...
@@ -197,13 +199,17 @@ SEPARATOR = Entry("----")
 
 
 def _account_entries(view: MenuView, actions: Actions) -> list[Entry]:
-    accounts = list(view.status.get("accounts") or ())
+    summary = view.status.get("summary") or {}
+    header = Entry(str(summary.get("headline") or "Headway"), actions.open_settings)
+    accounts = list(summary.get("accounts") or ())
     if not accounts:
-        return [Entry("No accounts yet — add one in settings", actions.open_settings)]
-    active = {a.get("id") for a in active_accounts(view.status, view.now)}
+        return [header, Entry("No accounts yet — add one in settings", actions.open_settings)]
     return [
-        Entry(("● " if a.get("id") in active else "○ ") + account_line(a, view.now), actions.open_settings)
-        for a in accounts
+        header,
+        *(
+            Entry(("● " if a.get("serving") else "○ ") + str(a.get("line")), actions.open_settings)
+            for a in accounts
+        ),
     ]
 
 
@@ -236,6 +242,7 @@ def build(view: MenuView, actions: Actions) -> tuple[Entry, ...]:
     if url:
         entries.append(Entry(f"Gateway: {url}", enabled=False))
     entries.append(SEPARATOR)
+    entries.append(Entry("Refresh quota now", actions.refresh_quota))
     if view.paused is not None:
         entries.append(
             Entry("Resume gateway", partial(actions.set_paused, False))

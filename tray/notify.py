@@ -6,7 +6,12 @@
 - an account ran out of quota (with its reset time) or was rate-limited,
 - an account needs login, or its key was rejected,
 - a subscription window crossed 80 % or 95 % used,
-- a new gateway port could not be taken (the engine's ``listen_error``; it keeps serving on the old one).
+- a new gateway port could not be taken (the engine's ``listen_error``; it keeps serving on the old one),
+- the whole pool ran out (with the time the first account is back), or is back; an account is back.
+
+Pool and account states come from the status ``summary`` (:mod:`proxy.routing.summary`), not judged here. When the
+pool runs out, that one notice stands for the accounts that ran out with it; several accounts changing the same way
+in one snapshot make one notice. Each kind has a switch in the ``notifications`` settings (:func:`wanted`).
 
 Threshold crossings are reported only for windows with a known length (the ChatGPT 5-hour and weekly windows):
 per-minute API windows refill continuously, so "80 % used" there would fire and clear all day.
@@ -23,11 +28,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.config.settings import NotificationSettings
 from proxy.durations import format_duration
+from proxy.routing.summary import BLOCKED_HEALTH as BLOCKED_UNTIL_RESET
+from proxy.routing.summary import window_label
 
-from .icon import BLOCKED_UNTIL_RESET, window_label
-
-__all__ = ["BURST", "BURST_SECONDS", "PER_KEY_SECONDS", "THRESHOLDS", "Notice", "Throttle", "derive"]
+__all__ = [
+    "BURST",
+    "BURST_SECONDS",
+    "PER_KEY_SECONDS",
+    "THRESHOLDS",
+    "Notice",
+    "Throttle",
+    "derive",
+    "wanted",
+]
 
 #: (percent used, remaining at or below which it counts as crossed)
 THRESHOLDS: tuple[tuple[int, float], ...] = ((95, 5.0), (80, 20.0))
@@ -47,6 +62,37 @@ class Notice:
     key: tuple[str, ...]
     title: str
     message: str
+    #: The account it is about (its label), when it is about one.
+    label: str = ""
+
+
+#: How several accounts changing the same way in one snapshot are told, in one notice.
+_MANY = {
+    "needs_login": ("{n} accounts need login", "Open Headway's settings to sign in again."),
+    "auth_failed": ("{n} accounts had their keys rejected", "Replace them in Headway's settings."),
+    "exhausted": ("{n} accounts are out of quota", "Requests go to the accounts left."),
+    "recovered": ("{n} accounts are back", "They take requests again."),
+    "fallback": ("Headway fell back", "Requests now go to other accounts."),
+}
+
+
+#: Notice kind (its key's first part) → the ``notifications`` switch that governs it (none: always shown).
+SWITCHES = {
+    "pool_exhausted": "exhausted",
+    "exhausted": "exhausted",
+    "fallback": "exhausted",
+    "needs_login": "needs_login",
+    "auth_failed": "needs_login",
+    "recovered": "recovered",
+    "pool_recovered": "recovered",
+    "threshold": "low_quota",
+}
+
+
+def wanted(notice: Notice, switches: NotificationSettings) -> bool:
+    """Whether the user's ``notifications`` settings let this notice through."""
+    switch = SWITCHES.get(notice.key[0])
+    return switch is None or bool(getattr(switches, switch))
 
 
 def _accounts(status: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
@@ -111,10 +157,74 @@ def _serving(accounts: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str
     return serving
 
 
+def _summary_accounts(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    summary = status.get("summary") or {}
+    return {str(a["id"]): a for a in summary.get("accounts") or () if a.get("id") is not None}
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M", time.localtime(epoch))
+
+
+def _pool_notices(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Notice]:
+    was, now = previous.get("summary") or {}, current.get("summary") or {}
+    before, after = str(was.get("state") or ""), str(now.get("state") or "")
+    notices = []
+    if after == "exhausted" and before not in ("exhausted", "paused"):
+        reset = now.get("next_reset")
+        computed = float(now.get("computed_at") or time.time())
+        when = (
+            f"The first one is back at {_clock(float(reset))} (in {format_duration(float(reset) - computed)})."
+            if reset is not None
+            else "Reset time unknown."
+        )
+        notices.append(
+            Notice(("pool_exhausted",), "Every account is out of quota", f"Agents get errors. {when}")
+        )
+    if before in ("exhausted", "needs_login") and after in ("healthy", "low", "critical"):
+        notices.append(Notice(("pool_recovered",), "Headway is back", str(now.get("headline") or "")))
+    for account_id, entry in _summary_accounts(current).items():
+        old = _summary_accounts(previous).get(account_id)
+        if old is not None and old.get("enabled") and not old.get("ready") and entry.get("ready"):
+            notices.append(
+                Notice(
+                    ("recovered", account_id),
+                    f"{entry.get('label')} is back",
+                    "It takes requests again.",
+                    str(entry.get("label")),
+                )
+            )
+    return notices
+
+
+def _merge(notices: list[Notice]) -> list[Notice]:
+    """One notice per kind per snapshot: a pool notice stands for its accounts; several accounts make one."""
+    kinds = {n.key[0] for n in notices}
+    if "pool_exhausted" in kinds:
+        notices = [n for n in notices if n.key[0] not in ("exhausted", "fallback")]
+    if "pool_recovered" in kinds:
+        notices = [n for n in notices if n.key[0] != "recovered"]
+    merged: list[Notice] = []
+    for kind in dict.fromkeys(n.key[0] for n in notices):
+        same = [n for n in notices if n.key[0] == kind]
+        if len(same) == 1 or kind in ("threshold", "listen_error"):
+            merged.extend(same)
+            continue
+        title, todo = _MANY[kind]
+        names = ", ".join(n.label for n in same[:3]) + (f" and {len(same) - 3} more" if len(same) > 3 else "")
+        key = (kind, *sorted(k for n in same for k in n.key[1:]))
+        merged.append(Notice(key, title.format(n=len(same)), f"{names}. {todo}"))
+    return merged
+
+
 def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[Notice]:
     """What changed between two snapshots that the user should be told about (nothing on the first one)."""
     if previous is None:
         return []
+    return _merge([*_pool_notices(previous, current), *_account_notices(previous, current)])
+
+
+def _account_notices(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[Notice]:
     before, after = _accounts(previous), _accounts(current)
     notices: list[Notice] = []
 
@@ -140,6 +250,7 @@ def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> li
                 ("fallback", family, str(new["id"])),
                 "Headway fell back",
                 f"{_label(old)} {why}; requests now go to {_label(new)}.",
+                _label(old),
             )
         )
 
@@ -151,7 +262,7 @@ def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> li
         health = account.get("health")
         if health in _LOGIN and old.get("health") != health:
             what, todo = _LOGIN[str(health)]
-            notices.append(Notice((str(health), account_id), f"{label} {what}", todo))
+            notices.append(Notice((str(health), account_id), f"{label} {what}", todo, label))
             continue
         if _exhausted(account) and not _exhausted(old):
             empty = _empty_window(account)
@@ -161,7 +272,7 @@ def derive(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> li
                 message = f"{label} is out of {window_label(str(empty['name']))} quota; {when}."
             else:
                 message = f"{label} is {_blocked_text(account).replace(', ', '; ', 1)}."
-            notices.append(Notice(("exhausted", account_id), f"{label} is out of quota", message))
+            notices.append(Notice(("exhausted", account_id), f"{label} is out of quota", message, label))
             continue
         old_windows = _windows(old)
         for name, window in _windows(account).items():

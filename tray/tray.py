@@ -5,8 +5,10 @@ Threads (see docs/architecture.md):
 - main: pystray's loop. Menu callbacks only queue work; menu text is read from a snapshot (:class:`MenuView`)
   prepared elsewhere. No network or disk I/O here.
 - ``headway-tray-status``: every half second reads ``engine.status()`` (in memory), takes requests from a second
-  launch (:mod:`tray.instance`), works out the icon (:mod:`tray.icon`), notifications (:mod:`tray.notify`) and
-  the menu view, and hands images, titles and menu updates to pystray (whose backends accept them from any thread).
+  launch (:mod:`tray.instance`), draws the status ``summary`` as the icon (:mod:`tray.icon`), its tooltip and the
+  menu header, works out notifications (:mod:`tray.notify`), and hands images, titles and menu updates to pystray
+  (whose backends accept them from any thread). A change of health reaches the icon, tooltip and menu on the next
+  tick (well within 2 s); only countdown text waits for :data:`MENU_TEXT_REFRESH_SECONDS`.
 - ``headway-tray-actions``: runs what menu items do, one at a time — settings writes through ``store.update``,
   opening pages and folders, the clipboard — catching and logging every error (tray callbacks never raise).
 
@@ -38,9 +40,9 @@ from .app import AlreadyRunning, Services, build_services, run_headless
 from .autostart import Autostart, AutostartError, for_platform
 from .backend import import_pystray
 from .desktop import Desktop, DesktopActions, has_display
-from .icon import IconState, Level, render, summarize
+from .icon import IconState, Level, icon_state, render
 from .menu import AGENTS, MenuView, build, connection_text, set_setting, signature, to_pystray
-from .notify import Throttle, derive
+from .notify import Throttle, derive, wanted
 
 __all__ = ["TrayApp", "icon_size", "run_tray_or_headless"]
 
@@ -101,6 +103,15 @@ class TrayActions:
             return
         log.info("the settings page is not available; opening the settings file")
         self._app.desktop.open(str(self._services.paths.settings_file))
+
+    def refresh_quota(self) -> None:
+        """Ask every account with a usage endpoint for its quota now; the icon and menu follow on the next tick."""
+        engine: Any = self._services.engine
+        engine.call(engine.refresh_quota(), timeout=30.0)
+        log.info("tray: quota refreshed")
+        self._app.wake()
+        summary = engine.status().get("summary") or {}
+        self._app.notify("Quota refreshed", str(summary.get("headline") or ""))
 
     def open_settings_file(self) -> None:
         self._app.desktop.open(str(self._services.paths.settings_file))
@@ -215,7 +226,7 @@ class TrayApp:
             self.services.stop()
 
     def _run_icon(self) -> None:
-        first = summarize(self.services.engine.status(), paused=self._paused())
+        first = self._icon_state(self.services.engine.status(), time.time())
         self._icon = self.pystray.Icon(
             "headway",
             icon=render(first, self.size, template=_uses_template(first, self.platform)),
@@ -366,15 +377,11 @@ class TrayApp:
         now = time.time() if now is None else now
         status = dict(self.services.engine.status())
         paused = self._paused()
-        if paused is not None:
-            status["paused"] = paused
-        state = summarize(status, now)
-        if status.get("listen_error"):
-            state = replace(state, tooltip=f"{state.tooltip}\n⚠ {status['listen_error']}")
-        self._show_state(state)
+        self._show_state(self._icon_state(status, now))
 
+        switches = self.services.store.current.notifications
         for notice in derive(self._previous, status):
-            if self._throttle.allow(notice):
+            if wanted(notice, switches) and self._throttle.allow(notice):
                 log.info("notify: %s — %s", notice.title, notice.message)
                 self.notify(notice.title, notice.message)
         self._previous = status
@@ -389,19 +396,42 @@ class TrayApp:
         self._view = view
         entries = build(view, self.actions)
         text = signature(entries)
+        summary = status.get("summary") or {}
         shape = (
             view.settings,
             view.autostart,
             view.paused,
             bool(status.get("settings_error")),
-            tuple((a.get("id"), a.get("health"), a.get("enabled")) for a in status.get("accounts") or ()),
+            status.get("listen_error"),
+            (summary.get("state"), summary.get("ready"), summary.get("total"), summary.get("attention")),
+            tuple(
+                (
+                    a.get("id"),
+                    a.get("state"),
+                    a.get("serving"),
+                    [round(w["remaining_percent"]) for w in a["windows"]],
+                )
+                for a in summary.get("accounts") or ()
+            ),
         )
         if shape != self._menu_shape or (
             text != self._menu_text and now - self._menu_built_at >= MENU_TEXT_REFRESH_SECONDS
         ):
+            if shape != self._menu_shape:
+                log.info("tray: %s", entries[0].text if entries else "")
             self._menu_shape, self._menu_text, self._menu_built_at = shape, text, now
             if self._icon is not None:
                 self._on_tray_thread(self._icon.update_menu)
+
+    def _icon_state(self, status: Mapping[str, Any], now: float) -> IconState:
+        """The icon for this status: its summary drawn, and the tooltip with what is wrong outside the accounts."""
+        state = icon_state(status.get("summary") or {}, now)
+        extra = []
+        if status.get("settings_error"):
+            extra.append("⚠ Settings file has errors — using the last good settings")
+        if status.get("listen_error"):
+            extra.append(f"⚠ {status['listen_error']}")
+        return replace(state, tooltip="\n".join([state.tooltip, *extra])) if extra else state
 
     def _show_state(self, state: IconState) -> None:
         icon = self._icon

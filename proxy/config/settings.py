@@ -28,6 +28,7 @@ __all__ = [
     "DumpSettings",
     "GatewaySettings",
     "LoggingSettings",
+    "NotificationSettings",
     "RelaySettings",
     "RoutingSettings",
     "SecretsSettings",
@@ -286,6 +287,20 @@ class RelaySettings(_Model):
     )
 
 
+class NotificationSettings(_Model):
+    """Which desktop notifications the tray shows (each at most once per change of an account's state)."""
+
+    exhausted: bool = Field(
+        True,
+        description="When every account is out of quota (with the reset time), or one runs out or falls back.",
+    )
+    needs_login: bool = Field(True, description="When an account needs login or its key is rejected.")
+    recovered: bool = Field(
+        True, description="When a blocked account, or the whole pool, takes requests again."
+    )
+    low_quota: bool = Field(True, description="When a subscription window crosses 80 % or 95 % used.")
+
+
 class WebSettings(_Model):
     """The settings page (always on 127.0.0.1)."""
 
@@ -313,6 +328,7 @@ class Settings(_Model):
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from proxy.config.paths import Paths, write_private_file
 from proxy.config.settings import Settings
+from proxy.routing.summary import health_summary
 from tests.support.gateway import wait_until
 from tray.app import Services, build_services
 from tray.autostart.linux import LinuxAutostart
@@ -69,7 +70,7 @@ def status(**extra: Any) -> dict[str, Any]:
             "current": True,
         },
     ]
-    return {
+    data: dict[str, Any] = {
         "url": "http://127.0.0.1:7337",
         "routing": "main-first",
         "settings_error": None,
@@ -95,6 +96,8 @@ def status(**extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+    data["summary"] = health_summary(data["accounts"], NOW)
+    return data
 
 
 def texts(entries: tuple[Entry, ...]) -> list[str]:
@@ -112,10 +115,12 @@ def test_items_and_checked_states() -> None:
     settings = Settings.model_validate({"routing": {"mode": "sticky"}, "cache": {"anthropic_mode": "hybrid"}})
     entries = build(MenuView(status(), settings, autostart=True, paused=False, now=NOW), RecordingActions())
     assert texts(entries) == [
+        "Healthy · 1/2 ready · 38% left",
         "● work · 5h: 38% left, resets in 1h 12m · week: 71% left",
         "○ api · needs login",
         "Gateway: http://127.0.0.1:7337",
         "---",
+        "Refresh quota now",
         "Pause gateway",
         "Routing: Sticky: a session keeps its account",
         "Anthropic prompt cache: Hybrid (recommended)",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from typing import Any
 
@@ -13,6 +15,7 @@ from proxy import __version__
 from proxy.config.paths import Paths
 from proxy.durations import format_duration
 from proxy.routing.state import RuntimeState
+from proxy.routing.summary import CRITICAL_PERCENT, LOW_PERCENT, health_summary, shown_percent, window_label
 from proxy.secrets.keychain import ACCESS_KEY, KeychainError
 
 from ..app import make_keychain, read_runtime
@@ -66,6 +69,8 @@ def _offline_status(paths: Paths) -> dict[str, Any]:
 
     store = load_store(paths)
     state = RuntimeState.load(paths.state_file)
+    now = time.time()
+    accounts = status_snapshot(store.current, state, now, {})
     return {
         "version": __version__,
         "running": False,
@@ -73,69 +78,129 @@ def _offline_status(paths: Paths) -> dict[str, Any]:
         "routing": store.current.routing.mode,
         "settings_file": str(paths.settings_file),
         "settings_error": None if store.error is None else store.error.problems,
-        "accounts": status_snapshot(store.current, state, time.time(), {}),
+        "accounts": accounts,
+        "summary": health_summary(
+            accounts, now, paused=store.current.gateway.paused, routing=store.current.routing.mode
+        ),
     }
 
 
-def _format_window(w: dict[str, Any]) -> str:
-    left = w.get("remaining_percent")
-    text = f"{w['name']}: " + ("?" if left is None else f"{left:g}% left")
-    if w.get("limit") is not None and w.get("remaining") is not None:
-        text += f" ({w['remaining']:g}/{w['limit']:g})"
+WIDTH = 80
+BAR = 10
+#: Summary / account state → colour on a terminal.
+_COLORS = {
+    "healthy": "green",
+    "low": "yellow",
+    "critical": "red",
+    "exhausted": "red",
+    "needs_login": "magenta",
+    "paused": "bright_black",
+    "unknown": "bright_black",
+    "disabled": "bright_black",
+}
+_MARKS = {"healthy": "●", "low": "●", "critical": "●", "exhausted": "■", "needs_login": "▲", "paused": "‖"}
+
+
+def use_color(stream: Any = None) -> bool:
+    """Colour only on a terminal, and never with ``NO_COLOR`` set (https://no-color.org) or ``TERM=dumb``."""
+    stream = sys.stdout if stream is None else stream
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _fit(text: str, width: int = WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _bar(percent: float) -> str:
+    filled = max(0, min(BAR, round(percent / 100 * BAR)))
+    return "█" * filled + "░" * (BAR - filled)
+
+
+def _window_row(w: dict[str, Any], paint: Any) -> str:
+    left = float(w["remaining_percent"])
+    level = (
+        "critical"
+        if left <= CRITICAL_PERCENT
+        else "low"
+        if left <= LOW_PERCENT or w.get("hot")
+        else "healthy"
+    )
+    row = f"      {window_label(w['name'])[:7]:<7} {_bar(left)} {shown_percent(left):>3}%"
     if w.get("resets_in_seconds") is not None:
-        text += f", resets in {format_duration(w['resets_in_seconds'])}"
-    if not w.get("current", True):
-        text += " (stale: reset passed)"
-    return text
+        row += f"  resets in {format_duration(w['resets_in_seconds'])}"
+    if w.get("runs_out_in_seconds") is not None:
+        row += f", runs out in ~{format_duration(w['runs_out_in_seconds'])}"
+    row = _fit(row)
+    bar_at = row.index(_bar(left))
+    return row[:bar_at] + paint(row[bar_at : bar_at + BAR], level) + row[bar_at + BAR :]
 
 
-def format_status(data: dict[str, Any]) -> str:
-    lines = []
-    if data.get("status_error"):
-        lines.append(
-            f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')}), but {data['status_error']}"
+def format_status(data: dict[str, Any], *, color: bool = False, now: float | None = None) -> str:
+    """``headway status`` for people: the summary line first, then one short block per account, in 80 columns."""
+    now = time.time() if now is None else now
+
+    def paint(text: str, state: str, bold: bool = False) -> str:
+        return click.style(text, fg=_COLORS.get(state), bold=bold) if color else text
+
+    summary = data.get("summary") or {}
+    state = str(summary.get("state") or "unknown")
+    lines = [
+        paint(
+            _fit(f"{_MARKS.get(state, '?')} {summary.get('headline') or 'Quota unknown'}"), state, bold=True
         )
-        lines.append("Showing the last saved state instead.")
+    ]
+    if data.get("status_error"):
+        lines.append(_fit(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})"))
+        lines.append(_fit(f"  but {data['status_error']}; showing the last saved state."))
     elif data.get("running"):
-        lines.append(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})")
+        lines.append(_fit(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})"))
     else:
         lines.append(f"Headway {data['version']} — not running")
     if data.get("listen_error"):
-        lines.append(f"Gateway port: {data['listen_error']}")
+        lines.append(_fit(f"Gateway port: {data['listen_error']}"))
     lines.append(f"Routing: {data['routing']}")
     if data.get("settings_error"):
         lines.append("Settings file is INVALID — still using the last good settings:")
-        lines.extend(f"  {p}" for p in data["settings_error"])
+        lines.extend(_fit(f"  {p}") for p in data["settings_error"])
     relay = data.get("relay")
     if isinstance(relay, dict) and (relay.get("enabled") or (relay.get("totals") or {}).get("requests")):
-        lines.append("Relay: " + relay_traffic(relay))
+        lines.append(_fit("Relay: " + relay_traffic(relay)))
     if not data["accounts"]:
         lines.append("No accounts. Add one with: headway accounts add anthropic --label main")
-    for a in data["accounts"]:
-        health = a["health"].replace("_", " ")
-        if a.get("blocked_for_seconds") is not None:
-            health += f" for {format_duration(a['blocked_for_seconds'])}"
-        lines.append(f"- {a['label']} [{a['id']}, {a['kind']}]: {health}")
-        if a.get("detail") and a["health"] not in ("healthy", "disabled"):
-            lines.append(f"    {a['detail']}")
-        quota = a.get("quota")
-        if quota:
-            age = format_duration(max(0.0, time.time() - quota["updated_at"]))
-            lines.append(
-                f"    quota (as of {age} ago): " + " · ".join(_format_window(w) for w in quota["windows"])
-            )
-        else:
-            lines.append("    quota: unknown until the first request")
+    details = {a["id"]: a for a in data["accounts"]}
+    for entry in summary.get("accounts") or ():
+        account = details.get(entry["id"], {})
+        mark = "●" if entry.get("serving") else "○"
+        head = f"{mark} {entry['label']} ({account.get('kind', entry['family'])})"
+        line = str(entry.get("line") or "")
+        status_text = line.split(" · ", 1)[1] if " · " in line else entry["state"]
+        if entry["windows"] and entry["state"] not in ("exhausted",):
+            status_text = entry["state"].replace("_", " ")
+        lines.append(paint(_fit(f"  {head}: {status_text}"), entry["state"]))
+        if account.get("detail") and account.get("health") not in ("healthy", "disabled"):
+            lines.append(_fit(f"      {account['detail']}"))
+        lines.extend(_window_row(w, paint) for w in entry["windows"])
+        quota = account.get("quota")
+        if quota and entry["windows"]:
+            lines.append(f"      (as of {format_duration(max(0.0, now - quota['updated_at']))} ago)")
     return "\n".join(lines)
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (the summary is under 'summary')."
+)
 @click.option(
     "--refresh", is_flag=True, help="Ask each ChatGPT account's usage now (needs a running Headway)."
 )
 def status(as_json: bool, refresh: bool) -> None:
-    """Accounts, health, quota windows, cooldowns and reset countdowns."""
+    """The pool's health first, then each account's quota windows with bars and reset countdowns.
+
+    Fits 80 columns; coloured on a terminal (not when piped, nor with NO_COLOR set).
+    """
     paths = env_paths()
     runtime = read_runtime(paths)
     data, problem = _ask_status(paths, runtime, refresh) if runtime else (None, "")
@@ -145,7 +210,10 @@ def status(as_json: bool, refresh: bool) -> None:
         data = _offline_status(paths)
         if runtime and problem:
             data.update(running=True, url=runtime.get("url"), pid=runtime.get("pid"), status_error=problem)
-    click.echo(json.dumps(data, indent=2) if as_json else format_status(data))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(format_status(data, color=use_color()), color=use_color())
 
 
 def byte_size(n: float) -> str:

@@ -71,10 +71,11 @@ def test_status_of_an_instance_that_does_not_answer(paths: Paths, silent_server:
     result = run("status")
     assert time.monotonic() - started < 30
     assert result.returncode == 0, result.stderr
-    first = result.stdout.splitlines()[0]
+    summary, first, problem = result.stdout.splitlines()[:3]
     assert "not running" not in result.stdout
+    assert summary.startswith("? No accounts yet")  # the summary line comes first
     assert f"running at http://127.0.0.1:{silent_server} (pid {os.getpid()})" in first
-    assert "did not answer within 5 s" in first
+    assert "did not answer within 5 s" in problem
     data = json.loads(run("status", "--json").stdout)
     assert data["running"] is True and "did not answer" in data["status_error"]
 
@@ -84,7 +85,7 @@ def test_status_when_the_access_key_cannot_be_read(paths: Paths, silent_server: 
     result = run("status", drop=("DBUS_SESSION_BUS_ADDRESS",))
     assert result.returncode == 0, result.stderr
     assert "not running" not in result.stdout
-    assert "cannot read the access key" in result.stdout.splitlines()[0]
+    assert "cannot read the access key" in result.stdout.splitlines()[2]
     assert "Traceback" not in result.stderr
 
 

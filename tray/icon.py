@@ -64,7 +64,7 @@ COLORS: dict[Level, tuple[int, int, int]] = {
     Level.CRITICAL: (205, 30, 30),
     Level.EXHAUSTED: (205, 30, 30),
     Level.UNKNOWN: (150, 150, 158),
-    Level.NEEDS_LOGIN: (130, 60, 200),
+    Level.NEEDS_LOGIN: (200, 150, 255),
     Level.PAUSED: (150, 150, 158),
 }
 BADGE_COLORS = {"needs_login": (170, 90, 255), "blocked": (255, 60, 60)}
@@ -205,11 +205,21 @@ def text_box(state: IconState, size: int) -> TextBox | None:
     scale = 1
     while _fits(state.text, scale + 1, size, state.level):
         scale += 1
+    if state.badge:  # leave the badge its corner: a smaller number rather than a covered one
+        while scale > 1 and _corner_room(state.text, scale, size) < 4:
+            scale -= 1
     w, h = text_size(state.text, scale)
     x, y = (size - w) // 2, (size - h) // 2
     if state.level == Level.NEEDS_LOGIN:  # in the lower, wider part of the triangle
         y = size - 2 - h - max(0, round(size * 0.06))
     return TextBox(state.text, scale, x, y)
+
+
+def _corner_room(text: str, scale: int, size: int) -> int:
+    """The largest badge that fits in the top-right corner beside centred text (one pixel apart)."""
+    w, h = text_size(text, scale)
+    x, y = (size - w) // 2, (size - h) // 2
+    return max(y - 1, size - (x + w) - 1)
 
 
 def badge_box(state: IconState, size: int) -> tuple[int, int, int, int] | None:
@@ -247,7 +257,16 @@ def _shape(state: IconState, size: int, template: bool) -> Image.Image:
         margin = (size // 8) * _SUPERSAMPLE
         draw.rounded_rectangle((0, margin, big - 1, big - 1 - margin), radius=big * 0.2, fill=solid)
     elif state.level == Level.NEEDS_LOGIN:
-        draw.polygon([(big / 2, 0), (big - 1, big - 1), (0, big - 1)], fill=solid)
+        # Light violet inside a dark edge: it stands out on dark panels by its fill, on light ones by its edge.
+        corners = [(big / 2, 0), (big - 1, big - 1), (0, big - 1)]
+        draw.polygon(corners, fill=solid if template else (*_DISC, 255))
+        edge = max(1, round(size / 16)) * _SUPERSAMPLE * 1.6
+        inner = [
+            (big / 2, edge * 1.9),
+            (big - 1 - edge * 1.1, big - 1 - edge * 0.8),
+            (edge * 1.1, big - 1 - edge * 0.8),
+        ]
+        draw.polygon(inner, fill=solid)
     elif state.level == Level.CRITICAL:
         draw.ellipse(box, fill=solid)
     else:
@@ -284,8 +303,14 @@ def render(state: IconState, size: int, *, template: bool = False) -> Image.Imag
     placed = text_box(state, size)
     if placed is not None:
         mask = glyph_mask(placed.text, placed.scale)
+        if state.level in _RING_LEVELS and not template:
+            # Where the text meets the ring (small sizes), the ring gives way: digits always sit on the dark disc.
+            left, top, right, bottom = placed.box
+            draw.rectangle((left, top, right - 1, bottom - 1), fill=(*_DISC, 235))
         # On a filled shape a template knocks the text out (macOS tints what is left).
         fill = (0, 0, 0, 0) if template and filled else ink
+        if state.level == Level.NEEDS_LOGIN and not template:
+            fill = (*_DISC, 255)
         image.paste(Image.new("RGBA", mask.size, fill), (placed.x, placed.y), mask)
     corner = badge_box(state, size)
     if corner is not None and state.badge is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tray.notify import Notice, Throttle, derive
+from tray.notify import Notice, Throttle, derive, wanted
 
 NOW = 1_800_000_000.0
 
@@ -129,3 +129,78 @@ def test_the_throttle_limits_repeats_and_bursts() -> None:
     assert throttle.allow(c) and not throttle.allow(a)
     clock[0] = 700.0
     assert throttle.allow(a)
+
+
+# --------------------------------------------------------------------------- pool states, switches, storms
+
+
+def with_summary(*accounts: dict[str, Any]) -> dict[str, Any]:
+    from proxy.routing.summary import health_summary
+
+    data = snap(*accounts)
+    data["summary"] = health_summary(data["accounts"], NOW)
+    return data
+
+
+def blocked(account_id: str, seconds: float = 600.0) -> dict[str, Any]:
+    return acct(
+        account_id,
+        health="exhausted",
+        blocked_for_seconds=seconds,
+        blocked_until=NOW + seconds,
+        last_ok=NOW - 60,
+    )
+
+
+def test_the_pool_running_out_is_one_notice_with_its_reset_time() -> None:
+    before = with_summary(acct("a", last_ok=NOW - 60), blocked("b", 900.0))
+    after = with_summary(blocked("a", 300.0), blocked("b", 900.0))
+    notices = derive(before, after)
+    assert keys(notices) == [("pool_exhausted",)]  # not also "a is out of quota" or a fallback
+    assert notices[0].title == "Every account is out of quota"
+    assert "(in 5m)" in notices[0].message and "The first one is back at" in notices[0].message
+
+
+def test_recovery_of_an_account_and_of_the_pool() -> None:
+    out = with_summary(blocked("a"), blocked("b"))
+    one_back = with_summary(acct("a", last_ok=NOW - 60), blocked("b"))
+    assert keys(derive(out, one_back)) == [("pool_recovered",)]
+    both_back = with_summary(acct("a", last_ok=NOW - 60), acct("b", last_ok=NOW - 60))
+    back = derive(one_back, both_back)
+    assert [(n.key, n.title) for n in back] == [(("recovered", "b"), "b is back")]
+
+
+def test_each_kind_has_its_switch() -> None:
+    from proxy.config.settings import NotificationSettings
+
+    pool = Notice(("pool_exhausted",), "t", "m")
+    login = Notice(("needs_login", "a"), "t", "m")
+    back = Notice(("recovered", "a"), "t", "m")
+    port = Notice(("listen_error", "x"), "t", "m")
+    everything = NotificationSettings()
+    assert all(wanted(n, everything) for n in (pool, login, back, port))
+    quiet = NotificationSettings(exhausted=False, needs_login=False, recovered=False, low_quota=False)
+    assert [wanted(n, quiet) for n in (pool, login, back, port)] == [False, False, False, True]
+
+
+def test_no_storm_when_many_accounts_change_or_one_flaps() -> None:
+    """Forty accounts needing login at once make one notice; an account flapping every tick makes one a state."""
+    healthy = with_summary(*(acct(f"k{i}", last_ok=NOW - 60) for i in range(40)))
+    locked = with_summary(*(acct(f"k{i}", health="needs_login") for i in range(40)))
+    notices = derive(healthy, locked)
+    assert len(notices) == 1
+    assert notices[0].title == "40 accounts need login"
+    assert notices[0].message.startswith("k0, k1, k2 and 37 more.")
+
+    clock = [0.0]
+    throttle = Throttle(clock=lambda: clock[0])
+    up = with_summary(acct("a", last_ok=NOW - 60), acct("b", last_ok=NOW - 60))
+    down = with_summary(blocked("a", 30.0), acct("b", last_ok=NOW - 60))
+    shown: list[Notice] = []
+    previous = up
+    for tick in range(200):  # flapping every half second for 100 s
+        clock[0] = tick * 0.5
+        current = down if tick % 2 else up
+        shown += [n for n in derive(previous, current) if throttle.allow(n)]
+        previous = current
+    assert [n.key for n in shown] == [("exhausted", "a"), ("recovered", "a")]  # once each, not 200 times

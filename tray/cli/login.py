@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from proxy.config.settings import SettingsError
+from proxy.config.settings import Settings, SettingsError
 from proxy.config.store import SettingsStore
 from proxy.secrets.keychain import Keychain, KeychainError
 
@@ -55,6 +55,7 @@ def login_chatgpt(headless: bool, label: str | None, no_browser: bool) -> None:
         click.echo(f"Label: {account.label}")
     click.echo(f"Tokens are in: {keychain.describe()}")
     click.echo(result.summary())
+    click.echo(_place_in_order(load_store(paths).current, account.id))
     if read_runtime(paths):
         click.echo("The running Headway picks up the account by itself.")
 
@@ -98,3 +99,21 @@ def _login_device(
     click.echo(f"2. Sign in and enter this code: {code.user_code}")
     click.echo(f"(The code is valid for {DEVICE_LOGIN_TIMEOUT / 60:.0f} minutes; Ctrl+C cancels.)")
     return flow.finish()
+
+
+def _place_in_order(settings: Settings, account_id: str) -> str:
+    """Where the account sits among the OpenAI-family accounts (routing order), and how to change it."""
+    family = [a for a in settings.accounts if a.family == "openai"]
+    ids = [a.id for a in family]
+    if account_id not in ids:
+        return ""
+    place = ids.index(account_id) + 1
+    text = f"Order: #{place} of {len(ids)} OpenAI accounts ({', '.join(ids)})."
+    if len(ids) == 1:
+        return text + " It serves every OpenAI request (Codex, OpenCode, Pi)."
+    metered = [a.id for a in family[: place - 1] if a.kind == "openai-api-key"]
+    if metered:
+        text += f" The metered API key {', '.join(metered)} is tried first: requests bill it before this subscription."
+    if place == 1:
+        return text + " It is the main OpenAI account; to put another first: headway accounts order <id>"
+    return text + f"\nTo make it the main OpenAI account: headway accounts order {account_id}"

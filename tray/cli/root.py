@@ -78,7 +78,11 @@ def read_secret(stdin: bool, prompt: str) -> str:
 @click.version_option(__version__, prog_name="headway")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Headway: run your coding agents on your own ChatGPT, OpenAI and Anthropic accounts."""
+    """Headway: run your coding agents on your own ChatGPT, OpenAI and Anthropic accounts.
+
+    Run bare `headway` (no command) to start the tray icon and the gateway; without a display it runs headless.
+    `headway status` shows how the accounts are doing.
+    """
     from .log import log_cli_to_file
 
     log_cli_to_file(

@@ -52,16 +52,19 @@ def _open_settings_page(print_url: bool) -> None:
 
 @settings.command("path")
 def settings_path() -> None:
+    """Print where the settings file is."""
     click.echo(str(env_paths().settings_file))
 
 
 @settings.command("schema")
 def settings_schema() -> None:
+    """Print the JSON Schema of the settings file (for editors that validate JSON)."""
     click.echo(json.dumps(json_schema(), indent=2))
 
 
 @settings.command("check")
 def settings_check() -> None:
+    """Check the settings file: 'valid', or each problem by its key path (exit status 1)."""
     store = load_store(env_paths())
     if store.error is not None:
         raise click.ClickException(str(store.error))

@@ -147,18 +147,26 @@ def test_headless_login_adds_then_updates_and_keeps_tokens_out_of_settings(
     assert f"Using the sign-in service at {auth.url}" in out
     assert f"1. On any device, open: {auth.url}/codex/device" in out
     assert "Waiting for the code to be approved…" in out
-    assert out.splitlines()[-1] == "signed in as me@example.com (plan plus) — account chatgpt-me added"
+    assert "signed in as me@example.com (plan plus) — account chatgpt-me added" in out.splitlines()
+    assert out.splitlines()[-1] == (
+        "Order: #1 of 1 OpenAI accounts (chatgpt-me). It serves every OpenAI request (Codex, OpenCode, Pi)."
+    )
 
     # A second ChatGPT account (a work seat), then the first one again.
     auth.next_login("acct-work", plan_type="team", email="me@work.example")
     code, out, err = device_login(auth, env, "--label", "work")
     assert code == 0, err
-    assert out.splitlines()[-1] == "signed in as me@work.example (plan team) — account work added"
+    assert "signed in as me@work.example (plan team) — account work added" in out.splitlines()
+    # Where the new account sits in the routing order, and how to change it.
+    assert out.splitlines()[-2:] == [
+        "Order: #2 of 2 OpenAI accounts (chatgpt-me, work).",
+        "To make it the main OpenAI account: headway accounts order work",
+    ]
 
     auth.next_login("acct-personal", plan_type="pro", email="me@example.com")
     code, out, err = device_login(auth, env)
     assert code == 0, err
-    assert out.splitlines()[-1] == "signed in as me@example.com (plan pro) — account chatgpt-me updated"
+    assert "signed in as me@example.com (plan pro) — account chatgpt-me updated" in out.splitlines()
 
     listed = accounts_list(env)
     assert [(a["id"], a["kind"], a["label"], a["plan_type"], a["chatgpt_account_id"]) for a in listed] == [

@@ -149,3 +149,160 @@ def test_status_shows_a_failed_live_port_change_of_a_real_serve(paths: Paths) ->
         finally:
             serve.terminate()
             serve.wait(10)
+
+
+# --------------------------------------------------------------------------- reading it: 80 columns, colour, help
+
+NOW = 1_800_000_000.0
+
+
+def _rich_status() -> dict[str, object]:
+    from proxy.routing.summary import health_summary
+
+    def window(name: str, left: float, resets_in: float, minutes: int | None) -> dict[str, object]:
+        return {
+            "name": name,
+            "remaining_percent": left,
+            "resets_in_seconds": resets_in,
+            "resets_at": NOW + resets_in,
+            "window_minutes": minutes,
+            "current": True,
+        }
+
+    def account(account_id: str, kind: str, family: str, **extra: object) -> dict[str, object]:
+        return {
+            "id": account_id,
+            "label": account_id,
+            "kind": kind,
+            "family": family,
+            "enabled": True,
+            "health": "healthy",
+            "last_ok_at": NOW - 60,
+            "quota": None,
+            **extra,
+        }
+
+    quota = {
+        "updated_at": NOW - 300,
+        "windows": [window("5h", 30, 4 * 3600, 300), window("weekly", 71, 3 * 86400, 10080)],
+    }
+    accounts = [
+        account("a-very-long-account-label-from-an-email@example.com", "chatgpt", "openai", quota=quota),
+        account(
+            "claude",
+            "anthropic-api-key",
+            "anthropic",
+            health="cooling_down",
+            blocked_for_seconds=300.0,
+            blocked_until=NOW + 300,
+            detail="429 from upstream: " + "x" * 120,
+        ),
+        account("fresh", "openai-api-key", "openai", last_ok_at=None),
+    ]
+    return {
+        "version": "1.0",
+        "running": True,
+        "url": "http://127.0.0.1:7337",
+        "pid": 4242,
+        "routing": "main-first",
+        "listen_error": "port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:7337 " + "y" * 40,
+        "accounts": accounts,
+        "summary": health_summary(accounts, NOW),
+    }
+
+
+def test_status_fits_80_columns_with_the_summary_first_bars_and_countdowns() -> None:
+    data = _rich_status()
+    text = format_status(data, now=NOW)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
+    summary = data["summary"]
+    assert isinstance(summary, dict)
+    assert lines[0] == f"● {summary['headline']}"  # the summary's own words, first
+    assert lines[0].startswith("● Running low · 2/3 ready")
+    assert "      5h      ███░░░░░░░  30%  resets in 4h, runs out in ~26m" in lines
+    assert "      week    ███████░░░  71%  resets in 3d" in lines
+    assert any("rate-limited, back in 5m" in line for line in lines)
+    assert "\x1b[" not in text
+    colored = format_status(data, color=True, now=NOW)
+    assert "\x1b[" in colored and click_unstyle(colored) == text
+
+
+def click_unstyle(text: str) -> str:
+    import click
+
+    return click.unstyle(text)
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    import select
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tray", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+    )
+    os.close(slave)
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+        proc.wait(30)
+    return out.decode()
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(paths: Paths) -> None:
+    settings = {
+        "secrets": {"backend": "file"},
+        "accounts": [{"id": "k", "kind": "openai-api-key", "label": "k"}],
+    }
+    write_private_file(paths.settings_file, json.dumps(settings).encode())
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    piped = run("status", drop=("NO_COLOR",))
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.splitlines()[0] == "? Quota unknown · 1/1 ready — until the first request"
+    assert "\x1b[" not in piped.stdout
+    assert "\x1b[" in _on_a_terminal(["status"], env)
+    assert "\x1b[" not in _on_a_terminal(["status"], {**env, "NO_COLOR": "1"})
+
+
+def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    import click
+
+    found: list[tuple[tuple[str, ...], object]] = []
+    assert isinstance(group, click.Group)
+    for name, command in group.commands.items():
+        found.append(((*prefix, name), command))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*prefix, name))
+    return found
+
+
+def test_every_command_has_help_and_bare_headway_is_the_tray() -> None:
+    import tray.cli  # noqa: F401  (registers the commands)
+    from tray.cli.root import cli
+
+    missing = [" ".join(path) for path, command in _commands(cli) if not getattr(command, "help", None)]
+    assert missing == []
+    result = run("--help")
+    assert "Run bare `headway` (no command) to start the tray icon" in result.stdout
+    for sub in (["settings", "check"], ["settings", "path"], ["settings", "schema"]):
+        shown = run(*sub, "--help").stdout
+        assert shown.splitlines()[2].strip(), shown  # a line of help under the usage line

@@ -513,3 +513,103 @@ def test_a_second_launch_next_to_headless_serve_opens_its_page(tmp_path: Path) -
     assert "without a tray; opened its settings page" in second.stderr
     assert _opens_the_page_signed_in(opened.read_text().splitlines()[-1])
     assert serve.returncode == 0
+
+
+# --------------------------------------------------------------------------- health changes reach the tray at once
+
+
+def seed_single_anthropic(home: Path, upstream: str) -> None:
+    """One Anthropic key with fresh, healthy quota (90 % left) and its upstream a fake on 127.0.0.1."""
+    (home / "config").mkdir(parents=True)
+    (home / "data").mkdir(parents=True)
+    settings = {
+        "gateway": {"port": 0},
+        "secrets": {"backend": "file"},
+        "upstreams": {"anthropic": upstream},
+        "accounts": [{"id": "api", "kind": "anthropic-api-key", "label": "api"}],
+    }
+    (home / "config" / "settings.json").write_text(json.dumps(settings))
+    (home / "data" / "secrets.json").write_text(json.dumps({"account:api": "sk-ant-api03-" + "a" * 24}))
+    (home / "data" / "secrets.json").chmod(0o600)
+    now = time.time()
+    window = {"name": "tokens", "limit": 100000, "remaining": 90000, "resets_at": now + 3600}
+    state = {
+        "version": 1,
+        "quota": [{"account_id": "api", "updated_at": now, "windows": [window]}],
+        "health": {"api": {"last_ok_at": now - 30, "last_used_at": now - 30}},
+        "pins": {},
+    }
+    (home / "data" / "state.json").write_text(json.dumps(state))
+
+
+def logged_at(log: Path, needle: str) -> float | None:
+    """The time of the first log line containing ``needle`` (the log's asctime, local time, milliseconds)."""
+    from datetime import datetime
+
+    for line in log.read_text(errors="replace").splitlines():
+        if needle in line:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            return stamp.timestamp()
+    return None
+
+
+def red_in_tray(image: Image.Image) -> int:
+    return sum(
+        1
+        for _, _, p in region_pixels(image, (WIDTH - 200, 0, WIDTH, TRAY_HEIGHT))
+        if near(p, COLORS[Level.EXHAUSTED], 30)
+    )
+
+
+def test_a_health_change_reaches_icon_tooltip_and_menu_within_2_seconds(session: Session) -> None:
+    """A real request the fake answers 429: the only account cools down, the pool is exhausted — and the icon, its
+    tooltip and the menu header say so on the tray's next tick (logged by the tray), well within 2 s."""
+    import httpx
+
+    from tests.fakes.anthropic import FakeAnthropic
+    from tests.fakes.server import Behavior
+
+    session.artifacts = ARTIFACTS / "health"
+    home = Path(session.env["HEADWAY_HOME"])
+    with FakeAnthropic() as fake:
+        seed_single_anthropic(home, fake.url)
+        session.env["PYSTRAY_BACKEND"] = "gtk"
+        session.start(sys.executable, "-m", "tray", log="headway.log", cwd=str(ROOT))
+        log = session.tmp / "headway.log"
+        runtime = home / "run" / "runtime.json"
+        assert wait_for(runtime.exists, 20), log.read_text()
+        icon = wait_for(lambda: docked_icon(session.screenshot("1-healthy")), 20, 0.3)
+        assert icon, f"the icon did not dock; see {session.artifacts}/1-healthy.png\n{log.read_text()}"
+        assert wait_for(lambda: logged_at(log, "tray: Healthy · 1/1 ready · 90% left"), 5), log.read_text()
+        open_menu(session, icon, "2-menu-healthy")
+        session.xdotool("key", "Escape")
+
+        url = json.loads(runtime.read_text())["url"]
+        key = json.loads((home / "data" / "secrets.json").read_text())["local-access-key"]
+        fake.enqueue(Behavior(status=429, retry_after=600))
+        body = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        response = httpx.post(f"{url}/v1/messages", json=body, headers={"x-api-key": key}, timeout=30)
+        answered = time.time()
+        assert response.status_code == 429, response.text
+
+        changed = wait_for(
+            lambda: logged_at(log, "tray: Out of quota · 0/1 ready · next back in 10m"), 5, 0.05
+        )
+        assert changed, log.read_text()
+        assert changed - answered < 2.0, f"the tray took {changed - answered:.2f} s"
+        assert wait_for(lambda: red_in_tray(session.screenshot("3-exhausted")) > 20, 2, 0.1), (
+            "the icon stayed"
+        )
+        box = open_menu(session, icon, "4-menu-exhausted")
+        before = Image.open(session.artifacts / "2-menu-healthy.png").convert("RGB")
+        after = session.screenshot("4-menu-exhausted")
+        header = (box[0], box[1], box[2], box[1] + 30)
+        assert before.crop(header).tobytes() != after.crop(header).tobytes(), "the menu header did not change"
+        session.xdotool("key", "Escape")
+        session.xdotool("mousemove", str(icon[0]), str(icon[1]))
+        time.sleep(1.0)
+        session.screenshot("5-tooltip-exhausted")

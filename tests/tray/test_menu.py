@@ -550,3 +550,78 @@ def test_a_failing_tray_backend_leaves_the_gateway_running(
     assert not paths.runtime_file.exists()
     leftovers = [t for t in threading.enumerate() if t.ident not in before and not t.daemon and t.is_alive()]
     assert wait_until(lambda: not any(t.is_alive() for t in leftovers), timeout=3), leftovers
+
+
+FED_SUMMARY: dict[str, Any] = {
+    "state": "critical",
+    "ready": 4,
+    "total": 5,
+    "percent": 3.0,
+    "next_reset": None,
+    "attention": "blocked",
+    "headline": "Fed by hand · 4/5 ready",
+    "lines": ["x · a line from the summary"],
+    "tooltip": "Headway — Fed by hand · 4/5 ready\nx · a line from the summary",
+    "accounts": [
+        {
+            "id": "x",
+            "label": "x",
+            "family": "openai",
+            "enabled": True,
+            "ready": True,
+            "state": "critical",
+            "serving": True,
+            "windows": [],
+            "line": "x · a line from the summary",
+        }
+    ],
+}
+
+
+def test_one_summary_fed_by_hand_is_what_every_surface_shows(
+    app: Any, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Icon, tooltip, menu header and `headway status` all draw the summary they are given — no second opinion:
+    the accounts here say nothing of the kind."""
+    from tray.cli.status import format_status
+    from tray.icon import IconState, Level, render
+
+    real = services.engine.status()
+    fed = {**real, "accounts": [], "summary": FED_SUMMARY}
+    monkeypatch.setattr(services.engine, "status", lambda: fed)
+    assert wait_until(lambda: app._icon.title == FED_SUMMARY["tooltip"], timeout=3)
+    expected = render(IconState(Level.CRITICAL, "3", 0.03, badge="blocked"), app.size)
+    assert wait_until(lambda: app._icon.icon.tobytes() == expected.tobytes(), timeout=3)
+    assert wait_until(lambda: app._icon.menu.items[0].text == "Fed by hand · 4/5 ready", timeout=3)
+    assert app._icon.menu.items[1].text == "● x · a line from the summary"
+    assert format_status(fed).splitlines()[0] == "● Fed by hand · 4/5 ready"
+
+
+def test_refresh_quota_now(app: Any, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: Any = services.engine
+    original, calls = engine.refresh_quota, []
+    monkeypatch.setattr(engine, "refresh_quota", lambda: (calls.append(1), original())[1])
+    assert wait_until(lambda: app._icon.menu_updates >= 1, timeout=3)
+    item(app, "Refresh quota now")(app._icon)
+    assert wait_until(lambda: any(t == "Quota refreshed" for _, t in app._icon.notices), timeout=5)
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("switched_on", [True, False])
+def test_the_pool_notice_follows_its_switch(
+    app: Any, services: Services, monkeypatch: pytest.MonkeyPatch, switched_on: bool
+) -> None:
+    services.store.update(lambda s: setattr(s.notifications, "exhausted", switched_on))
+    assert wait_until(lambda: services.store.current.notifications.exhausted is switched_on, timeout=3)
+    real = services.engine.status()
+    current = {**real, "summary": {**FED_SUMMARY, "state": "healthy"}}
+    monkeypatch.setattr(services.engine, "status", lambda: current)
+    assert wait_until(lambda: app._icon.menu.items[0].text == "Fed by hand · 4/5 ready", timeout=3)
+    current = {
+        **real,
+        "summary": {**FED_SUMMARY, "state": "exhausted", "next_reset": time.time() + 600, "headline": "out"},
+    }
+    assert wait_until(lambda: app._icon.menu.items[0].text == "out", timeout=3)
+    app.refresh()  # one more tick after the change: still one notice at most
+    titles = [t for _, t in app._icon.notices]
+    assert titles.count("Every account is out of quota") == (1 if switched_on else 0)

@@ -118,6 +118,8 @@ def _usable_windows(account: Mapping[str, Any], now: float) -> list[dict[str, An
             {
                 "name": str(w["name"]),
                 "remaining_percent": float(w["remaining_percent"]),
+                "remaining": w.get("remaining"),
+                "limit": w.get("limit"),
                 "resets_at": w.get("resets_at"),
                 "resets_in_seconds": w.get("resets_in_seconds"),
                 "window_minutes": w.get("window_minutes"),
@@ -171,7 +173,7 @@ def account_line(account: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
     elif entry["state"] == "unknown":
         parts.append("quota unknown until the first request")
     elif entry["state"] == "healthy":
-        parts.append("ready; its quota windows reset since its last request")
+        parts.append("ready (its last quota has reset)")
     return " · ".join(parts)
 
 

@@ -201,7 +201,7 @@ def test_the_badge_never_touches_the_digits(text: str, badge: str, size: int) ->
     corner = badge_box(state, size)
     placed = text_box(state, size)
     assert corner is not None and placed is not None
-    left, top, right, bottom = placed.box
+    _, top, right, _ = placed.box
     bl, bt, br, bb = corner
     assert br <= size and bt >= 0 and br - bl >= 3
     assert bb < top or bl > right, (corner, placed.box)  # a gap of at least one pixel

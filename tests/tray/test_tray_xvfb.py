@@ -318,7 +318,7 @@ def highlighted_row(image: Image.Image, box: tuple[int, int, int, int]) -> int |
 def selectable_index(text: str) -> int:
     """Keyboard position of a top-level menu item (GTK skips separators and insensitive items)."""
     view = MenuView(
-        status={"url": "x", "accounts": [{"id": "work"}, {"id": "api"}]},
+        status={"url": "x", "summary": {"headline": "h", "accounts": [{"id": "work"}, {"id": "api"}]}},
         settings=Settings(),
         autostart=False,
         paused=text.startswith("Resume"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -111,7 +112,14 @@ def use_color(stream: Any = None) -> bool:
 
 
 def _fit(text: str, width: int = WIDTH) -> str:
+    """One line cut to ``width`` (for lines whose end matters least: bars, the summary's countdown tail)."""
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _wrap(text: str, indent: str = "") -> list[str]:
+    """Wrapped to 80 columns, nothing lost (problems, fixes, paths): continuation lines indented under the first."""
+    lead = len(text) - len(text.lstrip(" "))
+    return textwrap.wrap(text, WIDTH, subsequent_indent=" " * lead + indent, break_on_hyphens=False) or [text]
 
 
 def _bar(percent: float) -> str:
@@ -128,7 +136,9 @@ def _window_row(w: dict[str, Any], paint: Any) -> str:
         if left <= LOW_PERCENT or w.get("hot")
         else "healthy"
     )
-    row = f"      {window_label(w['name'])[:7]:<7} {_bar(left)} {shown_percent(left):>3}%"
+    row = f"      {window_label(w['name'])[:8]:<8} {_bar(left)} {shown_percent(left):>3}%"
+    if w.get("limit") is not None and w.get("remaining") is not None:
+        row += f" ({w['remaining']:g}/{w['limit']:g})"
     if w.get("resets_in_seconds") is not None:
         row += f"  resets in {format_duration(w['resets_in_seconds'])}"
     if w.get("runs_out_in_seconds") is not None:
@@ -153,21 +163,21 @@ def format_status(data: dict[str, Any], *, color: bool = False, now: float | Non
         )
     ]
     if data.get("status_error"):
-        lines.append(_fit(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})"))
-        lines.append(_fit(f"  but {data['status_error']}; showing the last saved state."))
+        lines.extend(_wrap(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})"))
+        lines.extend(_wrap(f"  but {data['status_error']}; showing the last saved state.", "  "))
     elif data.get("running"):
-        lines.append(_fit(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})"))
+        lines.extend(_wrap(f"Headway {data['version']} — running at {data['url']} (pid {data.get('pid')})"))
     else:
         lines.append(f"Headway {data['version']} — not running")
     if data.get("listen_error"):
-        lines.append(_fit(f"Gateway port: {data['listen_error']}"))
+        lines.extend(_wrap(f"Gateway port: {data['listen_error']}", "  "))
     lines.append(f"Routing: {data['routing']}")
     if data.get("settings_error"):
         lines.append("Settings file is INVALID — still using the last good settings:")
-        lines.extend(_fit(f"  {p}") for p in data["settings_error"])
+        lines.extend(line for p in data["settings_error"] for line in _wrap(f"  {p}", "  "))
     relay = data.get("relay")
     if isinstance(relay, dict) and (relay.get("enabled") or (relay.get("totals") or {}).get("requests")):
-        lines.append(_fit("Relay: " + relay_traffic(relay)))
+        lines.extend(_wrap("Relay: " + relay_traffic(relay), "  "))
     if not data["accounts"]:
         lines.append("No accounts. Add one with: headway accounts add anthropic --label main")
     details = {a["id"]: a for a in data["accounts"]}
@@ -176,12 +186,13 @@ def format_status(data: dict[str, Any], *, color: bool = False, now: float | Non
         mark = "●" if entry.get("serving") else "○"
         head = f"{mark} {entry['label']} ({account.get('kind', entry['family'])})"
         line = str(entry.get("line") or "")
-        status_text = line.split(" · ", 1)[1] if " · " in line else entry["state"]
-        if entry["windows"] and entry["state"] not in ("exhausted",):
-            status_text = entry["state"].replace("_", " ")
-        lines.append(paint(_fit(f"  {head}: {status_text}"), entry["state"]))
+        parts = line.split(" · ")
+        status_text = " · ".join(parts[1:]) or entry["state"]
+        if entry["windows"]:  # the windows get their own rows: say only the state (and why, when blocked)
+            status_text = parts[1] if entry["state"] == "exhausted" else entry["state"].replace("_", " ")
+        lines.extend(paint(line, entry["state"]) for line in _wrap(f"  {head}: {status_text}", "    "))
         if account.get("detail") and account.get("health") not in ("healthy", "disabled"):
-            lines.append(_fit(f"      {account['detail']}"))
+            lines.extend(_wrap(f"      {account['detail']}"))
         lines.extend(_window_row(w, paint) for w in entry["windows"])
         quota = account.get("quota")
         if quota and entry["windows"]:

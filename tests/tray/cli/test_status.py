@@ -220,8 +220,8 @@ def test_status_fits_80_columns_with_the_summary_first_bars_and_countdowns() -> 
     assert isinstance(summary, dict)
     assert lines[0] == f"● {summary['headline']}"  # the summary's own words, first
     assert lines[0].startswith("● Running low · 2/3 ready")
-    assert "      5h      ███░░░░░░░  30%  resets in 4h, runs out in ~26m" in lines
-    assert "      week    ███████░░░  71%  resets in 3d" in lines
+    assert "      5h       ███░░░░░░░  30%  resets in 4h, runs out in ~26m" in lines
+    assert "      week     ███████░░░  71%  resets in 3d" in lines
     assert any("rate-limited, back in 5m" in line for line in lines)
     assert "\x1b[" not in text
     colored = format_status(data, color=True, now=NOW)

@@ -58,12 +58,13 @@ def test_status_offline_from_settings_and_persisted_state(file_home: Paths) -> N
 
     out = ok(text)
     assert "not running" in out
+    assert out.splitlines()[0].startswith("● Healthy · 1/2 ready · 25% left · next back in")  # the summary first
     assert (
-        "tokens: 25% left (25000/100000), resets in 59m" in out
-        or "tokens: 25% left (25000/100000), resets in 1h" in out
+        "      tokens   ██░░░░░░░░  25% (25000/100000)  resets in 59m" in out
+        or "      tokens   ██░░░░░░░░  25% (25000/100000)  resets in 1h" in out
     )
-    assert "Personal [personal, openai-api-key]: cooling down for" in out
-    assert "Spare [spare, anthropic-api-key]: disabled" in out
+    assert "  ○ Personal (openai-api-key): rate-limited, back in" in out
+    assert "  ○ Spare (anthropic-api-key): disabled" in out
 
 
 def test_status_online_usage_and_headway_home(file_home: Paths, tmp_path: Path) -> None:
@@ -121,8 +122,8 @@ def test_status_online_usage_and_headway_home(file_home: Paths, tmp_path: Path) 
 
             out = ok(text)
             assert f"running at {gateway.url} (pid {gateway.proc.pid})" in out
-            assert "requests: 80% left (40/50)" in out
-            assert "tokens: 25% left (25000/100000), resets in" in out
+            assert "      requests ████████░░  80% (40/50)  resets in" in out
+            assert "      tokens   ██░░░░░░░░  25% (25000/100000)  resets in" in out
 
             table = ok(usage)
             row = next(line for line in table.splitlines() if "claude-sonnet-4-5" in line)

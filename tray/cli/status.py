@@ -7,6 +7,7 @@ import os
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -127,7 +128,7 @@ def _bar(percent: float) -> str:
     return "█" * filled + "░" * (BAR - filled)
 
 
-def _window_row(w: dict[str, Any], paint: Any) -> str:
+def _window_row(w: dict[str, Any], paint: Callable[[str, str], str]) -> str:
     left = float(w["remaining_percent"])
     level = (
         "critical"

@@ -42,6 +42,9 @@ def test_status_offline_from_settings_and_persisted_state(file_home: Paths) -> N
     as_json, text = cli_parallel(["status", "--json"], ["status"])
     data = json.loads(ok(as_json))
     assert data["running"] is False and data["url"] is None
+    summary = data["summary"]  # offline: the same computation over the saved state
+    assert (summary["state"], summary["ready"], summary["total"]) == ("healthy", 1, 2)
+    assert 500 < summary["next_reset"] - now <= 600
     assert data["settings_file"] == str(file_home.settings_file)
     accounts = {a["id"]: a for a in data["accounts"]}
     assert [a["id"] for a in data["accounts"]] == ["work", "personal", "spare"]
@@ -58,7 +61,9 @@ def test_status_offline_from_settings_and_persisted_state(file_home: Paths) -> N
 
     out = ok(text)
     assert "not running" in out
-    assert out.splitlines()[0].startswith("● Healthy · 1/2 ready · 25% left · next back in")  # the summary first
+    assert out.splitlines()[0].startswith(
+        "● Healthy · 1/2 ready · 25% left · next back in"
+    )  # the summary first
     assert (
         "      tokens   ██░░░░░░░░  25% (25000/100000)  resets in 59m" in out
         or "      tokens   ██░░░░░░░░  25% (25000/100000)  resets in 1h" in out
@@ -111,6 +116,14 @@ def test_status_online_usage_and_headway_home(file_home: Paths, tmp_path: Path) 
             )
             data = json.loads(ok(as_json))
             assert data["running"] is True
+            summary = data["summary"]  # the running engine's one judgement of health
+            assert (summary["state"], summary["ready"], summary["total"], summary["percent"]) == (
+                "healthy",
+                1,
+                1,
+                25.0,
+            )
+            assert ok(text).splitlines()[0] == f"● {summary['headline']}"
             assert data["pid"] == gateway.proc.pid
             assert data["url"] == gateway.url
             (account,) = data["accounts"]

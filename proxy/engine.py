@@ -49,9 +49,10 @@ from proxy.providers.registry import build_adapters, provider_features
 from proxy.relay import RELAY_SECRET, RelayClient
 from proxy.relay.transport import RelayTransport
 from proxy.routing.state import RuntimeState, StateSaver
+from proxy.routing.summary import health_summary
 from proxy.secrets.cache import SecretCache
 from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
-from proxy.status import pool_summary, status_snapshot
+from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
 
@@ -466,32 +467,24 @@ class Engine:
     def _compute_status(self) -> dict[str, Any]:
         now = time.time()
         error = self.store.error
+        settings = self._settings
+        accounts = status_snapshot(
+            settings, self._state, now, self._secrets.fingerprints(), self._secrets.missing(), self._adapters
+        )
         return {
             "version": __version__,
             "url": self.base_url,
             "listen_error": self._server.listen_error,
             "pid": os.getpid(),
-            "routing": self._settings.routing.mode,
-            "paused": self._settings.gateway.paused,
+            "routing": settings.routing.mode,
+            "paused": settings.gateway.paused,
             "settings_file": str(self.store.path),
             "settings_error": None if error is None else error.problems,
             "keychain": self._keychain_description,
-            "accounts": status_snapshot(
-                self._settings,
-                self._state,
-                now,
-                self._secrets.fingerprints(),
-                self._secrets.missing(),
-                self._adapters,
-            ),
+            "accounts": accounts,
             "relay": self._relay.stats() if self._relay is not None else None,
-            "summary": pool_summary(
-                self._settings,
-                self._state,
-                now,
-                self._secrets.fingerprints(),
-                self._secrets.missing(),
-                self._adapters,
+            "summary": health_summary(
+                accounts, now, paused=settings.gateway.paused, routing=settings.routing.mode
             ),
         }
 

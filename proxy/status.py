@@ -10,9 +10,8 @@ from proxy.providers.base import ProviderAdapter
 from proxy.providers.registry import build_adapters
 from proxy.routing.health import Block
 from proxy.routing.state import RuntimeState
-from proxy.routing.summary import health_summary
 
-__all__ = ["pool_summary", "status_snapshot"]
+__all__ = ["status_snapshot"]
 
 
 def _window_json(window: Any, now: float) -> dict[str, Any]:
@@ -85,16 +84,3 @@ def status_snapshot(
             }
         )
     return accounts
-
-
-def pool_summary(
-    settings: Settings,
-    state: RuntimeState,
-    now: float,
-    fingerprints: dict[str, str],
-    missing: set[str] | None = None,
-    adapters: Mapping[str, ProviderAdapter] | None = None,
-) -> dict[str, Any]:
-    """The ``summary`` of the status (:mod:`proxy.routing.summary`) for the same inputs as :func:`status_snapshot`."""
-    accounts = status_snapshot(settings, state, now, fingerprints, missing, adapters)
-    return health_summary(accounts, now, paused=settings.gateway.paused, routing=settings.routing.mode)

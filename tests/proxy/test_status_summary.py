@@ -11,7 +11,7 @@ from proxy.routing.health import HealthBook
 from proxy.routing.quota import Window
 from proxy.routing.state import RuntimeState
 from proxy.routing.summary import STATES, health_summary
-from proxy.status import pool_summary, status_snapshot
+from proxy.status import status_snapshot
 
 NOW = 1_800_000_000.0
 
@@ -187,7 +187,7 @@ def test_every_state_is_reachable_and_the_tooltip_is_the_headline_and_lines() ->
 
 
 def test_the_engine_inputs_give_the_same_summary() -> None:
-    """pool_summary (what the engine publishes) is health_summary over status_snapshot — nothing else."""
+    """What the engine publishes: health_summary over the status snapshot of the live state."""
     settings = Settings.model_validate(
         {
             "accounts": [
@@ -200,11 +200,9 @@ def test_the_engine_inputs_give_the_same_summary() -> None:
     state.health.cool_down("api", NOW + 90, "429", exhausted=False)
     state.health.ok("work", NOW - 10)
     state.quota.update("work", [Window("requests", 100, 90, resets_at=NOW + 20)], NOW - 10)
-    accounts = status_snapshot(settings, state, NOW, {})
-    published = pool_summary(settings, state, NOW, {})
-    assert published == health_summary(accounts, NOW, routing="main-first")
+    published = health_summary(status_snapshot(settings, state, NOW, {}), NOW, routing="main-first")
     assert (published["state"], published["ready"], published["total"]) == ("healthy", 1, 2)
     assert published["next_reset"] == NOW + 90
     # 30 s later the per-minute window has expired: still healthy, never unknown.
-    later = pool_summary(settings, state, NOW + 30, {})
+    later = health_summary(status_snapshot(settings, state, NOW + 30, {}), NOW + 30, routing="main-first")
     assert later["state"] == "healthy" and later["percent"] is None

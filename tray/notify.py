@@ -179,7 +179,7 @@ def _pool_notices(previous: Mapping[str, Any], current: Mapping[str, Any]) -> li
             else "Reset time unknown."
         )
         notices.append(
-            Notice(("pool_exhausted",), "Every account is out of quota", f"Agents get errors. {when}")
+            Notice(("pool_exhausted",), "No account can take requests", f"Agents get errors. {when}")
         )
     if before in ("exhausted", "needs_login") and after in ("healthy", "low", "critical"):
         notices.append(Notice(("pool_recovered",), "Headway is back", str(now.get("headline") or "")))

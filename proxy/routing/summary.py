@@ -67,7 +67,7 @@ _HEADLINES = {
     "healthy": "Healthy",
     "low": "Running low",
     "critical": "Almost out",
-    "exhausted": "Out of quota",
+    "exhausted": "All blocked",
     "needs_login": "Needs login",
     "paused": "Gateway paused",
     "unknown": "Quota unknown",

@@ -92,7 +92,7 @@ def test_every_account_blocked_is_exhausted_with_the_next_reset() -> None:
     summary = health_summary(accounts, NOW)
     assert (summary["state"], summary["ready"], summary["total"]) == ("exhausted", 0, 2)
     assert summary["next_reset"] == NOW + 300
-    assert summary["headline"] == "Out of quota · 0/2 ready · next back in 5m"
+    assert summary["headline"] == "All blocked · 0/2 ready · next back in 5m"
     # An empty current window counts as blocked until that window resets.
     empty = health_summary([codex("a", five_h=0)], NOW)
     assert (empty["state"], empty["next_reset"]) == ("exhausted", NOW + 4320)

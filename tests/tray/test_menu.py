@@ -624,4 +624,4 @@ def test_the_pool_notice_follows_its_switch(
     assert wait_until(lambda: app._icon.menu.items[0].text == "out", timeout=3)
     app.refresh()  # one more tick after the change: still one notice at most
     titles = [t for _, t in app._icon.notices]
-    assert titles.count("Every account is out of quota") == (1 if switched_on else 0)
+    assert titles.count("No account can take requests") == (1 if switched_on else 0)

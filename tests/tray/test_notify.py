@@ -157,7 +157,7 @@ def test_the_pool_running_out_is_one_notice_with_its_reset_time() -> None:
     after = with_summary(blocked("a", 300.0), blocked("b", 900.0))
     notices = derive(before, after)
     assert keys(notices) == [("pool_exhausted",)]  # not also "a is out of quota" or a fallback
-    assert notices[0].title == "Every account is out of quota"
+    assert notices[0].title == "No account can take requests"
     assert "(in 5m)" in notices[0].message and "The first one is back at" in notices[0].message
 
 

@@ -597,7 +597,7 @@ def test_a_health_change_reaches_icon_tooltip_and_menu_within_2_seconds(session:
         assert response.status_code == 429, response.text
 
         changed = wait_for(
-            lambda: logged_at(log, "tray: Out of quota · 0/1 ready · next back in 10m"), 5, 0.05
+            lambda: logged_at(log, "tray: All blocked · 0/1 ready · next back in 10m"), 5, 0.05
         )
         assert changed, log.read_text()
         assert changed - answered < 2.0, f"the tray took {changed - answered:.2f} s"

@@ -30,18 +30,20 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from proxy import __version__
 from proxy.config.settings import Settings
+from proxy.gateway.conversations import ConversationBook, ResponseTap, input_items
 from proxy.gateway.errors import (
     AccessDenied,
     BadRequest,
@@ -52,8 +54,10 @@ from proxy.gateway.errors import (
     RequestTooLarge,
     error_response,
 )
+from proxy.gateway.websocket import ResponsesSocket
 from proxy.providers.base import Incoming, StreamProtocol
 from proxy.routing.sessions import identify_session
+from proxy.wire.sse import SSEParser
 
 __all__ = [
     "ErrorBoundary",
@@ -78,6 +82,7 @@ _ROUTE_PATHS = frozenset(
         "/v1/messages",
         "/v1/messages/count_tokens",
         "/v1/responses",
+        "/responses",
         "/v1/chat/completions",
         "/v1/models",
     }
@@ -223,7 +228,7 @@ class LocalGuard:
         self.refusals = refusals or RefusalLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = _scope_headers(scope)
@@ -232,13 +237,17 @@ class LocalGuard:
             self._check(path, headers)
         except _Refused as refused:
             self.refusals.record(
-                scope.get("method", "?"),
+                scope.get("method", "GET"),
                 path,
                 refused.reason,
                 refused.error.message,
                 headers.get("user-agent", ""),
             )
-            await error_response(protocol_for(path, headers), refused.error)(scope, receive, send)
+            answer = error_response(protocol_for(path, headers), refused.error)
+            if scope["type"] == "websocket":
+                await _deny_upgrade(scope, receive, send, answer)
+            else:
+                await answer(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -296,6 +305,16 @@ class LocalGuard:
             AccessDenied("wrong local access key: use the key `headway key` prints as this agent's API key"),
             "wrong access key",
         )
+
+
+async def _deny_upgrade(scope: Scope, receive: Receive, send: Send, answer: Response) -> None:
+    """A refused WebSocket upgrade: the HTTP answer itself (401/403 with the JSON error) instead of a 101, through
+    the ASGI denial-response extension (uvicorn has it; Starlette's Response speaks it for a websocket scope); a
+    server without it can only close (403)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await answer(scope, receive, send)
 
 
 class ErrorBoundary:
@@ -390,8 +409,42 @@ def _json_kind(value: object) -> str:
     return "a number"
 
 
+def _kept(answer: Response, book: ConversationBook, request: dict[str, Any], size: int) -> Response:
+    """``answer`` to a Responses request, watched so that its id can be named as ``previous_response_id`` later."""
+    tap = ResponseTap()
+    asked = input_items(request.get("input"))
+
+    def keep() -> None:
+        if tap.completed and tap.response_id:
+            book.remember(tap.response_id, [*asked, *tap.output()], size)
+
+    if not isinstance(answer, StreamingResponse):
+        if 200 <= answer.status_code < 300:
+            tap.feed_body(bytes(answer.body))
+            keep()
+        return answer
+    chunks = answer.body_iterator
+
+    async def watched() -> AsyncIterator[bytes | str | memoryview]:
+        parser = SSEParser()
+        try:
+            async for chunk in chunks:
+                yield chunk
+                for event in parser.feed(chunk.encode() if isinstance(chunk, str) else bytes(chunk)):
+                    tap.feed_sse(event)
+            keep()
+        finally:
+            closer = getattr(chunks, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    answer.body_iterator = watched()
+    return answer
+
+
 def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIApp:
     refusals = refusals or RefusalLog()
+    conversations = ConversationBook()
 
     def refuse(request: Request, family: Literal["anthropic", "openai"], exc: HeadwayError) -> Response:
         """A request refused for its body or headers: logged (rate-limited) and answered in its protocol's shape."""
@@ -416,6 +469,11 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
         for name, value in headers.items():
             if not value.isascii():  # an upstream request cannot carry it (and agents send none)
                 return refuse(request, family, BadRequest(f"the value of header {name[:60]!r} is not ASCII"))
+        if protocol == "openai-responses" and parsed.get("previous_response_id") is not None:
+            expanded = conversations.expand(parsed)
+            if expanded is not None:  # else left as sent: the route decides (the ChatGPT one answers 400)
+                parsed = expanded
+                body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
         incoming = Incoming(
             method=request.method,
             path=request.url.path,
@@ -429,7 +487,10 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
             receive=request.receive,  # the forwarder stops when the agent hangs up
         )
         try:
-            return await hooks.forward(incoming)
+            answer = await hooks.forward(incoming)
+            if protocol == "openai-responses" and parsed.get("store") is not False:
+                return _kept(answer, conversations, parsed, len(body))
+            return answer
         except RecursionError:  # the JSON parsed, but is too deep for a transform that walks it
             return refuse(request, family, BadRequest("the request body's JSON is nested too deeply"))
         except UnicodeEncodeError as exc:
@@ -452,6 +513,9 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
 
     async def chat(request: Request) -> Response:
         return await proxied(request, "openai-chat", "openai")
+
+    async def responses_socket(websocket: WebSocket) -> None:
+        await ResponsesSocket(websocket, hooks).run()
 
     async def models(request: Request) -> Response:
         return await hooks.models(protocol_for("/v1/models", dict(request.headers.items())), request)
@@ -480,6 +544,8 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
+        WebSocketRoute("/v1/responses", responses_socket),
+        WebSocketRoute("/responses", responses_socket),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
     ]

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from proxy.gateway.app import is_loopback
 from proxy.gateway.listener import PortInUse, bind_listener, format_address
 from proxy.gateway.protocol import GatewayHttpProtocol
+from proxy.gateway.websocket import MAX_FRAME_BYTES
 from proxy.tasks import TaskGroup
 
 __all__ = ["GatewayServer"]
@@ -68,6 +69,8 @@ class GatewayServer:
             access_log=False,
             lifespan="off",
             http=GatewayHttpProtocol,  # httptools plus request head / body deadlines (slow clients)
+            ws="wsproto",  # the Responses API over WebSocket (proxy/gateway/websocket.py); the relay's library too
+            ws_max_size=MAX_FRAME_BYTES,  # the route refuses frames over gateway.max_body_mb with an error frame
             timeout_graceful_shutdown=5,
             timeout_keep_alive=75,
         )

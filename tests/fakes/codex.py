@@ -15,7 +15,8 @@ from typing import Any
 
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.openai_auth import FakeOpenAIAuth
-from tests.fakes.server import Behavior, Exchange, Route
+from tests.fakes.server import Behavior, Exchange, RecordedRequest, Route
+from tests.fakes.websocket import SocketConnection, Sockets, SocketTurn
 
 __all__ = ["CODEX_MODELS", "CodexUsage", "FakeCodex"]
 
@@ -48,6 +49,10 @@ class FakeCodex(FakeOpenAI):
         self._usage_lock = threading.Lock()
         self._clock = clock
         self.usage_polls = 0
+        #: WebSocket mode on the SSE path (GET upgraded), with `codex.rate_limits` frames and usage limits per turn.
+        self.sockets = Sockets(
+            self, {"/backend-api/codex/responses": self._responses}, preamble=self.socket_preamble
+        )
 
     def set_usage(self, account_id: str, **fields: Any) -> None:
         with self._usage_lock:
@@ -104,20 +109,55 @@ class FakeCodex(FakeOpenAI):
         headers = {**self._headers(usage), **ex.behavior.headers}
         if usage.primary_used >= 100 or usage.secondary_used >= 100:
             resets_in = usage.primary_resets_in if usage.primary_used >= 100 else usage.secondary_resets_in
-            body = {
-                "error": {
-                    "type": "usage_limit_reached",
-                    "message": "The usage limit has been reached",
-                    "plan_type": usage.plan_type,
-                    "resets_at": int(self._clock() + resets_in),
-                    "resets_in_seconds": int(resets_in),
-                }
-            }
+            body = self._limit_body(usage, resets_in)
             ex.behavior = ex.behavior.replace(headers=headers)
             ex.send_json(body, 429)
             return
         ex.behavior = ex.behavior.replace(headers=headers)
         self._responses(ex)
+
+    def socket_key_ok(self, request: RecordedRequest) -> bool:
+        if self.auth is None:
+            return True
+        return self.auth.access_token_valid(request.headers.get("authorization", "").partition(" ")[2])
+
+    def socket_preamble(
+        self, turn: SocketTurn, connection: SocketConnection
+    ) -> tuple[list[dict[str, Any]], tuple[int, Any] | None]:
+        usage = self.usage(connection.headers.get("chatgpt-account-id", ""))
+        if usage.primary_used >= 100 or usage.secondary_used >= 100:
+            resets_in = usage.primary_resets_in if usage.primary_used >= 100 else usage.secondary_resets_in
+            return [], (429, self._limit_body(usage, resets_in))
+        now = self._clock()
+        limits = {
+            "type": "codex.rate_limits",
+            "plan_type": usage.plan_type,
+            "rate_limits": {
+                "primary": {
+                    "used_percent": usage.primary_used,
+                    "window_minutes": 300,
+                    "reset_at": int(now + usage.primary_resets_in),
+                },
+                "secondary": {
+                    "used_percent": usage.secondary_used,
+                    "window_minutes": 10080,
+                    "reset_at": int(now + usage.secondary_resets_in),
+                },
+            },
+            "credits": {"has_credits": False, "unlimited": False, "balance": "0"},
+        }
+        return [limits], None
+
+    def _limit_body(self, usage: CodexUsage, resets_in: float) -> dict[str, Any]:
+        return {
+            "error": {
+                "type": "usage_limit_reached",
+                "message": "The usage limit has been reached",
+                "plan_type": usage.plan_type,
+                "resets_at": int(self._clock() + resets_in),
+                "resets_in_seconds": int(resets_in),
+            }
+        }
 
     def _wham(self, ex: Exchange) -> None:
         if not self._authorized(ex):

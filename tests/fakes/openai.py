@@ -1,5 +1,6 @@
 """A fake OpenAI API: /v1/responses (also at the Codex path), /v1/chat/completions, /v1/models.
 
+`GET /v1/responses` upgrades to the Responses API's WebSocket mode (`sockets`, tests/fakes/websocket.py).
 The Responses route also answers at `/backend-api/codex/responses`, so a ChatGPT-backend provider can point its
 base URL at `<fake>/backend-api/codex`. Codex quota headers (`x-codex-*`) and the Codex 429 body
 (`usage_limit_reached`) are scripted with `Behavior(headers=..., body=...)`.
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tests.fakes.anthropic import estimate_tokens
 from tests.fakes.server import (
@@ -21,6 +23,10 @@ from tests.fakes.server import (
     deep_merge,
     split_text,
 )
+from tests.fakes.websocket import SocketConnection, Sockets, SocketTurn
+
+if TYPE_CHECKING:
+    from tests.fakes.server import _Handler
 
 __all__ = ["OPENAI_MODELS", "FakeOpenAI", "openai_duration", "openai_ratelimit_headers"]
 
@@ -96,6 +102,23 @@ class FakeOpenAI(FakeServer):
     ) -> None:
         super().__init__(default=default, valid_keys=valid_keys, port=port, keep_requests=keep_requests)
         self.models = tuple(models)
+        #: The Responses API's WebSocket mode (GET /v1/responses upgraded): tests/fakes/websocket.py.
+        self.sockets = Sockets(self, {"/v1/responses": self._responses}, preamble=self.socket_preamble)
+
+    def upgrade(self, handler: _Handler) -> bool:
+        parts = urlsplit(handler.path)
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        probe = RecordedRequest("GET", parts.path, {}, headers, b"", None, "")
+        return self.sockets.accept(handler, parts.path, headers, self.socket_key_ok(probe))
+
+    def socket_key_ok(self, request: RecordedRequest) -> bool:
+        return self.valid_keys is None or self.api_key(request) in self.valid_keys
+
+    def socket_preamble(
+        self, turn: SocketTurn, connection: SocketConnection
+    ) -> tuple[list[dict[str, Any]], tuple[int, Any] | None]:
+        """Frames before a turn's events, or (status, error body) to refuse the turn instead."""
+        return [], None
 
     def routes(self) -> Mapping[tuple[str, str], Route]:
         return {

@@ -433,7 +433,13 @@ class FakeServer:
 
     # -- request handling (handler threads) ----------------------------------------------------------------
 
+    def upgrade(self, handler: _Handler) -> bool:
+        """Serve a WebSocket upgrade request (the fakes with a WebSocket mode override it); False: not served."""
+        return False
+
     def _handle(self, handler: _Handler) -> None:
+        if handler.headers.get("upgrade", "").lower() == "websocket" and self.upgrade(handler):
+            return
         request = self._record(handler)
         exchange = Exchange(self, handler, request, Behavior())
         if request.method == "HEAD" and request.path == "/":

@@ -25,7 +25,13 @@ from proxy.providers.base import (
     StreamProtocol,
     Verdict,
 )
-from proxy.providers.chatgpt.backend import RESPONSES_PATH, backend_base, backend_headers
+from proxy.providers.chatgpt.backend import (
+    PROTOCOL_HEADERS,
+    RESPONSES_PATH,
+    backend_base,
+    backend_headers,
+    is_lite,
+)
 from proxy.providers.chatgpt.chat_request import chat_to_responses
 from proxy.providers.chatgpt.limits import parse_codex_headers, parse_usage_limit_error
 from proxy.providers.chatgpt.models import fetch_models, to_openai_models_list
@@ -66,10 +72,17 @@ class ChatGPTAccount(ProviderAdapter):
         request = (
             chat_to_responses(body) if incoming.protocol == "openai-chat" else body
         )  # ChatTranslationError: a 400
+        lite = is_lite(incoming.headers)
         shaped = to_codex_request(
-            request, stabilize_cache=settings.chatgpt.stabilize_cache, session_id=incoming.session.session_id
+            request,
+            stabilize_cache=settings.chatgpt.stabilize_cache,
+            session_id=incoming.session.session_id,
+            lite=lite,
         )
         headers = backend_headers(secret, account, incoming.headers.get("user-agent"))
+        for name in PROTOCOL_HEADERS:
+            if name in incoming.headers:
+                headers[name] = incoming.headers[name]
         headers["content-type"] = "application/json"
         headers["accept"] = "text/event-stream"
         if incoming.session.session_id:

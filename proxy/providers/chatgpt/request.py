@@ -11,8 +11,10 @@ it is silent we follow the Codex CLI, which is what the backend is built for):
 - Removed: the reference's list (:data:`REMOVED_FIELDS`), plus ``metadata`` and ``background`` (both describe a stored
   response; ``store`` is always false here and the Codex CLI never sends them), plus ``service_tier`` when it is a
   no-op value (``auto`` / ``default`` — the Codex CLI only ever sends a non-default tier such as ``priority``).
-- Kept: ``previous_response_id`` and ``conversation``. They cannot resolve with ``store:false`` over HTTP, but dropping
-  them would silently cut the conversation short; the backend's own error is the honest outcome.
+- Refused: ``previous_response_id`` and ``conversation`` (a ValueError, which the forwarder answers as a 400 naming
+  it). With ``store:false`` the backend cannot resolve them over HTTP, and dropping them would silently cut the
+  conversation short. The gateway resolves a ``previous_response_id`` it knows into the full input before this
+  point (:mod:`proxy.gateway.conversations`); only an id it does not know arrives here.
 - ``input``: because ``store`` is false nothing can be looked up by id, so ``item_reference`` items are dropped, the
   ``id`` of every item is removed (the Codex CLI never serialises item ids), and ``reasoning`` items without
   ``encrypted_content`` are dropped (without the encrypted payload they are only a pointer to stored state).
@@ -22,6 +24,13 @@ it is silent we follow the Codex CLI, which is what the backend is built for):
 - Defaults when absent: ``tools: []``, ``tool_choice: "auto"``, ``parallel_tool_calls: false``.
 - Cache stabilizer: see :func:`to_codex_request`; it is also skipped when ``tool_choice`` is ``"required"``, where an
   extra native tool could satisfy the obligation instead of the agent's own tools.
+
+Responses Lite (``lite=True``: the agent sent ``x-openai-internal-codex-responses-lite: true``, which the Codex CLI does
+for the models its catalog marks ``use_responses_lite``; docs/agents-observed.md): the body is already in the dialect
+the backend expects for those models — instructions as developer messages in ``input`` (``instructions`` may be
+empty), the tools as an ``additional_tools`` input item, ``reasoning.context``. So nothing is lifted or made up for
+``instructions`` (kept as sent, ``""`` when absent), no stabilizer tool is added, and ``parallel_tool_calls`` is
+always false (the backend refuses a Lite request with it true; the Codex CLI sends false).
 """
 
 from __future__ import annotations
@@ -63,7 +72,11 @@ REMOVED_FIELDS = frozenset(
     }
 )
 
-# Tuples, not sets: membership tests on agent-supplied values must not fail on unhashable JSON (lists, objects).
+_UNRESOLVABLE = (
+    "{key} {value!r} cannot be resolved: the ChatGPT backend stores no responses (store:false), and Headway does "
+    "not know this one (it keeps the responses it relayed on this gateway, unless the request said store:false, and "
+    "those of each WebSocket). Send the whole conversation in input instead"
+)
 # Tuples, not sets: membership tests on agent-supplied values must not fail on unhashable JSON (lists, objects).
 _NOOP_SERVICE_TIERS = ("auto", "default")
 INSTRUCTION_ROLES = ("system", "developer")
@@ -71,7 +84,7 @@ _TEXT_PART_TYPES = ("input_text", "text", "output_text")
 
 
 def to_codex_request(
-    body: Mapping[str, Any], *, stabilize_cache: bool, session_id: str | None
+    body: Mapping[str, Any], *, stabilize_cache: bool, session_id: str | None, lite: bool = False
 ) -> dict[str, Any]:
     """The Codex backend body for an agent's Responses request. Returns a new dict; ``body`` is not touched.
 
@@ -79,18 +92,23 @@ def to_codex_request(
     tools are all ``function`` tools (at least one) gets one native ``web_search`` tool without web access appended,
     which keeps it on the backend's stable prompt-cache path; a request without tools never gets one.
     """
+    for key in ("previous_response_id", "conversation"):
+        if body.get(key) is not None:
+            raise ValueError(_UNRESOLVABLE.format(key=key, value=str(body[key])[:80]))
     source = copy.deepcopy(dict(body))
     input_items = _codex_input(source.pop("input", None))
 
     instructions = source.pop("instructions", None)
-    if not isinstance(instructions, str) or not instructions:
+    if lite:
+        instructions = instructions if isinstance(instructions, str) else ""
+    elif not isinstance(instructions, str) or not instructions:
         lifted, input_items = _lift_instructions(input_items)
         instructions = lifted or DEFAULT_INSTRUCTIONS
 
     tools = source.pop("tools", None)
     tools = list(tools) if isinstance(tools, list) else []
     tool_choice = source.pop("tool_choice", None) or "auto"
-    if stabilize_cache and _wants_stabilizer(tools, tool_choice):
+    if stabilize_cache and not lite and _wants_stabilizer(tools, tool_choice):
         tools.append(dict(STABILIZER_TOOL))
 
     include = source.pop("include", None)
@@ -107,7 +125,7 @@ def to_codex_request(
     out["tools"] = tools
     out["tool_choice"] = tool_choice
     parallel = source.pop("parallel_tool_calls", None)
-    out["parallel_tool_calls"] = parallel if isinstance(parallel, bool) else False
+    out["parallel_tool_calls"] = parallel if isinstance(parallel, bool) and not lite else False
     if "reasoning" in source:
         out["reasoning"] = source.pop("reasoning")
     out["store"] = False

@@ -428,3 +428,27 @@ def test_an_account_base_url_with_backend_api_is_not_doubled(
     add_chatgpt(gw, auth, "acct-1", "work", base_url=codex.url + "/backend-api/")
     assert client(gw).responses.create(model="gpt-5", input="hi").output_text == "Hello from the fake"
     assert codex.requests[-1].path == "/backend-api/codex/responses"
+
+
+def test_the_responses_lite_header_is_forwarded_and_identity_stays_headways(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    add_chatgpt(gw, auth, "acct-1", "work")
+    developer = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "rules"}]}
+    client(gw).responses.create(
+        model="gpt-5.6-sol",
+        instructions="",
+        input=[developer, {"type": "message", "role": "user", "content": "hi"}],
+        parallel_tool_calls=True,
+        extra_headers={
+            "x-openai-internal-codex-responses-lite": "true",
+            "originator": "codex_cli_rs",
+            "user-agent": "codex_cli_rs/0.169.0",
+        },
+    )
+    sent = codex.requests[-1]
+    assert sent.headers["x-openai-internal-codex-responses-lite"] == "true"
+    assert sent.headers["originator"] == "headway"
+    assert sent.headers["user-agent"].startswith("headway/")
+    assert sent.json["instructions"] == "" and sent.json["input"][0]["role"] == "developer"
+    assert sent.json["parallel_tool_calls"] is False

@@ -278,11 +278,14 @@ def test_noop_service_tier_is_dropped_and_a_real_one_kept() -> None:
     assert kept["service_tier"] == "priority"
 
 
-def test_previous_response_id_is_kept_for_the_backend_to_judge() -> None:
-    out = to_codex_request(
-        {"previous_response_id": "resp_1", "input": []}, stabilize_cache=False, session_id=None
-    )
-    assert out["previous_response_id"] == "resp_1"
+@pytest.mark.parametrize("key", ["previous_response_id", "conversation"])
+def test_an_id_the_backend_cannot_resolve_is_refused_naming_it(key: str) -> None:
+    # With store:false the backend resolves nothing over HTTP: forwarding the id would fail upstream or, worse,
+    # be ignored; dropping it would cut the conversation short without a word.
+    with pytest.raises(ValueError, match=f"{key} 'resp_1' cannot be resolved.*whole conversation"):
+        to_codex_request({key: "resp_1", "input": []}, stabilize_cache=False, session_id=None)
+    out = to_codex_request({key: None, "input": []}, stabilize_cache=False, session_id=None)
+    assert key not in out or out[key] is None
 
 
 @pytest.mark.parametrize(
@@ -375,6 +378,7 @@ def test_property_codex_request_invariants(
         body["input"] = input_value
     if tools is not None:
         body["tools"] = tools
+    body.pop("previous_response_id", None)  # refused (its own test)
     before = copy.deepcopy(body)
     out = to_codex_request(body, stabilize_cache=stabilize, session_id=session)
     assert_codex_invariants(out)
@@ -387,3 +391,39 @@ def test_property_codex_request_invariants(
     assert added in ([], [WEB_SEARCH])
     if added:
         assert stabilize and sent_tools and all(t.get("type") == "function" for t in sent_tools)
+
+
+def lite_request() -> dict[str, Any]:
+    """What the Codex CLI sends for a model its catalog marks use_responses_lite (shape seen in 0.169's binary)."""
+    developer = {
+        "type": "message",
+        "role": "developer",
+        "content": [{"type": "input_text", "text": "be brief"}],
+    }
+    tools = {"type": "additional_tools", "tools": [SHELL_TOOL]}
+    user = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+    return {
+        "model": "gpt-5.6-sol",
+        "instructions": "",
+        "input": [developer, tools, user],
+        "parallel_tool_calls": True,
+        "reasoning": {"effort": "medium", "context": "all_turns"},
+        "store": False,
+        "stream": True,
+    }
+
+
+def test_a_responses_lite_body_keeps_its_dialect() -> None:
+    body = lite_request()
+    out = to_codex_request(body, stabilize_cache=True, session_id="s", lite=True)
+    assert out["instructions"] == ""  # no generic instructions, nothing lifted out of input
+    assert out["input"] == body["input"]
+    assert out["tools"] == []  # no stabilizer tool: Lite carries its tools inside input
+    assert out["parallel_tool_calls"] is False  # the backend refuses Lite with parallel tool calls
+    assert out["reasoning"] == {"effort": "medium", "context": "all_turns"}
+    assert (
+        to_codex_request({"input": "x"}, stabilize_cache=False, session_id=None, lite=True)["instructions"]
+        == ""
+    )
+    classic = to_codex_request(body, stabilize_cache=True, session_id="s")
+    assert classic["instructions"] == "be brief" and classic["parallel_tool_calls"] is True

@@ -39,6 +39,7 @@ from proxy.features.base import Feature, Features
 from proxy.features.cache_control import CacheControl
 from proxy.features.dumps import Dumps
 from proxy.features.request_log import RequestLog, RequestLogger
+from proxy.features.upstream_socket import UpstreamSockets
 from proxy.gateway.app import GatewayHooks, build_app
 from proxy.gateway.forward import Forwarder
 from proxy.gateway.listener import PortInUse, bind_listener
@@ -279,6 +280,7 @@ class Engine:
         """Headway's features, in the order their hooks run (see proxy/features/base.py)."""
         return [
             RelayTransport(relay, lambda: client),
+            UpstreamSockets(lambda: client),
             CacheControl(),
             *provider_features(
                 settings=lambda: self._settings,
@@ -297,7 +299,14 @@ class Engine:
             models=self._models.answer,
             status=self._status_async,
             bound_host=lambda: self._server.bound[0],
+            session_closed=self._session_closed,
         )
+
+    def _session_closed(self, session_id: str) -> None:
+        """An agent's WebSocket closed: its upstream sockets go too (proxy/features/upstream_socket.py)."""
+        sockets = self._features.get(UpstreamSockets.name)
+        if isinstance(sockets, UpstreamSockets):
+            sockets.close_session(session_id)
 
     def _listen_address(self) -> tuple[str, int]:
         host = self.options.host or self._settings.gateway.host

@@ -213,6 +213,22 @@ class ChatGPTSettings(_Model):
     )
 
 
+class UpstreamWebSocketSettings(_Model):
+    """One upstream WebSocket per agent session for Responses requests: each turn sends only its new input."""
+
+    chatgpt: bool = Field(
+        True,
+        description="ChatGPT accounts: hold a WebSocket to the Codex backend per agent session (HTTP if refused).",
+    )
+    openai: bool = Field(
+        True,
+        description="OpenAI API keys: the same with OpenAI's Responses WebSocket mode (HTTP if refused).",
+    )
+    idle_minutes: float = Field(
+        15.0, gt=0, le=240, description="Close a session's upstream WebSocket after this long without a turn."
+    )
+
+
 class DumpSettings(_Model):
     enabled: bool = Field(
         False, description="Write each upstream request body and its metadata to the dumps folder."
@@ -323,6 +339,7 @@ class Settings(_Model):
     accounts: list[Account] = Field(default_factory=list)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     chatgpt: ChatGPTSettings = Field(default_factory=ChatGPTSettings)
+    upstream_websocket: UpstreamWebSocketSettings = Field(default_factory=UpstreamWebSocketSettings)
     dumps: DumpSettings = Field(default_factory=DumpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)

@@ -201,6 +201,7 @@ class GatewayHooks:
         models: Callable[[Literal["anthropic", "openai"], Request], Awaitable[Response]],
         status: Callable[[bool], Awaitable[dict[str, Any]]],
         bound_host: Callable[[], str],
+        session_closed: Callable[[str], None] = lambda session_id: None,
     ) -> None:
         self.settings = settings
         self.access_key = access_key
@@ -208,6 +209,7 @@ class GatewayHooks:
         self.models = models
         self.status = status
         self.bound_host = bound_host
+        self.session_closed = session_closed  # an agent's WebSocket closed (its upstream socket may go too)
 
 
 class _Refused(Exception):

@@ -105,6 +105,8 @@ class ResponsesSocket:
         finally:
             reader.cancel()
             await asyncio.wait({reader})
+            if self._session.session_id:
+                self._hooks.session_closed(self._session.session_id)
             log.debug(
                 "agent WebSocket closed after %d turn(s) [session %s]", self.turns, self._session.session_id
             )

@@ -16,6 +16,11 @@ from tests.fakes.codex import FakeCodex
 CODEX_PATH = "/backend-api/codex/responses"
 
 
+@pytest.fixture(autouse=True)
+def sockets_on(codex: FakeCodex) -> None:
+    codex.sockets.enabled = True
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as client:
@@ -119,11 +124,15 @@ async def test_a_bad_token_or_a_refusing_server_answers_the_upgrade_with_http(
 
 async def test_openai_has_the_websocket_mode_with_its_key_check(http: httpx.AsyncClient) -> None:
     with FakeOpenAI(valid_keys={"sk-good"}) as openai:
+        with pytest.raises(WebSocketError) as off:
+            await WebSocket.connect(http, openai.url + "/v1/responses", {"authorization": "Bearer sk-good"})
+        assert off.value.status == 404  # off by default, like an HTTP-only server
+        openai.sockets.enabled = True
         with pytest.raises(WebSocketError) as refused:
             await WebSocket.connect(http, openai.url + "/v1/responses", {"authorization": "Bearer sk-bad"})
         assert refused.value.status == 401
         ws = await WebSocket.connect(http, openai.url + "/v1/responses", {"authorization": "Bearer sk-good"})
         frames = await turn(ws, model="gpt-5", input="hi")
-        assert [f["type"] for f in frames][0] == "response.created"  # no Codex rate-limit frames here
+        assert frames[0]["type"] == "response.created"  # no Codex rate-limit frames here
         assert frames[-1]["type"] == "response.completed"
         await ws.close()

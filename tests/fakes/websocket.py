@@ -10,6 +10,7 @@ Rules it keeps, as the reference describes the service (../shared/reference/chat
   ``previous_response_not_found``); the fake records the whole conversation a turn stands for
   (:attr:`SocketTurn.conversation`), so a test sees what the model would have seen;
 - an error is a frame ``{"type": "error", "status": N, "error": {…}}`` and the connection stays open;
+- off until ``sockets.enabled = True`` (an upgrade gets 404 like an HTTP-only server's);
 - ``max_connection_seconds`` caps a connection: the first turn after it gets ``websocket_connection_limit_reached``
   and the connection is closed;
 - ``preamble(turn)`` may add frames before a turn's events (the Codex backend's ``codex.rate_limits``), or answer
@@ -199,7 +200,10 @@ class Sockets:
         self._turned = threading.Condition(self._lock)
         #: Connections older than this get ``websocket_connection_limit_reached`` on their next turn.
         self.max_connection_seconds: float | None = None
-        #: Refuse upgrades with this status (an upstream without WebSocket mode); None accepts them.
+        #: Off by default, like an HTTP-only server (a GET upgrade gets 404): Headway then uses HTTP, as every
+        #: test written before the WebSocket mode expects. Tests of the WebSocket path turn it on.
+        self.enabled = False
+        #: Refuse upgrades with this status even when enabled; None accepts them.
         self.refuse_status: int | None = None
 
     @property
@@ -211,6 +215,12 @@ class Sockets:
     def turns(self) -> list[SocketTurn]:
         with self._lock:
             return list(self._turns)
+
+    def expire(self) -> None:
+        """Make every open connection as old as the service's cap (the next turn on it is refused)."""
+        with self._lock:
+            for connection in self._connections:
+                connection.opened = float("-inf")
 
     def wait_for_turns(self, count: int, timeout: float = 5.0) -> list[SocketTurn]:
         with self._turned:
@@ -225,8 +235,10 @@ class Sockets:
         route = self._routes.get(path)
         if route is None:
             return False
-        if not key_ok or self.refuse_status is not None:
-            status = 401 if not key_ok else self.refuse_status or 400
+        refusal = None if self.enabled else 404
+        refusal = self.refuse_status if refusal is None else refusal
+        if not key_ok or refusal is not None:
+            status = 401 if not key_ok else refusal or 400
             body = json.dumps(
                 {"error": {"message": "refused (fake)", "type": "invalid_request_error", "code": None}}
             ).encode()

@@ -11,7 +11,13 @@ from typing import Any, Literal
 from proxy.routing.quota import Window
 from proxy.wire.retry_after import as_number
 
-__all__ = ["UsageLimit", "parse_codex_headers", "parse_codex_usage", "parse_usage_limit_error"]
+__all__ = [
+    "UsageLimit",
+    "parse_codex_headers",
+    "parse_codex_usage",
+    "parse_usage_limit_error",
+    "rate_limit_frame_headers",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +122,27 @@ def parse_codex_usage(data: Any, now: float) -> tuple[list[Window], str | None]:
         )
     plan = data.get("plan_type")
     return windows, plan if isinstance(plan, str) else None
+
+
+def rate_limit_frame_headers(frame: Mapping[str, Any]) -> dict[str, str]:
+    """A ``codex.rate_limits`` WebSocket frame as the ``x-codex-*`` headers the same facts arrive in over HTTP, so
+    one parser (:func:`parse_codex_headers`) reads both."""
+    headers: dict[str, str] = {}
+    limits = frame.get("rate_limits")
+    for slot in ("primary", "secondary"):
+        window = limits.get(slot) if isinstance(limits, Mapping) else None
+        if not isinstance(window, Mapping):
+            continue
+        for key, name in (
+            ("used_percent", "used-percent"),
+            ("window_minutes", "window-minutes"),
+            ("reset_at", "reset-at"),
+            ("reset_after_seconds", "reset-after-seconds"),
+        ):
+            value = as_number(window.get(key))
+            if value is not None:
+                headers[f"x-codex-{slot}-{name}"] = f"{value:g}" if key == "used_percent" else str(int(value))
+    plan = frame.get("plan_type")
+    if isinstance(plan, str) and plan:
+        headers["x-codex-plan-type"] = plan
+    return headers

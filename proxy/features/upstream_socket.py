@@ -63,6 +63,7 @@ _KINDS = {"chatgpt": "chatgpt", "openai-api-key": "openai"}
 _TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 _RESTART = frozenset({"websocket_connection_limit_reached", "previous_response_not_found"})
 _NOT_SENT = frozenset({"stream", "background", "type"})
+_NOT_COMPARED = frozenset({"input", "previous_response_id", "client_metadata", *_NOT_SENT})
 _NOT_UPGRADE_HEADERS = frozenset(
     {"content-type", "content-length", "accept", "accept-encoding", "connection"}
 )
@@ -88,8 +89,9 @@ def canonical_item(item: Any) -> str:
 
 
 def _fields(body: dict[str, Any]) -> str:
-    """Everything a turn says besides its input: a change (model, tools, instructions…) starts a new chain."""
-    rest = {k: v for k, v in body.items() if k not in ("input", "previous_response_id", *_NOT_SENT)}
+    """Everything a turn says besides its input: a change (model, tools, instructions…) starts a new chain.
+    ``client_metadata`` is about the request, not the conversation (the Codex CLI puts its turn id there)."""
+    rest = {k: v for k, v in body.items() if k not in _NOT_COMPARED}
     return json.dumps(rest, sort_keys=True, separators=(",", ":"))
 
 

@@ -91,6 +91,12 @@ class ResponsesSocket:
 
     async def run(self) -> None:
         await self._ws.accept()
+        log.info(
+            "agent WebSocket opened on %s [session %s, %s]",
+            self._ws.url.path,
+            self._session.session_id,
+            self._headers.get("user-agent", "?")[:80],
+        )
         loop = asyncio.get_running_loop()
         reader = loop.create_task(self._read(), name="headway-ws-agent-reader")
         try:

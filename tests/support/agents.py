@@ -315,10 +315,16 @@ def run_opencode(
     timeout: float = 90,
     title: str | None = "headway test",
     extra_args: Sequence[str] = (),
+    websocket: bool = False,
 ) -> AgentResult:
     """`opencode run --pure --title T -m PROVIDER/MODEL PROMPT` with a project `opencode.json` in `workdir` that
     points the `anthropic` and `openai` providers at `base_url/v1`. `model` is "anthropic/…" or "openai/…" (a bare
     name is taken as anthropic). `result.db_path` is OpenCode's SQLite DB (`$XDG_DATA_HOME/opencode/opencode.db`).
+
+    ``websocket``: the `openai` provider's Responses requests over WebSocket. OpenCode 1.18 has it behind
+    `OPENCODE_EXPERIMENTAL_WEBSOCKETS=1`, in its built-in OpenAI plugin (so default plugins stay on), whose transport
+    is installed by the provider's auth loader: the key is stored as OpenCode's own `openai` API-key login
+    (`$XDG_DATA_HOME/opencode/auth.json`) — docs/agents-observed.md.
     """
     binary = _require("opencode")
     workdir = Path(workdir)
@@ -348,6 +354,13 @@ def run_opencode(
         OPENCODE_DISABLE_SHARE="1",
         OPENCODE_DISABLE_CLAUDE_CODE="1",
     )
+    if websocket:
+        env.pop("OPENCODE_DISABLE_DEFAULT_PLUGINS")
+        env["OPENCODE_EXPERIMENTAL_WEBSOCKETS"] = "1"
+        auth = state / "data" / "opencode" / "auth.json"
+        auth.parent.mkdir(parents=True, exist_ok=True)
+        auth.write_text(json.dumps({"openai": {"type": "api", "key": api_key}}))
+        auth.chmod(0o600)
     db_path = state / "data" / "opencode" / "opencode.db"
     title_args = (
         ["--title", title] if title is not None else []
@@ -450,9 +463,11 @@ def run_codex(
     timeout: float = 90,
     json_output: bool = False,
     extra_args: Sequence[str] = (),
+    websocket: bool = False,
 ) -> AgentResult:
     """`codex exec --skip-git-repo-check --sandbox read-only PROMPT` with `CODEX_HOME/config.toml` defining a
-    provider `headway` (`base_url/v1`, `wire_api = "responses"`, key from env `HEADWAY_KEY`)."""
+    provider `headway` (`base_url/v1`, `wire_api = "responses"`, key from env `HEADWAY_KEY`; with ``websocket``,
+    `supports_websockets = true`: the Responses API over WebSocket)."""
     binary = _require("codex")
     workdir = Path(workdir)
     state = _state_dir(workdir, "codex")
@@ -470,6 +485,7 @@ def run_codex(
                 f"base_url = {json.dumps(_root(base_url) + '/v1')}",
                 'env_key = "HEADWAY_KEY"',
                 'wire_api = "responses"',
+                *(["supports_websockets = true"] if websocket else []),
                 "",
                 "[analytics]",
                 "enabled = false",

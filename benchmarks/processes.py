@@ -164,22 +164,22 @@ def _cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60.0
     return done.stdout
 
 
-def start_gateway(workdir: Path, upstream_url: str, timeout: float = 30.0) -> Server:
-    """``headway serve --port 0`` in a fresh HEADWAY_HOME under ``workdir``, with one account on the mock."""
+def start_gateway(
+    workdir: Path,
+    upstream_url: str,
+    timeout: float = 30.0,
+    *,
+    provider: str = "anthropic",
+    settings: dict[str, object] | None = None,
+) -> Server:
+    """``headway serve --port 0`` in a fresh HEADWAY_HOME under ``workdir``, with one account of ``provider``
+    (anthropic or openai) on the mock; ``settings`` are merged into the settings file."""
     home = Path(tempfile.mkdtemp(prefix="headway-home-", dir=workdir))
     config = home / "config"
     config.mkdir(mode=0o700)
-    (config / "settings.json").write_text(json.dumps({"secrets": {"backend": "file"}}))
-    _cli(
-        home,
-        "accounts",
-        "add",
-        "anthropic",
-        "--label",
-        "bench",
-        "--api-key-stdin",
-        stdin="sk-ant-bench-0000000000\n",
-    )
+    (config / "settings.json").write_text(json.dumps({"secrets": {"backend": "file"}, **(settings or {})}))
+    api_key = "sk-ant-bench-0000000000" if provider == "anthropic" else "sk-bench-0000000000"
+    _cli(home, "accounts", "add", provider, "--label", "bench", "--api-key-stdin", stdin=api_key + "\n")
     key = _cli(home, "key").strip()
     output = workdir / "gateway.out"
     with open(output, "wb") as out:
@@ -187,7 +187,7 @@ def start_gateway(workdir: Path, upstream_url: str, timeout: float = 30.0) -> Se
             [*_headway_command(), "serve", "--port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=_clean_env({"HEADWAY_HOME": str(home), "HEADWAY_ANTHROPIC_BASE_URL": upstream_url}),
+            env=_clean_env({"HEADWAY_HOME": str(home), f"HEADWAY_{provider.upper()}_BASE_URL": upstream_url}),
             start_new_session=True,
         )
     try:

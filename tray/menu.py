@@ -352,7 +352,8 @@ def connection_text(agent: str, base_url: str, key: str) -> str:
             'name = "Headway"\n'
             f'base_url = "{v1}"\n'
             'env_key = "HEADWAY_KEY"\n'
-            'wire_api = "responses"\n\n'
+            'wire_api = "responses"\n'
+            "supports_websockets = true\n\n"
             f"# and in your shell:\nexport HEADWAY_KEY={key}\n"
         )
     if agent == "claude":

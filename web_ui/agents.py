@@ -241,11 +241,14 @@ def _json_fragment(name: str, ep: Endpoint) -> dict[str, Any]:
     raise AssertionError(name)
 
 
-def _codex_table(ep: Endpoint) -> dict[str, str]:
+def _codex_table(ep: Endpoint) -> dict[str, str | bool]:
+    # supports_websockets: the Responses API over one WebSocket per session (Codex CLI 0.16x reads it; without it
+    # Codex stays on HTTP). Headway serves both.
     return {
         "name": "Headway",
         "base_url": ep.v1,
         "wire_api": "responses",
+        "supports_websockets": True,
         "experimental_bearer_token": ep.key,
     }
 

@@ -298,7 +298,12 @@ class UpstreamSockets(Feature):
         headers["openai-beta"] = BETA_HEADER
         try:
             ws = await WebSocket.connect(
-                self._client(), url, headers, timeout=self._connect_timeout, max_message=_MAX_MESSAGE
+                self._client(),
+                url,
+                headers,
+                timeout=self._connect_timeout,
+                max_message=_MAX_MESSAGE,
+                compress=True,  # permessage-deflate: the instructions and tools each turn repeats cost almost nothing
             )
         except WebSocketError as exc:
             if exc.status is not None:

@@ -3,8 +3,10 @@
 wsproto owns the protocol (framing, masking, fragments, UTF-8 of text messages, ping/pong, the closing handshake,
 protocol errors); this module owns the I/O. Connecting through the shared ``httpx.AsyncClient`` keeps its TLS
 settings, proxies and timeouts: the upgrade request goes out through it, and httpcore hands over the raw stream as
-the ``network_stream`` extension. No extensions are offered (the envelope is compressed already). The same library
-serves WebSockets in uvicorn (``ws="wsproto"``), so one implementation covers both sides.
+the ``network_stream`` extension. No extensions are offered by default (the relay's envelope is compressed already);
+``compress=True`` offers permessage-deflate with context takeover (the Responses API's upstream sockets: a turn
+repeats the instructions and tools of the one before, which the shared window turns into back-references). The
+same library serves WebSockets in uvicorn (``ws="wsproto"``), so one implementation covers both sides.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import httpx
 from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, generate_accept_token, generate_nonce
 
 __all__ = ["MAX_MESSAGE", "WebSocket", "WebSocketClosed", "WebSocketError"]
@@ -51,11 +54,16 @@ class WebSocket:
     """One client connection. ``recv()`` from one task at a time; sends may come from any task."""
 
     def __init__(
-        self, stream: _NetworkStream, response: httpx.Response, *, max_message: int = MAX_MESSAGE
+        self,
+        stream: _NetworkStream,
+        response: httpx.Response,
+        *,
+        max_message: int = MAX_MESSAGE,
+        extensions: list[Extension] | None = None,
     ) -> None:
         self._stream = stream
         self._response = response
-        self._conn = Connection(ConnectionType.CLIENT)
+        self._conn = Connection(ConnectionType.CLIENT, extensions=extensions)
         self._events: deque[Event] = deque()
         self._parts: list[Any] = []  # the fragments of the message being received (all str or all bytes)
         self._size = 0
@@ -73,11 +81,15 @@ class WebSocket:
         timeout: float | None = None,
         *,
         max_message: int = MAX_MESSAGE,
+        compress: bool = False,
     ) -> WebSocket:
         """Open ``url`` (http/https, or ws/wss) through ``client``; WebSocketError when the server says no."""
         if url.startswith("ws"):
             url = "http" + url[2:]
         key = generate_nonce().decode()
+        deflate = PerMessageDeflate() if compress else None
+        if deflate is not None:
+            headers = {**headers, "sec-websocket-extensions": f"{deflate.name}; {deflate.offer()}"}
         request = client.build_request(
             "GET",
             url,
@@ -105,10 +117,16 @@ class WebSocket:
         if response.headers.get("sec-websocket-accept") != expected or stream is None:
             await response.aclose()
             raise WebSocketError("the server did not complete the WebSocket handshake")
-        if response.headers.get("sec-websocket-extensions"):
-            await response.aclose()
-            raise WebSocketError("the server chose a WebSocket extension that was not offered")
-        return cls(stream, response, max_message=max_message)
+        chosen = response.headers.get("sec-websocket-extensions", "")
+        extensions: list[Extension] = []
+        if chosen:
+            name, _, params = chosen.partition(";")
+            if deflate is None or name.strip().lower() != deflate.name or "," in chosen:
+                await response.aclose()
+                raise WebSocketError("the server chose a WebSocket extension that was not offered")
+            deflate.finalize(params.strip())
+            extensions.append(deflate)
+        return cls(stream, response, max_message=max_message, extensions=extensions)
 
     async def _send(self, event: Event) -> None:
         if self.closed:

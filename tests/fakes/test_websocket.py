@@ -136,3 +136,25 @@ async def test_openai_has_the_websocket_mode_with_its_key_check(http: httpx.Asyn
         assert frames[0]["type"] == "response.created"  # no Codex rate-limit frames here
         assert frames[-1]["type"] == "response.completed"
         await ws.close()
+
+
+async def test_permessage_deflate_is_agreed_and_the_wire_size_recorded(
+    http: httpx.AsyncClient, codex: FakeCodex, auth: FakeOpenAIAuth
+) -> None:
+    headers = {"authorization": f"Bearer {token(auth)}", "chatgpt-account-id": "acct-1"}
+    ws = await WebSocket.connect(http, codex.url + CODEX_PATH, headers, compress=True)
+    instructions = "Keep it short. " * 400
+    for text in ("one", "two"):
+        assert (await turn(ws, model="gpt-5", instructions=instructions, input=text))[-1]["type"] == (
+            "response.completed"
+        )
+    await ws.close()
+    assert codex.sockets.connections[0].compressed
+    first, second = codex.sockets.turns
+    assert first.wire < first.size / 10  # repeated text compresses…
+    assert second.wire < first.wire  # …and the second frame refers back to the first
+    plain = await open_codex(http, codex, auth)  # no offer, no extension
+    await turn(plain, model="gpt-5", input="three")
+    await plain.close()
+    assert not codex.sockets.connections[1].compressed
+    assert codex.sockets.turns[2].wire > codex.sockets.turns[2].size

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import generate_accept_token
 
 from tests.fakes.server import Behavior, EventStream, Exchange, RecordedRequest, _Dropped
@@ -48,6 +49,8 @@ class SocketTurn:
     conversation: list[Any]
     response_id: str | None = None
     error: str | None = None
+    size: int = 0  # the frame's payload bytes (UTF-8, uncompressed)
+    wire: int = 0  # the bytes it took on the socket (frame headers, masking, compression)
 
     @property
     def previous_response_id(self) -> str | None:
@@ -62,6 +65,7 @@ class SocketConnection:
     headers: dict[str, str]
     opened: float
     closed: bool = False
+    compressed: bool = False  # permessage-deflate was agreed
     responses: dict[str, list[Any]] = field(default_factory=dict)
 
 
@@ -133,11 +137,13 @@ class _SocketExchange(Exchange):
 class _Link:
     """The fake's end of one connection: wsproto on the handler's blocking socket."""
 
-    def __init__(self, handler: _Handler, state: SocketConnection) -> None:
+    def __init__(self, handler: _Handler, state: SocketConnection, extensions: list[Extension]) -> None:
         self.handler = handler
         self.state = state
-        self._ws = Connection(ConnectionType.SERVER)
+        self._ws = Connection(ConnectionType.SERVER, extensions=extensions)
         self._write = threading.Lock()
+        self.received = 0  # bytes read from the socket (frames as they travelled, compressed or not)
+        self.counted = 0
 
     def send(self, event: Any) -> None:
         with self._write:
@@ -154,6 +160,7 @@ class _Link:
                 return
             if not data:
                 return
+            self.received += len(data)
             self._ws.receive_data(data)
             for event in self._ws.events():
                 if isinstance(event, TextMessage):
@@ -203,6 +210,8 @@ class Sockets:
         #: Off by default, like an HTTP-only server (a GET upgrade gets 404): Headway then uses HTTP, as every
         #: test written before the WebSocket mode expects. Tests of the WebSocket path turn it on.
         self.enabled = False
+        #: Agree to permessage-deflate when the client offers it (the service does).
+        self.deflate = True
         #: Refuse upgrades with this status even when enabled; None accepts them.
         self.refuse_status: int | None = None
 
@@ -255,13 +264,23 @@ class Sockets:
         handler.send_header(
             "Sec-WebSocket-Accept", generate_accept_token(headers["sec-websocket-key"].encode()).decode()
         )
+        extensions: list[Extension] = []
+        name, _, offer = headers.get("sec-websocket-extensions", "").partition(";")
+        if self.deflate and name.strip().lower() == "permessage-deflate":
+            deflate = PerMessageDeflate()
+            accepted = deflate.accept(offer.strip())
+            if accepted is not None and accepted is not False:
+                params = "" if accepted is True else f"; {accepted}"
+                handler.send_header("Sec-WebSocket-Extensions", f"permessage-deflate{params}")
+                extensions.append(deflate)
         handler.end_headers()
         handler.wfile.flush()
         handler.close_connection = True
         with self._lock:
             state = SocketConnection(len(self._connections) + 1, path, headers, time.monotonic())
             self._connections.append(state)
-        link = _Link(handler, state)
+        link = _Link(handler, state, extensions)
+        state.compressed = bool(extensions)
         try:
             for frame in link.frames():
                 if not self._turn(link, route, frame):
@@ -288,7 +307,11 @@ class Sockets:
         known = state.responses.get(previous) if isinstance(previous, str) else []
         with self._lock:
             number = len(self._turns) + 1
-            turn = SocketTurn(state.number, body, [*(known or []), *items])
+            raw_size = len(frame.encode()) if isinstance(frame, str) else len(frame)
+            turn = SocketTurn(
+                state.number, body, [*(known or []), *items], size=raw_size, wire=link.received - link.counted
+            )
+            link.counted = link.received
             self._turns.append(turn)
             self._turned.notify_all()
         if (

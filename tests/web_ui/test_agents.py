@@ -224,6 +224,7 @@ def test_codex_sets_the_provider_and_keeps_everything_else(tmp_path: Path) -> No
     assert data["model_providers"]["headway"] == {
         "name": "Headway",
         "wire_api": "responses",
+        "supports_websockets": True,
         "experimental_bearer_token": EP.key,
         "request_max_retries": 4,
         "base_url": EP.v1,
@@ -243,6 +244,7 @@ def test_codex_from_scratch_and_replacing_an_existing_choice(tmp_path: Path) -> 
                 "name": "Headway",
                 "base_url": EP.v1,
                 "wire_api": "responses",
+                "supports_websockets": True,
                 "experimental_bearer_token": EP.key,
             }
         },

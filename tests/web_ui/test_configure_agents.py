@@ -186,9 +186,13 @@ def test_codex(headway: GatewayProcess, openai: FakeOpenAI, tmp_path: Path) -> N
         and data["model_provider"] == "headway"
     )
 
+    assert data["model_providers"]["headway"]["supports_websockets"] is True
+
     argv = [binary, "exec", "--skip-git-repo-check", "--sandbox", "read-only", PROMPT]
     result = agents._run(argv, cwd=tmp_path, env=env, state=state, timeout=90, env_extra=None)
     _through_headway(headway, openai, OPENAI_KEY, result)
+    # the configured Codex speaks the Responses API over WebSocket to Headway
+    assert "agent WebSocket opened on /v1/responses" in headway.log_path.read_text()
 
 
 @pytest.mark.agents

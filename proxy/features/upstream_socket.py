@@ -134,6 +134,7 @@ class UpstreamSockets(Feature):
         self._connect_timeout = 10.0
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._refused: dict[str, float] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         # Totals since start (the benchmark and the tests read them): frames sent and their bytes, sockets opened.
         self.turns_sent = 0
         self.bytes_sent = 0
@@ -197,6 +198,8 @@ class UpstreamSockets(Feature):
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await self._close(session, "shutdown")
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=5)
 
     def close_session(self, session_id: str) -> None:
         """The agent's session ended (its WebSocket closed): close its upstream sockets when they are idle."""
@@ -205,7 +208,11 @@ class UpstreamSockets(Feature):
                 del self._sessions[key]
                 ws, session.ws = session.ws, None
                 if ws is not None:
-                    asyncio.get_running_loop().create_task(ws.close(), name="headway-upstream-socket-close")
+                    task = asyncio.get_running_loop().create_task(
+                        ws.close(), name="headway-upstream-socket-close"
+                    )
+                    self._closing.add(task)  # referenced until done; aclose waits for the rest
+                    task.add_done_callback(self._closing.discard)
 
     # ------------------------------------------------------------ one turn
 

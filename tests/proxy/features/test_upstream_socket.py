@@ -254,3 +254,31 @@ async def test_an_agent_socket_maps_onto_one_upstream_socket_and_closes_it(
     assert len(codex.sockets.connections) == 1
     await ws.close()
     assert wait_until(lambda: codex.sockets.connections[0].closed)
+
+
+async def test_a_chained_turn_that_moves_to_another_account_is_replayed_whole(
+    gw: RunningGateway, http: httpx.AsyncClient, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    add_chatgpt(gw, auth, "acct-1", "first")
+    add_chatgpt(gw, auth, "acct-2", "second")
+    headers = {"authorization": f"Bearer {gw.key}", "session-id": "agent-ws-2"}
+    ws = await WebSocket.connect(http, gw.url + "/v1/responses", headers)
+    first = await ws_turn(ws, model="gpt-5", input=[user("one")], store=False)
+    codex.set_usage("acct-1", primary_used=100)  # the first account runs out between the turns
+    second = await ws_turn(
+        ws, model="gpt-5", input=[user("two")], previous_response_id=first[-1]["response"]["id"], store=False
+    )
+    assert all(f["type"] != "error" for f in second) and second[-1]["type"] == "response.completed"
+    await ws.close()
+    turns = codex.sockets.turns
+    assert [codex.sockets.connections[t.connection - 1].headers["chatgpt-account-id"] for t in turns] == [
+        "acct-1",
+        "acct-1",
+        "acct-2",
+    ]
+    assert turns[1].error == "usage_limit_reached"
+    moved = turns[2]
+    # the second account's socket never saw the first response: it got the whole conversation
+    assert moved.previous_response_id is None
+    texts = [i["content"][0]["text"] for i in moved.frame["input"]]
+    assert texts == ["one", "Hello from the fake", "two"]

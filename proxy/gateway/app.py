@@ -30,20 +30,20 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from proxy import __version__
 from proxy.config.settings import Settings
-from proxy.gateway.conversations import ConversationBook, ResponseTap, input_items
+from proxy.gateway.conversations import ConversationBook, kept
 from proxy.gateway.errors import (
     AccessDenied,
     BadRequest,
@@ -57,7 +57,6 @@ from proxy.gateway.errors import (
 from proxy.gateway.websocket import ResponsesSocket
 from proxy.providers.base import Incoming, StreamProtocol
 from proxy.routing.sessions import identify_session
-from proxy.wire.sse import SSEParser
 
 __all__ = [
     "ErrorBoundary",
@@ -411,39 +410,6 @@ def _json_kind(value: object) -> str:
     return "a number"
 
 
-def _kept(answer: Response, book: ConversationBook, request: dict[str, Any], size: int) -> Response:
-    """``answer`` to a Responses request, watched so that its id can be named as ``previous_response_id`` later."""
-    tap = ResponseTap()
-    asked = input_items(request.get("input"))
-
-    def keep() -> None:
-        if tap.completed and tap.response_id:
-            book.remember(tap.response_id, [*asked, *tap.output()], size)
-
-    if not isinstance(answer, StreamingResponse):
-        if 200 <= answer.status_code < 300:
-            tap.feed_body(bytes(answer.body))
-            keep()
-        return answer
-    chunks = answer.body_iterator
-
-    async def watched() -> AsyncIterator[bytes | str | memoryview]:
-        parser = SSEParser()
-        try:
-            async for chunk in chunks:
-                yield chunk
-                for event in parser.feed(chunk.encode() if isinstance(chunk, str) else bytes(chunk)):
-                    tap.feed_sse(event)
-            keep()
-        finally:
-            closer = getattr(chunks, "aclose", None)
-            if closer is not None:
-                await closer()
-
-    answer.body_iterator = watched()
-    return answer
-
-
 def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIApp:
     refusals = refusals or RefusalLog()
     conversations = ConversationBook()
@@ -490,8 +456,14 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
         )
         try:
             answer = await hooks.forward(incoming)
-            if protocol == "openai-responses" and parsed.get("store") is not False:
-                return _kept(answer, conversations, parsed, len(body))
+            # Kept unless the agent said store:false, or chained from a response Headway does not hold (it would
+            # keep only part of the conversation under the new id).
+            if (
+                protocol == "openai-responses"
+                and parsed.get("store") is not False
+                and parsed.get("previous_response_id") is None
+            ):
+                return kept(answer, conversations, parsed, len(body))
             return answer
         except RecursionError:  # the JSON parsed, but is too deep for a transform that walks it
             return refuse(request, family, BadRequest("the request body's JSON is nested too deeply"))

@@ -24,13 +24,15 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.wire.sse import SSEEvent
+from starlette.responses import Response, StreamingResponse
 
-__all__ = ["ConversationBook", "ResponseTap", "input_items"]
+from proxy.wire.sse import SSEEvent, SSEParser
+
+__all__ = ["ConversationBook", "ResponseTap", "input_items", "kept"]
 
 _TAPPED = frozenset({"response.created", "response.output_item.done", "response.completed"})
 
@@ -167,3 +169,36 @@ class ResponseTap:
     def output(self) -> list[Any]:
         """The answer's output items (the completed response's own list when it carries one)."""
         return list(self._final if self._final is not None else self._output)
+
+
+def kept(answer: Response, book: ConversationBook, request: dict[str, Any], size: int) -> Response:
+    """``answer`` to a Responses request, watched so that its id can be named as ``previous_response_id`` later."""
+    tap = ResponseTap()
+    asked = input_items(request.get("input"))
+
+    def keep() -> None:
+        if tap.completed and tap.response_id:
+            book.remember(tap.response_id, [*asked, *tap.output()], size)
+
+    if not isinstance(answer, StreamingResponse):
+        if 200 <= answer.status_code < 300:
+            tap.feed_body(bytes(answer.body))
+            keep()
+        return answer
+    chunks = answer.body_iterator
+
+    async def watched() -> AsyncIterator[bytes | str | memoryview]:
+        parser = SSEParser()
+        try:
+            async for chunk in chunks:
+                yield chunk
+                for event in parser.feed(chunk.encode() if isinstance(chunk, str) else bytes(chunk)):
+                    tap.feed_sse(event)
+            keep()
+        finally:
+            closer = getattr(chunks, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    answer.body_iterator = watched()
+    return answer

@@ -136,3 +136,17 @@ def test_an_openai_api_key_still_gets_an_id_headway_does_not_know(
     gw.add("openai", "api", "sk-test-1")
     gw.openai_client().responses.create(model="gpt-5", input="next", previous_response_id="resp_stored")
     assert openai.requests[-1].json["previous_response_id"] == "resp_stored"
+
+
+def test_a_response_chained_from_an_id_headway_does_not_hold_is_not_kept(
+    gw: RunningGateway, openai: FakeOpenAI, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    # OpenAI resolved resp_stored itself: Headway saw only the new input, so it cannot stand for the whole
+    # conversation — chaining from the answer later must not silently drop what came before resp_stored.
+    gw.add("openai", "api", "sk-test-1")
+    client = gw.openai_client()
+    answer = client.responses.create(model="gpt-5", input="next", previous_response_id="resp_stored")
+    client.responses.create(model="gpt-5", input="after", previous_response_id=answer.id)
+    assert (
+        openai.requests[-1].json["previous_response_id"] == answer.id
+    )  # passed on, not expanded from a part

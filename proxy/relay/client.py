@@ -1,7 +1,8 @@
 """The gateway's side of the relay: per-session base bodies, patches, transports, savings.
 
     RelayClient.send(client, out, session_id)
-        relay off / no session id / body too small ─► None (the caller sends directly)
+        relay off / no session id / body too small or too large ─► None (the caller sends directly)
+        an upstream the Worker was not deployed for (relay.upstreams) ─► None: direct until setup runs again
         pick the session's lane (the base body this one shares most with) ─► patch, or full sync
         HTTP POST /v1/relay  or  the session's WebSocket (one per session, requests queued)
             409 (the Worker's base differs, or the hash does not match) ─► resend as a full sync, once
@@ -44,6 +45,7 @@ from proxy.relay.protocol import (
     encode_envelope,
     session_key,
 )
+from proxy.relay.upstreams import origin_of
 from proxy.relay.websocket import WebSocket, WebSocketClosed, WebSocketError
 from proxy.tasks import TaskGroup
 from proxy.wire.response_body import read_capped
@@ -54,7 +56,7 @@ log = logging.getLogger("headway.relay")
 
 Mode = Literal["full_sync", "patch", "oneshot"]
 
-_MAX_BODY = 64 * 1024 * 1024
+_MAX_BODY = 32 * 1024 * 1024  # the Worker's MAX_BODY: larger bodies go direct
 _MAX_LANES = 3
 _PROBES = 16
 _PROBE_WINDOW = 64
@@ -436,6 +438,8 @@ class RelayClient:
         self._recent: collections.deque[RelayTrip] = collections.deque(maxlen=_RECENT)
         self._last_error: str | None = None
         self._warned_no_secret = False
+        self._warned_unbound: set[str] = set()
+        self._bound: list[str] | None = None
         self._snapshot: dict[str, Any] = {}
         self._publish()
 
@@ -452,6 +456,14 @@ class RelayClient:
         if not settings.enabled or not settings.url or not session_id:
             return None
         if not settings.min_body_bytes <= len(out.content) <= _MAX_BODY:
+            return None
+        if settings.upstreams != self._bound:
+            self._bound = settings.upstreams
+            self._warned_unbound.clear()
+        if settings.upstreams is not None and origin_of(out.url) not in {
+            origin_of(url) for url in settings.upstreams
+        }:
+            self._note_unbound(out.url)
             return None
         secret = await self._secret()
         if not secret:
@@ -520,6 +532,17 @@ class RelayClient:
         self._publish()
         return response
 
+    def _note_unbound(self, url: str) -> None:
+        origin = origin_of(url) or "?"
+        if origin not in self._warned_unbound:
+            self._warned_unbound.add(origin)
+            self._publish()
+            log.warning(
+                "the relay Worker was not deployed for %s: requests there go direct until `headway relay setup` "
+                "runs again",
+                origin,
+            )
+
     def stats(self) -> dict[str, Any]:
         """Bytes sent to the relay vs full body bytes, per session and in total, for `headway status` and the page.
 
@@ -544,6 +567,7 @@ class RelayClient:
             "base_bodies": {"sessions": len(self._book.sessions), "bytes": self._book.size},
             "open_sockets": sum(1 for c in self._channels.values() if c.open),
             "last_error": self._last_error,
+            "unbound_upstreams": sorted(self._warned_unbound),
         }
 
     def forget(self) -> None:

@@ -1,4 +1,5 @@
 """Deploy the relay Worker into the user's own Cloudflare account. The API token is used once and never stored.
+(Once deployed: :mod:`proxy.relay.deployed` reports on it, makes it forget, turns the relay off.)
 
     verify the token         GET  /user/tokens/verify   (account-owned tokens: GET /accounts/{a}/tokens/verify)
     kv storage only:         GET  /accounts/{a}/storage/kv/namespaces, POST it {title} when "headway-relay" is missing
@@ -25,7 +26,7 @@ import re
 import secrets as pysecrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ import httpx
 from proxy.config.settings import Settings
 from proxy.config.store import SettingsStore
 from proxy.relay.protocol import INFO_PATH, PROTOCOL_HEADER, PROTOCOL_VERSION, RELAY_SECRET, TOKEN_HEADER
+from proxy.relay.upstreams import relay_origins
 from proxy.secrets.keychain import Keychain
 
 __all__ = [
@@ -46,9 +48,7 @@ __all__ = [
     "RelayInfo",
     "RelaySetupError",
     "cloudflare_api_base",
-    "disable_relay",
     "probe_relay",
-    "relay_status",
     "setup_relay",
     "worker_source",
     "worker_version",
@@ -97,6 +97,8 @@ class RelayInfo:
     secret_rotated: bool
     reachable: bool | None  # None: not probed
     detail: str | None = None
+    upstreams: list[str] = field(default_factory=list)  # the origins the Worker may call
+    ttl_seconds: int = 86400
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -229,9 +231,20 @@ def _existing_script(api: _API, name: str) -> dict[str, Any] | None:
 
 
 def _metadata(
-    storage: Storage, secret: str, namespace_id: str | None, migration_tag: str | None, name: str
+    storage: Storage,
+    secret: str,
+    namespace_id: str | None,
+    migration_tag: str | None,
+    name: str,
+    *,
+    upstreams: list[str],
+    ttl_seconds: int,
 ) -> dict[str, Any]:
-    bindings: list[dict[str, Any]] = [{"type": "secret_text", "name": "RELAY_TOKEN", "text": secret}]
+    bindings: list[dict[str, Any]] = [
+        {"type": "secret_text", "name": "RELAY_TOKEN", "text": secret},
+        {"type": "plain_text", "name": "RELAY_UPSTREAMS", "text": json.dumps(upstreams)},
+        {"type": "plain_text", "name": "RELAY_TTL_SECONDS", "text": str(ttl_seconds)},
+    ]
     metadata: dict[str, Any] = {
         "main_module": "worker.js",
         "compatibility_date": COMPATIBILITY_DATE,
@@ -305,8 +318,14 @@ def setup_relay(
     probe_seconds: float = 20.0,
     progress: Callable[[str], None] | None = None,
     http: httpx.Client | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> RelayInfo:
-    """Deploy (or upgrade) the relay Worker, store its secret, turn the relay on. The token is not kept anywhere."""
+    """Deploy (or upgrade) the relay Worker, store its secret, turn the relay on. The token is not kept anywhere.
+
+    The Worker is bound to the provider origins in force (settings and ``environ``'s HEADWAY_*_BASE_URL overrides,
+    accounts' own base URLs) and to ``relay.ttl_hours``; ``rotate_secret`` replaces the secret, and the Worker
+    refuses the old one as soon as the upload is done.
+    """
     say = progress or (lambda message: None)
     api_token = api_token.strip()
     account_id = account_id.strip().lower()
@@ -320,6 +339,9 @@ def setup_relay(
         raise RelaySetupError("the Worker name is lowercase letters, digits and dashes, at most 63")
     base = (api_base or cloudflare_api_base()).rstrip("/")
     source = worker_source()
+    settings = store.current
+    upstreams = relay_origins(settings, os.environ if environ is None else environ)
+    ttl_seconds = max(60, round(settings.relay.ttl_hours * 3600))
     own = http is None
     client = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=15.0))
     try:
@@ -332,11 +354,17 @@ def setup_relay(
         secret = old_secret if (old_secret and not rotate_secret) else pysecrets.token_urlsafe(32)
         tag = existing.get("migration_tag") if existing is not None else None
         metadata = _metadata(
-            storage, secret, namespace_id, tag if isinstance(tag, str) else None, worker_name
+            storage,
+            secret,
+            namespace_id,
+            tag if isinstance(tag, str) else None,
+            worker_name,
+            upstreams=upstreams,
+            ttl_seconds=ttl_seconds,
         )
         say(
             ("upgrading" if existing else "deploying")
-            + f" the Worker {worker_name} ({storage.replace('_', ' ')})"
+            + f" the Worker {worker_name} ({storage.replace('_', ' ')}) for {', '.join(upstreams)}"
         )
         api.call(
             "upload the Worker",
@@ -385,6 +413,7 @@ def setup_relay(
             relay.worker_name = worker_name
             relay.account_id = account_id
             relay.storage = storage
+            relay.upstreams = list(upstreams)
             if transport is not None:
                 relay.transport = transport
 
@@ -405,6 +434,8 @@ def setup_relay(
             secret_rotated=secret != old_secret,
             reachable=reachable,
             detail=detail,
+            upstreams=upstreams,
+            ttl_seconds=ttl_seconds,
         )
     finally:
         if own:
@@ -429,35 +460,3 @@ def _probe_until(
         if time.monotonic() >= deadline:
             return False, f"not reachable yet ({last}); `headway relay status` checks again"
         time.sleep(1.0)
-
-
-def relay_status(
-    store: SettingsStore, keychain: Keychain, *, probe: bool = True, http: httpx.Client | None = None
-) -> dict[str, Any]:
-    """The relay's settings, whether its secret is in the keychain, and (probe) what the Worker says."""
-    relay = store.current.relay
-    secret = keychain.get(RELAY_SECRET)
-    data: dict[str, Any] = {
-        **relay.model_dump(mode="json"),
-        "secret_in_keychain": bool(secret),
-        "worker_version_shipped": worker_version(),
-    }
-    if probe and relay.url and secret:
-        try:
-            data["worker"] = {"ok": True, **probe_relay(relay.url, secret, http=http)}
-        except RelaySetupError as exc:
-            data["worker"] = {"ok": False, "error": str(exc)}
-    return data
-
-
-def disable_relay(store: SettingsStore, keychain: Keychain, *, forget: bool = False) -> None:
-    """Turn the relay off. ``forget`` also drops its URL and deletes its secret (the Worker stays in the account)."""
-
-    def off(settings: Settings) -> None:
-        settings.relay.enabled = False
-        if forget:
-            settings.relay.url = None
-
-    store.update(off)
-    if forget:
-        keychain.delete(RELAY_SECRET)

@@ -37,9 +37,10 @@ PROMPT = "Read notes.txt three times with your read tool, then reply with one sh
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[MiniflareWorker]:
+def worker(tmp_path: Path, upstreams: tuple[FakeAnthropic, FakeOpenAI]) -> Iterator[MiniflareWorker]:
     require_miniflare()
-    running = launch_worker(token=SECRET, log_dir=tmp_path / "miniflare")
+    origins = [fake.url for fake in upstreams]
+    running = launch_worker(token=SECRET, log_dir=tmp_path / "miniflare", upstreams=origins)
     try:
         yield running
     finally:
@@ -164,7 +165,7 @@ def test_claude_code_session_full_sync_then_patches(
     assert "Relay: on: uploaded" in text and "% saved) over" in text
     relay_text = run_cli("relay", "status").stdout
     assert (
-        "Worker: 1.0.0 (protocol 1, durable_object)" in relay_text and "This run: on: uploaded" in relay_text
+        "Worker: 1.1.0 (protocol 1, durable_object)" in relay_text and "This run: on: uploaded" in relay_text
     )
 
 

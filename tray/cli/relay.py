@@ -103,7 +103,7 @@ def relay_setup(
 @click.option("--no-probe", is_flag=True, help="Do not ask the Worker.")
 def relay_status_command(as_json: bool, no_probe: bool) -> None:
     """Whether the relay is on, whether its Worker answers, and what it saved in this run."""
-    from proxy.relay.setup import relay_status
+    from proxy.relay.deployed import relay_status
 
     paths = env_paths()
     store = load_store(paths)
@@ -156,7 +156,7 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
 @click.option("--forget", is_flag=True, help="Also forget the Worker's URL and delete the relay secret.")
 def relay_disable(forget: bool) -> None:
     """Turn the relay off (requests go direct). The Worker stays in your Cloudflare account."""
-    from proxy.relay.setup import disable_relay
+    from proxy.relay.deployed import disable_relay
 
     paths = env_paths()
     store = load_store(paths, strict=True)

@@ -24,14 +24,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from proxy.config.settings import SettingsError
 from proxy.relay import RELAY_SECRET
+from proxy.relay.deployed import disable_relay, forget_sessions, relay_status
 from proxy.relay.setup import (
     CloudflareError,
     InvalidToken,
     MissingPermission,
     RelaySetupError,
     cloudflare_api_base,
-    disable_relay,
-    relay_status,
     setup_relay,
 )
 from proxy.secrets.keychain import KeychainError

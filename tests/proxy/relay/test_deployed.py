@@ -30,6 +30,7 @@ from proxy.relay.setup import RelayInfo, setup_relay
 from proxy.secrets.keychain import Keychain
 from tests.fakes import Behavior, FakeAnthropic
 from tests.fakes.cloudflare import CF_ACCOUNT, CF_TOKEN, FakeCloudflare, FakeToken
+from tests.support.gateway import run_cli
 from tests.support.miniflare import MiniflareWorker, launch_deployed, require_miniflare
 
 NAME = "headway-relay"
@@ -521,3 +522,56 @@ async def test_after_rotation_the_old_secret_gets_401(
 
 def test_settings_default_ttl_is_a_day() -> None:
     assert Settings().relay.ttl_hours == 24.0 and Settings().relay.upstreams is None
+
+
+# --------------------------------------------------------------------------- the CLI, as a subprocess
+
+
+def test_cli_setup_forget_and_status(
+    cloudflare: FakeCloudflare, store: SettingsStore, anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    require_miniflare()
+    store.update(
+        lambda s: setattr(s.secrets, "backend", "file")
+    )  # the in-memory keyring does not cross processes
+    env = {"HEADWAY_CLOUDFLARE_API_URL": cloudflare.url, "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url}
+    setup = run_cli(
+        "relay",
+        "setup",
+        "--account-id",
+        CF_ACCOUNT,
+        "--api-token-stdin",
+        "--no-probe",
+        input=CF_TOKEN + "\n",
+        env=env,
+    )
+    assert setup.returncode == 0, setup.stderr
+    assert f"It may call: {anthropic.url}, https://api.openai.com, https://chatgpt.com;" in setup.stdout
+    assert "keeps a session's last body 1440 min" in setup.stdout
+    script = cloudflare.scripts[NAME]
+    with launch_deployed(script.metadata, script.main_source, log_dir=tmp_path / "miniflare") as running:
+        store.load()
+        store.update(lambda s: setattr(s.relay, "url", running.url))
+        secret = script.binding("RELAY_TOKEN")["text"]
+        body = body_of()
+        stored = httpx.post(
+            f"{running.url}/v1/relay",
+            content=encode_envelope(header_for(f"{anthropic.url}/v1/messages", body), body),
+            headers={"x-relay-token": secret, "x-relay-session": session_key("cli")},
+        )
+        assert stored.status_code == 200
+        status = run_cli("relay", "status", env=env)
+        assert status.returncode == 0, status.stderr
+        assert "keeps 1 sessions, each for 1440 min" in status.stdout and "Out of date" not in status.stdout
+        forgot = run_cli("relay", "forget", env=env)
+        assert forgot.returncode == 0, forgot.stderr
+        assert "The Worker deleted 1 sessions; it keeps nothing now." in forgot.stdout
+        assert "keeps 0 sessions" in run_cli("relay", "status", env=env).stdout
+        # Without the override, Headway would call the real Anthropic, which this Worker was not deployed for.
+        drifted = run_cli("relay", "status").stdout
+        assert (
+            "Out of date: the Worker's upstream list is out of date (missing https://api.anthropic.com)"
+            in drifted
+        )
+    gone = run_cli("relay", "forget", env=env)
+    assert gone.returncode == 1 and "not reachable" in gone.stderr

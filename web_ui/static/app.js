@@ -1224,13 +1224,13 @@
   });
 
   $("relay-forget-sessions").addEventListener("click", async (event) => {
+    const button = event.currentTarget; // null once the event is over, after the dialog
     const ok = await confirmDialog(
       "Delete what the Worker keeps?",
       "The Worker deletes every session body it stores (prompts included). Each session's next request uploads its whole body again.",
       "Delete",
     );
     if (!ok) return;
-    const button = event.currentTarget;
     const status = $("relay-forget-status");
     status.className = "form-status";
     button.disabled = true;

@@ -22,6 +22,8 @@ from proxy.secrets.keychain import Keychain
 
 __all__ = ["disable_relay", "forget_sessions", "relay_status"]
 
+_FORGET_ROUNDS = 20  # KV: 900 lanes a call
+
 
 def relay_status(
     store: SettingsStore,
@@ -105,18 +107,30 @@ def forget_sessions(
         raise RelaySetupError("the relay secret is not in the keychain; run `headway relay setup` first")
     own = http is None
     client = http or httpx.Client(timeout=timeout)
+    total = 0
     try:
-        try:
-            response = client.post(
-                f"{url.rstrip('/')}{FORGET_PATH}",
-                headers={TOKEN_HEADER: secret, PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
-                timeout=timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise RelaySetupError(f"the relay at {url} is not reachable: {exc}") from exc
+        for _ in range(_FORGET_ROUNDS):
+            result = _forget_once(client, url, secret, timeout)
+            total += int(result.get("forgotten") or 0)
+            if result.get("complete", True):
+                return {**result, "forgotten": total}
     finally:
         if own:
             client.close()
+    raise RelaySetupError(
+        f"the Worker deleted {total} stored bodies but still has more; run `headway relay forget` again"
+    )
+
+
+def _forget_once(client: httpx.Client, url: str, secret: str, timeout: float) -> dict[str, Any]:
+    try:
+        response = client.post(
+            f"{url.rstrip('/')}{FORGET_PATH}",
+            headers={TOKEN_HEADER: secret, PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise RelaySetupError(f"the relay at {url} is not reachable: {exc}") from exc
     if response.status_code == 401:
         raise RelaySetupError("the relay refused the secret in the keychain; run `headway relay setup` again")
     if response.status_code == 404:

@@ -21,7 +21,8 @@ const MAX_ENVELOPE = 16 * 1024 * 1024; // bytes of one envelope as uploaded (com
 const MAX_BODY = 32 * 1024 * 1024; // bytes of an inflated envelope, and of a rebuilt body
 const INFLATE_SLICE = 8192; // compressed bytes handed to the inflater at a time: at most ~8 MiB come out of one
 const REGISTRY = "registry"; // the Durable Object that lists the sessions (never a session key: those are hex)
-const TOUCH_EVERY_MS = 3600 * 1000; // a session tells the registry it is alive at most this often
+const TOUCH_EVERY_MS = 3600 * 1000;
+const FORGET_BATCH = 900; // KV lanes deleted per /v1/forget call // a session tells the registry it is alive at most this often
 const DEFAULT_TTL_SECONDS = 86400;
 const STORAGE_CHUNK = 512 * 1024;
 const WS_CHUNK = 256 * 1024;
@@ -506,13 +507,16 @@ async function* kvKeys(kv) {
   }
 }
 
+// Delete the stored lanes, at most FORGET_BATCH per call (a Worker invocation may make 1000 KV operations):
+// `complete` false means call again.
 async function forgetKv(kv) {
   let forgotten = 0;
   for await (const key of kvKeys(kv)) {
+    if (forgotten >= FORGET_BATCH) return { forgotten, complete: false };
     await kv.delete(key.name);
     forgotten += 1;
   }
-  return forgotten;
+  return { forgotten, complete: true };
 }
 
 // Per-session state in the session's own Durable Object: strongly consistent, kept in memory while the session is
@@ -567,6 +571,11 @@ class DurableStore {
   async put(lane, state) {
     const index = await this.loadIndex();
     const now = Date.now();
+    // Registered before anything is stored: what the registry does not list, `forget` could not reach.
+    if (this.session !== null && now - this.touched > TOUCH_EVERY_MS) {
+      await this.registry().touch(this.session, now);
+      this.touched = now;
+    }
     const options = { allowUnconfirmed: true };
     const previous = index[lane]?.chunks ?? 0;
     const chunks = Math.ceil(state.body.length / STORAGE_CHUNK);
@@ -592,10 +601,6 @@ class DurableStore {
     this.storage.put("index", index, options);
     if (this.session !== null) this.storage.put("session", this.session, options);
     await this.storage.setAlarm(now + this.ttlMs);
-    if (this.session !== null && now - this.touched > TOUCH_EVERY_MS) {
-      this.touched = now;
-      await this.registry().touch(this.session, now);
-    }
   }
 
   async wipe() {
@@ -706,12 +711,14 @@ async function info(env) {
   return json(data);
 }
 
-// Delete every stored session: `{"forgotten": <lanes (KV) or sessions (Durable Object) deleted>}`.
+// Delete every stored session: `{"forgotten": <lanes (KV) or sessions (Durable Object) deleted>, "complete"}`.
 async function forget(request, env) {
   if (request.method !== "POST") throw new RelayError(405, "method_not_allowed", "POST to forget");
-  if (env.RELAY_SESSION) return json({ forgotten: await registryOf(env).forgetAll(), storage: "durable_object" });
-  if (env.RELAY_STATE) return json({ forgotten: await forgetKv(env.RELAY_STATE), storage: "kv" });
-  return json({ forgotten: 0, storage: "none" });
+  if (env.RELAY_SESSION) {
+    return json({ forgotten: await registryOf(env).forgetAll(), complete: true, storage: "durable_object" });
+  }
+  if (env.RELAY_STATE) return json({ ...(await forgetKv(env.RELAY_STATE)), storage: "kv" });
+  return json({ forgotten: 0, complete: true, storage: "none" });
 }
 
 const PATHS = ["/v1/relay", "/v1/ws", "/v1/info", "/v1/forget"];

@@ -154,7 +154,8 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
             )
             if "sessions" in worker:
                 click.echo(
-                    f"  keeps {worker['sessions']} sessions, each for {worker.get('ttl_seconds', 0) // 60} min"
+                    f"  keeps {_count(int(worker['sessions']), 'session')},"
+                    f" each for {worker.get('ttl_seconds', 0) // 60} min"
                 )
             if worker.get("warning"):
                 click.echo(f"  {worker['warning']}")
@@ -165,6 +166,11 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
     traffic = data.get("traffic")
     if isinstance(traffic, dict):
         click.echo("This run: " + relay_traffic(traffic))
+        if traffic.get("unbound_upstreams"):
+            click.echo(
+                "  went direct (the Worker was not deployed for them): "
+                + ", ".join(traffic["unbound_upstreams"])
+            )
         for session in traffic.get("sessions", [])[:10]:
             click.echo(
                 f"  {session['session_id'][:24]}: {session['requests']} requests, uploaded {byte_size(session['sent_bytes'])}"
@@ -186,8 +192,8 @@ def relay_forget() -> None:
         result = forget_sessions(store, make_keychain(paths, store.current))
     except (RelaySetupError, KeychainError) as exc:
         raise fail(exc) from exc
-    unit = "stored lanes" if result.get("storage") == "kv" else "sessions"
-    click.echo(f"The Worker deleted {result['forgotten']} {unit}; it keeps nothing now.")
+    unit = "stored lane" if result.get("storage") == "kv" else "session"
+    click.echo(f"The Worker deleted {_count(int(result['forgotten']), unit)}; it keeps nothing now.")
     click.echo("Each session's next request uploads its whole body again.")
 
 
@@ -210,3 +216,7 @@ def relay_disable(forget: bool) -> None:
         )
     else:
         click.echo("Turn it back on with: headway relay setup")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -429,6 +429,22 @@ async def test_an_envelope_over_the_cap_is_413_and_the_client_goes_direct(
     await relay.aclose()
 
 
+async def test_a_body_the_worker_would_inflate_past_its_cap_is_a_413_the_gateway_sends_direct(
+    deployed: Deployed, anthropic: FakeAnthropic, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the client's own cap ever disagree with the Worker's, the Worker's 413 is RelayUnavailable: direct."""
+    deployed.deploy()
+    monkeypatch.setattr("proxy.relay.client._MAX_BODY", 64 * 1024 * 1024)
+    relay = deployed.client()
+    body = b'{"messages":"' + b" " * (33 * 1024 * 1024) + b'"}'  # a small envelope, over 32 MiB inflated
+    with pytest.raises(RelayUnavailable) as refused:
+        await relay.send(http, outgoing(f"{anthropic.url}/v1/messages", body), "ses_413")
+    assert refused.value.status == 413 and refused.value.code == "body_too_large"
+    assert refused.value.fallback_to_direct and not refused.value.upstream_may_have_seen
+    assert anthropic.request_count == 0
+    await relay.aclose()
+
+
 async def test_the_worker_keeps_at_most_128_sessions(
     deployed: Deployed, anthropic: FakeAnthropic, http: httpx.AsyncClient
 ) -> None:
@@ -562,10 +578,10 @@ def test_cli_setup_forget_and_status(
         assert stored.status_code == 200
         status = run_cli("relay", "status", env=env)
         assert status.returncode == 0, status.stderr
-        assert "keeps 1 sessions, each for 1440 min" in status.stdout and "Out of date" not in status.stdout
+        assert "keeps 1 session, each for 1440 min" in status.stdout and "Out of date" not in status.stdout
         forgot = run_cli("relay", "forget", env=env)
         assert forgot.returncode == 0, forgot.stderr
-        assert "The Worker deleted 1 sessions; it keeps nothing now." in forgot.stdout
+        assert "The Worker deleted 1 session; it keeps nothing now." in forgot.stdout
         assert "keeps 0 sessions" in run_cli("relay", "status", env=env).stdout
         # Without the override, Headway would call the real Anthropic, which this Worker was not deployed for.
         drifted = run_cli("relay", "status").stdout

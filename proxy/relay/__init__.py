@@ -9,7 +9,7 @@ bills) the full request.
 Modules: ``patch`` (splices between bodies), ``protocol`` (the envelope, names), ``websocket`` (a small RFC 6455
 client over httpx), ``client`` (:class:`RelayClient`, the gateway's side) with ``lanes`` (the base bodies it keeps
 per session), ``channel`` (a session's WebSocket) and ``trips`` (what relaying cost), ``upstreams`` (the origins the
-Worker may call), ``setup`` (the Cloudflare API steps), ``deployed`` (status, forget, disable), ``worker/worker.js`` (the Worker,
+Worker may call), ``setup`` (the Cloudflare API steps), ``deployed`` (status, forget, disable), ``worker/*.js`` (the Worker's modules,
 package data). The README's relay section states the trust model for users.
 
 Trust model: read this before turning the relay on
@@ -17,7 +17,7 @@ Trust model: read this before turning the relay on
 * The Worker sees everything the request carries: the upstream credentials (your Anthropic / OpenAI API key or
   ChatGPT access token, sent as the request's headers so that the Worker can call the provider), your prompts, your
   code, and the provider's answers. It runs in YOUR Cloudflare account, from source Headway ships and you can read
-  (``proxy/relay/worker/worker.js``); Headway's authors run nothing in between. Cloudflare, as the host, is in the
+  (``proxy/relay/worker/``); Headway's authors run nothing in between. Cloudflare, as the host, is in the
   path the same way it is for any Worker.
 * The Worker keeps each session's last body (Durable Object storage, or KV) for ``relay.ttl_hours`` (24 by default,
   bound at deploy as ``RELAY_TTL_SECONDS``) after its last use, so that the next turn can be a patch; at most 128

@@ -4,7 +4,7 @@
     verify the token         GET  /user/tokens/verify   (account-owned tokens: GET /accounts/{a}/tokens/verify)
     kv storage only:         GET  /accounts/{a}/storage/kv/namespaces, POST it {title} when "headway-relay" is missing
     migration state          GET  /accounts/{a}/workers/scripts                   (the script's migration_tag)
-    upload the Worker        PUT  /accounts/{a}/workers/scripts/{name}             multipart: metadata + worker.js
+    upload the Worker        PUT  /accounts/{a}/workers/scripts/{name}             multipart: metadata + the modules
     expose it                POST /accounts/{a}/workers/scripts/{name}/subdomain   {"enabled": true}
     its address              GET  /accounts/{a}/workers/subdomain      → https://{name}.{subdomain}.workers.dev
     then: the relay secret to the keychain ("relay-secret"), the relay on in the settings, GET {url}/v1/info
@@ -109,14 +109,32 @@ def cloudflare_api_base(environ: Mapping[str, str] | None = None) -> str:
     return (env.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
 
 
+MAIN_MODULE = "worker.js"
+
+
+def worker_modules() -> dict[str, str]:
+    """The Worker's JavaScript modules by name (``worker.js`` is the main one), shipped as package data."""
+    folder = resources.files("proxy.relay.worker")
+    return {
+        item.name: item.read_text(encoding="utf-8")
+        for item in sorted(folder.iterdir(), key=lambda item: item.name)
+        if item.name.endswith(".js")
+    }
+
+
 def worker_source() -> str:
-    """The Worker's JavaScript module, shipped as package data."""
-    return resources.files("proxy.relay.worker").joinpath("worker.js").read_text(encoding="utf-8")
+    """The Worker's main module."""
+    return worker_modules()[MAIN_MODULE]
 
 
-def worker_version(source: str | None = None) -> str:
-    match = re.search(r'const WORKER_VERSION = "([^"]+)"', source if source is not None else worker_source())
-    return match.group(1) if match else "unknown"
+def worker_version(modules: Mapping[str, str] | None = None) -> str:
+    """The WORKER_VERSION the modules declare (in common.js)."""
+    sources = worker_modules() if modules is None else modules
+    for source in sources.values():
+        match = re.search(r'const WORKER_VERSION = "([^"]+)"', source)
+        if match:
+            return match.group(1)
+    return "unknown"
 
 
 _PERMISSIONS = {
@@ -246,7 +264,7 @@ def _metadata(
         {"type": "plain_text", "name": "RELAY_TTL_SECONDS", "text": str(ttl_seconds)},
     ]
     metadata: dict[str, Any] = {
-        "main_module": "worker.js",
+        "main_module": MAIN_MODULE,
         "compatibility_date": COMPATIBILITY_DATE,
         "bindings": bindings,
     }
@@ -338,7 +356,7 @@ def setup_relay(
     if not _NAME_RE.fullmatch(worker_name):
         raise RelaySetupError("the Worker name is lowercase letters, digits and dashes, at most 63")
     base = (api_base or cloudflare_api_base()).rstrip("/")
-    source = worker_source()
+    modules = worker_modules()
     settings = store.current
     upstreams = relay_origins(settings, os.environ if environ is None else environ)
     ttl_seconds = max(60, round(settings.relay.ttl_hours * 3600))
@@ -373,7 +391,10 @@ def setup_relay(
             permission=_PERMISSIONS["scripts"],
             files=[
                 ("metadata", ("metadata.json", json.dumps(metadata).encode(), "application/json")),
-                ("worker.js", ("worker.js", source.encode(), "application/javascript+module")),
+                *(
+                    (name, (name, source.encode(), "application/javascript+module"))
+                    for name, source in modules.items()
+                ),
             ],
         )
         # From here the deployed Worker knows this secret: keep it even if a later step fails.
@@ -429,7 +450,7 @@ def setup_relay(
             account_id=account_id,
             storage=storage,
             namespace_id=namespace_id,
-            worker_version=worker_version(source),
+            worker_version=worker_version(modules),
             created=existing is None,
             secret_rotated=secret != old_secret,
             reachable=reachable,

@@ -200,7 +200,7 @@ def test_relay_forget_from_the_page(
     )
     assert setup.returncode == 0, setup.stderr
     script = cloudflare.scripts["headway-relay"]
-    with launch_deployed(script.metadata, script.main_source, log_dir=tmp_path / "miniflare") as worker:
+    with launch_deployed(script.metadata, script.modules, log_dir=tmp_path / "miniflare") as worker:
         paths = Paths.from_env()
         data = json.loads(paths.settings_file.read_text())
         data["relay"].update(url=worker.url, min_body_bytes=0)

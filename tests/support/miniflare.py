@@ -48,6 +48,8 @@ const opts = JSON.parse(process.env.HEADWAY_MF_OPTIONS);
 const { Miniflare } = await import(process.env.HEADWAY_MF_MODULE);
 const config = {
   modules: true,
+  // Every .js module is an ES module, as the upload's content type (application/javascript+module) says.
+  modulesRules: [{ type: "ESModule", include: ["**/*.js"] }],
   scriptPath: opts.scriptPath,
   host: "127.0.0.1",
   port: 0,
@@ -222,12 +224,20 @@ def launch_worker(
 
 
 def launch_deployed(
-    metadata: Mapping[str, Any], source: str, *, log_dir: Path, timeout: float = 30.0
+    metadata: Mapping[str, Any],
+    modules: Mapping[str, tuple[str, bytes]],
+    *,
+    log_dir: Path,
+    timeout: float = 30.0,
 ) -> MiniflareWorker:
-    """The Worker exactly as `relay setup` uploaded it: its module and its metadata's bindings and compatibility date."""
-    script = log_dir / f"deployed-{time.monotonic_ns()}" / str(metadata["main_module"])
-    script.parent.mkdir(parents=True)
-    script.write_text(source)
+    """The Worker exactly as `relay setup` uploaded it: its modules (name → (content type, bytes), as the fake
+    Cloudflare API keeps them), its metadata's bindings and compatibility date."""
+    folder = log_dir / f"deployed-{time.monotonic_ns()}"
+    folder.mkdir(parents=True)
+    for name, (content_type, data) in modules.items():
+        assert content_type == "application/javascript+module" and "/" not in name, name
+        (folder / name).write_bytes(data)
+    script = folder / str(metadata["main_module"])
     texts: dict[str, str] = {}
     storage: Literal["durable_object", "kv"] = "durable_object"
     for binding in metadata["bindings"]:

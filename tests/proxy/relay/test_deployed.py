@@ -99,7 +99,7 @@ class Deployed:
         script = self.cloudflare.scripts[NAME]
         if self.worker is not None:
             self.worker.stop()
-        self.worker = launch_deployed(script.metadata, script.main_source, log_dir=self.logs)
+        self.worker = launch_deployed(script.metadata, script.modules, log_dir=self.logs)
         url = self.worker.url
         self.store.update(lambda s: setattr(s.relay, "url", url))  # workers.dev → where workerd listens
         return info
@@ -260,7 +260,7 @@ async def test_a_worker_without_an_upstream_list_calls_nothing(
         **script.metadata,
         "bindings": [b for b in script.metadata["bindings"] if b["name"] != "RELAY_UPSTREAMS"],
     }
-    with launch_deployed(metadata, script.main_source, log_dir=deployed.logs) as bare:
+    with launch_deployed(metadata, script.modules, log_dir=deployed.logs) as bare:
         body = body_of()
         answer = await http.post(
             f"{bare.url}/v1/relay",
@@ -565,7 +565,7 @@ def test_cli_setup_forget_and_status(
     assert f"It may call: {anthropic.url}, https://api.openai.com, https://chatgpt.com;" in setup.stdout
     assert "keeps a session's last body 1440 min" in setup.stdout
     script = cloudflare.scripts[NAME]
-    with launch_deployed(script.metadata, script.main_source, log_dir=tmp_path / "miniflare") as running:
+    with launch_deployed(script.metadata, script.modules, log_dir=tmp_path / "miniflare") as running:
         store.load()
         store.update(lambda s: setattr(s.relay, "url", running.url))
         secret = script.binding("RELAY_TOKEN")["text"]

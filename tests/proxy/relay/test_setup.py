@@ -26,6 +26,7 @@ from proxy.relay.setup import (
     RelaySetupError,
     cloudflare_api_base,
     setup_relay,
+    worker_modules,
     worker_source,
     worker_version,
 )
@@ -103,6 +104,17 @@ def test_fresh_deploy_with_a_durable_object(
     assert script.metadata["main_module"] == "worker.js"
     assert script.metadata["compatibility_date"] == COMPATIBILITY_DATE
     assert script.modules["worker.js"] == ("application/javascript+module", worker_source().encode())
+    assert script.modules == {
+        name: ("application/javascript+module", source.encode()) for name, source in worker_modules().items()
+    }
+    assert sorted(script.modules) == [
+        "common.js",
+        "envelope.js",
+        "handlers.js",
+        "storage.js",
+        "upstream.js",
+        "worker.js",
+    ]
     assert script.metadata["migrations"] == {"new_tag": "headway-v1", "new_sqlite_classes": ["RelaySession"]}
     assert script.binding("RELAY_SESSION") == {
         "type": "durable_object_namespace",
@@ -253,7 +265,7 @@ async def test_the_uploaded_worker_runs_and_relays_with_the_keychains_secret(
         store.update(lambda s: setattr(s.upstreams, "anthropic", upstream.url))
         _setup(cloudflare, store, keychain)
         script = cloudflare.scripts[NAME]
-        with launch_deployed(script.metadata, script.main_source, log_dir=tmp_path / "logs") as running:
+        with launch_deployed(script.metadata, script.modules, log_dir=tmp_path / "logs") as running:
             await _relay_through(running, upstream, store, keychain)
 
 

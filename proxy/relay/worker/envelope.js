@@ -173,4 +173,4 @@ async function rebuild(store, header, payload) {
   return body;
 }
 
-export { readCapped, gunzip, IDLE, nextTurn, readEnvelope, decodeEnvelope, applyOps, rebuild };
+export { readEnvelope, decodeEnvelope, rebuild };

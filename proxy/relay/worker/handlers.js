@@ -132,4 +132,4 @@ function route(pathname, request, site) {
   throw new RelayError(404, "not_found", "no such relay path");
 }
 
-export { handleHttp, SocketSession, handleSocket, route };
+export { route };

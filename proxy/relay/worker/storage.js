@@ -177,4 +177,4 @@ class DurableStore {
   }
 }
 
-export { KvStore, kvKeys, forgetKv, DurableStore };
+export { KvStore, forgetKv, DurableStore };

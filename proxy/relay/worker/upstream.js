@@ -76,4 +76,4 @@ function passthrough(upstream) {
   return new Response(upstream.body, { status: upstream.status, statusText: upstream.statusText, headers });
 }
 
-export { allowedOrigins, checkedUpstream, upstreamOf, callUpstream, passthrough };
+export { allowedOrigins, upstreamOf, callUpstream, passthrough };

@@ -445,10 +445,11 @@ async def test_a_body_the_worker_would_inflate_past_its_cap_is_a_413_the_gateway
     await relay.aclose()
 
 
+@pytest.mark.parametrize("storage", ["durable_object", "kv"])
 async def test_the_worker_keeps_at_most_128_sessions(
-    deployed: Deployed, anthropic: FakeAnthropic, http: httpx.AsyncClient
+    deployed: Deployed, anthropic: FakeAnthropic, http: httpx.AsyncClient, storage: Storage
 ) -> None:
-    deployed.deploy()
+    deployed.deploy(storage=storage)
     body = b'{"model":"m","messages":[]}'
     url = f"{anthropic.url}/v1/messages"
     for n in range(130):
@@ -459,7 +460,9 @@ async def test_the_worker_keeps_at_most_128_sessions(
         )
         assert answer.status_code == 200, answer.text
     described = (await http.get(f"{deployed.url}/v1/info", headers=deployed.headers())).json()
-    assert described["sessions"] == 128
+    assert described["max_sessions"] == 128
+    if storage == "durable_object":
+        assert described["sessions"] == 128
     patch = {**header_for(url, body, mode="patch"), "base_hash": sha256_tag(body), "ops": []}
     for n, kept in ((0, False), (1, False), (2, True), (129, True)):
         answer = await http.post(

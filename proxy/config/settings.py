@@ -284,7 +284,19 @@ class RelaySettings(_Model):
         1440.0,
         gt=0,
         le=10080,
-        description="Forget an idle session's body after this long (the Worker keeps it 24 h).",
+        description="Forget an idle session's body after this long (the Worker keeps it relay.ttl_hours).",
+    )
+    ttl_hours: float = Field(
+        24.0,
+        ge=0.05,
+        le=720,
+        description="How long the Worker keeps a session's last body after its last use; applied by "
+        "`headway relay setup`.",
+    )
+    upstreams: list[Annotated[str, Field(pattern=_URL)]] | None = Field(
+        None,
+        description="The provider origins the Worker was deployed to call (set by `headway relay setup`); requests "
+        "to any other upstream go direct until setup runs again.",
     )
     min_body_bytes: int = Field(
         8192,

@@ -1,7 +1,8 @@
 """The gateway's side of the relay: per-session base bodies, patches, transports, savings.
 
     RelayClient.send(client, out, session_id)
-        relay off / no session id / body too small ─► None (the caller sends directly)
+        relay off / no session id / body too small or too large ─► None (the caller sends directly)
+        an upstream the Worker was not deployed for (relay.upstreams) ─► None: direct until setup runs again
         pick the session's lane (the base body this one shares most with) ─► patch, or full sync
         HTTP POST /v1/relay  or  the session's WebSocket (one per session, requests queued)
             409 (the Worker's base differs, or the hash does not match) ─► resend as a full sync, once
@@ -23,15 +24,17 @@ import json
 import logging
 import secrets as pysecrets
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
 
 import httpx
 
 from proxy.config.settings import RelaySettings
 from proxy.providers.base import Outgoing
-from proxy.relay.patch import common_prefix, common_suffix, diff, sha256_tag
+from proxy.relay.channel import ACCEPT_TIMEOUT, WS_IDLE_CLOSE, Channel, ChannelBody, Item, describe
+from proxy.relay.lanes import Lane, SessionBook
+from proxy.relay.patch import diff, sha256_tag
 from proxy.relay.protocol import (
     ERROR_HEADER,
     MARK_HEADER,
@@ -42,9 +45,10 @@ from proxy.relay.protocol import (
     TOKEN_HEADER,
     WS_PATH,
     encode_envelope,
-    session_key,
 )
-from proxy.relay.websocket import WebSocket, WebSocketClosed, WebSocketError
+from proxy.relay.trips import Mode, RelayTrip, TripCounter
+from proxy.relay.upstreams import origin_of
+from proxy.relay.websocket import WebSocketError
 from proxy.tasks import TaskGroup
 from proxy.wire.response_body import read_capped
 
@@ -52,18 +56,9 @@ __all__ = ["RelayClient", "RelayTrip", "RelayUnavailable"]
 
 log = logging.getLogger("headway.relay")
 
-Mode = Literal["full_sync", "patch", "oneshot"]
-
-_MAX_BODY = 64 * 1024 * 1024
-_MAX_LANES = 3
-_PROBES = 16
-_PROBE_WINDOW = 64
+_MAX_BODY = 32 * 1024 * 1024  # the Worker's MAX_BODY: larger bodies go direct
 _PATCH_WORTH = 0.9  # a patch costing more than this share of the body is sent as a full sync instead
 _THREAD_FROM = 256 * 1024  # compress envelopes at least this large in a thread
-_ACCEPT_TIMEOUT = 15.0  # the Worker acknowledges a WebSocket request once the body is rebuilt and verified
-_WS_DEAD_AFTER = 45.0  # no frame (the Worker sends a keepalive every 15 s) for this long: the socket is dead
-_WS_KEEPALIVE = 15.0
-_WS_IDLE_CLOSE = 300.0  # close a session's socket after this long without requests
 _WS_MAX_MESSAGE = 1024 * 1024  # Cloudflare's WebSocket message limit; larger envelopes go by HTTP
 _ERROR_BODY_LIMIT = 16 * 1024
 _RECENT = 50
@@ -100,317 +95,6 @@ class _Conflict(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
-class RelayTrip:
-    """What one request cost on the way to the relay; ``response.extensions["headway.relay"]``."""
-
-    session_id: str
-    mode: Mode
-    transport: str
-    sent_bytes: int  # envelopes uploaded to the Worker, retries included
-    body_bytes: int  # the body the provider received
-    resynced: bool
-    elapsed_ms: float  # until the response started
-
-
-@dataclass
-class _Counter:
-    requests: int = 0
-    full_syncs: int = 0
-    patches: int = 0
-    oneshots: int = 0
-    resyncs: int = 0
-    failures: int = 0
-    sent_bytes: int = 0
-    body_bytes: int = 0
-
-    def add(self, trip: RelayTrip) -> None:
-        self.requests += 1
-        self.sent_bytes += trip.sent_bytes
-        self.body_bytes += trip.body_bytes
-        self.resyncs += int(trip.resynced)
-        if trip.mode == "patch":
-            self.patches += 1
-        elif trip.mode == "full_sync":
-            self.full_syncs += 1
-        else:
-            self.oneshots += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = asdict(self)
-        data["saved_bytes"] = self.body_bytes - self.sent_bytes
-        data["saved_percent"] = (
-            round(100.0 * (1 - self.sent_bytes / self.body_bytes), 1) if self.body_bytes else None
-        )
-        return data
-
-
-@dataclass
-class _Lane:
-    """One base body of a session, mirrored by the Worker under (session key, lane id)."""
-
-    id: str
-    url: str
-    body: bytes | None = None
-    hash: str | None = None
-    revision: int = 0
-    busy: bool = False
-    used: float = 0.0
-
-    def reset(self) -> None:
-        self.body = None
-        self.hash = None
-        self.revision = 0
-
-
-@dataclass
-class _Session:
-    session_id: str
-    key: str
-    lanes: dict[str, _Lane] = field(default_factory=dict)
-    next_lane: int = 0
-    used: float = 0.0
-
-    @property
-    def size(self) -> int:
-        return sum(len(lane.body) for lane in self.lanes.values() if lane.body is not None)
-
-    @property
-    def busy(self) -> bool:
-        return any(lane.busy for lane in self.lanes.values())
-
-
-def _kinship(base: bytes, body: bytes) -> float:
-    """How much of ``base`` lives on in ``body`` (0..1): is this request the next turn of that one?
-
-    A next turn keeps the old body and adds to it, at the end or in the middle (a long tool result), and may edit a
-    little here and there. The common prefix and suffix answer quickly when they cover most of the base; otherwise
-    probe windows of the base are searched anywhere in the body.
-    """
-    prefix = common_prefix(base, body)
-    shared = prefix + common_suffix(base, body, limit=min(len(base), len(body)) - prefix)
-    if shared * 2 >= len(base):
-        return shared / len(base) if base else 1.0
-    if len(base) <= _PROBE_WINDOW:
-        return 1.0 if base in body else 0.0
-    step = (len(base) - _PROBE_WINDOW) / (_PROBES - 1)
-    hits = sum(
-        1 for k in range(_PROBES) if body.find(base[int(k * step) : int(k * step) + _PROBE_WINDOW]) >= 0
-    )
-    return hits / _PROBES
-
-
-class _SessionBook:
-    """The base bodies, bounded by session count, total bytes and idle time."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self.sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
-
-    def get(self, session_id: str) -> _Session:
-        session = self.sessions.get(session_id)
-        if session is None:
-            session = _Session(session_id, session_key(session_id))
-            self.sessions[session_id] = session
-        self.sessions.move_to_end(session_id)
-        session.used = self._clock()
-        return session
-
-    @property
-    def size(self) -> int:
-        return sum(s.size for s in self.sessions.values())
-
-    def choose(self, session: _Session, url: str, body: bytes) -> _Lane | None:
-        """The idle lane whose base lives on in ``body`` the most, a new lane, or None (all lanes busy)."""
-        best: _Lane | None = None
-        best_kinship = 0.0
-        for lane in session.lanes.values():
-            if lane.busy or lane.url != url or lane.body is None:
-                continue
-            kinship = _kinship(lane.body, body)
-            if kinship > best_kinship:
-                best, best_kinship = lane, kinship
-        if best is not None and best_kinship >= 0.5:
-            chosen = best
-        elif len(session.lanes) < _MAX_LANES:
-            chosen = _Lane(str(session.next_lane), url)
-            session.next_lane += 1
-            session.lanes[chosen.id] = chosen
-        else:
-            idle = [lane for lane in session.lanes.values() if not lane.busy]
-            if not idle:
-                return None
-            chosen = min(idle, key=lambda lane: lane.used)
-            chosen.reset()
-            chosen.url = url
-        chosen.busy = True
-        chosen.used = self._clock()
-        return chosen
-
-    def sweep(self, max_sessions: int, max_bytes: int, ttl: float) -> list[_Session]:
-        """Drop idle-too-long sessions, then the least recently used ones beyond the limits. Returns the dropped."""
-        now = self._clock()
-        dropped = [s for s in self.sessions.values() if not s.busy and now - s.used > ttl]
-        for session in dropped:
-            del self.sessions[session.session_id]
-        total = self.size
-        for session in list(self.sessions.values()):
-            if len(self.sessions) <= max_sessions and total <= max_bytes:
-                break
-            if session.busy:
-                continue
-            total -= session.size
-            del self.sessions[session.session_id]
-            dropped.append(session)
-        return dropped
-
-
-class _Closed:
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-_Item = dict[str, Any] | bytes | _Closed
-
-
-class _Channel:
-    """One agent session's WebSocket: requests take turns (``lock``), frames arrive through ``inbox``."""
-
-    def __init__(self, key: str, tasks: TaskGroup, clock: Callable[[], float]) -> None:
-        self.key = key
-        self.lock = asyncio.Lock()
-        self.ws: WebSocket | None = None
-        self.inbox: asyncio.Queue[_Item] = asyncio.Queue(maxsize=4096)
-        self.used = clock()
-        self._tasks = tasks
-        self._clock = clock
-        self._reader: asyncio.Task[Any] | None = None
-        self._pinger: asyncio.Task[Any] | None = None
-
-    @property
-    def open(self) -> bool:
-        return self.ws is not None and not self.ws.closed
-
-    async def ensure(self, client: httpx.AsyncClient, url: str, secret: str) -> WebSocket:
-        if self.ws is not None and not self.ws.closed:
-            return self.ws
-        await self.drop()
-        ws = await WebSocket.connect(
-            client,
-            f"{url}{WS_PATH}?session={self.key}",
-            {TOKEN_HEADER: secret, PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
-        )
-        self.ws = ws
-        self.inbox = asyncio.Queue(maxsize=4096)
-        self._reader = self._tasks.spawn(
-            self._read(ws, self.inbox), name=f"headway-relay-ws-read-{self.key[:8]}"
-        )
-        self._pinger = self._tasks.spawn(
-            self._keepalive(ws), name=f"headway-relay-ws-keepalive-{self.key[:8]}"
-        )
-        ready = await self.next(_ACCEPT_TIMEOUT)
-        if not (isinstance(ready, dict) and ready.get("t") == "ready"):
-            await self.drop()
-            raise WebSocketError(f"the relay did not say ready ({_describe(ready)})")
-        return ws
-
-    async def next(self, timeout: float | None) -> _Item:
-        try:
-            async with asyncio.timeout(timeout):
-                return await self.inbox.get()
-        except TimeoutError:
-            return _Closed(f"no answer within {timeout:.0f}s") if timeout is not None else _Closed("timeout")
-
-    async def _read(self, ws: WebSocket, inbox: asyncio.Queue[_Item]) -> None:
-        try:
-            while True:
-                message = await ws.recv(timeout=_WS_DEAD_AFTER)
-                if isinstance(message, bytes):
-                    await inbox.put(message)
-                    continue
-                try:
-                    data = json.loads(message)
-                except ValueError:
-                    continue
-                if isinstance(data, dict) and data.get("t") != "keepalive":
-                    await inbox.put(data)
-        except (WebSocketClosed, WebSocketError) as exc:
-            await inbox.put(_Closed(str(exc)))
-
-    async def _keepalive(self, ws: WebSocket) -> None:
-        while not ws.closed:
-            await asyncio.sleep(_WS_KEEPALIVE)
-            if not self.lock.locked() and self._clock() - self.used > _WS_IDLE_CLOSE:
-                log.debug("relay socket %s idle; closing it", self.key[:8])
-                await ws.close()
-                return
-            try:
-                await ws.send_text('{"t":"keepalive"}')
-            except WebSocketClosed:
-                return
-
-    async def drop(self) -> None:
-        """Close the socket (the Worker stops what it was streaming on it); the next request reconnects."""
-        ws, self.ws = self.ws, None
-        if ws is not None:
-            await ws.close()
-        for task in (self._reader, self._pinger):
-            if task is not None and not task.done() and task is not asyncio.current_task():
-                task.cancel()
-        self._reader = self._pinger = None
-
-
-def _describe(item: _Item) -> str:
-    if isinstance(item, _Closed):
-        return item.reason
-    if isinstance(item, bytes):
-        return f"{len(item)} unexpected bytes"
-    return json.dumps(item)[:300]
-
-
-class _ChannelBody(httpx.AsyncByteStream):
-    """The response body arriving on a session's socket; releases the socket to the next request when done."""
-
-    def __init__(self, channel: _Channel, request_id: str, read_timeout: float | None) -> None:
-        self._channel = channel
-        self._id = request_id
-        self._timeout = read_timeout
-        self._finished = False
-        self._released = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            while not self._finished:
-                item = await self._channel.next(self._timeout)
-                if isinstance(item, bytes):
-                    yield item
-                    continue
-                if isinstance(item, _Closed):
-                    self._finished = True
-                    await self._channel.drop()
-                    raise httpx.ReadError(f"the relay connection broke mid-stream: {item.reason}")
-                kind = item.get("t")
-                if kind == "done":
-                    self._finished = True
-                elif kind == "error":
-                    self._finished = True
-                    raise httpx.ReadError(f"the relay lost the upstream mid-stream: {item.get('message')}")
-        finally:
-            await self._release()
-
-    async def aclose(self) -> None:
-        await self._release()
-
-    async def _release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        if not self._finished:
-            await self._channel.drop()  # the rest of this stream would still arrive on the socket
-        self._channel.used = self._channel._clock()
-        self._channel.lock.release()
-
-
 class RelayClient:
     """Sends agent requests through the user's relay Worker. One per engine; call from the engine loop only."""
 
@@ -427,15 +111,17 @@ class RelayClient:
         self._clock = clock
         self._secret_ttl = secret_ttl
         self._secret_cache: tuple[str | None, float] | None = None
-        self._book = _SessionBook(clock)
-        self._channels: dict[str, _Channel] = {}
+        self._book = SessionBook(clock)
+        self._channels: dict[str, Channel] = {}
         self._tasks = TaskGroup()
         self._config: tuple[str | None, str, str] | None = None
-        self._totals = _Counter()
-        self._per_session: collections.OrderedDict[str, _Counter] = collections.OrderedDict()
+        self._totals = TripCounter()
+        self._per_session: collections.OrderedDict[str, TripCounter] = collections.OrderedDict()
         self._recent: collections.deque[RelayTrip] = collections.deque(maxlen=_RECENT)
         self._last_error: str | None = None
         self._warned_no_secret = False
+        self._warned_unbound: set[str] = set()
+        self._bound: list[str] | None = None
         self._snapshot: dict[str, Any] = {}
         self._publish()
 
@@ -452,6 +138,14 @@ class RelayClient:
         if not settings.enabled or not settings.url or not session_id:
             return None
         if not settings.min_body_bytes <= len(out.content) <= _MAX_BODY:
+            return None
+        if settings.upstreams != self._bound:
+            self._bound = settings.upstreams
+            self._warned_unbound.clear()
+        if settings.upstreams is not None and origin_of(out.url) not in {
+            origin_of(url) for url in settings.upstreams
+        }:
+            self._note_unbound(out.url)
             return None
         secret = await self._secret()
         if not secret:
@@ -520,6 +214,17 @@ class RelayClient:
         self._publish()
         return response
 
+    def _note_unbound(self, url: str) -> None:
+        origin = origin_of(url) or "?"
+        if origin not in self._warned_unbound:
+            self._warned_unbound.add(origin)
+            self._publish()
+            log.warning(
+                "the relay Worker was not deployed for %s: requests there go direct until `headway relay setup` "
+                "runs again",
+                origin,
+            )
+
     def stats(self) -> dict[str, Any]:
         """Bytes sent to the relay vs full body bytes, per session and in total, for `headway status` and the page.
 
@@ -544,6 +249,7 @@ class RelayClient:
             "base_bodies": {"sessions": len(self._book.sessions), "bytes": self._book.size},
             "open_sockets": sum(1 for c in self._channels.values() if c.open),
             "last_error": self._last_error,
+            "unbound_upstreams": sorted(self._warned_unbound),
         }
 
     def forget(self) -> None:
@@ -560,7 +266,7 @@ class RelayClient:
     # ------------------------------------------------------------------ planning
 
     def _plan(
-        self, lane: _Lane | None, out: Outgoing, next_hash: str, *, full: bool
+        self, lane: Lane | None, out: Outgoing, next_hash: str, *, full: bool
     ) -> tuple[Mode, dict[str, Any], bytes]:
         header: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
@@ -692,7 +398,7 @@ class RelayClient:
         assert settings.url is not None
         channel = self._channels.get(key)
         if channel is None:
-            channel = self._channels[key] = _Channel(key, self._tasks, self._clock)
+            channel = self._channels[key] = Channel(key, self._tasks, self._clock)
         await channel.lock.acquire()  # same-session requests queue here, one on the socket at a time
         handed_off = False
         try:
@@ -713,7 +419,7 @@ class RelayClient:
             except httpx.HTTPError as exc:
                 await channel.drop()
                 raise self._unavailable(settings, f"cannot reach the relay: {exc}", "unreachable") from exc
-            accepted = await self._next_for(channel, request_id, _ACCEPT_TIMEOUT)
+            accepted = await self._next_for(channel, request_id, ACCEPT_TIMEOUT)
             await self._check_frame(
                 settings, channel, accepted, "accepted", seen=not isinstance(accepted, dict)
             )
@@ -724,7 +430,7 @@ class RelayClient:
             response = httpx.Response(
                 int(start["status"]),
                 headers=[(str(k), str(v)) for k, v in start.get("headers", [])],
-                stream=_ChannelBody(channel, request_id, read_timeout),
+                stream=ChannelBody(channel, request_id, read_timeout),
                 request=httpx.Request("POST", f"{settings.url}{WS_PATH}"),
             )
             handed_off = True
@@ -734,7 +440,7 @@ class RelayClient:
                 channel.lock.release()
 
     @staticmethod
-    async def _next_for(channel: _Channel, request_id: str, timeout: float | None) -> _Item:
+    async def _next_for(channel: Channel, request_id: str, timeout: float | None) -> Item:
         while True:
             item = await channel.next(timeout)
             if isinstance(item, dict) and item.get("id") not in (request_id, None):
@@ -742,7 +448,7 @@ class RelayClient:
             return item
 
     async def _check_frame(
-        self, settings: RelaySettings, channel: _Channel, item: _Item, expected: str, *, seen: bool
+        self, settings: RelaySettings, channel: Channel, item: Item, expected: str, *, seen: bool
     ) -> None:
         if isinstance(item, dict) and item.get("t") == expected:
             return
@@ -755,7 +461,7 @@ class RelayClient:
             await self._refuse(settings, status, code, body)
         await channel.drop()
         raise self._unavailable(
-            settings, f"the relay socket broke before the response: {_describe(item)}", "socket", seen=seen
+            settings, f"the relay socket broke before the response: {describe(item)}", "socket", seen=seen
         )
 
     # ------------------------------------------------------------------ bookkeeping
@@ -797,14 +503,14 @@ class RelayClient:
             if (
                 not channel.open
                 and not channel.lock.locked()
-                and self._clock() - channel.used > _WS_IDLE_CLOSE
+                and self._clock() - channel.used > WS_IDLE_CLOSE
             ):
                 del self._channels[key]
 
-    def _counter(self, session_id: str) -> _Counter:
+    def _counter(self, session_id: str) -> TripCounter:
         counter = self._per_session.get(session_id)
         if counter is None:
-            counter = self._per_session[session_id] = _Counter()
+            counter = self._per_session[session_id] = TripCounter()
             while len(self._per_session) > 100:
                 self._per_session.popitem(last=False)
         self._per_session.move_to_end(session_id)

@@ -20,6 +20,7 @@ __all__ = [
     "ENCODING_GZIP",
     "ENCODING_IDENTITY",
     "ERROR_HEADER",
+    "FORGET_PATH",
     "INFO_PATH",
     "MARK_HEADER",
     "PROTOCOL_HEADER",
@@ -40,6 +41,7 @@ RELAY_SECRET: Final = "relay-secret"  # the keychain entry
 RELAY_PATH: Final = "/v1/relay"
 WS_PATH: Final = "/v1/ws"
 INFO_PATH: Final = "/v1/info"
+FORGET_PATH: Final = "/v1/forget"
 
 TOKEN_HEADER: Final = "x-relay-token"
 PROTOCOL_HEADER: Final = "x-relay-protocol"

@@ -1,9 +1,10 @@
 """Deploy the relay Worker into the user's own Cloudflare account. The API token is used once and never stored.
+(Once deployed: :mod:`proxy.relay.deployed` reports on it, makes it forget, turns the relay off.)
 
     verify the token         GET  /user/tokens/verify   (account-owned tokens: GET /accounts/{a}/tokens/verify)
     kv storage only:         GET  /accounts/{a}/storage/kv/namespaces, POST it {title} when "headway-relay" is missing
     migration state          GET  /accounts/{a}/workers/scripts                   (the script's migration_tag)
-    upload the Worker        PUT  /accounts/{a}/workers/scripts/{name}             multipart: metadata + worker.js
+    upload the Worker        PUT  /accounts/{a}/workers/scripts/{name}             multipart: metadata + the modules
     expose it                POST /accounts/{a}/workers/scripts/{name}/subdomain   {"enabled": true}
     its address              GET  /accounts/{a}/workers/subdomain      → https://{name}.{subdomain}.workers.dev
     then: the relay secret to the keychain ("relay-secret"), the relay on in the settings, GET {url}/v1/info
@@ -25,7 +26,7 @@ import re
 import secrets as pysecrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ import httpx
 from proxy.config.settings import Settings
 from proxy.config.store import SettingsStore
 from proxy.relay.protocol import INFO_PATH, PROTOCOL_HEADER, PROTOCOL_VERSION, RELAY_SECRET, TOKEN_HEADER
+from proxy.relay.upstreams import relay_origins
 from proxy.secrets.keychain import Keychain
 
 __all__ = [
@@ -46,9 +48,7 @@ __all__ = [
     "RelayInfo",
     "RelaySetupError",
     "cloudflare_api_base",
-    "disable_relay",
     "probe_relay",
-    "relay_status",
     "setup_relay",
     "worker_source",
     "worker_version",
@@ -97,6 +97,8 @@ class RelayInfo:
     secret_rotated: bool
     reachable: bool | None  # None: not probed
     detail: str | None = None
+    upstreams: list[str] = field(default_factory=list)  # the origins the Worker may call
+    ttl_seconds: int = 86400
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,14 +109,32 @@ def cloudflare_api_base(environ: Mapping[str, str] | None = None) -> str:
     return (env.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
 
 
+MAIN_MODULE = "worker.js"
+
+
+def worker_modules() -> dict[str, str]:
+    """The Worker's JavaScript modules by name (``worker.js`` is the main one), shipped as package data."""
+    folder = resources.files("proxy.relay.worker")
+    return {
+        item.name: item.read_text(encoding="utf-8")
+        for item in sorted(folder.iterdir(), key=lambda item: item.name)
+        if item.name.endswith(".js")
+    }
+
+
 def worker_source() -> str:
-    """The Worker's JavaScript module, shipped as package data."""
-    return resources.files("proxy.relay.worker").joinpath("worker.js").read_text(encoding="utf-8")
+    """The Worker's main module."""
+    return worker_modules()[MAIN_MODULE]
 
 
-def worker_version(source: str | None = None) -> str:
-    match = re.search(r'const WORKER_VERSION = "([^"]+)"', source if source is not None else worker_source())
-    return match.group(1) if match else "unknown"
+def worker_version(modules: Mapping[str, str] | None = None) -> str:
+    """The WORKER_VERSION the modules declare (in common.js)."""
+    sources = worker_modules() if modules is None else modules
+    for source in sources.values():
+        match = re.search(r'const WORKER_VERSION = "([^"]+)"', source)
+        if match:
+            return match.group(1)
+    return "unknown"
 
 
 _PERMISSIONS = {
@@ -229,11 +249,22 @@ def _existing_script(api: _API, name: str) -> dict[str, Any] | None:
 
 
 def _metadata(
-    storage: Storage, secret: str, namespace_id: str | None, migration_tag: str | None, name: str
+    storage: Storage,
+    secret: str,
+    namespace_id: str | None,
+    migration_tag: str | None,
+    name: str,
+    *,
+    upstreams: list[str],
+    ttl_seconds: int,
 ) -> dict[str, Any]:
-    bindings: list[dict[str, Any]] = [{"type": "secret_text", "name": "RELAY_TOKEN", "text": secret}]
+    bindings: list[dict[str, Any]] = [
+        {"type": "secret_text", "name": "RELAY_TOKEN", "text": secret},
+        {"type": "plain_text", "name": "RELAY_UPSTREAMS", "text": json.dumps(upstreams)},
+        {"type": "plain_text", "name": "RELAY_TTL_SECONDS", "text": str(ttl_seconds)},
+    ]
     metadata: dict[str, Any] = {
-        "main_module": "worker.js",
+        "main_module": MAIN_MODULE,
         "compatibility_date": COMPATIBILITY_DATE,
         "bindings": bindings,
     }
@@ -305,8 +336,14 @@ def setup_relay(
     probe_seconds: float = 20.0,
     progress: Callable[[str], None] | None = None,
     http: httpx.Client | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> RelayInfo:
-    """Deploy (or upgrade) the relay Worker, store its secret, turn the relay on. The token is not kept anywhere."""
+    """Deploy (or upgrade) the relay Worker, store its secret, turn the relay on. The token is not kept anywhere.
+
+    The Worker is bound to the provider origins in force (settings and ``environ``'s HEADWAY_*_BASE_URL overrides,
+    accounts' own base URLs) and to ``relay.ttl_hours``; ``rotate_secret`` replaces the secret, and the Worker
+    refuses the old one as soon as the upload is done.
+    """
     say = progress or (lambda message: None)
     api_token = api_token.strip()
     account_id = account_id.strip().lower()
@@ -319,7 +356,10 @@ def setup_relay(
     if not _NAME_RE.fullmatch(worker_name):
         raise RelaySetupError("the Worker name is lowercase letters, digits and dashes, at most 63")
     base = (api_base or cloudflare_api_base()).rstrip("/")
-    source = worker_source()
+    modules = worker_modules()
+    settings = store.current
+    upstreams = relay_origins(settings, os.environ if environ is None else environ)
+    ttl_seconds = max(60, round(settings.relay.ttl_hours * 3600))
     own = http is None
     client = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=15.0))
     try:
@@ -332,11 +372,17 @@ def setup_relay(
         secret = old_secret if (old_secret and not rotate_secret) else pysecrets.token_urlsafe(32)
         tag = existing.get("migration_tag") if existing is not None else None
         metadata = _metadata(
-            storage, secret, namespace_id, tag if isinstance(tag, str) else None, worker_name
+            storage,
+            secret,
+            namespace_id,
+            tag if isinstance(tag, str) else None,
+            worker_name,
+            upstreams=upstreams,
+            ttl_seconds=ttl_seconds,
         )
         say(
             ("upgrading" if existing else "deploying")
-            + f" the Worker {worker_name} ({storage.replace('_', ' ')})"
+            + f" the Worker {worker_name} ({storage.replace('_', ' ')}) for {', '.join(upstreams)}"
         )
         api.call(
             "upload the Worker",
@@ -345,7 +391,10 @@ def setup_relay(
             permission=_PERMISSIONS["scripts"],
             files=[
                 ("metadata", ("metadata.json", json.dumps(metadata).encode(), "application/json")),
-                ("worker.js", ("worker.js", source.encode(), "application/javascript+module")),
+                *(
+                    (name, (name, source.encode(), "application/javascript+module"))
+                    for name, source in modules.items()
+                ),
             ],
         )
         # From here the deployed Worker knows this secret: keep it even if a later step fails.
@@ -385,6 +434,7 @@ def setup_relay(
             relay.worker_name = worker_name
             relay.account_id = account_id
             relay.storage = storage
+            relay.upstreams = list(upstreams)
             if transport is not None:
                 relay.transport = transport
 
@@ -400,11 +450,13 @@ def setup_relay(
             account_id=account_id,
             storage=storage,
             namespace_id=namespace_id,
-            worker_version=worker_version(source),
+            worker_version=worker_version(modules),
             created=existing is None,
             secret_rotated=secret != old_secret,
             reachable=reachable,
             detail=detail,
+            upstreams=upstreams,
+            ttl_seconds=ttl_seconds,
         )
     finally:
         if own:
@@ -429,35 +481,3 @@ def _probe_until(
         if time.monotonic() >= deadline:
             return False, f"not reachable yet ({last}); `headway relay status` checks again"
         time.sleep(1.0)
-
-
-def relay_status(
-    store: SettingsStore, keychain: Keychain, *, probe: bool = True, http: httpx.Client | None = None
-) -> dict[str, Any]:
-    """The relay's settings, whether its secret is in the keychain, and (probe) what the Worker says."""
-    relay = store.current.relay
-    secret = keychain.get(RELAY_SECRET)
-    data: dict[str, Any] = {
-        **relay.model_dump(mode="json"),
-        "secret_in_keychain": bool(secret),
-        "worker_version_shipped": worker_version(),
-    }
-    if probe and relay.url and secret:
-        try:
-            data["worker"] = {"ok": True, **probe_relay(relay.url, secret, http=http)}
-        except RelaySetupError as exc:
-            data["worker"] = {"ok": False, "error": str(exc)}
-    return data
-
-
-def disable_relay(store: SettingsStore, keychain: Keychain, *, forget: bool = False) -> None:
-    """Turn the relay off. ``forget`` also drops its URL and deletes its secret (the Worker stays in the account)."""
-
-    def off(settings: Settings) -> None:
-        settings.relay.enabled = False
-        if forget:
-            settings.relay.url = None
-
-    store.update(off)
-    if forget:
-        keychain.delete(RELAY_SECRET)

@@ -37,9 +37,10 @@ PROMPT = "Read notes.txt three times with your read tool, then reply with one sh
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[MiniflareWorker]:
+def worker(tmp_path: Path, upstreams: tuple[FakeAnthropic, FakeOpenAI]) -> Iterator[MiniflareWorker]:
     require_miniflare()
-    running = launch_worker(token=SECRET, log_dir=tmp_path / "miniflare")
+    origins = [fake.url for fake in upstreams]
+    running = launch_worker(token=SECRET, log_dir=tmp_path / "miniflare", upstreams=origins)
     try:
         yield running
     finally:
@@ -56,9 +57,10 @@ def upstreams() -> Iterator[tuple[FakeAnthropic, FakeOpenAI]]:
 
 
 def _start(
-    worker: MiniflareWorker, upstreams: tuple[FakeAnthropic, FakeOpenAI], **relay: Any
+    worker: MiniflareWorker, fakes: tuple[FakeAnthropic, FakeOpenAI], /, **relay: Any
 ) -> GatewayProcess:
-    anthropic, openai = upstreams
+    """`headway serve` with both fakes as its upstreams and the relay on through ``worker``; ``relay``: settings."""
+    anthropic, openai = fakes
     paths = Paths.from_env()
     keychain = e2e_keychain(paths)
     for provider, key in (("anthropic", ANTHROPIC_KEY), ("openai", OPENAI_KEY)):
@@ -164,7 +166,7 @@ def test_claude_code_session_full_sync_then_patches(
     assert "Relay: on: uploaded" in text and "% saved) over" in text
     relay_text = run_cli("relay", "status").stdout
     assert (
-        "Worker: 1.0.0 (protocol 1, durable_object)" in relay_text and "This run: on: uploaded" in relay_text
+        "Worker: 1.1.0 (protocol 1, durable_object)" in relay_text and "This run: on: uploaded" in relay_text
     )
 
 
@@ -282,3 +284,43 @@ def test_streaming_keeps_its_pacing_through_gateway_and_worker(
     for relayed_at, direct_at in zip(through, direct, strict=True):
         assert abs(relayed_at - direct_at) < 0.35
     assert through[-1] - through[0] > (len(through) - 5) * delay * 0.8
+
+
+@pytest.mark.parametrize("recorded", [False, True], ids=["worker-refuses", "headway-knows"])
+def test_an_upstream_the_worker_was_not_deployed_for_is_served_directly(
+    upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path, recorded: bool
+) -> None:
+    """The Worker may call OpenAI only. Anthropic requests still succeed, directly: refused by the Worker (403, before
+    any network call) when Headway does not know the Worker's list, or not even offered when it does."""
+    require_miniflare()
+    anthropic, openai = upstreams
+    with launch_worker(token=SECRET, log_dir=tmp_path / "miniflare", upstreams=[openai.url]) as openai_only:
+        relay = {"upstreams": [openai.url]} if recorded else {}
+        gateway = _start(openai_only, upstreams, **relay)
+        try:
+            response = httpx.post(
+                f"{gateway.url}/v1/messages",
+                headers={
+                    "x-api-key": gateway.key,
+                    "anthropic-version": "2023-06-01",
+                    "x-session-id": "ses_new",
+                },
+                json={
+                    "model": "claude-sonnet-4-5",
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "z" * 20000}],
+                },
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            posts = _posts(anthropic)
+            assert len(posts) == 1 and "cf-worker" not in posts[0].headers  # straight to the provider, once
+            stats = relay_stats(gateway)
+            if recorded:
+                assert stats["totals"]["failures"] == 0 and stats["unbound_upstreams"] == [anthropic.url]
+                text = run_cli("relay", "status", "--no-probe").stdout
+                assert f"went direct (the Worker was not deployed for them): {anthropic.url}" in text
+            else:
+                assert stats["totals"]["failures"] == 1 and "upstream_not_allowed" in stats["last_error"]
+        finally:
+            assert gateway.stop() == 0, gateway.output()

@@ -24,6 +24,7 @@ from tests.e2e.test_settings_page import ARTIFACTS, _login_url, _overflowing, _s
 from tests.fakes import Behavior, FakeAnthropic
 from tests.fakes.cloudflare import CF_ACCOUNT, CF_TOKEN, FakeCloudflare
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
+from tests.support.miniflare import launch_deployed, require_miniflare
 
 # The same Chromium fixtures as the page's main end-to-end test (skip locally without Chromium, fail in CI).
 playwright = settings_page.playwright
@@ -175,6 +176,60 @@ def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, servic
     page.wait_for_timeout(300)
     assert problems == [], problems
     context.close()
+
+
+def test_relay_forget_from_the_page(
+    browser: Any, headway: GatewayProcess, services: dict[str, Any], tmp_path: Path
+) -> None:
+    """Agent requests go through the deployed Worker (workerd); the page's button empties what it keeps."""
+    from playwright.sync_api import expect
+
+    require_miniflare()
+    cloudflare: FakeCloudflare = services["cloudflare"]
+    anthropic: FakeAnthropic = services["anthropic"]
+    env = {"HEADWAY_ANTHROPIC_BASE_URL": anthropic.url, "HEADWAY_CLOUDFLARE_API_URL": cloudflare.url}
+    setup = run_cli(
+        "relay",
+        "setup",
+        "--account-id",
+        CF_ACCOUNT,
+        "--api-token-stdin",
+        "--no-probe",
+        input=CF_TOKEN + "\n",
+        env=env,
+    )
+    assert setup.returncode == 0, setup.stderr
+    script = cloudflare.scripts["headway-relay"]
+    with launch_deployed(script.metadata, script.modules, log_dir=tmp_path / "miniflare") as worker:
+        paths = Paths.from_env()
+        data = json.loads(paths.settings_file.read_text())
+        data["relay"].update(url=worker.url, min_body_bytes=0)
+        paths.settings_file.write_text(json.dumps(data))
+        assert wait_until(lambda: _running_relay().get("url") == worker.url, timeout=10)
+        _send_session(headway, anthropic)
+        assert _running_relay()["totals"]["requests"] >= 2
+        info = {"x-relay-token": script.binding("RELAY_TOKEN")["text"]}
+        assert httpx.get(f"{worker.url}/v1/info", headers=info).json()["sessions"] == 2
+
+        context, page, problems = _open(browser)
+        page.get_by_role("link", name="Relay", exact=True).click()
+        expect(page.locator("#relay-allowlist")).to_contain_text(anthropic.url)
+        expect(page.locator("#relay-allowlist-warning")).to_be_hidden()
+        expect(page.locator("#relay-keeps")).to_contain_text("24 h")
+        page.get_by_role("button", name="Delete what it keeps…").click()
+        dialog = page.locator("#confirm-dialog")
+        dialog.get_by_role("button", name="Delete", exact=True).click()
+        expect(page.locator("#relay-forget-status")).to_have_text(
+            "Deleted 2 sessions; the Worker keeps nothing now.", timeout=10_000
+        )
+        assert httpx.get(f"{worker.url}/v1/info", headers=info).json()["sessions"] == 0
+        assert problems == [], problems
+        context.close()
+
+
+def _running_relay() -> dict[str, Any]:
+    relay = json.loads(run_cli("status", "--json").stdout).get("relay")
+    return relay if isinstance(relay, dict) else {}
 
 
 def _usage(uncached: int, read: int, write: int) -> dict[str, Any]:

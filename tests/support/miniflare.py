@@ -21,17 +21,25 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 from tests.support.agents import node22_bin, npm_bin_dir
 
-__all__ = ["WORKER_SCRIPT", "MiniflareWorker", "miniflare_module", "require_miniflare", "start_worker"]
+__all__ = [
+    "WORKER_SCRIPT",
+    "MiniflareWorker",
+    "launch_deployed",
+    "launch_worker",
+    "miniflare_module",
+    "require_miniflare",
+    "start_worker",
+]
 
 WORKER_SCRIPT = Path(__file__).resolve().parents[2] / "proxy" / "relay" / "worker" / "worker.js"
 
@@ -40,6 +48,8 @@ const opts = JSON.parse(process.env.HEADWAY_MF_OPTIONS);
 const { Miniflare } = await import(process.env.HEADWAY_MF_MODULE);
 const config = {
   modules: true,
+  // Every .js module is an ES module, as the upload's content type (application/javascript+module) says.
+  modulesRules: [{ type: "ESModule", include: ["**/*.js"] }],
   scriptPath: opts.scriptPath,
   host: "127.0.0.1",
   port: 0,
@@ -151,16 +161,22 @@ def launch_worker(
     storage: Literal["durable_object", "kv"] = "durable_object",
     script: Path = WORKER_SCRIPT,
     bindings: Mapping[str, str] | None = None,
+    upstreams: Sequence[str] = (),
     log_dir: Path,
     timeout: float = 30.0,
     compatibility_date: str = "2025-09-01",
 ) -> MiniflareWorker:
+    """``upstreams``: the origins bound as RELAY_UPSTREAMS (the Worker refuses every other upstream)."""
     node, module = require_miniflare()
     options = {
         "scriptPath": str(script),
         "storage": storage,
         "compatibilityDate": compatibility_date,
-        "bindings": {"RELAY_TOKEN": token, **(bindings or {})},
+        "bindings": {
+            "RELAY_TOKEN": token,
+            "RELAY_UPSTREAMS": json.dumps(list(upstreams)),
+            **(bindings or {}),
+        },
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"miniflare-{time.monotonic_ns()}.log"
@@ -207,6 +223,47 @@ def launch_worker(
     return worker
 
 
+def launch_deployed(
+    metadata: Mapping[str, Any],
+    modules: Mapping[str, tuple[str, bytes]],
+    *,
+    log_dir: Path,
+    timeout: float = 30.0,
+) -> MiniflareWorker:
+    """The Worker exactly as `relay setup` uploaded it: its modules (name → (content type, bytes), as the fake
+    Cloudflare API keeps them), its metadata's bindings and compatibility date."""
+    folder = log_dir / f"deployed-{time.monotonic_ns()}"
+    folder.mkdir(parents=True)
+    for name, (content_type, data) in modules.items():
+        assert content_type == "application/javascript+module" and "/" not in name, name
+        (folder / name).write_bytes(data)
+    script = folder / str(metadata["main_module"])
+    texts: dict[str, str] = {}
+    storage: Literal["durable_object", "kv"] = "durable_object"
+    for binding in metadata["bindings"]:
+        if binding["type"] in ("secret_text", "plain_text"):
+            texts[binding["name"]] = binding["text"]
+        elif binding["type"] == "kv_namespace":
+            assert binding["name"] == "RELAY_STATE"
+            storage = "kv"
+        elif binding["type"] == "durable_object_namespace":
+            assert binding["name"] == "RELAY_SESSION" and binding["class_name"] == "RelaySession"
+        else:
+            raise AssertionError(f"a binding the test runner does not know: {binding}")
+    token = texts.pop("RELAY_TOKEN")
+    upstreams = json.loads(texts.pop("RELAY_UPSTREAMS")) if "RELAY_UPSTREAMS" in texts else ()
+    return launch_worker(
+        token=token,
+        storage=storage,
+        script=script,
+        bindings=texts,
+        upstreams=upstreams,
+        log_dir=log_dir,
+        timeout=timeout,
+        compatibility_date=str(metadata["compatibility_date"]),
+    )
+
+
 @contextmanager
 def start_worker(
     *,
@@ -214,9 +271,12 @@ def start_worker(
     storage: Literal["durable_object", "kv"] = "durable_object",
     script: Path = WORKER_SCRIPT,
     bindings: Mapping[str, str] | None = None,
+    upstreams: Sequence[str] = (),
     log_dir: Path,
 ) -> Iterator[MiniflareWorker]:
-    worker = launch_worker(token=token, storage=storage, script=script, bindings=bindings, log_dir=log_dir)
+    worker = launch_worker(
+        token=token, storage=storage, script=script, bindings=bindings, upstreams=upstreams, log_dir=log_dir
+    )
     try:
         yield worker
     finally:

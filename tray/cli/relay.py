@@ -46,7 +46,10 @@ def relay() -> None:
     "--transport", type=click.Choice(["http", "websocket"]), default=None, help="How Headway talks to it."
 )
 @click.option(
-    "--rotate-secret", is_flag=True, help="Make a new relay secret instead of keeping the current one."
+    "--rotate-secret",
+    is_flag=True,
+    help="Make a new relay secret instead of keeping the current one; the Worker refuses the old one as soon as "
+    "the upload is done. The answer to a secret you think leaked.",
 )
 @click.option("--no-probe", is_flag=True, help="Do not wait for the Worker to answer after deploying it.")
 def relay_setup(
@@ -63,6 +66,9 @@ def relay_setup(
     The API token needs the permission "Account · Workers Scripts · Edit" (and "Workers KV Storage · Edit" with
     --storage kv). It is used for these calls only and never stored. The Worker sees the API keys and prompts of
     the requests it relays: it runs in your account, from source Headway ships.
+
+    The Worker may call only the provider origins in force now (settings, HEADWAY_*_BASE_URL, accounts' own base
+    URLs) and keeps a session's last body for relay.ttl_hours: run setup again after changing either.
     """
     from proxy.relay.setup import RelaySetupError, setup_relay
 
@@ -91,7 +97,14 @@ def relay_setup(
     click.echo(
         f"{verb} Worker {info.worker_name} {info.worker_version} at {info.url} ({info.storage.replace('_', ' ')})."
     )
-    click.echo("The relay secret is in the keychain; the API token was not kept. The relay is on.")
+    click.echo(
+        f"It may call: {', '.join(info.upstreams)}; it keeps a session's last body {info.ttl_seconds // 60} min."
+    )
+    click.echo(
+        "The relay secret is in the keychain"
+        + (" (a new one: the old one is refused from now on)" if info.secret_rotated else "")
+        + "; the API token was not kept. The relay is on."
+    )
     if info.detail:
         click.echo(info.detail)
     if read_runtime(paths):
@@ -103,7 +116,7 @@ def relay_setup(
 @click.option("--no-probe", is_flag=True, help="Do not ask the Worker.")
 def relay_status_command(as_json: bool, no_probe: bool) -> None:
     """Whether the relay is on, whether its Worker answers, and what it saved in this run."""
-    from proxy.relay.setup import relay_status
+    from proxy.relay.deployed import relay_status
 
     paths = env_paths()
     store = load_store(paths)
@@ -129,6 +142,9 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
     click.echo(
         f"Secret: {'in the keychain' if data['secret_in_keychain'] else 'MISSING from the keychain (run setup)'}"
     )
+    click.echo(
+        f"Upstreams: {', '.join(data['upstreams'] or []) or 'not bound (set up before the allowlist)'}"
+    )
     worker = data.get("worker")
     if isinstance(worker, dict):
         if worker.get("ok"):
@@ -136,13 +152,25 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
                 f"Worker: {worker.get('worker_version')} (protocol {worker.get('protocol')}, {worker.get('storage')}),"
                 f" answered in {worker.get('latency_ms')} ms"
             )
+            if "sessions" in worker:
+                click.echo(
+                    f"  keeps {_count(int(worker['sessions']), 'session')},"
+                    f" each for {worker.get('ttl_seconds', 0) // 60} min"
+                )
             if worker.get("warning"):
                 click.echo(f"  {worker['warning']}")
         else:
             click.echo(f"Worker: {worker.get('error')}")
+    for warning in data.get("warnings", []):
+        click.echo(f"Out of date: {warning}")
     traffic = data.get("traffic")
     if isinstance(traffic, dict):
         click.echo("This run: " + relay_traffic(traffic))
+        if traffic.get("unbound_upstreams"):
+            click.echo(
+                "  went direct (the Worker was not deployed for them): "
+                + ", ".join(traffic["unbound_upstreams"])
+            )
         for session in traffic.get("sessions", [])[:10]:
             click.echo(
                 f"  {session['session_id'][:24]}: {session['requests']} requests, uploaded {byte_size(session['sent_bytes'])}"
@@ -152,11 +180,28 @@ def relay_status_command(as_json: bool, no_probe: bool) -> None:
         click.echo("Headway is not running: no traffic figures.")
 
 
+@relay.command("forget")
+def relay_forget() -> None:
+    """Delete every session body the Worker keeps (they would expire after relay.ttl_hours anyway)."""
+    from proxy.relay.deployed import forget_sessions
+    from proxy.relay.setup import RelaySetupError
+
+    paths = env_paths()
+    store = load_store(paths)
+    try:
+        result = forget_sessions(store, make_keychain(paths, store.current))
+    except (RelaySetupError, KeychainError) as exc:
+        raise fail(exc) from exc
+    unit = "stored lane" if result.get("storage") == "kv" else "session"
+    click.echo(f"The Worker deleted {_count(int(result['forgotten']), unit)}; it keeps nothing now.")
+    click.echo("Each session's next request uploads its whole body again.")
+
+
 @relay.command("disable")
 @click.option("--forget", is_flag=True, help="Also forget the Worker's URL and delete the relay secret.")
 def relay_disable(forget: bool) -> None:
     """Turn the relay off (requests go direct). The Worker stays in your Cloudflare account."""
-    from proxy.relay.setup import disable_relay
+    from proxy.relay.deployed import disable_relay
 
     paths = env_paths()
     store = load_store(paths, strict=True)
@@ -171,3 +216,7 @@ def relay_disable(forget: bool) -> None:
         )
     else:
         click.echo("Turn it back on with: headway relay setup")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -1061,6 +1061,12 @@
     $("relay-transport").textContent = r.transport === "websocket" ? "WebSocket, one per session" : "HTTP, one POST per request";
     $("relay-storage").textContent = `${r.storage === "kv" ? "KV" : "Durable Object"} · Worker ${r.worker_name}`;
     $("relay-secret").textContent = r.secret_in_keychain === null ? "keychain unreadable" : r.secret_in_keychain ? "in the keychain" : setUp ? "missing: deploy again" : "none yet";
+    $("relay-allowlist").textContent = r.upstreams ? r.upstreams.join(", ") : setUp ? "any (deployed before the allowlist)" : "–";
+    const upstreamsWarning = $("relay-allowlist-warning");
+    upstreamsWarning.textContent = r.upstreams_warning || "";
+    upstreamsWarning.hidden = !r.upstreams_warning;
+    $("relay-keeps").textContent = setUp ? `each session's last body for ${r.ttl_hours} h after its last use` : "nothing";
+    $("relay-forget-sessions").hidden = !setUp;
     const probe = r.last_probe;
     const probeNode = $("relay-probe");
     probeNode.textContent = probe
@@ -1214,6 +1220,29 @@
     } finally {
       button.disabled = false;
       poll();
+    }
+  });
+
+  $("relay-forget-sessions").addEventListener("click", async (event) => {
+    const button = event.currentTarget; // null once the event is over, after the dialog
+    const ok = await confirmDialog(
+      "Delete what the Worker keeps?",
+      "The Worker deletes every session body it stores (prompts included). Each session's next request uploads its whole body again.",
+      "Delete",
+    );
+    if (!ok) return;
+    const status = $("relay-forget-status");
+    status.className = "form-status";
+    button.disabled = true;
+    try {
+      const result = await api("POST", "/api/relay/forget");
+      status.textContent = `Deleted ${result.forgotten} ${result.storage === "kv" ? "stored lanes" : "sessions"}; the Worker keeps nothing now.`;
+      status.classList.add("ok");
+    } catch (error) {
+      status.textContent = error.message;
+      status.classList.add("error");
+    } finally {
+      button.disabled = false;
     }
   });
 

@@ -37,8 +37,8 @@ __all__ = [
 Control = Literal["switch", "select", "number", "text", "int-list", "text-list"]
 
 # Not on the page at all: the schema version, the accounts (they have controls of their own), where upstream
-# traffic goes and where secrets are kept.
-HIDDEN = frozenset({"version", "accounts", "upstreams", "secrets"})
+# traffic goes and where secrets are kept; the relay's upstream list is shown in the Relay section's status.
+HIDDEN = frozenset({"version", "accounts", "upstreams", "secrets", "relay.upstreams"})
 
 # Shown but never changed from a web page: the listen addresses and the Host allowlist (the gateway's security
 # perimeter; the page's own port), and where the relay sends traffic (set by `headway relay setup`).
@@ -87,6 +87,7 @@ FIELD_LABELS: dict[str, str] = {
     "relay.enabled": "Use the relay",
     "relay.url": "Worker URL",
     "relay.account_id": "Cloudflare account ID",
+    "relay.ttl_hours": "The Worker keeps a session's body (hours; applied by setup)",
     "routing.mode": "Routing mode",
     "routing.fallback_statuses": "Fall back on these upstream statuses",
     "routing.min_remaining_percent": "Skip an account below this quota left (%)",

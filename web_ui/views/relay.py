@@ -13,6 +13,7 @@ uploaded against the bytes the provider received, per session and in total) are 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -24,16 +25,16 @@ from flask import Blueprint, Response, jsonify, request
 
 from proxy.config.settings import SettingsError
 from proxy.relay import RELAY_SECRET
+from proxy.relay.deployed import disable_relay, forget_sessions, relay_status
 from proxy.relay.setup import (
     CloudflareError,
     InvalidToken,
     MissingPermission,
     RelaySetupError,
     cloudflare_api_base,
-    disable_relay,
-    relay_status,
     setup_relay,
 )
+from proxy.relay.upstreams import allowlist_drift, relay_origins
 from proxy.secrets.keychain import KeychainError
 
 from . import ctx, error
@@ -179,8 +180,10 @@ class RelaySetups:
         worker = status.get("worker")
         if isinstance(worker, dict) and worker.get("ok"):
             detail = f"Worker {worker.get('worker_version')} answered in {worker.get('latency_ms')} ms"
-            if worker.get("warning"):
-                detail += f"; {worker['warning']}"
+            if "sessions" in worker:
+                detail += f"; it keeps {worker['sessions']} sessions"
+            for warning in ([worker["warning"]] if worker.get("warning") else []) + status["warnings"]:
+                detail += f"; {warning}"
             probe: dict[str, Any] = {"ok": True, "at": time.time(), "detail": detail}
         elif isinstance(worker, dict):
             probe = {"ok": False, "at": time.time(), "detail": str(worker.get("error"))}
@@ -225,9 +228,16 @@ def _secret_stored() -> bool | None:
 
 
 def relay_state(traffic: dict[str, Any] | None) -> dict[str, Any]:
-    """The relay's part of ``/api/state``: its settings, the engine's counters, the last check and the last setup."""
-    relay = ctx().store.current.relay
+    """The relay's part of ``/api/state``: its settings, the engine's counters, the last check and the last setup,
+    and whether the Worker's upstream list still covers the providers Headway uses (this process's environment)."""
+    settings = ctx().store.current
+    relay = settings.relay
     jobs = setups()
+    try:
+        drift = allowlist_drift(relay.upstreams, relay_origins(settings, os.environ))
+        upstreams_warning = drift.message() if relay.url else None
+    except SettingsError as exc:
+        upstreams_warning = str(exc)
     return {
         "enabled": relay.enabled,
         "url": relay.url,
@@ -236,6 +246,9 @@ def relay_state(traffic: dict[str, Any] | None) -> dict[str, Any]:
         "worker_name": relay.worker_name,
         "account_id": relay.account_id,
         "fallback_to_direct": relay.fallback_to_direct,
+        "upstreams": relay.upstreams,
+        "upstreams_warning": upstreams_warning,
+        "ttl_hours": relay.ttl_hours,
         "secret_in_keychain": _secret_stored(),
         "traffic": traffic,
         "last_probe": jobs.last_probe,
@@ -294,6 +307,19 @@ def check() -> Response:
         return jsonify(setups().probe())
     except KeychainError as exc:
         return error(str(exc), 503)
+
+
+@blueprint.post("/api/relay/forget")
+def forget() -> Response:
+    """Delete every session body the Worker keeps (the same call as `headway relay forget`)."""
+    context = ctx()
+    try:
+        result = forget_sessions(context.store, context.keychain)
+    except RelaySetupError as exc:
+        return error(str(exc), 502)
+    except KeychainError as exc:
+        return error(str(exc), 503)
+    return jsonify({"ok": True, **result})
 
 
 @blueprint.post("/api/relay/disable")

@@ -1,1 +1,2 @@
-"""The relay Worker's JavaScript module (``worker.js``), shipped as package data and uploaded by ``proxy.relay.setup``."""
+"""The relay Worker's JavaScript modules (``worker.js`` the main one; see its header), shipped as package data and
+uploaded as they are by ``proxy.relay.setup``."""

@@ -16,6 +16,7 @@ from proxy.config.paths import Paths
 from proxy.config.store import SettingsStore
 from proxy.providers.base import Outgoing
 from proxy.relay import RELAY_SECRET, RelayClient
+from proxy.relay.deployed import disable_relay, relay_status
 from proxy.relay.setup import (
     COMPATIBILITY_DATE,
     CloudflareError,
@@ -24,9 +25,8 @@ from proxy.relay.setup import (
     RelayInfo,
     RelaySetupError,
     cloudflare_api_base,
-    disable_relay,
-    relay_status,
     setup_relay,
+    worker_modules,
     worker_source,
     worker_version,
 )
@@ -42,7 +42,7 @@ from tests.fakes.cloudflare import (
     FakeToken,
 )
 from tests.support.gateway import run_cli
-from tests.support.miniflare import launch_worker
+from tests.support.miniflare import MiniflareWorker, launch_deployed
 
 NAME = "headway-relay"
 
@@ -104,6 +104,17 @@ def test_fresh_deploy_with_a_durable_object(
     assert script.metadata["main_module"] == "worker.js"
     assert script.metadata["compatibility_date"] == COMPATIBILITY_DATE
     assert script.modules["worker.js"] == ("application/javascript+module", worker_source().encode())
+    assert script.modules == {
+        name: ("application/javascript+module", source.encode()) for name, source in worker_modules().items()
+    }
+    assert sorted(script.modules) == [
+        "common.js",
+        "envelope.js",
+        "handlers.js",
+        "storage.js",
+        "upstream.js",
+        "worker.js",
+    ]
     assert script.metadata["migrations"] == {"new_tag": "headway-v1", "new_sqlite_classes": ["RelaySession"]}
     assert script.binding("RELAY_SESSION") == {
         "type": "durable_object_namespace",
@@ -115,7 +126,7 @@ def test_fresh_deploy_with_a_durable_object(
     assert script.binding("RELAY_TOKEN") == {"type": "secret_text", "name": "RELAY_TOKEN", "text": secret}
     assert script.subdomain_enabled
     assert info.url == f"https://{NAME}.alice.workers.dev" and info.created and info.secret_rotated
-    assert info.worker_version == worker_version() == "1.0.0"
+    assert info.worker_version == worker_version() == "1.1.0"
     relay = store.current.relay
     assert relay.enabled and relay.url == info.url and relay.account_id == CF_ACCOUNT
     assert relay.storage == "durable_object" and relay.transport == "http"
@@ -250,38 +261,39 @@ def test_an_unreachable_api_says_so(store: SettingsStore, keychain: Keychain) ->
 async def test_the_uploaded_worker_runs_and_relays_with_the_keychains_secret(
     cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain, tmp_path: Path
 ) -> None:
-    _setup(cloudflare, store, keychain)
-    script = cloudflare.scripts[NAME]
-    deployed = tmp_path / "deployed" / script.metadata["main_module"]
-    deployed.parent.mkdir()
-    deployed.write_text(script.main_source)
-    token = script.binding("RELAY_TOKEN")["text"]
-    with (
-        launch_worker(token=token, script=deployed, log_dir=tmp_path / "logs") as running,
-        FakeAnthropic() as upstream,
-    ):
-        store.update(lambda s: setattr(s.relay, "url", running.url))
-        status = relay_status(store, keychain)
-        assert status["worker"]["ok"] and status["worker"]["storage"] == "durable_object"
-        assert status["secret_in_keychain"] and status["enabled"]
-        relay = RelayClient(lambda: store.current.relay, lambda: keychain.get(RELAY_SECRET))
-        body = json.dumps(
-            {
-                "model": "claude-sonnet-4-5",
-                "max_tokens": 8,
-                "messages": [{"role": "user", "content": "hi " * 5000}],
-            }
-        )
-        out = Outgoing("POST", f"{upstream.url}/v1/messages", {"x-api-key": "sk-ant-x"}, body.encode())
-        async with httpx.AsyncClient() as http:
-            response = await relay.send(http, out, "ses_setup")
-            assert response is not None and response.status_code == 200
-            await response.aread()
-            await response.aclose()
-        assert upstream.requests[-1].body == body.encode()
-        await relay.aclose()
-        keychain.set(RELAY_SECRET, "y" * 43)
-        assert "refused the secret" in relay_status(store, keychain)["worker"]["error"]
+    with FakeAnthropic() as upstream:
+        store.update(lambda s: setattr(s.upstreams, "anthropic", upstream.url))
+        _setup(cloudflare, store, keychain)
+        script = cloudflare.scripts[NAME]
+        with launch_deployed(script.metadata, script.modules, log_dir=tmp_path / "logs") as running:
+            await _relay_through(running, upstream, store, keychain)
+
+
+async def _relay_through(
+    running: MiniflareWorker, upstream: FakeAnthropic, store: SettingsStore, keychain: Keychain
+) -> None:
+    store.update(lambda s: setattr(s.relay, "url", running.url))
+    status = relay_status(store, keychain)
+    assert status["worker"]["ok"] and status["worker"]["storage"] == "durable_object"
+    assert status["secret_in_keychain"] and status["enabled"]
+    relay = RelayClient(lambda: store.current.relay, lambda: keychain.get(RELAY_SECRET))
+    body = json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi " * 5000}],
+        }
+    )
+    out = Outgoing("POST", f"{upstream.url}/v1/messages", {"x-api-key": "sk-ant-x"}, body.encode())
+    async with httpx.AsyncClient() as http:
+        response = await relay.send(http, out, "ses_setup")
+        assert response is not None and response.status_code == 200
+        await response.aread()
+        await response.aclose()
+    assert upstream.requests[-1].body == body.encode()
+    await relay.aclose()
+    keychain.set(RELAY_SECRET, "y" * 43)
+    assert "refused the secret" in relay_status(store, keychain)["worker"]["error"]
 
 
 def test_disable_and_forget(cloudflare: FakeCloudflare, store: SettingsStore, keychain: Keychain) -> None:
@@ -290,7 +302,7 @@ def test_disable_and_forget(cloudflare: FakeCloudflare, store: SettingsStore, ke
     assert not store.current.relay.enabled and store.current.relay.url and keychain.get(RELAY_SECRET)
     disable_relay(store, keychain, forget=True)
     assert store.current.relay.url is None and keychain.get(RELAY_SECRET) is None
-    assert relay_status(store, keychain)["worker_version_shipped"] == "1.0.0"
+    assert relay_status(store, keychain)["worker_version_shipped"] == "1.1.0"
 
 
 # --------------------------------------------------------------------------- the CLI, as a subprocess
@@ -323,7 +335,7 @@ def test_cli_setup_status_disable(cloudflare: FakeCloudflare, store: SettingsSto
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert f"Deployed Worker {NAME} 1.0.0 at https://{NAME}.alice.workers.dev" in done.stdout
+    assert f"Deployed Worker {NAME} 1.1.0 at https://{NAME}.alice.workers.dev" in done.stdout
     assert "the API token was not kept" in done.stdout
     paths = Paths.from_env()
     assert CF_TOKEN not in paths.secrets_file.read_text() and CF_TOKEN not in paths.settings_file.read_text()

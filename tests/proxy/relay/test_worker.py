@@ -16,6 +16,7 @@ import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,33 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("miniflare")
 
 
+@dataclass
+class Upstreams:
+    """The fake providers the module's Workers may call (bound as RELAY_UPSTREAMS), and a port nothing listens on."""
+
+    anthropic: FakeAnthropic
+    openai: FakeOpenAI
+    dead_port: int
+
+    @property
+    def origins(self) -> list[str]:
+        return [self.anthropic.url, self.openai.url, f"http://127.0.0.1:{self.dead_port}"]
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[Upstreams]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    with FakeAnthropic(valid_keys=[API_KEY]) as anthropic, FakeOpenAI(valid_keys=[API_KEY]) as openai:
+        yield Upstreams(anthropic, openai, dead_port)
+
+
 @pytest.fixture(scope="module", params=["durable_object", "kv"])
-def worker(request: pytest.FixtureRequest, logs: Path) -> Iterator[MiniflareWorker]:
+def worker(request: pytest.FixtureRequest, logs: Path, upstreams: Upstreams) -> Iterator[MiniflareWorker]:
     require_miniflare()
     started = time.monotonic()
-    running = launch_worker(token=SECRET, storage=request.param, log_dir=logs)
+    running = launch_worker(token=SECRET, storage=request.param, upstreams=upstreams.origins, log_dir=logs)
     measure("miniflare start", storage=request.param, seconds=round(time.monotonic() - started, 2))
     try:
         yield running
@@ -55,20 +78,20 @@ def worker(request: pytest.FixtureRequest, logs: Path) -> Iterator[MiniflareWork
         running.stop()
 
 
-@pytest.fixture(scope="module")
-def do_worker(logs: Path) -> Iterator[MiniflareWorker]:
-    require_miniflare()
-    running = launch_worker(token=SECRET, storage="durable_object", log_dir=logs)
-    try:
-        yield running
-    finally:
-        running.stop()
+@pytest.fixture
+def anthropic(upstreams: Upstreams) -> Iterator[FakeAnthropic]:
+    fake = upstreams.anthropic
+    fake.reset()
+    fake.default = Behavior()
+    yield fake
+    fake.reset()
+    fake.default = Behavior()
 
 
 @pytest.fixture
-def anthropic() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(valid_keys=[API_KEY]) as fake:
-        yield fake
+def openai(upstreams: Upstreams) -> FakeOpenAI:
+    upstreams.openai.reset()
+    return upstreams.openai
 
 
 @pytest.fixture
@@ -174,16 +197,17 @@ async def test_multi_turn_session_full_sync_then_patches(
     await relay.aclose()
 
 
-async def test_openai_responses_are_relayed_alike(worker: MiniflareWorker, http: httpx.AsyncClient) -> None:
-    with FakeOpenAI(valid_keys=[API_KEY]) as openai:
-        relay = relay_for(worker)
-        modes = []
-        for body in agent_bodies(3, seed=5):
-            response, answer = await relayed(relay, http, outgoing(openai, body), "sess-openai")
-            assert response.status_code == 200 and b"response.completed" in answer
-            modes.append(trip_of(response).mode)
-        assert modes == ["full_sync", "patch", "patch"]
-        assert [r.headers["authorization"] for r in openai.requests] == [f"Bearer {API_KEY}"] * 3
+async def test_openai_responses_are_relayed_alike(
+    worker: MiniflareWorker, openai: FakeOpenAI, http: httpx.AsyncClient
+) -> None:
+    relay = relay_for(worker)
+    modes = []
+    for body in agent_bodies(3, seed=5):
+        response, answer = await relayed(relay, http, outgoing(openai, body), "sess-openai")
+        assert response.status_code == 200 and b"response.completed" in answer
+        modes.append(trip_of(response).mode)
+    assert modes == ["full_sync", "patch", "patch"]
+    assert [r.headers["authorization"] for r in openai.requests] == [f"Bearer {API_KEY}"] * 3
 
 
 class CorruptingRelay(RelayClient):
@@ -257,7 +281,9 @@ async def test_state_expires_after_the_ttl_and_the_client_resyncs(
     logs: Path, anthropic: FakeAnthropic, http: httpx.AsyncClient
 ) -> None:
     require_miniflare()
-    with launch_worker(token=SECRET, log_dir=logs, bindings={"RELAY_TTL_SECONDS": "1"}) as short:
+    with launch_worker(
+        token=SECRET, log_dir=logs, bindings={"RELAY_TTL_SECONDS": "1"}, upstreams=[anthropic.url]
+    ) as short:
         relay = relay_for(short)
         bodies = agent_bodies(3, seed=3)
         await relayed(relay, http, outgoing(anthropic, bodies[0]))
@@ -274,7 +300,7 @@ async def test_relay_down_fails_fast_before_any_byte(
     logs: Path, anthropic: FakeAnthropic, http: httpx.AsyncClient, transport: Transport
 ) -> None:
     require_miniflare()
-    doomed = launch_worker(token=SECRET, log_dir=logs)
+    doomed = launch_worker(token=SECRET, log_dir=logs, upstreams=[anthropic.url])
     relay = relay_for(doomed, transport)
     bodies = agent_bodies(2, seed=8)
     await relayed(relay, http, outgoing(anthropic, bodies[0]))
@@ -291,13 +317,15 @@ async def test_relay_down_fails_fast_before_any_byte(
 
 @pytest.mark.parametrize("transport", ["http", "websocket"])
 async def test_upstream_unreachable_from_the_worker_is_unavailable(
-    worker: MiniflareWorker, http: httpx.AsyncClient, transport: Transport
+    worker: MiniflareWorker, upstreams: Upstreams, http: httpx.AsyncClient, transport: Transport
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     relay = relay_for(worker, transport)
-    out = Outgoing("POST", f"http://127.0.0.1:{port}/v1/messages", {"x-api-key": API_KEY}, agent_bodies(1)[0])
+    out = Outgoing(
+        "POST",
+        f"http://127.0.0.1:{upstreams.dead_port}/v1/messages",
+        {"x-api-key": API_KEY},
+        agent_bodies(1)[0],
+    )
     with pytest.raises(RelayUnavailable) as info:
         await relay.send(http, out, "ses_unreach")
     assert info.value.status == 502 and info.value.code == "upstream_unreachable"
@@ -324,7 +352,7 @@ async def test_upstream_status_headers_and_encoded_bodies_pass_through(
         response.headers["retry-after"] == "30"
         and response.headers["anthropic-ratelimit-requests-remaining"] == "0"
     )
-    assert response.headers["request-id"] == "req_fake_1"
+    assert response.headers["request-id"].startswith("req_fake_")
     assert json.loads(answer)["error"]["type"] == "rate_limit_error"
     assert "x-headway-relay" not in response.headers
     payload = {"id": "msg_gz", "content": [{"type": "text", "text": "zipped " * 500}]}
@@ -443,7 +471,13 @@ async def test_authentication_and_protocol_are_checked(
     worker: MiniflareWorker, http: httpx.AsyncClient
 ) -> None:
     info = await http.get(f"{worker.url}/v1/info", headers={"x-relay-token": SECRET})
-    assert info.json() == {"protocol": 1, "worker_version": "1.0.0", "storage": worker.storage}
+    described = info.json()
+    assert {k: described[k] for k in ("protocol", "worker_version", "storage")} == {
+        "protocol": 1,
+        "worker_version": "1.1.0",
+        "storage": worker.storage,
+    }
+    assert described["ttl_seconds"] == 86400 and described["max_sessions"] == 128
     for headers in ({}, {"x-relay-token": SECRET[:-1] + "x"}):
         response = await http.get(f"{worker.url}/v1/info", headers=headers)
         assert response.status_code == 401 and response.headers["x-headway-relay-error"] == "unauthorized"
@@ -476,7 +510,7 @@ async def test_storage_latency_durable_object_and_kv(
     require_miniflare()
     figures: dict[str, float] = {}
     for storage in ("durable_object", "kv"):
-        with launch_worker(token=SECRET, storage=storage, log_dir=logs) as running:
+        with launch_worker(token=SECRET, storage=storage, log_dir=logs, upstreams=[anthropic.url]) as running:
             relay = relay_for(running)
             bodies = agent_bodies(14, seed=99)
             timings = []

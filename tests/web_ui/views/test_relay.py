@@ -62,6 +62,7 @@ def test_relay_posts_need_the_csrf_token(signed_in: Web, cloudflare: FakeCloudfl
         ("/api/relay/setup", {"api_token": CF_TOKEN, "account_id": CF_ACCOUNT}),
         ("/api/relay/disable", {"forget": True}),
         ("/api/relay/check", {}),
+        ("/api/relay/forget", {}),
     ):
         response = signed_in.client.post(url, json=body)
         assert response.status_code == 403, url
@@ -250,3 +251,24 @@ def test_the_relay_cannot_be_switched_on_without_a_worker(signed_in: Web) -> Non
     assert accepted.status_code == 200 and store.current.relay.enabled is True
     assert signed_in.post("/api/settings", {"changes": {"relay.enabled": False}}).status_code == 200
     assert store.current.relay.enabled is False
+
+
+def test_the_page_says_when_the_workers_upstreams_are_out_of_date_and_forgets_through_the_worker(
+    signed_in: Web, cloudflare: FakeCloudflare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _deploy(signed_in, CF_TOKEN)["state"] == "done"
+    state = signed_in.get_json("/api/state")["relay"]
+    assert state["upstreams"] == [
+        "https://api.anthropic.com",
+        "https://api.openai.com",
+        "https://chatgpt.com",
+    ]
+    assert state["upstreams_warning"] is None and state["ttl_hours"] == 24.0
+    monkeypatch.setenv("HEADWAY_OPENAI_BASE_URL", "https://openai.proxy.corp")
+    warning = signed_in.get_json("/api/state")["relay"]["upstreams_warning"]
+    assert "out of date (missing https://openai.proxy.corp)" in warning and "headway relay setup" in warning
+    html = signed_in.client.get("/").get_data(as_text=True)
+    assert 'id="relay-forget-sessions"' in html and "relay.upstreams" not in html  # shown in the status card
+    # The workers.dev address does not exist here: the page says the Worker could not be reached, nothing more.
+    refused = signed_in.post("/api/relay/forget")
+    assert refused.status_code == 502 and "not reachable" in refused.get_json()["error"]

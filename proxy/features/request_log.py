@@ -88,6 +88,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX requests_account_ts ON requests (account_id, ts)",
         "CREATE INDEX requests_session_ts ON requests (session_id, ts)",
     ),
+    ("ALTER TABLE requests ADD COLUMN requested_model TEXT",),  # the alias the agent sent (models.aliases)
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -122,6 +123,7 @@ _COLUMNS = (
     "purpose",
     "request_bytes",
     "upstream_request_id",
+    "requested_model",
 )
 _INSERT = f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 
@@ -155,6 +157,8 @@ class RequestRecord:
     purpose: str = "agent"
     request_bytes: int = 0
     upstream_request_id: str | None = None
+    requested_model: str | None = None
+    """The model name the agent sent when it was an alias; ``model`` is the real one."""
     price: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
     """Computes ``cost_usd`` on the writer thread, off the gateway's event loop (not stored)."""
 
@@ -443,6 +447,30 @@ class RequestLog:
         )
         return rows
 
+    def spend(
+        self, *, month_start: float, day_start: float, before: float
+    ) -> list[tuple[str, str, float, int]]:
+        """Per account since ``month_start`` (and since ``day_start``) until ``before``: ``(account_id, period,
+        priced cost in USD, tokens of requests whose price is unknown)``, period ``"month"`` or ``"day"``."""
+        sql = """
+            SELECT account_id, ts >= ?, TOTAL(cost_usd),
+                   TOTAL(CASE WHEN cost_usd IS NULL THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)
+                         + COALESCE(cache_read_tokens, 0) + COALESCE(cache_write_tokens, 0) ELSE 0 END)
+            FROM requests WHERE ts >= ? AND ts < ? AND account_id IS NOT NULL GROUP BY account_id, ts >= ?
+        """
+        totals: dict[tuple[str, str], tuple[float, int]] = {}
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            for account_id, today, cost, tokens in conn.execute(
+                sql, (day_start, month_start, before, day_start)
+            ):
+                month = totals.get((account_id, "month"), (0.0, 0))
+                totals[(account_id, "month")] = (month[0] + cost, month[1] + int(tokens))
+                if today:
+                    totals[(account_id, "day")] = (cost, int(tokens))
+        return [(account_id, period, cost, tokens) for (account_id, period), (cost, tokens) in totals.items()]
+
     @contextlib.contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection | None]:
         """A read connection, or None while there is no log yet (nothing written, or an older empty file)."""
@@ -599,6 +627,7 @@ def _to_row(rec: RequestRecord) -> tuple[Any, ...]:
         rec.purpose,
         rec.request_bytes,
         rec.upstream_request_id,
+        rec.requested_model,
     )
 
 
@@ -676,5 +705,6 @@ class RequestLogger(Feature):
                 purpose=request.purpose,
                 request_bytes=len(request.body),
                 upstream_request_id=done.upstream_request_id,
+                requested_model=request.requested_model,
             )
         )

@@ -50,6 +50,7 @@ from proxy.gateway.errors import (
 )
 from proxy.gateway.exchange import Exchange, error_answer
 from proxy.providers.base import Incoming, ProviderAdapter
+from proxy.routing.aliases import resolve_alias
 from proxy.routing.health import Block
 from proxy.routing.router import Candidates, Skipped
 from proxy.routing.state import RuntimeState
@@ -110,6 +111,7 @@ class Forwarder:
         try:
             if settings.gateway.paused:
                 raise GatewayPaused("the gateway is paused; resume it from the tray or the settings page")
+            incoming = resolve_alias(incoming, settings.models.aliases)  # the real model, before routing
             for feature in self._features.admit:
                 refusal = feature.admit(incoming)
                 if refusal is not None:
@@ -182,6 +184,8 @@ class Forwarder:
             health=self._state.health,
             quota=self._state.quota,
             fingerprints=fingerprints,
+            model=incoming.model,
+            requested_model=incoming.requested_model,
         )
         if not self._features.allows:
             return candidates

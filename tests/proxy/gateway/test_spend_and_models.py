@@ -13,6 +13,7 @@ from proxy.config.accounts import set_budget
 from proxy.config.settings import ModelRoute, Settings
 from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI
 from tests.support.gateway import RunningGateway, start_gateway, wait_until
+from tray.cli.status import format_status
 
 MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 # claude-sonnet-4-5 output is $15 per million tokens: 100k output tokens cost $1.50.
@@ -82,6 +83,10 @@ def test_a_budget_stops_spending_at_the_cap_falls_back_and_then_answers_429(
         "spent_today_usd"
     ] == pytest.approx(3.0, abs=0.01)
     assert gw.account_status(spare.id)["budget"]["used_percent"] == pytest.approx(150.0, abs=0.5)
+    text = format_status({**gw.status(), "running": True})
+    assert text.startswith("■ All blocked · 0/2 ready")  # the summary counts both as blocked
+    assert "○ main (anthropic-api-key): over its budget, resets in " in text
+    assert "budget: $3.00 of $2 today (150% used, over budget)" in text
 
 
 def test_spend_survives_a_restart(anthropic: FakeAnthropic, openai: FakeOpenAI) -> None:

@@ -31,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 
 from proxy.config.settings import Account, Settings, UpstreamSettings
 from proxy.features.base import Completed, Features
+from proxy.gateway.aliases import resolve_alias
 from proxy.gateway.attempt import (
     AGENT_GONE,
     RETRYABLE,
@@ -50,7 +51,6 @@ from proxy.gateway.errors import (
 )
 from proxy.gateway.exchange import Exchange, error_answer
 from proxy.providers.base import Incoming, ProviderAdapter
-from proxy.routing.aliases import resolve_alias
 from proxy.routing.health import Block
 from proxy.routing.router import Candidates, Skipped
 from proxy.routing.state import RuntimeState

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from proxy.gateway.aliases import resolve_alias
 from proxy.providers.base import Incoming
-from proxy.routing.aliases import resolve_alias
 
 ALIASES = {"fast": "claude-haiku-4-5", "ünï": "claude-opus-4-1"}
 

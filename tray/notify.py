@@ -122,7 +122,10 @@ def _empty_window(account: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _exhausted(account: Mapping[str, Any]) -> bool:
-    return account.get("health") in BLOCKED_UNTIL_RESET or _empty_window(account) is not None
+    over_budget = account.get("health") == "over_budget"  # told by _budget_notices, not as "out of quota"
+    return (account.get("health") in BLOCKED_UNTIL_RESET and not over_budget) or _empty_window(
+        account
+    ) is not None
 
 
 def _blocked_text(account: Mapping[str, Any]) -> str:

@@ -260,3 +260,4 @@ def test_a_budget_warns_at_80_percent_and_says_when_it_is_reached(tmp_path: Any)
     assert [n.key for n in notices] == [("over_budget", "work")]
     assert notices[0].title == "Work is over budget"
     assert "daily budget $1.8 reached ($3.00 today); resets at local midnight (in " in notices[0].message
+    assert over["accounts"][0]["health"] == "over_budget"  # one notice: not also "out of quota"

@@ -46,6 +46,7 @@ __all__ = [
     "key_warning",
     "kind_for_provider",
     "new_account_id",
+    "relabel_in_routes",
     "remove_account",
     "reorder_accounts",
     "set_account_enabled",
@@ -281,6 +282,18 @@ def remove_account(store: SettingsStore, keychain: Keychain, ref: str) -> Accoun
     store.update(edit)
     keychain.delete(account_secret_name(removed[0].id))
     return removed[0]
+
+
+def relabel_in_routes(settings: Settings, account: Account, label: str) -> None:
+    """Model routes that name ``account`` by its label follow it to ``label`` (call before changing the label)."""
+    routes = []
+    for route in settings.models.routes:
+        refs = [
+            label if ref == account.label and settings.account(ref) is account else ref
+            for ref in route.accounts
+        ]
+        routes.append(route if refs == route.accounts else route.model_copy(update={"accounts": refs}))
+    settings.models.routes = routes
 
 
 def set_budget(store: SettingsStore, ref: str, daily_usd: float | None, monthly_usd: float | None) -> Account:

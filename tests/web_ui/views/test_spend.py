@@ -72,3 +72,17 @@ def test_models_from_the_page(signed_in: Web) -> None:
                 {"models": good, "accounts": [a.model_dump() for a in store.current.accounts]}
             ).models
         )
+
+
+def test_renaming_an_account_on_the_page_keeps_its_routes(signed_in: Web) -> None:
+    _accounts(signed_in)
+    routes = {
+        "routes": [{"match": "gpt-5*", "accounts": ["OA"]}, {"match": "x*", "accounts": ["Work", "OA"]}]
+    }
+    assert signed_in.post("/api/models", routes).status_code == 200
+    renamed = signed_in.post("/api/accounts/oa", {"label": "Team"})
+    assert renamed.status_code == 200, renamed.get_json()
+    assert [r.accounts for r in signed_in.services.store.current.models.routes] == [
+        ["Team"],
+        ["Work", "Team"],
+    ]

@@ -485,6 +485,9 @@ class RequestLog:
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if 0 < version < SCHEMA_VERSION:  # written by an older Headway: bring it up to date first
+                _migrate(conn)
+                version = SCHEMA_VERSION
             if version == 0:
                 yield None
             elif version > SCHEMA_VERSION:

@@ -1,16 +1,18 @@
 """The settings page's Budgets and models section in real Chromium, against a `headway serve` subprocess: a budget
-saved from the page is in force (the next request is refused once it is spent, and the page says "Over budget");
+saved from the page is in force (the next request is refused once it is spent; the page and `headway status
+[--json]` say "over budget");
 aliases and routes saved from the page, a bad label refused with its key path and nothing lost."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
 
 from tests.e2e.test_settings_page import ARTIFACTS, _settings
 from tests.e2e.test_settings_page_forms import Watched, browser, headway, signed_in  # noqa: F401  (fixtures)
-from tests.support.gateway import GatewayProcess, wait_until
+from tests.support.gateway import GatewayProcess, run_cli, wait_until
 
 
 def test_budgets_and_models_from_the_page(signed_in: Watched, headway: GatewayProcess) -> None:  # noqa: F811
@@ -47,6 +49,12 @@ def test_budgets_and_models_from_the_page(signed_in: Watched, headway: GatewayPr
         raise AssertionError("a request over budget was served")
     expect(row).to_contain_text("Over budget", timeout=10_000)
     expect(row).to_have_attribute("data-state", "over_budget")
+    status = json.loads(run_cli("status", "--json").stdout)  # the CLI asks the running gateway
+    main = next(a for a in status["accounts"] if a["id"] == "main")
+    assert main["health"] == "over_budget" and main["budget"]["state"] == "over_budget"
+    assert 0 < main["blocked_for_seconds"] <= 86400 + 3600
+    assert status["summary"]["state"] == "exhausted"
+    assert "over its budget, resets in" in run_cli("status").stdout
 
     editor = page.locator("#models-json")
     editor.fill(

@@ -292,7 +292,7 @@ def test_database_from_a_newer_headway_is_refused(db_path: Path) -> None:
 
 def _version_1_database(db_path: Path) -> None:
     """A request log as Headway wrote it before ``requested_model`` (schema version 1), with one row."""
-    from proxy.features.request_log import _MIGRATIONS
+    from proxy.features.request_rows import MIGRATIONS as _MIGRATIONS
 
     db_path.parent.mkdir(parents=True)
     conn = sqlite3.connect(db_path)

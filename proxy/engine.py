@@ -36,6 +36,7 @@ from proxy.config.paths import Paths, write_private_file
 from proxy.config.settings import Account, Settings, UpstreamSettings, effective_upstreams
 from proxy.config.store import SettingsStore
 from proxy.features.base import Feature, Features
+from proxy.features.budgets import Budgets
 from proxy.features.cache_control import CacheControl
 from proxy.features.dumps import Dumps
 from proxy.features.request_log import RequestLog, RequestLogger
@@ -289,6 +290,7 @@ class Engine:
             ),
             Dumps(self.paths.dumps_dir),
             RequestLogger(self.request_log),
+            Budgets(self.request_log),
         ]
 
     def _hooks(self) -> GatewayHooks:
@@ -477,8 +479,15 @@ class Engine:
         now = time.time()
         error = self.store.error
         settings = self._settings
+        budgets = self._features.get("budgets")
         accounts = status_snapshot(
-            settings, self._state, now, self._secrets.fingerprints(), self._secrets.missing(), self._adapters
+            settings,
+            self._state,
+            now,
+            self._secrets.fingerprints(),
+            self._secrets.missing(),
+            self._adapters,
+            budgets.snapshot(now) if isinstance(budgets, Budgets) else None,
         )
         return {
             "version": __version__,

@@ -36,8 +36,13 @@ def status_snapshot(
     fingerprints: dict[str, str],
     missing: set[str] | None = None,
     adapters: Mapping[str, ProviderAdapter] | None = None,
+    budgets: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Accounts with health, quota windows and cooldowns — the shape `headway status --json` and /status share."""
+    """Accounts with health, quota windows and cooldowns — the shape `headway status --json` and /status share.
+
+    ``budgets`` is the budgets feature's snapshot (:meth:`proxy.features.budgets.Budgets.snapshot`): an account
+    over its budget shows as ``over_budget`` like any other block, and each budgeted account carries ``budget``.
+    """
     adapters = build_adapters() if adapters is None else adapters
     accounts = []
     for account in settings.accounts:
@@ -49,6 +54,9 @@ def status_snapshot(
             killed = state.quota.below_killswitch(account.id, account.killswitch, now)
             if killed is not None:
                 block = Block("killswitch", f"{killed.name} window below the killswitch", killed.resets_at)
+        budget = (budgets or {}).get(account.id)
+        if block is None and budget is not None and budget["state"] == "over_budget":
+            block = Block("over_budget", budget["detail"], budget["blocked_until"])
         if not account.enabled:
             health = "disabled"
         elif block is not None:
@@ -74,6 +82,7 @@ def status_snapshot(
                 "last_error": record.last_error if record else None,
                 "last_ok_at": record.last_ok_at if record else None,
                 "last_used_at": record.last_used_at if record else None,
+                "budget": budget,
                 "quota": None
                 if snapshot is None
                 else {

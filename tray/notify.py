@@ -6,6 +6,7 @@
 - an account ran out of quota (with its reset time) or was rate-limited,
 - an account needs login, or its key was rejected,
 - a subscription window crossed 80 % or 95 % used,
+- an API-key account's budget crossed 80 % of a cap, or reached it,
 - a new gateway port could not be taken (the engine's ``listen_error``; it keeps serving on the old one),
 - the whole pool ran out (with the time the first account is back), or is back; an account is back.
 
@@ -73,6 +74,8 @@ _MANY = {
     "exhausted": ("{n} accounts are out of quota", "Requests go to the accounts left."),
     "recovered": ("{n} accounts are back", "They take requests again."),
     "fallback": ("Headway fell back", "Requests now go to other accounts."),
+    "over_budget": ("{n} accounts are over budget", "They are skipped until their budgets reset."),
+    "budget_warning": ("{n} accounts used 80 % of a budget", "Each is skipped once it reaches its budget."),
 }
 
 
@@ -86,6 +89,8 @@ SWITCHES = {
     "recovered": "recovered",
     "pool_recovered": "recovered",
     "threshold": "low_quota",
+    "over_budget": "exhausted",
+    "budget_warning": "low_quota",
 }
 
 
@@ -117,7 +122,10 @@ def _empty_window(account: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _exhausted(account: Mapping[str, Any]) -> bool:
-    return account.get("health") in BLOCKED_UNTIL_RESET or _empty_window(account) is not None
+    over_budget = account.get("health") == "over_budget"  # told by _budget_notices, not as "out of quota"
+    return (account.get("health") in BLOCKED_UNTIL_RESET and not over_budget) or _empty_window(
+        account
+    ) is not None
 
 
 def _blocked_text(account: Mapping[str, Any]) -> str:
@@ -293,6 +301,42 @@ def _account_notices(previous: Mapping[str, Any], current: Mapping[str, Any]) ->
                     )
                 )
                 break
+    notices += _budget_notices(before, after)
+    return notices
+
+
+def _budget_notices(
+    before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]]
+) -> list[Notice]:
+    """An account's budget (``status.accounts[].budget``) crossed 80 % of a cap, or reached it."""
+    notices = []
+    for account_id, account in after.items():
+        budget, old = account.get("budget"), (before.get(account_id) or {}).get("budget")
+        if not budget or not old or budget["state"] == old["state"]:
+            continue
+        label = _label(account)
+        if budget["state"] == "over_budget":
+            wait = format_duration(account.get("blocked_for_seconds"))
+            notices.append(
+                Notice(
+                    ("over_budget", account_id),
+                    f"{label} is over budget",
+                    f"{budget['detail']} (in {wait}).",
+                    label,
+                )
+            )
+        elif budget["state"] == "warning" and old["state"] == "ok":
+            notices.append(
+                Notice(
+                    ("budget_warning", account_id),
+                    f"{label}: {budget['used_percent']:g}% of its budget used",
+                    f"{label} is skipped once it reaches its budget"
+                    + (f" (${budget['daily_usd']:g} a day)" if budget.get("daily_usd") else "")
+                    + (f" (${budget['monthly_usd']:g} a month)" if budget.get("monthly_usd") else "")
+                    + ".",
+                    label,
+                )
+            )
     return notices
 
 

@@ -21,7 +21,16 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from proxy.config.settings import Account, AccountKind, Settings, SettingsError
+from pydantic import ValidationError
+
+from proxy.config.settings import (
+    Account,
+    AccountKind,
+    BudgetSettings,
+    Settings,
+    SettingsError,
+    format_validation_error,
+)
 from proxy.config.store import SettingsStore
 from proxy.secrets.keychain import Keychain, account_secret_name
 
@@ -37,10 +46,12 @@ __all__ = [
     "key_warning",
     "kind_for_provider",
     "new_account_id",
+    "relabel_in_routes",
     "remove_account",
     "reorder_accounts",
     "set_account_enabled",
     "set_api_key",
+    "set_budget",
 ]
 
 log = logging.getLogger("headway.accounts")
@@ -259,12 +270,49 @@ def remove_account(store: SettingsStore, keychain: Keychain, ref: str) -> Accoun
 
     def edit(settings: Settings) -> None:
         account = find_account(settings, ref)
+        routes = []  # a route naming the account forgets it (and a route left with none goes)
+        for route in settings.models.routes:
+            kept = [r for r in route.accounts if settings.account(r) is not account]
+            if kept:
+                routes.append(route.model_copy(update={"accounts": kept}))
+        settings.models.routes = routes
         settings.accounts = [a for a in settings.accounts if a.id != account.id]
         removed.append(account)
 
     store.update(edit)
     keychain.delete(account_secret_name(removed[0].id))
     return removed[0]
+
+
+def relabel_in_routes(settings: Settings, account: Account, label: str) -> None:
+    """Model routes that name ``account`` by its label follow it to ``label`` (call before changing the label)."""
+    routes = []
+    for route in settings.models.routes:
+        refs = [
+            label if ref == account.label and settings.account(ref) is account else ref
+            for ref in route.accounts
+        ]
+        routes.append(route if refs == route.accounts else route.model_copy(update={"accounts": refs}))
+    settings.models.routes = routes
+
+
+def set_budget(store: SettingsStore, ref: str, daily_usd: float | None, monthly_usd: float | None) -> Account:
+    """Set the account's spending caps; both None removes its budget."""
+    changed: list[Account] = []
+
+    def edit(settings: Settings) -> None:
+        account = find_account(settings, ref)
+        if daily_usd is None and monthly_usd is None:
+            account.budget = None
+        else:
+            account.budget = BudgetSettings(daily_usd=daily_usd, monthly_usd=monthly_usd)
+        changed.append(account)
+
+    try:
+        store.update(edit)
+    except ValidationError as exc:
+        raise AccountError("; ".join(format_validation_error(exc))) from exc
+    return changed[0]
 
 
 def set_account_enabled(store: SettingsStore, ref: str, enabled: bool) -> Account:

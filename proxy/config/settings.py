@@ -23,11 +23,14 @@ __all__ = [
     "ACCOUNT_KINDS",
     "Account",
     "AccountKind",
+    "BudgetSettings",
     "CacheSettings",
     "ChatGPTSettings",
     "DumpSettings",
     "GatewaySettings",
     "LoggingSettings",
+    "ModelRoute",
+    "ModelSettings",
     "NotificationSettings",
     "RelaySettings",
     "RoutingSettings",
@@ -38,6 +41,7 @@ __all__ = [
     "WebSettings",
     "effective_upstreams",
     "format_validation_error",
+    "glob_problem",
     "json_schema",
     "parse_settings",
 ]
@@ -150,6 +154,26 @@ class UpstreamSettings(_Model):
     openai_auth: Annotated[str, Field(pattern=_URL)] = "https://auth.openai.com"
 
 
+class BudgetSettings(_Model):
+    """Spending caps of an API-key account, in estimated USD per local calendar day and month."""
+
+    daily_usd: float | None = Field(
+        None, gt=0, le=1_000_000, description="Skip the account once today's estimated cost reaches this."
+    )
+    monthly_usd: float | None = Field(
+        None,
+        gt=0,
+        le=10_000_000,
+        description="Skip the account once this month's estimated cost reaches this.",
+    )
+
+    @model_validator(mode="after")
+    def _some_cap(self) -> BudgetSettings:
+        if self.daily_usd is None and self.monthly_usd is None:
+            raise ValueError("set daily_usd, monthly_usd or both (remove budget for no cap)")
+        return self
+
+
 class Account(_Model):
     """One upstream account. Its secret lives in the keychain under its id."""
 
@@ -180,6 +204,19 @@ class Account(_Model):
         description="When the API key was last replaced (Unix time; set by `headway accounts set-key` and the page). "
         "A running Headway reads the key again when this changes.",
     )
+    budget: BudgetSettings | None = Field(
+        None,
+        description='API-key accounts: spending caps, e.g. {"daily_usd": 5, "monthly_usd": 50}. Reached, the '
+        "account is skipped like a blocked one until local midnight (the month's first day).",
+    )
+
+    @model_validator(mode="after")
+    def _budget_needs_metering(self) -> Account:
+        if self.budget is not None and self.kind == "chatgpt":
+            raise ValueError(
+                "a ChatGPT subscription is not billed per request: remove its budget (budgets are for API keys)"
+            )
+        return self
 
     @property
     def family(self) -> Literal["anthropic", "openai"]:
@@ -329,6 +366,62 @@ class NotificationSettings(_Model):
     low_quota: bool = Field(True, description="When a subscription window crosses 80 % or 95 % used.")
 
 
+def glob_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a usable model glob (``*``, ``?``, ``[abc]``), or None."""
+    if not pattern.strip():
+        return "empty pattern"
+    if any(c.isspace() or not c.isprintable() for c in pattern):
+        return "a model glob has no spaces or control characters"
+    depth = 0
+    for c in pattern:
+        if c == "[":
+            if depth:
+                return "'[' inside a [...] set"
+            depth = 1
+        elif c == "]" and depth:
+            depth = 0
+    if depth:
+        return "'[' without its closing ']'"
+    return None
+
+
+class ModelRoute(_Model):
+    """Which accounts may serve the models a glob matches, in fallback order."""
+
+    match: str = Field(
+        description="A glob over model names (fnmatch: *, ?, [abc]), e.g. 'claude-opus-*'; matched against the "
+        "model after alias resolution and the name the agent sent."
+    )
+    accounts: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="Account labels (or ids) allowed to serve the match, in this order."
+    )
+
+    @field_validator("match")
+    @classmethod
+    def _glob(cls, value: str) -> str:
+        problem = glob_problem(value)
+        if problem is not None:
+            raise ValueError(f"invalid glob: {problem}")
+        return value
+
+
+class ModelSettings(_Model):
+    """Model aliases and routes."""
+
+    aliases: dict[
+        Annotated[str, Field(min_length=1, max_length=200)], Annotated[str, Field(min_length=1)]
+    ] = Field(
+        default_factory=dict,
+        description='A name an agent may send mapped to the real model, e.g. {"fast": "claude-haiku-4-5"}; '
+        "the upstream receives the real model and /v1/models lists the aliases.",
+    )
+    routes: list[ModelRoute] = Field(
+        default_factory=list,
+        description="The first route whose glob matches a request's model limits which accounts serve it, in the "
+        "route's order (fallback within the route); a model no route matches uses every account.",
+    )
+
+
 class WebSettings(_Model):
     """The settings page (always on 127.0.0.1)."""
 
@@ -358,6 +451,7 @@ class Settings(_Model):
     relay: RelaySettings = Field(default_factory=RelaySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:
@@ -366,6 +460,19 @@ class Settings(_Model):
             if account.id in seen:
                 raise ValueError(f"accounts[{index}].id: duplicate account id {account.id!r}")
             seen.add(account.id)
+        for r, route in enumerate(self.models.routes):
+            for a, ref in enumerate(route.accounts):
+                if self.account(ref) is None:
+                    where = f"models.routes[{r}].accounts[{a}]"
+                    if sum(x.label == ref for x in self.accounts) > 1:
+                        raise ValueError(
+                            f"{where}: several accounts are labelled {ref!r}; name one by its id"
+                        )
+                    known = ", ".join(repr(x.label) for x in self.accounts) or "none"
+                    raise ValueError(f"{where}: no account with the label or id {ref!r} (accounts: {known})")
+        for alias, target in self.models.aliases.items():
+            if target in self.models.aliases:
+                raise ValueError(f"models.aliases.{alias}: aliases do not chain ({target!r} is an alias too)")
         return self
 
     def account(self, ref: str) -> Account | None:
@@ -415,7 +522,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             message = "unknown setting (check the spelling)"
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
             message += f" (got {err['input']!r})"
-        if message.startswith(("accounts[",)):
+        if message.startswith(("accounts[", "models.")):
             problems.append(message)
         else:
             problems.append(f"{where}: {message}")

@@ -8,14 +8,13 @@ Reading (:meth:`RequestLog.query`, :meth:`RequestLog.summary`) opens a connectio
 from any thread, and from another process (``headway usage``) while the gateway writes: the database is in WAL mode,
 where readers and the writer do not block each other.
 
-The schema version lives in ``PRAGMA user_version``; :data:`SCHEMA_VERSION` is the number of migrations in
-``_MIGRATIONS``, applied in order on :meth:`RequestLog.start`. A database written by a newer Headway is refused.
+The rows, the schema and its migrations are :mod:`proxy.features.request_rows`; :meth:`RequestLog.start` migrates, a
+reader brings a log from an older Headway up to date, and a database written by a newer Headway is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -23,7 +22,7 @@ import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -31,7 +30,17 @@ from typing import Any, TypedDict
 from proxy.config.paths import ensure_private_dir
 from proxy.features.base import Completed, Feature
 from proxy.features.pricing import estimate_cost
-from proxy.wire.usage import Usage
+from proxy.features.request_rows import (
+    COLUMNS,
+    INSERT,
+    SCHEMA_VERSION,
+    RequestLogError,
+    RequestRecord,
+    from_row,
+    migrate,
+    to_row,
+    transaction,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -49,114 +58,6 @@ THREAD_NAME = "headway-request-log"
 _BATCH_MAX = 500
 _BUSY_TIMEOUT_MS = 5000
 _DROP_WARN_INTERVAL_S = 10.0
-
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE requests (
-            id INTEGER PRIMARY KEY,
-            ts REAL NOT NULL,
-            route TEXT NOT NULL,
-            family TEXT NOT NULL,
-            account_id TEXT,
-            account_label TEXT,
-            account_kind TEXT,
-            model TEXT,
-            status INTEGER NOT NULL,
-            latency_ms REAL NOT NULL,
-            ttfb_ms REAL,
-            stream INTEGER NOT NULL,
-            input_tokens INTEGER,
-            output_tokens INTEGER,
-            cache_read_tokens INTEGER,
-            cache_write_tokens INTEGER,
-            cache_write_5m_tokens INTEGER,
-            cache_write_1h_tokens INTEGER,
-            reasoning_tokens INTEGER,
-            cost_usd REAL,
-            session_id TEXT,
-            parent_session_id TEXT,
-            fallback_chain TEXT NOT NULL,
-            hops INTEGER NOT NULL,
-            error TEXT,
-            purpose TEXT NOT NULL,
-            request_bytes INTEGER NOT NULL,
-            upstream_request_id TEXT
-        )
-        """,
-        "CREATE INDEX requests_ts ON requests (ts)",
-        "CREATE INDEX requests_account_ts ON requests (account_id, ts)",
-        "CREATE INDEX requests_session_ts ON requests (session_id, ts)",
-    ),
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-_USAGE_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-)
-_COLUMNS = (
-    "ts",
-    "route",
-    "family",
-    "account_id",
-    "account_label",
-    "account_kind",
-    "model",
-    "status",
-    "latency_ms",
-    "ttfb_ms",
-    "stream",
-    *_USAGE_COLUMNS,
-    "cost_usd",
-    "session_id",
-    "parent_session_id",
-    "fallback_chain",
-    "hops",
-    "error",
-    "purpose",
-    "request_bytes",
-    "upstream_request_id",
-)
-_INSERT = f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
-
-
-class RequestLogError(Exception):
-    """The request log database cannot be opened or is from a newer Headway."""
-
-
-@dataclass(kw_only=True)
-class RequestRecord:
-    """One agent request as Headway saw it, from the first byte in to the last byte out."""
-
-    ts: float
-    route: str
-    family: str
-    account_id: str | None = None
-    account_label: str | None = None
-    account_kind: str | None = None
-    model: str | None = None
-    status: int
-    latency_ms: float
-    ttfb_ms: float | None = None
-    stream: bool = False
-    usage: Usage | None = None
-    cost_usd: float | None = None
-    session_id: str | None = None
-    parent_session_id: str | None = None
-    fallback_chain: list[str] = field(default_factory=list)
-    """Each attempt as ``"<account>:<status>"``, in order; more than one entry means Headway fell back."""
-    error: str | None = None
-    purpose: str = "agent"
-    request_bytes: int = 0
-    upstream_request_id: str | None = None
-    price: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
-    """Computes ``cost_usd`` on the writer thread, off the gateway's event loop (not stored)."""
 
 
 class SummaryRow(TypedDict):
@@ -213,7 +114,7 @@ class RequestLog:
             raise RuntimeError("request log already started")
         conn = self._open_writer()
         try:
-            _migrate(conn)
+            migrate(conn)
         except BaseException:
             conn.close()
             raise
@@ -340,8 +241,8 @@ class RequestLog:
                 except Exception:
                     _log.exception("pricing failed for model %s", rec.model)
         try:
-            with _transaction(conn):
-                conn.executemany(_INSERT, [_to_row(rec) for rec in batch])
+            with transaction(conn):
+                conn.executemany(INSERT, [to_row(rec) for rec in batch])
         except sqlite3.Error:
             _log.exception("request log could not write %d rows", len(batch))
 
@@ -368,12 +269,12 @@ class RequestLog:
             clauses.append("session_id = ?")
             params.append(session_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM requests {where} ORDER BY ts DESC, id DESC LIMIT ?"
+        sql = f"SELECT {', '.join(COLUMNS)} FROM requests {where} ORDER BY ts DESC, id DESC LIMIT ?"
         params.append(limit)
         with self._reader() as conn:
             if conn is None:
                 return []
-            return [_from_row(row) for row in conn.execute(sql, params)]
+            return [from_row(row) for row in conn.execute(sql, params)]
 
     def summary(self, *, since: float) -> list[SummaryRow]:
         """Totals per (account, model) for rows at or after ``since``; the label is the account's latest."""
@@ -443,6 +344,30 @@ class RequestLog:
         )
         return rows
 
+    def spend(
+        self, *, month_start: float, day_start: float, before: float
+    ) -> list[tuple[str, str, float, int]]:
+        """Per account since ``month_start`` (and since ``day_start``) until ``before``: ``(account_id, period,
+        priced cost in USD, tokens of requests whose price is unknown)``, period ``"month"`` or ``"day"``."""
+        sql = """
+            SELECT account_id, ts >= ?, TOTAL(cost_usd),
+                   TOTAL(CASE WHEN cost_usd IS NULL THEN COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)
+                         + COALESCE(cache_read_tokens, 0) + COALESCE(cache_write_tokens, 0) ELSE 0 END)
+            FROM requests WHERE ts >= ? AND ts < ? AND account_id IS NOT NULL GROUP BY account_id, ts >= ?
+        """
+        totals: dict[tuple[str, str], tuple[float, int]] = {}
+        with self._reader() as conn:
+            if conn is None:
+                return []
+            for account_id, today, cost, tokens in conn.execute(
+                sql, (day_start, month_start, before, day_start)
+            ):
+                month = totals.get((account_id, "month"), (0.0, 0))
+                totals[(account_id, "month")] = (month[0] + cost, month[1] + int(tokens))
+                if today:
+                    totals[(account_id, "day")] = (cost, int(tokens))
+        return [(account_id, period, cost, tokens) for (account_id, period), (cost, tokens) in totals.items()]
+
     @contextlib.contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection | None]:
         """A read connection, or None while there is no log yet (nothing written, or an older empty file)."""
@@ -457,6 +382,9 @@ class RequestLog:
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if 0 < version < SCHEMA_VERSION:  # written by an older Headway: bring it up to date first
+                migrate(conn)
+                version = SCHEMA_VERSION
             if version == 0:
                 yield None
             elif version > SCHEMA_VERSION:
@@ -542,85 +470,6 @@ def format_summary(rows: Sequence[SummaryRow]) -> str:
     return "\n".join(lines)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    try:
-        with _transaction(conn):
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RequestLogError(
-                    f"the request log is schema version {version}, newer than this Headway understands "
-                    f"({SCHEMA_VERSION}); move it aside or upgrade"
-                )
-            for target, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
-    except sqlite3.Error as exc:
-        raise RequestLogError(f"cannot prepare the request log schema: {exc}") from exc
-
-
-@contextlib.contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _to_row(rec: RequestRecord) -> tuple[Any, ...]:
-    usage = rec.usage
-    usage_values: tuple[int | None, ...] = (
-        tuple(getattr(usage, name) for name in _USAGE_COLUMNS)
-        if usage is not None
-        else (None,) * len(_USAGE_COLUMNS)
-    )
-    return (
-        rec.ts,
-        rec.route,
-        rec.family,
-        rec.account_id,
-        rec.account_label,
-        rec.account_kind,
-        rec.model,
-        rec.status,
-        rec.latency_ms,
-        rec.ttfb_ms,
-        int(rec.stream),
-        *usage_values,
-        rec.cost_usd,
-        rec.session_id,
-        rec.parent_session_id,
-        json.dumps(list(rec.fallback_chain)),
-        len(rec.fallback_chain),
-        rec.error,
-        rec.purpose,
-        rec.request_bytes,
-        rec.upstream_request_id,
-    )
-
-
-def _from_row(row: Sequence[Any]) -> RequestRecord:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    usage_values = [values.pop(name) for name in _USAGE_COLUMNS]
-    usage = (
-        None
-        if usage_values[0] is None
-        else Usage(**{name: value or 0 for name, value in zip(_USAGE_COLUMNS, usage_values, strict=True)})
-    )
-    chain = json.loads(values.pop("fallback_chain") or "[]")
-    values.pop("hops")
-    stream = bool(values.pop("stream"))
-    return RequestRecord(
-        **values,
-        stream=stream,
-        usage=usage,
-        fallback_chain=[str(hop) for hop in chain] if isinstance(chain, list) else [],
-    )
-
-
 def _median(values: list[float] | None) -> float | None:
     return statistics.median(values) if values else None
 
@@ -676,5 +525,6 @@ class RequestLogger(Feature):
                 purpose=request.purpose,
                 request_bytes=len(request.body),
                 upstream_request_id=done.upstream_request_id,
+                requested_model=request.requested_model,
             )
         )

@@ -31,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 
 from proxy.config.settings import Account, Settings, UpstreamSettings
 from proxy.features.base import Completed, Features
+from proxy.gateway.aliases import resolve_alias
 from proxy.gateway.attempt import (
     AGENT_GONE,
     RETRYABLE,
@@ -110,6 +111,7 @@ class Forwarder:
         try:
             if settings.gateway.paused:
                 raise GatewayPaused("the gateway is paused; resume it from the tray or the settings page")
+            incoming = resolve_alias(incoming, settings.models.aliases)  # the real model, before routing
             for feature in self._features.admit:
                 refusal = feature.admit(incoming)
                 if refusal is not None:
@@ -182,6 +184,8 @@ class Forwarder:
             health=self._state.health,
             quota=self._state.quota,
             fingerprints=fingerprints,
+            model=incoming.model,
+            requested_model=incoming.requested_model,
         )
         if not self._features.allows:
             return candidates

@@ -77,6 +77,8 @@ class Incoming:
     session: SessionInfo = field(default_factory=SessionInfo)
     purpose: str = "agent"
     cache_change: str | None = None
+    # The model name the agent sent when it was an alias (settings models.aliases); ``json`` holds the real one.
+    requested_model: str | None = None
     # The agent's ASGI receive channel once the body is read: the forwarder watches it to stop when the agent hangs up.
     receive: Receive | None = field(default=None, repr=False, compare=False)
 

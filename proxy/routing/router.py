@@ -12,19 +12,25 @@ own pool: the enabled accounts of that family in settings order. The routing mod
 Blocked accounts (cooling down, exhausted, failing auth, needing login, below their killswitch) are left out. Accounts with a quota window below the
 configured minimum share are moved to the end rather than dropped: a request is better served by a low account
 than refused.
+
+A model route (settings ``models.routes``) narrows the pool first: the first route whose glob matches the request's
+model — the real one after alias resolution, or the name the agent sent — keeps only the route's accounts, in the
+route's order, and the mode then arranges that pool as it would the whole family's. No matching route: the family's
+pool. Routes live here rather than in a feature's ``allows`` because they decide the order, not just who is left out.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Literal
 
-from proxy.config.settings import Account, Settings
+from proxy.config.settings import Account, ModelRoute, Settings
 from proxy.routing.health import Block, HealthBook
 from proxy.routing.quota import QuotaBook
 
-__all__ = ["Candidates", "Router", "Skipped"]
+__all__ = ["Candidates", "Router", "Skipped", "pool_for", "route_for"]
 
 Family = Literal["anthropic", "openai"]
 
@@ -39,6 +45,27 @@ class Skipped:
 class Candidates:
     usable: list[Account]
     skipped: list[Skipped]
+
+
+def route_for(settings: Settings, model: str | None, requested: str | None = None) -> ModelRoute | None:
+    """The first route whose glob matches ``model`` (or the name the agent sent), or None."""
+    names = [n for n in (model, requested) if n]
+    return next((r for r in settings.models.routes if any(fnmatchcase(n, r.match) for n in names)), None)
+
+
+def pool_for(
+    settings: Settings, family: Family, model: str | None = None, requested: str | None = None
+) -> list[Account]:
+    """The accounts of ``family`` that may serve ``model``, in routing order before health and mode."""
+    route = route_for(settings, model, requested)
+    if route is None:
+        return [a for a in settings.accounts if a.family == family]
+    chosen: dict[str, Account] = {}
+    for ref in route.accounts:
+        account = settings.account(ref)
+        if account is not None and account.family == family:
+            chosen.setdefault(account.id, account)
+    return list(chosen.values())
 
 
 class Router:
@@ -58,8 +85,10 @@ class Router:
         health: HealthBook,
         quota: QuotaBook,
         fingerprints: dict[str, str] | None = None,
+        model: str | None = None,
+        requested_model: str | None = None,
     ) -> Candidates:
-        pool = [a for a in settings.accounts if a.family == family]
+        pool = pool_for(settings, family, model, requested_model)
         usable: list[Account] = []
         low: list[Account] = []
         skipped: list[Skipped] = []

@@ -59,6 +59,7 @@ BLOCKED_HEALTH = {
     "cooling_down": "rate-limited, back in {wait}",
     "exhausted": "out of quota, resets in {wait}",
     "killswitch": "held back by its killswitch, resets in {wait}",
+    "over_budget": "over its budget, resets in {wait}",
 }
 _SEVERITY = {"healthy": 0, "unknown": 0, "low": 1, "critical": 2}
 _WINDOW_NAMES = {"weekly": "week", "input-tokens": "input", "output-tokens": "output"}

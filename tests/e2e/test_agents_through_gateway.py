@@ -20,6 +20,7 @@ from proxy.auth import TokenSet
 from proxy.config.paths import Paths
 from proxy.config.settings import Account
 from proxy.config.store import SettingsStore
+from proxy.features.request_log import RequestLog
 from proxy.secrets.keychain import account_secret_name
 from tests.fakes import Behavior, FakeAccount, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
@@ -142,6 +143,67 @@ def test_claude_code_with_fallback(
     main = next(a for a in status["accounts"] if a["id"] == "main")
     assert status["running"] is True and main["health"] == "cooling_down"
     assert 30 < main["blocked_for_seconds"] <= 45
+
+
+def _with_models(process: GatewayProcess, models: dict[str, object]) -> None:
+    """Put ``models`` settings in force in the running gateway (its watcher applies the file; /v1/models shows it)."""
+    store = SettingsStore.for_paths(Paths.from_env())
+    store.update(lambda s: setattr(s, "models", type(s.models).model_validate(models)))
+    client = anthropic.Anthropic(base_url=process.url, api_key=process.key, max_retries=0)
+    marker = "applied-marker"
+    store.update(lambda s: s.models.aliases.update({marker: "claude-haiku-4-5"}))
+    assert wait_until(lambda: any(m.id == marker for m in client.models.list().data), timeout=10)
+
+
+def test_claude_code_with_a_model_alias(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path
+) -> None:
+    require_agent("claude")
+    fake, _ = upstreams
+    _with_models(gateway, {"aliases": {"fast": "claude-haiku-4-5"}})
+    fake.reset()
+    result = run_claude_code(
+        base_url=gateway.url, api_key=gateway.key, prompt=PROMPT, workdir=tmp_path, model="fast"
+    )
+    assert result.returncode == 0, result.describe()
+    assert REPLY in result.output
+    models = [r.json["model"] for r in fake.requests if r.path == "/v1/messages" and isinstance(r.json, dict)]
+    assert "claude-haiku-4-5" in models and "fast" not in models
+    log = RequestLog(Paths.from_env().request_log)
+    assert wait_until(lambda: any(row.requested_model == "fast" for row in log.query()), timeout=5)
+    row = next(row for row in log.query() if row.requested_model == "fast")
+    assert row.model == "claude-haiku-4-5" and row.status == 200
+
+
+def test_opencode_with_a_model_route(
+    gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI], tmp_path: Path
+) -> None:
+    require_agent("opencode")
+    fake, _ = upstreams
+    _with_models(gateway, {"routes": [{"match": "claude-opus-*", "accounts": ["backup"]}]})
+    fake.reset()
+    result = run_opencode(
+        base_url=gateway.url,
+        api_key=gateway.key,
+        model="anthropic/claude-opus-4-1",
+        prompt=PROMPT,
+        workdir=tmp_path,
+    )
+    assert result.returncode == 0, result.describe()
+    assert REPLY in result.output
+    served = [r for r in fake.requests if r.path == "/v1/messages"]
+    assert served and {r.headers["x-api-key"] for r in served} == {
+        BACKUP_KEY
+    }  # main is first, but not routed
+    sonnet = run_opencode(
+        base_url=gateway.url,
+        api_key=gateway.key,
+        model="anthropic/claude-sonnet-4-5",
+        prompt=PROMPT,
+        workdir=tmp_path,
+    )
+    assert sonnet.returncode == 0, sonnet.describe()
+    assert fake.requests[-1].headers["x-api-key"] == MAIN_KEY  # no route: the normal pool
 
 
 def test_pi_both_providers(

@@ -98,6 +98,13 @@ def test_every_account_blocked_is_exhausted_with_the_next_reset() -> None:
     assert (empty["state"], empty["next_reset"]) == ("exhausted", NOW + 4320)
 
 
+def test_an_account_over_its_budget_is_blocked_until_its_reset() -> None:
+    spent = account("b", family="anthropic", health="over_budget", blocked_for=5 * 3600.0)
+    summary = health_summary([spent], NOW)
+    assert (summary["state"], summary["ready"], summary["next_reset"]) == ("exhausted", 0, NOW + 5 * 3600)
+    assert summary["accounts"][0]["line"] == "b · over its budget, resets in 5h"
+
+
 def test_some_blocked_is_pool_health_not_the_worst_account() -> None:
     accounts = [
         codex("a", five_h=60),

@@ -204,3 +204,60 @@ def test_no_storm_when_many_accounts_change_or_one_flaps() -> None:
         shown += [n for n in derive(previous, current) if throttle.allow(n)]
         previous = current
     assert [n.key for n in shown] == [("exhausted", "a"), ("recovered", "a")]  # once each, not 200 times
+
+
+def test_a_budget_warns_at_80_percent_and_says_when_it_is_reached(tmp_path: Any) -> None:
+    """Snapshots built the way the engine builds them: the budgets feature's state inside status_snapshot."""
+    from proxy.config.settings import Settings
+    from proxy.features.base import Completed
+    from proxy.features.budgets import Budgets
+    from proxy.features.request_log import RequestLog
+    from proxy.providers.base import Incoming
+    from proxy.routing.state import RuntimeState
+    from proxy.status import status_snapshot
+    from proxy.wire.usage import Usage
+
+    settings = Settings.model_validate(
+        {
+            "accounts": [
+                {"id": "work", "kind": "anthropic-api-key", "label": "Work", "budget": {"daily_usd": 1.8}}
+            ]
+        }
+    )
+    budgets = Budgets(RequestLog(tmp_path / "r.sqlite3"), clock=lambda: NOW)
+    budgets.configure(settings)
+    request = Incoming("POST", "/v1/messages", "", {}, b"{}", {}, "anthropic", "anthropic")
+
+    def snapshot() -> dict[str, Any]:
+        accounts = status_snapshot(settings, RuntimeState(), NOW, {}, budgets=budgets.snapshot(NOW))
+        return {"accounts": accounts}
+
+    def spend() -> None:  # $1.50 on claude-sonnet-4-5
+        budgets.on_complete(
+            Completed(
+                request,
+                settings.accounts[0],
+                200,
+                Usage(output_tokens=100_000),
+                "claude-sonnet-4-5",
+                NOW,
+                1,
+                1,
+                billing="metered",
+            )
+        )
+
+    first = snapshot()
+    spend()
+    warned = snapshot()
+    assert [(n.key, n.title) for n in derive(first, warned)] == [
+        (("budget_warning", "work"), "Work: 83.3% of its budget used")
+    ]
+    assert derive(warned, snapshot()) == []
+    spend()
+    over = snapshot()
+    notices = derive(warned, over)
+    assert [n.key for n in notices] == [("over_budget", "work")]
+    assert notices[0].title == "Work is over budget"
+    assert "daily budget $1.8 reached ($3.00 today); resets at local midnight (in " in notices[0].message
+    assert over["accounts"][0]["health"] == "over_budget"  # one notice: not also "out of quota"

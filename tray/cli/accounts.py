@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+import math
+from typing import Any, Literal
 
 import click
 
@@ -16,6 +17,7 @@ from proxy.config.accounts import (
     reorder_accounts,
     set_account_enabled,
     set_api_key,
+    set_budget,
 )
 from proxy.config.settings import SettingsError
 from proxy.secrets.keychain import KeychainError
@@ -90,6 +92,11 @@ def accounts_list(as_json: bool) -> None:
         return
     for index, a in enumerate(store.current.accounts, 1):
         state = "" if a.enabled else "  [disabled]"
+        if a.budget is not None:
+            caps = [
+                f"${v:g}/{n}" for n, v in (("day", a.budget.daily_usd), ("month", a.budget.monthly_usd)) if v
+            ]
+            state += f"  budget {' '.join(caps)}"
         click.echo(f"{index}. {a.id:<16} {a.label:<20} {a.kind}{state}")
 
 
@@ -142,3 +149,37 @@ def accounts_order(accounts: tuple[str, ...]) -> None:
     except (AccountError, SettingsError) as exc:
         raise fail(exc) from exc
     click.echo("order: " + ", ".join(a.id for a in ordered))
+
+
+class _Usd(click.ParamType[float]):
+    name = "usd"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            amount = float(str(value).removeprefix("$"))
+        except ValueError:
+            self.fail(f"{value!r} is not an amount in USD", param, ctx)
+        if not math.isfinite(amount) or amount <= 0:
+            self.fail(f"{value} is not an amount in USD above 0", param, ctx)
+        return amount
+
+
+@accounts.command("budget")
+@click.argument("account")
+@click.option("--daily", type=_Usd(), help="Cap on the estimated cost per local day, in USD.")
+@click.option("--monthly", type=_Usd(), help="Cap on the estimated cost per calendar month, in USD.")
+@click.option("--clear", is_flag=True, help="Remove the account's budget.")
+def accounts_budget(account: str, daily: float | None, monthly: float | None, clear: bool) -> None:
+    """Cap an API-key account's estimated spend: reached, it is skipped until local midnight (the 1st)."""
+    if clear == (daily is not None or monthly is not None):
+        raise click.UsageError("give --daily and/or --monthly, or --clear")
+    store = load_store(env_paths(), strict=True)
+    try:
+        changed = set_budget(store, account, daily, monthly)
+    except (AccountError, SettingsError) as exc:
+        raise fail(exc) from exc
+    if changed.budget is None:
+        click.echo(f"{changed.id}: no budget")
+        return
+    caps = [f"${v:g} {name}" for name, v in (("a day", daily), ("a month", monthly)) if v is not None]
+    click.echo(f"{changed.id}: budget {' and '.join(caps)} (estimated from the price table)")

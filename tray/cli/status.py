@@ -198,7 +198,30 @@ def format_status(data: dict[str, Any], *, color: bool = False, now: float | Non
         quota = account.get("quota")
         if quota and entry["windows"]:
             lines.append(f"      (as of {format_duration(max(0.0, now - quota['updated_at']))} ago)")
+        if account.get("budget"):
+            lines.extend(_wrap("      " + format_budget(account["budget"]), "        "))
     return "\n".join(lines)
+
+
+def format_budget(b: dict[str, Any]) -> str:
+    """One line: spend against each cap, and what could not be priced."""
+    parts = []
+    if b.get("daily_usd"):
+        parts.append(f"${b['spent_today_usd']:.2f} of ${b['daily_usd']:g} today")
+    if b.get("monthly_usd"):
+        parts.append(f"${b['spent_month_usd']:.2f} of ${b['monthly_usd']:g} this month")
+    text = "budget: " + ", ".join(parts) + f" ({b['used_percent']:g}% used"
+    text += (
+        ", over budget)"
+        if b["state"] == "over_budget"
+        else (", warning)" if b["state"] == "warning" else ")")
+    )
+    if b.get("unpriced_models"):
+        text += (
+            f"; price unknown for {', '.join(b['unpriced_models'])}: "
+            f"{b['unpriced_tokens']:,} tokens not counted in dollars"
+        )
+    return text
 
 
 @cli.command()

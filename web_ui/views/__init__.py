@@ -30,7 +30,7 @@ def error(message: str, status: int = 400, **extra: Any) -> Response:
 
 
 def register(app: Flask) -> None:
-    from . import accounts, analysis, api, chatgpt, connect, health, pages, relay, usage
+    from . import accounts, analysis, api, chatgpt, connect, health, pages, relay, spend, usage
 
-    for module in (pages, api, accounts, chatgpt, usage, connect, relay, analysis, health):
+    for module in (pages, api, accounts, chatgpt, usage, connect, relay, analysis, health, spend):
         app.register_blueprint(module.blueprint)

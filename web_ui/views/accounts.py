@@ -18,6 +18,7 @@ from proxy.config.accounts import (
     find_account,
     key_warning,
     kind_for_provider,
+    relabel_in_routes,
     remove_account,
     reorder_accounts,
     set_api_key,
@@ -118,6 +119,8 @@ def update_account(account_id: str) -> Response:
                     problems[name] = str(exc)
                     continue
             try:
+                if name == "label" and isinstance(value, str):
+                    relabel_in_routes(settings, account, value)  # routes name accounts by label
                 setattr(account, name, value)
             except ValidationError as exc:
                 problems[name] = "; ".join(p.split(": ", 1)[-1] for p in format_validation_error(exc))

@@ -22,6 +22,7 @@ PAGE_SECTIONS = (
     ("analysis", "Cache analysis"),
     ("debugging", "Debugging"),
     ("relay", "Relay"),
+    ("spend", "Budgets and models"),
     ("health", "Health check"),
     ("connect", "Connect an agent"),
 )

@@ -21,9 +21,10 @@ from proxy.config.accounts import (
     key_provider,
     remove_account,
     set_api_key,
+    set_budget,
 )
 from proxy.config.paths import Paths
-from proxy.config.settings import Account
+from proxy.config.settings import Account, ModelRoute
 from proxy.config.store import SettingsStore
 from proxy.secrets.keychain import Keychain, KeychainError, account_secret_name
 from tests.conftest import MemoryKeyring
@@ -378,3 +379,35 @@ def test_set_key_completes_an_unfinished_add(store: SettingsStore, keychain: Key
     done = set_api_key(store, keychain, "work", ANT)
     assert done.label == "Work" and store.current.account("work").label == "Work"  # type: ignore[union-attr]
     assert keychain.get(account_secret_name("work")) == ANT
+
+
+def test_removing_an_account_takes_it_out_of_the_model_routes(
+    store: SettingsStore, keychain: Keychain
+) -> None:
+    add_api_key_account(store, keychain, "anthropic-api-key", "work", "sk-ant-work")
+    add_api_key_account(store, keychain, "anthropic-api-key", "lab", "sk-ant-lab")
+    store.update(
+        lambda s: setattr(
+            s.models,
+            "routes",
+            [
+                ModelRoute(match="claude-opus-*", accounts=["lab", "work"]),
+                ModelRoute(match="x", accounts=["lab"]),
+            ],
+        )
+    )
+    remove_account(store, keychain, "lab")
+    assert [(r.match, r.accounts) for r in store.current.models.routes] == [("claude-opus-*", ["work"])]
+
+
+def test_a_budget_is_set_validated_and_cleared(store: SettingsStore, keychain: Keychain) -> None:
+    add_api_key_account(store, keychain, "anthropic-api-key", "work", "sk-ant-work")
+    set_budget(store, "work", 5.0, 50.0)
+    assert (
+        store.current.accounts[0].budget is not None and store.current.accounts[0].budget.monthly_usd == 50.0
+    )
+    with pytest.raises(AccountError, match="daily_usd: Input should be greater than 0"):
+        set_budget(store, "work", -1.0, None)
+    assert store.current.accounts[0].budget.daily_usd == 5.0  # nothing lost
+    set_budget(store, "work", None, None)
+    assert store.current.accounts[0].budget is None

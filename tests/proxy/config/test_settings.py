@@ -218,6 +218,52 @@ def test_log_level_is_case_insensitive() -> None:
             {"chatgpt": {"keep_warm_idle_cap_minutes": 0}},
             "chatgpt.keep_warm_idle_cap_minutes: Input should be greater than 0",
         ),
+        (
+            {"accounts": [_account("a", "anthropic-api-key", budget={"daily_usd": 0})]},
+            "accounts[0].budget.daily_usd: Input should be greater than 0 (got 0)",
+        ),
+        (
+            {"accounts": [_account("a", "anthropic-api-key", budget={})]},
+            "accounts[0].budget: set daily_usd, monthly_usd or both",
+        ),
+        (
+            {"accounts": [_account("c", "chatgpt", budget={"daily_usd": 5})]},
+            "accounts[0]: a ChatGPT subscription is not billed per request",
+        ),
+        (
+            {"models": {"routes": [{"match": "claude-[opus", "accounts": ["x"]}]}},
+            "models.routes[0].match: invalid glob: '[' without its closing ']' (got 'claude-[opus')",
+        ),
+        (
+            {"models": {"routes": [{"match": "", "accounts": ["x"]}]}},
+            "models.routes[0].match: invalid glob: empty pattern",
+        ),
+        (
+            {"models": {"routes": [{"match": "gpt-*", "accounts": []}]}},
+            "models.routes[0].accounts: List should have at least 1 item",
+        ),
+        (
+            {
+                "accounts": [_account("a", "anthropic-api-key")],
+                "models": {"routes": [{"match": "claude-*", "accounts": ["a", "nobody"]}]},
+            },
+            "models.routes[0].accounts[1]: no account with the label or id 'nobody'",
+        ),
+        (
+            {
+                "accounts": [
+                    {**_account("a", "anthropic-api-key"), "label": "twin"},
+                    {**_account("b", "anthropic-api-key"), "label": "twin"},
+                ],
+                "models": {"routes": [{"match": "claude-*", "accounts": ["twin"]}]},
+            },
+            "models.routes[0].accounts[0]: several accounts are labelled 'twin'; name one by its id",
+        ),
+        (
+            {"models": {"aliases": {"fast": "quick", "quick": "claude-haiku-4-5"}}},
+            "models.aliases.fast: aliases do not chain",
+        ),
+        ({"models": {"aliasses": {}}}, "models.aliasses: unknown setting"),
     ],
 )
 def test_each_problem_names_its_key_path(settings: dict[str, Any], expected: str) -> None:

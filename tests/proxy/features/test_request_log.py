@@ -290,6 +290,45 @@ def test_database_from_a_newer_headway_is_refused(db_path: Path) -> None:
         request_log.query()
 
 
+def _version_1_database(db_path: Path) -> None:
+    """A request log as Headway wrote it before ``requested_model`` (schema version 1), with one row."""
+    from proxy.features.request_rows import MIGRATIONS as _MIGRATIONS
+
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    for statement in _MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO requests (ts, route, family, account_id, model, status, latency_ms, stream, cost_usd,"
+        " fallback_chain, hops, purpose, request_bytes) VALUES (5.0, '/v1/messages', 'anthropic', 'main',"
+        " 'claude-sonnet-4-5', 200, 1.0, 0, 0.25, '[]', 1, 'agent', 10)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_1_log_is_migrated_by_the_writer_and_keeps_its_rows(db_path: Path) -> None:
+    _version_1_database(db_path)
+    request_log = RequestLog(db_path)
+    request_log.start()
+    request_log.record(_rec(ts=6.0, requested_model="fast"))
+    assert request_log.stop(timeout=5)
+    rows = RequestLog(db_path).query()
+    assert [(r.ts, r.requested_model) for r in rows] == [(6.0, "fast"), (5.0, None)]
+
+
+def test_a_version_1_log_can_be_read_before_the_new_headway_ever_wrote_to_it(db_path: Path) -> None:
+    """`headway usage` (or the budgets' seed) right after an upgrade, before the gateway started once."""
+    _version_1_database(db_path)
+    reader = RequestLog(db_path)
+    assert [(r.ts, r.requested_model) for r in reader.query()] == [(5.0, None)]
+    assert reader.spend(month_start=0.0, day_start=0.0, before=10.0) == [
+        ("main", "month", 0.25, 0),
+        ("main", "day", 0.25, 0),
+    ]
+
+
 def test_reading_without_a_database_returns_nothing_and_creates_nothing(db_path: Path) -> None:
     reader = RequestLog(db_path)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config.settings import Settings, parse_settings
+from proxy.config.settings import ModelRoute, Settings, parse_settings
 from proxy.routing.health import HealthBook
 from proxy.routing.quota import QuotaBook, Window
 from proxy.routing.router import Candidates, Router
@@ -243,3 +243,41 @@ def test_sticky_prefers_the_pinned_account_over_others_but_not_over_low_quota_or
     router = Router()
     router.pin("s1", "a1", NOW)
     assert _ids(_route(s, router=router, session="s1", quota=_low("a1", 0.1))) == ["a2", "a3", "a1"]
+
+
+# --------------------------------------------------------------------------- model routes
+
+
+def _routed(
+    routes: list[dict[str, Any]], model: str | None, requested: str | None = None, **kw: Any
+) -> Candidates:
+    settings = _settings(**kw)
+    settings.models.routes = [ModelRoute.model_validate(r) for r in routes]
+    return Router().candidates(
+        settings,
+        "anthropic",
+        session_id=None,
+        now=NOW,
+        health=kw.pop("health", HealthBook()),
+        quota=QuotaBook(),
+        model=model,
+        requested_model=requested,
+    )
+
+
+def test_the_first_matching_route_picks_the_accounts_in_its_order() -> None:
+    routes = [{"match": "claude-opus-*", "accounts": ["A3", "a1"]}, {"match": "claude-*", "accounts": ["A2"]}]
+    assert _ids(_routed(routes, "claude-opus-4-1")) == ["a3", "a1"]
+    assert _ids(_routed(routes, "claude-sonnet-4-5")) == ["a2"]
+    assert _ids(_routed(routes, "gpt-5")) == ["a1", "a2", "a3"]  # no match: the family's pool
+    assert _ids(_routed(routes, None)) == ["a1", "a2", "a3"]
+
+
+def test_a_route_matches_the_name_the_agent_sent_too_and_keeps_only_its_family() -> None:
+    routes = [{"match": "fast", "accounts": ["O1", "A2"]}]
+    assert _ids(_routed(routes, "claude-haiku-4-5", "fast")) == ["a2"]
+
+
+def test_the_mode_arranges_the_routes_pool() -> None:
+    routes = [{"match": "claude-*", "accounts": ["A3", "A2"]}]
+    assert _ids(_routed(routes, "claude-x", mode="fallback-first")) == ["a2", "a3"]

@@ -212,3 +212,31 @@ def test_add_and_remove_through_the_real_secret_service(headway_home: Path) -> N
         assert _secret_tool_lookup(paths.keychain_service, name) is None
     finally:
         Keychain(paths.keychain_service).delete(name)
+
+
+# --------------------------------------------------------------------------- accounts budget
+
+
+def test_accounts_budget_sets_shows_and_clears(file_home: Paths) -> None:
+    seed_accounts(file_home)
+    assert "work: budget $5 a day and $50 a month" in ok(
+        cli("accounts", "budget", "Work", "--daily", "5", "--monthly", "$50")
+    )
+    assert read_settings(file_home)["accounts"][0]["budget"] == {"daily_usd": 5.0, "monthly_usd": 50.0}
+    assert "budget $5/day $50/month" in ok(cli("accounts", "list"))
+    assert "work: no budget" in ok(cli("accounts", "budget", "work", "--clear"))
+    assert "budget" not in read_settings(file_home)["accounts"][0]
+
+
+def test_accounts_budget_refuses_bad_input_and_keeps_the_settings(file_home: Paths) -> None:
+    seed_accounts(file_home)
+    ok(cli("accounts", "budget", "Work", "--daily", "5"))
+    before = file_home.settings_file.read_text()
+    assert "not an amount in USD above 0" in fails(cli("accounts", "budget", "Work", "--daily", "0"), code=2)
+    assert "not an amount in USD" in fails(cli("accounts", "budget", "Work", "--daily", "lots"), code=2)
+    assert "give --daily and/or --monthly, or --clear" in fails(cli("accounts", "budget", "Work"), code=2)
+    assert "--clear" in fails(cli("accounts", "budget", "Work", "--daily", "3", "--clear"), code=2)
+    assert "no account" in fails(cli("accounts", "budget", "Nobody", "--daily", "3")).lower()
+    err = fails(cli("accounts", "budget", "Personal", "--daily", "inf"), code=2)
+    assert "above 0" in err
+    assert file_home.settings_file.read_text() == before

@@ -33,7 +33,13 @@ from proxy import __version__
 from proxy.auth import OAuthConfig, TokenManager
 from proxy.auth.credentials import Credentials
 from proxy.config.paths import Paths, write_private_file
-from proxy.config.settings import Account, Settings, UpstreamSettings, effective_upstreams
+from proxy.config.settings import (
+    Account,
+    Settings,
+    UpstreamSettings,
+    effective_upstreams,
+    shared_state_url,
+)
 from proxy.config.store import SettingsStore
 from proxy.features.base import Feature, Features
 from proxy.features.budgets import Budgets
@@ -45,6 +51,7 @@ from proxy.gateway.app import GatewayHooks, build_app
 from proxy.gateway.forward import Forwarder
 from proxy.gateway.listener import PortInUse, bind_listener
 from proxy.gateway.models import ModelList
+from proxy.gateway.remote import check_bind
 from proxy.gateway.server import GatewayServer
 from proxy.providers.base import Incoming, ProviderAdapter
 from proxy.providers.registry import build_adapters, provider_features
@@ -54,6 +61,7 @@ from proxy.routing.state import RuntimeState, StateSaver
 from proxy.routing.summary import health_summary
 from proxy.secrets.cache import SecretCache
 from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
+from proxy.shared.team import Team
 from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
@@ -73,6 +81,7 @@ class EngineOptions:
     keep_warm_after: float = 270.0
     state_save_interval: float = 2.0  # seconds between saves of changed runtime state
     status_interval: float = 0.5  # the published status is refreshed at least this often
+    allow_remote: bool = False  # `headway serve --allow-remote`: a non-loopback host is allowed for this run
 
 
 class Engine:
@@ -99,6 +108,14 @@ class Engine:
         self._settings = store.current
         self._upstreams = effective_upstreams(self._settings, self._environ)
         self._state = RuntimeState.load(paths.state_file, owner=True)
+        # Team mode (proxy/shared): member keys, their spend, and Redis when shared_state is configured.
+        self.team = Team(
+            paths,
+            self._state,
+            url=shared_state_url(self._settings, self._environ),
+            settings=lambda: self._settings,
+            on_change=lambda: self._state_changed(),
+        )
         self._secrets = SecretCache(self._read_secret)
         self._access_key: str | None = None
         self._tasks = TaskGroup()
@@ -108,6 +125,7 @@ class Engine:
             address=self._listen_address,
             on_bound=self._write_runtime,
             on_listen_error=self._state_changed,
+            allow_remote=self._allow_remote,
         )
         self.request_log = RequestLog(paths.request_log)
         self._adapters: dict[str, ProviderAdapter] = build_adapters()
@@ -166,6 +184,7 @@ class Engine:
         """Bind the port (:class:`PortInUse` at once when it is taken), start the loop, return once it listens."""
         self._settings = self.store.current
         self._upstreams = effective_upstreams(self._settings, self._environ)
+        check_bind(self._listen_address()[0], self._allow_remote())
         sock = bind_listener(*self._listen_address())
         try:
             self._access_key = ensure_access_key(self.keychain)
@@ -271,6 +290,7 @@ class Engine:
         self._tasks.spawn(self._upkeep.run(), name="headway-account-upkeep")
         for feature in self._features.all:
             self._tasks.spawn(feature.run(), name=f"headway-{feature.name.replace('_', '-')}")
+        self._tasks.spawn(self.team.run(), name="headway-team")
         self._on_log_level(settings.logging.level)
         self._ready.set()
         log.info("gateway listening on %s", self.base_url)
@@ -302,6 +322,7 @@ class Engine:
             status=self._status_async,
             bound_host=lambda: self._server.bound[0],
             session_closed=self._session_closed,
+            member=self.team.member_of,
         )
 
     def _session_closed(self, session_id: str) -> None:
@@ -309,6 +330,9 @@ class Engine:
         sockets = self._features.get(UpstreamSockets.name)
         if isinstance(sockets, UpstreamSockets):
             sockets.close_session(session_id)
+
+    def _allow_remote(self) -> bool:
+        return self.options.allow_remote or self._settings.gateway.allow_remote
 
     def _listen_address(self) -> tuple[str, int]:
         host = self.options.host or self._settings.gateway.host
@@ -504,6 +528,7 @@ class Engine:
             "summary": health_summary(
                 accounts, now, paused=settings.gateway.paused, routing=settings.routing.mode
             ),
+            "team": self.team.stats(),
         }
 
     @property

@@ -22,6 +22,7 @@ from typing import TextIO
 from proxy import __version__
 from proxy.config.paths import Paths
 from proxy.config.settings import SettingsError
+from proxy.gateway.remote import RemoteNotAllowed
 from proxy.logs import LOG_FILE_NAME, redact
 from proxy.secrets.keychain import KeychainError
 
@@ -131,6 +132,8 @@ def explain(exc: BaseException) -> Failure | None:
         )
     if isinstance(exc, OSError) and (exc.errno == errno.EADDRINUSE or isinstance(exc, PortBusy)):
         return _port_failure(exc)
+    if isinstance(exc, RemoteNotAllowed):
+        return Failure(str(exc), "`headway serve --host 127.0.0.1` for this machine only")
     if isinstance(exc, CannotListen):
         return Failure(
             f"the gateway cannot listen on {exc.host}:{exc.port}: {exc.reason}",

@@ -73,6 +73,11 @@ class Paths:
         return self.data_dir / "requests.sqlite3"
 
     @property
+    def members_file(self) -> Path:
+        """Member keys (hashed) for a shared gateway: proxy/secrets/members.py."""
+        return self.data_dir / "members.json"
+
+    @property
     def dumps_dir(self) -> Path:
         return self.data_dir / "dumps"
 

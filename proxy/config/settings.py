@@ -37,6 +37,7 @@ __all__ = [
     "SecretsSettings",
     "Settings",
     "SettingsError",
+    "SharedStateSettings",
     "UpstreamSettings",
     "WebSettings",
     "effective_upstreams",
@@ -44,6 +45,7 @@ __all__ = [
     "glob_problem",
     "json_schema",
     "parse_settings",
+    "shared_state_url",
 ]
 
 AccountKind = Literal["anthropic-api-key", "openai-api-key", "chatgpt"]
@@ -109,6 +111,12 @@ class GatewaySettings(_Model):
     )
     paused: bool = Field(
         False, description="Answer every agent request with 503 until resumed (tray: Pause)."
+    )
+    allow_remote: bool = Field(
+        False,
+        description="Allow a host that is not loopback (e.g. 0.0.0.0) for a team deployment; TLS belongs to a "
+        "reverse proxy in front. Without it such a host is refused (`headway serve --allow-remote` sets it for one "
+        "run).",
     )
 
 
@@ -434,6 +442,22 @@ class WebSettings(_Model):
     )
 
 
+class SharedStateSettings(_Model):
+    """Team mode: replicas share health, quota, sticky pins, member keys and spend through Redis."""
+
+    url: str | None = Field(
+        None,
+        pattern=r"^(redis|rediss|unix)://\S+$",
+        description="Redis URL (redis://host:6379/0) shared by every replica; the environment variable "
+        "HEADWAY_SHARED_STATE_URL overrides it. Unset: all state is local (one user, one machine).",
+    )
+    namespace: str = Field(
+        "headway",
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="Prefix of every Redis key and channel, so several deployments can share one Redis.",
+    )
+
+
 class Settings(_Model):
     """Everything the user can set. Account order is routing order within each family."""
 
@@ -452,6 +476,7 @@ class Settings(_Model):
     web: WebSettings = Field(default_factory=WebSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    shared_state: SharedStateSettings = Field(default_factory=SharedStateSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Settings:
@@ -586,3 +611,19 @@ def effective_upstreams(settings: Settings, environ: Mapping[str, str]) -> Upstr
 
 def write_schema(path: Path) -> None:
     path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+
+
+SHARED_STATE_ENV = "HEADWAY_SHARED_STATE_URL"
+
+
+def shared_state_url(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """The Redis URL team mode uses: HEADWAY_SHARED_STATE_URL, else ``shared_state.url``; None for a lone gateway."""
+    value = environ.get(SHARED_STATE_ENV, "").strip()
+    if not value:
+        return settings.shared_state.url
+    try:
+        return SharedStateSettings(url=value).url
+    except ValidationError as exc:
+        raise SettingsError(
+            "environment", [f"{SHARED_STATE_ENV}: not a Redis URL (redis://host:port/db, rediss://, unix://)"]
+        ) from exc

@@ -526,5 +526,6 @@ class RequestLogger(Feature):
                 request_bytes=len(request.body),
                 upstream_request_id=done.upstream_request_id,
                 requested_model=request.requested_model,
+                member=request.member,
             )
         )

@@ -68,6 +68,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX requests_session_ts ON requests (session_id, ts)",
     ),
     ("ALTER TABLE requests ADD COLUMN requested_model TEXT",),  # the alias the agent sent (models.aliases)
+    (  # team mode: the member whose key the request carried (None: the local access key)
+        "ALTER TABLE requests ADD COLUMN member TEXT",
+        "CREATE INDEX requests_member_ts ON requests (member, ts)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -103,6 +107,7 @@ COLUMNS = (
     "request_bytes",
     "upstream_request_id",
     "requested_model",
+    "member",
 )
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
@@ -137,6 +142,7 @@ class RequestRecord:
     request_bytes: int = 0
     upstream_request_id: str | None = None
     requested_model: str | None = None
+    member: str | None = None
     """The model name the agent sent when it was an alias; ``model`` is the real one."""
     price: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
     """Computes ``cost_usd`` on the writer thread, off the gateway's event loop (not stored)."""
@@ -200,6 +206,7 @@ def to_row(rec: RequestRecord) -> tuple[Any, ...]:
         rec.request_bytes,
         rec.upstream_request_id,
         rec.requested_model,
+        rec.member,
     )
 
 

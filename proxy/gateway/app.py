@@ -14,7 +14,8 @@ Layers, outermost first (pure ASGI, so streaming is never buffered):
       provider's key says which environment variable to unset. Every refusal is logged (route and reason, never
       the presented key), at most once a minute per route and reason.
    ``HEAD /``, ``GET /health`` and Claude Code's connectivity probe ``/api/hello`` say only that the gateway is
-   up, and skip step c.
+   up, and skip step c. A team member's key (:mod:`proxy.secrets.members`) is accepted like the local key and
+   tags the request with the member's name; ``GET /metrics`` always needs the local key itself.
 3. The routes. A proxied route buffers the body (at most ``gateway.max_body_mb``, 64 MB by default — agents send
    300 KB to a few MB; larger gets 413 in the protocol's shape) and requires it to be a UTF-8 JSON object, and
    header values to be ASCII; anything else is a 400 in the protocol's shape.
@@ -57,6 +58,7 @@ from proxy.gateway.errors import (
 from proxy.gateway.websocket import ResponsesSocket
 from proxy.providers.base import Incoming, StreamProtocol
 from proxy.routing.sessions import identify_session
+from proxy.secrets.members import MEMBER_SCOPE_KEY
 
 __all__ = [
     "ErrorBoundary",
@@ -72,6 +74,7 @@ log = logging.getLogger("headway.gateway")
 
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _OPEN_PATHS = frozenset({"/", "/health", "/api/hello"})
+_OWNER_PATHS = frozenset({"/metrics"})  # the local access key only, always (never a member's, never open)
 _ROUTE_PATHS = frozenset(
     {
         "/",
@@ -84,6 +87,7 @@ _ROUTE_PATHS = frozenset(
         "/responses",
         "/v1/chat/completions",
         "/v1/models",
+        "/metrics",
     }
 )
 
@@ -201,6 +205,8 @@ class GatewayHooks:
         status: Callable[[bool], Awaitable[dict[str, Any]]],
         bound_host: Callable[[], str],
         session_closed: Callable[[str], None] = lambda session_id: None,
+        member: Callable[[str], str | None] = lambda key: None,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.access_key = access_key
@@ -209,6 +215,8 @@ class GatewayHooks:
         self.status = status
         self.bound_host = bound_host
         self.session_closed = session_closed  # an agent's WebSocket closed (its upstream socket may go too)
+        self.member = member  # a presented key → the team member it belongs to, or None
+        self.metrics = metrics  # Prometheus exposition (body, content type); None: no /metrics
 
 
 class _Refused(Exception):
@@ -235,7 +243,7 @@ class LocalGuard:
         headers = _scope_headers(scope)
         path: str = scope["path"]
         try:
-            self._check(path, headers)
+            member = self._check(path, headers)
         except _Refused as refused:
             self.refusals.record(
                 scope.get("method", "GET"),
@@ -250,9 +258,12 @@ class LocalGuard:
             else:
                 await answer(scope, receive, send)
             return
+        if member is not None:
+            scope[MEMBER_SCOPE_KEY] = member
         await self.app(scope, receive, send)
 
-    def _check(self, path: str, headers: dict[str, str]) -> None:
+    def _check(self, path: str, headers: dict[str, str]) -> str | None:
+        """Refuse the request (:class:`_Refused`) or let it in: the team member it is from, or None."""
         settings = self.hooks.settings()
         host = headers.get("host", "")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -272,23 +283,38 @@ class LocalGuard:
                 "browser request (Origin / Sec-Fetch-Site)",
             )
         if path in _OPEN_PATHS:
-            return
-        required = settings.gateway.require_access_key or not is_loopback(self.hooks.bound_host())
+            return None
+        required = (
+            settings.gateway.require_access_key
+            or not is_loopback(self.hooks.bound_host())
+            or path in _OWNER_PATHS
+        )
+        presented = _presented_keys(headers)
         if not required:
-            return
-        self._check_key(headers)
+            return self._member(presented)
+        return self._check_key(path, presented)
 
-    def _check_key(self, headers: dict[str, str]) -> None:
-        presented = [headers.get("x-api-key", "").strip()]
-        auth = headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            presented.append(auth[7:].strip())
-        presented = [key for key in presented if key]
+    def _member(self, presented: list[str]) -> str | None:
+        for key in presented:
+            name = self.hooks.member(key)
+            if name is not None:
+                return name
+        return None
+
+    def _check_key(self, path: str, presented: list[str]) -> str | None:
         expected = (self.hooks.access_key() or "").encode()
         # Every presented key is compared (no early exit), each in constant time.
         matches = [bool(expected) and hmac.compare_digest(key.encode(), expected) for key in presented]
         if any(matches):
-            return
+            return None
+        member = self._member(presented)  # found by the key's hash: no secret is compared byte by byte
+        if member is not None:
+            if path in _OWNER_PATHS:
+                raise _Refused(
+                    ForbiddenOrigin(f"{path} needs the gateway's own access key, not a member's key"),
+                    "member key on an owner-only path",
+                )
+            return member
         if not presented:
             raise _Refused(
                 AccessDenied("no local access key: use the key `headway key` prints as this agent's API key"),
@@ -316,6 +342,14 @@ async def _deny_upgrade(scope: Scope, receive: Receive, send: Send, answer: Resp
         await send({"type": "websocket.close", "code": 1008})
         return
     await answer(scope, receive, send)
+
+
+def _presented_keys(headers: dict[str, str]) -> list[str]:
+    presented = [headers.get("x-api-key", "").strip()]
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        presented.append(auth[7:].strip())
+    return [key for key in presented if key]
 
 
 class ErrorBoundary:
@@ -453,6 +487,7 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
             family=family,
             session=identify_session(headers),
             receive=request.receive,  # the forwarder stops when the agent hangs up
+            member=request.scope.get(MEMBER_SCOPE_KEY),
         )
         try:
             answer = await hooks.forward(incoming)
@@ -510,6 +545,12 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
     async def status(request: Request) -> Response:
         return JSONResponse(await hooks.status(request.query_params.get("refresh") == "1"))
 
+    async def metrics(request: Request) -> Response:
+        if hooks.metrics is None:
+            return error_response("openai", NotFound("metrics are off"))
+        body, content_type = hooks.metrics()
+        return Response(body, headers={"content-type": content_type})
+
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health", health, methods=["GET", "HEAD"]),
@@ -522,6 +563,7 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
         WebSocketRoute("/responses", responses_socket),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
 
     def shape(request: Request) -> Literal["anthropic", "openai"]:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 from proxy.gateway.app import is_loopback
 from proxy.gateway.listener import PortInUse, bind_listener, format_address
 from proxy.gateway.protocol import GatewayHttpProtocol
+from proxy.gateway.remote import REMOTE_WARNING, RemoteNotAllowed, check_bind
 from proxy.gateway.websocket import MAX_FRAME_BYTES
 from proxy.tasks import TaskGroup
 
@@ -37,12 +38,14 @@ class GatewayServer:
         address: Callable[[], tuple[str, int]],
         on_bound: Callable[[], None],
         on_listen_error: Callable[[], None],
+        allow_remote: Callable[[], bool] = lambda: False,
     ) -> None:
         self._app = app
         self._tasks = tasks
         self._address = address
         self._on_bound = on_bound
         self._on_listen_error = on_listen_error
+        self._allow_remote = allow_remote
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[Any] | None = None
         self._move_lock: asyncio.Lock | None = None
@@ -59,7 +62,7 @@ class GatewayServer:
             raise
         self.bound = (host, sock.getsockname()[1])
         if not is_loopback(host):
-            log.warning("the gateway listens on %s (not loopback): the access key is always required", host)
+            log.warning(REMOTE_WARNING.format(host=host))
         self._on_bound()
 
     async def _serve(self, sock: socket.socket) -> tuple[uvicorn.Server, asyncio.Task[Any]]:
@@ -104,7 +107,11 @@ class GatewayServer:
                 self._set_listen_error(None)
                 return
             try:
+                check_bind(host, self._allow_remote())
                 sock = bind_listener(host, port)
+            except RemoteNotAllowed as exc:
+                self._failed_move(f"{exc}; still serving on {old}", host, port, exc, old)
+                return
             except OSError as exc:
                 problem = (
                     str(exc)

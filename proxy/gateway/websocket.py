@@ -36,6 +36,7 @@ from proxy.gateway.conversations import ConversationBook, ResponseTap, input_ite
 from proxy.gateway.errors import BadRequest, HeadwayError, InternalError, RequestTooLarge, error_body
 from proxy.providers.base import Incoming
 from proxy.routing.sessions import identify_session
+from proxy.secrets.members import MEMBER_SCOPE_KEY
 from proxy.wire.sse import SSEParser
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class ResponsesSocket:
             k.lower(): v for k, v in websocket.headers.items() if k.lower() not in WEBSOCKET_HEADERS
         }
         self._session = identify_session(self._headers)
+        self._member: str | None = websocket.scope.get(MEMBER_SCOPE_KEY)  # tagged by LocalGuard
         self._book = ConversationBook(max_entries=8)
         self._frames: asyncio.Queue[str | bytes] = asyncio.Queue(_QUEUE)
         self._gone = asyncio.Event()
@@ -235,6 +237,7 @@ class ResponsesSocket:
             family="openai",
             session=self._session,
             receive=self._receive_disconnect,
+            member=self._member,
         )
 
     async def _warm_up(self, body: dict[str, Any]) -> None:

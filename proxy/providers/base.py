@@ -79,6 +79,7 @@ class Incoming:
     cache_change: str | None = None
     # The model name the agent sent when it was an alias (settings models.aliases); ``json`` holds the real one.
     requested_model: str | None = None
+    member: str | None = None  # the team member whose key the request carried (None: the local access key)
     # The agent's ASGI receive channel once the body is read: the forwarder watches it to stop when the agent hangs up.
     receive: Receive | None = field(default=None, repr=False, compare=False)
 

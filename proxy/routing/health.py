@@ -7,7 +7,7 @@ that failed is kept, so a replaced key lifts the block at once and :meth:`Health
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,6 +39,9 @@ class Block:
 @dataclass
 class HealthBook:
     accounts: dict[str, AccountHealth] = field(default_factory=dict)
+    # Told of every change other replicas must see (a cooldown, an auth failure, its clearing): team mode's
+    # shared state (proxy.shared) publishes them. Must be quick and never raise; None on a lone gateway.
+    listener: Callable[[str, AccountHealth], None] | None = field(default=None, repr=False, compare=False)
 
     def of(self, account_id: str) -> AccountHealth:
         return self.accounts.setdefault(account_id, AccountHealth())
@@ -50,6 +53,8 @@ class HealthBook:
             health.cooldown_until = until
             health.cooldown_reason = reason
             health.cooldown_kind = "exhausted" if exhausted else "cooling_down"
+            if self.listener is not None:
+                self.listener(account_id, health)
         health.last_error = reason
 
     def fail_auth(
@@ -63,14 +68,19 @@ class HealthBook:
             health.auth_failed = reason
         health.auth_failed_fingerprint = fingerprint
         health.last_error = reason
+        if self.listener is not None:
+            self.listener(account_id, health)
 
     def ok(self, account_id: str, now: float) -> None:
         health = self.of(account_id)
+        cleared = bool(health.auth_failed or health.needs_login)
         health.auth_failed = None
         health.needs_login = None
         health.auth_failed_fingerprint = None
         health.last_ok_at = now
         health.last_used_at = now
+        if cleared and self.listener is not None:
+            self.listener(account_id, health)
 
     def block(self, account_id: str, now: float, fingerprint: str | None = None) -> Block | None:
         """Why the account cannot take requests at ``now``, or None. A pure read: :meth:`tidy` does the clearing."""

@@ -9,7 +9,7 @@ remaining fraction and a reset time, so routing, ``headway status`` and the tray
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -156,6 +156,8 @@ class QuotaBook:
     """The latest snapshot per account. Owned by the engine loop; read copies elsewhere."""
 
     snapshots: dict[str, QuotaSnapshot] = field(default_factory=dict)
+    # Told of every new snapshot (team mode publishes it to the other replicas); quick, never raises.
+    listener: Callable[[QuotaSnapshot], None] | None = field(default=None, repr=False, compare=False)
 
     def update(
         self, account_id: str, windows: list[Window], now: float, plan_type: str | None = None
@@ -165,12 +167,14 @@ class QuotaBook:
         previous = self.snapshots.get(account_id)
         merged = {w.name: w for w in (previous.windows if previous else ())}
         merged.update({w.name: w for w in windows})
-        self.snapshots[account_id] = QuotaSnapshot(
+        snapshot = self.snapshots[account_id] = QuotaSnapshot(
             account_id=account_id,
             windows=tuple(merged.values()),
             updated_at=now,
             plan_type=plan_type or (previous.plan_type if previous else None),
         )
+        if self.listener is not None:
+            self.listener(snapshot)
         return True
 
     def get(self, account_id: str) -> QuotaSnapshot | None:

@@ -22,6 +22,7 @@ pool. Routes live here rather than in a feature's ``allows`` because they decide
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
@@ -68,12 +69,19 @@ def pool_for(
     return list(chosen.values())
 
 
+# A pin kept on the same account is told to the listener again only after this long (its idle clock moves on the
+# other replicas too, at a fraction of the traffic of telling every request).
+PIN_RETELL_SECONDS = 30.0
+
+
 class Router:
     """Holds sticky-session pins (bounded, idle-expiring); the rest is derived from settings and health."""
 
     def __init__(self, max_pins: int = 10_000) -> None:
         self._pins: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._max_pins = max_pins
+        # Told of a new or moved pin (team mode publishes it); quick, never raises; None on a lone gateway.
+        self.listener: Callable[[str, str, float], None] | None = None
 
     def candidates(
         self,
@@ -141,10 +149,29 @@ class Router:
     def pin(self, session_id: str | None, account_id: str, now: float) -> None:
         if not session_id:
             return
+        previous = self._pins.get(session_id)
         self._pins[session_id] = (account_id, now)
         self._pins.move_to_end(session_id)
         while len(self._pins) > self._max_pins:
             self._pins.popitem(last=False)
+        if self.listener is not None and (
+            previous is None or previous[0] != account_id or now - previous[1] >= PIN_RETELL_SECONDS
+        ):
+            self.listener(session_id, account_id, now)
+
+    def adopt(self, session_id: str, account_id: str, at: float) -> None:
+        """A pin another replica made (team mode): taken when newer than ours; the listener is not told."""
+        previous = self._pins.get(session_id)
+        if previous is not None and previous[1] >= at:
+            return
+        self._pins[session_id] = (account_id, at)
+        self._pins.move_to_end(session_id)
+        while len(self._pins) > self._max_pins:
+            self._pins.popitem(last=False)
+
+    def pins(self) -> list[tuple[str, str, float]]:
+        """Every pin as (session, account, last used), oldest first."""
+        return [(session, account, at) for session, (account, at) in self._pins.items()]
 
     def to_json(self) -> dict[str, list[object]]:
         return {k: [a, t] for k, (a, t) in self._pins.items()}

@@ -20,6 +20,7 @@ from . import (  # noqa: F401  (each registers its commands on the group)
     doctor,
     keys,
     login,
+    members,
     models,
     relay,
     serve,

@@ -12,11 +12,18 @@ from .root import cli, env_paths
     "--port", type=int, default=None, help="Listen on this port (default: gateway.port in settings)."
 )
 @click.option("--host", default=None, help="Bind address (default: gateway.host in settings, 127.0.0.1).")
-def serve(port: int | None, host: str | None) -> None:
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a --host beyond this machine (e.g. 0.0.0.0) for a team gateway. The access key is always "
+    "required then; put a reverse proxy with TLS in front.",
+)
+def serve(port: int | None, host: str | None, allow_remote: bool) -> None:
     """Run the gateway headless (no tray) until interrupted."""
     from proxy.engine import EngineOptions
 
     from ..app import build_services, run_headless
 
-    # A busy port, no keychain, an invalid settings file…: tray.failures explains them (see main()).
-    run_headless(build_services(env_paths(), EngineOptions(host=host, port=port)))
+    # A busy port, no keychain, an invalid settings file, a remote host without --allow-remote…: tray.failures
+    # explains them (see main()).
+    run_headless(build_services(env_paths(), EngineOptions(host=host, port=port, allow_remote=allow_remote)))

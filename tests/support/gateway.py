@@ -205,18 +205,27 @@ def run_cli(
 
 
 def start_gateway_process(
-    *, env: dict[str, str] | None = None, port: int = 0, timeout: float = 20.0
+    *,
+    env: dict[str, str] | None = None,
+    port: int = 0,
+    timeout: float = 20.0,
+    home: Path | None = None,
+    args: tuple[str, ...] = (),
 ) -> GatewayProcess:
-    paths = Paths.from_env()
+    """`headway serve` in the test's HEADWAY_HOME, or in ``home`` (one per replica in team-mode tests)."""
+    environ = {**os.environ, **(env or {})}
+    if home is not None:
+        environ["HEADWAY_HOME"] = str(home)
+    paths = Paths.from_env(environ)
     assert paths.home is not None, "HEADWAY_HOME must be set by the test fixture"
     paths.ensure()
     log_path = paths.home / "serve.out"
     out = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tray", "serve", "--port", str(port)],
+        [sys.executable, "-m", "tray", "serve", "--port", str(port), *args],
         stdout=out,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env=environ,
         start_new_session=True,
     )
     out.close()
@@ -236,6 +245,6 @@ def start_gateway_process(
     if proc.poll() is not None or not runtime:
         proc.kill()
         raise RuntimeError(f"headway serve did not start:\n{log_path.read_text(errors='replace')}")
-    key = run_cli("key").stdout.strip()
+    key = run_cli("key", env=environ).stdout.strip()
     httpx.get(f"{runtime['url']}/health", timeout=5).raise_for_status()
     return GatewayProcess(proc=proc, home=paths.home, url=runtime["url"], key=key, log_path=log_path)

@@ -44,14 +44,18 @@ from proxy.config.store import SettingsStore
 from proxy.features.base import Feature, Features
 from proxy.features.budgets import Budgets
 from proxy.features.cache_control import CacheControl
+from proxy.features.costs import CostEstimates
 from proxy.features.dumps import Dumps
+from proxy.features.member_caps import MemberCaps
+from proxy.features.metrics import Metrics
 from proxy.features.request_log import RequestLog, RequestLogger
+from proxy.features.shared_accounts import SharedAccounts
 from proxy.features.upstream_socket import UpstreamSockets
 from proxy.gateway.app import GatewayHooks, build_app
 from proxy.gateway.forward import Forwarder
 from proxy.gateway.listener import PortInUse, bind_listener
 from proxy.gateway.models import ModelList
-from proxy.gateway.remote import check_bind
+from proxy.gateway.remote import check_bind, shared_deployment
 from proxy.gateway.server import GatewayServer
 from proxy.providers.base import Incoming, ProviderAdapter
 from proxy.providers.registry import build_adapters, provider_features
@@ -151,6 +155,7 @@ class Engine:
         self._forwarder: Forwarder | None = None
         self._relay: RelayClient | None = None
         self._features = Features([])
+        self.metrics: Metrics | None = None  # built with the features, on the loop
         self._saver = StateSaver(self._state, paths.state_file)
         self._keychain_description = ""
         self._loop_thread: int | None = None
@@ -299,7 +304,11 @@ class Engine:
 
     def _build_features(self, client: httpx.AsyncClient, relay: RelayClient) -> list[Feature]:
         """Headway's features, in the order their hooks run (see proxy/features/base.py)."""
+        costs = CostEstimates()  # shared by the two features that need dollars on the loop
+        self.metrics = Metrics(lambda: self._state.quota, team=self.team, costs=costs)
         return [
+            SharedAccounts(lambda: shared_deployment(self._listen_address()[0], self.team.shared)),
+            MemberCaps(self.team, costs=costs),
             RelayTransport(relay, lambda: client),
             UpstreamSockets(lambda: client),
             CacheControl(),
@@ -311,6 +320,7 @@ class Engine:
             Dumps(self.paths.dumps_dir),
             RequestLogger(self.request_log),
             Budgets(self.request_log),
+            self.metrics,
         ]
 
     def _hooks(self) -> GatewayHooks:
@@ -323,6 +333,7 @@ class Engine:
             bound_host=lambda: self._server.bound[0],
             session_closed=self._session_closed,
             member=self.team.member_of,
+            metrics=self.metrics.exposition if self.metrics is not None else None,
         )
 
     def _session_closed(self, session_id: str) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tests.fakes import FakeAnthropic, FakeOpenAI
     from tests.fakes.codex import FakeCodex
     from tests.fakes.openai_auth import FakeOpenAIAuth
+    from tests.support.redis_server import RedisServer
 
 _SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_", "CODEX_", "OPENCODE_", "PI_", "CLAUDE_")
 
@@ -130,3 +131,15 @@ def headway_logger_restored() -> Iterator[None]:
             logger.addHandler(handler)
     logger.setLevel(saved[0])
     logger.propagate = saved[1]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port, for team-mode tests (tests/support/redis_server.py)."""
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()

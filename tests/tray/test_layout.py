@@ -32,7 +32,8 @@ def test_the_headway_script_is_tray_cli_main_with_every_command_group() -> None:
     assert callable(tray.cli.main)
     assert isinstance(tray.cli.cli, click.Group)
     assert set(tray.cli.cli.commands) == {
-        "accounts", "analyze", "autostart", "cache", "configure", "doctor", "dumps", "key", "login", "models", "relay",
+        "accounts", "analyze", "autostart", "cache", "configure", "doctor", "dumps", "key", "keys", "login", "models",
+        "relay",
         "secrets", "serve", "settings", "status", "usage",
     }  # fmt: skip
 

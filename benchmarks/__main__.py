@@ -1,6 +1,7 @@
 """``python -m benchmarks [--quick] [--json]``: start the mock and the gateway, measure, print, stop everything.
 
 ``python -m benchmarks soak [--seconds N]`` runs the soak instead (see benchmarks/soak.py): minutes, not in CI.
+``python -m benchmarks shared-state [--quick]`` measures team mode's shared state (see benchmarks/shared_state.py).
 
 Exits 0 when the run completed (whether or not every aim was met; the aims are flagged in the output), 1 when it
 could not run, or when requests failed and ``--strict`` is given.
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         from .soak import main as soak
 
         return soak(argv[1:])
+    if argv[:1] == ["shared-state"]:
+        from .shared_state import main as shared_state
+
+        return shared_state(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="small counts (under 30 s), as the smoke test runs it"

@@ -171,9 +171,12 @@ def start_gateway(
     *,
     provider: str = "anthropic",
     settings: dict[str, object] | None = None,
+    env: dict[str, str] | None = None,
+    name: str = "gateway",
 ) -> Server:
     """``headway serve --port 0`` in a fresh HEADWAY_HOME under ``workdir``, with one account of ``provider``
-    (anthropic or openai) on the mock; ``settings`` are merged into the settings file."""
+    (anthropic or openai) on the mock; ``settings`` are merged into the settings file; ``env`` is more environment
+    for the gateway (e.g. HEADWAY_SHARED_STATE_URL)."""
     home = Path(tempfile.mkdtemp(prefix="headway-home-", dir=workdir))
     config = home / "config"
     config.mkdir(mode=0o700)
@@ -181,13 +184,19 @@ def start_gateway(
     api_key = "sk-ant-bench-0000000000" if provider == "anthropic" else "sk-bench-0000000000"
     _cli(home, "accounts", "add", provider, "--label", "bench", "--api-key-stdin", stdin=api_key + "\n")
     key = _cli(home, "key").strip()
-    output = workdir / "gateway.out"
+    output = workdir / f"{name}.out"
     with open(output, "wb") as out:
         proc = subprocess.Popen(
             [*_headway_command(), "serve", "--port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=_clean_env({"HEADWAY_HOME": str(home), f"HEADWAY_{provider.upper()}_BASE_URL": upstream_url}),
+            env=_clean_env(
+                {
+                    "HEADWAY_HOME": str(home),
+                    f"HEADWAY_{provider.upper()}_BASE_URL": upstream_url,
+                    **(env or {}),
+                }
+            ),
             start_new_session=True,
         )
     try:
@@ -199,4 +208,4 @@ def start_gateway(
             f"headway serve did not start: {exc}\n{output.read_text(errors='replace')}"
         ) from exc
     url = line.removeprefix("Headway gateway on ").strip()
-    return Server("gateway", proc, url, output, key=key, home=home)
+    return Server(name, proc, url, output, key=key, home=home)

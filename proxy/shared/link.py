@@ -90,6 +90,7 @@ class SharedState:
         on_members: Callable[[], None],
         replica: str | None = None,
         max_backoff: float = 2.0,
+        linger: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
@@ -105,6 +106,8 @@ class SharedState:
         self._clock = clock
         self._pending: dict[tuple[str, str], Any] = {}
         self._wake = asyncio.Event()
+        self._linger = linger
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._auth_seen: dict[str, float] = {}
         self.connected = False
         self.connected_event = asyncio.Event()  # set while connected and in sync (tests and status await it)
@@ -128,7 +131,24 @@ class SharedState:
         self._spend.listener = None
 
     def _queue(self, key: tuple[str, str], value: Any) -> None:
+        """A change the other replicas should see at once (health, pins): the writer wakes now."""
         self._pending[key] = value
+        self._wake.set()
+
+    def _queue_soon(self, key: tuple[str, str], value: Any) -> None:
+        """A change that may wait up to ``linger`` seconds (quota snapshots, spend): one publish per account per
+        ``linger`` however many requests — a quota snapshot changes with every answer, routing needs its trend."""
+        self._pending[key] = value
+        if self._flush_timer is None and not self._wake.is_set():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._wake.set()
+                return
+            self._flush_timer = loop.call_later(self._linger, self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_timer = None
         self._wake.set()
 
     def _health_changed(self, account_id: str, health: AccountHealth) -> None:
@@ -137,15 +157,14 @@ class SharedState:
         self._queue(("health", account_id), health_record(health, now))
 
     def _quota_changed(self, snapshot: QuotaSnapshot) -> None:
-        self._queue(("quota", snapshot.account_id), snapshot.to_json())
+        self._queue_soon(("quota", snapshot.account_id), snapshot)  # frozen: serialized by the writer
 
     def _pinned(self, session_id: str, account_id: str, at: float) -> None:
         self._queue(("pin", session_id), [account_id, at])
 
     def _spent(self, day: str, member: str, usd: float) -> None:
         key = ("spend", f"{day}|{member}")
-        self._pending[key] = float(self._pending.get(key, 0.0)) + usd
-        self._wake.set()
+        self._queue_soon(key, float(self._pending.get(key, 0.0)) + usd)
 
     # ------------------------------------------------------------- background
 
@@ -279,13 +298,16 @@ class SharedState:
                 at = self._auth_seen.get(account_id, now)
                 self._pending.setdefault(("health", account_id), health_record(record, at))
         for snapshot in self._state.quota.snapshots.values():
-            self._pending.setdefault(("quota", snapshot.account_id), snapshot.to_json())
+            self._pending.setdefault(("quota", snapshot.account_id), snapshot)
         self._wake.set()
 
     async def _write(self, client: aioredis.Redis) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
             batch, self._pending = self._pending, {}
             if not batch:
                 continue
@@ -308,6 +330,7 @@ class SharedState:
             if kind == "health":
                 pipe.hset(names.health, key, _dumps(value))
             elif kind == "quota":
+                value = value.to_json() if isinstance(value, QuotaSnapshot) else value
                 pipe.hset(names.quota, key, _dumps(value))
             elif kind == "pin":
                 pipe.set(names.pin(key), _dumps(value), ex=max(60, int(self._pin_ttl())))

@@ -449,7 +449,8 @@ class SharedStateSettings(_Model):
         None,
         pattern=r"^(redis|rediss|unix)://\S+$",
         description="Redis URL (redis://host:6379/0) shared by every replica; the environment variable "
-        "HEADWAY_SHARED_STATE_URL overrides it. Unset: all state is local (one user, one machine).",
+        "HEADWAY_SHARED_STATE_URL overrides it. Unset: all state is local (one user, one machine). Read at start: "
+        "restart Headway after changing it.",
     )
     namespace: str = Field(
         "headway",

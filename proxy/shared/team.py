@@ -13,12 +13,16 @@ Every method runs on the engine loop except :meth:`Team.__init__` (the engine's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from proxy.config.paths import Paths
 from proxy.config.settings import Settings
+from proxy.features.member_usage import member_summary
+from proxy.features.request_log import RequestLogError
 from proxy.routing.spend import SpendBook
 from proxy.routing.state import RuntimeState
 from proxy.secrets.members import Member, MemberBook, MemberFile, MembersError
@@ -47,11 +51,13 @@ class Team:
         self.members = MemberBook()
         self.spend = SpendBook()
         self._file = MemberFile(paths.members_file)
+        self._request_log = paths.request_log
         self._settings = settings
         self._reload_interval = reload_interval
         self._signature: tuple[int, int] | None = None
         self.members_error: str | None = None
         self._load_file()
+        self._restore_spend()
         self.link: SharedState | None = None
         if url:
             from proxy.shared.link import SharedState  # redis is imported by team mode only
@@ -123,6 +129,20 @@ class Team:
             if signature != self._signature:
                 self._take(await asyncio.to_thread(self._read))
 
+    def _restore_spend(self) -> None:
+        """Today's spend per member from the request log, so a restart does not reset the daily caps (at start,
+        before the gateway serves: like the runtime state, read in the engine's constructor)."""
+        day, _ = self.spend.totals()
+        midnight = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        try:
+            rows = member_summary(self._request_log, since=midnight)
+        except RequestLogError as exc:
+            log.warning("cannot read today's member spend from the request log: %s", exc)
+            return
+        for row in rows:
+            if row["member"] is not None and row["cost_usd"]:
+                self.spend.adopt(day, row["member"], row["cost_usd"])
+
     def _members_from_redis(self) -> None:
         self._copy_due.set()
 
@@ -131,11 +151,11 @@ class Team:
         while True:
             await self._copy_due.wait()
             self._copy_due.clear()
-            members = self.members.all()
+            members = {m.name: m for m in self.members.all()}
             try:
-                await asyncio.to_thread(self._file.save, members)
+                await asyncio.to_thread(self._file.change, functools.partial(_replace, members=members))
                 self._signature = await asyncio.to_thread(self._file.signature)
-            except OSError as exc:
+            except (OSError, MembersError) as exc:
                 log.warning("cannot keep a copy of the member keys in %s: %s", self._file.path, exc)
 
     def stats(self) -> dict[str, Any]:
@@ -144,3 +164,8 @@ class Team:
             "members_error": self.members_error,
             "shared_state": None if self.link is None else self.link.stats(),
         }
+
+
+def _replace(current: dict[str, Member], *, members: dict[str, Member]) -> None:
+    current.clear()
+    current.update(members)

@@ -111,3 +111,20 @@ def test_without_team_settings_nothing_changes(gateway: RunningGateway) -> None:
 
     assert engine.call(listeners()) == [None, None, None, None]
     assert gateway.status()["team"] == {"members": 0, "members_error": None, "shared_state": None}
+
+
+def test_a_restart_keeps_todays_spend(anthropic: FakeAnthropic) -> None:
+    first = start_gateway(anthropic_url=anthropic.url)
+    try:
+        first.add("anthropic", "main", "sk-ant-main")
+        key = add_member(first, "erin", daily_usd=0.000001)
+        assert wait_until(lambda: post(first, key).status_code == 200, timeout=3)
+        first.flush_log()
+    finally:
+        first.stop()
+    second = start_gateway(anthropic_url=anthropic.url)
+    try:
+        refused = post(second, key)
+        assert refused.status_code == 429 and "daily cap" in refused.text
+    finally:
+        second.stop()

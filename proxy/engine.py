@@ -44,7 +44,6 @@ from proxy.config.store import SettingsStore
 from proxy.features.base import Feature, Features
 from proxy.features.budgets import Budgets
 from proxy.features.cache_control import CacheControl
-from proxy.features.costs import CostEstimates
 from proxy.features.dumps import Dumps
 from proxy.features.member_caps import MemberCaps
 from proxy.features.metrics import Metrics
@@ -304,11 +303,10 @@ class Engine:
 
     def _build_features(self, client: httpx.AsyncClient, relay: RelayClient) -> list[Feature]:
         """Headway's features, in the order their hooks run (see proxy/features/base.py)."""
-        costs = CostEstimates()  # shared by the two features that need dollars on the loop
-        self.metrics = Metrics(lambda: self._state.quota, team=self.team, costs=costs)
+        self.metrics = Metrics(lambda: self._state.quota, team=self.team)
         return [
             SharedAccounts(lambda: shared_deployment(self._listen_address()[0], self.team.shared)),
-            MemberCaps(self.team, costs=costs),
+            MemberCaps(self.team),
             RelayTransport(relay, lambda: client),
             UpstreamSockets(lambda: client),
             CacheControl(),

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from proxy.features.base import Completed, Feature
-from proxy.features.costs import CostEstimates
+from proxy.features.costs import request_cost
 from proxy.gateway.errors import HeadwayError
 
 if TYPE_CHECKING:
@@ -39,11 +39,8 @@ def _until_midnight(now: float) -> float:
 class MemberCaps(Feature):
     name = "member_caps"
 
-    def __init__(
-        self, team: Team, *, costs: CostEstimates | None = None, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, team: Team, *, clock: Callable[[], float] = time.time) -> None:
         self._team = team
-        self._costs = costs or CostEstimates()
         self._clock = clock
 
     def admit(self, request: Incoming) -> HeadwayError | None:
@@ -66,8 +63,6 @@ class MemberCaps(Feature):
         member = done.request.member
         if member is None:
             return
-        spend = self._team.spend
-        self._costs.submit(done, lambda dollars: spend.add(member, dollars))
-
-    async def aclose(self) -> None:
-        await self._costs.drain()
+        dollars = request_cost(done)
+        if dollars:
+            self._team.spend.add(member, dollars)

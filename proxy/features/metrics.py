@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from proxy.features.base import Completed, Feature
-from proxy.features.costs import CostEstimates
+from proxy.features.costs import request_cost
 
 if TYPE_CHECKING:
     from proxy.routing.quota import QuotaBook
@@ -81,11 +81,9 @@ class Metrics(Feature):
         quota: Callable[[], QuotaBook],
         *,
         team: Team | None = None,
-        costs: CostEstimates | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._costs = costs or CostEstimates()
         self.requests = Counter(
             "headway_requests",
             "Agent requests by the account that answered, route, status and member",
@@ -147,11 +145,10 @@ class Metrics(Feature):
             ):
                 if count:
                     self.tokens.labels(account, member, kind).inc(count)
-            self._costs.submit(done, lambda dollars: self.cost.labels(account, member).inc(dollars))
+            dollars = request_cost(done)
+            if dollars:
+                self.cost.labels(account, member).inc(dollars)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format Prometheus scrapes, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
-
-    async def aclose(self) -> None:
-        await self._costs.drain()

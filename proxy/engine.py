@@ -49,6 +49,7 @@ from proxy.features.member_caps import MemberCaps
 from proxy.features.metrics import Metrics
 from proxy.features.request_log import RequestLog, RequestLogger
 from proxy.features.shared_accounts import SharedAccounts
+from proxy.features.tracing import tracing_from_env
 from proxy.features.upstream_socket import UpstreamSockets
 from proxy.gateway.app import GatewayHooks, build_app
 from proxy.gateway.forward import Forwarder
@@ -319,6 +320,7 @@ class Engine:
             RequestLogger(self.request_log),
             Budgets(self.request_log),
             self.metrics,
+            *([tracing] if (tracing := tracing_from_env(self._environ)) is not None else []),
         ]
 
     def _hooks(self) -> GatewayHooks:

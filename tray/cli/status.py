@@ -179,6 +179,9 @@ def format_status(data: dict[str, Any], *, color: bool = False, now: float | Non
     relay = data.get("relay")
     if isinstance(relay, dict) and (relay.get("enabled") or (relay.get("totals") or {}).get("requests")):
         lines.extend(_wrap("Relay: " + relay_traffic(relay), "  "))
+    team = data.get("team")
+    if isinstance(team, dict):
+        lines.extend(line for text in _team_lines(team) for line in _wrap(text, "  "))
     if not data["accounts"]:
         lines.append("No accounts. Add one with: headway accounts add anthropic --label main")
     details = {a["id"]: a for a in data["accounts"]}
@@ -275,3 +278,21 @@ def relay_traffic(stats: dict[str, Any]) -> str:
     if totals.get("failures"):
         text += f", {totals['failures']} went direct"
     return text + ")"
+
+
+def _team_lines(team: dict[str, Any]) -> list[str]:
+    """Team mode at a glance: the shared state's link and the member keys (nothing for a lone gateway)."""
+    lines = []
+    shared = team.get("shared_state")
+    if isinstance(shared, dict):
+        state = (
+            "connected"
+            if shared.get("connected")
+            else f"NOT connected ({shared.get('last_error') or 'connecting'})"
+        )
+        lines.append(f"Shared state: {shared.get('url')} {state}")
+    if team.get("members"):
+        lines.append(f"Member keys: {team['members']}")
+    if team.get("members_error"):
+        lines.append(f"Member keys file problem: {team['members_error']}")
+    return lines

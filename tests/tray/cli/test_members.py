@@ -78,3 +78,24 @@ def test_team_mode_writes_redis_or_nothing(redis_server: RedisServer) -> None:
     assert [m.name for m in MemberFile(Paths.from_env().members_file).load()] == ["alice"]
     bad = run_cli("keys", "list", env={"HEADWAY_SHARED_STATE_URL": "http://nope"})
     assert bad.returncode == 1 and "HEADWAY_SHARED_STATE_URL" in bad.stderr
+
+
+def test_status_shows_team_mode_at_a_glance() -> None:
+    from tray.cli.status import _team_lines
+
+    assert _team_lines({"members": 0, "members_error": None, "shared_state": None}) == []
+    lines = _team_lines(
+        {
+            "members": 2,
+            "members_error": None,
+            "shared_state": {
+                "url": "redis://r:6379/0",
+                "connected": False,
+                "last_error": "ConnectionError: refused",
+            },
+        }
+    )
+    assert lines == [
+        "Shared state: redis://r:6379/0 NOT connected (ConnectionError: refused)",
+        "Member keys: 2",
+    ]

@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -227,11 +227,13 @@ class SharedState:
                 log.info("shared state at %s is back; resynced", redacted_url(self.url))
             else:
                 log.info("shared state at %s connected", redacted_url(self.url))
-            reader = tasks.spawn(self._read(pubsub), name="headway-shared-read")
-            writer = tasks.spawn(self._write(client), name="headway-shared-write")
+            reader = tasks.spawn(_until_lost(self._read(pubsub)), name="headway-shared-read")
+            writer = tasks.spawn(_until_lost(self._write(client)), name="headway-shared-write")
             done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                task.result()  # re-raises the failure that ended the session
+                lost = task.result()  # a bug re-raises here; a lost connection is returned
+                if lost is not None:
+                    raise lost
         finally:
             self.connected = False
             self.connected_event.clear()
@@ -252,13 +254,17 @@ class SharedState:
         pipe.exists(names.members_written)
         pipe.hgetall(names.spend(self._spend.totals()[0]))
         health, quota, members, members_written, spend = await pipe.execute()
-        pins: list[tuple[str, Any]] = []
+        keys: list[Any] = []
         async for key in client.scan_iter(match=names.pin_pattern, count=500):
-            if len(pins) >= _MAX_PINS_READ:
+            keys.append(key)
+            if len(keys) >= _MAX_PINS_READ:
                 break
-            value = await client.get(key)
-            if value is not None:
-                pins.append((_text(key).removeprefix(names.pin("")), _json(value)))
+        pins: list[tuple[str, Any]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for key, value in zip(chunk, await client.mget(chunk), strict=True):
+                if value is not None:
+                    pins.append((_text(key).removeprefix(names.pin("")), _json(value)))
         changed = False
         for account_id, value in health.items():
             changed |= apply_health(self._state.health, _text(account_id), _json(value), self._auth_seen)
@@ -384,6 +390,16 @@ class SharedState:
             self._state.dirty = True
             self._on_change()
         return changed
+
+
+async def _until_lost(work: Coroutine[Any, Any, None]) -> RedisError | OSError | None:
+    """Run a session's reader or writer; a lost connection is returned (the session ends and reconnects), not
+    raised, so the task group does not log an expected outage as a failed task."""
+    try:
+        await work
+    except (RedisError, OSError) as exc:
+        return exc
+    return None
 
 
 def _text(value: Any) -> str:

@@ -167,3 +167,35 @@ async def test_unreachable_redis_never_blocks_the_books(tmp_path: object) -> Non
 
 def test_spend_day_keys() -> None:
     assert utc_day(0) == "1970-01-01"
+
+
+async def test_a_replica_that_connects_later_catches_up_from_redis(
+    replicas: tuple[Replica, Replica], redis_server: RedisServer
+) -> None:
+    a, _ = replicas
+    now = time.time()
+    a.state.health.cool_down("main", now + 90, "429")
+    for i in range(3):
+        a.state.router.pin(f"session-{i}", "main", now)
+    assert a.link is not None
+    await until(lambda: a.link.published >= 4 and not a.link.stats()["pending"])  # type: ignore[union-attr]
+    late = Replica()
+    late.link = SharedState(
+        redis_server.url,
+        Names("test"),
+        late.state,
+        late.members,
+        late.spend,
+        pin_ttl=lambda: 3600.0,
+        on_change=late.changed.set,
+        on_members=late.members_changed.set,
+        replica="late",
+    )
+    tasks = TaskGroup()
+    tasks.spawn(late.link.run(), name="link-late")
+    try:
+        await asyncio.wait_for(late.link.connected_event.wait(), 10)
+        assert late.state.health.block("main", time.time()) is not None
+        assert [late.state.router.pinned(f"session-{i}", now, 3600) for i in range(3)] == ["main"] * 3
+    finally:
+        await tasks.close(timeout=3.0)

@@ -156,6 +156,9 @@ class Engine:
         self._relay: RelayClient | None = None
         self._features = Features([])
         self.metrics: Metrics | None = None  # built with the features, on the loop
+        self._shared_accounts = SharedAccounts(
+            lambda: shared_deployment(self._listen_address()[0], self.team.shared)
+        )
         self._saver = StateSaver(self._state, paths.state_file)
         self._keychain_description = ""
         self._loop_thread: int | None = None
@@ -306,7 +309,7 @@ class Engine:
         """Headway's features, in the order their hooks run (see proxy/features/base.py)."""
         self.metrics = Metrics(lambda: self._state.quota, team=self.team)
         return [
-            SharedAccounts(lambda: shared_deployment(self._listen_address()[0], self.team.shared)),
+            self._shared_accounts,
             MemberCaps(self.team),
             RelayTransport(relay, lambda: client),
             UpstreamSockets(lambda: client),
@@ -523,6 +526,7 @@ class Engine:
             self._secrets.missing(),
             self._adapters,
             budgets.snapshot(now) if isinstance(budgets, Budgets) else None,
+            policy=self._shared_accounts.block,
         )
         return {
             "version": __version__,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from proxy.config.settings import Settings
+from proxy.config.settings import Account, Settings
 from proxy.providers.base import ProviderAdapter
 from proxy.providers.registry import build_adapters
 from proxy.routing.health import Block
@@ -37,16 +37,21 @@ def status_snapshot(
     missing: set[str] | None = None,
     adapters: Mapping[str, ProviderAdapter] | None = None,
     budgets: Mapping[str, dict[str, Any]] | None = None,
+    policy: Callable[[Account], Block | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Accounts with health, quota windows and cooldowns — the shape `headway status --json` and /status share.
 
     ``budgets`` is the budgets feature's snapshot (:meth:`proxy.features.budgets.Budgets.snapshot`): an account
     over its budget shows as ``over_budget`` like any other block, and each budgeted account carries ``budget``.
+    ``policy`` names accounts the gateway will not use whatever their health (a ChatGPT account in a shared
+    deployment): its block is shown first.
     """
     adapters = build_adapters() if adapters is None else adapters
     accounts = []
     for account in settings.accounts:
-        block = state.health.block(account.id, now, fingerprints.get(account.id))
+        block = policy(account) if policy is not None else None
+        if block is None:
+            block = state.health.block(account.id, now, fingerprints.get(account.id))
         if block is None and missing and account.id in missing:
             block = adapters[account.kind].missing_secret(account)
         snapshot = state.quota.get(account.id)

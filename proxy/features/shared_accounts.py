@@ -45,7 +45,11 @@ class SharedAccounts(Feature):
                 self._warned.add(account.id)
                 log.warning("not using %s in this shared gateway: %s", account.label, SHARED_REFUSAL)
 
-    def allows(self, request: Incoming, account: Account, now: float) -> Block | None:
+    def block(self, account: Account) -> Block | None:
+        """Why this gateway never uses ``account`` (also shown in status), or None."""
         if account.kind in PERSONAL_KINDS and self._shared():
             return Block("not_shared", SHARED_REFUSAL)
         return None
+
+    def allows(self, request: Incoming, account: Account, now: float) -> Block | None:
+        return self.block(account)

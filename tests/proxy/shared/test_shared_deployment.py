@@ -49,6 +49,8 @@ def test_a_team_gateway_refuses_its_chatgpt_account_and_says_why(
         )
         assert response.status_code >= 400
         assert SHARED_REFUSAL in response.json()["error"]["message"]
+        plus = gateway.account_status("plus")
+        assert plus["health"] == "not_shared" and plus["detail"] == SHARED_REFUSAL
         # An organisation's API key is used as usual.
         gateway.add("openai", "org", "sk-org-key")
         ok = httpx.post(

@@ -158,3 +158,32 @@ def test_redis_killed_mid_traffic_requests_keep_succeeding_and_state_resyncs(
         stop.set()
         worker.join(30)
     assert statuses and set(statuses) == {200}, statuses
+
+
+def _member_spend(replica: Replica, member: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(
+        f"{replica.gateway.url}/metrics",
+        headers={"authorization": f"Bearer {replica.gateway.key}"},
+        timeout=5,
+    ).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "headway_member_spend_usd_today" and sample.labels.get("member") == member:
+                return float(sample.value)
+    return 0.0
+
+
+def test_a_members_spend_on_one_replica_counts_against_their_cap_on_the_other(
+    team: tuple[Replica, Replica],
+) -> None:
+    a, b = team
+    added = a.cli("keys", "add", "carol", "--daily-usd", "0.000001")
+    assert added.returncode == 0, added.stderr
+    key = added.stdout.strip()
+    assert wait_until(lambda: a.status()["team"]["members"] == 1 and b.status()["team"]["members"] == 1)
+    assert a.post(key).status_code == 200
+    assert wait_until(lambda: _member_spend(b, "carol") > 0.000001, timeout=5)  # B never served carol
+    refused = b.post(key)
+    assert refused.status_code == 429 and "daily cap" in refused.text

@@ -61,6 +61,11 @@ BLOCKED_HEALTH = {
     "killswitch": "held back by its killswitch, resets in {wait}",
     "over_budget": "over its budget, resets in {wait}",
 }
+#: Health states of an account the gateway does not use at all, as lines say them.
+OUT_OF_SERVICE = {
+    "disabled": "disabled",
+    "not_shared": "not used: a personal subscription in a shared gateway",
+}
 _SEVERITY = {"healthy": 0, "unknown": 0, "low": 1, "critical": 2}
 _WINDOW_NAMES = {"weekly": "week", "input-tokens": "input", "output-tokens": "output"}
 _FAMILY_NAMES = {"anthropic": "Anthropic", "openai": "OpenAI"}
@@ -154,7 +159,7 @@ def account_line(account: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
     label = str(account.get("label") or account.get("id") or "?")
     health = str(account.get("health") or "healthy")
     if not entry["enabled"]:
-        return f"{label} · disabled"
+        return f"{label} · {OUT_OF_SERVICE.get(health, 'disabled')}"
     if health in LOGIN_HEALTH:
         return f"{label} · {LOGIN_HEALTH[health]}"
     parts = [label]
@@ -180,7 +185,7 @@ def account_line(account: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
 
 def _account_entry(account: Mapping[str, Any], now: float) -> dict[str, Any]:
     health = str(account.get("health") or "healthy")
-    enabled = bool(account.get("enabled", True)) and health != "disabled"
+    enabled = bool(account.get("enabled", True)) and health not in OUT_OF_SERVICE
     windows = _usable_windows(account, now)
     until: float | None = None
     percent: float | None = None

@@ -51,6 +51,10 @@ def test_a_team_gateway_refuses_its_chatgpt_account_and_says_why(
         assert SHARED_REFUSAL in response.json()["error"]["message"]
         plus = gateway.account_status("plus")
         assert plus["health"] == "not_shared" and plus["detail"] == SHARED_REFUSAL
+        summary = gateway.status()["summary"]
+        entry = next(e for e in summary["accounts"] if e["id"] == "plus")
+        assert not entry["enabled"] and not entry.get("serving")
+        assert "personal subscription in a shared gateway" in entry["line"]
         # An organisation's API key is used as usual.
         gateway.add("openai", "org", "sk-org-key")
         ok = httpx.post(

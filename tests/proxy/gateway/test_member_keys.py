@@ -11,7 +11,8 @@ import pytest
 
 from proxy.features.member_usage import member_summary
 from proxy.secrets.members import Member, MemberFile
-from tests.fakes import FakeAnthropic
+from tests.fakes import FakeAnthropic, FakeOpenAI, FakeOpenAIAuth
+from tests.fakes.codex import FakeCodex
 from tests.support.gateway import RunningGateway, run_cli, start_gateway, wait_until
 
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -128,3 +129,28 @@ def test_a_restart_keeps_todays_spend(anthropic: FakeAnthropic) -> None:
         assert refused.status_code == 429 and "daily cap" in refused.text
     finally:
         second.stop()
+
+
+async def test_a_member_key_on_an_agent_websocket_tags_its_turns(
+    auth: FakeOpenAIAuth, codex: FakeCodex, openai: FakeOpenAI
+) -> None:
+    from tests.proxy.gateway.test_chatgpt_route import add_chatgpt
+    from tests.proxy.gateway.test_websocket import connect, turn
+
+    gw = start_gateway(
+        openai_url=openai.url,
+        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
+    )
+    try:
+        add_chatgpt(gw, auth, "acct-1", "work")
+        key = add_member(gw, "frank")
+        assert wait_until(lambda: gw.status()["team"]["members"] == 1, timeout=3)
+        async with httpx.AsyncClient(timeout=30) as http:
+            ws = await connect(http, gw, authorization=f"Bearer {key}")
+            assert (await turn(ws, model="gpt-5", input="hi"))[-1]["type"] == "response.completed"
+            await ws.close()
+        gw.flush_log()
+        rows = gw.services.engine.request_log.query(session_id="ws-session-1")
+        assert [r.member for r in rows] == ["frank"]
+    finally:
+        gw.stop()

@@ -52,6 +52,7 @@ from proxy.features.shared_accounts import SharedAccounts
 from proxy.features.tracing import tracing_from_env
 from proxy.features.upstream_socket import UpstreamSockets
 from proxy.gateway.app import GatewayHooks, build_app
+from proxy.gateway.errors import MemberCapReached
 from proxy.gateway.forward import Forwarder
 from proxy.gateway.listener import PortInUse, bind_listener
 from proxy.gateway.models import ModelList
@@ -310,7 +311,7 @@ class Engine:
         self.metrics = Metrics(lambda: self._state.quota, team=self.team)
         return [
             self._shared_accounts,
-            MemberCaps(self.team),
+            MemberCaps(self.team, MemberCapReached),
             RelayTransport(relay, lambda: client),
             UpstreamSockets(lambda: client),
             CacheControl(),

@@ -16,18 +16,13 @@ from typing import TYPE_CHECKING
 
 from proxy.features.base import Completed, Feature
 from proxy.features.costs import request_cost
-from proxy.gateway.errors import HeadwayError
 
 if TYPE_CHECKING:
+    from proxy.gateway.errors import HeadwayError
     from proxy.providers.base import Incoming
     from proxy.shared.team import Team
 
-__all__ = ["MemberCaps", "SpendCapReached"]
-
-
-class SpendCapReached(HeadwayError):
-    status = 429
-    code = "member_daily_cap"
+__all__ = ["MemberCaps"]
 
 
 def _until_midnight(now: float) -> float:
@@ -39,8 +34,11 @@ def _until_midnight(now: float) -> float:
 class MemberCaps(Feature):
     name = "member_caps"
 
-    def __init__(self, team: Team, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, team: Team, refusal: type[HeadwayError], *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._team = team
+        self._refusal = refusal  # gateway.errors.MemberCapReached, handed in (the gateway is a layer above)
         self._clock = clock
 
     def admit(self, request: Incoming) -> HeadwayError | None:
@@ -53,7 +51,7 @@ class MemberCaps(Feature):
         if spent < member.daily_usd:
             return None
         wait = _until_midnight(self._clock())
-        return SpendCapReached(
+        return self._refusal(
             f"member {member.name} has reached the daily cap of ${member.daily_usd:g} "
             f"(${spent:.2f} spent today, UTC); it resets at 00:00 UTC",
             headers={"retry-after": str(max(1, math.ceil(wait)))},

@@ -146,6 +146,13 @@ class AllAccountsExhausted(HeadwayError):
         self.retry_after = retry_after
 
 
+class MemberCapReached(HeadwayError):
+    """A team member's estimated spend today reached their daily cap (proxy/features/member_caps.py)."""
+
+    status = 429
+    code = "member_daily_cap"
+
+
 class UpstreamTimeout(HeadwayError):
     status = 504
     code = "upstream_timeout"

@@ -22,7 +22,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"proxy.config", "proxy.secrets", "proxy.logs"}),
     frozenset({"proxy.routing"}),
     frozenset({"proxy.providers"}),
-    frozenset({"proxy.auth", "proxy.features", "proxy.relay", "proxy.analyzer"}),
+    frozenset({"proxy.auth", "proxy.features", "proxy.relay", "proxy.analyzer", "proxy.shared"}),
     frozenset({"proxy.gateway", "proxy.status", "proxy.upkeep"}),
     frozenset({"proxy.engine"}),
 )

@@ -39,8 +39,25 @@ class KeychainError(Exception):
     """The keychain cannot be used; the message says why and what to do."""
 
 
+# What people call the keychains keyring talks to (the page, `headway keys` and the doctor show these words).
+_KNOWN_NAMES = {
+    "keyring.backends.SecretService.Keyring": "GNOME Keyring",
+    "keyring.backends.libsecret.Keyring": "GNOME Keyring",
+    "keyring.backends.kwallet.DBusKeyring": "KDE Wallet",
+    "keyring.backends.kwallet.DBusKeyringKWallet4": "KDE Wallet",
+    "keyring.backends.macOS.Keyring": "macOS Keychain",
+    "keyring.backends.Windows.WinVaultKeyring": "Windows Credential Manager",
+}
+
+
 def _backend_name(kr: keyring.backend.KeyringBackend) -> str:
     return f"{type(kr).__module__}.{type(kr).__qualname__}"
+
+
+def _known_name(kr: keyring.backend.KeyringBackend) -> str:
+    """The keychain's everyday name; the backend's dotted name when it has none (a plugin, a test double)."""
+    dotted = _backend_name(kr)
+    return _KNOWN_NAMES.get(dotted, dotted)
 
 
 def _secure_backends(kr: keyring.backend.KeyringBackend) -> list[keyring.backend.KeyringBackend]:
@@ -112,7 +129,7 @@ class Keychain:
         secure = _secure_backends(kr)
         if not secure:
             return f"no secure keychain ({_backend_name(kr)})"
-        return ", ".join(_backend_name(b) for b in secure)
+        return ", ".join(dict.fromkeys(_known_name(b) for b in secure))
 
     @property
     def secure(self) -> bool:

@@ -368,6 +368,11 @@ class RequestLog:
                     totals[(account_id, "day")] = (cost, int(tokens))
         return [(account_id, period, cost, tokens) for (account_id, period), (cost, tokens) in totals.items()]
 
+    def connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection | None]:
+        """A read connection for the other readers (proxy/features/request_history.py), or None while there is no
+        log yet; an older log is brought up to date first."""
+        return self._reader()
+
     @contextlib.contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection | None]:
         """A read connection, or None while there is no log yet (nothing written, or an older empty file)."""
@@ -525,6 +530,7 @@ class RequestLogger(Feature):
                 purpose=request.purpose,
                 request_bytes=len(request.body),
                 upstream_request_id=done.upstream_request_id,
+                user_agent=request.headers.get("user-agent"),
                 requested_model=request.requested_model,
                 member=request.member,
             )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.wire.usage import Usage
+from proxy.wire.user_agent import agent_name
 
 __all__ = [
     "COLUMNS",
@@ -72,6 +73,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE requests ADD COLUMN member TEXT",
         "CREATE INDEX requests_member_ts ON requests (member, ts)",
     ),
+    (
+        # who sent it: the agent's User-Agent (capped) and the agent's name read from it, for the page's filter
+        "ALTER TABLE requests ADD COLUMN user_agent TEXT",
+        "ALTER TABLE requests ADD COLUMN agent TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -108,7 +114,10 @@ COLUMNS = (
     "upstream_request_id",
     "requested_model",
     "member",
+    "user_agent",
+    "agent",
 )
+USER_AGENT_MAX = 256
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
 
@@ -144,6 +153,8 @@ class RequestRecord:
     requested_model: str | None = None
     member: str | None = None
     """The model name the agent sent when it was an alias; ``model`` is the real one."""
+    user_agent: str | None = None
+    """The agent's User-Agent header, as it sent it (stored up to :data:`USER_AGENT_MAX` characters)."""
     price: Callable[[], float | None] | None = field(default=None, repr=False, compare=False)
     """Computes ``cost_usd`` on the writer thread, off the gateway's event loop (not stored)."""
 
@@ -207,6 +218,8 @@ def to_row(rec: RequestRecord) -> tuple[Any, ...]:
         rec.upstream_request_id,
         rec.requested_model,
         rec.member,
+        rec.user_agent[:USER_AGENT_MAX] if rec.user_agent else None,
+        agent_name(rec.user_agent),
     )
 
 
@@ -220,6 +233,7 @@ def from_row(row: Sequence[Any]) -> RequestRecord:
     )
     chain = json.loads(values.pop("fallback_chain") or "[]")
     values.pop("hops")
+    values.pop("agent", None)  # derived from user_agent (proxy/wire/user_agent.py)
     stream = bool(values.pop("stream"))
     return RequestRecord(
         **values,

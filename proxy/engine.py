@@ -51,6 +51,7 @@ from proxy.features.request_log import RequestLog, RequestLogger
 from proxy.features.shared_accounts import SharedAccounts
 from proxy.features.tracing import tracing_from_env
 from proxy.features.upstream_socket import UpstreamSockets
+from proxy.gateway.account_probe import ProbeResult, run_probe
 from proxy.gateway.app import GatewayHooks, build_app
 from proxy.gateway.errors import MemberCapReached
 from proxy.gateway.forward import Forwarder
@@ -562,3 +563,19 @@ class Engine:
     @property
     def upstreams(self) -> UpstreamSettings:
         return self._upstreams
+
+    # ----------------------------------------------------------------- the page's account test (loop only)
+
+    async def test_account(self, account_id: str, model: str | None = None) -> ProbeResult:
+        """One tiny request on exactly this account, no fallback (proxy/gateway/account_probe.py). KeyError: no such
+        account. Run it with :meth:`call`."""
+        account = self._settings.account(account_id)
+        if account is None or account.id != account_id:
+            raise KeyError(account_id)
+
+        def accounts() -> list[dict[str, Any]]:
+            self._publish_status()
+            return list(self._status["accounts"])
+
+        paused = self._settings.gateway.paused
+        return await run_probe(account, send=self._send_shadow, accounts=accounts, paused=paused, model=model)

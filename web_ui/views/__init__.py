@@ -2,7 +2,8 @@
 
 Every write goes through ``SettingsStore.update`` (or the account helpers that use it); nothing here keeps a copy
 of the settings. One module per area: ``pages`` (HTML and sign-in), ``api`` (live state, settings, the access key),
-``accounts``, ``chatgpt`` (sign-in flows), ``usage`` (chart), ``connect`` (agent configuration), ``relay`` (the
+``accounts`` (and their Test), ``activity`` (one account's requests and tokens per hour and day), ``requests`` (the
+request log viewer), ``chatgpt`` (sign-in flows), ``usage`` (chart), ``connect`` (agent configuration), ``relay`` (the
 Cloudflare Worker's setup and savings), ``analysis`` (prompt-cache analysis), ``health`` (the setup checks); ``forms`` (the settings fields) and
 ``cache`` (the small time-limited cache) are shared by them, so no view imports another.
 """
@@ -30,7 +31,33 @@ def error(message: str, status: int = 400, **extra: Any) -> Response:
 
 
 def register(app: Flask) -> None:
-    from . import accounts, analysis, api, chatgpt, connect, health, pages, relay, spend, usage
+    from . import (
+        accounts,
+        activity,
+        analysis,
+        api,
+        chatgpt,
+        connect,
+        health,
+        pages,
+        relay,
+        requests,
+        spend,
+        usage,
+    )
 
-    for module in (pages, api, accounts, chatgpt, usage, connect, relay, analysis, health, spend):
+    for module in (
+        pages,
+        api,
+        accounts,
+        activity,
+        requests,
+        chatgpt,
+        usage,
+        connect,
+        relay,
+        analysis,
+        health,
+        spend,
+    ):
         app.register_blueprint(module.blueprint)

@@ -1,4 +1,4 @@
-"""Account management: add or replace an API key, relabel, enable or disable, set limits, reorder, remove.
+"""Account management: add or replace an API key, relabel, enable or disable, set limits, reorder, remove, test.
 
 Thin routes over ``proxy.config.accounts`` (which writes the keychain and the settings file in a safe order) and over
 ``SettingsStore.update`` for the plain fields. A key sent here goes to the keychain and is never sent back.
@@ -24,6 +24,8 @@ from proxy.config.accounts import (
     set_api_key,
 )
 from proxy.config.settings import Settings, SettingsError, format_validation_error
+from proxy.features.request_history import RequestFilter, RequestHistory
+from proxy.features.request_log import RequestLogError
 from proxy.secrets.keychain import KeychainError
 
 from . import ctx, error
@@ -36,6 +38,7 @@ blueprint = Blueprint("accounts", __name__)
 # The plain fields the page edits on an account (only those the schema has).
 EDITABLE = ("label", "enabled", "min_remaining_percent", "killswitch")
 _FAILURES = (AccountError, SettingsError, KeychainError)
+TEST_TIMEOUT = 60.0
 
 
 def _body() -> dict[str, Any]:
@@ -162,3 +165,31 @@ def remove(account_id: str) -> Response:
         return _failure(exc)
     ttl_cache().forget(f"key:{removed.id}")
     return jsonify({"removed": _public(removed)})
+
+
+@blueprint.post("/api/accounts/<account_id>/test")
+def test(account_id: str) -> Response:
+    """One tiny request on exactly this account (``Engine.test_account``): the result and its latency."""
+    context = ctx()
+    account = context.store.current.account(account_id)
+    if account is None or account.id != account_id:
+        return error(f"no account {account_id!r}", 404)
+    engine = context.engine
+    try:
+        result = engine.call(engine.test_account(account_id, _last_model(account_id)), timeout=TEST_TIMEOUT)
+    except KeyError:
+        return error(f"no account {account_id!r}", 404)
+    except (RuntimeError, TimeoutError) as exc:
+        return error(f"the test could not run: {exc or 'no answer in time'}", 503)
+    return jsonify(result.to_json())
+
+
+def _last_model(account_id: str) -> str | None:
+    """The model this account served last (a test of what the agents use), if the log has one."""
+    try:
+        rows = RequestHistory(ctx().engine.request_log.path).recent(
+            RequestFilter(account_id=account_id, status="ok", limit=5)
+        )
+    except RequestLogError:
+        return None
+    return next((r.record.model for r in rows if r.record.model and r.record.purpose == "agent"), None)

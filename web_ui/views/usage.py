@@ -21,7 +21,7 @@ from proxy.features.request_log import RequestLog
 from . import ctx
 from .cache import ttl_cache
 
-__all__ = ["Metric", "UsageReport", "blueprint", "daily_usage", "format_value", "render_chart"]
+__all__ = ["Metric", "UsageReport", "blueprint", "daily_usage", "format_value", "nice_max", "render_chart"]
 
 blueprint = Blueprint("usage", __name__)
 
@@ -122,7 +122,7 @@ def format_value(metric: Metric, value: float) -> str:
     return f"{value:g}"
 
 
-def _nice_max(value: float) -> tuple[float, float]:
+def nice_max(value: float) -> tuple[float, float]:
     """A round axis maximum ≥ value and its tick step (four ticks)."""
     if value <= 0:
         return 1.0, 0.25
@@ -145,7 +145,7 @@ def render_chart(report: UsageReport, metric: Metric, width: int = 720) -> str:
     left, right, top, bottom = 56, 12, 12, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(a.per_day.get(d, {}).get(metric, 0.0) for a in report.accounts) for d in report.days]
-    axis_max, step = _nice_max(max(totals, default=0.0))
+    axis_max, step = nice_max(max(totals, default=0.0))
     n = max(len(report.days), 1)
     slot = plot_w / n
     bar_w = max(4.0, min(48.0, slot * 0.62))

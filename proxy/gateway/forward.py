@@ -162,6 +162,12 @@ class Forwarder:
         except (AgentGone, DeadlinePassed):
             outcome = ("next", None, None)
         if not isinstance(outcome, Response):
+            failure = outcome[1]  # the log row says which account answered what, not status 0 and no account
+            attempt.account = attempt.account or account
+            if isinstance(failure, tuple):
+                attempt.status, attempt.error = failure[0], short_error(failure[2])
+            elif isinstance(failure, HeadwayError):
+                attempt.status, attempt.error = failure.status, failure.message
             self._finish(incoming, attempt, None, None)
             return False
         if isinstance(outcome, StreamingResponse):

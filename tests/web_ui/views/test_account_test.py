@@ -37,8 +37,8 @@ def test_a_test_is_one_small_request_on_exactly_that_account(
     signed_in.gateway.flush_log()
     rows = signed_in.get_json("/api/requests")["requests"]
     assert [(r["account_id"], r["purpose"], r["agent"]) for r in rows] == [
-        ("team", "test", "headway-test"),
-        ("home", "test", "headway-test"),
+        ("team", "test", "Test button"),
+        ("home", "test", "Test button"),
     ]
 
 
@@ -51,6 +51,10 @@ def test_a_failure_says_why_and_never_falls_back(signed_in: Web, upstream: FakeA
     assert result["ok"] is False and result["sent"] is True
     assert "401" in result["detail"] or "invalid" in result["detail"], result
     assert len(upstream.requests) == 1  # Home was not tried
+    signed_in.gateway.flush_log()
+    [row] = signed_in.get_json("/api/requests?status=error")["requests"]  # logged with what the upstream said
+    assert (row["account_id"], row["status"], row["purpose"]) == ("work", 401, "test")
+    assert "invalid x-api-key" in row["error"]
 
 
 def test_a_blocked_account_is_not_sent_anything(signed_in: Web, upstream: FakeAnthropic) -> None:

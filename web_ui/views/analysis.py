@@ -221,7 +221,7 @@ def chart() -> Response:
     if isinstance(one, Response):
         return one
     try:
-        svg = checked_svg(render_svg(one))
+        svg = checked_svg(render_svg(one, dark=request.args.get("theme") == "dark"))
     except UnsafeSvg as exc:
         log.error("the cache chart was not served: %s", exc)
         return error("the chart could not be drawn safely", 500)

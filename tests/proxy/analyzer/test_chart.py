@@ -82,3 +82,18 @@ def test_many_turns_fit() -> None:
     root = ET.fromstring(render_svg(report_of(records)))
     assert len(root.findall(".//svg:g[@class='turn']", NS)) == 600
     assert float(root.get("width", "0")) <= 72 + 2 * 600 + 16
+
+
+def test_the_dark_chart_uses_only_the_dark_palette() -> None:
+    from proxy.analyzer.chart import COLORS, DARK_COLORS
+
+    records = [
+        record("s", i * 10, input_tokens=10, cache_read_tokens=100 * i, cache_write_tokens=50)
+        for i in range(4)
+    ]
+    light, dark = render_svg(report_of(records)), render_svg(report_of(records), dark=True)
+    root = ET.fromstring(dark)
+    assert root.find("svg:rect", NS).get("fill") == DARK_COLORS["background"]  # type: ignore[union-attr]
+    for key, ink in COLORS.items():
+        assert ink not in dark, key
+        assert DARK_COLORS[key] not in light, key

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,53 +32,20 @@ from tests.fakes import (
     openai_ratelimit_headers,
 )
 from tests.fakes.codex import FakeCodex
+from tests.support.browser import (
+    ARTIFACTS,
+    free_port,
+    login_url,
+    overflowing,
+    page_url,
+    settings_json,
+    unlabeled_controls,
+)
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-    # evil.test and attacker.test resolve to this machine: a DNS-rebinding page and a cross-site page.
-    "--host-resolver-rules=MAP evil.test 127.0.0.1, MAP attacker.test 127.0.0.1",
-]
 WORK_KEY = "sk-ant-api03-e2e-work-" + "w" * 30
 PERSONAL_KEY = "sk-ant-api03-e2e-personal-" + "p" * 30
 TEAM_KEY = "sk-proj-e2e-team-" + "t" * 30
-
-
-def _missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI (scripts/install-test-deps installs it)")
-    pytest.skip(f"{what} is not installed")
-
-
-@pytest.fixture
-def playwright() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        _missing("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright package")
-    with sync_playwright() as manager:
-        yield manager
-
-
-@pytest.fixture
-def browser(playwright: Any) -> Iterator[Any]:
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    try:
-        yield browser
-    finally:
-        browser.close()
 
 
 @pytest.fixture
@@ -115,36 +80,13 @@ def headway(fakes: dict[str, Any], headway_home: Path) -> Iterator[GatewayProces
         "HEADWAY_CHATGPT_BASE_URL": fakes["codex"].url,
         "HEADWAY_OPENAI_AUTH_URL": fakes["auth"].url,
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-        "HEADWAY_OAUTH_CALLBACK_PORT": str(_free_port()),  # the real 1455 may be taken on this machine
+        "HEADWAY_OAUTH_CALLBACK_PORT": str(free_port()),  # the real 1455 may be taken on this machine
     }
     process = start_gateway_process(env=env)
     try:
         yield process
     finally:
         process.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _page_url() -> str:
-    info = json.loads((Paths.from_env().run_dir / "web.json").read_text())
-    return str(info["url"])
-
-
-def _login_url() -> str:
-    result = run_cli("settings", "--print-url")
-    assert result.returncode == 0, result.stderr
-    url = result.stdout.strip()
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/login\?token=[\w-]{40,}", url), url
-    return url
-
-
-def _settings() -> dict[str, Any]:
-    return json.loads(Paths.from_env().settings_file.read_text())
 
 
 def _edit_settings(fn: Any) -> None:
@@ -210,36 +152,11 @@ def _seed_history() -> None:
     log.stop(5)
 
 
-def _unlabeled_controls(page: Any) -> list[str]:
-    return page.evaluate(
-        """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
-             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
-             .map(e => e.id || e.name || e.outerHTML.slice(0, 60))"""
-    )
-
-
-def _overflowing(page: Any) -> list[str]:
-    """Elements sticking out of the viewport sideways (nothing may make the page scroll horizontally)."""
-    return list(
-        page.evaluate(
-            """() => {
-                const width = window.innerWidth;
-                if (document.documentElement.scrollWidth <= width + 1) return [];
-                return Array.from(document.querySelectorAll('body *'))
-                    .filter(e => e.getBoundingClientRect().right > width + 1 && !e.closest('.sidenav ul, .table-wrap, .snippet, .tabs'))
-                    .slice(0, 10)
-                    .map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className} right=${Math.round(e.getBoundingClientRect().right)}`)
-                    .concat([`scrollWidth=${document.documentElement.scrollWidth}`]);
-            }"""
-        )
-    )
-
-
 def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: dict[str, Any]) -> None:
     from playwright.sync_api import expect
 
     paths = Paths.from_env()
-    base = _page_url()
+    base = page_url()
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems: list[str] = []
@@ -247,7 +164,7 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     page.on("pageerror", lambda exc: problems.append(str(exc)))
 
     # ---- sign in with the one-time link; the token leaves the address bar at once
-    login = _login_url()
+    login = login_url()
     page.goto(login)
     expect(page).to_have_url(base + "/")
     expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
@@ -273,7 +190,7 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
         page.get_by_role("button", name="Add account").click()
         expect(page.locator("#apikey-status")).to_have_text(f"Added {label}.")
         expect(page.locator(f'#account-list [data-account="{label.lower()}"]')).to_be_visible()
-    assert [a["id"] for a in _settings()["accounts"]] == ["work", "personal", "team"]
+    assert [a["id"] for a in settings_json()["accounts"]] == ["work", "personal", "team"]
     secrets = json.loads(paths.secrets_file.read_text())
     assert secrets["account:work"] == WORK_KEY and secrets["account:team"] == TEAM_KEY
     expect(page.locator('[data-account="work"] .account-info')).to_contain_text("sk-ant-api03-…wwww")
@@ -284,7 +201,7 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     dumps_switch = page.get_by_label("Write request dumps")
     expect(dumps_switch).not_to_be_checked()
     dumps_switch.check()
-    assert wait_until(lambda: _settings()["dumps"]["enabled"] is True, timeout=5)
+    assert wait_until(lambda: settings_json()["dumps"]["enabled"] is True, timeout=5)
     expect(page.locator("#setting-dumps-enabled-status")).to_have_text("Saved")
     assert wait_until(
         lambda: (
@@ -316,14 +233,14 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
 
     # ---- enable again from the page; reorder with the keyboard-usable buttons
     page.get_by_role("switch", name="Personal enabled").check()
-    assert wait_until(lambda: _settings()["accounts"][1].get("enabled", True) is True, timeout=5)
+    assert wait_until(lambda: settings_json()["accounts"][1].get("enabled", True) is True, timeout=5)
     page.get_by_role("button", name="Move Personal up").click()
     assert wait_until(
-        lambda: [a["id"] for a in _settings()["accounts"]] == ["personal", "work", "team"], timeout=5
+        lambda: [a["id"] for a in settings_json()["accounts"]] == ["personal", "work", "team"], timeout=5
     )
     page.get_by_role("button", name="Move Work up").click()
     assert wait_until(
-        lambda: [a["id"] for a in _settings()["accounts"]] == ["work", "personal", "team"], timeout=5
+        lambda: [a["id"] for a in settings_json()["accounts"]] == ["work", "personal", "team"], timeout=5
     )
 
     # ---- a ChatGPT account through the device-code flow
@@ -352,7 +269,7 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
         "signed in as pro@example.com", ignore_case=True, timeout=15_000
     )
     expect(page.locator('#account-list [data-account="chatgpt-pro"]')).to_be_visible()
-    pro = next(a for a in _settings()["accounts"] if a["id"] == "chatgpt-pro")
+    pro = next(a for a in settings_json()["accounts"] if a["id"] == "chatgpt-pro")
     assert pro["chatgpt_account_id"] == "acct-pro" and pro["plan_type"] == "pro"
     page.locator('[data-account="chatgpt-pro"]').get_by_role("button", name="Remove ChatGPT Pro").click()
     page.get_by_role("button", name="Remove", exact=True).click()
@@ -391,7 +308,7 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     assert headway.key not in page.content()
 
     # ---- every control has a label; the page's own script never broke the CSP
-    assert _unlabeled_controls(page) == []
+    assert unlabeled_controls(page) == []
     page.wait_for_timeout(500)
     assert problems == [], problems
 
@@ -407,7 +324,7 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
         )
         page.wait_for_timeout(300)
         page.screenshot(path=str(ARTIFACTS / f"settings-desktop-{section}.png"))
-    assert _overflowing(page) == []
+    assert overflowing(page) == []
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.evaluate("() => window.scrollTo({top: 0, behavior: 'instant'})")
@@ -419,14 +336,14 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     )
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / "settings-narrow-accounts.png"))
-    assert _overflowing(page) == []
+    assert overflowing(page) == []
     context.close()
 
 
 def test_refusals_in_a_real_browser(browser: Any, headway: GatewayProcess, fakes: dict[str, Any]) -> None:
     from playwright.sync_api import expect
 
-    base = _page_url()
+    base = page_url()
     port = base.rsplit(":", 1)[1]
 
     # a page whose name resolves here (DNS rebinding): the Host check refuses it before anything else
@@ -446,14 +363,14 @@ def test_refusals_in_a_real_browser(browser: Any, headway: GatewayProcess, fakes
     # signed in, but a state change without the CSRF token is refused
     context = browser.new_context()
     page = context.new_page()
-    page.goto(_login_url())
+    page.goto(login_url())
     expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
     status = page.evaluate(
         """() => fetch('/api/settings', {method: 'POST', headers: {'Content-Type': 'application/json'},
                    body: JSON.stringify({changes: {'dumps.enabled': true}})}).then(r => r.status)"""
     )
     assert status == 403
-    assert _settings().get("dumps", {}).get("enabled", False) is False
+    assert settings_json().get("dumps", {}).get("enabled", False) is False
 
     # a cross-site page posting a form at the settings page, in the signed-in browser
     attacker = context.new_page()
@@ -475,5 +392,5 @@ def test_refusals_in_a_real_browser(browser: Any, headway: GatewayProcess, fakes
     )
     attacker.wait_for_load_state()
     expect(attacker.locator("body")).to_contain_text("other sites")
-    assert _settings().get("dumps", {}).get("enabled", False) is False
+    assert settings_json().get("dumps", {}).get("enabled", False) is False
     context.close()

@@ -11,40 +11,23 @@ from __future__ import annotations
 import json
 import socket
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from proxy.config.paths import Paths
-from tests.e2e.test_settings_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port, _missing, _page_url
+from tests.support.browser import ARTIFACTS, free_port, page_url
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process
 
 ENV = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        _missing("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright package")
-    with sync_playwright() as manager:
-        launched = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
 def port(headway_home: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     """A settings home whose page wants a port of its own (the default, 7338, may be in use on a test machine)."""
     monkeypatch.delenv("HEADWAY_WEB_PORT")  # this module is about web.port itself
-    chosen = _free_port()
+    chosen = free_port()
     paths = Paths.from_env()
     paths.ensure()
     paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}, "web": {"port": chosen}}))
@@ -74,7 +57,7 @@ def test_headway_settings_signs_chromium_in_without_the_token_on_its_command_lin
 
     process = _start()
     try:
-        base = _page_url()
+        base = page_url()
         argument = _opened_by_headway_settings(tmp_path)
         assert argument.startswith("file://") and "token" not in argument
         opener = Path(urllib.parse.unquote(urllib.parse.urlsplit(argument).path))
@@ -104,7 +87,7 @@ def test_the_page_keeps_its_address_across_restarts(browser: Any, port: int, tmp
     process = _start()
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     try:
-        base = _page_url()
+        base = page_url()
         assert base == f"http://127.0.0.1:{port}"
         page = context.new_page()
         page.goto(_opened_by_headway_settings(tmp_path))
@@ -116,7 +99,7 @@ def test_the_page_keeps_its_address_across_restarts(browser: Any, port: int, tmp
         process.stop()
         expect(page.locator("#offline-banner")).to_be_visible(timeout=15_000)
         process = _start()
-        assert _page_url() == base
+        assert page_url() == base
         # The open tab finds the page again by itself, still signed in (no reload, no new link), and can change things.
         expect(page.locator("#offline-banner")).to_be_hidden(timeout=20_000)
         expect(page.locator("#gateway-chip")).to_have_attribute("data-state", "ok")
@@ -150,7 +133,7 @@ def test_a_taken_port_moves_the_page_for_this_run_and_the_page_says_so(
         squatter.listen(1)
         process = _start()
         try:
-            base = _page_url()
+            base = page_url()
             assert base != f"http://127.0.0.1:{port}"
             assert json.loads((Paths.from_env().run_dir / "web.json").read_text())["wanted_port"] == port
             log_text = "".join(p.read_text(errors="replace") for p in Paths.from_env().log_dir.glob("*.log*"))

@@ -16,36 +16,12 @@ from typing import Any
 import pytest
 
 from proxy.config.paths import Paths
-from tests.e2e.test_settings_page import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    _login_url,
-    _missing,
-    _page_url,
-    _settings,
-)
 from tests.fakes import FakeAnthropic
+from tests.support.browser import ARTIFACTS, SignedInPage, page_url, settings_json
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
 
 KEY = "sk-ant-api03-e2e-forms-" + "f" * 30
 NEW_KEY = "sk-ant-api03-e2e-forms-new-" + "n" * 30
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        _missing("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright package")
-    with sync_playwright() as manager:
-        launched = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
@@ -69,33 +45,9 @@ def headway(headway_home: Path) -> Iterator[GatewayProcess]:
             process.stop()
 
 
-class Watched:
-    """A signed-in page, with every refused request and every script error it ran into."""
-
-    def __init__(self, browser: Any) -> None:
-        from playwright.sync_api import expect
-
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("console", lambda msg: self.problems.append(msg.text) if msg.type == "error" else None)
-        self.page.on("pageerror", lambda exc: self.problems.append(str(exc)))
-        self.page.on(
-            "response",
-            lambda r: (
-                self.problems.append(f"{r.request.method} {r.url} → {r.status}") if r.status == 403 else None
-            ),
-        )
-        self.page.goto(_login_url())
-        expect(self.page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
-
-    def close(self) -> None:
-        self.context.close()
-
-
 @pytest.fixture
-def signed_in(browser: Any, headway: GatewayProcess) -> Iterator[Watched]:
-    watched = Watched(browser)
+def signed_in(browser: Any, headway: GatewayProcess) -> Iterator[SignedInPage]:
+    watched = SignedInPage(browser, watch_refusals=True)
     try:
         yield watched
     finally:
@@ -106,10 +58,10 @@ def _secrets() -> dict[str, str]:
     return dict(json.loads(Paths.from_env().secrets_file.read_text()))
 
 
-def test_sign_out_in_chromium(signed_in: Watched) -> None:
+def test_sign_out_in_chromium(signed_in: SignedInPage) -> None:
     from playwright.sync_api import expect
 
-    page, base = signed_in.page, _page_url()
+    page, base = signed_in.page, page_url()
     assert signed_in.context.cookies() != []
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(base + "/signed-out")
@@ -124,7 +76,7 @@ def test_sign_out_in_chromium(signed_in: Watched) -> None:
     assert signed_in.problems == [] or all("401" in p for p in signed_in.problems), signed_in.problems
 
 
-def test_enter_in_the_rename_and_replace_key_dialogs_submits_them(signed_in: Watched) -> None:
+def test_enter_in_the_rename_and_replace_key_dialogs_submits_them(signed_in: SignedInPage) -> None:
     from playwright.sync_api import expect
 
     page = signed_in.page
@@ -138,7 +90,7 @@ def test_enter_in_the_rename_and_replace_key_dialogs_submits_them(signed_in: Wat
     page.screenshot(path=str(ARTIFACTS / "settings-rename-dialog.png"))
     page.keyboard.press("Enter")
     expect(dialog).to_be_hidden()
-    assert wait_until(lambda: _settings()["accounts"][0]["label"] == "Work", timeout=5)
+    assert wait_until(lambda: settings_json()["accounts"][0]["label"] == "Work", timeout=5)
     expect(card.locator(".account-top")).to_contain_text("Work", timeout=10_000)
 
     card.get_by_role("button", name="Replace the key of Work").click()
@@ -158,11 +110,11 @@ def test_enter_in_the_rename_and_replace_key_dialogs_submits_them(signed_in: Wat
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
     page.wait_for_timeout(300)
-    assert _settings()["accounts"][0]["label"] == "Work"
+    assert settings_json()["accounts"][0]["label"] == "Work"
     assert signed_in.problems == [], signed_in.problems
 
 
-def test_the_relay_switch_without_a_worker_is_refused_and_says_why(signed_in: Watched) -> None:
+def test_the_relay_switch_without_a_worker_is_refused_and_says_why(signed_in: SignedInPage) -> None:
     from playwright.sync_api import expect
 
     page = signed_in.page
@@ -179,18 +131,18 @@ def test_the_relay_switch_without_a_worker_is_refused_and_says_why(signed_in: Wa
     page.wait_for_timeout(2500)  # a poll later, the page still says the relay is not set up
     expect(page.locator("#relay-pill")).to_have_text("Not set up")
     expect(switch).not_to_be_checked()
-    assert _settings().get("relay", {}).get("enabled", False) is False
+    assert settings_json().get("relay", {}).get("enabled", False) is False
     assert all("status of 400" in p for p in signed_in.problems), signed_in.problems  # the refusal itself
 
 
 def test_a_secret_form_submitted_without_the_script_never_puts_the_secret_in_an_address(
-    signed_in: Watched,
+    signed_in: SignedInPage,
 ) -> None:
     """The API key and Cloudflare token forms are sent by the page's script; if it ever did not run, the browser's own
     submission is a POST (the secret stays out of the address bar and history) and is refused for want of a token."""
     from playwright.sync_api import expect
 
-    page, base = signed_in.page, _page_url()
+    page, base = signed_in.page, page_url()
     forms = page.evaluate("() => Array.from(document.forms).map(f => [f.id || f.className, f.method])")
     assert all(method in ("post", "dialog") for _, method in forms), forms
     page.get_by_role("tab", name="API key").click()
@@ -202,4 +154,4 @@ def test_a_secret_form_submitted_without_the_script_never_puts_the_secret_in_an_
         )  # submit() skips the script's handler
     assert NEW_KEY not in page.url and page.url.startswith(base)
     expect(page.locator("h1")).to_have_text("Refused")
-    assert [a["id"] for a in _settings()["accounts"]] == ["main"]
+    assert [a["id"] for a in settings_json()["accounts"]] == ["main"]

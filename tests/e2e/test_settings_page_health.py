@@ -13,12 +13,8 @@ from typing import Any
 import pytest
 
 from proxy.config.paths import Paths
-from tests.e2e import test_settings_page as settings_page
-from tests.e2e.test_settings_page import ARTIFACTS, _login_url
+from tests.support.browser import ARTIFACTS, login_url
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process
-
-playwright = settings_page.playwright
-browser = settings_page.browser
 
 OTHER_KEY = "sk-ant-api03-health-" + "h" * 30
 
@@ -51,7 +47,7 @@ def test_health_check_section_lists_the_checks_and_the_override(
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     try:
-        page.goto(_login_url())
+        page.goto(login_url())
         expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
         page.get_by_role("link", name="Health check").click()
         section = page.locator("#health")

@@ -19,16 +19,11 @@ import httpx
 import pytest
 
 from proxy.config.paths import Paths
-from tests.e2e import test_settings_page as settings_page
-from tests.e2e.test_settings_page import ARTIFACTS, _login_url, _overflowing, _settings, _unlabeled_controls
 from tests.fakes import Behavior, FakeAnthropic
 from tests.fakes.cloudflare import CF_ACCOUNT, CF_TOKEN, FakeCloudflare
+from tests.support.browser import SignedInPage, screenshots, settings_json, unlabeled_controls
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
 from tests.support.miniflare import launch_deployed, require_miniflare
-
-# The same Chromium fixtures as the page's main end-to-end test (skip locally without Chromium, fail in CI).
-playwright = settings_page.playwright
-browser = settings_page.browser
 
 KEY = "sk-ant-api03-e2e-cache-" + "c" * 30
 MODEL = "claude-sonnet-4-5"
@@ -69,46 +64,13 @@ def headway(services: dict[str, Any], headway_home: Path) -> Iterator[GatewayPro
         process.stop()
 
 
-def _open(browser: Any, width: int = 1280, height: int = 800) -> tuple[Any, Any, list[str]]:
-    from playwright.sync_api import expect
-
-    context = browser.new_context(viewport={"width": width, "height": height})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.goto(_login_url())
-    expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
-    return context, page, problems
-
-
-def _show(page: Any, section: str) -> None:
-    page.evaluate(
-        f"() => document.getElementById('{section}').scrollIntoView({{block: 'start', behavior: 'instant'}})"
-    )
-    page.wait_for_timeout(400)
-
-
-def _screens(page: Any, section: str, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    _show(page, section)
-    page.screenshot(path=str(ARTIFACTS / f"settings-desktop-{name}.png"))
-    assert _overflowing(page) == []
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_timeout(300)
-    _show(page, section)
-    page.screenshot(path=str(ARTIFACTS / f"settings-narrow-{name}.png"))
-    page.screenshot(path=str(ARTIFACTS / f"settings-narrow-{name}-full.png"), full_page=True)
-    assert _overflowing(page) == []
-    page.set_viewport_size({"width": 1280, "height": 800})
-
-
 def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, services: dict[str, Any]) -> None:
     from playwright.sync_api import expect
 
     cloudflare: FakeCloudflare = services["cloudflare"]
     paths = Paths.from_env()
-    context, page, problems = _open(browser)
+    signed = SignedInPage(browser)
+    page, problems = signed.page, signed.problems
     page.get_by_role("link", name="Relay", exact=True).click()
     expect(page.locator("#relay-pill")).to_have_text("Not set up")
     expect(page.locator(".trust")).to_contain_text("your API key or ChatGPT token")
@@ -123,7 +85,7 @@ def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, servic
     expect(form.get_by_label("Cloudflare API token")).to_have_attribute("aria-invalid", "true")
     expect(form.get_by_label("Cloudflare API token")).to_have_value("")
     assert cloudflare.scripts == {}
-    assert _settings().get("relay", {}).get("enabled", False) is False
+    assert settings_json().get("relay", {}).get("enabled", False) is False
 
     # the real token: deployed, on, the Worker URL shown; the token is nowhere
     form.get_by_label("Cloudflare API token").fill(CF_TOKEN)
@@ -138,7 +100,7 @@ def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, servic
     expect(page.locator("#relay-steps li").first).to_have_text("checking the API token")
     expect(page.locator("#relay-secret")).to_have_text("in the keychain")
     expect(page.locator("#relay-probe")).to_contain_text("Did not answer")
-    settings = _settings()["relay"]
+    settings = settings_json()["relay"]
     assert settings["enabled"] is True and settings["url"] == "https://headway-relay.alice.workers.dev"
     assert settings["account_id"] == CF_ACCOUNT and settings["transport"] == "websocket"
     assert "RelaySession" in json.dumps(cloudflare.scripts["headway-relay"].metadata)
@@ -153,29 +115,29 @@ def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, servic
     )
     assert page.locator('[data-setting="relay.url"]').count() == 0
 
-    assert _unlabeled_controls(page) == []
-    _screens(page, "relay", "relay")
+    assert unlabeled_controls(page) == []
+    screenshots(page, "relay", "relay")
 
     # off again, with a confirmation first
     page.get_by_role("button", name="Turn the relay off…").click()
     dialog = page.locator("#confirm-dialog")
     expect(dialog).to_be_visible()
     dialog.get_by_role("button", name="Cancel").click()
-    assert _settings()["relay"]["enabled"] is True
+    assert settings_json()["relay"]["enabled"] is True
     page.get_by_role("button", name="Turn the relay off…").click()
     dialog.get_by_role("button", name="Turn off", exact=True).click()
     expect(page.locator("#relay-pill")).to_have_text("Relay off", timeout=10_000)
-    assert wait_until(lambda: _settings()["relay"]["enabled"] is False, timeout=5)
-    assert _settings()["relay"]["url"] is not None
+    assert wait_until(lambda: settings_json()["relay"]["enabled"] is False, timeout=5)
+    assert settings_json()["relay"]["url"] is not None
     # ... and forgotten
     page.get_by_role("button", name="Forget the relay…").click()
     dialog.get_by_role("button", name="Turn off and forget").click()
     expect(page.locator("#relay-pill")).to_have_text("Not set up", timeout=10_000)
-    assert _settings()["relay"].get("url") is None
+    assert settings_json()["relay"].get("url") is None
     assert "relay-secret" not in json.loads(paths.secrets_file.read_text())
     page.wait_for_timeout(300)
     assert problems == [], problems
-    context.close()
+    signed.close()
 
 
 def test_relay_forget_from_the_page(
@@ -211,7 +173,8 @@ def test_relay_forget_from_the_page(
         info = {"x-relay-token": script.binding("RELAY_TOKEN")["text"]}
         assert httpx.get(f"{worker.url}/v1/info", headers=info).json()["sessions"] == 2
 
-        context, page, problems = _open(browser)
+        signed = SignedInPage(browser)
+        page, problems = signed.page, signed.problems
         page.get_by_role("link", name="Relay", exact=True).click()
         expect(page.locator("#relay-allowlist")).to_contain_text(anthropic.url)
         expect(page.locator("#relay-allowlist-warning")).to_be_hidden()
@@ -224,7 +187,7 @@ def test_relay_forget_from_the_page(
         )
         assert httpx.get(f"{worker.url}/v1/info", headers=info).json()["sessions"] == 0
         assert problems == [], problems
-        context.close()
+        signed.close()
 
 
 def _running_relay() -> dict[str, Any]:
@@ -275,7 +238,8 @@ def test_cache_analysis_on_the_page(browser: Any, headway: GatewayProcess, servi
     from playwright.sync_api import expect
 
     _send_session(headway, services["anthropic"])
-    context, page, problems = _open(browser)
+    signed = SignedInPage(browser)
+    page, problems = signed.page, signed.problems
     page.get_by_role("link", name="Cache analysis", exact=True).click()
     rows = page.locator("#analysis-sessions tbody tr")
     expect(rows).to_have_count(2, timeout=20_000)
@@ -314,8 +278,8 @@ def test_cache_analysis_on_the_page(browser: Any, headway: GatewayProcess, servi
 
     page.get_by_label("Period").last.select_option("1")
     expect(rows).to_have_count(2, timeout=10_000)
-    assert _unlabeled_controls(page) == []
-    _screens(page, "analysis", "cache-analysis")
+    assert unlabeled_controls(page) == []
+    screenshots(page, "analysis", "cache-analysis")
     page.wait_for_timeout(300)
     assert problems == [], problems
-    context.close()
+    signed.close()

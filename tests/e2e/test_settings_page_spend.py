@@ -10,12 +10,12 @@ from typing import Any
 
 import anthropic
 
-from tests.e2e.test_settings_page import ARTIFACTS, _settings
-from tests.e2e.test_settings_page_forms import Watched, browser, headway, signed_in  # noqa: F401  (fixtures)
+from tests.e2e.test_settings_page_forms import headway, signed_in  # noqa: F401  (fixtures)
+from tests.support.browser import ARTIFACTS, SignedInPage, screenshots, settings_json
 from tests.support.gateway import GatewayProcess, run_cli, wait_until
 
 
-def test_budgets_and_models_from_the_page(signed_in: Watched, headway: GatewayProcess) -> None:  # noqa: F811
+def test_budgets_and_models_from_the_page(signed_in: SignedInPage, headway: GatewayProcess) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
     page = signed_in.page
@@ -26,12 +26,12 @@ def test_budgets_and_models_from_the_page(signed_in: Watched, headway: GatewayPr
     row.get_by_label("Main: daily cap in USD").fill("0")
     row.get_by_role("button", name="Save").click()
     expect(page.locator("#budget-status")).to_contain_text("above 0")
-    assert "budget" not in _settings()["accounts"][0]
+    assert "budget" not in settings_json()["accounts"][0]
 
     row.get_by_label("Main: daily cap in USD").fill("0.000001")  # one request spends more than this
     row.get_by_role("button", name="Save").click()
     expect(page.locator("#budget-status")).to_contain_text("Saved the budget of main")
-    assert _settings()["accounts"][0]["budget"] == {"daily_usd": 0.000001}
+    assert settings_json()["accounts"][0]["budget"] == {"daily_usd": 0.000001}
 
     client = anthropic.Anthropic(base_url=headway.url, api_key=headway.key, max_retries=0)
     ask: dict[str, Any] = {
@@ -64,7 +64,7 @@ def test_budgets_and_models_from_the_page(signed_in: Watched, headway: GatewayPr
     expect(page.locator("#models-status")).to_contain_text(
         "models.routes[0].accounts[0]: no account with the label"
     )
-    assert _settings().get("models", {}).get("routes", []) == []  # nothing saved
+    assert settings_json().get("models", {}).get("routes", []) == []  # nothing saved
     editor.fill(
         '{"aliases": {"fast": "claude-haiku-4-5"}, "routes": [{"match": "claude-[opus", "accounts": ["Main"]}]}'
     )
@@ -75,7 +75,7 @@ def test_budgets_and_models_from_the_page(signed_in: Watched, headway: GatewayPr
     )
     page.get_by_role("button", name="Save aliases and routes").click()
     expect(page.locator("#models-status")).to_contain_text("Saved the aliases and routes")
-    assert _settings()["models"] == {
+    assert settings_json()["models"] == {
         "aliases": {"fast": "claude-haiku-4-5"},
         "routes": [{"match": "claude-opus-*", "accounts": ["Main"]}],
     }
@@ -83,4 +83,5 @@ def test_budgets_and_models_from_the_page(signed_in: Watched, headway: GatewayPr
     expect(page.locator("#serving-list")).to_contain_text("claude-opus-*: Main")
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#spend").screenshot(path=str(ARTIFACTS / "settings-budgets-and-models.png"))
+    screenshots(page, "spend", "budgets-and-models", full=False)
     assert all("status of 400" in p or "status of 429" in p for p in signed_in.problems), signed_in.problems

@@ -24,6 +24,10 @@ _KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^OpenAI/Python\b"), "OpenAI SDK (Python)"),
     (re.compile(r"^curl/", re.I), "curl"),
     (re.compile(r"^python-httpx/", re.I), "httpx"),
+    (
+        re.compile(r"^headway-test\b", re.I),
+        "Test button",
+    ),  # the page's account test (proxy/gateway/account_probe.py)
     (re.compile(r"^headway/", re.I), "Headway"),
 )
 _PRODUCT = re.compile(r"^([A-Za-z][\w.-]{0,39})")

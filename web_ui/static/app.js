@@ -149,6 +149,14 @@
     return pill;
   }
 
+  // What the page's other scripts (requests.js) share: the helpers above, the state as it arrives, and the sections
+  // they may refresh. Nothing else is global.
+  window.Headway = Object.freeze({
+    api, el, toast, whenLabel, clockTime, duration, compact, money,
+    onState: (listener) => stateListeners.push(listener),
+    accountLabel: (id) => accountLabel(id),
+  });
+
   // ------------------------------------------------------------------ state polling
 
   let pollTimer = null;
@@ -181,6 +189,8 @@
     $("gateway-chip-text").textContent = text;
   }
 
+  const stateListeners = [];
+
   function render(next) {
     const previous = state;
     state = next;
@@ -203,6 +213,11 @@
     if (!previous || previous.recent.latest_request !== next.recent.latest_request) {
       scheduleUsage();
       scheduleAnalysis(!previous);
+      if (previous) for (const card of cards.values()) card._refs.history._reload();
+    }
+    renderChecklist(next);
+    for (const listener of stateListeners) {
+      try { listener(next, previous); } catch (error) { console.error(error); }
     }
     tick();
   }
@@ -217,10 +232,33 @@
   }
 
   function renderStats(next) {
-    const usable = next.accounts.filter((a) => a.health === "healthy").length;
-    $("stat-ready").textContent = `${usable} of ${next.accounts.length}`;
+    // The engine's one pool summary when it publishes one; else counted here the same way (enabled and usable).
+    const summary = next.summary;
+    const enabled = next.accounts.filter((a) => a.enabled);
+    const ready = summary && Number.isFinite(summary.ready) ? summary.ready : enabled.filter((a) => a.health === "healthy").length;
+    const total = summary && Number.isFinite(summary.total) ? summary.total : enabled.length;
+    $("stat-ready").textContent = `${ready} of ${total}`;
     $("stat-requests").textContent = compact(next.recent.requests_24h);
     $("stat-fallbacks").textContent = compact(next.recent.fallbacks_24h);
+  }
+
+  // ------------------------------------------------------------------ overview: first-run checklist
+
+  let agentsConfigured = false; // from /api/agents: an agent's config already points at Headway
+
+  function renderChecklist(next) {
+    const steps = {
+      account: next.accounts.length > 0,
+      agent: agentsConfigured || next.recent.agent_request_seen,
+      request: next.recent.agent_request_seen,
+    };
+    const box = $("first-run");
+    for (const item of box.querySelectorAll("[data-step]")) {
+      const done = Boolean(steps[item.dataset.step]);
+      item.dataset.done = String(done);
+      item.querySelector('[data-role="state"]').textContent = done ? "done" : "not done";
+    }
+    box.hidden = Object.values(steps).every(Boolean);
   }
 
   // ------------------------------------------------------------------ overview: quota bars
@@ -256,30 +294,50 @@
     return row;
   }
 
+  const POOLS = [["anthropic", "Anthropic pool"], ["openai", "OpenAI pool"]];
+
+  function ago(ts) {
+    const seconds = now() - ts;
+    if (seconds < 45) return "just now";
+    return `${duration(seconds).replace(/ \d+s$/, "")} ago`;
+  }
+
   function renderQuota(next) {
     const list = $("quota-list");
     $("quota-empty").hidden = next.accounts.length > 0;
-    list.replaceChildren(
-      ...next.accounts.map((a) => {
-        const who = el("div", { class: "quota-who" });
-        who.append(el("span", { class: "quota-name", text: a.label, title: a.label }));
-        const meta = el("div", { class: "quota-meta" });
-        meta.append(healthPill(a), el("span", { class: "badge", text: KINDS[a.kind] || a.kind }));
-        if (a.plan_type) meta.append(el("span", { class: "badge", text: a.plan_type }));
-        who.append(meta);
-        if (a.detail && a.health !== "healthy" && a.health !== "disabled") {
-          who.append(el("span", { class: "quota-detail", text: a.detail }));
-        }
-        const windows = el("div", { class: "windows" });
-        const quota = a.quota;
-        if (quota && quota.windows.length) {
-          for (const w of quota.windows) windows.append(windowRow(w));
-        } else {
-          windows.append(el("p", { class: "no-quota", text: "Quota unknown until the first request." }));
-        }
-        return el("li", { class: "quota-item", "data-account": a.id }, who, windows);
-      }),
-    );
+    const items = [];
+    for (const [family, title] of POOLS) {
+      const members = next.accounts.filter((a) => (a.family || "anthropic") === family);
+      if (!members.length) continue;
+      items.push(el("li", { class: "quota-pool", text: title }));
+      items.push(...members.map(quotaItem));
+    }
+    list.replaceChildren(...items);
+  }
+
+  function quotaItem(a) {
+    const who = el("div", { class: "quota-who" });
+    who.append(el("span", { class: "quota-name", text: a.label, title: a.label }));
+    const meta = el("div", { class: "quota-meta" });
+    meta.append(healthPill(a), el("span", { class: "badge", text: KINDS[a.kind] || a.kind }));
+    if (a.plan_type) meta.append(el("span", { class: "badge", text: a.plan_type }));
+    who.append(meta);
+    if (a.detail && a.health !== "healthy" && a.health !== "disabled") {
+      who.append(el("span", { class: "quota-detail", text: a.detail }));
+    }
+    const windows = el("div", { class: "windows" });
+    const quota = a.quota;
+    if (quota && quota.windows.length) {
+      for (const w of quota.windows) windows.append(windowRow(w));
+    } else {
+      windows.append(el("p", { class: "no-quota", text: "Quota unknown until the first request." }));
+    }
+    if (quota && quota.updated_at) {
+      const updated = el("span", { class: "quota-updated", "data-ago": quota.updated_at, title: `Last updated ${whenLabel(quota.updated_at)}` });
+      updated.textContent = `Updated ${ago(quota.updated_at)}`;
+      who.append(updated);
+    }
+    return el("li", { class: "quota-item", "data-account": a.id }, who, windows);
   }
 
   // countdowns: every [data-until] shows the time left
@@ -288,6 +346,7 @@
       const left = Number(node.dataset.until) - now();
       node.textContent = (node.dataset.prefix || "") + (left > 0 ? duration(left) : "now");
     }
+    for (const node of document.querySelectorAll("[data-ago]")) node.textContent = `Updated ${ago(Number(node.dataset.ago))}`;
   }
   setInterval(tick, 1000);
 
@@ -485,14 +544,31 @@
 
   $("refresh-quota").addEventListener("click", async (event) => {
     const button = event.currentTarget;
+    const status = $("refresh-quota-status");
     button.disabled = true;
+    button.textContent = "Refreshing…";
+    status.className = "form-status";
+    status.textContent = "Asking the providers…";
     try {
-      await api("POST", "/api/quota/refresh");
+      const result = await api("POST", "/api/quota/refresh");
       await poll();
+      const at = clockTime(result.at);
+      if (result.refreshed.length) {
+        status.textContent = `Refreshed ${result.refreshed.join(", ")} at ${at}.`;
+        status.classList.add("ok");
+      } else if (result.failed.length) {
+        status.textContent = `${result.failed.join(", ")} did not answer at ${at}; the log has why.`;
+        status.classList.add("error");
+      } else {
+        status.textContent = `Checked at ${at}: API-key quotas update with every request, so there is nothing to ask.`;
+      }
+      if (result.refreshed.length && result.failed.length) status.textContent += ` ${result.failed.join(", ")} did not answer.`;
     } catch (error) {
-      toast(error.message, "error");
+      status.textContent = `Could not refresh: ${error.message}`;
+      status.classList.add("error");
     } finally {
       button.disabled = false;
+      button.textContent = "Refresh quota";
     }
   });
 
@@ -618,7 +694,12 @@
     refs.rename = el("button", { type: "button", class: "btn btn-small", text: "Rename" });
     refs.key = el("button", { type: "button", class: "btn btn-small", text: account.kind === "chatgpt" ? "Sign in again" : "Replace key" });
     refs.remove = el("button", { type: "button", class: "btn btn-small btn-ghost", text: "Remove" });
-    card.append(el("div", { class: "account-actions" }, refs.up, refs.down, el("span", { class: "sep", "aria-hidden": "true" }), refs.rename, refs.key, refs.remove));
+    refs.test = el("button", { type: "button", class: "btn btn-small", text: "Test" });
+    card.append(
+      el("div", { class: "account-actions" }, refs.up, refs.down, el("span", { class: "sep", "aria-hidden": "true" }), refs.test, refs.rename, refs.key, refs.remove),
+    );
+    refs.testResult = el("p", { class: "test-result", "aria-live": "polite", hidden: true });
+    card.append(refs.testResult);
 
     refs.minInput = el("input", { type: "number", id: `min-${id}`, min: "0", max: "100", step: "any", inputmode: "decimal" });
     refs.killInput = el("input", { type: "text", id: `kill-${id}`, spellcheck: "false", autocomplete: "off", placeholder: "window=percent, …" });
@@ -643,7 +724,11 @@
       ),
     );
     card.append(refs.limits);
+    refs.history = historyPanel(id);
+    card.append(refs.history);
     card._refs = refs;
+
+    refs.test.addEventListener("click", () => testAccount(id, refs));
 
     refs.enabled.addEventListener("change", async () => {
       try {
@@ -752,6 +837,7 @@
     r.detail.classList.toggle("bad", ["needs_login", "auth_failed", "no_secret"].includes(account.health));
     r.up.disabled = index === 0;
     r.down.disabled = index === total - 1;
+    r.test.setAttribute("aria-label", `Test ${account.label}`);
     r.up.setAttribute("aria-label", `Move ${account.label} up`);
     r.down.setAttribute("aria-label", `Move ${account.label} down`);
     r.rename.setAttribute("aria-label", `Rename ${account.label}`);
@@ -768,41 +854,132 @@
     }
   }
 
+  const familyOf = (account) => account.family || (account.kind === "anthropic-api-key" ? "anthropic" : "openai");
+
   function renderAccounts(next) {
-    const list = $("account-list");
     $("accounts-empty").hidden = next.accounts.length > 0;
     const seen = new Set();
     const focused = document.activeElement;
-    const order = [];
-    next.accounts.forEach((account, index) => {
-      let card = cards.get(account.id);
-      if (!card) {
-        card = makeCard(account);
-        cards.set(account.id, card);
+    for (const pool of document.querySelectorAll("#account-list .pool")) {
+      const members = next.accounts.filter((a) => familyOf(a) === pool.dataset.family);
+      const list = pool.querySelector(".account-list");
+      pool.querySelector('[data-role="pool-empty"]').hidden = members.length > 0 || next.accounts.length === 0;
+      pool.hidden = members.length === 0 && next.accounts.length === 0;
+      const order = members.map((account, index) => {
+        let card = cards.get(account.id);
+        if (!card) {
+          card = makeCard(account);
+          cards.set(account.id, card);
+        }
+        updateCard(card, account, index, members.length);
+        seen.add(account.id);
+        return card;
+      });
+      const current = Array.from(list.children);
+      if (current.length !== order.length || current.some((node, i) => node !== order[i])) {
+        list.append(...order);
+        if (focused && focused.isConnected && focused !== document.activeElement) focused.focus();
       }
-      updateCard(card, account, index, next.accounts.length);
-      seen.add(account.id);
-      order.push(card);
-    });
+    }
     for (const [id, card] of cards) {
       if (!seen.has(id)) {
         card.remove();
         cards.delete(id);
       }
     }
-    const current = Array.from(list.children);
-    if (current.length !== order.length || current.some((node, i) => node !== order[i])) {
-      list.append(...order);
-      if (focused && focused.isConnected && focused !== document.activeElement) focused.focus();
+  }
+
+  // ------------------------------------------------------------------ accounts: Test and history
+
+  async function testAccount(id, refs) {
+    const out = refs.testResult;
+    refs.test.disabled = true;
+    out.hidden = false;
+    out.className = "test-result";
+    out.textContent = "Sending one tiny request…";
+    try {
+      const result = await api("POST", `/api/accounts/${encodeURIComponent(id)}/test`);
+      out.dataset.ok = String(result.ok);
+      const latency = result.latency_ms === null ? "" : ` in ${Math.round(result.latency_ms).toLocaleString()} ms`;
+      out.textContent = result.ok
+        ? `Works: ${result.model} answered${latency}.`
+        : result.sent
+          ? `Failed${latency} (${result.model}): ${result.detail}`
+          : `Not tested: ${result.detail.replace(/^not sent: /, "")}`;
+      out.classList.add(result.ok ? "ok" : "error");
+      poll();
+    } catch (error) {
+      out.textContent = `The test could not run: ${error.message}`;
+      out.classList.add("error");
+    } finally {
+      refs.test.disabled = false;
     }
   }
 
+  function historyPanel(id) {
+    const chart = el("div", { class: "chart activity" });
+    const totals = el("p", { class: "muted small", "aria-live": "polite" });
+    let unit = "hour";
+    let metric = "requests";
+    const seg = (group, values, pick) => {
+      const box = el("div", { class: "segmented", role: "group", "aria-label": group });
+      for (const [value, label] of values) {
+        const button = el("button", { type: "button", class: "seg", text: label, "aria-pressed": String(value === values[0][0]) });
+        button.addEventListener("click", () => {
+          for (const other of box.children) other.setAttribute("aria-pressed", String(other === button));
+          pick(value);
+          load();
+        });
+        box.append(button);
+      }
+      return box;
+    };
+    const controls = el(
+      "div",
+      { class: "chart-controls" },
+      seg("Period", [["hour", "24 hours"], ["day", "30 days"]], (v) => { unit = v; }),
+      seg("Show", [["requests", "Requests"], ["tokens", "Tokens"]], (v) => { metric = v; }),
+    );
+    const details = el("details", { class: "limits history" }, el("summary", { text: "History" }), el("div", { class: "history-body" }, controls, chart, totals));
+    async function load() {
+      const width = Math.round(chart.clientWidth || 640);
+      try {
+        const data = await api("GET", `/api/accounts/${encodeURIComponent(id)}/activity?unit=${unit}&metric=${metric}&width=${width}`);
+        const svg = new DOMParser().parseFromString(data.svg, "image/svg+xml").documentElement;
+        if (svg && svg.nodeName === "svg") chart.replaceChildren(document.importNode(svg, true));
+        const t = data.totals;
+        const span = unit === "hour" ? "last 24 hours" : "last 30 days";
+        totals.textContent = `${span}: ${t.requests.toLocaleString()} request${t.requests === 1 ? "" : "s"}${t.errors ? ` (${t.errors} failed)` : ""}, ${compact(t.tokens)} tokens.`;
+      } catch (error) {
+        chart.replaceChildren(el("p", { class: "muted", text: `History unavailable: ${error.message}` }));
+      }
+    }
+    let drawnWidth = 0;
+    const loadAtWidth = () => {
+      drawnWidth = Math.round(chart.clientWidth);
+      load();
+    };
+    details.addEventListener("toggle", () => { if (details.open) loadAtWidth(); });
+    details._reload = () => { if (details.open) loadAtWidth(); };
+    // Drawn for its width (its text stays the page's size): draw again when that changes much.
+    window.addEventListener("resize", () => {
+      if (details.open && Math.abs(Math.round(chart.clientWidth) - drawnWidth) > 40) loadAtWidth();
+    });
+    return details;
+  }
+
   async function move(id, delta) {
-    const ids = state.accounts.map((a) => a.id);
-    const from = ids.indexOf(id);
+    // Within its pool: the order that matters is per family (an OpenAI key above an Anthropic key changes nothing).
+    const account = state.accounts.find((a) => a.id === id);
+    if (!account) return;
+    const family = familyOf(account);
+    const pool = state.accounts.filter((a) => familyOf(a) === family).map((a) => a.id);
+    const from = pool.indexOf(id);
     const to = from + delta;
-    if (from < 0 || to < 0 || to >= ids.length) return;
-    ids.splice(to, 0, ids.splice(from, 1)[0]);
+    if (from < 0 || to < 0 || to >= pool.length) return;
+    pool.splice(to, 0, pool.splice(from, 1)[0]);
+    const rest = state.accounts.filter((a) => familyOf(a) !== family).map((a) => a.id);
+    const ids = family === "anthropic" ? [...pool, ...rest] : [...rest, ...pool];
     try {
       await api("POST", "/api/account-order", { ids });
       await poll();
@@ -971,6 +1148,10 @@
     role("snippet").textContent = agent.snippet;
     role("path").textContent = agent.path ? `Writes ${agent.path}` : "Set these in the environment OpenHands runs in (it keeps its own settings store).";
     role("configured").hidden = !agent.configured;
+    if (agent.configured && !agentsConfigured) {
+      agentsConfigured = true;
+      if (state) renderChecklist(state);
+    }
     const notes = [...(agent.notes || [])];
     if (agent.problem) notes.unshift(agent.problem);
     role("notes").replaceChildren(...notes.map((n) => el("li", { text: n })));
@@ -1391,7 +1572,8 @@
       for (const node of $("analysis-costs").querySelectorAll("[data-cost]")) node.textContent = money(s.costs[node.dataset.cost]);
       const chart = $("analysis-chart");
       chart.alt = `Chart: prompt tokens per turn of this session, read from the cache, written to it and uncached; ${ratio(t.hit_ratio)} read from the cache overall. The table below has the same numbers.`;
-      chart.src = `/api/analysis/cache.svg?${query}&at=${encodeURIComponent(data.generated_at)}`;
+      const theme = darkMode.matches ? "dark" : "light";
+      chart.src = `/api/analysis/cache.svg?${query}&theme=${theme}&at=${encodeURIComponent(data.generated_at)}`;
       chart.hidden = false;
       $("analysis-notes").replaceChildren(...(s.notes || []).map((n) => el("li", { text: n })));
       $("analysis-turns").querySelector("tbody").replaceChildren(
@@ -1423,6 +1605,8 @@
     }
   }
 
+  const darkMode = window.matchMedia("(prefers-color-scheme: dark)");
+  darkMode.addEventListener("change", () => { if (analysisSession !== null) loadSession(); });
   $("analysis-days").addEventListener("change", () => scheduleAnalysis(true));
   $("analysis-refresh").addEventListener("click", () => scheduleAnalysis(true));
 

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from proxy.config.settings import Settings, SettingsError
+from proxy.features.request_history import RequestFilter, RequestHistory
 from proxy.relay import RELAY_SECRET
 from proxy.secrets.keychain import KeychainError, account_secret_name
 
@@ -75,6 +76,7 @@ def _dumps() -> dict[str, Any]:
 
 def _recent(now: float) -> dict[str, Any]:
     log = ctx().engine.request_log
+    first = RequestHistory(log.path).recent(RequestFilter(purpose="agent", limit=1))
     rows = log.query(since=now - 86400, limit=400)
     totals = log.summary(since=now - 86400)
     all_fallbacks = [r for r in rows if len(r.fallback_chain) > 1]
@@ -94,6 +96,7 @@ def _recent(now: float) -> dict[str, Any]:
         "fallbacks_24h": sum(t["fallbacks"] for t in totals),
         "requests_24h": sum(t["requests"] for t in totals),
         "latest_request": rows[0].ts if rows else None,
+        "agent_request_seen": bool(first),  # ever: the first-run checklist's last step
     }
 
 
@@ -117,6 +120,7 @@ def build_state() -> dict[str, Any]:
         "version": status["version"],
         "gateway_url": status["url"],
         "paused": status.get("paused", False),
+        "summary": status.get("summary"),  # the one pool summary (issue 11), when this engine publishes it
         "routing": status["routing"],
         "settings_file": status["settings_file"],
         "settings_error": status["settings_error"],
@@ -193,11 +197,30 @@ def access_key() -> Response:
     return jsonify({"key": key})
 
 
+def _quota_times(status: dict[str, Any]) -> dict[str, float | None]:
+    return {a["id"]: (a.get("quota") or {}).get("updated_at") for a in status["accounts"]}
+
+
 @blueprint.post("/api/quota/refresh")
 def refresh_quota() -> Response:
+    """Ask every account with a usage endpoint (ChatGPT) now; say which ones answered. API-key quotas come with
+    each request's answer, so there is nothing to ask for them."""
     engine = ctx().engine
+    before = _quota_times(engine.status())
     try:
         engine.call(engine.refresh_quota(), timeout=20.0)
     except (RuntimeError, TimeoutError) as exc:
-        return error(f"could not refresh: {exc}", 503)
-    return jsonify({"ok": True})
+        return error(f"could not refresh: {exc or 'no answer in time'}", 503)
+    status = engine.status()
+    after = _quota_times(status)
+    labels = {a["id"]: a["label"] for a in status["accounts"]}
+    refreshed = [i for i, at in after.items() if at is not None and at != before.get(i)]
+    pollable = [a["id"] for a in status["accounts"] if a["kind"] == "chatgpt" and a["enabled"]]
+    return jsonify(
+        {
+            "ok": True,
+            "at": time.time(),
+            "refreshed": [labels[i] for i in refreshed],
+            "failed": [labels[i] for i in pollable if i not in refreshed],
+        }
+    )

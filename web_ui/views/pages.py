@@ -17,6 +17,7 @@ blueprint = Blueprint("pages", __name__)
 PAGE_SECTIONS = (
     ("overview", "Overview"),
     ("accounts", "Accounts"),
+    ("requests", "Request log"),
     ("routing", "Routing and limits"),
     ("caching", "Caching"),
     ("analysis", "Cache analysis"),

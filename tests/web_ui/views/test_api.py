@@ -132,3 +132,44 @@ def test_true_for_a_number_is_refused_not_taken_as_one(signed_in: Web) -> None:
 )
 def test_key_hints_show_only_the_public_prefix_and_the_last_four(key: str | None, hint: str | None) -> None:
     assert key_hint(key) == hint
+
+
+def test_the_first_run_facts_and_the_engines_summary(signed_in: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from web_ui.views.cache import TtlCache
+
+    def forget_recent(web: Web) -> None:  # the state's 2-second cache of the log's facts
+        web.services.web.context.helper("ttl", TtlCache).forget("recent")
+
+    state = signed_in.get_json("/api/state")
+    assert state["recent"]["agent_request_seen"] is False
+    assert state["summary"] is None  # this engine publishes none yet: the page counts itself
+    signed_in.gateway.add("anthropic", "Work", "sk-ant-api03-" + "w" * 40)
+    engine = signed_in.services.engine
+    engine.call(engine.test_account("work"), timeout=10)  # a test is not an agent's request
+    signed_in.gateway.flush_log()
+    forget_recent(signed_in)
+    assert signed_in.get_json("/api/state")["recent"]["agent_request_seen"] is False
+    response = httpx.post(
+        f"{signed_in.gateway.url}/v1/messages",
+        headers=signed_in.gateway.headers(),
+        json={"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    signed_in.gateway.flush_log()
+    forget_recent(signed_in)
+    assert signed_in.get_json("/api/state")["recent"]["agent_request_seen"] is True
+
+    summary = {"state": "healthy", "ready": 1, "total": 1, "next_reset": None}
+    original = engine.status
+    monkeypatch.setattr(engine, "status", lambda: {**original(), "summary": summary})
+    assert signed_in.get_json("/api/state")["summary"] == summary
+
+
+def test_refresh_quota_says_what_it_refreshed(signed_in: Web) -> None:
+    signed_in.gateway.add("anthropic", "Work", "sk-ant-api03-" + "w" * 40)
+    result = signed_in.post("/api/quota/refresh").get_json()
+    assert result["ok"] is True and result["refreshed"] == [] and result["failed"] == []
+    assert result["at"] > 0

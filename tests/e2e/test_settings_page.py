@@ -4,7 +4,7 @@ Signs in with the one-time link `headway settings --print-url` mints, adds API k
 code, against the fake issuer), toggles dumps and checks the settings file and the engine both changed, edits the
 settings file and the CLI behind the page's back and watches the page follow without a reload, checks the refusals
 (a foreign Host through a DNS-rebinding-style name, a missing CSRF token, a cross-site form post, no cookie), and
-saves screenshots at desktop and phone widths to test-artifacts/.
+saves screenshots of every section in light and dark, at desktop and phone widths, to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from tests.support.browser import (
     ARTIFACTS,
     free_port,
     login_url,
-    overflowing,
     page_url,
+    screenshots,
     settings_json,
     unlabeled_controls,
 )
@@ -318,25 +318,15 @@ def test_settings_page_end_to_end(browser: Any, headway: GatewayProcess, fakes: 
     page.wait_for_timeout(400)
     page.screenshot(path=str(ARTIFACTS / "settings-desktop.png"))
     page.screenshot(path=str(ARTIFACTS / "settings-desktop-full.png"), full_page=True)
-    for section in ("accounts", "routing", "connect"):
-        page.evaluate(
-            f"() => document.getElementById('{section}').scrollIntoView({{block: 'start', behavior: 'instant'}})"
-        )
-        page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / f"settings-desktop-{section}.png"))
-    assert overflowing(page) == []
-
     page.set_viewport_size({"width": 390, "height": 844})
     page.evaluate("() => window.scrollTo({top: 0, behavior: 'instant'})")
     page.wait_for_timeout(400)
     page.screenshot(path=str(ARTIFACTS / "settings-narrow.png"))
-    page.screenshot(path=str(ARTIFACTS / "settings-narrow-full.png"), full_page=True)
-    page.evaluate(
-        "() => document.getElementById('accounts').scrollIntoView({block: 'start', behavior: 'instant'})"
-    )
-    page.wait_for_timeout(300)
-    page.screenshot(path=str(ARTIFACTS / "settings-narrow-accounts.png"))
-    assert overflowing(page) == []
+    page.set_viewport_size({"width": 1280, "height": 800})
+    # every section with this run's data, light and dark, desktop and phone (nothing sticks out sideways)
+    for section in ("overview", "accounts", "routing", "caching", "debugging", "health", "connect"):
+        screenshots(page, section, f"tour-{section}", full=section == "overview")
+    assert problems == [], problems
     context.close()
 
 

@@ -7,6 +7,8 @@ cache chart follows the dark theme."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,6 +248,22 @@ def test_health_surfaces_of_the_page(
     expect(chart.locator("title").first).to_contain_text("Tokens per day")
     screenshots(page, "accounts", "account-history", full=False, element=team)
 
+    # ---- the engine's pool summary, when it publishes one, is what the overview says (injected into /api/state)
+    def with_summary(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["summary"] = {"state": "exhausted", "ready": 0, "total": 3, "next_reset": time.time() + 1200}
+        route.fulfill(response=response, json=body)
+
+    page.route("**/api/state", with_summary)
+    show(page, "overview")
+    expect(page.locator("#stat-ready")).to_have_text("0 of 3", timeout=10_000)
+    expect(page.locator("#stat-ready-note")).to_have_text(
+        re.compile(r"^Every account is blocked · usable again in 1\dm \d\ds$")
+    )
+    page.unroute("**/api/state")
+    expect(page.locator("#stat-ready-note")).to_be_hidden(timeout=10_000)  # this engine has no summary yet
+
     # ---- primary buttons ≥ 4.5:1 in both themes; the cache chart follows the dark theme
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
@@ -263,6 +281,4 @@ def test_health_surfaces_of_the_page(
 
 
 def _contains(text: str) -> Any:
-    import re
-
     return re.compile(re.escape(text))

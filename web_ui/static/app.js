@@ -238,8 +238,30 @@
     const ready = summary && Number.isFinite(summary.ready) ? summary.ready : enabled.filter((a) => a.health === "healthy").length;
     const total = summary && Number.isFinite(summary.total) ? summary.total : enabled.length;
     $("stat-ready").textContent = `${ready} of ${total}`;
+    renderSummaryNote(summary);
     $("stat-requests").textContent = compact(next.recent.requests_24h);
     $("stat-fallbacks").textContent = compact(next.recent.fallbacks_24h);
+  }
+
+  // The pool's state in words, from the engine's summary (the same one the tray icon and `headway status` draw).
+  const SUMMARY_WORDS = {
+    healthy: ["All good", "ok"],
+    low: ["Running low", "warn"],
+    critical: ["Nearly out", "bad"],
+    exhausted: ["Every account is blocked", "bad"],
+    needs_login: ["An account needs login", "bad"],
+    paused: ["Paused", "warn"],
+    unknown: ["Nothing known yet", "off"],
+  };
+
+  function renderSummaryNote(summary) {
+    const note = $("stat-ready-note");
+    const words = summary && SUMMARY_WORDS[summary.state];
+    note.hidden = !words;
+    if (!words) return;
+    note.dataset.level = words[1];
+    note.replaceChildren(document.createTextNode(words[0]));
+    if (summary.next_reset) note.append(el("span", { "data-until": summary.next_reset, "data-prefix": " · usable again in " }));
   }
 
   // ------------------------------------------------------------------ overview: first-run checklist

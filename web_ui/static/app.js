@@ -10,8 +10,6 @@
 
   let state = null;
   let clockOffset = 0; // server time − local time, seconds
-  const pendingSettings = new Set();
-  const dirtySettings = new Set();
 
   // ------------------------------------------------------------------ helpers
 
@@ -152,16 +150,27 @@
     return pill;
   }
 
-  // What the page's other scripts (accounts.js, requests.js, relay.js, analysis.js) share: the helpers, each new
+  // What the page's other scripts (accounts.js, settings.js, connect.js, usage.js, requests.js, relay.js, analysis.js,
+  // health.js) share: the helpers, each new
   // state as it arrives (onState), the current one, and the dialogs. Nothing else is global.
   window.Headway = Object.freeze({
     api, el, toast, whenLabel, clockTime, duration, compact, money, bytes, healthPill, KINDS,
-    onState: (listener) => stateListeners.push(listener),
+    onState: (listener) => {
+      stateListeners.push(listener);
+      if (state) listener(state, null); // registered after the first state arrived: it gets that one now
+    },
     accountLabel: (id) => accountLabel(id),
     state: () => state,
     poll: () => poll(),
     confirmDialog: (title, text, okText) => confirmDialog(title, text, okText),
     promptDialog: (options) => promptDialog(options),
+    copyText,
+    agentConfigured: () => {
+      if (agentsConfigured) return;
+      agentsConfigured = true;
+      if (state) renderChecklist(state);
+    },
+    setSettings: (settings) => { if (state) state.settings = settings; },
   });
 
   // ------------------------------------------------------------------ state polling
@@ -210,13 +219,10 @@
     renderStats(next);
     renderQuota(next);
     renderFallbacks(next);
-    syncSettings(next.settings);
-    renderDebugging(next);
     $("keychain-name").textContent = next.keychain || "unknown";
     $("keychain-name").classList.toggle("keychain-warn", /NOT encrypted|no secure keychain/i.test(next.keychain || ""));
     if (next.settings_error === null) $("settings-error").hidden = true;
     if (!previous || previous.recent.latest_request !== next.recent.latest_request) {
-      scheduleUsage();
     }
     renderChecklist(next);
     for (const listener of stateListeners) {
@@ -402,160 +408,7 @@
     );
   }
 
-  // ------------------------------------------------------------------ usage chart
-
-  let usageMetric = "cost";
-  let chartWidth = 0;
-  window.addEventListener("resize", () => {
-    const width = Math.round($("usage-chart").clientWidth);
-    if (Math.abs(width - chartWidth) > 40) scheduleUsage();
-  });
-  let usageTimer = null;
-  let usageBusy = false;
-
-  function scheduleUsage(immediate) {
-    clearTimeout(usageTimer);
-    usageTimer = setTimeout(loadUsage, immediate ? 0 : 1500);
-  }
-
-  async function loadUsage() {
-    if (usageBusy) return scheduleUsage();
-    usageBusy = true;
-    const days = $("usage-days").value;
-    const width = Math.round($("usage-chart").clientWidth || 720);
-    chartWidth = width;
-    try {
-      const query = `days=${encodeURIComponent(days)}&metric=${encodeURIComponent(usageMetric)}&width=${width}`;
-      const data = await api("GET", `/api/usage?${query}`);
-      const doc = new DOMParser().parseFromString(data.svg, "image/svg+xml");
-      const svg = doc.documentElement;
-      if (svg && svg.nodeName === "svg") $("usage-chart").replaceChildren(document.importNode(svg, true));
-      $("usage-legend").replaceChildren(
-        ...data.accounts.map((a) => el("li", {}, el("span", { class: `swatch series-${a.series}`, "aria-hidden": "true" }), a.label)),
-      );
-      const body = $("usage-table").querySelector("tbody");
-      const rows = data.accounts.map((a) =>
-        el(
-          "tr",
-          {},
-          el("th", { scope: "row" }, el("span", { class: `swatch series-${a.series}`, "aria-hidden": "true" }), " ", a.label),
-          el("td", { class: "num", text: a.requests.toLocaleString() }),
-          el("td", { class: "num hide-narrow", text: a.errors.toLocaleString() }),
-          el("td", { class: "num hide-narrow", text: a.fallbacks.toLocaleString() }),
-          el("td", { class: "num", text: compact(a.tokens) }),
-          el("td", { class: "num", text: money(a.cost) }),
-        ),
-      );
-      if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "No requests in this period." })));
-      body.replaceChildren(...rows);
-      const costs = data.accounts.map((a) => a.cost).filter((c) => c !== null);
-      $("stat-cost").textContent = costs.length ? money(costs.reduce((x, y) => x + y, 0)) : "$0";
-      $("stat-cost-days").textContent = String(data.days.length);
-    } catch (error) {
-      if (error.status !== 401) $("usage-chart").replaceChildren(el("p", { class: "muted", text: `Usage unavailable: ${error.message}` }));
-    } finally {
-      usageBusy = false;
-    }
-  }
-
-  for (const button of document.querySelectorAll(".seg[data-metric]")) {
-    button.addEventListener("click", () => {
-      usageMetric = button.dataset.metric;
-      for (const other of document.querySelectorAll(".seg[data-metric]")) other.setAttribute("aria-pressed", String(other === button));
-      scheduleUsage(true);
-    });
-  }
-  $("usage-days").addEventListener("change", () => scheduleUsage(true));
-
-  // ------------------------------------------------------------------ generic settings controls
-
-  function controlValue(input) {
-    const control = input.dataset.control;
-    if (control === "switch") return input.checked;
-    if (control === "number") return input.value.trim() === "" ? null : Number(input.value);
-    if (control === "select") return input.value === "" ? null : input.value;
-    return input.value;
-  }
-
-  function showValue(input, value) {
-    const control = input.dataset.control;
-    if (control === "switch") input.checked = Boolean(value);
-    else if (value === null || value === undefined) input.value = "";
-    else if (Array.isArray(value)) input.value = value.join(", ");
-    else input.value = String(value);
-  }
-
-  function fieldStatus(path, message, isError) {
-    const input = document.querySelector(`[data-setting="${CSS.escape(path)}"]`);
-    if (!input) return;
-    const status = $(`${input.id}-status`);
-    if (isError) input.setAttribute("aria-invalid", "true");
-    else input.removeAttribute("aria-invalid");
-    if (!status) return;
-    status.textContent = message;
-    status.classList.toggle("error", Boolean(isError));
-    if (!isError && message) {
-      setTimeout(() => { if (status.textContent === message) status.textContent = ""; }, 2000);
-    }
-  }
-
-  function syncReadonly(values) {
-    for (const node of document.querySelectorAll("[data-readonly]")) {
-      const value = values[node.dataset.readonly];
-      node.textContent =
-        value === null || value === undefined || (Array.isArray(value) && !value.length) ? "not set" : Array.isArray(value) ? value.join(", ") : String(value);
-    }
-  }
-
-  function syncSettings(values) {
-    syncReadonly(values);
-    for (const input of document.querySelectorAll("[data-setting]")) {
-      const path = input.dataset.setting;
-      if (!(path in values)) continue;
-      if (pendingSettings.has(path) || dirtySettings.has(path) || document.activeElement === input) continue;
-      showValue(input, values[path]);
-    }
-  }
-
-  async function saveSetting(path, value) {
-    pendingSettings.add(path);
-    fieldStatus(path, "Saving…", false);
-    try {
-      const result = await api("POST", "/api/settings", { changes: { [path]: value } });
-      dirtySettings.delete(path);
-      const input = document.querySelector(`[data-setting="${CSS.escape(path)}"]`);
-      if (input && document.activeElement !== input) showValue(input, result.settings[path]);
-      fieldStatus(path, "Saved", false);
-      if (state) state.settings = result.settings;
-      poll();
-      return true;
-    } catch (error) {
-      const problems = (error.data && error.data.problems) || {};
-      fieldStatus(path, problems[path] || error.message, true);
-      const input = document.querySelector(`[data-setting="${CSS.escape(path)}"]`);
-      if (input && input.dataset.control === "switch" && state) showValue(input, state.settings[path]);
-      return false;
-    } finally {
-      pendingSettings.delete(path);
-    }
-  }
-
-  for (const input of document.querySelectorAll("[data-setting]")) {
-    const path = input.dataset.setting;
-    if (input.dataset.control === "switch" || input.dataset.control === "select") {
-      input.addEventListener("change", () => saveSetting(path, controlValue(input)));
-    } else {
-      input.addEventListener("input", () => dirtySettings.add(path));
-      input.addEventListener("change", () => saveSetting(path, controlValue(input)));
-      input.addEventListener("keydown", (event) => {
-        if (event.key === "Escape" && state) {
-          dirtySettings.delete(path);
-          showValue(input, state.settings[path]);
-          fieldStatus(path, "", false);
-        }
-      });
-    }
-  }
+  // ------------------------------------------------------------------ overview: pause and quota buttons
 
   $("resume-button").addEventListener("click", async () => {
     try {
@@ -596,24 +449,6 @@
       button.textContent = "Refresh quota";
     }
   });
-
-  // ------------------------------------------------------------------ debugging facts
-
-  function renderDebugging(next) {
-    $("dumps-folder").textContent = next.dumps.folder;
-    const d = next.dumps;
-    $("dumps-size").textContent =
-      d.size_bytes === null ? "unreadable" : d.size_bytes === 0 ? "empty" : `${bytes(d.size_bytes)} in ${d.dumps} dump${d.dumps === 1 ? "" : "s"}`;
-    $("log-file").textContent = next.log.file || "(console only)";
-    $("settings-file").textContent = next.settings_file;
-  }
-
-  for (const button of document.querySelectorAll("[data-copy-from]")) {
-    button.addEventListener("click", async () => {
-      const ok = await copyText($(button.dataset.copyFrom).textContent);
-      toast(ok ? "Copied." : "Could not copy; select the text instead.", ok ? "" : "error");
-    });
-  }
 
   // ------------------------------------------------------------------ dialogs
 
@@ -708,97 +543,6 @@
   }
   for (const list of document.querySelectorAll('[role="tablist"]')) setupTabs(list);
 
-  // ------------------------------------------------------------------ connect an agent
-
-  async function loadAgents() {
-    try {
-      const data = await api("GET", "/api/agents");
-      keyHint = data.key_hint;
-      if (!keyShown) $("access-key").textContent = keyHint;
-      for (const agent of data.agents) renderAgent(agent);
-    } catch (error) {
-      for (const panel of document.querySelectorAll(".agent-panel")) {
-        panel.querySelector('[data-role="status"]').textContent = error.message;
-      }
-    }
-  }
-
-  function renderAgent(agent) {
-    const panel = document.querySelector(`.agent-panel[data-agent="${CSS.escape(agent.name)}"]`);
-    if (!panel) return;
-    const role = (name) => panel.querySelector(`[data-role="${name}"]`);
-    role("snippet").textContent = agent.snippet;
-    role("path").textContent = agent.path ? `Writes ${agent.path}` : "Set these in the environment OpenHands runs in (it keeps its own settings store).";
-    role("configured").hidden = !agent.configured;
-    if (agent.configured && !agentsConfigured) {
-      agentsConfigured = true;
-      if (state) renderChecklist(state);
-    }
-    const notes = [...(agent.notes || [])];
-    if (agent.problem) notes.unshift(agent.problem);
-    role("notes").replaceChildren(...notes.map((n) => el("li", { text: n })));
-  }
-
-  for (const panel of document.querySelectorAll(".agent-panel")) {
-    const name = panel.dataset.agent;
-    const status = panel.querySelector('[data-role="status"]');
-    const copy = panel.querySelector('[data-action="copy-snippet"]');
-    copy.addEventListener("click", async () => {
-      try {
-        const data = await api("POST", `/api/agents/${encodeURIComponent(name)}/snippet`);
-        const ok = await copyText(data.snippet);
-        toast(ok ? "Copied, with your access key." : "Could not copy.", ok ? "" : "error");
-      } catch (error) {
-        toast(error.message, "error");
-      }
-    });
-    const write = panel.querySelector('[data-action="write-config"]');
-    if (write) {
-      write.addEventListener("click", async () => {
-        write.disabled = true;
-        status.className = "form-status";
-        status.textContent = "Writing…";
-        try {
-          const result = await api("POST", `/api/agents/${encodeURIComponent(name)}/write`);
-          status.textContent = result.changed
-            ? `Wrote ${result.path}${result.backup ? ` (previous version kept as ${result.backup})` : ""}.`
-            : `${result.path} already points at Headway; nothing changed.`;
-          status.classList.add("ok");
-          renderAgent({ ...result.agent, notes: [...(result.notes || [])] });
-        } catch (error) {
-          status.textContent = error.message;
-          status.classList.add("error");
-        } finally {
-          write.disabled = false;
-        }
-      });
-    }
-  }
-
-  let keyShown = false;
-  let keyHint = "hw-••••••••";
-  $("copy-access-key").addEventListener("click", async () => {
-    try {
-      const data = await api("POST", "/api/access-key");
-      const ok = await copyText(data.key);
-      toast(ok ? "Access key copied." : "Could not copy.", ok ? "" : "error");
-    } catch (error) {
-      toast(error.message, "error");
-    }
-  });
-  $("show-access-key").addEventListener("click", async (event) => {
-    const button = event.currentTarget;
-    try {
-      keyShown = !keyShown;
-      $("access-key").textContent = keyShown ? (await api("POST", "/api/access-key")).key : keyHint;
-      button.textContent = keyShown ? "Hide" : "Show";
-      button.setAttribute("aria-pressed", String(keyShown));
-    } catch (error) {
-      keyShown = false;
-      toast(error.message, "error");
-    }
-  });
-
   // ------------------------------------------------------------------ navigation highlight
 
   const links = new Map(Array.from(document.querySelectorAll("[data-nav]")).map((a) => [a.dataset.nav, a]));
@@ -842,46 +586,9 @@
   window.addEventListener("resize", () => { currentSection = null; highlightNav(); });
   highlightNav();
 
-  // ------------------------------------------------------------------ health check (headway doctor)
-
-  const HEALTH_PILL = { ok: ["pill-ok", "ok"], warn: ["pill-warn", "warning"], fail: ["pill-bad", "failed"] };
-
-  function healthItem(check) {
-    const [pill, word] = HEALTH_PILL[check.status] || ["pill-off", check.status];
-    return el(
-      "li",
-      { class: "health-item", "data-status": check.status },
-      el("span", { class: `pill ${pill}`, text: word }),
-      " ",
-      el("strong", { text: check.check }),
-      " ",
-      el("span", { text: check.detail }),
-      check.fix && check.status !== "ok" ? el("p", { class: "muted small health-fix", text: `Fix: ${check.fix}` }) : null,
-    );
-  }
-
-  const healthRun = $("health-run");
-  if (healthRun) {
-    healthRun.addEventListener("click", async () => {
-      healthRun.disabled = true;
-      $("health-status").textContent = "Checking…";
-      try {
-        const data = await api("POST", "/api/health");
-        $("health-list").replaceChildren(...data.checks.map(healthItem));
-        const parts = [];
-        if (data.failed) parts.push(`${data.failed} failed`);
-        if (data.warned) parts.push(`${data.warned} with warnings`);
-        $("health-status").textContent = parts.length ? `${data.checks.length} checks: ${parts.join(", ")}.` : `All ${data.checks.length} checks passed.`;
-      } catch (error) {
-        $("health-status").textContent = `The checks could not run: ${error.message}`;
-      } finally {
-        healthRun.disabled = false;
-      }
-    });
-  }
-
   // ------------------------------------------------------------------ start
 
-  poll();
-  loadAgents();
+  // The first poll once every section's script has run (deferred scripts all run before DOMContentLoaded).
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => poll(), { once: true });
+  else poll();
 })();

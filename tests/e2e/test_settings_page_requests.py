@@ -262,7 +262,13 @@ def test_health_surfaces_of_the_page(
         re.compile(r"^Every account is blocked · usable again in 1\dm \d\ds$")
     )
     page.unroute("**/api/state")
-    expect(page.locator("#stat-ready-note")).to_be_hidden(timeout=10_000)  # this engine has no summary yet
+    # the engine's own summary: its headline, in the tray's and `headway status`'s words
+    note = page.locator("#stat-ready-note")
+    expect(note).not_to_have_text(re.compile("Every account is blocked"), timeout=10_000)
+    summary = json.loads(run_cli("status", "--json", env=env).stdout)["summary"]
+    expect(note).to_have_attribute("data-level", re.compile(r"^(ok|warn|bad|off)$"))
+    expect(note).to_contain_text(summary["headline"].split(" ")[0])
+    expect(page.locator("#stat-ready")).to_have_text(f"{summary['ready']} of {summary['total']}")
 
     # ---- primary buttons ≥ 4.5:1 in both themes; the cache chart follows the dark theme
     for scheme in ("light", "dark"):

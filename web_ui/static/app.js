@@ -269,6 +269,10 @@
     note.hidden = !words;
     if (!words) return;
     note.dataset.level = words[1];
+    if (summary.headline) {
+      note.textContent = summary.headline; // the tray's and `headway status`'s own words
+      return;
+    }
     note.replaceChildren(document.createTextNode(words[0]));
     if (summary.next_reset) note.append(el("span", { "data-until": summary.next_reset, "data-prefix": " · usable again in " }));
   }

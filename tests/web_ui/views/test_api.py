@@ -144,7 +144,9 @@ def test_the_first_run_facts_and_the_engines_summary(signed_in: Web, monkeypatch
 
     state = signed_in.get_json("/api/state")
     assert state["recent"]["agent_request_seen"] is False
-    assert state["summary"] is None  # this engine publishes none yet: the page counts itself
+    assert (
+        state["summary"]["state"] == "unknown" and state["summary"]["total"] == 0
+    )  # the engine's, passed on
     signed_in.gateway.add("anthropic", "Work", "sk-ant-api03-" + "w" * 40)
     engine = signed_in.services.engine
     engine.call(engine.test_account("work"), timeout=10)  # a test is not an agent's request

@@ -64,6 +64,7 @@ SECTION_PAGE: dict[str, str] = {
     "chatgpt": "caching",
     "dumps": "debugging",
     "logging": "debugging",
+    "upstream_websocket": "routing",
 }
 
 GROUP_TITLES: dict[str, str] = {
@@ -75,6 +76,7 @@ GROUP_TITLES: dict[str, str] = {
     "logging": "Log",
     "relay": "Relay settings",
     "web": "Settings page",
+    "upstream_websocket": "Upstream WebSocket (Responses API)",
 }
 
 FIELD_LABELS: dict[str, str] = {

@@ -9,12 +9,8 @@ from __future__ import annotations
 import json
 import time
 
-import redis
-from redis.exceptions import RedisError
-
 from proxy.secrets.members import Member, MembersError
-from proxy.shared.link import redacted_url
-from proxy.shared.records import Names, encode_message
+from proxy.shared.records import Names, encode_message, redacted_url
 
 __all__ = ["MemberAdmin", "SharedStateUnreachable"]
 
@@ -28,6 +24,9 @@ class MemberAdmin:
         self.url = url
         self.names = names
         self.replica = replica
+        import redis  # only the commands that reach Redis import it: the CLI starts without it
+
+        self._redis_error: type[Exception] = redis.exceptions.RedisError
         self._client = redis.Redis.from_url(url, socket_connect_timeout=3.0, socket_timeout=5.0)
 
     def close(self) -> None:
@@ -41,7 +40,7 @@ class MemberAdmin:
     def members(self) -> list[Member]:
         try:
             raw = self._client.hgetall(self.names.members)
-        except RedisError as exc:
+        except self._redis_error as exc:
             raise self._fail(exc) from exc
         found = []
         for value in raw.values():
@@ -54,7 +53,7 @@ class MemberAdmin:
     def seeded(self) -> bool:
         try:
             return bool(self._client.exists(self.names.members_written))
-        except RedisError as exc:
+        except self._redis_error as exc:
             raise self._fail(exc) from exc
 
     def put(self, member: Member) -> None:
@@ -77,7 +76,7 @@ class MemberAdmin:
         pipe.publish(self.names.channel, encode_message(self.replica, "member", name, value))
         try:
             pipe.execute()
-        except RedisError as exc:
+        except self._redis_error as exc:
             raise self._fail(exc) from exc
 
 

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -42,26 +41,16 @@ from proxy.shared.records import (
     encode_message,
     health_record,
     parse_message,
+    redacted_url,
 )
 from proxy.tasks import TaskGroup
 
-__all__ = ["SharedState", "redacted_url"]
+__all__ = ["SharedState"]
 
 log = logging.getLogger("headway.shared")
 
 _SPEND_DAYS_KEPT = 3 * 86400
 _MAX_PINS_READ = 10_000
-
-
-def redacted_url(url: str) -> str:
-    """The URL without its password, for logs and status."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def connect(url: str) -> aioredis.Redis:

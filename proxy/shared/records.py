@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from proxy.routing.health import AccountHealth, HealthBook
 from proxy.routing.quota import QuotaBook, QuotaSnapshot
@@ -29,7 +30,7 @@ from proxy.routing.router import Router
 from proxy.routing.spend import SpendBook
 from proxy.secrets.members import Member, MemberBook, MembersError
 
-__all__ = ["Names", "apply_health", "apply_pin", "apply_quota", "health_record", "parse_message"]
+__all__ = ["Names", "apply_health", "apply_pin", "apply_quota", "health_record", "parse_message", "redacted_url"]
 
 
 @dataclass(frozen=True)
@@ -192,3 +193,14 @@ def parse_message(data: bytes | str) -> Message | None:
 
 def encode_message(replica: str, kind: str, key: str, value: Any) -> str:
     return json.dumps({"r": replica, "k": kind, "id": key, "v": value}, separators=(",", ":"))
+
+
+def redacted_url(url: str) -> str:
+    """The URL without its password, for logs and status."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

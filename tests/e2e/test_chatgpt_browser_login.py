@@ -133,7 +133,9 @@ def test_browser_login_in_chromium(
 
     code, out, err = login.finish()
     assert code == 0, err
-    assert out.splitlines()[-1] == "signed in as browser@example.com (plan pro) — account browser added"
+    lines = out.splitlines()
+    assert "signed in as browser@example.com (plan pro) — account browser added" in lines, out
+    assert lines[-1].startswith("Order: #1 of"), out  # where the account sits, and how to change it
 
     settings = json.loads(paths.settings_file.read_text())
     assert [(a["id"], a["label"], a["chatgpt_account_id"]) for a in settings["accounts"]] == [

@@ -30,7 +30,15 @@ from proxy.routing.router import Router
 from proxy.routing.spend import SpendBook
 from proxy.secrets.members import Member, MemberBook, MembersError
 
-__all__ = ["Names", "apply_health", "apply_pin", "apply_quota", "health_record", "parse_message", "redacted_url"]
+__all__ = [
+    "Names",
+    "apply_health",
+    "apply_pin",
+    "apply_quota",
+    "health_record",
+    "parse_message",
+    "redacted_url",
+]
 
 
 @dataclass(frozen=True)

@@ -33,5 +33,7 @@ def test_shared_state_benchmark_reports_every_figure() -> None:
         assert result["cpu_ms_per_request"][side] > 0
         assert result["hot_path_us"][side] > 0
     assert isinstance(result["latency_ms"]["added_p50"], float)
-    # Quota snapshots are coalesced: far fewer publishes than requests (a functional check, not a speed one).
-    assert 0 < result["published_per_request"] < 0.5
+    # Quota snapshots are coalesced (at most one publish a second per account, none for an unchanged snapshot): far
+    # fewer publishes than requests. A quick run may publish none in its measured window (read from a status that is
+    # itself up to 0.5 s old); that publishing happens at all is tested with two replicas (tests/proxy/shared).
+    assert 0 <= result["published_per_request"] < 0.5

@@ -454,3 +454,53 @@ def test_records_after_stop_are_dropped_not_queued(db_path: Path) -> None:
 
     assert request_log.dropped == 1
     assert request_log.query() == []
+
+
+def _count_commits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every COMMIT the writer's connection runs, recorded through SQLite's statement trace."""
+    commits: list[str] = []
+    original_open = RequestLog._open_writer
+
+    def traced_open(self: RequestLog) -> sqlite3.Connection:
+        conn = original_open(self)
+        conn.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+        return conn
+
+    monkeypatch.setattr(RequestLog, "_open_writer", traced_open)
+    return commits
+
+
+def test_rows_arriving_together_are_committed_together(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One commit per request cost a third of the gateway's CPU at 400 requests/s: rows that arrive within the linger
+    # share one transaction.
+    commits = _count_commits(monkeypatch)
+    request_log = RequestLog(db_path, linger=1.0)
+    request_log.start()
+    migrations = len(commits)
+    try:
+        for i in range(20):
+            request_log.record(_rec(ts=float(i)))
+            time.sleep(0.002)  # the writer is woken by the first row; the others come while it lingers
+        assert request_log.flush(timeout=5)
+    finally:
+        assert request_log.stop(timeout=5)
+    assert len(request_log.query(limit=100)) == 20
+    assert len(commits) - migrations == 1
+
+
+def test_flush_and_stop_do_not_wait_out_the_linger(db_path: Path) -> None:
+    request_log = RequestLog(db_path, linger=60.0)
+    request_log.start()
+    try:
+        request_log.record(_rec(ts=1.0))
+        started = time.monotonic()
+        assert request_log.flush(timeout=10)
+        assert [r.ts for r in request_log.query()] == [1.0]
+        request_log.record(_rec(ts=2.0))
+        assert request_log.stop(timeout=10)
+        assert time.monotonic() - started < 10  # far below the linger: both cut it short
+    finally:
+        request_log.stop(timeout=1)
+    assert sorted(r.ts for r in request_log.query()) == [1.0, 2.0]

@@ -103,14 +103,20 @@ async def hold(
                 return None, held, events
             held.append(chunk)
             size += len(chunk)
+            verdict: Verdict | None = None
+            # Every event of the chunk is kept, also those after the one that decides: one read often carries the
+            # first content together with the rest of a short answer, and a transformer needs all of it.
             for event in parser.feed(chunk):
                 events.append(event)
                 data = event.json()
                 if isinstance(data, dict):
                     usage.feed_event(event.event, data)
-                verdict = adapter.classify_event(incoming.protocol, event)
-                if verdict.kind != "meta":
-                    return verdict, held, events
+                if verdict is None:
+                    decided = adapter.classify_event(incoming.protocol, event)
+                    if decided.kind != "meta":
+                        verdict = decided
+            if verdict is not None:
+                return verdict, held, events
             if size > HOLD_LIMIT:
                 return Verdict("content"), held, events
     except httpx.TimeoutException:

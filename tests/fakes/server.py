@@ -75,6 +75,8 @@ class Behavior:
     `raw_stream` answers 200 `text/event-stream` with exactly these bytes (malformed SSE), streamed or not.
     `content_gate(i)` is called before content event i (1-based: text or tool-call deltas) of a streamed answer and
     may block: a test paces the stream with it, e.g. until it has received event i-1 through the gateway.
+    `one_write` sends a streamed answer's events in one write at its end, as one network read often delivers a short
+    answer (the first content event and everything after it together).
     """
 
     status: int = 200
@@ -97,6 +99,7 @@ class Behavior:
     hang_after_events: int | None = None
     raw_stream: bytes | None = None
     content_gate: Callable[[int], None] | None = None
+    one_write: bool = False
 
     def replace(self, **changes: Any) -> Behavior:
         return dataclasses.replace(self, **changes)
@@ -164,6 +167,7 @@ class EventStream:
         self._exchange = exchange
         self._handler = exchange.handler
         self._chunked = exchange.handler.request_version != "HTTP/1.0"
+        self._pending: list[bytes] | None = [] if exchange.behavior.one_write else None
         self.count = 0
 
     def event(self, name: str | None, data: Any) -> None:
@@ -186,6 +190,9 @@ class EventStream:
 
     def close(self) -> None:
         """End the response properly (the terminating chunk)."""
+        if self._pending:
+            pending, self._pending = b"".join(self._pending), None
+            self._write(pending)
         if self._chunked:
             self._handler.wfile.write(b"0\r\n\r\n")
             self._handler.wfile.flush()
@@ -193,6 +200,9 @@ class EventStream:
             self._handler.close_connection = True
 
     def _write(self, data: bytes) -> None:
+        if self._pending is not None:
+            self._pending.append(data)
+            return
         wfile = self._handler.wfile
         if self._chunked:
             wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

@@ -103,6 +103,34 @@ def test_non_streaming_responses_are_aggregated(gw: RunningGateway, auth: FakeOp
     assert response.usage is not None and response.usage.output_tokens > 0
 
 
+def test_a_whole_answer_in_one_read_is_translated_whole(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    # A short answer often arrives in one network read: the first content event with everything after it. The events
+    # after the one that ends the hold were lost to the translators (and to the usage count) until they were kept.
+    add_chatgpt(gw, auth, "acct-1", "work")
+    codex.default = Behavior(one_write=True, usage={"input_tokens": 7, "output_tokens": 11})
+    c = client(gw)
+    response = c.responses.create(model="gpt-5", input="hi")
+    assert response.output_text == "Hello from the fake"
+    completion = c.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
+    assert completion.choices[0].message.content == "Hello from the fake"
+    assert completion.choices[0].finish_reason == "stop"
+    chunks = list(
+        c.chat.completions.create(
+            model="gpt-5",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "Hello from the fake"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 11
+    gw.flush_log()
+    rows = gw.services.engine.request_log.query(limit=3)
+    assert [r.usage.output_tokens if r.usage else None for r in rows] == [11, 11, 11]
+
+
 def test_chat_completions_translated_both_ways(
     gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
 ) -> None:

@@ -71,6 +71,7 @@ from proxy.shared.team import Team
 from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
+from proxy.wire.upstream_client import Timeouts, UpstreamClient
 
 __all__ = ["Engine", "EngineOptions", "PortInUse", "ensure_access_key"]
 
@@ -136,7 +137,10 @@ class Engine:
         self.request_log = RequestLog(paths.request_log)
         self._adapters: dict[str, ProviderAdapter] = build_adapters()
         self._credentials = Credentials(self._secrets, self._adapters, self._state.health, self._state_dirty)
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = (
+            None  # logins, polling, relay setup: everything but model requests
+        )
+        self._upstream: UpstreamClient | None = None  # model requests (the hot path)
         self._upkeep = AccountUpkeep(
             settings=lambda: self._settings,
             upstreams=lambda: self._upstreams,
@@ -270,6 +274,12 @@ class Engine:
         )
         # One client serves every account: never let an upstream's cookies link them.
         self._client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        self._upstream = UpstreamClient(
+            lambda: Timeouts(
+                self._settings.gateway.connect_timeout_seconds, self._settings.gateway.read_timeout_seconds
+            ),
+            environ=self._environ,
+        )
         self._credentials.tokens = TokenManager(
             load=self._read_secret,
             save=self._save_tokens,
@@ -282,7 +292,7 @@ class Engine:
             settings=lambda: self._settings,
             upstreams=lambda: self._upstreams,
             state=self._state,
-            client=self._client,
+            client=self._upstream,
             credentials=self._credentials,
             adapters=self._adapters.__getitem__,
             features=self._features,
@@ -367,6 +377,8 @@ class Engine:
                 log.exception("feature %s did not close cleanly", feature.name)
         if self._client is not None:
             await self._client.aclose()
+        if self._upstream is not None:
+            await self._upstream.aclose()
         await self._saver.save()
 
     def _write_runtime(self) -> None:

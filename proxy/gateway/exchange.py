@@ -44,6 +44,7 @@ from proxy.wire.request_budget import Budget, StepTimeout
 from proxy.wire.response_body import read_capped
 from proxy.wire.retry_after import retry_after_seconds
 from proxy.wire.sse import SSEParser
+from proxy.wire.upstream_client import UpstreamClient
 from proxy.wire.usage import UsageAccumulator
 
 __all__ = ["Exchange", "Finish", "error_answer", "response_headers"]
@@ -101,7 +102,7 @@ class Exchange:
         settings: Callable[[], Settings],
         upstreams: Callable[[], UpstreamSettings],
         state: RuntimeState,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         features: Features,
         finish: Finish,
         on_state_change: Callable[[], None],
@@ -131,10 +132,7 @@ class Exchange:
                 continue
             if upstream is not None:
                 return upstream
-        return await self._client.send(
-            self._client.build_request(out.method, out.url, headers=out.headers, content=out.content),
-            stream=True,
-        )
+        return await self._client.send(out.method, out.url, out.headers, out.content)
 
     def _give_up(
         self, attempt: Attempt, account: Account, tag: str, note: str | None, failure: HeadwayError

@@ -26,7 +26,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol as TypingProtocol
 
-import httpx
 from starlette.responses import Response, StreamingResponse
 
 from proxy.config.settings import Account, Settings, UpstreamSettings
@@ -55,6 +54,7 @@ from proxy.routing.health import Block
 from proxy.routing.router import Candidates, Skipped
 from proxy.routing.state import RuntimeState
 from proxy.wire.request_budget import AgentGone, Budget, DeadlinePassed
+from proxy.wire.upstream_client import UpstreamClient
 from proxy.wire.usage import UsageAccumulator
 
 __all__ = ["Credentials", "Forwarder", "describe_blocks"]
@@ -77,7 +77,7 @@ class Forwarder:
         settings: Callable[[], Settings],
         upstreams: Callable[[], UpstreamSettings],
         state: RuntimeState,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         credentials: Credentials,
         adapters: Callable[[str], ProviderAdapter],
         features: Features,

@@ -96,12 +96,14 @@ def test_build_sh_installs_the_lock_with_hash_checking() -> None:
 
 
 def test_one_http_stack() -> None:
-    """Neither the bundle nor a running Headway carries a second HTTP client stack (httpx2 / httpcore2 came with
-    genai-prices, for a price updater Headway never ran)."""
+    """Two HTTP clients by design and no more: httpx for logins, polling and Cloudflare, aiohttp for model requests
+    (chosen by benchmark, docs/architecture.md). Neither the bundle nor a running Headway carries another stack
+    (httpx2 / httpcore2 / truststore came with genai-prices, for a price updater Headway never ran)."""
     locked = {
         canonicalize_name(line.split("==")[0]) for line in LOCK.read_text().splitlines() if "==" in line
     }
-    assert not locked & {"httpx2", "httpcore2", "truststore", "genai-prices"}
+    assert not locked & {"httpx2", "httpcore2", "truststore", "genai-prices", "requests", "urllib3"}
+    assert {"httpx", "httpcore", "aiohttp"} <= locked
     code = (
         "import sys, proxy.engine, proxy.features.pricing, proxy.analyzer, tray.cli, web_ui.app;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'httpx2', 'httpcore2', 'genai_prices'}))"

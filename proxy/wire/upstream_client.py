@@ -1,0 +1,205 @@
+"""The hot path's HTTP client: every agent request goes upstream through it (logins, polling and Cloudflare use httpx).
+
+It is aiohttp's client (connection pool, HTTP/1.1 keep-alive, TLS, its C parser) with answers handed back as
+:class:`httpx.Response` objects whose body streams from aiohttp, and aiohttp's exceptions translated into httpx's.
+So the exchange, the stream readers and the features that open their own transport (relay, upstream WebSocket) keep
+one response type and one exception vocabulary, whatever carried the bytes.
+
+Why not httpx here: httpcore's pool checks every idle keep-alive connection on every request (``getpeername`` and a
+``poll`` each, twice), so its cost per request grows with the pool; with 20 busy connections httpx cost 1.5 ms of CPU
+per request against 0.1 ms for aiohttp's client on the same load (``python -m benchmarks clients``; the figures and
+the other candidates are in docs/architecture.md).
+
+What it does the way httpx did, so that nothing changes for the user:
+- proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``; HTTP proxies only — a
+  request whose proxy is another kind fails with a clear :class:`httpx.ProxyError`), read once at start. aiohttp's
+  own ``trust_env`` is not used: it would also send credentials from ``~/.netrc``.
+- certificates: httpx's default context (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``);
+- timeouts: connect and per-read, from the settings at each request; waiting for a free connection is bounded too;
+- no cookies (one client serves every account: an upstream's cookies must never link them), no redirects followed,
+  ``Accept-Encoding: gzip, deflate`` (the answer is decoded by httpx's decoders as before).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx
+
+__all__ = ["Timeouts", "UpstreamClient", "translate"]
+
+_ACCEPT_ENCODING = "gzip, deflate"  # what httpx's decoders read without optional packages
+_POOL_WAIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float
+    read: float
+
+
+class UpstreamClient:
+    """One pool of keep-alive connections to every upstream; :meth:`send` returns a streaming response."""
+
+    def __init__(
+        self,
+        timeouts: Callable[[], Timeouts],
+        *,
+        max_connections: int = 200,
+        keepalive_expiry: float = 60.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._timeouts = timeouts
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._proxies = _proxies_from(os.environ if environ is None else environ)
+        self._proxy_of: dict[tuple[str, str], str | None] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._client_timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive_expiry,
+            ssl=_ssl_context(),
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,  # httpx.Response decodes, as it did when httpx carried the bytes
+            trust_env=False,
+            skip_auto_headers=("User-Agent",),  # the adapters always set Headway's own
+        )
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        wanted = self._timeouts()
+        cached = self._client_timeout
+        if cached is None or cached[0] != wanted:
+            cached = (
+                wanted,
+                aiohttp.ClientTimeout(
+                    total=None,
+                    connect=wanted.connect
+                    + _POOL_WAIT_SECONDS,  # a free connection, then the connection itself
+                    sock_connect=wanted.connect,
+                    sock_read=wanted.read,
+                ),
+            )
+            self._client_timeout = cached
+        return cached[1]
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to ``url`` goes through (None: direct), as the environment says."""
+        if not self._proxies:
+            return None
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        if key not in self._proxy_of:
+            host = parts.hostname or ""
+            # NO_PROXY matching as urllib does it (undocumented in typeshed, public in the module since 3.2).
+            bypass = urllib.request.proxy_bypass_environment(host, self._proxies)  # type: ignore[attr-defined]
+            proxy = None if bypass else self._proxies.get(parts.scheme) or self._proxies.get("all")
+            self._proxy_of[key] = proxy
+        return self._proxy_of[key]
+
+    async def send(self, method: str, url: str, headers: Mapping[str, str], content: bytes) -> httpx.Response:
+        """Send the request; the answer's head is in, its body streams (close it with ``aclose``).
+
+        Raises httpx's exceptions (:func:`translate`): ``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``,
+        ``ProxyError``, ``RemoteProtocolError``, ``TransportError``.
+        """
+        if self._session is None:
+            self._session = self._open_session()
+        proxy = self.proxy_for(url)
+        if proxy is not None and not proxy.startswith(("http://", "https://")):
+            raise httpx.ProxyError(
+                f"the proxy {urlsplit(proxy).scheme}:// from the environment is not supported for model requests "
+                "(use an http:// proxy, or NO_PROXY for this host)"
+            )
+        if "accept-encoding" not in headers:
+            headers = {**headers, "accept-encoding": _ACCEPT_ENCODING}
+        try:
+            answer = await self._session.request(
+                method,
+                url,
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+                timeout=self._timeout(),
+                proxy=proxy,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise translate(exc, connecting=True) from exc
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.raw_headers,
+            stream=_Body(answer),
+        )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """The answer's body as aiohttp reads it: each chunk as it arrives (no re-chunking, so streams stay live)."""
+
+    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+        self._answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._answer.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise translate(exc, connecting=False) from exc
+
+    async def aclose(self) -> None:
+        # A fully read answer gives its connection back to the pool; one closed early takes it down with it (the
+        # rest of its body would otherwise be read into the next request's answer).
+        if self._answer.content.at_eof():
+            self._answer.release()
+        else:
+            self._answer.close()
+
+
+def translate(exc: BaseException, *, connecting: bool) -> httpx.HTTPError:
+    """aiohttp's exception as the httpx exception the gateway handles (the message kept)."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message)
+    if isinstance(exc, TimeoutError):  # waiting for the answer's head or its next bytes
+        return httpx.ReadTimeout(message)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return httpx.ProxyError(message)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message)
+    if isinstance(exc, aiohttp.ClientOSError):
+        return httpx.ConnectError(message) if connecting else httpx.ReadError(message)
+    return httpx.TransportError(message)
+
+
+def _proxies_from(environ: Mapping[str, str]) -> dict[str, str]:
+    """``{"https": url, "http": url, "all": url, "no": "host,…"}`` from ``*_PROXY`` variables (lower case wins)."""
+    proxies: dict[str, str] = {}
+    for name in sorted(environ, key=lambda n: n.islower()):  # upper case first, so lower case overrides it
+        value = environ[name]
+        if value and name.lower().endswith("_proxy"):
+            proxies[name.lower().removesuffix("_proxy")] = value
+    return proxies
+
+
+def _ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=True)

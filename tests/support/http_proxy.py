@@ -1,0 +1,104 @@
+"""A real HTTP forward proxy on 127.0.0.1 for tests: it reads absolute-form requests (``POST http://host:port/path
+HTTP/1.1``), records each request line, and relays the request to the target and the answer back, byte for byte.
+
+Plain HTTP only (no CONNECT): the fakes speak HTTP, and what is tested is that the client goes through the proxy the
+environment names. One thread runs an asyncio loop; use it as a context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from types import TracebackType
+from urllib.parse import urlsplit
+
+__all__ = ["HttpProxy"]
+
+
+class HttpProxy:
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-http-proxy", daemon=True)
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> HttpProxy:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        async def stop() -> None:
+            assert self._server is not None
+            self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.closing(writer):
+            while True:
+                head = await _read_head(reader)
+                if head is None:
+                    return
+                line, headers = head
+                self.request_lines.append(line)
+                method, target, version = line.split(" ", 2)
+                parts = urlsplit(target)
+                length = int(_header(headers, "content-length") or 0)
+                body = await reader.readexactly(length) if length else b""
+                upstream_reader, upstream_writer = await asyncio.open_connection(parts.hostname, parts.port)
+                with contextlib.closing(upstream_writer):
+                    path = parts.path + (f"?{parts.query}" if parts.query else "")
+                    kept = [h for h in headers if not h.lower().startswith(("proxy-", "connection:"))]
+                    upstream_writer.write(
+                        "\r\n".join(
+                            [f"{method} {path} {version}", *kept, "Connection: close", "", ""]
+                        ).encode()
+                        + body
+                    )
+                    await upstream_writer.drain()
+                    answer = await upstream_reader.read()  # until the target closes (Connection: close)
+                writer.write(_without_keepalive(answer))
+                await writer.drain()
+                return  # one request per client connection: the answer ends with the close
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[str, list[str]] | None:
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    lines = raw.decode("latin-1").split("\r\n")
+    return lines[0], [line for line in lines[1:] if line]
+
+
+def _header(headers: list[str], name: str) -> str | None:
+    for line in headers:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _without_keepalive(answer: bytes) -> bytes:
+    """The answer with ``Connection: close`` (the proxy closes after it), so the client does not reuse the socket."""
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+    return b"\r\n".join([*lines, b"Connection: close"]) + sep + body

@@ -156,10 +156,16 @@ class _Body(httpx.AsyncByteStream):
         self._answer = answer
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._answer.content
         try:
-            async for chunk in self._answer.content.iter_any():
+            async for chunk in content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
+            # aiohttp raises a broken connection's error before the bytes that arrived with it; they are the last
+            # events the agent can still get (httpx handed them on first, then raised).
+            rest = _unread(content)
+            if rest:
+                yield rest
             raise translate(exc, connecting=False) from exc
 
     async def aclose(self) -> None:
@@ -189,6 +195,17 @@ def translate(exc: BaseException, *, connecting: bool) -> httpx.HTTPError:
     if isinstance(exc, aiohttp.ClientOSError):
         return httpx.ConnectError(message) if connecting else httpx.ReadError(message)
     return httpx.TransportError(message)
+
+
+def _unread(content: aiohttp.StreamReader) -> bytes:
+    """What is buffered and unread: aiohttp's public reads raise the stored error first (its private read does not;
+    without it the bytes are lost, as they would be anyway)."""
+    read = getattr(content, "_read_nowait", None)
+    try:
+        rest = read(-1) if read is not None else b""
+    except Exception:
+        return b""
+    return rest if isinstance(rest, bytes) else b""
 
 
 def _proxies_from(environ: Mapping[str, str]) -> dict[str, str]:

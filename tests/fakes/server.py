@@ -180,6 +180,7 @@ class EventStream:
         self._write(frame.encode())
         self.count += 1
         if behavior.drop_after_events is not None and self.count >= behavior.drop_after_events:
+            self._flush_pending()  # with one_write: the events, then the connection's end, in one go
             raise _Dropped
         if behavior.hang_after_events is not None and self.count >= behavior.hang_after_events:
             self._exchange.hang()
@@ -190,14 +191,17 @@ class EventStream:
 
     def close(self) -> None:
         """End the response properly (the terminating chunk)."""
-        if self._pending:
-            pending, self._pending = b"".join(self._pending), None
-            self._write(pending)
+        self._flush_pending()
         if self._chunked:
             self._handler.wfile.write(b"0\r\n\r\n")
             self._handler.wfile.flush()
         else:
             self._handler.close_connection = True
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            pending, self._pending = b"".join(self._pending), None
+            self._write(pending)
 
     def _write(self, data: bytes) -> None:
         if self._pending is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import socket
@@ -170,3 +171,26 @@ async def test_a_stream_cut_mid_body_is_a_protocol_error(fake: FakeAnthropic) ->
         await response.aclose()
     finally:
         await client.aclose()
+
+
+async def _settle(fake: FakeAnthropic) -> None:
+    """Give the loop time to take in what the fake sent and its close (the fake has answered when this returns)."""
+    await asyncio.sleep(0.3)
+
+
+async def test_bytes_that_arrived_with_a_broken_connection_come_before_the_error(fake: FakeAnthropic) -> None:
+    # The events and the connection's end arrive together: aiohttp alone would raise first and drop them.
+    fake.enqueue(Behavior(chunks=6, drop_after_events=5, one_write=True))
+    client = _client()
+    streamed = json.dumps({**json.loads(BODY), "stream": True})
+    received = b""
+    try:
+        response = await client.send("POST", f"{fake.url}/v1/messages", HEADERS, streamed.encode())
+        await _settle(fake)  # both the bytes and the end are in before the first read
+        with pytest.raises(httpx.RemoteProtocolError):
+            async for chunk in response.aiter_bytes():
+                received += chunk
+        await response.aclose()
+    finally:
+        await client.aclose()
+    assert received.count(b"event: ") == 5

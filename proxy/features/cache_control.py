@@ -44,7 +44,6 @@ Decisions:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -52,6 +51,7 @@ from typing import Any, Literal
 from proxy.config.settings import Account, Settings
 from proxy.features.base import Feature
 from proxy.providers.base import Incoming
+from proxy.wire import json_body
 
 __all__ = [
     "DEFAULT_TTL",
@@ -423,5 +423,5 @@ class CacheControl(Feature):
         result = apply_cache_mode(request.json, mode, subagent=request.session.subagent)
         if not result.changed:
             return request
-        body = json.dumps(result.body, ensure_ascii=False, separators=(",", ":")).encode()
+        body = json_body.dumps(result.body)
         return replace(request, body=body, json=result.body, cache_change=result.description)

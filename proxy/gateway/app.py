@@ -59,6 +59,7 @@ from proxy.gateway.websocket import ResponsesSocket
 from proxy.providers.base import Incoming, StreamProtocol
 from proxy.routing.sessions import identify_session
 from proxy.secrets.members import MEMBER_SCOPE_KEY
+from proxy.wire import json_body
 
 __all__ = [
     "ErrorBoundary",
@@ -413,20 +414,20 @@ async def _read_body(request: Request, limit_mb: int) -> bytes:
 
 def _parse_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or BadRequest saying exactly what is wrong with it."""
-    if not body.strip():
-        raise BadRequest("the request body is empty; expected a JSON object")
     try:
-        text = body.decode("utf-8")
+        parsed = json_body.loads(body)
     except UnicodeDecodeError as exc:
         raise BadRequest(f"the request body is not UTF-8 (invalid byte at offset {exc.start})") from None
-    try:
-        parsed = json.loads(text)
     except json.JSONDecodeError as exc:
+        if not body.strip():
+            raise BadRequest("the request body is empty; expected a JSON object") from None
         raise BadRequest(
             f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise BadRequest("the request body's JSON is nested too deeply") from None
+    except ValueError as exc:  # NaN, Infinity
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise BadRequest(f"the request body must be a JSON object, not {_json_kind(parsed)}")
     return parsed
@@ -475,7 +476,7 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
             expanded = conversations.expand(parsed)
             if expanded is not None:  # else left as sent: the route decides (the ChatGPT one answers 400)
                 parsed = expanded
-                body = json.dumps(parsed, ensure_ascii=False, separators=(",", ":")).encode()
+                body = json_body.dumps(parsed)
         incoming = Incoming(
             method=request.method,
             path=request.url.path,

@@ -9,7 +9,6 @@ translated by a transformer (:mod:`.transformers`). A 429 usage-limit answer exh
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +40,7 @@ from proxy.providers.chatgpt.usage_poll import poll_usage
 from proxy.providers.openai import classify_openai_event
 from proxy.routing.health import Block
 from proxy.routing.quota import Window
+from proxy.wire import json_body
 from proxy.wire.sse import SSEEvent
 
 __all__ = ["ChatGPTAccount"]
@@ -91,7 +91,7 @@ class ChatGPTAccount(ProviderAdapter):
             method="POST",
             url=self.base_url(account, upstreams) + RESPONSES_PATH,
             headers=headers,
-            content=json.dumps(shaped, separators=(",", ":")).encode(),
+            content=json_body.dumps(shaped),
         )
 
     def quota_windows(self, headers: Mapping[str, str], now: float) -> list[Window]:

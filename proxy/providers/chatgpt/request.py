@@ -35,7 +35,6 @@ always false (the backend refuses a Lite request with it true; the Codex CLI sen
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -88,6 +87,9 @@ def to_codex_request(
 ) -> dict[str, Any]:
     """The Codex backend body for an agent's Responses request. Returns a new dict; ``body`` is not touched.
 
+    The new dict shares the agent's nested values (messages, tools, schemas) instead of copying them: nothing here
+    or after it changes them (the result is serialized right away), and a deep copy cost 7 ms on a 620 KB body.
+
     ``session_id`` becomes ``prompt_cache_key`` when the agent sent none. With ``stabilize_cache``, a request whose
     tools are all ``function`` tools (at least one) gets one native ``web_search`` tool without web access appended,
     which keeps it on the backend's stable prompt-cache path; a request without tools never gets one.
@@ -95,7 +97,7 @@ def to_codex_request(
     for key in ("previous_response_id", "conversation"):
         if body.get(key) is not None:
             raise ValueError(_UNRESOLVABLE.format(key=key, value=str(body[key])[:80]))
-    source = copy.deepcopy(dict(body))
+    source = dict(body)
     input_items = _codex_input(source.pop("input", None))
 
     instructions = source.pop("instructions", None)

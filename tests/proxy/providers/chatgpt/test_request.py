@@ -313,16 +313,18 @@ def test_cache_stabilizer(tools: Any, tool_choice: Any, stabilize: bool, expecte
 
 
 @pytest.mark.parametrize("make", [codex_cli_request, opencode_request, pi_request])
-def test_input_is_never_mutated_nor_shared(make: Any) -> None:
+def test_input_is_never_mutated_and_the_lists_headway_changes_are_new(make: Any) -> None:
     body = make()
     before = copy.deepcopy(body)
     out = to_codex_request(body, stabilize_cache=True, session_id="s")
     assert body == before
     out["tools"].append({"type": "function", "name": "extra"})
     out["input"].clear()
-    if "reasoning" in out:
-        out["reasoning"]["effort"] = "high"
     assert body == before
+    # The values inside are the agent's own, not copies (a deep copy cost 7 ms on a 620 KB body): the result is
+    # serialized right away and never changed.
+    if "reasoning" in body:
+        assert out["reasoning"] is body["reasoning"]
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)

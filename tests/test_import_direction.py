@@ -29,11 +29,22 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(source: str, module: str, *, is_package: bool) -> list[tuple[int, str]]:
-    """(line, absolute module name) for every import in `source`, the file of `module`."""
+def imported_modules(
+    source: str, module: str, *, is_package: bool, runtime_only: bool = False
+) -> list[tuple[int, str]]:
+    """(line, absolute module name) for every import in `source`, the file of `module`. With `runtime_only`, the
+    imports under `if TYPE_CHECKING:` (which never run) are left out."""
     found: list[tuple[int, str]] = []
     package = module.split(".") if is_package else module.split(".")[:-1]
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    type_only: set[int] = set()
+    if runtime_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                type_only.update(id(n) for n in ast.walk(node))
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

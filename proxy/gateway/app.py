@@ -236,6 +236,7 @@ class LocalGuard:
         self.app = app
         self.hooks = hooks
         self.refusals = refusals or RefusalLog()
+        self._allowed: tuple[object, frozenset[str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -270,8 +271,7 @@ class LocalGuard:
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if name.startswith("[") and "]:" in host:
             name = host.split("]:", 1)[0] + "]"
-        allowed = _LOOPBACK_NAMES | {h.lower() for h in settings.gateway.allowed_hosts}
-        if name.lower() not in allowed:
+        if name.lower() not in self._allowed_hosts(settings):
             raise _Refused(
                 ForbiddenOrigin(
                     f"Host {host[:100]!r} is not allowed (add it to gateway.allowed_hosts if it is yours)"
@@ -294,6 +294,13 @@ class LocalGuard:
         if not required:
             return self._member(presented)
         return self._check_key(path, presented)
+
+    def _allowed_hosts(self, settings: Settings) -> frozenset[str]:
+        """The Host names served: loopback ones and ``gateway.allowed_hosts`` (built again only when settings change)."""
+        names = settings.gateway.allowed_hosts
+        if self._allowed is None or self._allowed[0] is not names:
+            self._allowed = (names, _LOOPBACK_NAMES | {h.lower() for h in names})
+        return self._allowed[1]
 
     def _member(self, presented: list[str]) -> str | None:
         for key in presented:

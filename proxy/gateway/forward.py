@@ -24,10 +24,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol as TypingProtocol
 
 from starlette.responses import Response, StreamingResponse
 
+from proxy.auth.credentials import Credentials
 from proxy.config.settings import Account, Settings, UpstreamSettings
 from proxy.features.base import Completed, Features
 from proxy.gateway.aliases import resolve_alias
@@ -57,17 +57,9 @@ from proxy.wire.request_budget import AgentGone, Budget, DeadlinePassed
 from proxy.wire.upstream_client import UpstreamClient
 from proxy.wire.usage import UsageAccumulator
 
-__all__ = ["Credentials", "Forwarder", "describe_blocks"]
+__all__ = ["Forwarder", "describe_blocks"]
 
 log = logging.getLogger("headway.forward")
-
-
-class Credentials(TypingProtocol):
-    """Where the forwarder gets each account's secret (:class:`proxy.auth.credentials.Credentials`)."""
-
-    async def credential(self, account: Account) -> str | None: ...
-
-    async def fingerprints_of(self, accounts: list[Account]) -> dict[str, str]: ...
 
 
 class Forwarder:
@@ -149,7 +141,7 @@ class Forwarder:
             return False
         if self._state.quota.below_killswitch(account.id, account.killswitch, now):
             return False
-        if any(f.allows(incoming, account, now) for f in self._features.allows):
+        if self._feature_block(incoming, account, now) is not None:
             return False
         credential = await self._credentials.credential(account)
         if not credential:
@@ -197,15 +189,20 @@ class Forwarder:
             return candidates
         usable, skipped = [], list(candidates.skipped)
         for account in candidates.usable:
-            block = next(
-                (b for f in self._features.allows if (b := f.allows(incoming, account, now)) is not None),
-                None,
-            )
+            block = self._feature_block(incoming, account, now)
             if block is None:
                 usable.append(account)
             else:
                 skipped.append(Skipped(account, block))
         return Candidates(usable, skipped)
+
+    def _feature_block(self, incoming: Incoming, account: Account, now: float) -> Block | None:
+        """The first feature's reason to keep this request off this account (a budget spent), or None."""
+        for feature in self._features.allows:
+            block = feature.allows(incoming, account, now)
+            if block is not None:
+                return block
+        return None
 
     async def _route(self, incoming: Incoming, attempt: Attempt, budget: Budget) -> Response:
         settings = self._settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -15,7 +16,9 @@ __all__ = ["SecretCache", "fingerprint"]
 log = logging.getLogger("headway.secrets")
 
 
+@functools.lru_cache(maxsize=256)
 def fingerprint(secret: str) -> str:
+    """A short hash that tells a replaced secret from the old one (asked on every request: remembered)."""
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 

@@ -7,12 +7,11 @@ implement it (the ChatGPT provider's keep-warm, the relay's transport).
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-from tests.test_import_direction import module_name
+from tests.test_import_direction import imported_modules, module_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,26 +38,19 @@ def layer_of(module: str) -> int:
 
 
 def runtime_imports(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
-    tree = ast.parse(source)
-    type_only: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            type_only.update(id(n) for n in ast.walk(node))
-    package = module.split(".") if is_package else module.split(".")[:-1]
-    found = []
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - (node.level - 1)]
-                target = ".".join([*base, node.module] if node.module else base)
-            else:
-                target = node.module or ""
-            found.append((node.lineno, target))
-    return [(line, name) for line, name in found if name == "proxy" or name.startswith("proxy.")]
+    """The modules of `proxy` this source imports when it runs (a name imported from a package counts when it is a
+    module of its own: ``from proxy.wire import json_body``)."""
+    found = imported_modules(source, module, is_package=is_package, runtime_only=True)
+    return [
+        (line, name)
+        for line, name in found
+        if name == "proxy" or (name.startswith("proxy.") and _exists(name))
+    ]
+
+
+def _exists(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.is_dir() or path.with_suffix(".py").is_file()
 
 
 def violations(root: Path) -> list[str]:

@@ -53,7 +53,6 @@ from proxy.features.tracing import tracing_from_env
 from proxy.features.upstream_socket import UpstreamSockets
 from proxy.gateway.account_probe import ProbeResult, run_probe
 from proxy.gateway.app import GatewayHooks, build_app
-from proxy.gateway.errors import MemberCapReached
 from proxy.gateway.forward import Forwarder
 from proxy.gateway.listener import PortInUse, bind_listener
 from proxy.gateway.models import ModelList
@@ -322,7 +321,7 @@ class Engine:
         self.metrics = Metrics(lambda: self._state.quota, team=self.team)
         return [
             self._shared_accounts,
-            MemberCaps(self.team, MemberCapReached),
+            MemberCaps(self.team),
             RelayTransport(relay, lambda: client),
             UpstreamSockets(lambda: client),
             CacheControl(),

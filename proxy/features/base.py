@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import httpx
 
     from proxy.config.settings import Account, Settings
-    from proxy.gateway.errors import HeadwayError
     from proxy.providers.base import Incoming, Outgoing
     from proxy.routing.health import Block
+    from proxy.wire.errors import HeadwayError
     from proxy.wire.usage import Usage
 
 __all__ = ["HOOKS", "Completed", "Feature", "Features", "TransportFailed"]

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from proxy.features.base import Completed, Feature
 from proxy.features.costs import request_cost
+from proxy.wire.errors import HeadwayError, MemberCapReached
 
 if TYPE_CHECKING:
-    from proxy.gateway.errors import HeadwayError
     from proxy.providers.base import Incoming
     from proxy.shared.team import Team
 
@@ -34,11 +34,8 @@ def _until_midnight(now: float) -> float:
 class MemberCaps(Feature):
     name = "member_caps"
 
-    def __init__(
-        self, team: Team, refusal: type[HeadwayError], *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, team: Team, *, clock: Callable[[], float] = time.time) -> None:
         self._team = team
-        self._refusal = refusal  # gateway.errors.MemberCapReached, handed in (the gateway is a layer above)
         self._clock = clock
 
     def admit(self, request: Incoming) -> HeadwayError | None:
@@ -51,7 +48,7 @@ class MemberCaps(Feature):
         if spent < member.daily_usd:
             return None
         wait = _until_midnight(self._clock())
-        return self._refusal(
+        return MemberCapReached(
             f"member {member.name} has reached the daily cap of ${member.daily_usd:g} "
             f"(${spent:.2f} spent today, UTC); it resets at 00:00 UTC",
             headers={"retry-after": str(max(1, math.ceil(wait)))},

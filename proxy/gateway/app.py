@@ -45,7 +45,13 @@ from starlette.websockets import WebSocket
 from proxy import __version__
 from proxy.config.settings import Settings
 from proxy.gateway.conversations import ConversationBook, kept
-from proxy.gateway.errors import (
+from proxy.gateway.errors import error_response
+from proxy.gateway.websocket import ResponsesSocket
+from proxy.providers.base import Incoming, StreamProtocol
+from proxy.routing.sessions import identify_session
+from proxy.secrets.members import MEMBER_SCOPE_KEY
+from proxy.wire import json_body
+from proxy.wire.errors import (
     AccessDenied,
     BadRequest,
     ForbiddenOrigin,
@@ -53,13 +59,7 @@ from proxy.gateway.errors import (
     InternalError,
     NotFound,
     RequestTooLarge,
-    error_response,
 )
-from proxy.gateway.websocket import ResponsesSocket
-from proxy.providers.base import Incoming, StreamProtocol
-from proxy.routing.sessions import identify_session
-from proxy.secrets.members import MEMBER_SCOPE_KEY
-from proxy.wire import json_body
 
 __all__ = [
     "ErrorBoundary",

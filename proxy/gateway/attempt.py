@@ -13,10 +13,10 @@ import httpx
 
 from proxy.config.settings import Account
 from proxy.durations import format_duration
-from proxy.gateway.errors import HeadwayError
 from proxy.logs import redact
 from proxy.routing.quota import Window
 from proxy.routing.router import Skipped
+from proxy.wire.errors import HeadwayError
 
 __all__ = [
     "AGENT_GONE",

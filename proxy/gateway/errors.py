@@ -1,21 +1,5 @@
-"""The gateway's error tree, and how each error reaches an agent in its own protocol's shape.
-
-    HeadwayError                      status, error type, message, extra headers
-    ├── LocalRequestError             the agent's request is refused before any account is used
-    │   ├── BadRequest                400
-    │   ├── AccessDenied              401 (missing or wrong local access key)
-    │   ├── ForbiddenOrigin           403 (foreign Host or a browser Origin)
-    │   ├── NotFound                  404
-    │   ├── RequestTooLarge           413 (body over gateway.max_body_mb)
-    │   └── RequestHeadTooLarge       431 (request line and headers over the gateway's head limit)
-    ├── InternalError                 500 (a bug: the traceback is in the log file, never in the answer)
-    ├── NoAccounts                    503 (nothing configured for this family, or no secret for any)
-    ├── GatewayPaused                 503 (the user paused the gateway)
-    ├── AllAccountsExhausted          429 with retry-after = the earliest reset
-    ├── UpstreamTimeout               504
-    └── UpstreamUnavailable           502 (connection refused, reset, dropped before the response started)
-
-Lower-level exceptions (httpx) are translated into these at one place, ``proxy.gateway.forward``.
+"""How Headway's errors (:mod:`proxy.wire.errors`) reach an agent: in its own protocol's shape, as a whole answer
+(:func:`error_response`) or, once a stream has started, as an error event in it (:func:`stream_error_event`).
 """
 
 from __future__ import annotations
@@ -25,26 +9,9 @@ from typing import Literal
 
 from starlette.responses import Response
 
-__all__ = [
-    "AccessDenied",
-    "AllAccountsExhausted",
-    "BadRequest",
-    "ForbiddenOrigin",
-    "GatewayPaused",
-    "HeadwayError",
-    "InternalError",
-    "LocalRequestError",
-    "NoAccounts",
-    "NotFound",
-    "Protocol",
-    "RequestHeadTooLarge",
-    "RequestTooLarge",
-    "UpstreamTimeout",
-    "UpstreamUnavailable",
-    "error_body",
-    "error_response",
-    "stream_error_event",
-]
+from proxy.wire.errors import HeadwayError
+
+__all__ = ["Protocol", "error_body", "error_response", "stream_error_event"]
 
 Protocol = Literal["anthropic", "openai"]
 
@@ -75,92 +42,6 @@ _OPENAI_TYPES = {
     503: "server_error",
     504: "timeout",
 }
-
-
-class HeadwayError(Exception):
-    status = 500
-    code = "headway_error"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.headers = headers or {}
-
-
-class LocalRequestError(HeadwayError):
-    pass
-
-
-class BadRequest(LocalRequestError):
-    status = 400
-    code = "bad_request"
-
-
-class AccessDenied(LocalRequestError):
-    status = 401
-    code = "invalid_local_access_key"
-
-
-class ForbiddenOrigin(LocalRequestError):
-    status = 403
-    code = "forbidden"
-
-
-class NotFound(LocalRequestError):
-    status = 404
-    code = "not_found"
-
-
-class RequestTooLarge(LocalRequestError):
-    status = 413
-    code = "request_too_large"
-
-
-class RequestHeadTooLarge(LocalRequestError):
-    status = 431
-    code = "request_head_too_large"
-
-
-class InternalError(HeadwayError):
-    status = 500
-    code = "internal_error"
-
-
-class NoAccounts(HeadwayError):
-    status = 503
-    code = "no_accounts"
-
-
-class GatewayPaused(HeadwayError):
-    status = 503
-    code = "gateway_paused"
-
-
-class AllAccountsExhausted(HeadwayError):
-    status = 429
-    code = "all_accounts_exhausted"
-
-    def __init__(self, message: str, *, retry_after: float | None) -> None:
-        headers = {"retry-after": str(max(1, int(retry_after + 0.999)))} if retry_after is not None else {}
-        super().__init__(message, headers=headers)
-        self.retry_after = retry_after
-
-
-class MemberCapReached(HeadwayError):
-    """A team member's estimated spend today reached their daily cap (proxy/features/member_caps.py)."""
-
-    status = 429
-    code = "member_daily_cap"
-
-
-class UpstreamTimeout(HeadwayError):
-    status = 504
-    code = "upstream_timeout"
-
-
-class UpstreamUnavailable(HeadwayError):
-    status = 502
-    code = "upstream_unavailable"
 
 
 def error_body(protocol: Protocol, status: int, message: str, code: str | None = None) -> dict[str, object]:

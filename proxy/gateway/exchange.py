@@ -27,19 +27,13 @@ from proxy.gateway.attempt import (
     reset_of_exhausted,
     short_error,
 )
-from proxy.gateway.errors import (
-    BadRequest,
-    HeadwayError,
-    Protocol,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    error_body,
-)
+from proxy.gateway.errors import Protocol, error_body
 from proxy.gateway.stream import TooLarge, close_quietly, collect, hold, pump, read_all
 from proxy.logs import redact
 from proxy.providers.base import Incoming, Outgoing, ProviderAdapter
 from proxy.routing.quota import Window
 from proxy.routing.state import RuntimeState
+from proxy.wire.errors import BadRequest, HeadwayError, UpstreamTimeout, UpstreamUnavailable
 from proxy.wire.request_budget import Budget, StepTimeout
 from proxy.wire.response_body import read_capped
 from proxy.wire.retry_after import retry_after_seconds

@@ -39,20 +39,13 @@ from proxy.gateway.attempt import (
     describe_blocks,
     short_error,
 )
-from proxy.gateway.errors import (
-    AllAccountsExhausted,
-    GatewayPaused,
-    HeadwayError,
-    NoAccounts,
-    Protocol,
-    UpstreamTimeout,
-    error_response,
-)
+from proxy.gateway.errors import Protocol, error_response
 from proxy.gateway.exchange import Exchange, error_answer
 from proxy.providers.base import Incoming, ProviderAdapter
 from proxy.routing.health import Block
 from proxy.routing.router import Candidates, Skipped
 from proxy.routing.state import RuntimeState
+from proxy.wire.errors import AllAccountsExhausted, GatewayPaused, HeadwayError, NoAccounts, UpstreamTimeout
 from proxy.wire.request_budget import AgentGone, Budget, DeadlinePassed
 from proxy.wire.upstream_client import UpstreamClient
 from proxy.wire.usage import UsageAccumulator

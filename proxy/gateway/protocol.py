@@ -31,7 +31,8 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE as _STATUS_LINE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from proxy.gateway.errors import BadRequest, HeadwayError, Protocol, RequestHeadTooLarge, error_body
+from proxy.gateway.errors import Protocol, error_body
+from proxy.wire.errors import BadRequest, HeadwayError, RequestHeadTooLarge
 
 __all__ = ["MAX_REQUEST_HEAD_BYTES", "REQUEST_BODY_TIMEOUT", "REQUEST_HEAD_TIMEOUT", "GatewayHttpProtocol"]
 

@@ -33,10 +33,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from proxy.gateway.conversations import ConversationBook, ResponseTap, input_items
-from proxy.gateway.errors import BadRequest, HeadwayError, InternalError, RequestTooLarge, error_body
+from proxy.gateway.errors import error_body
 from proxy.providers.base import Incoming
 from proxy.routing.sessions import identify_session
 from proxy.secrets.members import MEMBER_SCOPE_KEY
+from proxy.wire.errors import BadRequest, HeadwayError, InternalError, RequestTooLarge
 from proxy.wire.sse import SSEParser
 
 if TYPE_CHECKING:

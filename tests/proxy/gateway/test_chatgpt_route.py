@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 from proxy.auth import TokenSet
 from proxy.config.settings import Account
@@ -87,6 +88,18 @@ def test_responses_stream_is_reshaped_for_codex_and_identified_honestly(
     assert {"type": "web_search", "external_web_access": False} in body["tools"]  # the cache stabilizer
 
 
+def stream_chat(c: openai.OpenAI) -> list[ChatCompletionChunk]:
+    """A streamed chat completion's chunks, with the usage chunk at the end."""
+    return list(
+        c.chat.completions.create(
+            model="gpt-5",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+
+
 def test_stabilizer_follows_the_setting(gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex) -> None:
     add_chatgpt(gw, auth, "acct-1", "work")
     gw.edit(lambda s: setattr(s.chatgpt, "stabilize_cache", False))
@@ -116,14 +129,7 @@ def test_a_whole_answer_in_one_read_is_translated_whole(
     completion = c.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
     assert completion.choices[0].message.content == "Hello from the fake"
     assert completion.choices[0].finish_reason == "stop"
-    chunks = list(
-        c.chat.completions.create(
-            model="gpt-5",
-            messages=[{"role": "user", "content": "hi"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    chunks = stream_chat(c)
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "Hello from the fake"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 11
     gw.flush_log()
@@ -143,14 +149,7 @@ def test_chat_completions_translated_both_ways(
     assert completion.choices[0].finish_reason == "stop"
     assert codex.requests[-1].json["instructions"] == "be brief"
 
-    chunks = list(
-        c.chat.completions.create(
-            model="gpt-5",
-            messages=[{"role": "user", "content": "hi"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    chunks = stream_chat(c)
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == "Hello from the fake"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0

@@ -16,14 +16,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["Server", "cpu_seconds", "machine_busy_seconds", "rss_mb", "start_gateway", "start_mock"]
+__all__ = [
+    "GATEWAY_LISTENING",
+    "GatewayHome",
+    "Server",
+    "cli",
+    "cpu_seconds",
+    "listening_url",
+    "machine_busy_seconds",
+    "prepare_gateway",
+    "rss_mb",
+    "spawn_gateway",
+    "start_gateway",
+    "start_mock",
+]
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_")
+GATEWAY_LISTENING = "Headway gateway on "
 
 
 @dataclass
@@ -147,7 +162,7 @@ def _headway_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "tray"]
 
 
-def _cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60.0) -> str:
+def cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60.0) -> str:
     done = subprocess.run(
         [*_headway_command(), *args],
         input=stdin,
@@ -164,48 +179,79 @@ def _cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60.0
     return done.stdout
 
 
+@dataclass(frozen=True)
+class GatewayHome:
+    """A throwaway HEADWAY_HOME with one account on the mock, and what ``headway serve`` needs to run in it."""
+
+    home: Path
+    key: str
+    env: dict[str, str]
+
+
+def prepare_gateway(
+    workdir: Path,
+    upstream_url: str,
+    *,
+    provider: str = "anthropic",
+    settings: Mapping[str, object] | None = None,
+    env: dict[str, str] | None = None,
+) -> GatewayHome:
+    """A fresh HEADWAY_HOME under ``workdir`` with one account of ``provider`` (anthropic or openai) on the mock.
+
+    ``settings`` are merged into the settings file (secrets in a plain file unless they say otherwise); ``env`` is
+    more environment for the gateway (e.g. HEADWAY_SHARED_STATE_URL).
+    """
+    home = Path(tempfile.mkdtemp(prefix="headway-home-", dir=workdir))
+    config = home / "config"
+    config.mkdir(mode=0o700)
+    (config / "settings.json").write_text(json.dumps({"secrets": {"backend": "file"}, **(settings or {})}))
+    api_key = "sk-ant-bench-0000000000" if provider == "anthropic" else "sk-bench-0000000000"
+    cli(home, "accounts", "add", provider, "--label", "bench", "--api-key-stdin", stdin=api_key + "\n")
+    key = cli(home, "key").strip()
+    gateway_env = {
+        "HEADWAY_HOME": str(home),
+        f"HEADWAY_{provider.upper()}_BASE_URL": upstream_url,
+        **(env or {}),
+    }
+    return GatewayHome(home, key, gateway_env)
+
+
+def spawn_gateway(prepared: GatewayHome, output: Path) -> subprocess.Popen[bytes]:
+    """``headway serve --port 0`` in ``prepared``'s home, its output to ``output``."""
+    with open(output, "wb") as out:
+        return subprocess.Popen(
+            [*_headway_command(), "serve", "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_clean_env(prepared.env),
+            start_new_session=True,
+        )
+
+
+def listening_url(line: str) -> str:
+    return line.removeprefix(GATEWAY_LISTENING).strip()
+
+
 def start_gateway(
     workdir: Path,
     upstream_url: str,
     timeout: float = 30.0,
     *,
     provider: str = "anthropic",
-    settings: dict[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
     env: dict[str, str] | None = None,
     name: str = "gateway",
 ) -> Server:
-    """``headway serve --port 0`` in a fresh HEADWAY_HOME under ``workdir``, with one account of ``provider``
-    (anthropic or openai) on the mock; ``settings`` are merged into the settings file; ``env`` is more environment
-    for the gateway (e.g. HEADWAY_SHARED_STATE_URL)."""
-    home = Path(tempfile.mkdtemp(prefix="headway-home-", dir=workdir))
-    config = home / "config"
-    config.mkdir(mode=0o700)
-    (config / "settings.json").write_text(json.dumps({"secrets": {"backend": "file"}, **(settings or {})}))
-    api_key = "sk-ant-bench-0000000000" if provider == "anthropic" else "sk-bench-0000000000"
-    _cli(home, "accounts", "add", provider, "--label", "bench", "--api-key-stdin", stdin=api_key + "\n")
-    key = _cli(home, "key").strip()
+    """``headway serve --port 0`` in a fresh HEADWAY_HOME under ``workdir`` (see :func:`prepare_gateway`)."""
+    prepared = prepare_gateway(workdir, upstream_url, provider=provider, settings=settings, env=env)
     output = workdir / f"{name}.out"
-    with open(output, "wb") as out:
-        proc = subprocess.Popen(
-            [*_headway_command(), "serve", "--port", "0"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=_clean_env(
-                {
-                    "HEADWAY_HOME": str(home),
-                    f"HEADWAY_{provider.upper()}_BASE_URL": upstream_url,
-                    **(env or {}),
-                }
-            ),
-            start_new_session=True,
-        )
+    proc = spawn_gateway(prepared, output)
     try:
-        line = _wait_for_line(proc, output, "Headway gateway on ", timeout)
+        line = _wait_for_line(proc, output, GATEWAY_LISTENING, timeout)
     except RuntimeError as exc:
         proc.kill()
         proc.wait(5)
         raise RuntimeError(
             f"headway serve did not start: {exc}\n{output.read_text(errors='replace')}"
         ) from exc
-    url = line.removeprefix("Headway gateway on ").strip()
-    return Server(name, proc, url, output, key=key, home=home)
+    return Server(name, proc, listening_url(line), output, key=prepared.key, home=prepared.home)

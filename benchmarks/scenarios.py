@@ -1,37 +1,36 @@
-"""The measurements. Each one runs the same load straight at the mock ("direct") and through the gateway ("via").
-
-Every loop is bounded twice: by a count (requests per worker) and by a time budget, after which workers stop
-starting requests; each request has its own timeout as well.
+"""The measurements. Each one runs the same load straight at the mock ("direct") and through each gateway ("via":
+``headway serve``; "peer": another gateway to compare with, when one is given).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .client import Arrival, Connection, HTTPError, Response
+from .burst import after_burst, open_streams
+from .client import Arrival, Response
+from .load import Target, body_for, warm, workers
 from .processes import Server, cpu_seconds, machine_busy_seconds, rss_mb
 from .stats import added, summary
 
-__all__ = ["DEFAULT", "QUICK", "Profile", "Target", "run_all"]
+__all__ = ["DEFAULT", "QUICK", "Profile", "run_all"]
 
-_PATH = "/v1/messages"
-_REQUEST_TIMEOUT = 30.0
 _CONTENT_EVENTS = frozenset(
     {b"content_block_start", b"content_block_delta", b"content_block_stop", b"message_delta", b"message_stop"}
 )
+_FIRST_CONTENT = b"content_block_delta"  # the first event that carries text
 _SAME_SEND_NS = 1_000_000  # events written less than 1 ms apart were not sent "with a gap"
+_RPS_LEVELS = {"json": (1, 10, 20), "stream": (1, 10)}
+_CPU_LEVEL = {"json": 20, "stream": 10}  # the run each kind's headline CPU/request comes from
 
 
 @dataclass(frozen=True)
 class Profile:
-    """How much of each measurement to take. Counts are per side (direct, via)."""
+    """How much of each measurement to take. Counts are per side (direct, via, peer)."""
 
     name: str
     warmup: int  # requests per worker left out of the TTFB figures
@@ -44,9 +43,10 @@ class Profile:
     gap_ms: float  # the pace of streamed events in the paced scenarios
     rps_seconds: float
     rps_warm_seconds: float
-    open_streams: int
+    open_streams: int  # the burst: this many streams opened at once, each on its own connection
     open_gap_ms: float
     open_events: int
+    cold_starts: int  # spawns of `headway serve` for the cold-start figure (the median is reported)
     budget_seconds: float  # per measurement and side; workers start no request after it
 
 
@@ -62,9 +62,10 @@ QUICK = Profile(
     gap_ms=15,
     rps_seconds=0.75,
     rps_warm_seconds=0.25,
-    open_streams=100,
+    open_streams=200,
     open_gap_ms=200,
     open_events=6,
+    cold_starts=1,
     budget_seconds=10,
 )
 
@@ -80,120 +81,38 @@ DEFAULT = Profile(
     gap_ms=15,
     rps_seconds=3.0,
     rps_warm_seconds=0.5,
-    open_streams=100,
+    open_streams=200,
     open_gap_ms=200,
     open_events=20,
+    cold_starts=3,
     budget_seconds=30,
 )
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where requests go, and with which headers: the mock itself, or the gateway with its access key."""
+class Gateway:
+    """A gateway under measurement: its side's name ("via", "peer"), its process, and how to reach it."""
 
-    name: str
-    host: str
-    port: int
-    headers: dict[str, str]
-
-    @classmethod
-    def of(cls, name: str, server: Server, key: str) -> Target:
-        headers = {
-            "x-api-key": key,
-            "anthropic-version": "2023-06-01",
-            "content-type": "application/json",
-            "accept": "application/json",
-            "user-agent": "headway-benchmark/1",
-        }
-        return cls(name, server.host, server.port, headers)
+    side: str
+    server: Server
+    target: Target
 
 
-def _body(stream: bool, bench: dict[str, Any] | None = None) -> bytes:
-    request: dict[str, Any] = {
-        "model": "claude-sonnet-4-5",
-        "max_tokens": 1024,
-        "messages": [{"role": "user", "content": "Reply with a short greeting."}],
-        "stream": stream,
-    }
-    if bench:
-        request["bench"] = bench
-    return json.dumps(request).encode()
+# --------------------------------------------------------------------------------------------- first byte, content
 
 
-@dataclass
-class _Run:
-    responses: list[Response]
-    errors: int
-    completed_at: list[int]
+async def _first(target: Target, profile: Profile, concurrency: int) -> tuple[list[float], list[float], int]:
+    """Request written → first body byte, and → arrival of the first content event (``content_block_delta``).
 
-
-async def _workers(
-    target: Target,
-    concurrency: int,
-    per_worker: int,
-    budget: float,
-    body: bytes,
-    *,
-    think_ms: float = 0.0,
-    stagger_s: float = 0.0,
-    seed: int = 1,
-    skip: int = 0,
-    on_first_body: Callable[[], None] | None = None,
-    on_done: Callable[[], None] | None = None,
-) -> _Run:
-    """``concurrency`` workers, each on its own keep-alive connection, each sending up to ``per_worker`` requests.
-
-    Each worker's first ``skip`` successful responses (new connections, cold pools) are left out of the result.
+    Alone: short streams back to back. With 10 workers: streams paced at ``gap_ms``, so each request meets nine
+    others streaming at a token-like pace. Headway holds ``message_start`` until content arrives, so the first
+    byte through it is the first content; the first-content figure compares like with like on every side.
     """
-    deadline = time.monotonic() + budget
-    run = _Run([], 0, [])
-
-    async def worker(index: int) -> None:
-        rng = random.Random(seed * 1000 + index)
-        connection = Connection(target.host, target.port, target.headers)
-        try:
-            if stagger_s:
-                await asyncio.sleep(stagger_s * index / concurrency)
-            for n in range(per_worker):
-                if time.monotonic() >= deadline:
-                    break
-                try:
-                    response = await connection.request("POST", _PATH, body, _REQUEST_TIMEOUT, on_first_body)
-                except (HTTPError, OSError, TimeoutError):
-                    run.errors += 1
-                    await asyncio.sleep(0.01)  # a refusing server must not turn this into a busy loop
-                    continue
-                finally:
-                    if on_done is not None:
-                        on_done()
-                if response.status != 200:
-                    run.errors += 1
-                    continue
-                if n >= skip:
-                    run.responses.append(response)
-                    run.completed_at.append(response.done_ns)
-                if think_ms:
-                    await asyncio.sleep(rng.uniform(0, think_ms) / 1000)
-        finally:
-            connection.close()
-
-    async with asyncio.timeout(budget + _REQUEST_TIMEOUT + 5), asyncio.TaskGroup() as group:
-        for index in range(concurrency):
-            group.create_task(worker(index), name=f"bench-{target.name}-worker-{index}")
-    return run
-
-
-# --------------------------------------------------------------------------------------------- TTFB
-
-
-async def _ttfb(target: Target, profile: Profile, concurrency: int) -> tuple[list[float], int]:
-    """Request sent → first body byte. Alone: short streams back to back. With 10 workers: streams paced at
-    ``gap_ms``, so each request meets nine others streaming at a token-like pace."""
     gap = 0.0 if concurrency == 1 else profile.gap_ms
-    body = _body(True, {"events": profile.ttfb_events, "gap_ms": gap, "pre_gap_ms": 0})
+    body = body_for(True, {"events": profile.ttfb_events, "gap_ms": gap, "pre_gap_ms": 0})
     stream_ms = gap * (profile.ttfb_events + 4)
     per_worker = (profile.ttfb_c1 if concurrency == 1 else profile.ttfb_c10) + profile.warmup
-    run = await _workers(
+    run = await workers(
         target,
         concurrency,
         per_worker,
@@ -203,7 +122,13 @@ async def _ttfb(target: Target, profile: Profile, concurrency: int) -> tuple[lis
         stagger_s=stream_ms / 1000,
         skip=profile.warmup,
     )
-    return [(r.first_body_ns - r.started_ns) / 1e6 for r in run.responses if r.first_body_ns], run.errors
+    ttfb = [(r.first_body_ns - r.started_ns) / 1e6 for r in run.responses if r.first_body_ns]
+    content = []
+    for r in run.responses:
+        first = next((e for e in r.events if e.name == _FIRST_CONTENT), None)
+        if first is not None:
+            content.append((first.arrived_ns - r.started_ns) / 1e6)
+    return ttfb, content, run.errors
 
 
 # --------------------------------------------------------------------------------------------- per-event delay
@@ -251,10 +176,10 @@ def _events_of(responses: list[Response]) -> _EventFigures:
 
 async def _event_delay(target: Target, profile: Profile, concurrency: int) -> tuple[_EventFigures, int]:
     gap = profile.gap_ms
-    body = _body(True, {"events": profile.delay_events, "gap_ms": gap, "pre_gap_ms": gap})
+    body = body_for(True, {"events": profile.delay_events, "gap_ms": gap, "pre_gap_ms": gap})
     stream_ms = gap * (profile.delay_events + 5)
     per_worker = profile.delay_c1 if concurrency == 1 else profile.delay_c10
-    run = await _workers(
+    run = await workers(
         target,
         concurrency,
         per_worker,
@@ -269,123 +194,85 @@ async def _event_delay(target: Target, profile: Profile, concurrency: int) -> tu
 # --------------------------------------------------------------------------------------------- requests/s
 
 
-async def _rps(
+async def rps(
     target: Target, profile: Profile, concurrency: int, stream: bool, pid: int | None
 ) -> tuple[float, int, float | None]:
-    body = _body(stream, {"events": 3, "gap_ms": 0, "pre_gap_ms": 0} if stream else None)
+    """Requests/s completed in the window after the warm-up, and the gateway's CPU ms per request over the run."""
+    body = body_for(stream, {"events": 3, "gap_ms": 0, "pre_gap_ms": 0} if stream else None)
     cpu_before = cpu_seconds(pid) if pid else 0.0
     started = time.monotonic_ns()
     total = profile.rps_seconds + profile.rps_warm_seconds
-    run = await _workers(target, concurrency, 1_000_000, total, body)
+    run = await workers(target, concurrency, 1_000_000, total, body)
     window_start = started + int(profile.rps_warm_seconds * 1e9)
     window_end = started + int(total * 1e9)
     counted = sum(1 for t in run.completed_at if window_start <= t <= window_end)
-    rps = counted / profile.rps_seconds
+    rate = counted / profile.rps_seconds
     cpu_ms = None
     if pid and run.responses:
         cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / len(run.responses)
-    return rps, run.errors, cpu_ms
-
-
-# --------------------------------------------------------------------------------------------- memory
-
-
-async def _open_streams(target: Target, profile: Profile, pid: int) -> tuple[float, int, int]:
-    """RSS of the gateway while ``open_streams`` slow streams are open through it: the peak of samples."""
-    body = _body(True, {"events": profile.open_events, "gap_ms": profile.open_gap_ms, "pre_gap_ms": 0})
-    state = {"open": 0, "peak_open": 0, "peak_rss": 0.0}
-    sampling = asyncio.Event()
-
-    def opened() -> None:
-        state["open"] += 1
-
-    def closed() -> None:
-        state["open"] -= 1
-
-    async def sample() -> None:
-        stop_at = time.monotonic() + profile.budget_seconds
-        while not sampling.is_set() and time.monotonic() < stop_at:
-            if state["open"] >= state["peak_open"]:
-                state["peak_open"] = state["open"]
-                state["peak_rss"] = max(state["peak_rss"], rss_mb(pid))
-            await asyncio.sleep(0.05)
-
-    async with asyncio.TaskGroup() as group:
-        sampler = group.create_task(sample(), name="bench-rss-sampler")
-        run_task = group.create_task(
-            _workers(
-                target,
-                profile.open_streams,
-                1,
-                profile.budget_seconds,
-                body,
-                on_first_body=opened,
-                on_done=closed,
-            ),
-            name="bench-open-streams",
-        )
-        run = await run_task
-        sampling.set()
-        await sampler
-    return float(state["peak_rss"]), int(state["peak_open"]), run.errors
+    return rate, run.errors, cpu_ms
 
 
 # --------------------------------------------------------------------------------------------- all of it
 
 
-async def _warm(target: Target) -> int:
-    errors = 0
-    for stream in (True, False):
-        body = _body(stream, {"events": 3, "gap_ms": 0} if stream else None)
-        errors += (await _workers(target, 2, 5, 10.0, body)).errors
-    return errors
+def _pair(samples: dict[str, list[float]]) -> dict[str, Any]:
+    """Each side's distribution, and what each gateway adds to direct (``added`` for via, ``peer_added``)."""
+    out = {side: summary(values) for side, values in samples.items()}
+    for side in samples:
+        if side != "direct":
+            out["added" if side == "via" else f"{side}_added"] = added(out[side], out["direct"])
+    return out
 
 
-def _pair(direct: list[float], via: list[float]) -> dict[str, Any]:
-    d, v = summary(direct), summary(via)
-    return {"direct": d, "via": v, "added": added(v, d)}
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 async def run_all(
-    mock: Server, gateway: Server, profile: Profile, progress: Callable[[str], None]
+    mock: Server, gateways: list[Gateway], profile: Profile, progress: Callable[[str], None]
 ) -> dict[str, Any]:
+    """Every measurement, direct first and then each gateway in turn. ``gateways[0]`` is Headway ("via")."""
     direct = Target.of("direct", mock, "sk-ant-bench-direct")
-    via = Target.of("via", gateway, gateway.key)
-    sides = (direct, via)
-    errors = {"direct": 0, "via": 0}
-    result: dict[str, Any] = {}
+    sides: list[tuple[str, Target, int | None]] = [("direct", direct, None)]
+    sides += [(g.side, g.target, g.server.pid) for g in gateways]
+    errors = {side: 0 for side, _, _ in sides}
+    result: dict[str, Any] = {"sides": [side for side, _, _ in sides]}
 
     progress("warm-up")
-    for target in sides:
-        errors[target.name] += await _warm(target)
+    for side, target, _ in sides:
+        errors[side] += await warm(target)
     await asyncio.sleep(0.5)
-    idle_rss = rss_mb(gateway.pid)
-    pids = (os.getpid(), mock.pid, gateway.pid)
+    idle_rss = {g.side: rss_mb(g.server.pid) for g in gateways}
+    pids = (os.getpid(), mock.pid, *(g.server.pid for g in gateways))
     own_before = sum(cpu_seconds(pid) for pid in pids)
     busy_before = machine_busy_seconds()
     measured_from = time.monotonic()
     load_before = _loadavg()
 
     result["ttfb_ms"] = {}
+    result["first_content_ms"] = {}
     for concurrency in (1, 10):
-        progress(f"time to first byte, concurrency {concurrency}")
-        samples: dict[str, list[float]] = {}
-        for target in sides:
-            samples[target.name], failed = await _ttfb(target, profile, concurrency)
-            errors[target.name] += failed
-        result["ttfb_ms"][f"c{concurrency}"] = _pair(samples["direct"], samples["via"])
+        progress(f"time to first byte and first content, concurrency {concurrency}")
+        ttfb: dict[str, list[float]] = {}
+        content: dict[str, list[float]] = {}
+        for side, target, _ in sides:
+            ttfb[side], content[side], failed = await _first(target, profile, concurrency)
+            errors[side] += failed
+        result["ttfb_ms"][f"c{concurrency}"] = _pair(ttfb)
+        result["first_content_ms"][f"c{concurrency}"] = _pair(content)
 
     result["event_delay_ms"] = {}
-    figures: dict[str, list[_EventFigures]] = {"direct": [], "via": []}
+    figures: dict[str, list[_EventFigures]] = {side: [] for side, _, _ in sides}
     for concurrency in (1, 10):
         progress(f"per-event delay, concurrency {concurrency}")
         delays: dict[str, list[float]] = {}
-        for target in sides:
+        for side, target, _ in sides:
             found, failed = await _event_delay(target, profile, concurrency)
-            errors[target.name] += failed
-            figures[target.name].append(found)
-            delays[target.name] = found.content_delay_ms
-        result["event_delay_ms"][f"c{concurrency}"] = _pair(delays["direct"], delays["via"])
+            errors[side] += failed
+            figures[side].append(found)
+            delays[side] = found.content_delay_ms
+        result["event_delay_ms"][f"c{concurrency}"] = _pair(delays)
 
     def total(side: str, name: str) -> int:
         return sum(getattr(f, name) for f in figures[side])
@@ -393,49 +280,63 @@ async def run_all(
     result["content_events"] = {side: total(side, "content_events") for side in figures}
     result["coalesced_content_events"] = total("via", "coalesced_content")
     result["coalesced_content_events_direct"] = total("direct", "coalesced_content")
-    held_via = [d for f in figures["via"] for d in f.held_delay_ms]
-    held_direct = [d for f in figures["direct"] for d in f.held_delay_ms]
+    result["coalesced_content_events_by_side"] = {side: total(side, "coalesced_content") for side in figures}
     result["held_events"] = {
         "pre_gap_ms": profile.gap_ms,
-        "count": {"direct": total("direct", "held_events"), "via": total("via", "held_events")},
-        "released_with_first_content": {
-            "direct": total("direct", "held_with_first_content"),
-            "via": total("via", "held_with_first_content"),
-        },
-        "delay_ms": _pair(held_direct, held_via),
+        "count": {side: total(side, "held_events") for side in figures},
+        "released_with_first_content": {side: total(side, "held_with_first_content") for side in figures},
+        "delay_ms": _pair({side: [d for f in figures[side] for d in f.held_delay_ms] for side in figures}),
     }
 
     result["rps"] = {}
-    cpu: dict[str, float | None] = {}
-    for kind, stream in (("json", False), ("stream", True)):
+    cpu: dict[str, dict[str, float | None]] = {g.side: {} for g in gateways}
+    for kind, levels in _RPS_LEVELS.items():
         result["rps"][kind] = {}
-        for concurrency in (1, 10):
+        for concurrency in levels:
             progress(f"requests/s, {kind}, concurrency {concurrency}")
-            rates: dict[str, float] = {}
-            for target in sides:
-                pid = gateway.pid if target is via else None
-                rate, failed, cpu_ms = await _rps(target, profile, concurrency, stream, pid)
-                errors[target.name] += failed
-                rates[target.name] = round(rate, 1)
-                if cpu_ms is not None and concurrency == 10:
-                    cpu[kind] = round(cpu_ms, 3)
-            ratio = rates["via"] / rates["direct"] if rates["direct"] else None
-            result["rps"][kind][f"c{concurrency}"] = {
-                **rates,
-                "via_over_direct": None if ratio is None else round(ratio, 3),
-            }
-    result["gateway_cpu_ms_per_request"] = cpu
+            row: dict[str, Any] = {}
+            cpu_row: dict[str, float | None] = {}
+            for side, target, pid in sides:
+                rate, failed, cpu_ms = await rps(target, profile, concurrency, kind == "stream", pid)
+                errors[side] += failed
+                row[side] = round(rate, 1)
+                if pid is not None:
+                    cpu_row[side] = _round(cpu_ms)
+                    if concurrency == _CPU_LEVEL[kind]:
+                        cpu[side][kind] = _round(cpu_ms)
+            row["via_over_direct"] = round(row["via"] / row["direct"], 3) if row["direct"] else None
+            row["cpu_ms_per_request"] = cpu_row
+            result["rps"][kind][f"c{concurrency}"] = row
+    result["gateway_cpu_ms_per_request"] = cpu["via"]
+    result["cpu_ms_per_request_by_side"] = cpu
 
-    progress(f"memory with {profile.open_streams} open streams")
-    peak_rss, peak_open, failed = await _open_streams(via, profile, gateway.pid)
-    errors["via"] += failed
-    await asyncio.sleep(0.5)
-    result["rss_mb"] = {
-        "idle": round(idle_rss, 1),
-        "with_open_streams": round(peak_rss, 1),
-        "open_streams": peak_open,
-        "after": round(rss_mb(gateway.pid), 1),
-    }
+    result["rss_mb"] = {}
+    result["after_burst"] = {}
+    for gateway in gateways:
+        side = gateway.side
+        progress(
+            f"{side}: memory with {profile.open_streams} streams opened at once, then requests/s right after"
+        )
+        peak_rss, peak_open, failed = await open_streams(
+            gateway.target,
+            gateway.server.pid,
+            profile.open_streams,
+            profile.open_gap_ms,
+            profile.open_events,
+            profile.budget_seconds,
+        )
+        errors[side] += failed
+        burst = await after_burst(gateway, profile, cpu[side].get("json"), rps)
+        errors[side] += burst.pop("errors")
+        result["after_burst"][side] = burst
+        await asyncio.sleep(0.5)
+        result["rss_mb"][side] = {
+            "idle": round(idle_rss[side], 1),
+            "with_open_streams": round(peak_rss, 1),
+            "open_streams": peak_open,
+            "streams_requested": profile.open_streams,
+            "after": round(rss_mb(gateway.server.pid), 1),
+        }
     result["errors"] = errors
     seconds = time.monotonic() - measured_from
     others = machine_busy_seconds() - busy_before - (sum(cpu_seconds(pid) for pid in pids) - own_before)

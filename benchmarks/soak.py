@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .client import Connection, HTTPError
-from .processes import Server, _cli, rss_mb, start_gateway, start_mock
-from .scenarios import Target, _body
+from .load import Target, body_for
+from .processes import Server, cli, rss_mb, start_gateway, start_mock
 
 __all__ = ["main", "run_soak"]
 
@@ -74,7 +74,7 @@ async def _worker(target: Target, n: int, deadline: float, tally: _Tally, rng: r
     try:
         while time.monotonic() < deadline:
             kind, _, bench, stream = rng.choices(kinds, weights)[0]
-            body = _body(stream, bench or None)
+            body = body_for(stream, bench or None)
             hang_up = (
                 asyncio.get_running_loop().call_later(0.05, conn.close) if kind == "agent_hangs_up" else None
             )
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             gateway = start_gateway(Path(tmp), mock.url)
             servers.append(gateway)
             assert gateway.home is not None
-            _cli(
+            cli(
                 gateway.home,
                 "accounts",
                 "add",

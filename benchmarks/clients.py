@@ -319,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks clients", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows (about 30 s in all)")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument(
+        "--seconds", type=float, help="length of each measured window (default 3, 0.75 with --quick)"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    window = Window(0.75, 0.25) if args.quick else Window(3.0, 0.5)
+    seconds = args.seconds or (0.75 if args.quick else 3.0)
+    window = Window(seconds, seconds / 3 if args.quick else min(0.5, seconds / 3))
     started = time.monotonic()
 
     def say(step: str) -> None:

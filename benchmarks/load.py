@@ -46,10 +46,15 @@ class Target:
 
 
 def body_for(stream: bool, bench: dict[str, Any] | None = None) -> bytes:
+    """A Messages API request; ``bench`` tells the mock how to answer. It goes in a ``bench`` field (Headway
+    forwards the body unchanged) and again at the end of the text, for a peer that rebuilds requests."""
+    text = "Reply with a short greeting."
+    if bench:
+        text += " bench=" + json.dumps(bench, separators=(",", ":"))
     request: dict[str, Any] = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 1024,
-        "messages": [{"role": "user", "content": "Reply with a short greeting."}],
+        "messages": [{"role": "user", "content": text}],
         "stream": stream,
     }
     if bench:

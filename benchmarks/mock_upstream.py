@@ -10,6 +10,8 @@ Each request says how to answer in a ``"bench"`` object in its JSON body (the ga
 
     {"events": 20, "gap_ms": 15, "pre_gap_ms": 15}
 
+The same object may instead end the last message's text, after ``bench=``, for gateways that drop unknown fields.
+
 Faults, for the soak run: ``"status": 429`` (or 500, 529, …) answers with Anthropic's error object and that status
 (``"retry_after": 1`` adds the header); ``"drop_after_events": 3`` closes the connection mid-stream.
 
@@ -38,6 +40,7 @@ _MAX_HEAD = 64 * 1024
 _MAX_BODY = 8 * 1024 * 1024
 _MAX_EVENTS = 10_000
 _MAX_GAP_MS = 5_000.0
+_BENCH_MARK = "bench="
 
 
 def _ratelimit_headers() -> bytes:
@@ -60,6 +63,22 @@ def _number(value: Any, default: float, limit: float) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= limit:
         return float(value)
     return default
+
+
+def _bench_in_text(request: dict[str, Any]) -> dict[str, Any]:
+    """The ``bench`` object written after ``bench=`` in the last message's text: gateways that rebuild the
+    request (LiteLLM) drop unknown fields but keep the text."""
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return {}
+    text = messages[-1].get("content")
+    if not isinstance(text, str) or _BENCH_MARK not in text:
+        return {}
+    try:
+        found = json.loads(text.rsplit(_BENCH_MARK, 1)[1])
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 class _Dropped(Exception):
@@ -152,7 +171,7 @@ class _Connection(asyncio.Protocol):
             )
             return
         found = request.get("bench")
-        bench: dict[str, Any] = found if isinstance(found, dict) else {}
+        bench: dict[str, Any] = found if isinstance(found, dict) else _bench_in_text(request)
         model = str(request.get("model", "claude-sonnet-4-5"))
         number = self.server.requests
         status = bench.get("status")

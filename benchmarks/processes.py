@@ -25,6 +25,7 @@ __all__ = [
     "GATEWAY_LISTENING",
     "GatewayHome",
     "Server",
+    "clean_env",
     "cli",
     "cpu_seconds",
     "listening_url",
@@ -34,6 +35,7 @@ __all__ = [
     "spawn_gateway",
     "start_gateway",
     "start_mock",
+    "wait_for_line",
 ]
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -108,7 +110,7 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -118,7 +120,7 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _wait_for_line(proc: subprocess.Popen[bytes], path: Path, prefix: str, timeout: float) -> str:
+def wait_for_line(proc: subprocess.Popen[bytes], path: Path, prefix: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in path.read_text(errors="replace").splitlines():
@@ -138,12 +140,12 @@ def start_mock(workdir: Path, timeout: float = 15.0) -> Server:
             [sys.executable, "-m", "benchmarks.mock_upstream", "--port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=_clean_env({}),
+            env=clean_env({}),
             cwd=Path(__file__).resolve().parents[1],
             start_new_session=True,
         )
     try:
-        url = _wait_for_line(proc, output, "http://", timeout).strip()
+        url = wait_for_line(proc, output, "http://", timeout).strip()
     except RuntimeError as exc:
         proc.kill()
         proc.wait(5)
@@ -169,7 +171,7 @@ def cli(home: Path, *args: str, stdin: str | None = None, timeout: float = 60.0)
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=_clean_env({"HEADWAY_HOME": str(home)}),
+        env=clean_env({"HEADWAY_HOME": str(home)}),
         check=False,
     )
     if done.returncode != 0:
@@ -223,7 +225,7 @@ def spawn_gateway(prepared: GatewayHome, output: Path) -> subprocess.Popen[bytes
             [*_headway_command(), "serve", "--port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=_clean_env(prepared.env),
+            env=clean_env(prepared.env),
             start_new_session=True,
         )
 
@@ -247,7 +249,7 @@ def start_gateway(
     output = workdir / f"{name}.out"
     proc = spawn_gateway(prepared, output)
     try:
-        line = _wait_for_line(proc, output, GATEWAY_LISTENING, timeout)
+        line = wait_for_line(proc, output, GATEWAY_LISTENING, timeout)
     except RuntimeError as exc:
         proc.kill()
         proc.wait(5)

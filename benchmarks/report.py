@@ -79,13 +79,16 @@ def _get(node: Any, *path: str) -> Any:
     return node
 
 
-_SIDE_TITLES = {"direct": "direct", "via": "Headway", "peer": "peer"}
+def _title(result: dict[str, Any], side: str) -> str:
+    return {"direct": "direct", "via": "Headway", "peer": str(result.get("peer_name", "peer"))}.get(
+        side, side
+    )
 
 
 def _summary(result: dict[str, Any]) -> list[str]:
     """Issue 12's table: figures in rows; direct, Headway (and the peer) in columns."""
     gateways = [s for s in result["sides"] if s != "direct"]
-    titles = ["direct", *(result.get("peer_name", "peer") if s == "peer" else "Headway" for s in gateways)]
+    titles = [_title(result, s) for s in result["sides"]]
 
     def added_key(side: str) -> str:
         return "added" if side == "via" else f"{side}_added"
@@ -201,7 +204,7 @@ def render(result: dict[str, Any]) -> str:
     out.extend(_summary(result))
     add("")
     head = "".join(f"{s + ' p50/p99':<20}" for s in sides)
-    add(f"Details (ms)                         {head}added p50/p99         n")
+    add(f"Details (ms)                         {head}via added p50/p99     n")
     for key, title in (
         ("first_content_ms", "Time to first content event"),
         ("ttfb_ms", "Time to first body byte"),
@@ -245,7 +248,7 @@ def render(result: dict[str, Any]) -> str:
         rss = result["rss_mb"][side]
         burst = result["after_burst"][side]
         add(
-            f"{_SIDE_TITLES.get(side, side)} memory (VmRSS): idle {rss['idle']:.1f} MB; with {rss['open_streams']} of "
+            f"{_title(result, side)} memory (VmRSS): idle {rss['idle']:.1f} MB; with {rss['open_streams']} of "
             f"{rss['streams_requested']} streams open {rss['with_open_streams']:.1f} MB; afterwards {rss['after']:.1f} MB"
         )
         if "keychain" in rss:

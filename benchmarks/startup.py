@@ -4,8 +4,8 @@ the real keychain as the secrets backend.
 Cold start is timed from spawning the process to the end of the first 200 answer through it (a non-streamed
 request to the mock): the command's imports, settings, keychain reads and the first upstream connection are all in
 it. The home is prepared beforehand (accounts are added through the CLI, not timed) and reused by each spawn, so
-every spawn but the first finds its files in the page cache, as a user's login does. The listening line's arrival is
-reported as well.
+every spawn but the first finds its files in the page cache, as a user's login does. The first accepted connection
+("listening") is reported as well.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _NO_KEYCHAIN = "n/a: no keychain"
 @dataclass(frozen=True)
 class Launcher:
     """How to start one gateway cold: ``spawn(output)`` starts it with its output to that file; ``url_from`` finds
-    where it listens in the output so far (None until it is there); ``key`` is its access key."""
+    where it will listen from the output so far (None until it is there); ``key`` is its access key."""
 
     name: str
     spawn: Callable[[Path], subprocess.Popen[bytes]]
@@ -70,8 +70,17 @@ def _read(path: Path) -> str:
         return ""
 
 
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
 async def _one(launcher: Launcher, output: Path, timeout: float) -> tuple[float, float]:
-    """Seconds from spawn to the listening line (or first sign of the URL), and to the first 200 through it."""
+    """Seconds from spawn to the first accepted connection (listening), and to the first 200 through it."""
     started = time.monotonic()
     proc = launcher.spawn(output)
     server = Server(launcher.name, proc, "", output)
@@ -84,8 +93,12 @@ async def _one(launcher: Launcher, output: Path, timeout: float) -> tuple[float,
             url = launcher.url_from(_read(output))
             if url is None:
                 await asyncio.sleep(_POLL_S)
-        listening = time.monotonic() - started
         parts = urlsplit(url)
+        while not await _accepts(parts.hostname or "127.0.0.1", parts.port or 80):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{launcher.name} did not listen:\n{server.log_tail()}")
+            await asyncio.sleep(_POLL_S)
+        listening = time.monotonic() - started
         target = Target.of("cold", Server("cold", proc, url, output), launcher.key)
         connection = Connection(parts.hostname or "127.0.0.1", parts.port or 80, target.headers)
         body = body_for(False)

@@ -27,7 +27,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -338,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"benchmark failed: {exc}", file=sys.stderr)
             return 1
         try:
-            runner: Awaitable[dict[str, dict[str, Any]]] = run_candidates(mock.url, mock.port, window, say)
-            candidates = asyncio.run(runner)
+            candidates = asyncio.run(run_candidates(mock.url, mock.port, window, say))
         finally:
             mock.stop()
     result = {

@@ -128,6 +128,28 @@ class _Aiohttp:
         await self._session.close()
 
 
+class _Headway:
+    """The gateway's own upstream client (proxy/wire/upstream_client.py: aiohttp underneath, httpx.Response out)."""
+
+    def __init__(self, url: str) -> None:
+        from proxy.wire.upstream_client import Timeouts, UpstreamClient
+
+        self._url = url + PATH
+        self._client = UpstreamClient(lambda: Timeouts(connect=10.0, read=60.0), environ={})
+
+    async def post(self, body: bytes, stream: bool) -> int:
+        response = await self._client.send("POST", self._url, _HEADERS, body)
+        try:
+            async for _ in response.aiter_raw():
+                pass
+        finally:
+            await response.aclose()
+        return response.status_code
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
 class _Floor:
     """The benchmark's own asyncio client (no pool: one connection per task, reopened when none is free)."""
 
@@ -158,7 +180,7 @@ CANDIDATES = (
     Candidate(
         "httpx-gateway",
         "httpx",
-        "httpx as the gateway configures it today (keep-alive 50 of 200, 60 s)",
+        "httpx as the gateway configured it before aiohttp (keep-alive 50 of 200, 60 s)",
         _httpx_gateway,
     ),
     Candidate(
@@ -171,6 +193,12 @@ CANDIDATES = (
         _httpx_aiohttp,
     ),
     Candidate("aiohttp", "aiohttp", "aiohttp.ClientSession() with its defaults (100 connections)", _Aiohttp),
+    Candidate(
+        "headway",
+        "aiohttp",
+        "the gateway's own: proxy.wire.upstream_client.UpstreamClient (aiohttp, answers as httpx.Response)",
+        _Headway,
+    ),
 )
 
 

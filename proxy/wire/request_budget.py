@@ -45,17 +45,23 @@ async def _hang_up(receive: Receive) -> None:
 
 
 class Budget:
-    """Created on the event loop for one request; :meth:`close` it before handing the answer to the server."""
+    """Created on the event loop for one request; :meth:`close` it before handing the answer to the server.
+
+    A step runs in the request's own task (no task per step: a step costs no extra turns of the loop), under
+    ``asyncio.timeout``; the agent's hang-up cancels that task from the watch's done callback and the step turns the
+    cancellation into :class:`AgentGone`.
+    """
 
     def __init__(self, seconds: float, receive: Receive | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self.seconds = seconds
         self.deadline = self._loop.time() + seconds
-        self._watch: asyncio.Task[None] | None = (
-            self._loop.create_task(_hang_up(receive), name="headway-agent-hangup")
-            if receive is not None
-            else None
-        )
+        self._stepping: asyncio.Task[Any] | None = None  # the task inside step(), which a hang-up cancels
+        self._hung_up_during_step = False
+        self._watch: asyncio.Task[None] | None = None
+        if receive is not None:
+            self._watch = self._loop.create_task(_hang_up(receive), name="headway-agent-hangup")
+            self._watch.add_done_callback(self._on_watch_done)
 
     def remaining(self) -> float:
         return self.deadline - self._loop.time()
@@ -72,6 +78,12 @@ class Budget:
         if self.remaining() <= 0:
             raise DeadlinePassed
 
+    def _on_watch_done(self, watch: asyncio.Task[None]) -> None:
+        stepping = self._stepping
+        if stepping is not None and self.agent_gone and not self._hung_up_during_step:
+            self._hung_up_during_step = True
+            stepping.cancel()
+
     async def step(self, work: Awaitable[T], limit: float | None = None) -> T:
         """Await ``work`` within the budget (and within ``limit`` seconds, if given); cancel it otherwise."""
         try:
@@ -82,32 +94,30 @@ class Budget:
             raise
         remaining = self.remaining()
         timeout = remaining if limit is None else min(limit, remaining)
-        task = self._loop.create_task(_awaited(work), name="headway-upstream-step")
-        waiting: set[asyncio.Future[Any]] = {task}
-        watch = self._watch
-        if watch is not None and not watch.done():
-            waiting.add(watch)
+        task = asyncio.current_task()
+        assert task is not None, "Budget.step runs in a task"
+        self._stepping = task
+        self._hung_up_during_step = False
         try:
-            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            async with asyncio.timeout(timeout) as bound:
+                return await work
+        except asyncio.CancelledError:
+            if self._hung_up_during_step:
+                task.uncancel()
+                raise AgentGone from None
+            raise
+        except TimeoutError:
+            if not bound.expired():
+                raise  # the work's own TimeoutError, not this step's bound
+            if limit is not None and limit < remaining:
+                raise StepTimeout from None
+            raise DeadlinePassed from None
         finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
-        if not task.cancelled():
-            return task.result()
-        if self.agent_gone:
-            raise AgentGone
-        if limit is not None and limit < remaining:
-            raise StepTimeout
-        raise DeadlinePassed
+            self._stepping = None
 
     async def close(self) -> None:
         """Stop watching the agent's connection (the server does from here on)."""
         watch, self._watch = self._watch, None
         if watch is not None and not watch.done():
-            watch.cancel()
-            await asyncio.wait({watch})
-
-
-async def _awaited(work: Awaitable[T]) -> T:
-    return await work
+            watch.remove_done_callback(self._on_watch_done)
+            watch.cancel()  # it ends at the loop's next turn; nothing waits on it

@@ -12,24 +12,7 @@ import sys
 
 from proxy.config.paths import Paths
 
-from . import (  # noqa: F401  (each registers its commands on the group)
-    accounts,
-    analyze,
-    autostart,
-    configure,
-    doctor,
-    keys,
-    login,
-    members,
-    models,
-    relay,
-    serve,
-    settings,
-    status,
-    toggles,
-    usage,
-)
-from .root import cli, env_paths
+from .root import cli, env_paths  # the commands' modules load on first use (root.COMMAND_MODULES)
 
 __all__ = ["cli", "main"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 from typing import Any
@@ -74,7 +75,43 @@ def read_secret(stdin: bool, prompt: str) -> str:
     return value
 
 
-@click.group(invoke_without_command=True)
+# Which module of this package defines each top-level command. A command's module (and what it imports) loads only
+# when that command runs, or for `--help`: `headway serve` never imports what `usage`, `relay` or `configure` need.
+COMMAND_MODULES = {
+    "accounts": "accounts",
+    "analyze": "analyze",
+    "autostart": "autostart",
+    "cache": "toggles",
+    "configure": "configure",
+    "doctor": "doctor",
+    "dumps": "toggles",
+    "key": "keys",
+    "keys": "members",
+    "login": "login",
+    "models": "models",
+    "relay": "relay",
+    "secrets": "keys",
+    "serve": "serve",
+    "settings": "settings",
+    "status": "status",
+    "usage": "usage",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands register themselves (``@cli.command()``) when their module is first imported."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            importlib.import_module(f"{__package__}.{module}")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True)
 @click.version_option(__version__, prog_name="headway")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

@@ -141,10 +141,9 @@ class Services:
 def build_services(paths: Paths, options: EngineOptions | None = None) -> Services:
     from proxy.config.watcher import SettingsWatcher
     from proxy.engine import Engine
-    from web_ui.app import WebContext
-    from web_ui.callback import CallbackServer
+    from web_ui.context import WebContext
+    from web_ui.logins import LoginFlows, callback_server
     from web_ui.server import SettingsServer
-    from web_ui.views.chatgpt import LoginFlows
 
     paths.ensure()
     lock = private_file_lock(paths.lock_file, timeout=0)
@@ -173,7 +172,7 @@ def build_services(paths: Paths, options: EngineOptions | None = None) -> Servic
                 keychain,
                 engine,
                 log_file=logs.log_file,
-                logins=LoginFlows(store, keychain, CallbackServer, environ),
+                logins=LoginFlows(store, keychain, callback_server, environ),
                 health_checks=partial(_health_checks, paths, environ),
             ),
             port=web_port_override(environ),

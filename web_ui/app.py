@@ -10,81 +10,24 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from proxy import __version__
-from proxy.config.paths import Paths
-from proxy.config.store import SettingsStore
-from proxy.engine import Engine
-from proxy.secrets.keychain import Keychain
 
+from .context import PageAddress, WebContext
 from .security import CSRF_HEADER, SECURITY_HEADERS, HostGuard, LoginTokens, Sessions, fetch_metadata_problem
-
-if TYPE_CHECKING:
-    from .views.chatgpt import LoginFlows
 
 __all__ = ["PUBLIC_ENDPOINTS", "PageAddress", "WebContext", "create_app"]
 
 log = logging.getLogger("headway.web")
 
-H = TypeVar("H")
-
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Reachable without a session: the assets, the sign-in exchange, and the "how to sign in" page.
 PUBLIC_ENDPOINTS = frozenset({"static", "pages.login", "pages.signed_out"})
-
-
-@dataclass(frozen=True)
-class PageAddress:
-    """Where the page listens: ``port``, and the port it wanted (``web.port``; 0 = any)."""
-
-    url: str
-    port: int
-    wanted: int
-
-    @property
-    def moved(self) -> bool:
-        """The wanted port was taken (or refused), so the page is somewhere else this time."""
-        return self.wanted != 0 and self.port != self.wanted
-
-
-@dataclass
-class WebContext:
-    """What the page works on: the running services. The page keeps no settings of its own."""
-
-    paths: Paths
-    store: SettingsStore
-    keychain: Keychain
-    engine: Engine
-    log_file: Path | None = None
-    logins: LoginFlows | None = None
-    caches: dict[str, Any] = field(default_factory=dict)
-    address: PageAddress | None = None  # set by the server once it listens
-    _caches_lock: threading.Lock = field(
-        default_factory=threading.Lock, init=False, repr=False, compare=False
-    )
-
-    def helper(self, name: str, kind: Callable[[], H]) -> H:
-        """The page's one ``kind`` under ``name`` in :attr:`caches` (analyses, relay setups, small caches), made on
-        first use; the server stops those that have ``stop()``. Built outside the lock; the first one stored wins."""
-        with self._caches_lock:
-            found = self.caches.get(name)
-        if found is None:
-            made = kind()
-            with self._caches_lock:
-                found = self.caches.setdefault(name, made)
-        return found  # type: ignore[no-any-return]
-
-    #: The setup checks (``headway doctor``) as {"check", "status", "detail", "fix"} dicts; from the composition root.
-    health_checks: Callable[[], list[dict[str, str]]] | None = None
 
 
 def _ticks(text: str | None) -> Markup:

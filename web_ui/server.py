@@ -26,8 +26,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from waitress import trigger as waitress_trigger
 from waitress import wasyncore
@@ -35,9 +37,12 @@ from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from proxy.config.paths import Paths, write_private_file
 
-from .app import PageAddress, WebContext, create_app
+from .context import PageAddress, WebContext
 from .opener import clear_openers, open_signed_in, opener_dir
 from .security import LoginTokens, Sessions, mint_token_file
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["SettingsServer", "cli_login_url", "login_dir", "read_web_info", "sessions_file", "web_file"]
 
@@ -105,6 +110,30 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _AppOnFirstRequest:
+    """The WSGI app that builds the Flask app (``app.create_app``) when the page serves its first request: a gateway
+    whose page nobody opens never imports Flask, werkzeug, Jinja or the views (``docs/architecture.md``, "What each
+    mode imports"). Waitress's worker threads may arrive together; one builds, the others wait for it."""
+
+    def __init__(self, build: Callable[[], Flask]) -> None:
+        self._build = build
+        self._app: Flask | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._app is not None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        app = self._app
+        if app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._build()
+                app = self._app
+        return app(environ, start_response)
+
+
 class SettingsServer:
     def __init__(
         self, context: WebContext, *, host: str = "127.0.0.1", port: int | None = None, threads: int = 6
@@ -145,12 +174,7 @@ class SettingsServer:
         try:
             self.tokens.prepare()
             clear_openers(opener_dir(self.context.paths))
-            app = create_app(
-                self.context,
-                tokens=self.tokens,
-                sessions=self.sessions,
-                cookie_name=f"headway_session_{self._port}",
-            )
+            app = _AppOnFirstRequest(partial(self._create_app, f"headway_session_{self._port}"))
             server = create_server(
                 app,
                 sockets=[sock],
@@ -170,6 +194,11 @@ class SettingsServer:
         self._thread.start()
         self._write_info()
         log.info("settings page on %s", self.url)
+
+    def _create_app(self, cookie_name: str) -> Flask:
+        from .app import create_app
+
+        return create_app(self.context, tokens=self.tokens, sessions=self.sessions, cookie_name=cookie_name)
 
     def _write_info(self) -> None:
         paths = self.context.paths

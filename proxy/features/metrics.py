@@ -5,72 +5,69 @@ latency and time to first content; fallbacks; tokens and estimated cost; and, re
 scrape time, quota remaining per account and window, member spend today and the shared state's connection.
 Label values are bounded: accounts and members come from the settings and the members list, routes from the
 gateway's fixed set, statuses from HTTP.
+
+Each finished request only adds to plain counters here, on the loop; ``prometheus_client`` is imported on the first
+scrape (:mod:`proxy.features.metrics_export` turns the counters into its metric families), so a gateway nobody
+scrapes never loads it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from proxy.features.base import Completed, Feature
 from proxy.features.costs import request_cost
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from proxy.routing.quota import QuotaBook
     from proxy.shared.team import Team
 
-__all__ = ["LOCAL_MEMBER", "Metrics"]
+__all__ = ["LOCAL_MEMBER", "Counted", "Metrics", "Observed"]
 
 LOCAL_MEMBER = "local"  # the member label of a request made with the local access key
 _NONE = "none"  # the account label of a request no account answered
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 
+Labels = tuple[str, ...]
 
-class _Books(Collector):
-    """Gauges read when Prometheus scrapes (on the engine loop, like every reader of the books)."""
 
-    def __init__(self, quota: Callable[[], QuotaBook], team: Team | None, clock: Callable[[], float]) -> None:
-        self._quota = quota
-        self._team = team
-        self._clock = clock
+@dataclass
+class Counted:
+    """A counter per label values (Prometheus: a counter family, ``<name>_total``)."""
 
-    def collect(self) -> Iterator[Metric]:
-        now = self._clock()
-        remaining = GaugeMetricFamily(
-            "headway_quota_remaining_ratio",
-            "Share of the quota window left (0..1), as the upstream last reported it",
-            labels=["account", "window"],
-        )
-        for account_id, snapshot in sorted(self._quota().snapshots.items()):
-            for window in snapshot.current_windows(now):
-                fraction = window.remaining_fraction
-                if fraction is not None:
-                    remaining.add_metric([account_id, window.name], fraction)
-        yield remaining
-        if self._team is None:
-            return
-        spend = GaugeMetricFamily(
-            "headway_member_spend_usd_today", "Estimated spend per member this UTC day", labels=["member"]
-        )
-        for member, dollars in sorted(self._team.spend.totals()[1].items()):
-            spend.add_metric([member], dollars)
-        yield spend
-        yield GaugeMetricFamily(
-            "headway_member_keys", "Member keys this gateway accepts", value=len(self._team.members)
-        )
-        link = self._team.link
-        if link is not None:
-            yield GaugeMetricFamily(
-                "headway_shared_state_connected",
-                "1 while the shared state (Redis) is connected",
-                value=int(link.connected),
-            )
+    name: str
+    help: str
+    labels: Labels
+    values: dict[Labels, float] = field(default_factory=dict)
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+
+@dataclass
+class Observed:
+    """A histogram per label values: counts per bucket (the last one above every bound) and the sum."""
+
+    name: str
+    help: str
+    labels: Labels
+    buckets: tuple[float, ...]
+    counts: dict[Labels, list[int]] = field(default_factory=dict)
+    sums: dict[Labels, float] = field(default_factory=dict)
+
+    def observe(self, labels: Labels, value: float) -> None:
+        counts = self.counts.get(labels)
+        if counts is None:
+            counts = self.counts[labels] = [0] * (len(self.buckets) + 1)
+        counts[bisect_left(self.buckets, value)] += 1  # a value equal to a bound belongs to that bucket (le)
+        self.sums[labels] = self.sums.get(labels, 0.0) + value
 
 
 class Metrics(Feature):
@@ -83,59 +80,63 @@ class Metrics(Feature):
         team: Team | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        self.quota = quota
+        self.team = team
+        self.clock = clock or time.time
+        self.requests = Counted(
             "headway_requests",
             "Agent requests by the account that answered, route, status and member",
-            ["account", "route", "status", "member"],
-            registry=self.registry,
+            ("account", "route", "status", "member"),
         )
-        self.latency = Histogram(
+        self.latency = Observed(
             "headway_upstream_latency_seconds",
             "From the request's arrival to its last byte, per answering account and route",
-            ["account", "route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            ("account", "route"),
+            _LATENCY_BUCKETS,
         )
-        self.first_content = Histogram(
+        self.first_content = Observed(
             "headway_time_to_first_content_seconds",
             "From the request's arrival to the first byte of content sent to the agent",
-            ["account", "route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            ("account", "route"),
+            _LATENCY_BUCKETS,
         )
-        self.fallbacks = Counter(
+        self.fallbacks = Counted(
             "headway_fallbacks",
             "Requests that were tried on more than one account (or again on one), per route",
-            ["route"],
-            registry=self.registry,
+            ("route",),
         )
-        self.tokens = Counter(
+        self.tokens = Counted(
             "headway_tokens",
             "Tokens per answering account, member and kind (input is uncached input)",
-            ["account", "member", "kind"],
-            registry=self.registry,
+            ("account", "member", "kind"),
         )
-        self.cost = Counter(
+        self.cost = Counted(
             "headway_cost_usd",
             "Estimated cost in USD (metered accounts; subscriptions count 0)",
-            ["account", "member"],
-            registry=self.registry,
+            ("account", "member"),
         )
-        self.registry.register(_Books(quota, team, clock or time.time))
+        self._registry: CollectorRegistry | None = None
+
+    @property
+    def counters(self) -> tuple[Counted, ...]:
+        return (self.requests, self.fallbacks, self.tokens, self.cost)
+
+    @property
+    def histograms(self) -> tuple[Observed, ...]:
+        return (self.latency, self.first_content)
 
     def on_complete(self, done: Completed) -> None:
         request = done.request
         account = done.account.id if done.account is not None else _NONE
         member = request.member or LOCAL_MEMBER
         route = request.path
-        self.requests.labels(account, route, str(done.status), member).inc()
+        self.requests.inc((account, route, str(done.status), member))
         if done.account is not None:
-            self.latency.labels(account, route).observe(done.latency_ms / 1000)
+            self.latency.observe((account, route), done.latency_ms / 1000)
             if done.ttfb_ms is not None:
-                self.first_content.labels(account, route).observe(done.ttfb_ms / 1000)
+                self.first_content.observe((account, route), done.ttfb_ms / 1000)
         if len(done.chain) > 1:
-            self.fallbacks.labels(route).inc()
+            self.fallbacks.inc((route,))
         usage = done.usage
         if usage is not None:
             for kind, count in zip(
@@ -144,11 +145,22 @@ class Metrics(Feature):
                 strict=True,
             ):
                 if count:
-                    self.tokens.labels(account, member, kind).inc(count)
+                    self.tokens.inc((account, member, kind), count)
             dollars = request_cost(done)
             if dollars:
-                self.cost.labels(account, member).inc(dollars)
+                self.cost.inc((account, member), dollars)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This feature's own Prometheus registry (never the global one), made on the first scrape."""
+        if self._registry is None:
+            from proxy.features.metrics_export import registry_of
+
+            self._registry = registry_of(self)
+        return self._registry
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format Prometheus scrapes, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

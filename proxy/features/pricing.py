@@ -11,25 +11,34 @@ costs None — "price unknown" — and its tokens are still counted wherever cos
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal, get_args
 
-from proxy.features.price_table import ANTHROPIC, OPENAI, ModelPrice
 from proxy.wire.usage import Usage
+
+if TYPE_CHECKING:
+    from proxy.features.price_table import ModelPrice
 
 __all__ = ["Billing", "estimate_cost", "price_of"]
 
 Billing = Literal["metered", "subscription"]
 
-_TABLES = {"anthropic": ANTHROPIC, "openai": OPENAI}
 _CACHE_READ = 0.1  # Anthropic: x input
 _CACHE_WRITE_5M = 1.25
 _CACHE_WRITE_1H = 2.0
 _PER_TOKEN = 1e-6  # the table is per million tokens
 
 
+def _table(provider: str) -> Mapping[str, ModelPrice] | None:
+    """The provider's prices; the table is imported when the first cost is computed, not when the gateway starts."""
+    from proxy.features import price_table
+
+    return {"anthropic": price_table.ANTHROPIC, "openai": price_table.OPENAI}.get(provider)
+
+
 def price_of(provider: str, model: str) -> ModelPrice | None:
     """The table's row for ``model`` (a dated snapshot or ``provider/`` prefix finds its base), else None."""
-    table = _TABLES.get(provider)
+    table = _table(provider)
     if table is None or not model:
         return None
     name = model.rsplit("/", 1)[-1].lower()

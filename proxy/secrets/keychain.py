@@ -15,12 +15,14 @@ import logging
 import secrets
 import threading
 from pathlib import Path
-from typing import Literal
-
-import keyring
-import keyring.errors
+from typing import TYPE_CHECKING, Literal
 
 from proxy.config.paths import ensure_private_dir, private_file_lock, write_private_file
+
+if (
+    TYPE_CHECKING
+):  # keyring (and the Secret Service client it loads) is imported when the system keychain is used
+    import keyring.backend
 
 __all__ = ["ACCESS_KEY", "Keychain", "KeychainError", "account_secret_name", "ensure_access_key"]
 
@@ -125,6 +127,8 @@ class Keychain:
     def describe(self) -> str:
         if self._file is not None:
             return f"plain file {self._file.path} (NOT encrypted; chosen in settings)"
+        import keyring
+
         kr = keyring.get_keyring()
         secure = _secure_backends(kr)
         if not secure:
@@ -133,9 +137,15 @@ class Keychain:
 
     @property
     def secure(self) -> bool:
-        return self._file is None and bool(_secure_backends(keyring.get_keyring()))
+        if self._file is not None:
+            return False
+        import keyring
+
+        return bool(_secure_backends(keyring.get_keyring()))
 
     def _system(self) -> keyring.backend.KeyringBackend:
+        import keyring
+
         kr = keyring.get_keyring()
         secure = _secure_backends(kr)
         if not secure:
@@ -151,6 +161,8 @@ class Keychain:
     def get(self, name: str) -> str | None:
         if self._file is not None:
             return self._file.get(name)
+        import keyring.errors
+
         try:
             return self._system().get_password(self.service, name)
         except keyring.errors.KeyringError as exc:
@@ -161,6 +173,8 @@ class Keychain:
             log.warning("storing %s in the plain secrets file %s (not encrypted)", name, self._file.path)
             self._file.set(name, value)
             return
+        import keyring.errors
+
         try:
             with self._mutex:
                 self._system().set_password(self.service, name, value)
@@ -171,6 +185,8 @@ class Keychain:
         if self._file is not None:
             self._file.delete(name)
             return
+        import keyring.errors
+
         try:
             with self._mutex:
                 self._system().delete_password(self.service, name)

@@ -60,8 +60,8 @@ from proxy.gateway.remote import check_bind, shared_deployment
 from proxy.gateway.server import GatewayServer
 from proxy.providers.base import Incoming, ProviderAdapter
 from proxy.providers.registry import build_adapters, provider_features
-from proxy.relay import RELAY_SECRET, RelayClient
-from proxy.relay.transport import RelayTransport
+from proxy.relay.protocol import RELAY_SECRET
+from proxy.relay.transport import RelayOnDemand, RelayTransport
 from proxy.routing.state import RuntimeState, StateSaver
 from proxy.routing.summary import health_summary
 from proxy.secrets.cache import SecretCache
@@ -158,7 +158,7 @@ class Engine:
             forward=self._forward,
         )
         self._forwarder: Forwarder | None = None
-        self._relay: RelayClient | None = None
+        self._relay: RelayOnDemand | None = None
         self._features = Features([])
         self.metrics: Metrics | None = None  # built with the features, on the loop
         self._shared_accounts = SharedAccounts(
@@ -285,7 +285,7 @@ class Engine:
             client=self._client,
             cfg=OAuthConfig(issuer=self._upstreams.openai_auth),
         )
-        self._relay = RelayClient(lambda: self._settings.relay, lambda: self.keychain.get(RELAY_SECRET))
+        self._relay = RelayOnDemand(lambda: self._settings.relay, lambda: self.keychain.get(RELAY_SECRET))
         self._features = Features(self._build_features(self._client, self._relay))
         self._forwarder = Forwarder(
             settings=lambda: self._settings,
@@ -316,7 +316,7 @@ class Engine:
         await self._stop_requested.wait()
         await self._shutdown()
 
-    def _build_features(self, client: httpx.AsyncClient, relay: RelayClient) -> list[Feature]:
+    def _build_features(self, client: httpx.AsyncClient, relay: RelayOnDemand) -> list[Feature]:
         """Headway's features, in the order their hooks run (see proxy/features/base.py)."""
         self.metrics = Metrics(lambda: self._state.quota, team=self.team)
         return [

@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
@@ -46,7 +46,9 @@ from proxy.logs import redact
 from proxy.providers.base import Incoming, Outgoing
 from proxy.providers.chatgpt.backend import LITE_HEADER, is_lite
 from proxy.providers.chatgpt.limits import rate_limit_frame_headers
-from proxy.relay.websocket import WebSocket, WebSocketClosed, WebSocketError
+
+if TYPE_CHECKING:  # the WebSocket client (and wsproto) is imported when the first upstream socket opens
+    from proxy.relay.websocket import WebSocket
 
 __all__ = ["BETA_HEADER", "CONNECTION_CAP", "LITE_METADATA_KEY", "UpstreamSockets", "canonical_item"]
 
@@ -303,6 +305,8 @@ class UpstreamSockets(Feature):
         headers = {k: v for k, v in out.headers.items() if k.lower() not in _NOT_UPGRADE_HEADERS}
         headers.pop(LITE_HEADER, None)  # per turn, in client_metadata
         headers["openai-beta"] = BETA_HEADER
+        from proxy.relay.websocket import WebSocket, WebSocketError
+
         try:
             ws = await WebSocket.connect(
                 self._client(),
@@ -349,6 +353,8 @@ class UpstreamSockets(Feature):
         return True
 
     async def _recv(self, ws: WebSocket) -> dict[str, Any]:
+        from proxy.relay.websocket import WebSocketClosed, WebSocketError
+
         try:
             raw = await ws.recv(self._read_timeout)
         except WebSocketClosed as exc:

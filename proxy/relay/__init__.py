@@ -76,7 +76,23 @@ started, a broken stream ends like a broken direct stream.
 
 from __future__ import annotations
 
-from proxy.relay.client import RelayClient, RelayTrip, RelayUnavailable
+from typing import TYPE_CHECKING, Any
+
 from proxy.relay.protocol import PROTOCOL_VERSION, RELAY_SECRET
 
+if TYPE_CHECKING:
+    from proxy.relay.client import RelayClient, RelayTrip, RelayUnavailable
+
 __all__ = ["PROTOCOL_VERSION", "RELAY_SECRET", "RelayClient", "RelayTrip", "RelayUnavailable"]
+
+_FROM_CLIENT = frozenset({"RelayClient", "RelayTrip", "RelayUnavailable"})
+
+
+def __getattr__(name: str) -> Any:
+    """The client's names, imported on first use: importing the package (for ``RELAY_SECRET``, or the WebSocket
+    client beside it) does not load the relay client while the relay is off."""
+    if name in _FROM_CLIENT:
+        from proxy.relay import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["Mode", "RelayTrip", "TripCounter"]
+__all__ = ["Mode", "RelayTrip", "TripCounter", "idle_traffic"]
 
 Mode = Literal["full_sync", "patch", "oneshot"]
 
@@ -55,3 +55,17 @@ class TripCounter:
             round(100.0 * (1 - self.sent_bytes / self.body_bytes), 1) if self.body_bytes else None
         )
         return data
+
+
+def idle_traffic() -> dict[str, Any]:
+    """The traffic part of the relay's stats before its client exists: what a fresh client publishes (nothing
+    relayed, no base bodies, no sockets)."""
+    return {
+        "totals": TripCounter().as_dict(),
+        "sessions": [],
+        "recent": [],
+        "base_bodies": {"sessions": 0, "bytes": 0},
+        "open_sockets": 0,
+        "last_error": None,
+        "unbound_upstreams": [],
+    }

@@ -1,6 +1,7 @@
 """``python -m benchmarks [--quick] [--json]``: start the mock and the gateway, measure, print, stop everything.
 
 ``python -m benchmarks soak [--seconds N]`` runs the soak instead (see benchmarks/soak.py): minutes, not in CI.
+``python -m benchmarks imports [--quick]`` measures what each mode imports (see benchmarks/imports.py).
 ``python -m benchmarks shared-state [--quick]`` measures team mode's shared state (see benchmarks/shared_state.py).
 ``python -m benchmarks clients [--quick]`` compares upstream HTTP client candidates (see benchmarks/clients.py).
 ``python -m benchmarks --peer litellm`` adds a third column: a LiteLLM proxy on the same mock (see benchmarks/peer.py).
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         from .clients import main as clients
 
         return clients(argv[1:])
+    if argv[:1] == ["imports"]:
+        from .imports import main as imports
+
+        return imports(argv[1:])
     if argv[:1] == ["shared-state"]:
         from .shared_state import main as shared_state
 

@@ -6,8 +6,8 @@
 - `headway serve` (headless, secrets in a file): the engine built and serving, one request proxied, imports no tray
   (Pillow, pystray), no settings page (Flask, werkzeug, Jinja — until the page serves its first request), no
   Prometheus client (until /metrics is scraped), no agent-config editors (tomlkit, ruamel), no relay client (until
-  the relay is on), no analyzer, no keyring (the file backend), no price table (until the first cost). (wsproto does
-  load: uvicorn's WebSocket protocol, for agents that upgrade /v1/responses, is set up with the server.)
+  the relay is on), no analyzer, no keyring (the file backend), no price table (until the first cost), no wsproto
+  (until an agent opens a WebSocket).
 
 Each check runs a fresh interpreter (a subprocess) and reads its ``sys.modules`` at each step, and every "not yet"
 is paired with the step that does load it, so a check cannot pass because the module is simply never imported.
@@ -39,6 +39,7 @@ HEAVY = (
     "prometheus_client",
     "tomlkit",
     "ruamel",
+    "wsproto",
     "keyring",
     "secretstorage",
     "jeepney",
@@ -55,8 +56,8 @@ HEAVY = (
 
 # Runs in a fresh interpreter: `headway serve`'s composition (tray.app.build_services → Services.start, headless),
 # then one step at a time, printing which HEAVY modules are loaded after each.
-_DRIVER = """
-import http.client, json, sys
+_DRIVER = r"""
+import http.client, json, socket, sys
 from urllib.parse import urlsplit
 
 HEAVY = tuple(json.loads(sys.argv[1]))
@@ -94,6 +95,13 @@ try:
     steps["scraped"] = heavy()
     steps["page_status"] = call(services.web.url + "/")
     steps["page"] = heavy()
+    where = urlsplit(base)
+    with socket.create_connection((where.hostname, where.port), timeout=20) as ws:
+        ws.sendall(("GET /v1/responses HTTP/1.1\r\nHost: " + where.netloc + "\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    "Authorization: Bearer " + key + "\r\n\r\n").encode())
+        steps["upgrade_status"] = ws.recv(64).split(b" ")[1].decode()
+    steps["upgraded"] = heavy()
 finally:
     services.stop()
 print(json.dumps(steps))
@@ -172,8 +180,11 @@ def test_serve_imports_each_library_when_its_mode_first_needs_it(
     # The page's first request builds the Flask app (its views bring the analyzer and the agent-config editors).
     assert {"flask", "werkzeug", "jinja2", "web_ui.app", "web_ui.views"} <= set(steps["page"]), steps
     # Never, in a headless gateway whose relay is off: the tray, the relay client, a keyring (file backend).
+    # An agent's WebSocket (the Responses API) brings uvicorn's wsproto protocol.
+    assert steps["upgrade_status"] == "101" and "wsproto" not in steps["page"], steps
+    assert "wsproto" in steps["upgraded"], steps
     for never in ("PIL", "pystray", "proxy.relay.client", "keyring", "secretstorage", "redis"):
-        assert never not in steps["page"], (never, steps)
+        assert never not in steps["upgraded"], (never, steps)
 
 
 @pytest.mark.timeout(150)

@@ -16,6 +16,9 @@ app cannot see a request before its head is complete, so the fix belongs in the 
 - **head size** (:data:`MAX_REQUEST_HEAD_BYTES`): request line plus headers; larger gets 431 in the JSON error shape.
 - **unparseable HTTP** gets uvicorn's 400, but in the JSON error shape too.
 
+Upgrades to WebSocket (the Responses API's socket, ``proxy/gateway/websocket.py``) go to uvicorn's wsproto protocol,
+which :class:`WSProtocolOnUpgrade` imports (wsproto with it) on the first upgrade, not when the server starts.
+
 Neither deadline runs while the gateway itself is the slow side: the body deadline ends when the body is complete,
 before any response is streamed, so long-lived streaming responses are untouched; a pipelined request waiting
 behind a response still being served gets its deadline postponed, not enforced.
@@ -34,7 +37,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from proxy.gateway.errors import Protocol, error_body
 from proxy.wire.errors import BadRequest, HeadwayError, RequestHeadTooLarge
 
-__all__ = ["MAX_REQUEST_HEAD_BYTES", "REQUEST_BODY_TIMEOUT", "REQUEST_HEAD_TIMEOUT", "GatewayHttpProtocol"]
+__all__ = [
+    "MAX_REQUEST_HEAD_BYTES",
+    "REQUEST_BODY_TIMEOUT",
+    "REQUEST_HEAD_TIMEOUT",
+    "GatewayHttpProtocol",
+    "WSProtocolOnUpgrade",
+]
 
 log = logging.getLogger("headway.gateway")
 
@@ -207,3 +216,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown peer"
+
+
+class WSProtocolOnUpgrade(asyncio.Protocol):
+    """``ws=`` for ``uvicorn.Config``: uvicorn's wsproto protocol, imported when a connection first upgrades (a class
+    given as ``ws`` is used as it is; uvicorn instantiates it per upgrade with keyword arguments)."""
+
+    def __new__(
+        cls, *args: Any, **kwargs: Any
+    ) -> Any:  # the real protocol (not an instance of cls: no __init__)
+        from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
+
+        return WSProtocol(*args, **kwargs)

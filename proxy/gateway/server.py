@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from proxy.gateway.app import is_loopback
 from proxy.gateway.listener import PortInUse, bind_listener, format_address
-from proxy.gateway.protocol import GatewayHttpProtocol
+from proxy.gateway.protocol import GatewayHttpProtocol, WSProtocolOnUpgrade
 from proxy.gateway.remote import REMOTE_WARNING, RemoteNotAllowed, check_bind
 from proxy.gateway.websocket import MAX_FRAME_BYTES
 from proxy.tasks import TaskGroup
@@ -72,7 +72,7 @@ class GatewayServer:
             access_log=False,
             lifespan="off",
             http=GatewayHttpProtocol,  # httptools plus request head / body deadlines (slow clients)
-            ws="wsproto",  # the Responses API over WebSocket (proxy/gateway/websocket.py); the relay's library too
+            ws=WSProtocolOnUpgrade,  # wsproto, imported on the first upgrade (the Responses API over WebSocket)
             ws_max_size=MAX_FRAME_BYTES,  # the route refuses frames over gateway.max_body_mb with an error frame
             timeout_graceful_shutdown=5,
             timeout_keep_alive=75,

@@ -227,3 +227,17 @@ print(json.dumps({"loaded": loaded, "registered": sorted(cli.commands)}))
     found = json.loads(out.stdout)
     assert found["loaded"] == ["tray.cli.serve"]
     assert found["registered"] == sorted(COMMAND_MODULES)
+
+
+def test_bare_headway_imports_the_tray_only_to_show_it() -> None:
+    """`headway` without a display runs headless from tray.launch, which does not import the tray's own modules;
+    tray.tray (what a display gets) does import Pillow."""
+    code = """
+import json, sys
+import tray.launch
+before = sorted(m for m in ("PIL", "pystray", "tray.tray", "tray.icon", "tray.menu") if m in sys.modules)
+import tray.tray
+print(json.dumps({"launch": before, "tray": "PIL" in sys.modules}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert json.loads(out.stdout) == {"launch": [], "tray": True}

@@ -12,8 +12,9 @@ Threads (see docs/architecture.md):
 - ``headway-tray-actions``: runs what menu items do, one at a time — settings writes through ``store.update``,
   opening pages and folders, the clipboard — catching and logging every error (tray callbacks never raise).
 
-Without a display, or when no tray backend loads, Headway says so and runs headless. A second launch for the same
-``HEADWAY_HOME`` asks the running tray to open the settings page, then exits.
+:mod:`tray.launch` starts it: without a display, or when no tray backend loads, Headway says so and runs headless
+(and this module is never imported). A second launch for the same ``HEADWAY_HOME`` asks the running tray to open the
+settings page, then exits.
 """
 
 from __future__ import annotations
@@ -32,19 +33,18 @@ from typing import Any
 
 from PIL import Image
 
-from proxy.config.paths import Paths, write_private_file
+from proxy.config.paths import write_private_file
 from proxy.secrets.keychain import KeychainError
 
 from . import instance
-from .app import AlreadyRunning, Services, build_services, run_headless
+from .app import Services
 from .autostart import Autostart, AutostartError, for_platform
-from .backend import import_pystray
-from .desktop import Desktop, DesktopActions, has_display
+from .desktop import Desktop, DesktopActions
 from .icon import IconState, Level, icon_state, render
 from .menu import AGENTS, MenuView, build, connection_text, set_setting, signature, to_pystray
 from .notify import Throttle, derive, wanted
 
-__all__ = ["TrayApp", "icon_size", "run_tray_or_headless"]
+__all__ = ["TrayApp", "icon_size"]
 
 log = logging.getLogger("headway.tray")
 
@@ -500,72 +500,3 @@ class TrayApp:
 
 
 # --------------------------------------------------------------------------- entry point
-
-
-def _second_launch(paths: Paths, exc: AlreadyRunning) -> None:
-    runtime = exc.runtime or {}
-    where = f" (pid {runtime.get('pid')}, gateway at {runtime.get('url')})" if runtime else ""
-    if instance.request(paths, instance.OPEN_SETTINGS):
-        print(f"Headway is already running{where}; it is opening its settings page.", file=sys.stderr)
-        return
-    # No tray took the request (a headless `headway serve`): open its settings page from here, signed in.
-    url = None
-    try:
-        from web_ui.opener import open_signed_in
-        from web_ui.server import cli_login_url
-
-        url = cli_login_url(paths)
-    except (ImportError, OSError) as exc:
-        log.debug("no settings page to open: %s", exc)
-    if url and has_display() and open_signed_in(paths, url):  # the token stays off the browser's command line
-        print(f"Headway is already running{where} without a tray; opened its settings page.", file=sys.stderr)
-        return
-    print(
-        f"Headway is already running{where} without a tray. "
-        f"Open its settings page with `headway settings`; the settings file is {paths.settings_file}",
-        file=sys.stderr,
-    )
-
-
-def run_tray_or_headless(paths: Paths) -> None:
-    """The tray (or headless without a display). A failure to start is raised for the CLI to explain
-    (:mod:`tray.failures`); with a display it is also shown as a desktop notification, since a launch at login
-    has no terminal."""
-    try:
-        _run_tray_or_headless(paths)
-    except Exception as exc:
-        if has_display():
-            from .alert import desktop_alert
-            from .failures import explain
-
-            failure = explain(exc)
-            text = failure.message if failure else f"unexpected error: {exc}"
-            if failure and failure.fix:
-                text += f" — {failure.fix}"
-            desktop_alert("Headway could not start", text)
-        raise
-
-
-def _run_tray_or_headless(paths: Paths) -> None:
-    try:
-        services = build_services(paths)
-    except AlreadyRunning as exc:
-        _second_launch(paths, exc)
-        raise SystemExit(0) from exc
-    if not has_display():
-        print("No display found: running headless (the gateway without a tray icon).", file=sys.stderr)
-        run_headless(services)
-        return
-    try:
-        pystray = import_pystray()
-    except Exception as exc:  # no usable backend: GTK missing, display refused, …
-        print(f"Cannot show a tray icon ({exc}): running headless.", file=sys.stderr)
-        run_headless(services)
-        return
-    if str(getattr(pystray.Icon, "__module__", "")).endswith("_xorg"):
-        from .doctor.desktop import MENU_FIX
-
-        message = f"The tray icon will have no menu (no PyGObject/GTK here). To get one: {MENU_FIX}"
-        log.warning("%s", message)
-        print(message, file=sys.stderr, flush=True)
-    TrayApp(services, pystray).run()

@@ -126,7 +126,7 @@ def cli(ctx: click.Context) -> None:
         env_paths().log_dir
     )  # problems reach the user once, as the command's message; records go to the log
     if ctx.invoked_subcommand is None:
-        from ..tray import run_tray_or_headless
+        from ..launch import run_tray_or_headless
 
         run_tray_or_headless(env_paths())
 

@@ -181,9 +181,16 @@ def _until_first_200(proc: subprocess.Popen[bytes], port: int, key: str, limit: 
 class _Home:
     """A HEADWAY_HOME with one account on the mock; ``backend`` is ``file`` or ``system``."""
 
-    def __init__(self, workdir: Path, backend: str, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        backend: str,
+        settings: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.path = Path(tempfile.mkdtemp(prefix=f"headway-{backend}-", dir=workdir))
         self.backend = backend
+        self.extra_env = env or {}
         config = self.path / "config"
         config.mkdir(mode=0o700)
         body = {"secrets": {"backend": backend}, **(settings or {})}
@@ -214,8 +221,8 @@ class _Home:
         """Delete this home's keychain entries (the account's key and the access key)."""
         if self.backend != "system":
             return
-        _cli(self.path, "accounts", "remove", "bench")
-        import keyring
+        _cli(self.path, "accounts", "remove", "bench", "--yes")
+        import keyring.errors
 
         from proxy.config.paths import Paths
         from proxy.secrets.keychain import ACCESS_KEY
@@ -334,9 +341,9 @@ def _finish(mode: dict[str, Any]) -> dict[str, Any]:
     grown, baseline = _rss_budget(rows)
     for group, kb in grown.items():
         budget.setdefault(group, {"self_us": 0, "cum_us": 0, "modules": 0})["rss_kb"] = kb
-    packages = sorted(
-        ({"package": name, **{"rss_kb": 0, **entry}} for name, entry in budget.items()),
-        key=lambda entry: (-entry["cum_us"], -entry["rss_kb"]),
+    packages: list[dict[str, Any]] = sorted(
+        ({"package": name, "rss_kb": 0, **entry} for name, entry in budget.items()),
+        key=lambda entry: (-int(entry["cum_us"]), -int(entry["rss_kb"])),
     )
     mode["modules"] = len(rows)
     mode["import_self_ms"] = round(sum(own for _, own, _, _ in rows) / 1000, 1)
@@ -398,9 +405,7 @@ def _measure(workdir: Path, runs: int, idle_s: float, say: Any) -> dict[str, Any
             tray_env = {
                 k: os.environ[k] for k in ("DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY") if k in os.environ
             }
-            tray_home = _Home(workdir, "file")
-            original = tray_home.env
-            tray_home.env = lambda m, **extra: original(m, **tray_env, **extra)  # type: ignore[method-assign]
+            tray_home = _Home(workdir, "file", env=tray_env)
             modes["tray"] = _finish(_gateway_mode(tray_home, mock, workdir, runs, idle_s, tray=True))
         else:
             modes["tray"] = {"skipped": "no display (DISPLAY and WAYLAND_DISPLAY unset)"}

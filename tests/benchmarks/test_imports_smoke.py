@@ -1,0 +1,64 @@
+"""`python -m benchmarks imports` runs end to end and reports every figure per mode. No speed is asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.imports import parse_importtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spread(node: Any, where: str) -> None:
+    assert node["n"] >= 1, where
+    assert 0 < node["min"] <= node["median"] <= node["max"], where
+
+
+def test_importtime_lines_are_parsed_with_their_depth() -> None:
+    text = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       120 |        120 |   wsproto.events\n"
+        "import time:        80 |        200 | wsproto\n"
+        "not an importtime line\n"
+    )
+    assert parse_importtime(text) == [("wsproto.events", 120, 120, 1), ("wsproto", 80, 200, 0)]
+
+
+@pytest.mark.timeout(240)
+def test_quick_run_reports_each_mode() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "imports", "--quick", "--runs", "1", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, done.stdout
+    modes = json.loads(lines[0])["modes"]
+    assert set(modes) == {"serve-file", "serve-keychain", "status", "tray"}
+    measured = [name for name, mode in modes.items() if "skipped" not in mode]
+    assert {"serve-file", "status"} <= set(measured)
+    for name in measured:
+        mode = modes[name]
+        _spread(mode["cold_start_s"], f"{name}.cold_start_s")
+        _spread(mode["idle_rss_mb"], f"{name}.idle_rss_mb")
+        assert mode["modules"] > 100 and mode["import_rss_mb"] > 0, name
+        packages = mode["packages"]
+        assert packages and all(
+            {"package", "self_us", "cum_us", "rss_kb", "modules"} <= set(p) for p in packages
+        )
+        assert [p["cum_us"] for p in packages] == sorted((p["cum_us"] for p in packages), reverse=True), name
+    # The gateway's own code is in the budget, by subpackage.
+    assert "proxy.engine" in {p["package"] for p in modes["serve-file"]["packages"]}
+    for name, mode in modes.items():
+        if "skipped" in mode:
+            assert isinstance(mode["skipped"], str) and mode["skipped"], name

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .processes import Server, _clean_env, _cli, _headway_command, rss_mb, start_mock
+from .processes import Server, _headway_command, clean_env, cli, rss_mb, start_mock
 
 __all__ = ["main", "parse_importtime"]
 
@@ -135,7 +135,7 @@ def _rss_budget(rows: list[tuple[str, int, int, int]]) -> tuple[dict[str, int], 
             text=True,
             timeout=120,
             check=True,
-            env=_clean_env({}),
+            env=clean_env({}),
         )
     finally:
         os.unlink(names.name)
@@ -195,7 +195,7 @@ class _Home:
         config.mkdir(mode=0o700)
         body = {"secrets": {"backend": backend}, **(settings or {})}
         (config / "settings.json").write_text(json.dumps(body))
-        _cli(
+        cli(
             self.path,
             "accounts",
             "add",
@@ -205,10 +205,10 @@ class _Home:
             "--api-key-stdin",
             stdin=_API_KEY + "\n",
         )
-        self.key = _cli(self.path, "key").strip()
+        self.key = cli(self.path, "key").strip()
 
     def env(self, mock: Server, **extra: str) -> dict[str, str]:
-        return _clean_env(
+        return clean_env(
             {
                 "HEADWAY_HOME": str(self.path),
                 "HEADWAY_ANTHROPIC_BASE_URL": mock.url,
@@ -221,7 +221,7 @@ class _Home:
         """Delete this home's keychain entries (the account's key and the access key)."""
         if self.backend != "system":
             return
-        _cli(self.path, "accounts", "remove", "bench", "--yes")
+        cli(self.path, "accounts", "remove", "bench", "--yes")
         import keyring.errors
 
         from proxy.config.paths import Paths

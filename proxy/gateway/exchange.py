@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 import httpx
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from proxy.config.settings import Account, Settings, UpstreamSettings
 from proxy.durations import format_duration
@@ -28,7 +28,7 @@ from proxy.gateway.attempt import (
     short_error,
 )
 from proxy.gateway.errors import Protocol, error_body
-from proxy.gateway.stream import TooLarge, close_quietly, collect, hold, pump, read_all
+from proxy.gateway.stream import AgentStream, TooLarge, close_quietly, collect, hold, pump, read_all
 from proxy.logs import redact
 from proxy.providers.base import Incoming, Outgoing, ProviderAdapter
 from proxy.routing.quota import Window
@@ -326,7 +326,7 @@ class Exchange:
             close=lambda: close_quietly(upstream),
             finish=lambda: self._finish(incoming, attempt, usage, adapter),
         )
-        return StreamingResponse(body_iter, status_code=status, headers=headers)
+        return AgentStream(body_iter, status_code=status, headers=headers)
 
     def _commit(
         self, upstream: httpx.Response, incoming: Incoming, account: Account, attempt: Attempt, status: int

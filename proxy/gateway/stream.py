@@ -9,11 +9,15 @@ did not ask to stream; :func:`read_all` reads a non-streamed answer with a size 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from proxy.gateway.attempt import Attempt
 from proxy.gateway.errors import stream_error_event
@@ -21,7 +25,7 @@ from proxy.providers.base import Incoming, ProviderAdapter, ResponseTransformer,
 from proxy.wire.sse import SSEEvent, SSEParser
 from proxy.wire.usage import UsageAccumulator
 
-__all__ = ["HOLD_LIMIT", "TooLarge", "close_quietly", "collect", "hold", "pump", "read_all"]
+__all__ = ["HOLD_LIMIT", "AgentStream", "TooLarge", "close_quietly", "collect", "hold", "pump", "read_all"]
 
 log = logging.getLogger("headway.forward")
 
@@ -209,3 +213,46 @@ async def pump(
     finally:
         await close()
         finish()
+
+
+class AgentStream(StreamingResponse):
+    """The committed stream to the agent, sent from the request's own task.
+
+    Starlette's StreamingResponse, under a server speaking ASGI 2.3 (uvicorn), runs every stream in an anyio task
+    group with a second task listening for the agent's hang-up: a cancel scope and two tasks per streamed answer. Here
+    one small task waits for ``http.disconnect`` and cancels the sending task; the body iterator's ``finally``
+    (closing the upstream, recording the request) runs either way.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"sending": True, "gone": False}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if state["sending"]:
+                state["gone"] = True
+                task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch(), name="headway-agent-stream-watch")
+        body: Any = self.body_iterator
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            task.uncancel()  # the agent went away: the stream ends here, quietly
+            log.debug("the agent hung up mid-stream")
+        finally:
+            state["sending"] = False
+            watcher.cancel()
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()  # a stream left early still closes its upstream and is recorded

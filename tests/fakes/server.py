@@ -434,6 +434,11 @@ class FakeServer:
             return self._received
 
     @property
+    def open_connections(self) -> int:
+        """How many TCP connections are open now (a client that gave up on a stream closes its one)."""
+        return self._httpd.open_connections if self._httpd is not None else 0
+
+    @property
     def connection_count(self) -> int:
         """How many TCP connections were accepted (to check that a client pools and reuses them)."""
         return self._httpd.accepted if self._httpd is not None else 0
@@ -540,6 +545,11 @@ class _HTTPServer(ThreadingHTTPServer):
             self._connections.add(conn)
             if self.fake._stopping.is_set():
                 _shutdown(conn)
+
+    @property
+    def open_connections(self) -> int:
+        with self._idle:
+            return len(self._connections)
 
     def untrack(self, conn: socket.socket) -> None:
         with self._idle:

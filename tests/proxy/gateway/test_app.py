@@ -317,6 +317,25 @@ def test_connection_dropped_mid_stream_ends_with_an_error_event(
     assert len(anthropic.requests) == 1
 
 
+def test_an_agent_leaving_mid_stream_closes_the_upstream_and_is_recorded(
+    gw: RunningGateway, anthropic: FakeAnthropic
+) -> None:
+    gw.add("anthropic", "main", "sk-ant-main")
+    anthropic.enqueue(Behavior(chunks=6, hang_after_events=5))  # content flows, then the upstream goes quiet
+    with httpx.stream(
+        "POST", f"{gw.url}/v1/messages", json={**MESSAGE, "stream": True}, headers=gw.headers(), timeout=10
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: content_block_delta"):
+                break  # the agent has what it wanted and closes its connection
+    assert wait_until(
+        lambda: anthropic.open_connections == 0, timeout=10
+    )  # the gateway let go of the upstream
+    gw.flush_log()
+    rows = gw.services.engine.request_log.query(limit=1)
+    assert rows and rows[0].status == 200 and rows[0].account_id is not None
+
+
 def test_unreachable_upstream_is_502() -> None:
     unreachable = start_gateway(anthropic_url="http://127.0.0.1:9", openai_url="http://127.0.0.1:9")
     try:

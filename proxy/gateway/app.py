@@ -30,9 +30,7 @@ import hmac
 import ipaddress
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from starlette.applications import Starlette
@@ -46,6 +44,7 @@ from proxy import __version__
 from proxy.config.settings import Settings
 from proxy.gateway.conversations import ConversationBook, kept
 from proxy.gateway.errors import error_response
+from proxy.gateway.refusals import RefusalLog, provider_key
 from proxy.gateway.websocket import ResponsesSocket
 from proxy.providers.base import Incoming, StreamProtocol
 from proxy.routing.sessions import identify_session
@@ -64,8 +63,8 @@ from proxy.wire.errors import (
 __all__ = [
     "ErrorBoundary",
     "GatewayHooks",
+    "HotRoutes",
     "LocalGuard",
-    "RefusalLog",
     "build_app",
     "is_loopback",
     "protocol_for",
@@ -76,21 +75,6 @@ log = logging.getLogger("headway.gateway")
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _OPEN_PATHS = frozenset({"/", "/health", "/api/hello"})
 _OWNER_PATHS = frozenset({"/metrics"})  # the local access key only, always (never a member's, never open)
-_ROUTE_PATHS = frozenset(
-    {
-        "/",
-        "/health",
-        "/api/hello",
-        "/status",
-        "/v1/messages",
-        "/v1/messages/count_tokens",
-        "/v1/responses",
-        "/responses",
-        "/v1/chat/completions",
-        "/v1/models",
-        "/metrics",
-    }
-)
 
 
 def is_loopback(host: str) -> bool:
@@ -117,77 +101,6 @@ def protocol_for(path: str, headers: dict[str, str] | None = None) -> Literal["a
 
 def _scope_headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-# ---------------------------------------------------------------- refusals
-
-
-@dataclass(frozen=True)
-class _ProviderKey:
-    prefix: str
-    what: str
-    fix: str
-
-
-# Most specific first. The local key is ``hw-…``, so it never matches these.
-_PROVIDER_KEYS = (
-    _ProviderKey(
-        "sk-ant-oat",
-        "a Claude account token (sk-ant-oat…)",
-        "the agent sends its own Claude login: point it at the key `headway key` prints "
-        "(for Claude Code, `headway configure claude-code` sets ANTHROPIC_AUTH_TOKEN; unset CLAUDE_CODE_OAUTH_TOKEN)",
-    ),
-    _ProviderKey(
-        "sk-ant-",
-        "an Anthropic API key (sk-ant-…)",
-        "ANTHROPIC_API_KEY is probably exported in the agent's shell and overrides its Headway settings: "
-        "`unset ANTHROPIC_API_KEY` (or set it to the key `headway key` prints) and restart the agent",
-    ),
-    _ProviderKey(
-        "sk-",
-        "an OpenAI API key (sk-…)",
-        "OPENAI_API_KEY is probably exported in the agent's shell and overrides its Headway settings: "
-        "`unset OPENAI_API_KEY` (or set it to the key `headway key` prints) and restart the agent",
-    ),
-)
-
-
-def _provider_key(presented: list[str]) -> _ProviderKey | None:
-    for key in presented:
-        for known in _PROVIDER_KEYS:
-            if key.startswith(known.prefix):
-                return known
-    return None
-
-
-class RefusalLog:
-    """Logs refused requests without flooding the log: one line per (route, reason) per ``interval`` seconds,
-    carrying the count of the ones held back since the last line.
-
-    Owned by the gateway's loop (one instance per app); the set of keys is bounded because routes outside the known
-    ones share one key and reasons are a fixed vocabulary.
-    """
-
-    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._last: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], int] = {}
-
-    def record(self, method: str, path: str, reason: str, detail: str, agent: str) -> None:
-        route = path if path in _ROUTE_PATHS else "(other path)"
-        key = (route, reason)
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return
-        held = self._held.pop(key, 0)
-        self._last[key] = now
-        more = f" ({held} more like it in the last {now - last:.0f}s)" if held and last is not None else ""
-        log.warning(
-            "refused %s %s: %s — %s [user-agent %r]%s", method, route, reason, detail, agent[:120], more
-        )
 
 
 # ---------------------------------------------------------------- hooks
@@ -328,7 +241,7 @@ class LocalGuard:
                 AccessDenied("no local access key: use the key `headway key` prints as this agent's API key"),
                 "no access key",
             )
-        provider = _provider_key(presented)
+        provider = provider_key(presented)
         if provider is not None:
             raise _Refused(
                 AccessDenied(
@@ -587,4 +500,30 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
     app = Starlette(
         routes=routes, exception_handlers={404: not_found, 405: not_found, Exception: server_error}
     )
-    return ErrorBoundary(LocalGuard(app, hooks, refusals))
+    hot = {
+        "/v1/messages": messages,
+        "/v1/messages/count_tokens": messages,
+        "/v1/responses": responses,
+        "/v1/chat/completions": chat,
+    }
+    return ErrorBoundary(LocalGuard(HotRoutes(app, hot), hooks, refusals))
+
+
+class HotRoutes:
+    """The model routes (``POST``), dispatched before Starlette's router and middleware; anything else goes on to the
+    Starlette app. Every agent request takes one of them, and each layer of Starlette's stack wraps every chunk of a
+    stream. An exception here reaches :class:`ErrorBoundary`, which answers the same JSON 500 Starlette's handler
+    would have."""
+
+    def __init__(self, app: ASGIApp, routes: Mapping[str, Callable[[Request], Awaitable[Response]]]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.routes.get(scope["path"])
+            if handler is not None:
+                response = await handler(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

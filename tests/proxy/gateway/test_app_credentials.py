@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from proxy.gateway.app import RefusalLog
+from proxy.gateway.refusals import RefusalLog
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.support.gateway import RunningGateway, start_gateway
 

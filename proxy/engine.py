@@ -265,9 +265,12 @@ class Engine:
     async def _main(self) -> None:
         self._stop_requested = asyncio.Event()
         settings = self._settings
+        # One certificate context for both clients (each would load the CA bundle again: about 1.2 MB).
+        tls = httpx.create_ssl_context(trust_env=True)
         self._client = httpx.AsyncClient(
+            verify=tls,
             timeout=self._timeouts(settings),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=60),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=10, keepalive_expiry=60),
             follow_redirects=False,
             trust_env=True,
         )
@@ -278,6 +281,7 @@ class Engine:
                 self._settings.gateway.connect_timeout_seconds, self._settings.gateway.read_timeout_seconds
             ),
             environ=self._environ,
+            tls=tls,
         )
         self._credentials.tokens = TokenManager(
             load=self._read_secret,

@@ -14,7 +14,8 @@ What it does the way httpx did, so that nothing changes for the user:
 - proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``; HTTP proxies only — a
   request whose proxy is another kind fails with a clear :class:`httpx.ProxyError`), read once at start. aiohttp's
   own ``trust_env`` is not used: it would also send credentials from ``~/.netrc``.
-- certificates: httpx's default context (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``);
+- certificates: httpx's default context (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), the very one the engine's
+  httpx client uses when it hands it in;
 - timeouts: connect and per-read, from the settings at each request; waiting for a free connection is bounded too;
 - no cookies (one client serves every account: an upstream's cookies must never link them), no redirects followed,
   ``Accept-Encoding: gzip, deflate`` (the answer is decoded by httpx's decoders as before).
@@ -54,8 +55,10 @@ class UpstreamClient:
         max_connections: int = 200,
         keepalive_expiry: float = 60.0,
         environ: Mapping[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._timeouts = timeouts
+        self._tls = tls
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._proxies = _proxies_from(os.environ if environ is None else environ)
@@ -68,7 +71,7 @@ class UpstreamClient:
             limit=self._max_connections,
             limit_per_host=0,
             keepalive_timeout=self._keepalive_expiry,
-            ssl=_ssl_context(),
+            ssl=self._tls or httpx.create_ssl_context(trust_env=True),
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -216,7 +219,3 @@ def _proxies_from(environ: Mapping[str, str]) -> dict[str, str]:
         if value and name.lower().endswith("_proxy"):
             proxies[name.lower().removesuffix("_proxy")] = value
     return proxies
-
-
-def _ssl_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context(trust_env=True)

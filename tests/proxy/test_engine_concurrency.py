@@ -206,7 +206,12 @@ def test_fifty_streams_with_status_readers_and_continuous_saves(problems: Proble
         # 429 / 503: every account was cooling down at that moment, or had just stopped cooling down.
         assert set(outcomes) <= {200, 429, 503}
         assert outcomes.count(200) > len(outcomes) // 2
-        assert upstream.request_count > len(outcomes)  # rate limits happened and requests fell back
+        # Rate limits happened and requests fell back to another account (counting upstream requests against the
+        # agents' said little: when all three accounts are cooling down the gateway answers 429 itself).
+        rows = engine.request_log.query(limit=1000)
+        assert any(r.status == 200 and len(r.fallback_chain) > 1 for r in rows), [
+            r.fallback_chain for r in rows
+        ]
         assert min(counters.values()) > 10, counters
 
         # The loop is gone: what it saved at shutdown is exactly what it held.

@@ -8,7 +8,6 @@ have seen the account's key — never the local access key.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,15 +15,13 @@ import anthropic
 import openai
 import pytest
 
-from proxy.auth import TokenSet
 from proxy.config.paths import Paths
-from proxy.config.settings import Account
 from proxy.config.store import SettingsStore
 from proxy.features.request_log import RequestLog
-from proxy.secrets.keychain import account_secret_name
-from tests.fakes import Behavior, FakeAccount, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth
+from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI
 from tests.fakes.codex import FakeCodex
 from tests.support.agents import require_agent, run_claude_code, run_codex, run_opencode, run_pi
+from tests.support.chatgpt_gateway import chatgpt_gateway_process
 from tests.support.gateway import GatewayProcess, e2e_keychain, run_cli, start_gateway_process, wait_until
 
 pytestmark = [pytest.mark.keychain, pytest.mark.agents]
@@ -252,23 +249,8 @@ def test_usage_command_reports_the_requests(gateway: GatewayProcess) -> None:
 
 @pytest.fixture
 def chatgpt_gateway() -> Iterator[tuple[GatewayProcess, FakeCodex]]:
-    with FakeOpenAIAuth() as auth, FakeCodex(auth=auth, default=Behavior(text=REPLY)) as codex:
-        paths = Paths.from_env()
-        keychain = e2e_keychain(paths)
-        for label, account_id in (("personal", "acct-p"), ("work", "acct-w")):
-            tokens = TokenSet.from_token_response(
-                auth.issue_tokens(FakeAccount(account_id=account_id)), now=time.time()
-            )
-            keychain.set(account_secret_name(label), tokens.to_json())
-            account = Account(id=label, kind="chatgpt", label=label, chatgpt_account_id=account_id)
-            SettingsStore(paths.settings_file).update(lambda s, account=account: s.accounts.append(account))
-        process = start_gateway_process(
-            env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url}
-        )
-        try:
-            yield process, codex
-        finally:
-            assert process.stop() == 0, process.output()
+    with chatgpt_gateway_process([("personal", "acct-p"), ("work", "acct-w")], reply=REPLY) as served:
+        yield served
 
 
 def test_chatgpt_subscription_serves_codex_opencode_and_pi(

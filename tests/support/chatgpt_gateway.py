@@ -1,0 +1,47 @@
+"""A `headway serve` subprocess on ChatGPT subscriptions: the fake OpenAI auth server and the fake Codex backend,
+one seat per (label, ChatGPT account id), its tokens in the real keychain and its account in the settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from proxy.auth import TokenSet
+from proxy.config.paths import Paths
+from proxy.config.settings import Account
+from proxy.config.store import SettingsStore
+from proxy.secrets.keychain import account_secret_name
+from tests.fakes import Behavior, FakeAccount, FakeOpenAIAuth
+from tests.fakes.codex import FakeCodex
+from tests.support.gateway import GatewayProcess, e2e_keychain, start_gateway_process
+
+__all__ = ["chatgpt_gateway_process"]
+
+
+@contextmanager
+def chatgpt_gateway_process(
+    seats: Sequence[tuple[str, str]], *, reply: str, websocket: bool = False
+) -> Iterator[tuple[GatewayProcess, FakeCodex]]:
+    """``seats`` are (label, ChatGPT account id) pairs, added in order; the fake Codex answers ``reply`` by default
+    (and over WebSocket when ``websocket``). The gateway must stop cleanly (exit 0) when the block ends."""
+    with FakeOpenAIAuth() as auth, FakeCodex(auth=auth, default=Behavior(text=reply)) as codex:
+        if websocket:
+            codex.sockets.enabled = True
+        paths = Paths.from_env()
+        keychain = e2e_keychain(paths)
+        accounts: list[Account] = []
+        for label, account_id in seats:
+            tokens = TokenSet.from_token_response(
+                auth.issue_tokens(FakeAccount(account_id=account_id)), now=time.time()
+            )
+            keychain.set(account_secret_name(label), tokens.to_json())
+            accounts.append(Account(id=label, kind="chatgpt", label=label, chatgpt_account_id=account_id))
+        SettingsStore(paths.settings_file).update(lambda s: s.accounts.extend(accounts))
+        process = start_gateway_process(
+            env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url}
+        )
+        try:
+            yield process, codex
+        finally:
+            assert process.stop() == 0, process.output()

@@ -24,6 +24,7 @@ from tests.fakes.cloudflare import CF_ACCOUNT, CF_TOKEN, FakeCloudflare
 from tests.support.browser import SignedInPage, screenshots, settings_json, unlabeled_controls
 from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
 from tests.support.miniflare import launch_deployed, require_miniflare
+from tests.support.relay_setup import run_relay_setup
 
 KEY = "sk-ant-api03-e2e-cache-" + "c" * 30
 MODEL = "claude-sonnet-4-5"
@@ -150,16 +151,7 @@ def test_relay_forget_from_the_page(
     cloudflare: FakeCloudflare = services["cloudflare"]
     anthropic: FakeAnthropic = services["anthropic"]
     env = {"HEADWAY_ANTHROPIC_BASE_URL": anthropic.url, "HEADWAY_CLOUDFLARE_API_URL": cloudflare.url}
-    setup = run_cli(
-        "relay",
-        "setup",
-        "--account-id",
-        CF_ACCOUNT,
-        "--api-token-stdin",
-        "--no-probe",
-        input=CF_TOKEN + "\n",
-        env=env,
-    )
+    setup = run_relay_setup(env)
     assert setup.returncode == 0, setup.stderr
     script = cloudflare.scripts["headway-relay"]
     with launch_deployed(script.metadata, script.modules, log_dir=tmp_path / "miniflare") as worker:

@@ -32,6 +32,7 @@ from tests.fakes import Behavior, FakeAnthropic
 from tests.fakes.cloudflare import CF_ACCOUNT, CF_TOKEN, FakeCloudflare, FakeToken
 from tests.support.gateway import run_cli
 from tests.support.miniflare import MiniflareWorker, launch_deployed, require_miniflare
+from tests.support.relay_setup import run_relay_setup
 
 NAME = "headway-relay"
 API_KEY = "sk-ant-deployed-1"
@@ -40,15 +41,6 @@ Storage = Literal["durable_object", "kv"]
 
 def measure(what: str, **figures: Any) -> None:
     print(f"RELAY-MEASURE {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-
-
-@pytest.fixture
-def store(headway_home: Path) -> SettingsStore:
-    paths = Paths.from_env()
-    paths.ensure()
-    settings = SettingsStore(paths.settings_file)
-    settings.load(create=True)
-    return settings
 
 
 @pytest.fixture
@@ -554,16 +546,7 @@ def test_cli_setup_forget_and_status(
         lambda s: setattr(s.secrets, "backend", "file")
     )  # the in-memory keyring does not cross processes
     env = {"HEADWAY_CLOUDFLARE_API_URL": cloudflare.url, "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url}
-    setup = run_cli(
-        "relay",
-        "setup",
-        "--account-id",
-        CF_ACCOUNT,
-        "--api-token-stdin",
-        "--no-probe",
-        input=CF_TOKEN + "\n",
-        env=env,
-    )
+    setup = run_relay_setup(env)
     assert setup.returncode == 0, setup.stderr
     assert f"It may call: {anthropic.url}, https://api.openai.com, https://chatgpt.com;" in setup.stdout
     assert "keeps a session's last body 1440 min" in setup.stdout

@@ -43,17 +43,9 @@ from tests.fakes.cloudflare import (
 )
 from tests.support.gateway import run_cli
 from tests.support.miniflare import MiniflareWorker, launch_deployed
+from tests.support.relay_setup import run_relay_setup
 
 NAME = "headway-relay"
-
-
-@pytest.fixture
-def store(headway_home: Path) -> SettingsStore:
-    paths = Paths.from_env()
-    paths.ensure()
-    settings = SettingsStore(paths.settings_file)
-    settings.load(create=True)
-    return settings
 
 
 @pytest.fixture
@@ -313,42 +305,15 @@ def test_cli_setup_status_disable(cloudflare: FakeCloudflare, store: SettingsSto
         lambda s: setattr(s.secrets, "backend", "file")
     )  # the in-memory keyring does not cross processes
     env = {"HEADWAY_CLOUDFLARE_API_URL": cloudflare.url}
-    bad = run_cli(
-        "relay",
-        "setup",
-        "--account-id",
-        CF_ACCOUNT,
-        "--api-token-stdin",
-        "--no-probe",
-        input="nope\n",
-        env=env,
-    )
+    bad = run_relay_setup(env, token="nope")
     assert bad.returncode == 1 and "rejected this API token" in bad.stderr
-    done = run_cli(
-        "relay",
-        "setup",
-        "--account-id",
-        CF_ACCOUNT,
-        "--api-token-stdin",
-        "--no-probe",
-        input=CF_TOKEN + "\n",
-        env=env,
-    )
+    done = run_relay_setup(env)
     assert done.returncode == 0, done.stderr
     assert f"Deployed Worker {NAME} 1.1.0 at https://{NAME}.alice.workers.dev" in done.stdout
     assert "the API token was not kept" in done.stdout
     paths = Paths.from_env()
     assert CF_TOKEN not in paths.secrets_file.read_text() and CF_TOKEN not in paths.settings_file.read_text()
-    again = run_cli(
-        "relay",
-        "setup",
-        "--api-token-stdin",
-        "--no-probe",
-        "--transport",
-        "websocket",
-        input=CF_TOKEN + "\n",
-        env=env,
-    )
+    again = run_relay_setup(env, "--transport", "websocket", account_id=None)
     assert again.returncode == 0 and "Upgraded Worker" in again.stdout  # the account id was remembered
     status = json.loads(run_cli("relay", "status", "--json", "--no-probe").stdout)
     assert status["enabled"] and status["secret_in_keychain"] and status["transport"] == "websocket"

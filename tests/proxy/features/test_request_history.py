@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,31 +14,24 @@ import pytest
 from proxy.features.request_history import RequestFilter, RequestHistory
 from proxy.features.request_log import RequestLog
 from proxy.features.request_rows import MIGRATIONS, SCHEMA_VERSION, RequestRecord
-from proxy.wire.usage import Usage
 from proxy.wire.user_agent import agent_name
+from tests.support.request_records import request_record
 
 CLAUDE = "claude-cli/2.1.330 (external, sdk-cli)"
 OPENCODE = "opencode/1.18.33 ai-sdk/provider-utils/4.0.46 runtime/bun/1.3.14"
 
 
-def _rec(ts: float, **overrides: object) -> RequestRecord:
-    values: dict[str, object] = {
-        "ts": ts,
-        "route": "/v1/messages",
-        "family": "anthropic",
-        "account_id": "work",
-        "account_label": "Work",
-        "account_kind": "anthropic-api-key",
-        "model": "claude-sonnet-4-5",
-        "status": 200,
-        "latency_ms": 800.0,
-        "ttfb_ms": 120.0,
-        "usage": Usage(input_tokens=10, output_tokens=20, cache_read_tokens=300, cache_write_tokens=40),
-        "fallback_chain": ["work:200"],
-        "user_agent": CLAUDE,
-    }
-    values.update(overrides)
-    return RequestRecord(**values)  # type: ignore[arg-type]
+# Claude Code on the "work" API key
+_rec = partial(
+    request_record,
+    account_id="work",
+    account_label="Work",
+    account_kind="anthropic-api-key",
+    latency_ms=800.0,
+    ttfb_ms=120.0,
+    fallback_chain=["work:200"],
+    user_agent=CLAUDE,
+)
 
 
 @pytest.fixture

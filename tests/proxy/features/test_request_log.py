@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,31 +22,13 @@ from proxy.features.request_log import (
     format_summary,
 )
 from proxy.wire.usage import Usage
+from tests.support.request_records import request_record
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
 
-def _rec(**overrides: object) -> RequestRecord:
-    values: dict[str, object] = {
-        "ts": 1_700_000_000.0,
-        "route": "/v1/messages",
-        "family": "anthropic",
-        "account_id": "acct-main",
-        "account_label": "Main",
-        "account_kind": "anthropic-api",
-        "model": "claude-sonnet-4-5",
-        "status": 200,
-        "latency_ms": 100.0,
-        "ttfb_ms": 20.0,
-        "stream": True,
-        "usage": Usage(input_tokens=10, output_tokens=20, cache_read_tokens=300, cache_write_tokens=40),
-        "cost_usd": 0.01,
-        "session_id": "sess-1",
-        "fallback_chain": ["main:200"],
-        "request_bytes": 1234,
-    }
-    values.update(overrides)
-    return RequestRecord(**values)  # type: ignore[arg-type]
+# the log's own defaults: a streamed, priced request in a session
+_rec = partial(request_record, stream=True, cost_usd=0.01, session_id="sess-1", request_bytes=1234)
 
 
 @pytest.fixture

@@ -123,16 +123,16 @@ def device_login(auth: FakeOpenAIAuth, env: dict[str, str], *extra: str) -> tupl
     return running.finish()
 
 
-def accounts_list(env: dict[str, str]) -> list[dict[str, object]]:
-    out = subprocess.run(
-        headway("accounts", "list", "--json"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`headway ARGS` to its end, output captured."""
+    return subprocess.run(
+        headway(*args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False
     )
+
+
+def accounts_list(env: dict[str, str]) -> list[dict[str, object]]:
+    out = run(env, "accounts", "list", "--json")
+    assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert isinstance(data, list)
     return data
@@ -191,14 +191,7 @@ def test_device_login_not_enabled_exits_non_zero_with_advice(
     auth: FakeOpenAIAuth, env: dict[str, str]
 ) -> None:
     auth.device_code_enabled = False
-    result = subprocess.run(
-        headway("login", "chatgpt", "--headless"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run(env, "login", "chatgpt", "--headless")
     assert result.returncode == 1
     assert (
         "Error: device login is not enabled for this account: enable it in ChatGPT settings → Security, "
@@ -212,14 +205,7 @@ def test_browser_login_port_busy_exits_non_zero(env: dict[str, str]) -> None:
         other.listen(1)
         port = other.getsockname()[1]
         env["HEADWAY_OAUTH_CALLBACK_PORT"] = str(port)
-        result = subprocess.run(
-            headway("login", "chatgpt", "--no-browser"),
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = run(env, "login", "chatgpt", "--no-browser")
     assert result.returncode == 1
     assert (
         f"Error: port {port} is in use — another login may be in progress (a Codex CLI or OpenCode login?); "
@@ -231,14 +217,7 @@ def test_invalid_settings_file_stops_the_login_before_it_starts(
     auth: FakeOpenAIAuth, env: dict[str, str], paths: Paths
 ) -> None:
     paths.settings_file.write_text('{"accounts": [')
-    result = subprocess.run(
-        headway("login", "chatgpt", "--headless"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run(env, "login", "chatgpt", "--headless")
     assert result.returncode == 1
     assert "the settings file cannot be used, so nothing was changed" in result.stderr
     assert "invalid JSON" in result.stderr

@@ -84,6 +84,15 @@ def assert_error_shape(
         assert anthropic_shape or openai_shape, (status, body[:300])
 
 
+def assert_answer_in_shape(path: str, response: httpx.Response, *, has_body: bool = True) -> None:
+    """Never a 500; an answer with a body that is an error is JSON in the route's protocol shape."""
+    assert response.status_code != 500, response.text[:500]
+    if has_body:
+        assert_error_shape(
+            path, response.status_code, response.headers.get("content-type", ""), response.content
+        )
+
+
 def assert_still_serves(gw: RunningGateway) -> None:
     assert httpx.get(f"{gw.url}/health", timeout=10).json()["status"] == "ok"
     ok = httpx.post(
@@ -155,31 +164,25 @@ bodies = st.one_of(
 
 
 def test_any_body_on_any_route(gw: RunningGateway) -> None:
-    client = httpx.Client(base_url=gw.url, timeout=20)
+    with httpx.Client(base_url=gw.url, timeout=20) as client:
 
-    @EXAMPLES
-    @given(
-        path=st.sampled_from(POST_ROUTES),
-        body=bodies,
-        protocol=st.sampled_from(["anthropic", "openai"]),
-        content_type=st.sampled_from(
-            ["application/json", "text/plain", "application/x-www-form-urlencoded", ""]
-        ),
-    )
-    def check(path: str, body: bytes, protocol: str, content_type: str) -> None:
-        headers = {**gw.headers(protocol)}
-        if content_type:
-            headers["content-type"] = content_type
-        response = client.post(path, content=body, headers=headers)
-        assert response.status_code != 500, response.text[:500]
-        assert_error_shape(
-            path, response.status_code, response.headers.get("content-type", ""), response.content
+        @EXAMPLES
+        @given(
+            path=st.sampled_from(POST_ROUTES),
+            body=bodies,
+            protocol=st.sampled_from(["anthropic", "openai"]),
+            content_type=st.sampled_from(
+                ["application/json", "text/plain", "application/x-www-form-urlencoded", ""]
+            ),
         )
+        def check(path: str, body: bytes, protocol: str, content_type: str) -> None:
+            headers = {**gw.headers(protocol)}
+            if content_type:
+                headers["content-type"] = content_type
+            response = client.post(path, content=body, headers=headers)
+            assert_answer_in_shape(path, response)
 
-    try:
         check()
-    finally:
-        client.close()
     assert_still_serves(gw)
 
 
@@ -215,57 +218,44 @@ def gw_transforming(anthropic: FakeAnthropic) -> Iterator[RunningGateway]:
 
 def test_any_body_through_the_transforming_paths(gw_transforming: RunningGateway) -> None:
     gw = gw_transforming
-    client = httpx.Client(base_url=gw.url, timeout=20)
+    with httpx.Client(base_url=gw.url, timeout=20) as client:
 
-    @EXAMPLES
-    @given(path=st.sampled_from(POST_ROUTES), body=bodies)
-    def check(path: str, body: bytes) -> None:
-        protocol = "anthropic" if path.startswith("/v1/messages") else "openai"
-        response = client.post(
-            path, content=body, headers={**gw.headers(protocol), "content-type": "application/json"}
-        )
-        assert response.status_code != 500, response.text[:500]
-        assert_error_shape(
-            path, response.status_code, response.headers.get("content-type", ""), response.content
-        )
+        @EXAMPLES
+        @given(path=st.sampled_from(POST_ROUTES), body=bodies)
+        def check(path: str, body: bytes) -> None:
+            protocol = "anthropic" if path.startswith("/v1/messages") else "openai"
+            response = client.post(
+                path, content=body, headers={**gw.headers(protocol), "content-type": "application/json"}
+            )
+            assert_answer_in_shape(path, response)
 
-    try:
         check()
-    finally:
-        client.close()
     assert_still_serves(gw)
 
 
 def test_any_method_and_path(gw: RunningGateway) -> None:
-    client = httpx.Client(base_url=gw.url, timeout=20)
+    with httpx.Client(base_url=gw.url, timeout=20) as client:
 
-    @EXAMPLES
-    @given(
-        method=st.sampled_from(
-            ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"]
-        ),
-        path=st.sampled_from(POST_ROUTES + GET_ROUTES)
-        | st.text(
-            st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="?#"), max_size=40
-        ).map(lambda p: "/" + p),
-        authorized=st.booleans(),
-        query=st.sampled_from(["", "?beta=true", "?refresh=1", "?a=%ff%fe", "?" + "x" * 3000]),
-    )
-    def check(method: str, path: str, authorized: bool, query: str) -> None:
-        headers = gw.headers("anthropic") if authorized else {}
-        response = client.request(
-            method, httpx.URL(gw.url + "/").copy_with(raw_path=(path + query).encode()), headers=headers
+        @EXAMPLES
+        @given(
+            method=st.sampled_from(
+                ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"]
+            ),
+            path=st.sampled_from(POST_ROUTES + GET_ROUTES)
+            | st.text(
+                st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="?#"), max_size=40
+            ).map(lambda p: "/" + p),
+            authorized=st.booleans(),
+            query=st.sampled_from(["", "?beta=true", "?refresh=1", "?a=%ff%fe", "?" + "x" * 3000]),
         )
-        assert response.status_code != 500, response.text[:500]
-        if method != "HEAD":
-            assert_error_shape(
-                path, response.status_code, response.headers.get("content-type", ""), response.content
+        def check(method: str, path: str, authorized: bool, query: str) -> None:
+            headers = gw.headers("anthropic") if authorized else {}
+            response = client.request(
+                method, httpx.URL(gw.url + "/").copy_with(raw_path=(path + query).encode()), headers=headers
             )
+            assert_answer_in_shape(path, response, has_body=method != "HEAD")
 
-    try:
         check()
-    finally:
-        client.close()
     assert_still_serves(gw)
 
 

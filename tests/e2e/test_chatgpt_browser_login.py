@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,38 +21,10 @@ from proxy.auth import TokenSet
 from proxy.config.paths import Paths
 from proxy.secrets.keychain import account_secret_name
 from tests.fakes.openai_auth import FakeOpenAIAuth
+from tests.support.browser import ARTIFACTS, free_port
 from tests.tray.cli.test_login import Running
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 AUTHORIZE_LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/oauth/authorize\?\S+)$")
-
-
-def _missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI (scripts/install-test-deps installs it)")
-    pytest.skip(f"{what} is not installed")
-
-
-@pytest.fixture
-def sync_playwright() -> object:
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        _missing("chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright package")
-    return sync_playwright
 
 
 @pytest.fixture
@@ -60,12 +32,6 @@ def auth() -> Iterator[FakeOpenAIAuth]:
     with FakeOpenAIAuth() as fake:
         fake.next_login("acct-browser", plan_type="pro", email="browser@example.com")
         yield fake
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -78,7 +44,7 @@ def paths(headway_home: Path) -> Paths:
 
 @pytest.fixture
 def port() -> int:
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture
@@ -95,41 +61,42 @@ def env(auth: FakeOpenAIAuth, paths: Paths, port: int) -> dict[str, str]:
     return environ
 
 
-def test_browser_login_in_chromium(
-    sync_playwright: object, auth: FakeOpenAIAuth, paths: Paths, port: int, env: dict[str, str]
-) -> None:
-    from playwright.sync_api import Playwright, expect
-
-    login = Running(
-        [sys.executable, "-m", "tray", "login", "chatgpt", "--no-browser", "--label", "Browser"], env
-    )
+@contextmanager
+def signing_in(env: dict[str, str], *args: str) -> Iterator[tuple[Running, str]]:
+    """`headway login chatgpt --no-browser ARGS` running, and the authorize URL it printed; killed (and its output
+    read) if the block fails."""
+    login = Running([sys.executable, "-m", "tray", "login", "chatgpt", "--no-browser", *args], env)
     try:
-        url = login.expect(AUTHORIZE_LINE).group(1)
-        assert f"redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Fauth%2Fcallback" in url
-
-        manager: Playwright
-        with sync_playwright() as manager:  # type: ignore[operator]
-            browser = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(url)
-                expect(page.locator("h1")).to_have_text("Sign in to Codex")
-                page.get_by_role("button", name="Continue").click()
-                page.wait_for_url(re.compile(rf"^http://localhost:{port}/auth/callback\?"))
-                expect(page.locator("h1")).to_have_text("Signed in to ChatGPT")
-                expect(page.locator("#message")).to_have_text(
-                    "Headway signed in as browser@example.com (plan pro)."
-                )
-                expect(page.locator("main")).to_contain_text("You can close this tab and return to Headway.")
-                assert page.title() == "Signed in to ChatGPT — Headway"
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "chatgpt-browser-login-success.png"))
-            finally:
-                browser.close()
+        yield login, login.expect(AUTHORIZE_LINE).group(1)
     except BaseException:
         login.proc.kill()
         login.finish()
         raise
+
+
+def test_browser_login_in_chromium(
+    browser: Any, auth: FakeOpenAIAuth, paths: Paths, port: int, env: dict[str, str]
+) -> None:
+    from playwright.sync_api import expect
+
+    with signing_in(env, "--label", "Browser") as (login, url):
+        assert f"redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Fauth%2Fcallback" in url
+        page = browser.new_page()
+        try:
+            page.goto(url)
+            expect(page.locator("h1")).to_have_text("Sign in to Codex")
+            page.get_by_role("button", name="Continue").click()
+            page.wait_for_url(re.compile(rf"^http://localhost:{port}/auth/callback\?"))
+            expect(page.locator("h1")).to_have_text("Signed in to ChatGPT")
+            expect(page.locator("#message")).to_have_text(
+                "Headway signed in as browser@example.com (plan pro)."
+            )
+            expect(page.locator("main")).to_contain_text("You can close this tab and return to Headway.")
+            assert page.title() == "Signed in to ChatGPT — Headway"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "chatgpt-browser-login-success.png"))
+        finally:
+            page.close()
 
     code, out, err = login.finish()
     assert code == 0, err
@@ -149,30 +116,21 @@ def test_browser_login_in_chromium(
 
 
 def test_browser_login_refused_in_chromium(
-    sync_playwright: object, auth: FakeOpenAIAuth, paths: Paths, env: dict[str, str]
+    browser: Any, auth: FakeOpenAIAuth, paths: Paths, env: dict[str, str]
 ) -> None:
-    from playwright.sync_api import Playwright, expect
+    from playwright.sync_api import expect
 
     auth.login_error = "access_denied"
-    login = Running([sys.executable, "-m", "tray", "login", "chatgpt", "--no-browser"], env)
-    try:
-        url = login.expect(AUTHORIZE_LINE).group(1)
-        manager: Playwright
-        with sync_playwright() as manager:  # type: ignore[operator]
-            browser = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.goto(url)  # the issuer refuses at once: 302 to the callback with error=access_denied
-                expect(page.locator("h1")).to_have_text("Sign-in failed")
-                expect(page.locator("#message")).to_contain_text("access_denied")
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "chatgpt-browser-login-refused.png"))
-            finally:
-                browser.close()
-    except BaseException:
-        login.proc.kill()
-        login.finish()
-        raise
+    with signing_in(env) as (login, url):
+        page = browser.new_page()
+        try:
+            page.goto(url)  # the issuer refuses at once: 302 to the callback with error=access_denied
+            expect(page.locator("h1")).to_have_text("Sign-in failed")
+            expect(page.locator("#message")).to_contain_text("access_denied")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "chatgpt-browser-login-refused.png"))
+        finally:
+            page.close()
     code, _, err = login.finish()
     assert code == 1
     assert "Error: the sign-in was refused (access_denied)" in err

@@ -4,7 +4,6 @@ day, and a database written by the previous schema (no user agent yet) migrated 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -34,19 +33,6 @@ _rec = partial(
 )
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "requests.sqlite3"
-
-
-@pytest.fixture
-def written(db: Path) -> Iterator[RequestLog]:
-    log = RequestLog(db)
-    log.start()
-    yield log
-    log.stop(5)
-
-
 def _write(log: RequestLog, *records: RequestRecord) -> None:
     for rec in records:
         log.record(rec)
@@ -72,16 +58,16 @@ def test_agent_names_from_user_agents(header: str | None, name: str | None) -> N
     assert agent_name(header) == name
 
 
-def test_filters_by_account_agent_and_status_newest_first(written: RequestLog, db: Path) -> None:
+def test_filters_by_account_agent_and_status_newest_first(log: RequestLog, db_path: Path) -> None:
     _write(
-        written,
+        log,
         _rec(100.0),
         _rec(200.0, account_id="team", account_label="Team", user_agent=OPENCODE),
         _rec(300.0, status=429, error="rate limited", fallback_chain=["work:429", "personal:200"]),
         _rec(400.0, status=200, error="stream broke"),
         _rec(500.0, user_agent=None),
     )
-    history = RequestHistory(db)
+    history = RequestHistory(db_path)
 
     def ts(**wanted: object) -> list[float]:
         return [r.record.ts for r in history.recent(RequestFilter(**wanted))]  # type: ignore[arg-type]
@@ -111,18 +97,18 @@ def test_filters_by_account_agent_and_status_newest_first(written: RequestLog, d
     }
 
 
-def test_a_long_user_agent_is_capped(written: RequestLog, db: Path) -> None:
-    _write(written, _rec(1.0, user_agent="curl/8 " + "x" * 5000))
-    [row] = RequestHistory(db).recent(RequestFilter())
+def test_a_long_user_agent_is_capped(log: RequestLog, db_path: Path) -> None:
+    _write(log, _rec(1.0, user_agent="curl/8 " + "x" * 5000))
+    [row] = RequestHistory(db_path).recent(RequestFilter())
     assert row.record.user_agent is not None and len(row.record.user_agent) == 256
     assert row.agent == "curl"
 
 
-def test_activity_per_hour_and_day_has_every_bucket(written: RequestLog, db: Path) -> None:
+def test_activity_per_hour_and_day_has_every_bucket(log: RequestLog, db_path: Path) -> None:
     now = datetime(2026, 3, 10, 15, 30).timestamp()
     hour = 3600.0
     _write(
-        written,
+        log,
         _rec(now - 60),  # this hour
         _rec(now - 120, status=500),  # this hour, failed
         _rec(now - 2 * hour),  # two hours ago
@@ -130,7 +116,7 @@ def test_activity_per_hour_and_day_has_every_bucket(written: RequestLog, db: Pat
         _rec(now - 60, account_id="team"),  # another account
         _rec(now - 40 * 86400),  # outside 30 days
     )
-    history = RequestHistory(db)
+    history = RequestHistory(db_path)
     hours = history.activity(account_id="work", unit="hour", count=24, now=now)
     assert len(hours) == 24
     assert hours[-1].start == datetime(2026, 3, 10, 15)
@@ -146,18 +132,18 @@ def test_activity_per_hour_and_day_has_every_bucket(written: RequestLog, db: Pat
     assert sum(d.requests for d in days) == 4
 
 
-def test_reading_before_anything_was_written(db: Path) -> None:
-    history = RequestHistory(db)
+def test_reading_before_anything_was_written(db_path: Path) -> None:
+    history = RequestHistory(db_path)
     assert history.recent(RequestFilter()) == []
     assert history.get(1) is None
     assert history.choices(since=0.0) == {"accounts": [], "agents": []}
     assert [a.requests for a in history.activity(account_id="x", unit="day", count=3, now=1e9)] == [0, 0, 0]
-    assert not db.exists()
+    assert not db_path.exists()
 
 
-def test_a_log_from_the_first_schema_gains_the_later_columns(db: Path) -> None:
-    db.parent.mkdir(parents=True)
-    conn = sqlite3.connect(db)
+def test_a_log_from_the_first_schema_gains_the_later_columns(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
     for statement in MIGRATIONS[0]:
         conn.execute(statement)
     conn.execute(
@@ -168,16 +154,16 @@ def test_a_log_from_the_first_schema_gains_the_later_columns(db: Path) -> None:
     conn.commit()
     conn.close()
 
-    log = RequestLog(db)
+    log = RequestLog(db_path)
     log.start()
     try:
         _write(log, _rec(2.0, user_agent=OPENCODE))
     finally:
         log.stop(5)
-    with sqlite3.connect(db) as check:
+    with sqlite3.connect(db_path) as check:
         assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     check.close()
-    rows = RequestHistory(db).recent(RequestFilter())
+    rows = RequestHistory(db_path).recent(RequestFilter())
     assert [(r.record.ts, r.agent, r.record.user_agent) for r in rows] == [
         (2.0, "OpenCode", OPENCODE),
         (1.0, None, None),

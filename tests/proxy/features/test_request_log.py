@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -29,19 +29,6 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
 # the log's own defaults: a streamed, priced request in a session
 _rec = partial(request_record, stream=True, cost_usd=0.01, session_id="sess-1", request_bytes=1234)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "data" / "requests.sqlite3"
-
-
-@pytest.fixture
-def log(db_path: Path) -> Iterator[RequestLog]:
-    request_log = RequestLog(db_path)
-    request_log.start()
-    yield request_log
-    assert request_log.stop(timeout=5)
 
 
 def _writer_threads() -> list[threading.Thread]:

@@ -65,20 +65,6 @@ def clear_failure(result: subprocess.CompletedProcess[str], *needles: str) -> st
 
 
 @pytest.fixture
-def paths(headway_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    return Paths.from_env()
-
-
-@pytest.fixture
-def file_home(paths: Paths) -> Paths:
-    paths.ensure()
-    write_private_file(paths.settings_file, b'{"secrets": {"backend": "file"}}\n')
-    return paths
-
-
-@pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

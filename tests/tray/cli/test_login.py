@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -21,12 +21,6 @@ from tests.fakes.openai_auth import FakeOpenAIAuth
 
 ROOT = Path(__file__).resolve().parents[3]
 CODE_LINE = re.compile(r"enter this code: ([A-Z0-9]{4}-[A-Z0-9]{5})")
-
-
-@pytest.fixture
-def auth() -> Iterator[FakeOpenAIAuth]:
-    with FakeOpenAIAuth() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the CLI tests: a Headway home per test, and one whose secrets use the plain-file backend
+"""Fixtures of the tray and CLI tests: a Headway home per test, and one whose secrets use the plain-file backend
 (subprocesses share it; the in-memory keyring of the other tests does not cross processes)."""
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ import pytest
 
 __all__ = [
     "AGENT_NAMES",
+    "CLAUDE_QUIET_ENV",
+    "OPENCODE_QUIET_ENV",
+    "PI_QUIET_ENV",
     "AgentResult",
     "agent_bin",
     "node22_bin",
@@ -84,6 +87,23 @@ _SCRUB_NAMES = (
     "CI",
     "GITHUB_ACTIONS",
 )
+
+# What keeps each agent quiet and offline in a test (no update checks, model-list fetches, reports, plugins to fetch).
+OPENCODE_QUIET_ENV = {
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "OPENCODE_DISABLE_SHARE": "1",
+    "OPENCODE_DISABLE_CLAUDE_CODE": "1",
+}
+CLAUDE_QUIET_ENV = {
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_BUG_COMMAND": "1",
+}
+PI_QUIET_ENV = {"PI_OFFLINE": "1", "PI_SKIP_VERSION_CHECK": "1", "PI_TELEMETRY": "0"}
 
 _runs = itertools.count(1)
 
@@ -346,14 +366,7 @@ def run_opencode(
     }
     (workdir / "opencode.json").write_text(json.dumps(config, indent=2))
     env = _base_env(state)
-    env.update(
-        OPENCODE_DISABLE_AUTOUPDATE="1",
-        OPENCODE_DISABLE_MODELS_FETCH="1",
-        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
-        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
-        OPENCODE_DISABLE_SHARE="1",
-        OPENCODE_DISABLE_CLAUDE_CODE="1",
-    )
+    env.update(OPENCODE_QUIET_ENV)
     if websocket:
         env.pop("OPENCODE_DISABLE_DEFAULT_PLUGINS")
         env["OPENCODE_EXPERIMENTAL_WEBSOCKETS"] = "1"
@@ -402,11 +415,8 @@ def run_claude_code(
         ANTHROPIC_BASE_URL=_root(base_url),
         ANTHROPIC_API_KEY=api_key,
         CLAUDE_CONFIG_DIR=str(state / "config" / "claude"),
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
         DISABLE_TELEMETRY="1",
-        DISABLE_ERROR_REPORTING="1",
-        DISABLE_AUTOUPDATER="1",
-        DISABLE_BUG_COMMAND="1",
+        **CLAUDE_QUIET_ENV,
     )
     argv: list[str | os.PathLike[str]] = [binary, "-p", prompt, "--output-format", output_format]
     if model:
@@ -441,9 +451,7 @@ def run_pi(
         )
     )
     env = _base_env(state)
-    env.update(
-        PI_CODING_AGENT_DIR=str(agent_dir), PI_OFFLINE="1", PI_SKIP_VERSION_CHECK="1", PI_TELEMETRY="0"
-    )
+    env.update(PI_CODING_AGENT_DIR=str(agent_dir), **PI_QUIET_ENV)
     key_var = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}.get(provider)
     if key_var is None:
         raise ValueError(f"run_pi: provider must be 'anthropic' or 'openai', not {provider!r}")

@@ -129,14 +129,7 @@ def test_opencode(headway: GatewayProcess, anthropic: FakeAnthropic, tmp_path: P
 
     workdir = tmp_path / "project"
     workdir.mkdir()
-    env.update(
-        OPENCODE_DISABLE_AUTOUPDATE="1",
-        OPENCODE_DISABLE_MODELS_FETCH="1",
-        OPENCODE_DISABLE_LSP_DOWNLOAD="1",
-        OPENCODE_DISABLE_DEFAULT_PLUGINS="1",
-        OPENCODE_DISABLE_SHARE="1",
-        OPENCODE_DISABLE_CLAUDE_CODE="1",
-    )
+    env.update(agents.OPENCODE_QUIET_ENV)
     argv = [binary, "run", "--pure", "--title", "configure test", "-m", "anthropic/claude-sonnet-4-5", PROMPT]
     result = agents._run(argv, cwd=workdir, env=env, state=state, timeout=90, env_extra=None)
     _through_headway(headway, anthropic, ANTHROPIC_KEY, result)
@@ -164,7 +157,7 @@ def test_pi(headway: GatewayProcess, anthropic: FakeAnthropic, tmp_path: Path) -
     _configure_twice("pi", env, path, before)
     assert json.loads(path.read_text())["providers"]["ollama"]["models"] == [{"id": "llama3.1:8b"}]
 
-    env.update(PI_OFFLINE="1", PI_SKIP_VERSION_CHECK="1", PI_TELEMETRY="0")
+    env.update(agents.PI_QUIET_ENV)
     argv = [binary, "-p", "--model", "anthropic/claude-sonnet-4-5", PROMPT]
     result = agents._run(argv, cwd=tmp_path, env=env, state=state, timeout=90, env_extra=None)
     _through_headway(headway, anthropic, ANTHROPIC_KEY, result)
@@ -211,12 +204,7 @@ def test_claude_code(headway: GatewayProcess, anthropic: FakeAnthropic, tmp_path
     assert data["permissions"] == {"allow": ["Bash(ls)"]}
     assert data["env"]["DISABLE_TELEMETRY"] == "1" and data["env"]["ANTHROPIC_BASE_URL"] == headway.url
 
-    env.update(
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
-        DISABLE_ERROR_REPORTING="1",
-        DISABLE_AUTOUPDATER="1",
-        DISABLE_BUG_COMMAND="1",
-    )
+    env.update(agents.CLAUDE_QUIET_ENV)
     argv = [binary, "-p", PROMPT, "--output-format", "json"]
     result = agents._run(argv, cwd=tmp_path, env=env, state=state, timeout=90, env_extra=None)
     _through_headway(headway, anthropic, ANTHROPIC_KEY, result)

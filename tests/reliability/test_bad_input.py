@@ -189,31 +189,23 @@ def test_any_body_on_any_route(gw: RunningGateway) -> None:
 @pytest.fixture
 def gw_transforming(anthropic: FakeAnthropic) -> Iterator[RunningGateway]:
     """Bodies are rewritten on the way: Anthropic in hybrid cache mode, OpenAI through a ChatGPT account (Codex)."""
-    from proxy.auth import TokenSet
-    from proxy.config.settings import Account
-    from proxy.secrets.keychain import account_secret_name
-    from tests.fakes import FakeAccount, FakeOpenAIAuth
+    from tests.fakes import FakeOpenAIAuth
     from tests.fakes.codex import FakeCodex
+    from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
 
-    with FakeOpenAIAuth() as auth, FakeCodex(auth=auth) as codex:
-        gateway = start_gateway(
+    with (
+        FakeOpenAIAuth() as auth,
+        FakeCodex(auth=auth) as codex,
+        chatgpt_gateway(
+            auth,
+            codex,
             anthropic_url=anthropic.url,
-            env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
             settings=lambda s: setattr(s.cache, "anthropic_mode", "hybrid"),
-        )
-        try:
-            gateway.add("anthropic", "claude", "sk-ant-main")
-            payload = auth.issue_tokens(FakeAccount(account_id="acct-1", email="work@example.com"))
-            gateway.services.keychain.set(
-                account_secret_name("work"), TokenSet.from_token_response(payload, now=time.time()).to_json()
-            )
-            account = Account(
-                id="work", kind="chatgpt", label="work", chatgpt_account_id="acct-1", plan_type="plus"
-            )
-            gateway.edit(lambda s: s.accounts.append(account))
-            yield gateway
-        finally:
-            gateway.stop()
+        ) as gateway,
+    ):
+        gateway.add("anthropic", "claude", "sk-ant-main")
+        add_chatgpt(gateway, auth, "acct-1", "work")
+        yield gateway
 
 
 def test_any_body_through_the_transforming_paths(gw_transforming: RunningGateway) -> None:

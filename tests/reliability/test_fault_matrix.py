@@ -46,7 +46,8 @@ from proxy.config.settings import Account, Settings
 from proxy.secrets.keychain import account_secret_name
 from tests.fakes import Behavior, FakeAccount, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth, FakeServer
 from tests.fakes.codex import FakeCodex
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.chatgpt_gateway import chatgpt_gateway
+from tests.support.gateway import RunningGateway
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -485,16 +486,10 @@ def rig() -> Iterator[Rig]:
             settings.gateway.request_deadline_seconds = DEADLINE
             settings.chatgpt.usage_poll_minutes = 120
 
-        gw = start_gateway(
-            anthropic_url=anthropic.url,
-            openai_url=openai.url,
-            settings=quick,
-            env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-        )
-        try:
+        with chatgpt_gateway(
+            auth, codex, anthropic_url=anthropic.url, openai_url=openai.url, settings=quick
+        ) as gw:
             yield Rig(gw, {"anthropic": anthropic, "openai": openai, "codex": codex}, auth)
-        finally:
-            gw.stop()
 
 
 @pytest.mark.parametrize("pool", ["with-backup", "alone"])

@@ -15,22 +15,16 @@ from proxy.features.upstream_socket import LITE_METADATA_KEY, UpstreamSockets, c
 from proxy.relay.websocket import WebSocket
 from tests.fakes import Behavior, FakeOpenAI, FakeOpenAIAuth, ToolCall
 from tests.fakes.codex import FakeCodex
-from tests.proxy.gateway.test_chatgpt_route import add_chatgpt
-from tests.support.gateway import RunningGateway, start_gateway, wait_until
+from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
+from tests.support.gateway import RunningGateway, wait_until
 
 
 @pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex, openai: FakeOpenAI) -> Iterator[RunningGateway]:
     codex.sockets.enabled = True
     openai.sockets.enabled = True
-    gateway = start_gateway(
-        openai_url=openai.url,
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-    )
-    try:
+    with chatgpt_gateway(auth, codex, openai_url=openai.url) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 def transport(gw: RunningGateway) -> UpstreamSockets:

@@ -15,8 +15,8 @@ from proxy.gateway.account_probe import DEFAULT_MODELS, TEST_PROMPT, probe_reque
 from proxy.providers.base import Incoming
 from tests.fakes import FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
-from tests.proxy.gateway.test_chatgpt_route import add_chatgpt
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
+from tests.support.gateway import RunningGateway
 
 
 def _account(kind: str, account_id: str = "a") -> Account:
@@ -77,15 +77,8 @@ def test_results_say_what_happened() -> None:
 
 @pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex) -> Iterator[RunningGateway]:
-    with FakeOpenAI() as platform:
-        gateway = start_gateway(
-            openai_url=platform.url,
-            env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-        )
-        try:
-            yield gateway
-        finally:
-            gateway.stop()
+    with FakeOpenAI() as platform, chatgpt_gateway(auth, codex, openai_url=platform.url) as gateway:
+        yield gateway
 
 
 def test_a_chatgpt_subscription_is_tested_through_the_codex_backend(

@@ -13,10 +13,10 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from proxy.auth import TokenSet
-from proxy.config.settings import Account
 from proxy.secrets.keychain import account_secret_name
-from tests.fakes import Behavior, FakeAccount, FakeOpenAI, FakeOpenAIAuth
+from tests.fakes import Behavior, FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
+from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
 from tests.support.gateway import RunningGateway, start_gateway, wait_until
 
 
@@ -28,28 +28,8 @@ def platform() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex, platform: FakeOpenAI) -> Iterator[RunningGateway]:
-    gateway = start_gateway(
-        openai_url=platform.url,
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-    )
-    try:
+    with chatgpt_gateway(auth, codex, openai_url=platform.url) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
-
-
-def add_chatgpt(
-    gw: RunningGateway, auth: FakeOpenAIAuth, account_id: str, label: str, **extra: object
-) -> Account:
-    """Seed a signed-in ChatGPT account the way a login leaves it: tokens in the keychain, metadata in settings."""
-    payload = auth.issue_tokens(FakeAccount(account_id=account_id, email=f"{label}@example.com"))
-    tokens = TokenSet.from_token_response(payload, now=time.time())
-    gw.services.keychain.set(account_secret_name(label), tokens.to_json())
-    account = Account(
-        id=label, kind="chatgpt", label=label, chatgpt_account_id=account_id, plan_type="plus", **extra
-    )  # type: ignore[arg-type]
-    gw.edit(lambda s: s.accounts.append(account))
-    return account
 
 
 def client(gw: RunningGateway) -> openai.OpenAI:
@@ -319,15 +299,10 @@ def test_chatgpt_and_api_key_share_the_openai_pool(
 
 @pytest.fixture
 def warm_gw(auth: FakeOpenAIAuth, codex: FakeCodex) -> Iterator[RunningGateway]:
-    gateway = start_gateway(
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-        settings=lambda s: setattr(s.chatgpt, "keep_warm", True),
-        keep_warm_after=0.3,
-    )
-    try:
+    with chatgpt_gateway(
+        auth, codex, settings=lambda s: setattr(s.chatgpt, "keep_warm", True), keep_warm_after=0.3
+    ) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 def _codex_turns(codex: FakeCodex) -> list[dict[str, object]]:

@@ -14,8 +14,8 @@ import pytest
 from proxy.gateway.conversations import ConversationBook, ResponseTap
 from tests.fakes import Behavior, FakeOpenAI, FakeOpenAIAuth, ToolCall
 from tests.fakes.codex import FakeCodex
-from tests.proxy.gateway.test_chatgpt_route import add_chatgpt
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
+from tests.support.gateway import RunningGateway
 
 
 def user(text: str) -> dict[str, Any]:
@@ -70,14 +70,8 @@ def test_the_tap_reads_id_and_output_from_events_or_a_body() -> None:
 
 @pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex, openai: FakeOpenAI) -> Iterator[RunningGateway]:
-    gateway = start_gateway(
-        openai_url=openai.url,
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-    )
-    try:
+    with chatgpt_gateway(auth, codex, openai_url=openai.url) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])

@@ -134,14 +134,10 @@ def test_a_restart_keeps_todays_spend(anthropic: FakeAnthropic) -> None:
 async def test_a_member_key_on_an_agent_websocket_tags_its_turns(
     auth: FakeOpenAIAuth, codex: FakeCodex, openai: FakeOpenAI
 ) -> None:
-    from tests.proxy.gateway.test_chatgpt_route import add_chatgpt
     from tests.proxy.gateway.test_websocket import connect, turn
+    from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
 
-    gw = start_gateway(
-        openai_url=openai.url,
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-    )
-    try:
+    with chatgpt_gateway(auth, codex, openai_url=openai.url) as gw:
         add_chatgpt(gw, auth, "acct-1", "work")
         key = add_member(gw, "frank")
         assert wait_until(lambda: gw.status()["team"]["members"] == 1, timeout=3)
@@ -152,5 +148,3 @@ async def test_a_member_key_on_an_agent_websocket_tags_its_turns(
         gw.flush_log()
         rows = gw.services.engine.request_log.query(session_id="ws-session-1")
         assert [r.member for r in rows] == ["frank"]
-    finally:
-        gw.stop()

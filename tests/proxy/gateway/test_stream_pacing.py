@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from proxy.auth import TokenSet
-from proxy.config.settings import Account
-from proxy.secrets.keychain import account_secret_name
-from tests.fakes import Behavior, FakeAccount, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth
+from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
+from tests.support.gateway import RunningGateway
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -64,23 +61,8 @@ def platform() -> Iterator[FakeOpenAI]:
 def gw(
     anthropic: FakeAnthropic, platform: FakeOpenAI, auth: FakeOpenAIAuth, codex: FakeCodex
 ) -> Iterator[RunningGateway]:
-    gateway = start_gateway(
-        anthropic_url=anthropic.url,
-        openai_url=platform.url,
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-    )
-    try:
+    with chatgpt_gateway(auth, codex, anthropic_url=anthropic.url, openai_url=platform.url) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
-
-
-def _add_chatgpt(gw: RunningGateway, auth: FakeOpenAIAuth) -> None:
-    payload = auth.issue_tokens(FakeAccount(account_id="acct-1", email="work@example.com"))
-    tokens = TokenSet.from_token_response(payload, now=time.time())
-    gw.services.keychain.set(account_secret_name("work"), tokens.to_json())
-    account = Account(id="work", kind="chatgpt", label="work", chatgpt_account_id="acct-1", plan_type="plus")
-    gw.edit(lambda s: s.accounts.append(account))
 
 
 def _anthropic_piece(event: dict[str, Any]) -> str | None:
@@ -180,7 +162,7 @@ def test_chatgpt_events_pass_one_by_one_through_the_translation(
     body: dict[str, Any],
     piece: Callable[[dict[str, Any]], str | None],
 ) -> None:
-    _add_chatgpt(gw, auth)
+    add_chatgpt(gw, auth, "acct-1", "work")
     pacer = Pacer()
     codex.enqueue(pacer.behavior())
     _assert_paced(pacer, _stream_through(gw, path, body, gw.headers("openai"), pacer, piece))

@@ -16,20 +16,14 @@ import pytest
 from proxy.relay.websocket import WebSocket, WebSocketError
 from tests.fakes import Behavior, FakeOpenAI, FakeOpenAIAuth, ToolCall
 from tests.fakes.codex import FakeCodex
-from tests.proxy.gateway.test_chatgpt_route import add_chatgpt
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
+from tests.support.gateway import RunningGateway
 
 
 @pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex, openai: FakeOpenAI) -> Iterator[RunningGateway]:
-    gateway = start_gateway(
-        openai_url=openai.url,
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
-    )
-    try:
+    with chatgpt_gateway(auth, codex, openai_url=openai.url) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 @pytest.fixture

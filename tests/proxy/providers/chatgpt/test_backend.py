@@ -22,16 +22,14 @@ from proxy.providers.chatgpt.backend import (
 from proxy.secrets.keychain import account_secret_name
 from tests.fakes import FakeAccount, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.support.chatgpt_gateway import chatgpt_gateway
+from tests.support.gateway import RunningGateway
 
 
 @pytest.fixture
 def gw(auth: FakeOpenAIAuth, codex: FakeCodex) -> Iterator[RunningGateway]:
-    gateway = start_gateway(env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url})
-    try:
+    with chatgpt_gateway(auth, codex) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 def test_turn_usage_poll_and_model_list_carry_the_same_header_block(

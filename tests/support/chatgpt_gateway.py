@@ -31,13 +31,9 @@ __all__ = ["add_chatgpt", "chatgpt_gateway", "chatgpt_gateway_process"]
 def chatgpt_gateway(auth: FakeOpenAIAuth, codex: FakeCodex, **options: Any) -> Iterator[RunningGateway]:
     """An in-process gateway whose ChatGPT backend and sign-in service are ``codex`` and ``auth``, stopped when the
     block ends; ``options`` go to `start_gateway` (other upstreams, settings, keep-warm)."""
-    gateway = start_gateway(
-        env={"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url}, **options
-    )
-    try:
+    env = {"HEADWAY_CHATGPT_BASE_URL": codex.url, "HEADWAY_OPENAI_AUTH_URL": auth.url}
+    with start_gateway(env=env, **options) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 def add_chatgpt(

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import httpx
 
@@ -77,6 +78,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: fl
 
 @dataclass
 class RunningGateway:
+    """An in-process gateway (`start_gateway`); as a context manager it stops when the block ends."""
+
     services: Services
     accounts: list[Account] = field(default_factory=list)
     _clients: list[Any] = field(default_factory=list)
@@ -137,6 +140,14 @@ class RunningGateway:
         for client in self._clients:
             client.close()
         self.services.stop(timeout=3.0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def start_gateway(

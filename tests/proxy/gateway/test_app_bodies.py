@@ -14,22 +14,11 @@ import httpx
 import pytest
 
 from proxy.gateway.protocol import GatewayHttpProtocol
-from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI
-from tests.support.gateway import RunningGateway, start_gateway
+from tests.fakes import Behavior, FakeAnthropic
+from tests.support.gateway import RunningGateway
 
 MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 RESPONSES = {"model": "gpt-5", "input": "hi"}
-
-
-@pytest.fixture
-def gw(anthropic: FakeAnthropic, openai: FakeOpenAI) -> Iterator[RunningGateway]:
-    gateway = start_gateway(anthropic_url=anthropic.url, openai_url=openai.url)
-    gateway.add("anthropic", "main", "sk-ant-main")
-    gateway.add("openai", "gpt", "sk-main")
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
 
 
 def send(gw: RunningGateway, path: str, content: bytes, protocol: str = "anthropic") -> httpx.Response:

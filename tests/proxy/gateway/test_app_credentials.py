@@ -4,7 +4,6 @@ named, with the environment variable to unset; every refusal is logged (rate-lim
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,17 +18,6 @@ CHAT = {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}
 
 ANTHROPIC_KEY = "sk-ant-api03-" + "Q" * 40 + "exportedTail"
 OPENAI_KEY = "sk-proj-" + "Z" * 40 + "exportedTail"
-
-
-@pytest.fixture
-def gw(anthropic: FakeAnthropic, openai: FakeOpenAI) -> Iterator[RunningGateway]:
-    gateway = start_gateway(anthropic_url=anthropic.url, openai_url=openai.url)
-    gateway.add("anthropic", "main", "sk-ant-main")
-    gateway.add("openai", "gpt", "sk-main")
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
 
 
 def log_text(gw: RunningGateway) -> str:

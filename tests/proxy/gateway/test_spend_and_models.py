@@ -26,11 +26,8 @@ def _quick(settings: Settings) -> None:
 
 @pytest.fixture
 def gw(anthropic: FakeAnthropic, openai: FakeOpenAI) -> Iterator[RunningGateway]:
-    gateway = start_gateway(anthropic_url=anthropic.url, openai_url=openai.url, settings=_quick)
-    try:
+    with start_gateway(anthropic_url=anthropic.url, openai_url=openai.url, settings=_quick) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
 
 
 def post(gw: RunningGateway, body: dict[str, object] = MESSAGE) -> httpx.Response:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import stat
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from keyrings.alt.file import PlaintextKeyring
 from proxy.config.paths import Paths
 from proxy.secrets.keychain import ACCESS_KEY, Keychain, KeychainError, account_secret_name
 from tests.conftest import MemoryKeyring
+from tests.support.secret_service import require_secret_service, secret_tool_lookup
 
 SERVICE = "headway-test"
 
@@ -258,40 +257,9 @@ def test_file_backend_needs_a_path() -> None:
 # --------------------------------------------------------------------------- the real Secret Service
 
 
-def _secret_service_problem() -> str | None:
-    """Why the real Secret Service cannot be used here, or None when it can."""
-    try:
-        from keyring.backends import SecretService
-    except ImportError as exc:  # pragma: no cover - secretstorage is a Linux dependency
-        return f"keyring's SecretService backend is unavailable: {exc}"
-    try:
-        SecretService.Keyring.priority  # noqa: B018 - raises when no daemon is reachable
-    except Exception as exc:
-        return f"no Secret Service reachable on D-Bus: {exc}"
-    if shutil.which("secret-tool") is None:
-        return "secret-tool (libsecret-tools) is not installed"
-    return None
-
-
 @pytest.fixture
 def secret_service() -> None:
-    problem = _secret_service_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must run the keychain tests against a real Secret Service (scripts/test): {problem}")
-    pytest.skip(problem)
-
-
-def _secret_tool_lookup(service: str, name: str) -> str | None:
-    result = subprocess.run(
-        ["secret-tool", "lookup", "service", service, "username", name],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    return result.stdout if result.returncode == 0 else None
+    require_secret_service()
 
 
 @pytest.mark.keychain
@@ -308,13 +276,13 @@ class TestRealSecretService:
             kc.set(name, secret)
             assert kc.get(name) == secret
             # Not just somewhere keyring can read it back: in the Secret Service, for any libsecret client.
-            assert _secret_tool_lookup(service, name) == secret
+            assert secret_tool_lookup(service, name) == secret
             kc.set(name, secret + "-2")
-            assert _secret_tool_lookup(service, name) == secret + "-2"
+            assert secret_tool_lookup(service, name) == secret + "-2"
         finally:
             kc.delete(name)
         assert kc.get(name) is None
-        assert _secret_tool_lookup(service, name) is None
+        assert secret_tool_lookup(service, name) is None
         kc.delete(name)  # deleting what is not there is fine
 
     def test_the_test_profile_service_is_separate_from_the_real_one(self) -> None:
@@ -323,7 +291,7 @@ class TestRealSecretService:
         try:
             kc.set(ACCESS_KEY, "hw-test")
             assert paths.keychain_service != "headway"
-            assert _secret_tool_lookup(paths.keychain_service, ACCESS_KEY) == "hw-test"
+            assert secret_tool_lookup(paths.keychain_service, ACCESS_KEY) == "hw-test"
         finally:
             kc.delete(ACCESS_KEY)
 

@@ -4,9 +4,6 @@ the file backend for subprocesses, and one run through the real Secret Service."
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 
 from proxy.config.paths import Paths
 from proxy.secrets.keychain import ACCESS_KEY, Keychain
+from tests.support.secret_service import require_secret_service, secret_tool_lookup
 from tests.tray.cli.harness import (
     ANTHROPIC_KEY,
     OPENAI_KEY,
@@ -166,50 +164,20 @@ def test_access_key_is_stable_until_rotated(file_home: Paths) -> None:
 # --------------------------------------------------------------------------- the real Secret Service
 
 
-def _secret_service_problem() -> str | None:
-    """Why the real Secret Service cannot be used here, or None when it can."""
-    try:
-        from keyring.backends import SecretService
-
-        SecretService.Keyring.priority  # noqa: B018 - raises when no daemon is reachable
-    except Exception as exc:
-        return f"no Secret Service reachable on D-Bus: {exc}"
-    if shutil.which("secret-tool") is None:
-        return "secret-tool (libsecret-tools) is not installed"
-    return None
-
-
-def _secret_tool_lookup(service: str, name: str) -> str | None:
-    result = subprocess.run(
-        ["secret-tool", "lookup", "service", service, "username", name],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    return result.stdout if result.returncode == 0 else None
-
-
 @pytest.mark.keychain
 def test_add_and_remove_through_the_real_secret_service(headway_home: Path) -> None:
-    problem = _secret_service_problem()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(
-                f"CI must run the keychain tests against a real Secret Service (scripts/test): {problem}"
-            )
-        pytest.skip(problem)
+    require_secret_service()
     paths = Paths.from_env()
     key = f"sk-ant-api03-{uuid.uuid4().hex}"
     name = "account:work"
     try:
         out = ok(cli("accounts", "add", "anthropic", "--label", "Work", "--api-key-stdin", input=key + "\n"))
         assert "added work" in out
-        assert _secret_tool_lookup(paths.keychain_service, name) == key
+        assert secret_tool_lookup(paths.keychain_service, name) == key
         assert key not in paths.settings_file.read_text()
         assert not paths.secrets_file.exists()
         ok(cli("accounts", "remove", "work", "--yes"))
-        assert _secret_tool_lookup(paths.keychain_service, name) is None
+        assert secret_tool_lookup(paths.keychain_service, name) is None
     finally:
         Keychain(paths.keychain_service).delete(name)
 

@@ -41,7 +41,12 @@ from tests.support.browser import (
     settings_json,
     unlabeled_controls,
 )
-from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
+from tests.support.gateway import (
+    GatewayProcess,
+    file_secrets_gateway_process,
+    run_cli,
+    wait_until,
+)
 
 WORK_KEY = "sk-ant-api03-e2e-work-" + "w" * 30
 PERSONAL_KEY = "sk-ant-api03-e2e-personal-" + "p" * 30
@@ -71,9 +76,6 @@ def fakes() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def headway(fakes: dict[str, Any], headway_home: Path) -> Iterator[GatewayProcess]:
-    paths = Paths.from_env()
-    paths.ensure()
-    paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}}))  # no OS keychain in tests
     env = {
         "HEADWAY_ANTHROPIC_BASE_URL": fakes["anthropic"].url,
         "HEADWAY_OPENAI_BASE_URL": fakes["openai"].url,
@@ -82,11 +84,8 @@ def headway(fakes: dict[str, Any], headway_home: Path) -> Iterator[GatewayProces
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
         "HEADWAY_OAUTH_CALLBACK_PORT": str(free_port()),  # the real 1455 may be taken on this machine
     }
-    process = start_gateway_process(env=env)
-    try:
+    with file_secrets_gateway_process(env) as process:  # no OS keychain in tests
         yield process
-    finally:
-        process.stop()
 
 
 def _edit_settings(fn: Any) -> None:

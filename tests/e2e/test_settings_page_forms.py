@@ -18,7 +18,11 @@ import pytest
 from proxy.config.paths import Paths
 from tests.fakes import FakeAnthropic
 from tests.support.browser import ARTIFACTS, SignedInPage, page_url, settings_json
-from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
+from tests.support.gateway import (
+    GatewayProcess,
+    file_secrets_gateway_process,
+    wait_until,
+)
 
 KEY = "sk-ant-api03-e2e-forms-" + "f" * 30
 NEW_KEY = "sk-ant-api03-e2e-forms-new-" + "n" * 30
@@ -27,22 +31,12 @@ NEW_KEY = "sk-ant-api03-e2e-forms-new-" + "n" * 30
 @pytest.fixture
 def headway(headway_home: Path) -> Iterator[GatewayProcess]:
     with FakeAnthropic(valid_keys=[KEY, NEW_KEY]) as anthropic:
-        paths = Paths.from_env()
-        paths.ensure()
-        paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}}))
         env = {
             "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url,
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
         }
-        added = run_cli(
-            "accounts", "add", "anthropic", "--label", "Main", "--api-key-stdin", input=KEY + "\n", env=env
-        )
-        assert added.returncode == 0, added.stderr
-        process = start_gateway_process(env=env)
-        try:
+        with file_secrets_gateway_process(env, accounts=[("anthropic", "Main", KEY)]) as process:
             yield process
-        finally:
-            process.stop()
 
 
 @pytest.fixture

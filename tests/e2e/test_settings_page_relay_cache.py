@@ -22,7 +22,12 @@ from proxy.config.paths import Paths
 from tests.fakes import Behavior, FakeAnthropic
 from tests.fakes.cloudflare import CF_ACCOUNT, CF_TOKEN, FakeCloudflare
 from tests.support.browser import SignedInPage, screenshots, settings_json, unlabeled_controls
-from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
+from tests.support.gateway import (
+    GatewayProcess,
+    file_secrets_gateway_process,
+    run_cli,
+    wait_until,
+)
 from tests.support.miniflare import launch_deployed, require_miniflare
 from tests.support.relay_setup import run_relay_setup
 
@@ -46,23 +51,14 @@ def services() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def headway(services: dict[str, Any], headway_home: Path) -> Iterator[GatewayProcess]:
-    paths = Paths.from_env()
-    paths.ensure()
-    paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}, "dumps": {"enabled": True}}))
     env = {
         "HEADWAY_ANTHROPIC_BASE_URL": services["anthropic"].url,
         "HEADWAY_CLOUDFLARE_API_URL": services["cloudflare"].url,
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
-    added = run_cli(
-        "accounts", "add", "anthropic", "--label", "Main", "--api-key-stdin", input=KEY + "\n", env=env
-    )
-    assert added.returncode == 0, added.stderr
-    process = start_gateway_process(env=env)
-    try:
+    dumps = {"dumps": {"enabled": True}}
+    with file_secrets_gateway_process(env, dumps, accounts=[("anthropic", "Main", KEY)]) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_relay_setup_from_the_page(browser: Any, headway: GatewayProcess, services: dict[str, Any]) -> None:

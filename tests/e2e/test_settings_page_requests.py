@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.config.paths import Paths
 from tests.fakes import (
     Behavior,
     FakeAnthropic,
@@ -25,7 +24,13 @@ from tests.fakes import (
     openai_ratelimit_headers,
 )
 from tests.support.browser import SignedInPage, screenshots, settings_json, show, unlabeled_controls
-from tests.support.gateway import GatewayProcess, run_cli, start_gateway_process, wait_until
+from tests.support.gateway import (
+    GatewayProcess,
+    add_account_with_cli,
+    file_secrets_gateway_process,
+    run_cli,
+    wait_until,
+)
 
 WORK = "sk-ant-api03-e2e-req-work-" + "w" * 30
 PERSONAL = "sk-ant-api03-e2e-req-personal-" + "p" * 30
@@ -63,21 +68,8 @@ def env(upstreams: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 def headway(env: dict[str, str], headway_home: Path) -> Iterator[GatewayProcess]:
-    paths = Paths.from_env()
-    paths.ensure()
-    paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}, "dumps": {"enabled": True}}))
-    process = start_gateway_process(env=env)
-    try:
+    with file_secrets_gateway_process(env, {"dumps": {"enabled": True}}) as process:
         yield process
-    finally:
-        process.stop()
-
-
-def _add(env: dict[str, str], provider: str, label: str, key: str) -> None:
-    added = run_cli(
-        "accounts", "add", provider, "--label", label, "--api-key-stdin", input=key + "\n", env=env
-    )
-    assert added.returncode == 0, added.stderr
 
 
 def _send(headway: GatewayProcess, agent: str, session: str, family: str = "anthropic") -> httpx.Response:
@@ -140,9 +132,9 @@ def test_health_surfaces_of_the_page(
     screenshots(page, "overview", "first-run")
 
     # ---- accounts added (from the CLI: the page follows); two pools, each with its own order
-    _add(env, "anthropic", "Work", WORK)
-    _add(env, "openai", "Team", TEAM)
-    _add(env, "anthropic", "Personal", PERSONAL)
+    add_account_with_cli("anthropic", "Work", WORK, env=env)
+    add_account_with_cli("openai", "Team", TEAM, env=env)
+    add_account_with_cli("anthropic", "Personal", PERSONAL, env=env)
     expect(checklist.locator('[data-step="account"]')).to_have_attribute("data-done", "true", timeout=10_000)
     anthropic_pool = page.locator('.pool[data-family="anthropic"]')
     openai_pool = page.locator('.pool[data-family="openai"]')

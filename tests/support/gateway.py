@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,9 @@ from tray.app import Services, build_services
 __all__ = [
     "GatewayProcess",
     "RunningGateway",
+    "add_account_with_cli",
     "e2e_keychain",
+    "file_secrets_gateway_process",
     "secret_service_available",
     "start_gateway",
     "start_gateway_process",
@@ -213,6 +216,34 @@ def run_cli(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def add_account_with_cli(provider: str, label: str, key: str, env: dict[str, str] | None = None) -> None:
+    """`headway accounts add PROVIDER --label LABEL --api-key-stdin` with ``key`` typed on stdin; it must succeed."""
+    added = run_cli(
+        "accounts", "add", provider, "--label", label, "--api-key-stdin", input=key + "\n", env=env
+    )
+    assert added.returncode == 0, added.stderr
+
+
+@contextmanager
+def file_secrets_gateway_process(
+    env: dict[str, str],
+    settings: Mapping[str, Any] | None = None,
+    accounts: Sequence[tuple[str, str, str]] = (),
+) -> Iterator[GatewayProcess]:
+    """`headway serve` (``env``) in a fresh home whose settings use the plain-file secrets backend, plus ``settings``;
+    each (provider, label, key) in ``accounts`` is added through the CLI first. Stopped when the block ends."""
+    paths = Paths.from_env()
+    paths.ensure()
+    paths.settings_file.write_text(json.dumps({"secrets": {"backend": "file"}, **(settings or {})}))
+    for provider, label, key in accounts:
+        add_account_with_cli(provider, label, key, env=env)
+    process = start_gateway_process(env=env)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def start_gateway_process(

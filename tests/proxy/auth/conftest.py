@@ -1,20 +1,15 @@
-"""Fixtures shared by the proxy.auth tests: the fake issuer, its config, an HTTP client."""
+"""Fixtures shared by the proxy.auth tests: the fake issuer's config (the issuer is tests/conftest.py's ``auth``), an
+HTTP client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from proxy.auth.issuer import OAuthConfig
 from tests.fakes.openai_auth import FakeOpenAIAuth
-
-
-@pytest.fixture
-def auth() -> Iterator[FakeOpenAIAuth]:
-    with FakeOpenAIAuth() as fake:
-        yield fake
 
 
 @pytest.fixture

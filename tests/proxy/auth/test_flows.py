@@ -64,12 +64,6 @@ def keychain(paths: Paths) -> Keychain:
 
 
 @pytest.fixture
-def auth() -> Iterator[FakeOpenAIAuth]:
-    with FakeOpenAIAuth() as fake:
-        yield fake
-
-
-@pytest.fixture
 def cfg(auth: FakeOpenAIAuth) -> OAuthConfig:
     return OAuthConfig(issuer=auth.url, http_timeout=5.0)
 

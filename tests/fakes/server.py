@@ -20,15 +20,16 @@ import dataclasses
 import json
 import logging
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.http_base import LocalHTTPServer, read_request_body
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -502,7 +503,7 @@ class FakeServer:
         for name, value in handler.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        body = handler.read_body()
+        body = read_request_body(handler)
         try:
             parsed = json.loads(body) if body else None
         except ValueError:
@@ -523,21 +524,13 @@ class FakeServer:
         return request
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _HTTPServer(LocalHTTPServer):
     def __init__(self, address: tuple[str, int], fake: FakeServer) -> None:
         self.fake = fake
         self.accepted = 0
         self._connections: set[socket.socket] = set()
         self._idle = threading.Condition()
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can be slow; we never need it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
 
     def track(self, conn: socket.socket) -> None:
         with self._idle:
@@ -604,20 +597,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
-
-    def read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s: " + format, type(self.server.fake).__name__, *args)

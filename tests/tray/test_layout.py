@@ -31,11 +31,16 @@ def test_the_headway_script_is_tray_cli_main_with_every_command_group() -> None:
 
     assert callable(tray.cli.main)
     assert isinstance(tray.cli.cli, click.Group)
-    assert set(tray.cli.cli.commands) == {
+    ctx = click.Context(tray.cli.cli)
+    names = tray.cli.cli.list_commands(
+        ctx
+    )  # commands load when they run (tray/cli/root.py): list, then load each
+    assert set(names) == {
         "accounts", "analyze", "autostart", "cache", "configure", "doctor", "dumps", "key", "keys", "login", "models",
         "relay",
         "secrets", "serve", "settings", "status", "usage",
     }  # fmt: skip
+    assert all(isinstance(tray.cli.cli.get_command(ctx, name), click.Command) for name in names)
 
 
 def test_python_dash_m_tray_runs_the_cli() -> None:

@@ -68,7 +68,7 @@ from proxy.secrets.cache import SecretCache
 from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
 from proxy.shared.team import Team
 from proxy.status import status_snapshot
-from proxy.tasks import TaskGroup, new_event_loop
+from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
 
@@ -240,7 +240,7 @@ class Engine:
     # ----------------------------------------------------------------- loop thread
 
     def _run(self) -> None:
-        loop = new_event_loop(self._environ)
+        loop = asyncio.new_event_loop()
         self._loop_thread = threading.get_ident()
         self._loop = loop
         asyncio.set_event_loop(loop)

@@ -1,41 +1,15 @@
-"""The engine's event loop, and named, referenced background tasks: nothing is fire-and-forget."""
+"""Named, referenced background tasks: nothing is fire-and-forget."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["LOOP_VARIABLE", "TaskGroup", "new_event_loop"]
+__all__ = ["TaskGroup"]
 
 log = logging.getLogger("headway.tasks")
-
-LOOP_VARIABLE = "HEADWAY_EVENT_LOOP"
-
-
-def new_event_loop(environ: Mapping[str, str]) -> asyncio.AbstractEventLoop:
-    """The engine's loop: uvloop where it exists (Linux, macOS), else asyncio's own.
-
-    Measured through the gateway at 10 concurrent streams: added time to the first content event 0.99 ms p50 on
-    uvloop against 1.26 ms on asyncio's loop, 0.47 against 0.54 ms of CPU per request (docs/architecture.md).
-    ``HEADWAY_EVENT_LOOP=asyncio`` keeps asyncio's loop (to rule the loop out when something misbehaves).
-    """
-    wanted = environ.get(LOOP_VARIABLE, "").strip().lower()
-    if wanted not in ("", "uvloop", "asyncio"):
-        log.warning("%s=%r is not 'uvloop' or 'asyncio'; using the default", LOOP_VARIABLE, wanted)
-        wanted = ""
-    if wanted != "asyncio" and sys.platform != "win32":
-        try:
-            import uvloop
-        except ImportError:
-            if wanted == "uvloop":
-                log.warning("%s=uvloop, but uvloop is not installed; using asyncio's loop", LOOP_VARIABLE)
-        else:
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-    return asyncio.new_event_loop()
 
 
 class TaskGroup:

@@ -36,7 +36,7 @@ from .client import Connection
 from .load import PATH, body_for
 from .processes import start_mock
 
-__all__ = ["CANDIDATES", "main", "run_candidates"]
+__all__ = ["CANDIDATES", "installed", "main", "run_candidates"]
 
 _CONCURRENCY = 20
 _BURST = 200
@@ -286,7 +286,8 @@ async def _measure(candidate: Candidate, url: str, port: int, window: Window) ->
     return out
 
 
-def _installed(package: str) -> bool:
+def installed(package: str) -> bool:
+    """Whether the candidate's package is installed (an empty name: part of Headway or the standard library)."""
     if not package:
         return True
     try:
@@ -301,7 +302,7 @@ async def run_candidates(
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for candidate in CANDIDATES:
-        if not _installed(candidate.package):
+        if not installed(candidate.package):
             progress(f"{candidate.name}: skipped ({candidate.package} is not installed)")
             results[candidate.name] = {"skipped": f"{candidate.package} is not installed"}
             continue

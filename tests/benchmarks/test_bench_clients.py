@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.clients import CANDIDATES
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _installed(package: str) -> bool:
-    if not package:
-        return True
-    try:
-        importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+from benchmarks.clients import CANDIDATES, installed
+from tests.benchmarks.runner import run_benchmark
 
 
 def _window(node: Any, where: str) -> None:
@@ -35,17 +20,8 @@ def _window(node: Any, where: str) -> None:
 
 @pytest.mark.timeout(150)
 def test_quick_clients_benchmark_reports_every_installed_candidate() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "clients", "--quick", "--json", "--seconds", "0.3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1, done.stdout
+    lines = run_benchmark("clients", "--quick", "--json", "--seconds", "0.3", timeout=140)
+    assert len(lines) == 1, lines
     result = json.loads(lines[0])
     assert (
         result["benchmark"] == "upstream-clients" and result["concurrency"] == 20 and result["burst"] == 200
@@ -55,7 +31,7 @@ def test_quick_clients_benchmark_reports_every_installed_candidate() -> None:
     assert "skipped" not in candidates["httpx"]  # httpx is a runtime dependency: always measured
     for candidate in CANDIDATES:
         node = candidates[candidate.name]
-        if not _installed(candidate.package):
+        if not installed(candidate.package):
             assert node == {"skipped": f"{candidate.package} is not installed"}
             continue
         for kind in ("json", "stream"):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.runner import run_benchmark
 
 
 def _number(value: Any) -> bool:
@@ -36,17 +34,8 @@ def _pair(node: Any, where: str) -> None:
 
 @pytest.mark.timeout(150)
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1, done.stdout  # --json prints the JSON line and nothing else
+    lines = run_benchmark("--quick", "--json", timeout=140)
+    assert len(lines) == 1, lines  # --json prints the JSON line and nothing else
     result = json.loads(lines[0])
 
     assert result["mode"] == "quick"

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.imports import parse_importtime
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.runner import run_benchmark
 
 
 def _spread(node: Any, where: str) -> None:
@@ -32,17 +28,8 @@ def test_importtime_lines_are_parsed_with_their_depth() -> None:
 
 @pytest.mark.timeout(240)
 def test_quick_run_reports_each_mode() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "imports", "--quick", "--runs", "1", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1, done.stdout
+    lines = run_benchmark("imports", "--quick", "--runs", "1", "--json", timeout=220)
+    assert len(lines) == 1, lines
     modes = json.loads(lines[0])["modes"]
     assert set(modes) == {"serve-file", "serve-keychain", "status", "tray"}
     measured = [name for name, mode in modes.items() if "skipped" not in mode]

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.runner import run_benchmark
 from tests.support.redis_server import redis_server_binary
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(150)
 def test_shared_state_benchmark_reports_every_figure() -> None:
     redis_server_binary()  # present (CI: installed by scripts/install-test-deps)
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "shared-state", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=140,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = run_benchmark("shared-state", "--quick", "--json", timeout=140)
+    result = json.loads(lines[-1])
     assert result["benchmark"] == "headway-shared-state-cost"
     for side in ("alone", "shared"):
         assert result["latency_ms"][side]["n"] == result["requests_per_gateway"] > 0

@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.runner import run_benchmark
 
 
 @pytest.mark.timeout(120)
 def test_a_short_soak_reports_memory_descriptors_and_outcomes() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "soak",
-            "--seconds",
-            "3",
-            "--concurrency",
-            "4",
-            "--interval",
-            "1",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
+    lines = run_benchmark(
+        "soak", "--seconds", "3", "--concurrency", "4", "--interval", "1", "--json", timeout=110
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1, done.stdout
+    assert len(lines) == 1, lines
     result = json.loads(lines[0])
     assert result["benchmark"] == "headway-soak"
     assert result["gateway_alive"] is True

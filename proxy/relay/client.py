@@ -46,7 +46,7 @@ from proxy.relay.protocol import (
     WS_PATH,
     encode_envelope,
 )
-from proxy.relay.trips import Mode, RelayTrip, TripCounter
+from proxy.relay.trips import Mode, RelayTrip, TripCounter, relay_stats
 from proxy.relay.upstreams import origin_of
 from proxy.relay.websocket import WebSocketError
 from proxy.tasks import TaskGroup
@@ -230,14 +230,7 @@ class RelayClient:
 
         Safe from any thread: the counters are published as a fresh snapshot after every request.
         """
-        settings = self._settings()
-        return {
-            "enabled": settings.enabled,
-            "url": settings.url,
-            "transport": settings.transport,
-            "fallback_to_direct": settings.fallback_to_direct,
-            **copy.deepcopy(self._snapshot),
-        }
+        return relay_stats(self._settings(), copy.deepcopy(self._snapshot))
 
     def _publish(self) -> None:
         self._snapshot = {

@@ -17,7 +17,7 @@ import httpx
 from proxy.config.settings import Account, RelaySettings
 from proxy.features.base import Feature, TransportFailed
 from proxy.providers.base import Incoming, Outgoing
-from proxy.relay.trips import idle_traffic
+from proxy.relay.trips import idle_traffic, relay_stats
 
 if TYPE_CHECKING:
     from proxy.relay.client import RelayClient
@@ -50,14 +50,7 @@ class RelayOnDemand:
         client = self.client
         if client is not None:
             return client.stats()
-        settings = self._settings()
-        return {
-            "enabled": settings.enabled,
-            "url": settings.url,
-            "transport": settings.transport,
-            "fallback_to_direct": settings.fallback_to_direct,
-            **idle_traffic(),
-        }
+        return relay_stats(self._settings(), idle_traffic())
 
     async def aclose(self) -> None:
         if self.client is not None:

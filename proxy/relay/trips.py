@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["Mode", "RelayTrip", "TripCounter", "idle_traffic"]
+if TYPE_CHECKING:
+    from proxy.config.settings import RelaySettings
+
+__all__ = ["Mode", "RelayTrip", "TripCounter", "idle_traffic", "relay_stats"]
 
 Mode = Literal["full_sync", "patch", "oneshot"]
 
@@ -55,6 +58,17 @@ class TripCounter:
             round(100.0 * (1 - self.sent_bytes / self.body_bytes), 1) if self.body_bytes else None
         )
         return data
+
+
+def relay_stats(settings: RelaySettings, traffic: dict[str, Any]) -> dict[str, Any]:
+    """The relay's stats as `headway status` and the page show them: its settings, then its traffic."""
+    return {
+        "enabled": settings.enabled,
+        "url": settings.url,
+        "transport": settings.transport,
+        "fallback_to_direct": settings.fallback_to_direct,
+        **traffic,
+    }
 
 
 def idle_traffic() -> dict[str, Any]:

@@ -89,8 +89,8 @@ class UpstreamClient:
                 wanted,
                 aiohttp.ClientTimeout(
                     total=None,
-                    connect=wanted.connect
-                    + _POOL_WAIT_SECONDS,  # a free connection, then the connection itself
+                    # `connect` bounds waiting for a free connection and then connecting
+                    connect=wanted.connect + _POOL_WAIT_SECONDS,
                     sock_connect=wanted.connect,
                     sock_read=wanted.read,
                 ),

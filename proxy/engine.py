@@ -136,9 +136,8 @@ class Engine:
         self.request_log = RequestLog(paths.request_log)
         self._adapters: dict[str, ProviderAdapter] = build_adapters()
         self._credentials = Credentials(self._secrets, self._adapters, self._state.health, self._state_dirty)
-        self._client: httpx.AsyncClient | None = (
-            None  # logins, polling, relay setup: everything but model requests
-        )
+        # logins, polling, relay setup: everything but model requests
+        self._client: httpx.AsyncClient | None = None
         self._upstream: UpstreamClient | None = None  # model requests (the hot path)
         self._upkeep = AccountUpkeep(
             settings=lambda: self._settings,

@@ -500,11 +500,11 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
     app = Starlette(
         routes=routes, exception_handlers={404: not_found, 405: not_found, Exception: server_error}
     )
+    # The model routes: the POST-only ones of the table above, taken from it so the two never disagree.
     hot = {
-        "/v1/messages": messages,
-        "/v1/messages/count_tokens": messages,
-        "/v1/responses": responses,
-        "/v1/chat/completions": chat,
+        route.path: route.endpoint
+        for route in routes
+        if isinstance(route, Route) and route.methods == {"POST"}
     }
     return ErrorBoundary(LocalGuard(HotRoutes(app, hot), hooks, refusals))
 

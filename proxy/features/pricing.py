@@ -11,6 +11,7 @@ costs None — "price unknown" — and its tokens are still counted wherever cos
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -36,6 +37,7 @@ def _table(provider: str) -> Mapping[str, ModelPrice] | None:
     return {"anthropic": price_table.ANTHROPIC, "openai": price_table.OPENAI}.get(provider)
 
 
+@functools.lru_cache(maxsize=256)  # the table is fixed; a gateway prices the same few models all day
 def price_of(provider: str, model: str) -> ModelPrice | None:
     """The table's row for ``model`` (a dated snapshot or ``provider/`` prefix finds its base), else None."""
     table = _table(provider)

@@ -99,8 +99,17 @@ def protocol_for(path: str, headers: dict[str, str] | None = None) -> Literal["a
     return "openai"
 
 
+# LocalGuard reads the request's headers into a dict (lower-case names) for its checks and leaves it here, so the
+# route does not decode them a second time.
+_HEADERS_SCOPE_KEY = "headway.headers"
+
+
 def _scope_headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    headers: dict[str, str] | None = scope.get(_HEADERS_SCOPE_KEY)
+    if headers is None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        scope[_HEADERS_SCOPE_KEY] = headers
+    return headers
 
 
 # ---------------------------------------------------------------- hooks
@@ -388,7 +397,7 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
             return Response(status_code=499)  # nobody is listening; this only ends the handler
         except HeadwayError as exc:
             return refuse(request, family, exc)
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        headers = dict(_scope_headers(request.scope))
         for name, value in headers.items():
             if not value.isascii():  # an upstream request cannot carry it (and agents send none)
                 return refuse(request, family, BadRequest(f"the value of header {name[:60]!r} is not ASCII"))
@@ -399,8 +408,8 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
                 body = json_body.dumps(parsed)
         incoming = Incoming(
             method=request.method,
-            path=request.url.path,
-            query=request.url.query,
+            path=request.scope["path"],
+            query=request.scope["query_string"].decode("latin-1"),
             headers=headers,
             body=body,
             json=parsed,

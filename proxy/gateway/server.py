@@ -76,6 +76,9 @@ class GatewayServer:
             ws_max_size=MAX_FRAME_BYTES,  # the route refuses frames over gateway.max_body_mb with an error frame
             timeout_graceful_shutdown=5,
             timeout_keep_alive=75,
+            # Agents connect directly: no proxy in front whose X-Forwarded-For should be believed (uvicorn would
+            # trust any local process sending it), and one layer less around every request.
+            proxy_headers=False,
         )
         server = uvicorn.Server(config)
         task = self._tasks.spawn(server.serve(sockets=[sock]), name="headway-gateway-server")

@@ -171,10 +171,11 @@ async def pump(
     transcript = attempt.transcript
     try:
         if transformer is None:
-            for chunk in held:
-                if attempt.ttfb is None:
-                    attempt.ttfb = time.perf_counter() - attempt.started
-                yield chunk
+            if (
+                held
+            ):  # one write: the held events reach the agent together with the first content, not before it
+                attempt.ttfb = time.perf_counter() - attempt.started
+                yield b"".join(held)
         else:
             out = b"".join(transformer.feed(event) for event in held_events)
             if out:

@@ -7,6 +7,7 @@ OpenCode ``opencode/1.18.33 ai-sdk/…``, Codex ``codex_exec/0.169.0 (…)`` or 
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["agent_name"]
@@ -33,6 +34,7 @@ _KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
 _PRODUCT = re.compile(r"^([A-Za-z][\w.-]{0,39})")
 
 
+@functools.lru_cache(maxsize=256)  # an agent sends the same User-Agent on every request: match it once
 def agent_name(user_agent: str | None) -> str | None:
     """A short name for the client: a known agent or SDK, else the first product token; None without a header."""
     if not user_agent or not user_agent.strip():

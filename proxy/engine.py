@@ -412,6 +412,7 @@ class Engine:
         self._state.health.forget(keep)
         for feature in self._features.all:
             feature.configure(settings)
+        self.team.reconfigure(shared_state_url(settings, self._environ), settings)
         if old.logging.level != settings.logging.level:
             self._on_log_level(settings.logging.level)
         if (

@@ -6,6 +6,9 @@
 - The shared state link (:class:`~proxy.shared.link.SharedState`) exists only when a Redis URL is configured
   (``shared_state.url`` or ``HEADWAY_SHARED_STATE_URL``); without one nothing here touches the network and the
   books have no listeners — a lone gateway behaves exactly as before.
+- A settings edit applies live, like every other setting: :meth:`Team.reconfigure` notes a new URL or namespace (or
+  none) and :meth:`Team.run` ends the current link (its connection closed, the books' listeners removed) and starts
+  the new one, which resyncs — it reads what the others wrote and publishes everything this replica holds.
 
 Every method runs on the engine loop except :meth:`Team.__init__` (the engine's constructor).
 """
@@ -56,24 +59,40 @@ class Team:
         self._reload_interval = reload_interval
         self._signature: tuple[int, int] | None = None
         self.members_error: str | None = None
+        self._state = state
+        self._on_change = on_change
         self._load_file()
         self._restore_spend()
-        self.link: SharedState | None = None
-        if url:
-            from proxy.shared.link import SharedState  # redis is imported by team mode only
-
-            self.link = SharedState(
-                url,
-                Names(settings().shared_state.namespace),
-                state,
-                self.members,
-                self.spend,
-                pin_ttl=lambda: settings().routing.sticky_idle_minutes * 60,
-                on_change=on_change,
-                on_members=self._members_from_redis,
-            )
-            self.link.attach()
+        self._wanted = _target(url, settings())
+        self.link = self._new_link(self._wanted)
         self._copy_due = asyncio.Event()
+        self._reconfigured = asyncio.Event()
+
+    def _new_link(self, target: tuple[str, str] | None) -> SharedState | None:
+        if target is None:
+            return None
+        from proxy.shared.link import SharedState  # redis is imported by team mode only
+
+        url, namespace = target
+        link = SharedState(
+            url,
+            Names(namespace),
+            self._state,
+            self.members,
+            self.spend,
+            pin_ttl=lambda: self._settings().routing.sticky_idle_minutes * 60,
+            on_change=self._on_change,
+            on_members=self._members_from_redis,
+        )
+        link.attach()
+        return link
+
+    def reconfigure(self, url: str | None, settings: Settings) -> None:
+        """The settings changed: team mode on, off, or to another Redis or namespace — applied by :meth:`run`."""
+        wanted = _target(url, settings)
+        if wanted != self._wanted:
+            self._wanted = wanted
+            self._reconfigured.set()
 
     @property
     def shared(self) -> bool:
@@ -114,6 +133,34 @@ class Team:
         self._take(self._read())
 
     async def run(self) -> None:
+        """Serve the current mode until the settings change it, then switch (see the module's docstring)."""
+        while True:
+            self._reconfigured.clear()
+            tasks = TaskGroup()
+            try:
+                tasks.spawn(self._serve(), name="headway-team-mode")
+                await self._reconfigured.wait()
+            finally:
+                await tasks.close(timeout=3.0)  # a link's connection is closed by then
+            self._switch()
+
+    def _switch(self) -> None:
+        old, self.link = self.link, None
+        if old is not None:
+            old.detach()
+        self.link = self._new_link(self._wanted)
+        self._signature = None  # without Redis, members.json is read again at once
+        if self.link is not None:
+            log.info(
+                "team mode: shared state is now %s (namespace %s)",
+                self.link.stats()["url"],
+                self.link.names.namespace,
+            )
+        else:
+            log.info("team mode: shared state is off; member keys come from %s again", self._file.path)
+        self._on_change()
+
+    async def _serve(self) -> None:
         """Team mode: the link to Redis, and this replica's copy of the members. Else: watch members.json."""
         if self.link is not None:
             tasks = TaskGroup()
@@ -164,6 +211,11 @@ class Team:
             "members_error": self.members_error,
             "shared_state": None if self.link is None else self.link.stats(),
         }
+
+
+def _target(url: str | None, settings: Settings) -> tuple[str, str] | None:
+    """Where team mode links to: the Redis URL and the namespace, or None for a lone gateway."""
+    return (url, settings.shared_state.namespace) if url else None
 
 
 def _replace(current: dict[str, Member], *, members: dict[str, Member]) -> None:

@@ -187,3 +187,47 @@ def test_a_members_spend_on_one_replica_counts_against_their_cap_on_the_other(
     assert wait_until(lambda: _member_spend(b, "carol") > 0.000001, timeout=5)  # B never served carol
     refused = b.post(key)
     assert refused.status_code == 429 and "daily cap" in refused.text
+
+
+def _headway_clients(redis_server: RedisServer) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        return sum(1 for c in client.client_list() if c.get("name") == "headway")
+    finally:
+        client.close()
+
+
+def test_shared_state_set_and_cleared_in_the_settings_applies_live(
+    tmp_path: Path, redis_server: RedisServer, anthropic: FakeAnthropic
+) -> None:
+    # B is in team mode from the start; A starts alone, then its settings file gets (and later loses) the URL.
+    env_a = _prepare_home(tmp_path / "a", anthropic.url, redis_server.url)
+    del env_a["HEADWAY_SHARED_STATE_URL"]
+    env_b = _prepare_home(tmp_path / "b", anthropic.url, redis_server.url)
+    a = Replica(start_gateway_process(env=env_a, home=tmp_path / "a"), env_a)
+    b = Replica(start_gateway_process(env=env_b, home=tmp_path / "b"), env_b)
+    try:
+        assert wait_until(b.connected, timeout=10), b.gateway.output()
+        assert a.status()["team"]["shared_state"] is None
+        alone = _headway_clients(redis_server)
+
+        store = SettingsStore.for_paths(Paths.from_env(env_a))
+        store.update(lambda s: setattr(s.shared_state, "url", redis_server.url))
+        assert wait_until(a.connected, timeout=10), a.gateway.output()
+        anthropic.enqueue(Behavior(status=429, retry_after=120))
+        assert a.post().status_code == 200  # main answered 429, backup served it
+        assert wait_until(lambda: b.account_state("main") == "cooling_down", timeout=5)  # shared now
+        assert _headway_clients(redis_server) > alone
+
+        store.update(lambda s: setattr(s.shared_state, "url", None))
+        assert wait_until(lambda: a.status()["team"]["shared_state"] is None, timeout=10), a.gateway.output()
+        assert wait_until(
+            lambda: _headway_clients(redis_server) == alone, timeout=5
+        )  # A's connections closed
+        assert a.post().status_code == 200  # and it goes on serving, alone
+        assert b.connected()
+    finally:
+        a.gateway.stop()
+        b.gateway.stop()

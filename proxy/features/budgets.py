@@ -83,21 +83,22 @@ class Budgets(Feature):
         self._accounts = {a.id: a for a in settings.accounts}
 
     async def run(self) -> None:
-        now = self._started
         try:
-            rows = await asyncio.to_thread(
-                self._log.spend, month_start=month_start(now), day_start=day_start(now), before=now
-            )
+            await asyncio.to_thread(self.seed)
         except Exception:
             log.exception("cannot read this month's spend from the request log; budgets count from now")
-            rows = []
+        self.seeded.set()
+
+    def seed(self) -> None:
+        """Take this month's and today's spend until the start from the request log (blocking: SQLite)."""
+        now = self._started
+        rows = self._log.spend(month_start=month_start(now), day_start=day_start(now), before=now)
         for account_id, period, cost, tokens in rows:
             book, start = (self._day, day_start(now)) if period == "day" else (self._month, month_start(now))
             spend = self._current(book, account_id, start)
             if spend.start == start:  # not when the period turned while the log was read
                 spend.cost_usd += cost
                 spend.unpriced_tokens += tokens
-        self.seeded.set()
 
     # -- hooks ---------------------------------------------------------------------------------------------------
 
@@ -185,6 +186,17 @@ class Budgets(Feature):
                 "seeded": self.seeded.is_set(),
             }
         return out
+
+    @classmethod
+    def from_log(cls, log_: RequestLog, settings: Settings, now: float) -> Budgets:
+        """The budgets as the request log has them at ``now`` (``headway status`` while no gateway runs); raises
+        :class:`~proxy.features.request_log.RequestLogError` when the log cannot be read."""
+        budgets = cls(log_, clock=lambda: now)
+        budgets.configure(settings)
+        if any(a.budget is not None for a in settings.accounts):
+            budgets.seed()
+        budgets.seeded.set()
+        return budgets
 
     def _current(self, book: dict[str, Spend], account_id: str, start: float) -> Spend:
         spend = book.get(account_id)

@@ -398,11 +398,14 @@ class RequestLog:
         except sqlite3.Error as exc:
             raise RequestLogError(f"cannot read the request log {self.path}: {exc}") from exc
         try:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if 0 < version < SCHEMA_VERSION:  # written by an older Headway: bring it up to date first
-                migrate(conn)
-                version = SCHEMA_VERSION
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if 0 < version < SCHEMA_VERSION:  # written by an older Headway: bring it up to date first
+                    migrate(conn)
+                    version = SCHEMA_VERSION
+            except sqlite3.Error as exc:  # not a database, or a damaged one
+                raise RequestLogError(f"cannot read the request log {self.path}: {exc}") from exc
             if version == 0:
                 yield None
             elif version > SCHEMA_VERSION:

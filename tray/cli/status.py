@@ -67,12 +67,19 @@ def fetch_status(paths: Paths, runtime: dict[str, Any], refresh: bool = False) -
 
 
 def _offline_status(paths: Paths) -> dict[str, Any]:
+    from proxy.features.budgets import Budgets
+    from proxy.features.request_log import RequestLog, RequestLogError
     from proxy.status import status_snapshot
 
     store = load_store(paths)
     state = RuntimeState.load(paths.state_file)
     now = time.time()
-    accounts = status_snapshot(store.current, state, now, {})
+    try:  # the spend against each budget, as the request log has it
+        budgets = Budgets.from_log(RequestLog(paths.request_log), store.current, now).snapshot(now)
+    except RequestLogError as exc:
+        click.echo(f"Budgets not shown: {exc}", err=True)
+        budgets = None
+    accounts = status_snapshot(store.current, state, now, {}, budgets=budgets)
     return {
         "version": __version__,
         "running": False,

@@ -11,10 +11,12 @@ import httpx
 from proxy.config.accounts import set_account_enabled
 from proxy.config.paths import Paths
 from proxy.config.store import SettingsStore
-from proxy.features.request_log import RequestLog
+from proxy.features.budgets import day_start
+from proxy.features.request_log import RequestLog, RequestRecord
 from proxy.routing.quota import Window
 from proxy.routing.state import RuntimeState
 from proxy.secrets.keychain import ACCESS_KEY
+from proxy.wire.usage import Usage
 from tests.fakes import Behavior, FakeAnthropic, anthropic_ratelimit_headers
 from tests.support.gateway import start_gateway_process, wait_until
 from tests.tray.cli.harness import (
@@ -70,6 +72,49 @@ def test_status_offline_from_settings_and_persisted_state(file_home: Paths) -> N
     )
     assert "  ○ Personal (openai-api-key): rate-limited, back in" in out
     assert "  ○ Spare (anthropic-api-key): disabled" in out
+
+
+def test_status_offline_shows_the_spend_against_each_budget_from_the_request_log(file_home: Paths) -> None:
+    seed_accounts(file_home)
+    ok(cli("accounts", "budget", "Work", "--daily", "2", "--monthly", "10"))
+    log = RequestLog(file_home.request_log)
+    log.start()
+    try:
+        now = time.time()
+        for cost in (0.5, 1.25):  # today: $1.75 of $2 → a warning
+            log.record(
+                RequestRecord(
+                    ts=max(now - 60, day_start(now)),  # today, also a minute after midnight
+                    route="/v1/messages",
+                    family="anthropic",
+                    account_id="work",
+                    status=200,
+                    latency_ms=1.0,
+                    usage=Usage(output_tokens=10),
+                    cost_usd=cost,
+                )
+            )
+        assert log.flush(5.0)
+    finally:
+        log.stop(5.0)
+
+    as_json, text = cli_parallel(["status", "--json"], ["status"])
+    data = json.loads(ok(as_json))
+    assert data["running"] is False
+    budget = next(a for a in data["accounts"] if a["id"] == "work")["budget"]
+    assert (budget["spent_today_usd"], budget["spent_month_usd"], budget["state"]) == (1.75, 1.75, "warning")
+    assert "budget: $1.75 of $2 today" in ok(text)
+
+
+def test_status_offline_with_an_unreadable_request_log_says_so_and_shows_the_rest(file_home: Paths) -> None:
+    seed_accounts(file_home)
+    ok(cli("accounts", "budget", "Work", "--daily", "2"))
+    file_home.request_log.write_bytes(b"not a database" * 100)
+    result = cli("status", "--json")
+    data = json.loads(ok(result))
+    assert data["running"] is False and [a["id"] for a in data["accounts"]] == ["work", "personal", "spare"]
+    assert data["accounts"][0].get("budget") is None
+    assert "Budgets not shown" in result.stderr and str(file_home.request_log) in result.stderr
 
 
 def test_status_online_usage_and_headway_home(file_home: Paths, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@
 - `headway serve` (headless, secrets in a file): the engine built and serving, one request proxied, imports no tray
   (Pillow, pystray), no settings page (Flask, werkzeug, Jinja — until the page serves its first request), no
   Prometheus client (until /metrics is scraped), no agent-config editors (tomlkit, ruamel), no relay client (until
-  the relay is on), no analyzer, no keyring (the file backend), no price table (until the first cost), no wsproto
-  (until an agent opens a WebSocket).
+  the relay is on), no analyzer, no keyring (the file backend; with the system keychain, keyring without the
+  backends it does not use), no price table (until the first cost), no wsproto (until an agent opens a WebSocket).
 
 Each check runs a fresh interpreter (a subprocess) and reads its ``sys.modules`` at each step, and every "not yet"
 is paired with the step that does load it, so a check cannot pass because the module is simply never imported.
@@ -43,6 +43,8 @@ HEAVY = (
     "keyring",
     "secretstorage",
     "jeepney",
+    "gi",
+    "keyrings",
     "redis",
     "opentelemetry",
     "proxy.relay.client",
@@ -205,6 +207,9 @@ def test_the_system_keychain_loads_keyring(tmp_path: Path, anthropic: FakeAnthro
         pytest.skip("no Secret Service on this session bus (run through scripts/test)")
     steps = _serve(_home(tmp_path, "system"), anthropic.url)
     assert "keyring" in steps["serving"], steps
+    # The Secret Service backend is chosen without keyring's discovery, which loads every backend: libsecret's
+    # PyGObject (gi) and keyrings.alt among them (proxy/secrets/system_keyring.py).
+    assert "gi" not in steps["upgraded"] and "keyrings" not in steps["upgraded"], steps
 
 
 def test_a_command_imports_only_its_own_module() -> None:

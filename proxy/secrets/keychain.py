@@ -5,7 +5,8 @@ name (``headway``, or a per-``HEADWAY_HOME`` name in the test profile), one entr
 
 When no secure backend exists (no Secret Service on a headless Linux box, or only keyrings.alt's plain-text files),
 Headway says so and refuses to store secrets — unless the user has set ``secrets.backend = "file"`` in the settings,
-which keeps them in an owner-only JSON file and warns that it is not encrypted.
+which keeps them in an owner-only JSON file and warns that it is not encrypted. Which backend keyring would use is
+found by :func:`~proxy.secrets.system_keyring.system_keyring` without loading every backend keyring knows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from proxy.config.paths import ensure_private_dir, private_file_lock, write_private_file
+from proxy.secrets.system_keyring import system_keyring
 
 if (
     TYPE_CHECKING
@@ -127,9 +129,7 @@ class Keychain:
     def describe(self) -> str:
         if self._file is not None:
             return f"plain file {self._file.path} (NOT encrypted; chosen in settings)"
-        import keyring
-
-        kr = keyring.get_keyring()
+        kr = system_keyring()
         secure = _secure_backends(kr)
         if not secure:
             return f"no secure keychain ({_backend_name(kr)})"
@@ -139,14 +139,10 @@ class Keychain:
     def secure(self) -> bool:
         if self._file is not None:
             return False
-        import keyring
-
-        return bool(_secure_backends(keyring.get_keyring()))
+        return bool(_secure_backends(system_keyring()))
 
     def _system(self) -> keyring.backend.KeyringBackend:
-        import keyring
-
-        kr = keyring.get_keyring()
+        kr = system_keyring()
         secure = _secure_backends(kr)
         if not secure:
             raise KeychainError(

@@ -66,6 +66,9 @@ def run_tray_or_headless(paths: Paths) -> None:
 
 
 def _run_tray_or_headless(paths: Paths) -> None:
+    from .memory import prepare_long_running_process
+
+    prepare_long_running_process()  # before build_services imports the engine's modules
     try:
         services = build_services(paths)
     except AlreadyRunning as exc:

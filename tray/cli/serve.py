@@ -20,6 +20,9 @@ from .root import cli, env_paths
 )
 def serve(port: int | None, host: str | None, allow_remote: bool) -> None:
     """Run the gateway headless (no tray) until interrupted."""
+    from ..memory import prepare_long_running_process
+
+    prepare_long_running_process()  # first: before the engine's modules load
     from proxy.engine import EngineOptions
 
     from ..app import build_services, run_headless

@@ -1,0 +1,229 @@
+"""tray.memory: what `headway serve` and bare `headway` do first to keep idle memory down — aiohttp's own TLS
+contexts replaced by one that trusts nothing (so a request without Headway's context fails closed), one malloc
+arena on glibc — and that both entry points do it before the engine is built."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import aiohttp.connector
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tray.memory import _drop_aiohttp_default_tls
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --------------------------------------------------------------------------- aiohttp's default contexts
+
+
+@pytest.fixture
+def dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp's defaults replaced in this process, and put back after the test."""
+    for name in ("_SSL_CONTEXT_VERIFIED", "_SSL_CONTEXT_UNVERIFIED"):
+        monkeypatch.setattr(aiohttp.connector, name, getattr(aiohttp.connector, name))
+    _drop_aiohttp_default_tls()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate, and a client context that trusts it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    trusting = ssl.create_default_context(cafile=str(cert_file))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+
+    stopping = threading.Event()
+
+    def serve() -> None:  # one connection at a time: a handshake, one request, one answer
+        while not stopping.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with raw:
+                raw.settimeout(10)
+                try:
+                    with server_ctx.wrap_socket(raw, server_side=True) as conn:
+                        request = b""
+                        while b"\r\n\r\n" not in request:
+                            chunk = conn.recv(4096)
+                            if not chunk:
+                                break
+                            request += chunk
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                except (ssl.SSLError, OSError):  # the client refused our certificate
+                    pass
+
+    thread = threading.Thread(target=serve, name="test-tls-server", daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], trusting
+    finally:
+        stopping.set()
+        thread.join(10)
+        listener.close()
+
+
+def _get(port: int, **kwargs: object) -> int:
+    async def go() -> int:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"https://127.0.0.1:{port}/", **kwargs) as response:  # type: ignore[arg-type]
+                await response.read()
+                return response.status
+
+    return asyncio.run(go())
+
+
+@pytest.mark.usefixtures("dropped")
+def test_aiohttps_defaults_hold_no_certificate_store_and_still_verify() -> None:
+    verified, unverified = aiohttp.connector._SSL_CONTEXT_VERIFIED, aiohttp.connector._SSL_CONTEXT_UNVERIFIED
+    assert verified is unverified
+    assert verified.cert_store_stats()["x509"] == 0  # the ~0.8 MB each held: the system's CA store
+    assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
+
+
+@pytest.mark.usefixtures("dropped")
+def test_a_request_without_headways_context_fails_closed(tls_server: tuple[int, ssl.SSLContext]) -> None:
+    port, trusting = tls_server
+    assert (
+        _get(port, ssl=trusting) == 200
+    )  # a context handed in, as Headway's upstream client does: untouched
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        _get(port)  # aiohttp's default: verifies, and trusts nothing
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        _get(port, ssl=False)  # aiohttp's "do not verify" would have skipped the check: now it fails too
+
+
+# --------------------------------------------------------------------------- one malloc arena (glibc)
+
+# Native allocations from 4 threads at once; then the number of glibc thread heaps (64 MiB-aligned anonymous
+# regions of 64 MiB: a usable part and its reserved rest) in /proc/self/maps.
+_ARENAS = r"""
+import ctypes, json, sys, threading
+if sys.argv[1] == "prepared":
+    from tray.memory import _one_malloc_arena
+    _one_malloc_arena()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+barrier = threading.Barrier(4)
+def work():
+    barrier.wait()
+    for _ in range(2000):
+        libc.malloc(600)
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+spans = []
+for line in open("/proc/self/maps"):
+    fields = line.split()
+    if len(fields) == 5:  # anonymous
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        spans.append((start, end))
+heaps = {s for s, e in spans if s % (64 << 20) == 0 and sum(e2 - s2 for s2, e2 in spans if s <= s2 < s + (64 << 20)) == 64 << 20}
+print(json.dumps({"heaps": len(heaps)}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc arenas")
+def test_threads_share_one_malloc_arena() -> None:
+    assert (
+        _run(_ARENAS.replace("sys.argv[1]", '"control"'))["heaps"] >= 1
+    )  # glibc's default: arenas per thread
+    assert _run(_ARENAS.replace("sys.argv[1]", '"prepared"'))["heaps"] == 0
+
+
+# --------------------------------------------------------------------------- the entry points do it first
+
+# The entry point runs with build_services replaced by a probe that records what is set up by then and stops.
+_ENTRY = r"""
+import json, sys
+import tray.app, tray.launch, tray.memory
+
+class Probe(Exception):
+    pass
+
+prepared = []
+real_prepare = tray.memory.prepare_long_running_process
+def prepare():
+    prepared.append("proxy.engine" in sys.modules)
+    real_prepare()
+
+def probe(*args, **kwargs):
+    import aiohttp.connector
+    seen = {
+        "prepared_with_the_engine_imported": prepared,
+        "aiohttp_default_certs": aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509"],
+    }
+    print(json.dumps(seen))
+    raise Probe
+
+tray.memory.prepare_long_running_process = prepare
+tray.app.build_services = probe
+tray.launch.build_services = probe
+tray.launch.has_display = lambda: False
+try:
+    if sys.argv[1] == "serve":
+        from tray.cli import cli
+        cli(["serve", "--port", "0"], standalone_mode=False)
+    else:
+        from proxy.config.paths import Paths
+        tray.launch.run_tray_or_headless(Paths.from_env())
+except Probe:
+    pass
+"""
+
+
+@pytest.mark.parametrize("entry", ["serve", "bare"])
+def test_the_long_running_entry_points_prepare_before_building(entry: str) -> None:
+    seen = _run(_ENTRY.replace("sys.argv[1]", repr(entry)))
+    assert seen == {"prepared_with_the_engine_imported": [False], "aiohttp_default_certs": 0}

@@ -1,0 +1,65 @@
+"""What a long-running Headway process (`headway serve`, bare `headway`) does first, to keep its idle memory down.
+
+Called by those entry points before the engine's modules are imported (never by other commands or by tests that
+build the services in their own process). Each step was measured with ``python -m benchmarks imports`` (figures
+in docs/architecture.md, "The hot path: what a request costs"); neither changes what Headway does:
+
+- **aiohttp's default TLS contexts.** aiohttp builds two contexts when it is imported, each loading the system's
+  certificate store (about 0.8 MB each), for requests that bring no context of their own. Headway's upstream client
+  hands aiohttp the engine's context on every request (proxy/wire/upstream_client.py), so they are never used. They
+  are replaced by one context that trusts no certificate: a request that ever went out without Headway's context
+  would fail its TLS handshake — never go unverified or unencrypted. Done before the rest of the gateway is
+  imported, the memory they held is reused instead of staying a hole in the heap.
+- **One malloc arena.** glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what each
+  arena once held. Headway's threads mostly wait, and Python allocates under its lock anyway; with one arena the
+  process holds less. glibc on Linux only; elsewhere nothing is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+__all__ = ["prepare_long_running_process"]
+
+log = logging.getLogger("headway.memory")
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+def prepare_long_running_process() -> None:
+    _one_malloc_arena()
+    _drop_aiohttp_default_tls()
+
+
+def _one_malloc_arena() -> None:
+    if sys.platform != "linux":
+        return
+    try:
+        libc_version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):  # not glibc (musl has no such name)
+        return
+    if not libc_version.startswith("glibc"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        if not libc.mallopt(_M_ARENA_MAX, 1):
+            log.debug("mallopt(M_ARENA_MAX) was refused")
+    except (OSError, AttributeError) as exc:  # no symbol, no libc: keep glibc's default
+        log.debug("cannot limit malloc arenas: %s", exc)
+
+
+def _drop_aiohttp_default_tls() -> None:
+    import ssl
+
+    import aiohttp.connector
+
+    trusts_nothing = ssl.SSLContext(
+        ssl.PROTOCOL_TLS_CLIENT
+    )  # verifies certificates and host names; no CA loaded
+    for name in ("_SSL_CONTEXT_VERIFIED", "_SSL_CONTEXT_UNVERIFIED"):
+        if isinstance(getattr(aiohttp.connector, name, None), ssl.SSLContext):
+            setattr(aiohttp.connector, name, trusts_nothing)

@@ -39,6 +39,7 @@ def test_quick_run_reports_each_mode() -> None:
         _spread(mode["cold_start_s"], f"{name}.cold_start_s")
         _spread(mode["idle_rss_mb"], f"{name}.idle_rss_mb")
         assert mode["modules"] > 100 and mode["import_rss_mb"] > 0, name
+        assert set(mode["not_in_bundle"]) <= {"pygments", "rich"}, name
         packages = mode["packages"]
         assert packages and all(
             {"package", "self_us", "cum_us", "rss_kb", "modules"} <= set(p) for p in packages

@@ -57,9 +57,8 @@ def _drop_aiohttp_default_tls() -> None:
 
     import aiohttp.connector
 
-    trusts_nothing = ssl.SSLContext(
-        ssl.PROTOCOL_TLS_CLIENT
-    )  # verifies certificates and host names; no CA loaded
+    # Verifies certificates and host names, with no CA loaded: every handshake through it fails.
+    trusts_nothing = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     for name in ("_SSL_CONTEXT_VERIFIED", "_SSL_CONTEXT_UNVERIFIED"):
         if isinstance(getattr(aiohttp.connector, name, None), ssl.SSLContext):
             setattr(aiohttp.connector, name, trusts_nothing)

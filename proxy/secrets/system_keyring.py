@@ -1,10 +1,10 @@
 """Which keyring backend holds the secrets: the one keyring would choose, found without loading every backend.
 
 ``keyring.get_keyring()`` chooses by importing every backend it knows — libsecret through PyGObject (``gi``), KWallet,
-keyrings.alt, plugins — and ranking the viable ones by priority. On a Linux desktop that costs about 13 MB of
-resident memory for the life of the process, only to pick the Secret Service backend (priority 5), which is what
-:class:`~proxy.secrets.keychain.Keychain` then uses (the highest-priority secure backend; libsecret talks to the
-same Secret Service at 4.8, KWallet outside KDE ranks 4.9).
+keyrings.alt, plugins — and ranking the viable ones by priority. On a Linux desktop that cost `headway serve` about
+10 MB of resident memory for the life of the process, only to pick the Secret Service backend (priority 5), which
+is what :class:`~proxy.secrets.keychain.Keychain` then uses (the highest-priority secure backend; libsecret talks to
+the same Secret Service at 4.8, KWallet outside KDE ranks 4.9).
 
 :func:`system_keyring` decides in this order, and anything it cannot be sure of goes to keyring's own discovery, so
 the backend, ``describe()``, ``secure`` and every message stay what they were:
@@ -19,7 +19,8 @@ the backend, ``describe()``, ``secure`` and every message stay what they were:
 4. Otherwise keyring's full discovery, as before: on macOS and Windows (their backends are light), with no session
    bus, no Secret Service, on KDE, with a plugin.
 
-The choice is handed to ``keyring.set_keyring``, so keyring holds it for the process as it holds its own.
+The choice is handed to ``keyring.set_keyring``, so keyring holds it for the process as it holds its own. When
+step 4 runs, keyring reads the variable and the config file once more itself (the same answer: neither chose).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ __all__ = [
     "prepare_gateway",
     "rss_mb",
     "spawn_gateway",
+    "start_floor",
     "start_gateway",
     "start_mock",
     "wait_for_line",
@@ -132,12 +133,14 @@ def wait_for_line(proc: subprocess.Popen[bytes], path: Path, prefix: str, timeou
     raise RuntimeError(f"no line starting with {prefix!r} within {timeout:.0f}s")
 
 
-def start_mock(workdir: Path, timeout: float = 15.0) -> Server:
-    """``python -m benchmarks.mock_upstream`` on a free port."""
-    output = workdir / "mock.out"
+def _start_module(
+    name: str, what: str, module: str, args: list[str], workdir: Path, timeout: float
+) -> Server:
+    """``python -m <module> <args>`` from the checkout, its output to ``workdir/<name>.out``; it prints its URL."""
+    output = workdir / f"{name}.out"
     with open(output, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.mock_upstream", "--port", "0"],
+            [sys.executable, "-m", module, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=clean_env({}),
@@ -149,10 +152,21 @@ def start_mock(workdir: Path, timeout: float = 15.0) -> Server:
     except RuntimeError as exc:
         proc.kill()
         proc.wait(5)
-        raise RuntimeError(
-            f"the mock upstream did not start: {exc}\n{output.read_text(errors='replace')}"
-        ) from exc
-    return Server("mock", proc, url, output)
+        raise RuntimeError(f"the {what} did not start: {exc}\n{output.read_text(errors='replace')}") from exc
+    return Server(name, proc, url, output)
+
+
+def start_mock(workdir: Path, timeout: float = 15.0) -> Server:
+    """``python -m benchmarks.mock_upstream`` on a free port."""
+    return _start_module(
+        "mock", "mock upstream", "benchmarks.mock_upstream", ["--port", "0"], workdir, timeout
+    )
+
+
+def start_floor(workdir: Path, upstream_url: str, timeout: float = 15.0) -> Server:
+    """``python -m benchmarks.floor`` on a free port, relaying to ``upstream_url``'s host and port: the floor."""
+    args = ["--upstream", urlsplit(upstream_url).netloc, "--port", "0"]
+    return _start_module("floor", "bare relay", "benchmarks.floor", args, workdir, timeout)
 
 
 def _headway_command() -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .load import Target
-from .processes import Server, start_gateway, start_mock
+from .processes import Server, start_floor, start_gateway, start_mock
 from .report import check_aims, render
 from .scenarios import DEFAULT, QUICK, Gateway, Profile, run_all
 from .startup import Launcher, cold_start, headway_launcher, keychain_idle_rss
@@ -50,14 +50,15 @@ def _progress(enabled: bool, started: float) -> Any:
 async def _measure(
     workdir: Path,
     mock: Server,
+    floor: Server,
     gateways: list[Gateway],
     launchers: dict[str, Launcher],
     profile: Profile,
     say: Any,
 ) -> dict[str, Any]:
-    """The load figures (scenarios.run_all), then the start-up ones: idle RSS with the system keychain, and cold
-    start to the first proxied 200 for each gateway."""
-    result = await run_all(mock, gateways, profile, say)
+    """The load figures (scenarios.run_all, with the bare relay as the floor), then the start-up ones: idle RSS with
+    the system keychain, and cold start to the first proxied 200 for each gateway."""
+    result = await run_all(mock, gateways, profile, say, floor)
     say("idle memory with the system keychain as the secrets backend")
     keychain = await keychain_idle_rss(workdir, mock.url)
     result["rss_mb"]["via"]["idle_keychain"] = keychain["mb"]
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             say("starting the mock upstream")
             mock = start_mock(workdir)
             servers.append(mock)
+            say("starting the bare relay (the floor)")
+            floor = start_floor(workdir, mock.url)
+            servers.append(floor)
             say("starting `headway serve`")
             gateway = start_gateway(workdir, mock.url)
             servers.append(gateway)
@@ -144,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["peer_name"] = "LiteLLM"
             limit = _RUN_LIMIT[profile.name] + (300.0 if peer_command else 0.0)
             measured = asyncio.run(
-                asyncio.wait_for(_measure(workdir, mock, gateways, launchers, profile, say), limit)
+                asyncio.wait_for(_measure(workdir, mock, floor, gateways, launchers, profile, say), limit)
             )
             for server in servers:
                 if not server.alive():

@@ -1,5 +1,8 @@
 """The measurements. Each one runs the same load straight at the mock ("direct") and through each gateway ("via":
 ``headway serve``; "peer": another gateway to compare with, when one is given).
+
+The latency measurements (first byte, first content, per-event delay) also run through a bare byte relay
+("floor": ``benchmarks/floor.py``), which shows what any extra Python hop adds on this machine.
 """
 
 from __future__ import annotations
@@ -230,21 +233,37 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 async def run_all(
-    mock: Server, gateways: list[Gateway], profile: Profile, progress: Callable[[str], None]
+    mock: Server,
+    gateways: list[Gateway],
+    profile: Profile,
+    progress: Callable[[str], None],
+    floor: Server | None = None,
 ) -> dict[str, Any]:
-    """Every measurement, direct first and then each gateway in turn. ``gateways[0]`` is Headway ("via")."""
+    """Every measurement, direct first and then each gateway in turn. ``gateways[0]`` is Headway ("via").
+
+    ``floor``, a bare relay in front of the mock (``benchmarks/floor.py``), runs the latency measurements after
+    direct and before the gateways: its figures and ``floor_added`` sit beside each gateway's.
+    """
     direct = Target.of("direct", mock, "sk-ant-bench-direct")
     sides: list[tuple[str, Target, int | None]] = [("direct", direct, None)]
     sides += [(g.side, g.target, g.server.pid) for g in gateways]
-    errors = {side: 0 for side, _, _ in sides}
-    result: dict[str, Any] = {"sides": [side for side, _, _ in sides]}
+    latency_sides = sides[:1]
+    if floor is not None:
+        latency_sides.append(("floor", Target.of("floor", floor, "sk-ant-bench-direct"), None))
+    latency_sides += sides[1:]
+    errors = {side: 0 for side, _, _ in latency_sides}
+    result: dict[str, Any] = {
+        "sides": [side for side, _, _ in sides],
+        "latency_sides": [side for side, _, _ in latency_sides],
+    }
 
     progress("warm-up")
-    for side, target, _ in sides:
+    for side, target, _ in latency_sides:
         errors[side] += await warm(target)
     await asyncio.sleep(0.5)
     idle_rss = {g.side: rss_mb(g.server.pid) for g in gateways}
-    pids = (os.getpid(), mock.pid, *(g.server.pid for g in gateways))
+    helpers = (mock.pid,) if floor is None else (mock.pid, floor.pid)
+    pids = (os.getpid(), *helpers, *(g.server.pid for g in gateways))
     own_before = sum(cpu_seconds(pid) for pid in pids)
     busy_before = machine_busy_seconds()
     measured_from = time.monotonic()
@@ -256,18 +275,18 @@ async def run_all(
         progress(f"time to first byte and first content, concurrency {concurrency}")
         ttfb: dict[str, list[float]] = {}
         content: dict[str, list[float]] = {}
-        for side, target, _ in sides:
+        for side, target, _ in latency_sides:
             ttfb[side], content[side], failed = await _first(target, profile, concurrency)
             errors[side] += failed
         result["ttfb_ms"][f"c{concurrency}"] = _pair(ttfb)
         result["first_content_ms"][f"c{concurrency}"] = _pair(content)
 
     result["event_delay_ms"] = {}
-    figures: dict[str, list[_EventFigures]] = {side: [] for side, _, _ in sides}
+    figures: dict[str, list[_EventFigures]] = {side: [] for side, _, _ in latency_sides}
     for concurrency in (1, 10):
         progress(f"per-event delay, concurrency {concurrency}")
         delays: dict[str, list[float]] = {}
-        for side, target, _ in sides:
+        for side, target, _ in latency_sides:
             found, failed = await _event_delay(target, profile, concurrency)
             errors[side] += failed
             figures[side].append(found)

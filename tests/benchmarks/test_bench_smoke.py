@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.report import render
 from tests.benchmarks.runner import run_benchmark
 
 
@@ -25,11 +26,13 @@ def _distribution(node: Any, where: str) -> None:
 
 
 def _pair(node: Any, where: str) -> None:
-    _distribution(node["direct"], f"{where}.direct")
-    _distribution(node["via"], f"{where}.via")
-    for key in ("p50", "p99"):
-        assert _number(node["added"][key]), f"{where}.added.{key}"
-        assert node["added"][key] == pytest.approx(node["via"][key] - node["direct"][key], abs=0.002)
+    """direct, the bare relay (floor) and via, and what each of the last two added to direct."""
+    for side in ("direct", "floor", "via"):
+        _distribution(node[side], f"{where}.{side}")
+    for side, added in (("floor", "floor_added"), ("via", "added")):
+        for key in ("p50", "p99"):
+            assert _number(node[added][key]), f"{where}.{added}.{key}"
+            assert node[added][key] == pytest.approx(node[side][key] - node["direct"][key], abs=0.002)
 
 
 @pytest.mark.timeout(150)
@@ -40,12 +43,13 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
 
     assert result["mode"] == "quick"
     assert result["sides"] == ["direct", "via"]
+    assert result["latency_sides"] == ["direct", "floor", "via"]  # the bare relay only in the latency figures
     for level in ("c1", "c10"):
         _pair(result["ttfb_ms"][level], f"ttfb_ms.{level}")
         _pair(result["first_content_ms"][level], f"first_content_ms.{level}")
         _pair(result["event_delay_ms"][level], f"event_delay_ms.{level}")
         # the first content event comes after the first body byte, on every side
-        for side in ("direct", "via"):
+        for side in ("direct", "floor", "via"):
             first = result["first_content_ms"][level][side]
             assert first["n"] == result["ttfb_ms"][level][side]["n"], (level, side)
             assert first["p50"] >= result["ttfb_ms"][level][side]["p50"], (level, side)
@@ -54,15 +58,18 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     # load). That nothing is held or batched is tests/proxy/gateway/test_stream_pacing.py's job, deterministically.
     for key in ("coalesced_content_events", "coalesced_content_events_direct"):
         assert isinstance(result[key], int) and not isinstance(result[key], bool) and result[key] >= 0, key
-    assert result["coalesced_content_events_by_side"] == {
-        "direct": result["coalesced_content_events_direct"],
-        "via": result["coalesced_content_events"],
-    }
+    by_side = result["coalesced_content_events_by_side"]
+    assert set(by_side) == {"direct", "floor", "via"}
+    assert by_side["direct"] == result["coalesced_content_events_direct"]
+    assert by_side["via"] == result["coalesced_content_events"]
+    assert isinstance(by_side["floor"], int) and by_side["floor"] >= 0
     assert result["content_events"]["via"] > 0
     assert result["content_events"]["via"] == result["content_events"]["direct"]
+    assert result["content_events"]["floor"] == result["content_events"]["direct"]
 
     held = result["held_events"]
     assert held["count"]["via"] > 0
+    assert held["count"]["floor"] == held["count"]["direct"] == held["count"]["via"]
     assert 0 <= held["released_with_first_content"]["via"] <= held["count"]["via"]
     _pair(held["delay_ms"], "held_events.delay_ms")
 
@@ -72,6 +79,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
             row = result["rps"][kind][level]
             assert _number(row["direct"]) and row["direct"] > 0, (kind, level)
             assert _number(row["via"]) and row["via"] > 0, (kind, level)
+            assert "floor" not in row, (kind, level)  # requests/s mean nothing for a relay
             assert _number(row["via_over_direct"]), (kind, level)
             assert _number(row["cpu_ms_per_request"]["via"]) and row["cpu_ms_per_request"]["via"] > 0
     cpu = result["gateway_cpu_ms_per_request"]
@@ -100,7 +108,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert len(cold["runs"]) == 1 and _number(cold["median"]) and 0 < cold["median"] < 60
     assert 0 < cold["listening_median"] <= cold["median"]
 
-    assert result["errors"] == {"direct": 0, "via": 0}
+    assert result["errors"] == {"direct": 0, "floor": 0, "via": 0}
     assert isinstance(result["machine"]["cpus"], int)
     assert _number(result["machine"]["other_processes_cpu_percent"])
 
@@ -112,4 +120,30 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
             assert aim["figure"] == "gateway RSS idle (system keychain)" and aim["ok"] is None
         else:
             assert _number(aim["value"]) and isinstance(aim["ok"], bool)
+    # the latency aims carry what the bare relay added to the same figure, for reading Headway's against it
+    floors = {
+        "added time to first content p50, c10": result["first_content_ms"]["c10"]["floor_added"]["p50"],
+        "added time to first content p99, c10": result["first_content_ms"]["c10"]["floor_added"]["p99"],
+        "added per-event delay p50, c10": result["event_delay_ms"]["c10"]["floor_added"]["p50"],
+    }
+    assert {figure for figure, aim in aims.items() if "floor" in aim} == set(floors)
+    for figure, value in floors.items():
+        assert _number(aims[figure]["floor"]) and aims[figure]["floor"] == value, figure
     assert isinstance(result["aims_met"], bool)
+
+    # the printed table: a "bare relay" column with figures in the latency rows and "-" in the others, and the
+    # relay's figure beside the latency aims
+    table = render(result).splitlines()
+    header = next(line for line in table if line.rstrip().endswith("Headway"))
+    assert header.split() == ["direct", "bare", "relay", "Headway"]
+    column = header.index("bare relay") + len("bare relay")
+
+    def relay_cell(label: str) -> str:
+        line = next(line for line in table if line.startswith(label))
+        return line[:column].split()[-1]
+
+    assert relay_cell("per-event delay p50, c10") == f"{result['event_delay_ms']['c10']['floor']['p50']:.3f}"
+    assert relay_cell("non-streaming req/s, c20") == "-"
+    assert relay_cell("cold start to first proxied 200") == "-"
+    relay_notes = [line for line in table if "a bare relay adds" in line]
+    assert len(relay_notes) == 3, relay_notes

@@ -184,6 +184,31 @@ def test_threads_share_one_malloc_arena() -> None:
 
 # --------------------------------------------------------------------------- the entry points do it first
 
+_FRESH_IMPORT = r"""
+import json, ssl, sys
+assert "aiohttp" not in sys.modules
+import tray.memory
+tray.memory.prepare_long_running_process()
+import aiohttp.connector
+print(json.dumps({
+    "aiohttp_default_certs": aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509"],
+    "aiohttp_unverified_is_the_same": aiohttp.connector._SSL_CONTEXT_UNVERIFIED is aiohttp.connector._SSL_CONTEXT_VERIFIED,
+    "default_context_certs_after": ssl.create_default_context().cert_store_stats()["x509"],
+    "set_default_verify_paths_restored": ssl.SSLContext.set_default_verify_paths is ssl._SSLContext.set_default_verify_paths,
+}))
+"""
+
+
+def test_aiohttp_imported_first_builds_its_contexts_without_loading_certificates_and_ssl_is_restored() -> None:
+    # In a fresh process aiohttp is imported under a patch (its two contexts would load the system's store, 20 ms
+    # and 0.8 MB each); the standard library's constructors must be themselves again afterwards, or every context
+    # made later (Headway's own) would trust nothing.
+    seen = _run(_FRESH_IMPORT)
+    assert seen["aiohttp_default_certs"] == 0 and seen["aiohttp_unverified_is_the_same"] is True
+    assert isinstance(seen["default_context_certs_after"], int) and seen["default_context_certs_after"] > 0
+    assert seen["set_default_verify_paths_restored"] is True
+
+
 # The entry point runs with build_services replaced by a probe that records what is set up by then and stops.
 _ENTRY = r"""
 import json, sys

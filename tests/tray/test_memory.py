@@ -199,7 +199,7 @@ print(json.dumps({
 """
 
 
-def test_aiohttp_imported_first_builds_its_contexts_without_loading_certificates_and_ssl_is_restored() -> None:
+def test_aiohttp_imported_first_loads_no_certificates_and_ssl_is_restored() -> None:
     # In a fresh process aiohttp is imported under a patch (its two contexts would load the system's store, 20 ms
     # and 0.8 MB each); the standard library's constructors must be themselves again afterwards, or every context
     # made later (Headway's own) would trust nothing.

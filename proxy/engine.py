@@ -326,7 +326,7 @@ class Engine:
             self._shared_accounts,
             MemberCaps(self.team),
             RelayTransport(relay, lambda: client),
-            UpstreamSockets(lambda: client),
+            UpstreamSockets(lambda: client, on_rate_limits=self._quota_heard),
             CacheControl(),
             *provider_features(
                 settings=lambda: self._settings,
@@ -510,6 +510,19 @@ class Engine:
         """Runtime state changed in a way that must be saved (loop only)."""
         self._state.dirty = True
         self._state_changed()
+
+    def _quota_heard(self, account_id: str, headers: Mapping[str, str]) -> None:
+        """Quota facts that came outside an answer's headers (in headers' shape): into the quota book (loop only)."""
+        account = next((a for a in self._settings.accounts if a.id == account_id), None)
+        adapter = None if account is None else self._adapters.get(account.kind)
+        if account is None or adapter is None:
+            return
+        now = time.time()
+        if self._state.quota.update(
+            account_id, adapter.quota_windows(headers, now), now, adapter.plan_type(headers)
+        ):
+            self._state.dirty = True
+            self._state_changed()
 
     def _state_changed(self) -> None:
         """Runtime state or listen status changed (loop only): the next status read asks for a fresh snapshot."""

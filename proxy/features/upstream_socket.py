@@ -127,8 +127,12 @@ class UpstreamSockets(Feature):
         *,
         max_age: float = CONNECTION_CAP - RENEW_BEFORE,
         clock: Callable[[], float] = time.monotonic,
+        on_rate_limits: Callable[[str, dict[str, str]], None] = lambda account_id, headers: None,
     ) -> None:
         self._client = client
+        # A turn's later codex.rate_limits frames (the first ones go out as the answer's x-codex-* headers): the
+        # account's id and the same facts as those headers, for the quota book.
+        self._on_rate_limits = on_rate_limits
         self.max_age = max_age
         self._clock = clock
         self._settings = UpstreamWebSocketSettings()
@@ -415,7 +419,8 @@ class _TurnStream(httpx.AsyncByteStream):
             else:
                 frame = await self._owner._recv(self._ws)
             kind = frame.get("type")
-            if kind == "codex.rate_limits":
+            if kind == "codex.rate_limits":  # usage moved during the turn: the quota book hears of it now
+                self._owner._on_rate_limits(self._session.key[0], rate_limit_frame_headers(frame))
                 continue
             self._watch(frame)
             yield b"event: " + str(kind).encode() + b"\ndata: " + json.dumps(frame).encode() + b"\n\n"

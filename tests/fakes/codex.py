@@ -51,8 +51,14 @@ class FakeCodex(FakeOpenAI):
         self.usage_polls = 0
         #: WebSocket mode on the SSE path (GET upgraded), with `codex.rate_limits` frames and usage limits per turn.
         self.sockets = Sockets(
-            self, {"/backend-api/codex/responses": self._responses}, preamble=self.socket_preamble
+            self,
+            {"/backend-api/codex/responses": self._responses},
+            preamble=self.socket_preamble,
+            interlude=self.socket_interlude,
         )
+        #: Usage that moves during an account's next WebSocket turn: after the turn's first event these fields are
+        #: applied and a ``codex.rate_limits`` frame says so (as the service reports usage mid-session).
+        self.usage_during_turn: dict[str, dict[str, Any]] = {}
 
     def set_usage(self, account_id: str, **fields: Any) -> None:
         with self._usage_lock:
@@ -128,8 +134,20 @@ class FakeCodex(FakeOpenAI):
         if usage.primary_used >= 100 or usage.secondary_used >= 100:
             resets_in = usage.primary_resets_in if usage.primary_used >= 100 else usage.secondary_resets_in
             return [], (429, self._limit_body(usage, resets_in))
+        return [self._limits_frame(usage)], None
+
+    def socket_interlude(
+        self, turn: SocketTurn, connection: SocketConnection, count: int
+    ) -> list[dict[str, Any]]:
+        account_id = connection.headers.get("chatgpt-account-id", "")
+        if count != 1 or account_id not in self.usage_during_turn:
+            return []
+        self.set_usage(account_id, **self.usage_during_turn.pop(account_id))
+        return [self._limits_frame(self.usage(account_id))]
+
+    def _limits_frame(self, usage: CodexUsage) -> dict[str, Any]:
         now = self._clock()
-        limits = {
+        return {
             "type": "codex.rate_limits",
             "plan_type": usage.plan_type,
             "rate_limits": {
@@ -146,7 +164,6 @@ class FakeCodex(FakeOpenAI):
             },
             "credits": {"has_credits": False, "unlimited": False, "balance": "0"},
         }
-        return [limits], None
 
     def _limit_body(self, usage: CodexUsage, resets_in: float) -> dict[str, Any]:
         return {

@@ -13,6 +13,8 @@ Rules it keeps, as the reference describes the service (../shared/reference/chat
 - off until ``sockets.enabled = True`` (an upgrade gets 404 like an HTTP-only server's);
 - ``max_connection_seconds`` caps a connection: the first turn after it gets ``websocket_connection_limit_reached``
   and the connection is closed;
+- ``interlude(turn, connection, count)`` may add frames after a turn's ``count``-th event (``codex.rate_limits``
+  when usage moved during the turn).
 - ``preamble(turn)`` may add frames before a turn's events (the Codex backend's ``codex.rate_limits``), or answer
   the turn with an error instead (a usage limit).
 """
@@ -84,6 +86,7 @@ class _SocketStream(EventStream):
         self._socket.on_event(payload)
         self._socket.send_frame(payload)
         self.count += 1
+        self._socket.after_event(self.count)
         if behavior.drop_after_events is not None and self.count >= behavior.drop_after_events:
             raise _Dropped
         if behavior.hang_after_events is not None and self.count >= behavior.hang_after_events:
@@ -101,8 +104,15 @@ class _SocketExchange(Exchange):
         self, sockets: Sockets, link: _Link, request: RecordedRequest, behavior: Behavior, turn: SocketTurn
     ) -> None:
         super().__init__(sockets.fake, link.handler, request, behavior)
+        self._sockets = sockets
         self._link = link
         self.turn = turn
+
+    def after_event(self, count: int) -> None:
+        interlude = self._sockets.interlude
+        if interlude is not None:
+            for extra in interlude(self.turn, self._link.state, count):
+                self.send_frame(extra)
 
     def send_frame(self, payload: dict[str, Any]) -> None:
         self.send_text(json.dumps(payload, separators=(",", ":")))
@@ -187,6 +197,7 @@ class _Link:
 
 
 Preamble = Callable[[SocketTurn, SocketConnection], tuple[list[dict[str, Any]], tuple[int, Any] | None]]
+Interlude = Callable[[SocketTurn, SocketConnection, int], list[dict[str, Any]]]
 
 
 class Sockets:
@@ -197,10 +208,12 @@ class Sockets:
         fake: FakeServer,
         routes: dict[str, Route],
         preamble: Preamble | None = None,
+        interlude: Interlude | None = None,
     ) -> None:
         self.fake = fake
         self._routes = routes
         self._preamble = preamble
+        self.interlude = interlude
         self._lock = threading.Lock()
         self._connections: list[SocketConnection] = []
         self._turns: list[SocketTurn] = []

@@ -113,6 +113,18 @@ def test_rate_limit_frames_feed_the_quota_book(
     assert status["plan_type"] == "plus"
 
 
+def test_rate_limit_frames_during_a_turn_update_the_quota_book(
+    gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    account = add_chatgpt(gw, auth, "acct-1", "work")
+    codex.set_usage("acct-1", primary_used=62, secondary_used=29)
+    codex.usage_during_turn["acct-1"] = {"primary_used": 91, "secondary_used": 33}  # reported mid-stream
+    http_turn(gw, [user("hi")])
+    assert not codex.usage_during_turn  # the frame was sent, after the first event
+    windows = {w["name"]: w["remaining_percent"] for w in gw.account_status(account.id)["quota"]["windows"]}
+    assert windows == {"5h": 9.0, "weekly": 67.0}  # not the 38 / 71 % of the turn's start
+
+
 def test_a_usage_limit_frame_before_content_falls_back_to_the_next_account(
     gw: RunningGateway, auth: FakeOpenAIAuth, codex: FakeCodex
 ) -> None:

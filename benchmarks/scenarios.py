@@ -51,6 +51,9 @@ class Profile:
     open_events: int
     cold_starts: int  # spawns of `headway serve` for the cold-start figure (the median is reported)
     budget_seconds: float  # per measurement and side; workers start no request after it
+    # The latency figures are taken in this many rounds, each going through every side in turn, and pooled: a machine
+    # that gets slower or faster during the run then moves every side alike instead of the side measured last.
+    latency_rounds: int = 1
 
 
 QUICK = Profile(
@@ -70,6 +73,7 @@ QUICK = Profile(
     open_events=6,
     cold_starts=1,
     budget_seconds=10,
+    latency_rounds=2,  # pooled rounds exercised by the smoke test too
 )
 
 DEFAULT = Profile(
@@ -89,6 +93,7 @@ DEFAULT = Profile(
     open_events=20,
     cold_starts=3,
     budget_seconds=30,
+    latency_rounds=3,
 )
 
 
@@ -101,10 +106,17 @@ class Gateway:
     target: Target
 
 
+def _share(count: int, rounds: int) -> int:
+    """One round's part of ``count`` (rounded up: the rounds together take at least ``count``)."""
+    return -(-count // rounds)
+
+
 # --------------------------------------------------------------------------------------------- first byte, content
 
 
-async def _first(target: Target, profile: Profile, concurrency: int) -> tuple[list[float], list[float], int]:
+async def _first(
+    target: Target, profile: Profile, concurrency: int, rounds: int = 1
+) -> tuple[list[float], list[float], int]:
     """Request written → first body byte, and → arrival of the first content event (``content_block_delta``).
 
     Alone: short streams back to back. With 10 workers: streams paced at ``gap_ms``, so each request meets nine
@@ -114,7 +126,7 @@ async def _first(target: Target, profile: Profile, concurrency: int) -> tuple[li
     gap = 0.0 if concurrency == 1 else profile.gap_ms
     body = body_for(True, {"events": profile.ttfb_events, "gap_ms": gap, "pre_gap_ms": 0})
     stream_ms = gap * (profile.ttfb_events + 4)
-    per_worker = (profile.ttfb_c1 if concurrency == 1 else profile.ttfb_c10) + profile.warmup
+    per_worker = _share(profile.ttfb_c1 if concurrency == 1 else profile.ttfb_c10, rounds) + profile.warmup
     run = await workers(
         target,
         concurrency,
@@ -177,11 +189,13 @@ def _events_of(responses: list[Response]) -> _EventFigures:
     return figures
 
 
-async def _event_delay(target: Target, profile: Profile, concurrency: int) -> tuple[_EventFigures, int]:
+async def _event_delay(
+    target: Target, profile: Profile, concurrency: int, rounds: int = 1
+) -> tuple[_EventFigures, int]:
     gap = profile.gap_ms
     body = body_for(True, {"events": profile.delay_events, "gap_ms": gap, "pre_gap_ms": gap})
     stream_ms = gap * (profile.delay_events + 5)
-    per_worker = profile.delay_c1 if concurrency == 1 else profile.delay_c10
+    per_worker = _share(profile.delay_c1 if concurrency == 1 else profile.delay_c10, rounds)
     run = await workers(
         target,
         concurrency,
@@ -271,13 +285,17 @@ async def run_all(
 
     result["ttfb_ms"] = {}
     result["first_content_ms"] = {}
+    rounds = profile.latency_rounds
     for concurrency in (1, 10):
         progress(f"time to first byte and first content, concurrency {concurrency}")
-        ttfb: dict[str, list[float]] = {}
-        content: dict[str, list[float]] = {}
-        for side, target, _ in latency_sides:
-            ttfb[side], content[side], failed = await _first(target, profile, concurrency)
-            errors[side] += failed
+        ttfb: dict[str, list[float]] = {side: [] for side, _, _ in latency_sides}
+        content: dict[str, list[float]] = {side: [] for side, _, _ in latency_sides}
+        for _ in range(rounds):
+            for side, target, _ in latency_sides:
+                first_bytes, contents, failed = await _first(target, profile, concurrency, rounds)
+                ttfb[side] += first_bytes
+                content[side] += contents
+                errors[side] += failed
         result["ttfb_ms"][f"c{concurrency}"] = _pair(ttfb)
         result["first_content_ms"][f"c{concurrency}"] = _pair(content)
 
@@ -285,12 +303,13 @@ async def run_all(
     figures: dict[str, list[_EventFigures]] = {side: [] for side, _, _ in latency_sides}
     for concurrency in (1, 10):
         progress(f"per-event delay, concurrency {concurrency}")
-        delays: dict[str, list[float]] = {}
-        for side, target, _ in latency_sides:
-            found, failed = await _event_delay(target, profile, concurrency)
-            errors[side] += failed
-            figures[side].append(found)
-            delays[side] = found.content_delay_ms
+        delays: dict[str, list[float]] = {side: [] for side, _, _ in latency_sides}
+        for _ in range(rounds):
+            for side, target, _ in latency_sides:
+                found, failed = await _event_delay(target, profile, concurrency, rounds)
+                errors[side] += failed
+                figures[side].append(found)
+                delays[side] += found.content_delay_ms
         result["event_delay_ms"][f"c{concurrency}"] = _pair(delays)
 
     def total(side: str, name: str) -> int:

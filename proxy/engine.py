@@ -53,6 +53,7 @@ from proxy.features.tracing import tracing_from_env
 from proxy.features.upstream_socket import UpstreamSockets
 from proxy.gateway.account_probe import ProbeResult, run_probe
 from proxy.gateway.app import GatewayHooks, build_app
+from proxy.gateway.exchange import hear_quota
 from proxy.gateway.forward import Forwarder
 from proxy.gateway.listener import PortInUse, bind_listener
 from proxy.gateway.models import ModelList
@@ -517,12 +518,7 @@ class Engine:
         adapter = None if account is None else self._adapters.get(account.kind)
         if account is None or adapter is None:
             return
-        now = time.time()
-        if self._state.quota.update(
-            account_id, adapter.quota_windows(headers, now), now, adapter.plan_type(headers)
-        ):
-            self._state.dirty = True
-            self._state_changed()
+        hear_quota(self._state, account_id, adapter, headers, time.time(), self._state_changed)
 
     def _state_changed(self) -> None:
         """Runtime state or listen status changed (loop only): the next status read asks for a fresh snapshot."""

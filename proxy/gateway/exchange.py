@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import httpx
 from starlette.responses import Response
@@ -41,7 +41,7 @@ from proxy.wire.sse import SSEParser
 from proxy.wire.upstream_client import UpstreamClient
 from proxy.wire.usage import UsageAccumulator
 
-__all__ = ["Exchange", "Finish", "error_answer", "response_headers"]
+__all__ = ["Exchange", "Finish", "error_answer", "hear_quota", "response_headers"]
 
 log = logging.getLogger("headway.forward")
 
@@ -68,6 +68,22 @@ def response_headers(headers: httpx.Headers, account: Account | None) -> dict[st
     if account is not None:
         out["x-headway-account"] = account.id
     return out
+
+
+def hear_quota(
+    state: RuntimeState,
+    account_id: str,
+    adapter: ProviderAdapter,
+    headers: Mapping[str, str],
+    now: float,
+    changed: Callable[[], None],
+) -> list[Window]:
+    """An answer's quota facts — its headers, or a frame in their shape — into the quota book; the windows read."""
+    windows = adapter.quota_windows(headers, now)
+    if state.quota.update(account_id, windows, now, adapter.plan_type(headers)):
+        state.dirty = True
+        changed()
+    return windows
 
 
 def error_answer(incoming: Incoming, status: int, headers: httpx.Headers, body: bytes) -> Response:
@@ -211,10 +227,7 @@ class Exchange:
         """What to do with the upstream's response, once its headers are in."""
         state = self._state
         now = self._clock()
-        windows = adapter.quota_windows(upstream.headers, now)
-        if state.quota.update(account.id, windows, now, adapter.plan_type(upstream.headers)):
-            state.dirty = True
-            self._changed()
+        windows = hear_quota(state, account.id, adapter, upstream.headers, now, self._changed)
         status = upstream.status_code
         fallback_statuses = settings.routing.fallback_statuses
 

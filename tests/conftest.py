@@ -40,6 +40,15 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
         self.entries.pop((service, username), None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under scripts/test, watch the run's gnome-keyring-daemon (tests/support/keyring_daemon.py)."""
+    from tests.support.keyring_daemon import KeyringDaemonWatch
+
+    watch = KeyringDaemonWatch.from_environment()
+    if watch is not None:
+        config.pluginmanager.register(watch, "headway-keyring-daemon")
+
+
 @pytest.fixture(autouse=True)
 def headway_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Scrub provider and Headway variables, and point every folder at tmp_path."""

@@ -1,4 +1,4 @@
-"""Secrets read from the keychain off the loop, cached briefly; fingerprints that notice a replaced key."""
+"""Secrets read from the keychain off the loop and kept a few minutes; fingerprints that notice a replaced key."""
 
 from __future__ import annotations
 
@@ -23,40 +23,60 @@ def fingerprint(secret: str) -> str:
 
 
 class SecretCache:
-    """Secrets read from the keychain off the loop, cached briefly so a replaced key is picked up within seconds.
+    """Secrets read from the keychain off the loop, and kept a few minutes.
 
-    A secret that is not there is cached for ``missing_ttl`` only (a second): an account added by another process
-    writes its key just after its settings, and the first look-up may come in between. A settings change empties the
-    cache (the engine's ``_apply``); replacing a key records ``key_updated_at`` in the settings for that reason.
+    Every request asks for the secrets of its account family (to notice a replaced key), so the cache decides how
+    often the keychain is asked. Each read is a D-Bus round trip on a connection of its own (keyring's Secret Service
+    backend) and costs the user's keyring daemon more than the call: gnome-keyring 42 keeps about 0.6 KB of locked
+    memory per read, and now and then aborts when a client's connection closes under it (docs/architecture.md,
+    "The keychain"). With a 15 s lifetime three accounts in steady use meant about 700 reads an hour.
+
+    - A present secret lives ``ttl`` (5 minutes). Headway's own changes do not wait for it: a settings change empties
+      the cache (the engine's ``_apply``; replacing a key records ``key_updated_at`` in the settings for that reason)
+      and saving refreshed tokens drops the account's entry. Only a key changed behind Headway's back (in Passwords
+      and Keys, say) waits up to ``ttl``.
+    - A secret that is not there is looked up again after ``missing_ttl`` (a second), then after twice as long each
+      time it is still missing, up to ``missing_max`` (a minute): an account added by another process writes its key
+      just after its settings, so the first look-up may come in between; an account whose key is gone for good is
+      not looked up on every request.
     """
 
     def __init__(
         self,
         read: Callable[[str], str | None],
-        ttl: float = 15.0,
+        ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         missing_ttl: float = 1.0,
+        missing_max: float = 60.0,
     ):
         self._read = read
         self._ttl = ttl
         self._missing_ttl = missing_ttl
+        self._missing_max = missing_max
         self._clock = clock
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        #: account id -> (secret or None, when it was read, how long the entry lives)
+        self._cache: dict[str, tuple[str | None, float, float]] = {}
 
     async def get(self, account_id: str) -> str | None:
         hit = self._cache.get(account_id)
-        if hit is not None and self._clock() - hit[1] < (self._ttl if hit[0] else self._missing_ttl):
+        if hit is not None and self._clock() - hit[1] < hit[2]:
             return hit[0]
         try:
             value = await asyncio.to_thread(self._read, account_id)
         except Exception as exc:
             log.error("cannot read the secret of account %s: %s", account_id, exc)
             value = hit[0] if hit else None
-        self._cache[account_id] = (value, self._clock())
+        if value:
+            lifetime = self._ttl
+        elif hit is not None and not hit[0]:  # missing again: wait twice as long
+            lifetime = min(hit[2] * 2, self._missing_max)
+        else:
+            lifetime = self._missing_ttl
+        self._cache[account_id] = (value, self._clock(), lifetime)
         return value
 
     def fingerprints(self) -> dict[str, str]:
-        return {k: fingerprint(v) for k, (v, _) in self._cache.items() if v}
+        return {k: fingerprint(v) for k, (v, _, _) in self._cache.items() if v}
 
     async def fingerprints_of(self, accounts: list[Account]) -> dict[str, str]:
         """Fingerprints of these accounts' current secrets (read through the cache), to notice replaced keys."""
@@ -69,7 +89,7 @@ class SecretCache:
 
     def missing(self) -> set[str]:
         """Accounts whose secret was looked up and is not in the keychain."""
-        return {k for k, (v, _) in self._cache.items() if not v}
+        return {k for k, (v, _, _) in self._cache.items() if not v}
 
     def invalidate(self, account_id: str | None = None) -> None:
         if account_id is None:

@@ -4,6 +4,7 @@ replaced with `headway accounts set-key` (another process) is used by a running 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 
 import httpx
@@ -71,16 +72,64 @@ def test_a_present_secret_keeps_the_longer_ttl() -> None:
 
     async def scenario() -> None:
         assert await cache.get("a") == "sk-1"
-        keychain.values["a"] = "sk-2"
-        clock.now += 10.0
+        keychain.values["a"] = "sk-2"  # changed behind Headway's back
+        clock.now += 299.0
         assert await cache.get("a") == "sk-1" and keychain.reads == 1
-        clock.now += 6.0
+        clock.now += 2.0
         assert await cache.get("a") == "sk-2"
-        cache.invalidate("a")
+        cache.invalidate("a")  # what a settings change or saved tokens do
         keychain.values["a"] = "sk-3"
         assert await cache.get("a") == "sk-3"
 
     asyncio.run(scenario())
+
+
+def test_an_hour_of_steady_requests_reads_a_secret_twelve_times() -> None:
+    """Each read opens a D-Bus connection to the user's keyring daemon; with a 15 s lifetime it was 240 an hour."""
+    clock, keychain = Clock(), Keychain()
+    keychain.values["a"] = "sk-1"
+    cache = SecretCache(keychain.read, clock=clock)
+
+    async def scenario() -> None:
+        for _ in range(7200):  # a request every half second
+            assert await cache.get("a") == "sk-1"
+            clock.now += 0.5
+
+    asyncio.run(scenario())
+    assert keychain.reads == 12
+
+
+def test_a_missing_secret_is_looked_up_ever_less_often_and_found_once_it_comes() -> None:
+    clock, keychain = Clock(), Keychain()
+    cache = SecretCache(keychain.read, clock=clock)
+
+    async def scenario() -> list[float]:
+        read_at = []
+        for _ in range(6000):  # ten minutes, a request every 0.1 s
+            reads = keychain.reads
+            assert await cache.get("a") is None
+            if keychain.reads != reads:
+                read_at.append(clock.now)
+            clock.now += 0.1
+        return read_at
+
+    read_at = asyncio.run(scenario())
+    gaps = [round(b - a) for a, b in itertools.pairwise(read_at)]
+    assert gaps[:7] == [1, 2, 4, 8, 16, 32, 60] and set(gaps[7:]) == {60}  # it was every second: 600 reads
+    assert len(read_at) == 15
+
+    async def it_comes() -> None:
+        keychain.values["a"] = "sk-late"
+        clock.now += 60.0
+        assert await cache.get("a") == "sk-late"
+        cache.invalidate("a")  # a settings change starts over at one second
+        keychain.values.pop("a")
+        assert await cache.get("a") is None
+        keychain.values["a"] = "sk-again"
+        clock.now += 1.0
+        assert await cache.get("a") == "sk-again"
+
+    asyncio.run(it_comes())
 
 
 @pytest.fixture

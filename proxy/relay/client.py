@@ -104,7 +104,7 @@ class RelayClient:
         read_secret: Callable[[], str | None],
         *,
         clock: Callable[[], float] = time.monotonic,
-        secret_ttl: float = 15.0,
+        secret_ttl: float = 300.0,
     ) -> None:
         self._settings = settings
         self._read_secret = read_secret
@@ -460,6 +460,9 @@ class RelayClient:
     # ------------------------------------------------------------------ bookkeeping
 
     async def _secret(self) -> str | None:
+        """The relay secret, read from the keychain at most every ``secret_ttl`` (5 minutes: each read costs the
+        user's keyring daemon a D-Bus connection; docs/architecture.md, "The keychain is asked rarely"). A secret
+        that `headway relay setup` replaced is picked up sooner: the Worker's first 401 drops the cached one."""
         cached = self._secret_cache
         if cached is not None and self._clock() - cached[1] < self._secret_ttl:
             return cached[0]

@@ -283,6 +283,33 @@ async def test_relay_unreachable_raises_with_the_fallback_setting(fallback: bool
     assert "connection refused" in relay.stats()["last_error"]
 
 
+async def test_the_secret_is_read_every_five_minutes_and_a_replaced_one_after_the_first_401() -> None:
+    reads: list[str] = []
+    secret = {"now": SECRET}
+
+    def read_secret() -> str:
+        reads.append(secret["now"])
+        return secret["now"]
+
+    clock, worker = Clock(), PyWorker()
+    settings = RelaySettings(enabled=True, url=URL, min_body_bytes=0)
+    relay = RelayClient(lambda: settings, read_secret, clock=clock)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(worker))
+    for n in range(59):  # a relayed request every 10 s for ten minutes
+        await _send(relay, http, _body(n % 5 + 1))
+        clock.now += 10.0
+    assert len(reads) == 2  # it was every 15 s: 40 keychain reads
+
+    # `headway relay setup` deployed a new secret: the Worker refuses the cached one once, then it is read again.
+    secret["now"] = worker.secret = "n" * 43
+    with pytest.raises(RelayUnavailable) as info:
+        await relay.send(http, _out(_body(1)), "ses_1")
+    assert info.value.status == 401
+    await _send(relay, http, _body(2))
+    assert reads[-1] == "n" * 43 and len(reads) == 3
+    await http.aclose()
+
+
 async def test_timeouts_wrong_secret_old_worker_and_strangers_are_unavailable() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)

@@ -205,7 +205,9 @@ def test_fifty_streams_with_status_readers_and_continuous_saves(problems: Proble
         assert len(outcomes) == AGENTS * REQUESTS_EACH
         # 429 / 503: every account was cooling down at that moment, or had just stopped cooling down.
         assert set(outcomes) <= {200, 429, 503}
-        assert outcomes.count(200) > len(outcomes) // 2
+        # How often all three cool down at once is timing: 81 to 145 of the 200 answers were 200s over 25 runs on
+        # 2 cores (a bar at half failed now and then in CI). A quarter still says streams were served throughout.
+        assert outcomes.count(200) >= len(outcomes) // 4, outcomes
         # Rate limits happened and requests fell back to another account (counting upstream requests against the
         # agents' said little: when all three accounts are cooling down the gateway answers 429 itself).
         rows = engine.request_log.query(limit=1000)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from waitress import trigger as waitress_trigger
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from proxy.config.paths import Paths, write_private_file
@@ -248,6 +249,8 @@ class SettingsServer:
                         dispatcher.del_channel()  # out of the loop, its pipe still open
                     elif isinstance(dispatcher, BaseWSGIServer):
                         wasyncore.dispatcher.close(dispatcher)  # its own close() would close the trigger too
+                    elif isinstance(dispatcher, HTTPChannel):
+                        dispatcher.handle_close()  # closes its buffers too: a static file being sent, say
                     else:
                         dispatcher.close()
                 except Exception as exc:  # a worker closing the same connection at this moment, say

@@ -17,13 +17,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Runs inside its own `dbus-run-session`. argv: the log path.
+# Runs inside its own `dbus-run-session`. argv: the log path, then "replace" or "no-daemon-binary".
 _SCRIPT = r"""
 import json, os, pathlib, signal, subprocess, sys, time
 from keyring.backends import SecretService
 from tests.support.keyring_daemon import KeyringDaemonWatch, alive, owner_pid
 
-log = pathlib.Path(sys.argv[1])
+log, how = pathlib.Path(sys.argv[1]), sys.argv[2]
 daemon = subprocess.Popen(
     ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
     stdin=subprocess.PIPE, stdout=log.open("ab"), stderr=subprocess.STDOUT,
@@ -43,6 +43,13 @@ with log.open("a") as said:  # stands in for the daemon's last words, which its 
 os.kill(daemon.pid, signal.SIGKILL)  # the real ones abort; no core file here
 daemon.wait()  # reaped here; under scripts/test it stays a zombie until pytest ends, which alive() also sees
 out["alive_after_abort"] = alive(daemon.pid)
+if how == "no-daemon-binary":
+    os.environ["PATH"] = "/nonexistent"
+    watch.check("the test that killed it")
+    watch.check("the next test")  # given up: no second try, no second report
+    out["deaths"], out["given_up"] = watch.deaths, watch.given_up
+    print(json.dumps(out))
+    sys.exit(0)
 watch.check("the test that killed it")
 out["replacement"] = watch.pid
 out["after"] = kr.get_password("watch-test", "key")
@@ -53,7 +60,7 @@ print(json.dumps(out))
 """
 
 
-def _run(tmp_path: Path) -> dict[str, Any]:
+def _run(tmp_path: Path, how: str = "replace") -> dict[str, Any]:
     if shutil.which("gnome-keyring-daemon") is None or shutil.which("dbus-run-session") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI must have gnome-keyring and dbus (scripts/install-test-deps installs them)")
@@ -70,7 +77,7 @@ def _run(tmp_path: Path) -> dict[str, Any]:
     }
     log = tmp_path / "gnome-keyring.log"
     done = subprocess.run(
-        ["dbus-run-session", "--", sys.executable, "-c", _SCRIPT, str(log)],
+        ["dbus-run-session", "--", sys.executable, "-c", _SCRIPT, str(log), how],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -93,6 +100,13 @@ def test_a_daemon_that_dies_is_reported_with_its_test_and_replaced_unlocked(tmp_
     # the fresh daemon owns the name and opened the same login keyring, unlocked: the secret reads back
     assert out["owner"] == out["replacement"] != out["first"]
     assert out["after"] == "s3cret"
+
+
+def test_a_daemon_that_cannot_be_replaced_is_reported_once_and_the_run_goes_on(tmp_path: Path) -> None:
+    out = _run(tmp_path, "no-daemon-binary")
+    assert out["given_up"] is True and len(out["deaths"]) == 2
+    assert out["deaths"][0].startswith("during or just before the test that killed it: gone")
+    assert out["deaths"][1].startswith("no fresh daemon could be started: ")
 
 
 def test_alive_tells_a_running_process_from_a_zombie_and_from_none() -> None:

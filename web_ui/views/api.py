@@ -20,7 +20,7 @@ from proxy.relay import RELAY_SECRET
 from proxy.secrets.keychain import KeychainError, account_secret_name
 
 from . import ctx, error
-from .cache import ttl_cache
+from .cache import KEYCHAIN_TTL, ttl_cache
 from .forms import ChangeError, apply_changes, current_values
 from .relay import relay_state
 
@@ -50,8 +50,9 @@ def _key_hints(settings: Settings) -> dict[str, str | None]:
         except KeychainError:
             return None
 
+    # A replaced key records key_updated_at in the settings (the command line's too): a new hint at once.
     return {
-        a.id: ttl_cache().get(f"key:{a.id}", 60.0, lambda a=a: read(a.id))  # type: ignore[misc]
+        a.id: ttl_cache().get(f"key:{a.id}:{a.key_updated_at}", KEYCHAIN_TTL, lambda a=a: read(a.id))  # type: ignore[misc]
         for a in settings.accounts
         if a.kind != "chatgpt"
     }

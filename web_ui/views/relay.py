@@ -38,7 +38,7 @@ from proxy.relay.upstreams import allowlist_drift, relay_origins
 from proxy.secrets.keychain import KeychainError
 
 from . import ctx, error
-from .cache import ttl_cache
+from .cache import KEYCHAIN_TTL, ttl_cache
 
 __all__ = ["RelaySetups", "blueprint", "relay_state"]
 
@@ -218,13 +218,19 @@ def setups() -> RelaySetups:
 
 
 def _secret_stored() -> bool | None:
+    """Whether the relay's secret is in the keychain, for the page's poll (every 2 s while it is open). Asked again
+    every 5 minutes, or at once when the relay settings change: a setup or a forget from the command line changes
+    them too. Each read is a D-Bus connection to the user's keyring daemon (docs/architecture.md, "The keychain is
+    asked rarely")."""
+
     def read() -> bool | None:
         try:
             return bool(ctx().keychain.get(RELAY_SECRET))
         except KeychainError:
             return None
 
-    return ttl_cache().get("relay-secret", 10.0, read)
+    relay = ctx().store.current.relay
+    return ttl_cache().get(f"relay-secret:{relay.enabled}:{relay.url}", KEYCHAIN_TTL, read)
 
 
 def relay_state(traffic: dict[str, Any] | None) -> dict[str, Any]:

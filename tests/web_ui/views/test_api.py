@@ -175,3 +175,51 @@ def test_refresh_quota_says_what_it_refreshed(signed_in: Web) -> None:
     result = signed_in.post("/api/quota/refresh").get_json()
     assert result["ok"] is True and result["refreshed"] == [] and result["failed"] == []
     assert result["at"] > 0
+
+
+def test_a_page_left_open_asks_the_keychain_every_five_minutes_not_at_every_poll(
+    signed_in: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page polls /api/state every 2 s. It showed each key's hint and whether the relay secret is stored from
+    the keychain, read again every 60 s and 10 s: 420 keychain reads an hour with two accounts, each a D-Bus
+    connection to the user's keyring daemon. Now every 5 minutes, and at once after a change."""
+    from proxy.relay.protocol import RELAY_SECRET
+    from proxy.secrets.keychain import Keychain, account_secret_name
+    from web_ui.views.cache import TtlCache
+
+    context = signed_in.services.web.context
+    now = [1000.0]
+    context.caches["ttl"] = TtlCache(clock=lambda: now[0])
+    work = signed_in.gateway.add("anthropic", "work", "sk-ant-api03-" + "w" * 24)
+    home = signed_in.gateway.add("anthropic", "home", "sk-ant-api03-" + "h" * 24)
+    keychain: Keychain = context.keychain
+    reads: list[str] = []
+    real_get = keychain.get
+
+    def counted(name: str) -> str | None:
+        reads.append(name)
+        return real_get(name)
+
+    monkeypatch.setattr(keychain, "get", counted)
+    for _ in range(150):  # five minutes of polls, less one
+        state = signed_in.get_json("/api/state")
+        now[0] += 2.0
+    assert reads.count(RELAY_SECRET) == 1
+    assert reads.count(account_secret_name(work.id)) == reads.count(account_secret_name(home.id)) == 1
+    hints = {a["id"]: a.get("key_hint") for a in state["accounts"]}
+    assert hints[work.id] == "sk-ant-api03-…wwww"
+
+    # a key replaced from the command line (another process): the next poll shows the new hint
+    from proxy.config.accounts import set_api_key
+
+    set_api_key(context.store, keychain, work.id, "sk-ant-api03-" + "n" * 24)
+    state = signed_in.get_json("/api/state")
+    hints = {a["id"]: a.get("key_hint") for a in state["accounts"]}
+    assert hints[work.id] == "sk-ant-api03-…nnnn"
+
+    # a relay set up from the command line: its settings change, so the next poll asks again
+    assert state["relay"]["secret_in_keychain"] is False
+    keychain.set(RELAY_SECRET, "s" * 43)
+    context.store.update(lambda s: setattr(s.relay, "url", "https://headway-relay.example.workers.dev"))
+    assert signed_in.get_json("/api/state")["relay"]["secret_in_keychain"] is True
+    assert reads.count(RELAY_SECRET) == 3  # the first poll, the one five minutes on, the one after the change

@@ -26,6 +26,7 @@ import pytest
 
 from tests.fakes import FakeAnthropic
 from tests.support.gateway import secret_service_available
+from tests.support.python_json import run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,18 +147,8 @@ def _serve(home: Path, upstream: str) -> dict[str, Any]:
         if not k.startswith("HEADWAY_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
     }
     env.update({"HEADWAY_HOME": str(home), "HEADWAY_ANTHROPIC_BASE_URL": upstream, "HEADWAY_WEB_PORT": "0"})
-    done = subprocess.run(
-        [sys.executable, "-c", _DRIVER, json.dumps(HEAVY)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    steps: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    assert steps["proxied_status"] == 200 and steps["metrics_status"] == 200, (steps, done.stderr[-3000:])
+    steps = run_python_json(_DRIVER, json.dumps(HEAVY), env=env, timeout=120)
+    assert steps["proxied_status"] == 200 and steps["metrics_status"] == 200, steps
     return steps
 
 

@@ -5,17 +5,15 @@ failed)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.python_json import run_python_json
 
 # Runs inside its own `dbus-run-session`. argv: the log path, then "replace" or "no-daemon-binary".
 _SCRIPT = r"""
@@ -76,18 +74,9 @@ def _run(tmp_path: Path, how: str = "replace") -> dict[str, Any]:
         "XDG_DATA_HOME": str(tmp_path / "data"),
     }
     log = tmp_path / "gnome-keyring.log"
-    done = subprocess.run(
-        ["dbus-run-session", "--", sys.executable, "-c", _SCRIPT, str(log), how],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=90,
-        check=False,
+    return run_python_json(
+        _SCRIPT, str(log), how, env=env, timeout=90, prefix=("dbus-run-session", "--"), more_output=log
     )
-    assert done.returncode == 0, done.stderr[-3000:] + log.read_text(errors="replace")[-2000:]
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def test_a_daemon_that_dies_is_reported_with_its_test_and_replaced_unlocked(tmp_path: Path) -> None:

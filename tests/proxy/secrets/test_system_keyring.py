@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.python_json import run_python_json
 from tests.support.secret_service import require_secret_service, secret_tool_lookup
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -61,18 +62,7 @@ def _probe(
 ) -> dict[str, Any]:
     full_env = {k: v for k, v in os.environ.items() if k not in unset} | (env or {})
     service = f"headway-test-{uuid.uuid4().hex[:12]}"
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, service, who, action, json.dumps(DISCOVERY_ONLY)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_python_json(_PROBE, service, who, action, json.dumps(DISCOVERY_ONLY), env=full_env)
 
 
 def _as_before(*, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> dict[str, Any]:

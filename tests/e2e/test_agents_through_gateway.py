@@ -77,36 +77,36 @@ def test_anthropic_sdk_streaming_and_not(
     gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI]
 ) -> None:
     fake, _ = upstreams
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
-    message = client.messages.create(
-        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-    )
-    assert message.content[0].text == REPLY  # type: ignore[union-attr]
-    with client.messages.stream(
-        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
-        assert "".join(stream.text_stream) == REPLY
-    assert [r.headers["x-api-key"] for r in fake.requests] == [MAIN_KEY, MAIN_KEY]
-    _no_local_key_upstream(fake, gateway.key)
+    with anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0) as client:
+        message = client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert message.content[0].text == REPLY  # type: ignore[union-attr]
+        with client.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            assert "".join(stream.text_stream) == REPLY
+        assert [r.headers["x-api-key"] for r in fake.requests] == [MAIN_KEY, MAIN_KEY]
+        _no_local_key_upstream(fake, gateway.key)
 
 
 def test_openai_sdk_responses_and_chat(
     gateway: GatewayProcess, upstreams: tuple[FakeAnthropic, FakeOpenAI]
 ) -> None:
     _, fake = upstreams
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
-    assert client.responses.create(model="gpt-5", input="hi").output_text == REPLY
-    events = list(client.responses.create(model="gpt-5", input="hi", stream=True))
-    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REPLY
-    chat = client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
-    assert chat.choices[0].message.content == REPLY
-    chunks = list(
-        client.chat.completions.create(
-            model="gpt-5", messages=[{"role": "user", "content": "hi"}], stream=True
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0) as client:
+        assert client.responses.create(model="gpt-5", input="hi").output_text == REPLY
+        events = list(client.responses.create(model="gpt-5", input="hi", stream=True))
+        assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == REPLY
+        chat = client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "hi"}])
+        assert chat.choices[0].message.content == REPLY
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-5", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
         )
-    )
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
-    assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {OPENAI_KEY}"}
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
+        assert {r.headers["authorization"] for r in fake.requests} == {f"Bearer {OPENAI_KEY}"}
 
 
 def test_opencode_both_providers(
@@ -146,10 +146,10 @@ def _with_models(process: GatewayProcess, models: dict[str, object]) -> None:
     """Put ``models`` settings in force in the running gateway (its watcher applies the file; /v1/models shows it)."""
     store = SettingsStore.for_paths(Paths.from_env())
     store.update(lambda s: setattr(s, "models", type(s.models).model_validate(models)))
-    client = anthropic.Anthropic(base_url=process.url, api_key=process.key, max_retries=0)
-    marker = "applied-marker"
-    store.update(lambda s: s.models.aliases.update({marker: "claude-haiku-4-5"}))
-    assert wait_until(lambda: any(m.id == marker for m in client.models.list().data), timeout=10)
+    with anthropic.Anthropic(base_url=process.url, api_key=process.key, max_retries=0) as client:
+        marker = "applied-marker"
+        store.update(lambda s: s.models.aliases.update({marker: "claude-haiku-4-5"}))
+        assert wait_until(lambda: any(m.id == marker for m in client.models.list().data), timeout=10)
 
 
 def test_claude_code_with_a_model_alias(
@@ -237,11 +237,11 @@ def test_codex_cli_with_an_openai_key(
 
 
 def test_usage_command_reports_the_requests(gateway: GatewayProcess) -> None:
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
-    client.messages.create(
-        model="claude-sonnet-4-6", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
-    )
-    assert wait_until(lambda: "claude-sonnet-4-6" in run_cli("usage").stdout, timeout=5)
+    with anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0) as client:
+        client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert wait_until(lambda: "claude-sonnet-4-6" in run_cli("usage").stdout, timeout=5)
 
 
 # ---------------------------------------------------------------- ChatGPT subscription through real agents

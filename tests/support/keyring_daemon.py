@@ -15,6 +15,11 @@ the bus name over (``--replace``) and unlocks the same login keyring with the sa
 stays, and the rest of the run means something. The summary reports it. A death does not by itself fail the run: the
 test that was using the keychain at that moment fails on its own, and the others are not made to fail for it.
 
+The kill -9 crash points (tests/reliability/test_crash_points.py) once left the daemon alive but wrong: its default
+alias named a collection that does not exist, so every read failed with "Prompt dismissed". When a read fails there,
+:meth:`KeyringDaemonWatch.repair` checks the daemon. Only a daemon whose default collection does not answer is
+replaced, and the secret is read again from the same keyring files. On a sound daemon the failure stands.
+
 scripts/test passes ``HEADWAY_TEST_KEYRING_PID``, ``HEADWAY_TEST_KEYRING_LOG`` and ``HEADWAY_TEST_KEYRING_PASSWORD``;
 without them (pytest run by hand) there is nothing to watch.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +36,7 @@ from typing import IO
 
 import pytest
 
-__all__ = ["KeyringDaemonWatch", "alive", "owner_pid"]
+__all__ = ["KeyringDaemonWatch", "alive", "owner_pid", "secret_service_problem"]
 
 _SECRETS = "org.freedesktop.secrets"
 
@@ -61,6 +67,32 @@ def owner_pid(name: str = _SECRETS) -> int | None:
     return int(reply.body[0])
 
 
+def secret_service_problem() -> str | None:
+    """What is wrong with the Secret Service's default collection, or None when it answers soundly. (A gnome-keyring
+    42 daemon whose client was killed mid-call was seen with its default alias pointing at a collection that does not
+    exist, garbage for a name; every caller then got "Prompt dismissed" from an attempt to create it.)"""
+    from jeepney import DBusAddress, MessageType, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    service = DBusAddress(
+        "/org/freedesktop/secrets", bus_name=_SECRETS, interface="org.freedesktop.Secret.Service"
+    )
+    with open_dbus_connection("SESSION") as conn:
+        reply = conn.send_and_get_reply(new_method_call(service, "ReadAlias", "s", ("default",)), timeout=5)
+        if reply.header.message_type == MessageType.error:
+            return f"ReadAlias failed: {reply.body}"
+        path = reply.body[0]
+        if path == "/":
+            return "no default collection"
+        props = DBusAddress(path, bus_name=_SECRETS, interface="org.freedesktop.DBus.Properties")
+        label = conn.send_and_get_reply(
+            new_method_call(props, "Get", "ss", ("org.freedesktop.Secret.Collection", "Label")), timeout=5
+        )
+        if label.header.message_type == MessageType.error:
+            return f"the default alias points at {path}, which does not answer: {label.body}"
+    return None
+
+
 @dataclass(eq=False)  # a pytest plugin: hashed by identity
 class KeyringDaemonWatch:
     """Keeps the run's Secret Service alive and unlocked (see the module's docstring)."""
@@ -69,7 +101,9 @@ class KeyringDaemonWatch:
     log: Path
     password: str
     deaths: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
     given_up: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _child: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = None
 
@@ -95,6 +129,18 @@ class KeyringDaemonWatch:
         except (OSError, RuntimeError) as exc:  # the run goes on; its keychain tests will say the rest
             self.given_up = True
             self.deaths.append(f"no fresh daemon could be started: {exc}")
+
+    def repair(self, why: str) -> bool:
+        """For a test that saw the keychain fail: when the daemon itself has gone wrong (not Headway), replace it and
+        say so in the summary. True when it was replaced (read again), False when the daemon is sound (the failure
+        is real). Safe from several threads."""
+        with self._lock:
+            problem = secret_service_problem()
+            if problem is None:
+                return False
+            self.repairs.append(f"{why}: {problem}\n{self._log_tail()}")
+            self.replace()
+            return True
 
     def replace(self) -> None:
         """Start a fresh daemon that takes the bus name over and unlocks the same login keyring."""
@@ -159,6 +205,8 @@ class KeyringDaemonWatch:
         self.check(nodeid)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        for repair in self.repairs:
+            terminalreporter.write_line(f"gnome-keyring-daemon went wrong and was replaced: {repair}")
         if not self.deaths:
             terminalreporter.write_line(
                 "gnome-keyring-daemon: alive through the run (tests/support/keyring_daemon.py)"

@@ -49,6 +49,7 @@ from proxy.relay.protocol import (
 from proxy.relay.trips import Mode, RelayTrip, TripCounter, relay_stats
 from proxy.relay.upstreams import origin_of
 from proxy.relay.websocket import WebSocketError
+from proxy.secrets.cache import KEYCHAIN_TTL
 from proxy.tasks import TaskGroup
 from proxy.wire.response_body import read_capped
 
@@ -104,7 +105,7 @@ class RelayClient:
         read_secret: Callable[[], str | None],
         *,
         clock: Callable[[], float] = time.monotonic,
-        secret_ttl: float = 300.0,
+        secret_ttl: float = KEYCHAIN_TTL,
     ) -> None:
         self._settings = settings
         self._read_secret = read_secret

@@ -11,9 +11,13 @@ from collections.abc import Callable
 
 from proxy.config.settings import Account
 
-__all__ = ["SecretCache", "fingerprint"]
+__all__ = ["KEYCHAIN_TTL", "SecretCache", "fingerprint"]
 
 log = logging.getLogger("headway.secrets")
+
+#: how long a secret read from the keychain is reused (the gateway's, the relay client's, the settings page's): each
+#: read is a D-Bus connection to the user's keyring daemon (docs/architecture.md, "The keychain is asked rarely")
+KEYCHAIN_TTL = 300.0
 
 
 @functools.lru_cache(maxsize=256)
@@ -29,7 +33,7 @@ class SecretCache:
     often the keychain is asked. Each read is a D-Bus round trip on a connection of its own (keyring's Secret Service
     backend) and costs the user's keyring daemon more than the call: gnome-keyring 42 keeps about 0.6 KB of locked
     memory per read, and now and then aborts when a client's connection closes under it (docs/architecture.md,
-    "The keychain"). With a 15 s lifetime three accounts in steady use meant about 700 reads an hour.
+    "The keychain is asked rarely"). With a 15 s lifetime three accounts in steady use meant about 700 reads an hour.
 
     - A present secret lives ``ttl`` (5 minutes). Headway's own changes do not wait for it: a settings change empties
       the cache (the engine's ``_apply``; replacing a key records ``key_updated_at`` in the settings for that reason)
@@ -44,7 +48,7 @@ class SecretCache:
     def __init__(
         self,
         read: Callable[[str], str | None],
-        ttl: float = 300.0,
+        ttl: float = KEYCHAIN_TTL,
         clock: Callable[[], float] = time.monotonic,
         missing_ttl: float = 1.0,
         missing_max: float = 60.0,

@@ -17,10 +17,11 @@ from flask import Blueprint, Response, jsonify, request
 from proxy.config.settings import Settings, SettingsError
 from proxy.features.request_history import RequestFilter, RequestHistory
 from proxy.relay import RELAY_SECRET
+from proxy.secrets.cache import KEYCHAIN_TTL
 from proxy.secrets.keychain import KeychainError, account_secret_name
 
 from . import ctx, error
-from .cache import KEYCHAIN_TTL, ttl_cache
+from .cache import ttl_cache
 from .forms import ChangeError, apply_changes, current_values
 from .relay import relay_state
 

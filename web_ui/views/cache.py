@@ -14,13 +14,9 @@ from typing import Any, TypeVar
 
 from . import ctx
 
-__all__ = ["KEYCHAIN_TTL", "TtlCache", "ttl_cache"]
+__all__ = ["TtlCache", "ttl_cache"]
 
 T = TypeVar("T")
-
-#: how long the page reuses what it read from the keychain (a key's hint, whether the relay secret is there): the
-#: page polls every 2 s, and each keychain read is a D-Bus connection to the user's keyring daemon
-KEYCHAIN_TTL = 300.0
 
 
 class TtlCache:

@@ -35,10 +35,11 @@ from proxy.relay.setup import (
     setup_relay,
 )
 from proxy.relay.upstreams import allowlist_drift, relay_origins
+from proxy.secrets.cache import KEYCHAIN_TTL
 from proxy.secrets.keychain import KeychainError
 
 from . import ctx, error
-from .cache import KEYCHAIN_TTL, ttl_cache
+from .cache import ttl_cache
 
 __all__ = ["RelaySetups", "blueprint", "relay_state"]
 

@@ -280,3 +280,58 @@ def test_health_surfaces_of_the_page(
 
 def _contains(text: str) -> Any:
     return re.compile(re.escape(text))
+
+
+# Holds the page's unfiltered request-log loads until the test lets them go (an init script: the page's CSP does not
+# apply to it), so that a filter can be chosen while a load is in flight.
+_HOLD_UNFILTERED_LOADS = """
+(() => {
+    const realFetch = window.fetch.bind(window);
+    window.__held = [];
+    window.__hold = false;
+    window.fetch = (url, init) => {
+        const text = String(url);
+        if (!window.__hold || !text.includes("/api/requests?") || text.includes("account=")) return realFetch(url, init);
+        return new Promise((resolve) => window.__held.push(() => resolve(realFetch(url, init))));
+    };
+    window.__release = () => { window.__hold = false; for (const go of window.__held.splice(0)) go(); };
+})();
+"""
+
+
+def test_a_filter_chosen_while_the_log_loads_is_what_the_table_shows(
+    browser: Any, headway: GatewayProcess, env: dict[str, str]
+) -> None:
+    """Seen in CI: a new request made the log reload, the account filter was chosen while that load was in flight, and
+    the table kept showing every account under the chosen filter."""
+    from playwright.sync_api import expect
+
+    add_account_with_cli("anthropic", "Work", WORK, env=env)
+    add_account_with_cli("openai", "Team", TEAM, env=env)
+    assert _send(headway, CLAUDE, "ses-claude").status_code == 200
+    assert _send(headway, OPENCODE, "ses-open", family="openai").status_code == 200
+
+    signed = SignedInPage(browser)
+    page = signed.page
+    page.add_init_script(_HOLD_UNFILTERED_LOADS)
+    page.reload()
+    page.get_by_role("link", name="Request log").click()
+    rows = page.locator("#requests-table tbody tr[data-id]")
+    expect(rows).to_have_count(2, timeout=10_000)
+
+    page.evaluate("window.__hold = true")
+    assert _send(headway, CLAUDE, "ses-claude").status_code == 200  # the page reloads the log: that load is held
+    assert wait_until(lambda: page.evaluate("window.__held.length") > 0, timeout=10)
+    page.locator("#requests-account").select_option("team")
+    page.evaluate("window.__release()")
+
+    expect(rows).to_have_count(1, timeout=10_000)
+    expect(rows.first.locator("td").nth(4)).to_have_text("Team")
+    expect(page.locator("#requests-account")).to_have_value("team")
+    # the dropped answer is not shown later either, and clearing the filter shows all three
+    page.wait_for_timeout(500)
+    expect(rows).to_have_count(1)
+    page.locator("#requests-account").select_option("")
+    expect(rows).to_have_count(3, timeout=10_000)
+    assert signed.problems == [], signed.problems
+    signed.close()

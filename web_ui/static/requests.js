@@ -93,11 +93,24 @@
     $("requests-count").textContent = rows.length ? `${rows.length} request${rows.length === 1 ? "" : "s"} shown${nextBefore === null ? "" : "; there are older ones"}.` : "";
   }
 
+  // One load at a time. A load asked for while one is in flight (a filter changed, a new request arrived, More) runs
+  // when it ends, a fresh first page winning over More; an answer to filters the user has since changed is dropped,
+  // not shown under the new ones.
+  let queued = null; // null: nothing waits; false: the first page; true: the next older page
+
   async function load(more) {
-    if (busy) return;
+    if (busy) {
+      queued = queued === null ? Boolean(more) : queued && Boolean(more);
+      return;
+    }
     busy = true;
+    const asked = query(null);
     try {
       const data = await api("GET", `/api/requests?${query(more ? nextBefore : null)}`);
+      if (query(null) !== asked) {
+        queued = false;
+        return;
+      }
       rows = more ? rows.concat(data.requests) : data.requests;
       pagedIn = Boolean(more);
       nextBefore = data.next_before;
@@ -109,6 +122,11 @@
       if (error.status !== 401) body.replaceChildren(el("tr", {}, el("td", { colspan: "11", class: "muted", text: `The request log is unavailable: ${error.message}` })));
     } finally {
       busy = false;
+      if (queued !== null) {
+        const more = queued;
+        queued = null;
+        load(more);
+      }
     }
   }
 

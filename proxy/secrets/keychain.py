@@ -69,6 +69,19 @@ def _secure_backends(kr: keyring.backend.KeyringBackend) -> list[keyring.backend
     return [b for b in members if not _backend_name(b).startswith(_INSECURE_MODULES)]
 
 
+def _rank(kr: keyring.backend.KeyringBackend) -> float:
+    """A backend's priority, asked only to choose among several. Asking may probe the service (the Secret Service
+    backend opens a D-Bus connection to do so) and raises when it is gone: such a backend ranks last."""
+    try:
+        return float(getattr(kr, "priority", 0) or 0)
+    except Exception:
+        return float("-inf")
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 class _FileBackend:
     """Owner-only JSON file. Not encrypted: only for machines with no keychain, by explicit choice."""
 
@@ -151,31 +164,37 @@ class Keychain:
                 "Start a Secret Service (e.g. gnome-keyring) in this session, or — on a headless server, knowing it "
                 'is not encrypted — set "secrets": {"backend": "file"} in the settings file.'
             )
-        # The highest-priority secure backend; an insecure member of a chain is never read or written.
-        return max(secure, key=lambda b: float(getattr(b, "priority", 0) or 0))
+        # The highest-priority secure backend; an insecure member of a chain is never read or written. One is used
+        # without asking its priority: that costs a D-Bus round trip per call and fails when the service is gone.
+        return secure[0] if len(secure) == 1 else max(secure, key=_rank)
+
+    # The calls below catch every exception, not only keyring's: a backend is third-party code talking to another
+    # process, and what it lets through when that process or the session bus goes away mid-call (secretstorage's
+    # SecretServiceNotAvailableException, jeepney's DBusErrorResponse, a reset socket) means the same thing to every
+    # caller: the keychain did not answer. Callers keep their last good value on a KeychainError.
 
     def get(self, name: str) -> str | None:
         if self._file is not None:
             return self._file.get(name)
-        import keyring.errors
-
         try:
             return self._system().get_password(self.service, name)
-        except keyring.errors.KeyringError as exc:
-            raise KeychainError(f"cannot read {name!r} from the keychain: {exc}") from exc
+        except KeychainError:
+            raise
+        except Exception as exc:
+            raise KeychainError(f"cannot read {name!r} from the keychain: {_why(exc)}") from exc
 
     def set(self, name: str, value: str) -> None:
         if self._file is not None:
             log.warning("storing %s in the plain secrets file %s (not encrypted)", name, self._file.path)
             self._file.set(name, value)
             return
-        import keyring.errors
-
         try:
             with self._mutex:
                 self._system().set_password(self.service, name, value)
-        except keyring.errors.KeyringError as exc:
-            raise KeychainError(f"cannot store {name!r} in the keychain: {exc}") from exc
+        except KeychainError:
+            raise
+        except Exception as exc:
+            raise KeychainError(f"cannot store {name!r} in the keychain: {_why(exc)}") from exc
 
     def delete(self, name: str) -> None:
         if self._file is not None:
@@ -188,8 +207,10 @@ class Keychain:
                 self._system().delete_password(self.service, name)
         except keyring.errors.PasswordDeleteError:
             pass
-        except keyring.errors.KeyringError as exc:
-            raise KeychainError(f"cannot delete {name!r} from the keychain: {exc}") from exc
+        except KeychainError:
+            raise
+        except Exception as exc:
+            raise KeychainError(f"cannot delete {name!r} from the keychain: {_why(exc)}") from exc
 
 
 def ensure_access_key(keychain: Keychain) -> str:

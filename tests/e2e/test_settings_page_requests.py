@@ -320,7 +320,9 @@ def test_a_filter_chosen_while_the_log_loads_is_what_the_table_shows(
     expect(rows).to_have_count(2, timeout=10_000)
 
     page.evaluate("window.__hold = true")
-    assert _send(headway, CLAUDE, "ses-claude").status_code == 200  # the page reloads the log: that load is held
+    assert (
+        _send(headway, CLAUDE, "ses-claude").status_code == 200
+    )  # the page reloads the log: that load is held
     assert wait_until(lambda: page.evaluate("window.__held.length") > 0, timeout=10)
     page.locator("#requests-account").select_option("team")
     page.evaluate("window.__release()")

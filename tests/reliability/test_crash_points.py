@@ -10,8 +10,13 @@ and kills it with SIGKILL after a random delay. After every kill:
   says "(being added)") and `accounts remove` cleans it up;
 - the local access key and the runtime state file (serve points) still parse / match.
 
-The keychain is the real Secret Service that scripts/test starts (gnome-keyring); without one (outside scripts/test
-and outside CI) the opt-in file backend is used. Sizing and replay:
+The keychain is a real Secret Service: a gnome-keyring-daemon on a D-Bus session bus of the test's own
+(tests/support/private_keyring.py), not the run's. gnome-keyring 42 can abort, or keep running with a broken default
+alias, when a client is killed in the middle of a call; that is its bug, not Headway's, and it must not take the
+rest of the run's keychain tests with it. When a keychain read or a command fails here, the daemon is checked: one
+that is gone or broken is restarted on the same keyring files, unlocked, and the read or command runs again (what
+is on disk is what Headway stored); on a sound daemon the failure stands. The restarts are printed at the end.
+Without gnome-keyring (outside CI) the opt-in file backend is used. Sizing and replay:
 
     HEADWAY_CRASH_POINTS=1000 HEADWAY_CRASH_SEED=12345 scripts/test tests/reliability/test_crash_points.py -s
 """
@@ -39,7 +44,7 @@ from proxy.config.store import SettingsStore
 from proxy.secrets.keychain import ACCESS_KEY, Keychain, KeychainError, account_secret_name
 from tests.fakes import FakeAnthropic
 from tests.support.gateway import e2e_keychain
-from tests.support.keyring_daemon import KeyringDaemonWatch
+from tests.support.private_keyring import PrivateSecretService
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADWAY = ROOT / ".venv" / "bin" / "headway"
@@ -74,9 +79,18 @@ class Home:
     kills: int = 0
     unfinished_adds: int = 0
     durations: dict[str, float] = field(default_factory=dict)
-    watch: KeyringDaemonWatch | None = None  # the run's keyring-daemon watch, under scripts/test
+    service: PrivateSecretService | None = None  # the test's own gnome-keyring (None: the file backend)
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """A command run to its end; run again (twice at most) if it failed because the keyring daemon had gone
+        wrong."""
+        for _ in range(2):
+            done = self._run(args, stdin)
+            if done.returncode == 0 or self.service is None or not self.service.mend(f"`headway {args[0]}`"):
+                return done
+        return self._run(args, stdin)
+
+    def _run(self, args: tuple[str, ...], stdin: str | None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(HEADWAY), *args],
             input=stdin,
@@ -92,8 +106,32 @@ class Home:
 
 
 @pytest.fixture
-def homes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[Home]]:
-    watch = request.config.pluginmanager.get_plugin("headway-keyring-daemon")
+def secret_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateSecretService | None]:
+    """The test's own gnome-keyring, which this process and every `headway` it starts use; None without one."""
+    import shutil
+
+    if shutil.which("gnome-keyring-daemon") is None or shutil.which("dbus-daemon") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must have gnome-keyring and dbus (scripts/install-test-deps installs them)")
+        yield None  # homes falls back to the opt-in file backend
+        return
+    import keyring
+    from keyring.backends import SecretService
+
+    with PrivateSecretService(tmp_path / "secret-service") as service:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", service.address)
+        previous = keyring.get_keyring()
+        keyring.set_keyring(SecretService.Keyring())  # type: ignore[no-untyped-call]
+        try:
+            yield service
+        finally:
+            keyring.set_keyring(previous)
+            for mend in service.mends:
+                print(f"crash points: gnome-keyring went wrong and was restarted: {mend}", flush=True)
+
+
+@pytest.fixture
+def homes(tmp_path: Path, secret_service: PrivateSecretService | None) -> Iterator[list[Home]]:
     seed = int(SEED or random.SystemRandom().randrange(1 << 32))
     print(
         f"\ncrash points: seed {seed} (replay with HEADWAY_CRASH_SEED={seed} HEADWAY_CRASH_WORKERS={WORKERS}), "
@@ -104,7 +142,7 @@ def homes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[Home]
     for i in range(WORKERS):
         paths = Paths.from_env({"HEADWAY_HOME": str(tmp_path / f"crash-home-{i}")})
         paths.ensure()
-        keychain = e2e_keychain(paths)
+        keychain = Keychain(paths.keychain_service) if secret_service is not None else e2e_keychain(paths)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWAY_")}
         env["HEADWAY_HOME"] = str(paths.home)
         env["HEADWAY_WEB_PORT"] = "0"  # the settings page on a free port, never a developer's 7338
@@ -115,14 +153,10 @@ def homes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[Home]
                 keychain=keychain,
                 rng=random.Random(f"{seed}-{i}"),
                 seed=seed,
-                watch=watch,
+                service=secret_service,
             )
         )
-    yield made
-    for h in made:
-        for account_id in list(h.accounts):
-            h.keychain.delete(account_secret_name(account_id))
-        h.keychain.delete(ACCESS_KEY)
+    yield made  # the secrets go with the test's keyring files
 
 
 def _next_op(h: Home) -> Op:
@@ -199,14 +233,12 @@ def _kill_cli(h: Home, op: Op) -> bool:
 
 
 def _secret(h: Home, name: str, where: str) -> str | None:
-    """The secret as the keychain has it. gnome-keyring 42 itself can go wrong when its client is killed in the
-    middle of a call (seen once: its default alias pointed at a collection that does not exist). A read that fails
-    then asks the run's daemon watch to check the daemon; a broken one is replaced by a fresh daemon on the same
-    keyring files, and the secret is read again: what is on disk is what Headway stored."""
+    """The secret as the keychain has it; read again after a restart when the daemon had gone wrong (see the
+    module's docstring)."""
     try:
         return h.keychain.get(name)
     except KeychainError:
-        if h.watch is None or not h.watch.repair(f"{where} reading {name}"):
+        if h.service is None or not h.service.mend(f"{where} reading {name}"):
             raise
         return h.keychain.get(name)
 
@@ -239,7 +271,7 @@ def _check(h: Home, point: int, op: Op | None) -> None:
             )
             r = h.cli("accounts", "remove", account.id, "--yes")
             assert r.returncode == 0, f"{where} remove of the unfinished add failed: {r.stderr}"
-            assert h.keychain.get(account_secret_name(account.id)) is None
+            assert _secret(h, account_secret_name(account.id), where) is None
             h.unfinished_adds += 1
             continue
         assert got == op.key, f"{where} account {account.id} has another account's key"
@@ -264,9 +296,9 @@ def _kill_serve(h: Home, point: int, upstream: FakeAnthropic) -> bool:
         while not stop.is_set() and time.monotonic() < deadline:
             try:
                 data = json.loads(runtime.read_text())
-                key = h.keychain.get(ACCESS_KEY)
+                key = _secret(h, ACCESS_KEY, h.where(point))
                 break
-            except (OSError, ValueError):
+            except (OSError, ValueError, KeychainError):
                 stop.wait(0.05)
         else:
             return
@@ -295,7 +327,7 @@ def _kill_serve(h: Home, point: int, upstream: FakeAnthropic) -> bool:
     assert landed, f"{h.where(point)} headway serve exited by itself: {err.decode(errors='replace')[-2000:]}"
     worker.join(10)
     if h.access_key is None:
-        h.access_key = h.keychain.get(ACCESS_KEY)
+        h.access_key = _secret(h, ACCESS_KEY, h.where(point))
     state = h.paths.state_file
     if state.exists():
         json.loads(state.read_text())  # never torn
@@ -316,7 +348,7 @@ def _run(h: Home, points: int, upstream: FakeAnthropic) -> None:
         )
         assert r.returncode == 0, r.stderr
     for account in SettingsStore.for_paths(h.paths).load().accounts:
-        h.accounts[account.id] = h.keychain.get(account_secret_name(account.id)) or ""
+        h.accounts[account.id] = _secret(h, account_secret_name(account.id), "seeding") or ""
     assert len(h.accounts) == 3
 
     point = 0

@@ -4,10 +4,11 @@ gnome-keyring 42 (Debian 12) can abort while it answers a client that has just g
 ``invoke_get_property_in_idle_cb: assertion failed``, after ``gkd_secret_service_get_pkcs11_session: assertion
 'client' failed``; the same crash is reported upstream against later versions). keyring's Secret Service backend
 opens and closes a D-Bus connection for every secret it reads or writes; a loop of such reads and writes here killed
-the daemon once in about 550 pairs (and not in 7400 more). A whole run does thousands. One CI run lost its daemon
-midway, with its output sent to /dev/null, so why is not known. D-Bus activation then started a second daemon for the
-next caller, whose login keyring is locked and which has no prompter, and every keychain test after that point
-failed: six failures for one crash.
+the daemon once in about 550 pairs (and not in 7400 more). A whole run does thousands. Two CI runs lost their daemon
+midway; the second kept its log, which showed this abort while test_crash_points killed `headway` processes with
+kill -9 in the middle of keychain calls. D-Bus activation then started a second daemon for the next caller, whose
+login keyring is locked and which has no prompter, and every keychain test after that point failed: six failures
+for one crash.
 
 After every test :class:`KeyringDaemonWatch` checks the daemon is still there. When it is gone, the watch notes the
 test during which it went and the tail of its log (scripts/test now keeps it), and starts a fresh daemon that takes
@@ -15,10 +16,8 @@ the bus name over (``--replace``) and unlocks the same login keyring with the sa
 stays, and the rest of the run means something. The summary reports it. A death does not by itself fail the run: the
 test that was using the keychain at that moment fails on its own, and the others are not made to fail for it.
 
-The kill -9 crash points (tests/reliability/test_crash_points.py) once left the daemon alive but wrong: its default
-alias named a collection that does not exist, so every read failed with "Prompt dismissed". When a read fails there,
-:meth:`KeyringDaemonWatch.repair` checks the daemon. Only a daemon whose default collection does not answer is
-replaced, and the secret is read again from the same keyring files. On a sound daemon the failure stands.
+Tests that kill Secret Service clients mid-call or take the daemon away use a daemon of their own
+(tests/support/private_keyring.py), so the run's daemon is not exposed to that bug on purpose.
 
 scripts/test passes ``HEADWAY_TEST_KEYRING_PID``, ``HEADWAY_TEST_KEYRING_LOG`` and ``HEADWAY_TEST_KEYRING_PASSWORD``;
 without them (pytest run by hand) there is nothing to watch.
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,24 +48,25 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
-def owner_pid(name: str = _SECRETS) -> int | None:
-    """The PID of the process that owns ``name`` on the session bus, or None when nobody does."""
+def owner_pid(name: str = _SECRETS, *, bus: str = "SESSION") -> int | None:
+    """The PID of the process that owns ``name`` on the session bus (or the bus at address ``bus``), or None when
+    nobody does."""
     from jeepney import DBusAddress, MessageType, new_method_call
     from jeepney.io.blocking import open_dbus_connection
 
-    bus = DBusAddress(
+    daemon = DBusAddress(
         "/org/freedesktop/DBus", bus_name="org.freedesktop.DBus", interface="org.freedesktop.DBus"
     )
-    with open_dbus_connection("SESSION") as conn:
+    with open_dbus_connection(bus) as conn:
         reply = conn.send_and_get_reply(
-            new_method_call(bus, "GetConnectionUnixProcessID", "s", (name,)), timeout=5
+            new_method_call(daemon, "GetConnectionUnixProcessID", "s", (name,)), timeout=5
         )
     if reply.header.message_type == MessageType.error:
         return None
     return int(reply.body[0])
 
 
-def secret_service_problem() -> str | None:
+def secret_service_problem(*, bus: str = "SESSION") -> str | None:
     """What is wrong with the Secret Service's default collection, or None when it answers soundly. (A gnome-keyring
     42 daemon whose client was killed mid-call was seen with its default alias pointing at a collection that does not
     exist, garbage for a name; every caller then got "Prompt dismissed" from an attempt to create it.)"""
@@ -77,7 +76,7 @@ def secret_service_problem() -> str | None:
     service = DBusAddress(
         "/org/freedesktop/secrets", bus_name=_SECRETS, interface="org.freedesktop.Secret.Service"
     )
-    with open_dbus_connection("SESSION") as conn:
+    with open_dbus_connection(bus) as conn:
         reply = conn.send_and_get_reply(new_method_call(service, "ReadAlias", "s", ("default",)), timeout=5)
         if reply.header.message_type == MessageType.error:
             return f"ReadAlias failed: {reply.body}"
@@ -101,9 +100,7 @@ class KeyringDaemonWatch:
     log: Path
     password: str
     deaths: list[str] = field(default_factory=list)
-    repairs: list[str] = field(default_factory=list)
     given_up: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _child: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = None
 
@@ -129,18 +126,6 @@ class KeyringDaemonWatch:
         except (OSError, RuntimeError) as exc:  # the run goes on; its keychain tests will say the rest
             self.given_up = True
             self.deaths.append(f"no fresh daemon could be started: {exc}")
-
-    def repair(self, why: str) -> bool:
-        """For a test that saw the keychain fail: when the daemon itself has gone wrong (not Headway), replace it and
-        say so in the summary. True when it was replaced (read again), False when the daemon is sound (the failure
-        is real). Safe from several threads."""
-        with self._lock:
-            problem = secret_service_problem()
-            if problem is None:
-                return False
-            self.repairs.append(f"{why}: {problem}\n{self._log_tail()}")
-            self.replace()
-            return True
 
     def replace(self) -> None:
         """Start a fresh daemon that takes the bus name over and unlocks the same login keyring."""
@@ -205,8 +190,6 @@ class KeyringDaemonWatch:
         self.check(nodeid)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        for repair in self.repairs:
-            terminalreporter.write_line(f"gnome-keyring-daemon went wrong and was replaced: {repair}")
         if not self.deaths:
             terminalreporter.write_line(
                 "gnome-keyring-daemon: alive through the run (tests/support/keyring_daemon.py)"

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.python_json import run_python_json
 
-# Runs inside its own `dbus-run-session`. argv: the log path, then "replace", "no-daemon-binary" or "alias".
+# Runs inside its own `dbus-run-session`. argv: the log path, then "replace" or "no-daemon-binary".
 _SCRIPT = r"""
 import json, os, pathlib, signal, subprocess, sys, time
 from keyring.backends import SecretService
@@ -36,19 +36,6 @@ kr.set_password("watch-test", "key", "s3cret")
 out = {"first": daemon.pid}
 watch.check("a test that left it alone")
 out["deaths_while_alive"] = list(watch.deaths)
-if how == "alias":
-    from tests.support.keyring_daemon import secret_service_problem
-
-    alias = pathlib.Path(os.environ["XDG_DATA_HOME"]) / "keyrings" / "default"
-    out["sound"] = secret_service_problem()
-    alias.write_text("nonexistent")  # a default alias naming no collection, as the broken daemon had
-    out["broken"] = secret_service_problem()
-    alias.write_text("login")
-    out["mended"] = secret_service_problem()
-    out["repaired"], out["repairs"] = watch.repair("a failing read"), watch.repairs
-    watch.close()
-    print(json.dumps(out))
-    sys.exit(0)
 with log.open("a") as said:  # stands in for the daemon's last words, which its log keeps
     said.write("gnome-keyring-daemon: last words\n")
 os.kill(daemon.pid, signal.SIGKILL)  # the real ones abort; no core file here
@@ -134,12 +121,3 @@ def test_the_run_is_watched_under_scripts_test(request: pytest.FixtureRequest) -
     if os.environ.get("CI") != "true" and not watched:
         pytest.skip("pytest was not started by scripts/test")
     assert watched, "CI runs the tests through scripts/test, which has the keyring daemon watched"
-
-
-def test_a_sound_daemon_is_told_from_a_broken_alias_and_a_real_failure_stays_one(tmp_path: Path) -> None:
-    """test_crash_points asks the watch to repair the daemon when a read fails: only a daemon whose default
-    collection does not answer is replaced; on a sound one the failure is Headway's and is raised."""
-    out = _run(tmp_path, "alias")
-    assert out["sound"] is None and out["mended"] is None
-    assert out["broken"] == "no default collection"
-    assert out["repaired"] is False and out["repairs"] == []

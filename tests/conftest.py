@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tests.fakes import FakeAnthropic, FakeOpenAI
     from tests.fakes.codex import FakeCodex
     from tests.fakes.openai_auth import FakeOpenAIAuth
+    from tests.support.private_keyring import PrivateSecretService
     from tests.support.redis_server import RedisServer
 
 _SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_", "CODEX_", "OPENCODE_", "PI_", "CLAUDE_")
@@ -86,6 +87,17 @@ def memory_keyring(request: pytest.FixtureRequest) -> Iterator[MemoryKeyring | N
         yield backend
     finally:
         keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def private_secret_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateSecretService]:
+    """A real gnome-keyring on a D-Bus bus of the test's own, used by this process (tests/support/private_keyring.py):
+    for tests that take the keychain away or kill its clients mid-call. Mark the test ``keychain``."""
+    from tests.support.private_keyring import require_private_secret_service, used_by_this_process
+
+    require_private_secret_service()
+    with used_by_this_process(tmp_path / "secret-service", monkeypatch) as service:
+        yield service
 
 
 @pytest.fixture

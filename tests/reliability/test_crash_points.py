@@ -44,7 +44,7 @@ from proxy.config.store import SettingsStore
 from proxy.secrets.keychain import ACCESS_KEY, Keychain, KeychainError, account_secret_name
 from tests.fakes import FakeAnthropic
 from tests.support.gateway import e2e_keychain
-from tests.support.private_keyring import PrivateSecretService
+from tests.support.private_keyring import PrivateSecretService, used_by_this_process
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADWAY = ROOT / ".venv" / "bin" / "headway"
@@ -106,7 +106,7 @@ class Home:
 
 
 @pytest.fixture
-def secret_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateSecretService | None]:
+def crash_keychain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateSecretService | None]:
     """The test's own gnome-keyring, which this process and every `headway` it starts use; None without one."""
     import shutil
 
@@ -115,23 +115,14 @@ def secret_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             pytest.fail("CI must have gnome-keyring and dbus (scripts/install-test-deps installs them)")
         yield None  # homes falls back to the opt-in file backend
         return
-    import keyring
-    from keyring.backends import SecretService
-
-    with PrivateSecretService(tmp_path / "secret-service") as service:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", service.address)
-        previous = keyring.get_keyring()
-        keyring.set_keyring(SecretService.Keyring())  # type: ignore[no-untyped-call]
-        try:
-            yield service
-        finally:
-            keyring.set_keyring(previous)
-            for mend in service.mends:
-                print(f"crash points: gnome-keyring went wrong and was restarted: {mend}", flush=True)
+    with used_by_this_process(tmp_path / "secret-service", monkeypatch) as service:
+        yield service
+        for mend in service.mends:
+            print(f"crash points: gnome-keyring went wrong and was restarted: {mend}", flush=True)
 
 
 @pytest.fixture
-def homes(tmp_path: Path, secret_service: PrivateSecretService | None) -> Iterator[list[Home]]:
+def homes(tmp_path: Path, crash_keychain: PrivateSecretService | None) -> Iterator[list[Home]]:
     seed = int(SEED or random.SystemRandom().randrange(1 << 32))
     print(
         f"\ncrash points: seed {seed} (replay with HEADWAY_CRASH_SEED={seed} HEADWAY_CRASH_WORKERS={WORKERS}), "
@@ -142,7 +133,7 @@ def homes(tmp_path: Path, secret_service: PrivateSecretService | None) -> Iterat
     for i in range(WORKERS):
         paths = Paths.from_env({"HEADWAY_HOME": str(tmp_path / f"crash-home-{i}")})
         paths.ensure()
-        keychain = Keychain(paths.keychain_service) if secret_service is not None else e2e_keychain(paths)
+        keychain = Keychain(paths.keychain_service) if crash_keychain is not None else e2e_keychain(paths)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWAY_")}
         env["HEADWAY_HOME"] = str(paths.home)
         env["HEADWAY_WEB_PORT"] = "0"  # the settings page on a free port, never a developer's 7338
@@ -153,7 +144,7 @@ def homes(tmp_path: Path, secret_service: PrivateSecretService | None) -> Iterat
                 keychain=keychain,
                 rng=random.Random(f"{seed}-{i}"),
                 seed=seed,
-                service=secret_service,
+                service=crash_keychain,
             )
         )
     yield made  # the secrets go with the test's keyring files

@@ -34,7 +34,7 @@ from typing import IO
 
 import pytest
 
-__all__ = ["KeyringDaemonWatch", "alive", "owner_pid", "secret_service_problem"]
+__all__ = ["KeyringDaemonWatch", "alive", "log_tail", "owner_pid", "secret_service_problem"]
 
 _SECRETS = "org.freedesktop.secrets"
 
@@ -46,6 +46,15 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    """The last ``lines`` of a daemon's log, indented, for a report."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as exc:
+        return f"  (its log {log} cannot be read: {exc})"
+    return "\n".join("  " + line for line in text.splitlines()[-lines:])
 
 
 def owner_pid(name: str = _SECRETS, *, bus: str = "SESSION") -> int | None:
@@ -120,7 +129,7 @@ class KeyringDaemonWatch:
     def check(self, during: str) -> None:
         if self.given_up or alive(self.pid):
             return
-        self.deaths.append(f"during or just before {during}: gone{self._exit_status()}\n{self._log_tail()}")
+        self.deaths.append(f"during or just before {during}: gone{self._exit_status()}\n{log_tail(self.log)}")
         try:
             self.replace()
         except (OSError, RuntimeError) as exc:  # the run goes on; its keychain tests will say the rest
@@ -175,13 +184,6 @@ class KeyringDaemonWatch:
         if self._child is not None and self._child.poll() is not None:
             return f" (exit status {self._child.returncode})"
         return ""  # scripts/test's own daemon: its parent reaps it and reports how it ended
-
-    def _log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError as exc:
-            return f"  (its log {self.log} cannot be read: {exc})"
-        return "\n".join("  " + line for line in text.splitlines()[-lines:])
 
     # --- pytest hooks
 

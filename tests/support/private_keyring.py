@@ -22,14 +22,16 @@ import subprocess
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-from tests.support.keyring_daemon import alive, owner_pid, secret_service_problem
+from tests.support.keyring_daemon import alive, log_tail, owner_pid, secret_service_problem
 
-__all__ = ["PrivateSecretService", "require_private_secret_service"]
+__all__ = ["PrivateSecretService", "require_private_secret_service", "used_by_this_process"]
 
 _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -172,16 +174,9 @@ class PrivateSecretService:
             problem = self.problem()
             if problem is None:
                 return False
-            self.mends.append(f"{why}: {problem}\n{self.log_tail()}")
+            self.mends.append(f"{why}: {problem}\n{log_tail(self.log)}")
             self.start_daemon()
             return True
-
-    def log_tail(self, lines: int = 12) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError as exc:
-            return f"  (its log {self.log} cannot be read: {exc})"
-        return "\n".join("  " + line for line in text.splitlines()[-lines:])
 
     def close(self) -> None:
         # keyring's Secret Service backend leaves its D-Bus connection to the garbage collector when opening the
@@ -195,6 +190,23 @@ class PrivateSecretService:
             _stop(self._bus)
         if self._log_file is not None:
             self._log_file.close()
+
+
+@contextmanager
+def used_by_this_process(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateSecretService]:
+    """A private Secret Service under ``root``, with this process's session bus and keyring backend pointed at it
+    (and both given back after)."""
+    import keyring
+    from keyring.backends import SecretService
+
+    with PrivateSecretService(root) as service:
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", service.address)
+        previous = keyring.get_keyring()
+        keyring.set_keyring(SecretService.Keyring())  # type: ignore[no-untyped-call]
+        try:
+            yield service
+        finally:
+            keyring.set_keyring(previous)
 
 
 def _stop(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:

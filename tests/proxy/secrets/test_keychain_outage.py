@@ -8,30 +8,12 @@ good value on a KeychainError, crashed instead."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import keyring
 import pytest
-from keyring.backends import SecretService
 
 from proxy.secrets.keychain import Keychain, KeychainError
-from tests.support.private_keyring import PrivateSecretService, require_private_secret_service
+from tests.support.private_keyring import PrivateSecretService
 
 pytestmark = pytest.mark.keychain
-
-
-@pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateSecretService]:
-    require_private_secret_service()
-    with PrivateSecretService(tmp_path / "secret-service") as service:
-        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", service.address)
-        previous = keyring.get_keyring()
-        keyring.set_keyring(SecretService.Keyring())  # type: ignore[no-untyped-call]
-        try:
-            yield service
-        finally:
-            keyring.set_keyring(previous)
 
 
 def _each_call(kc: Keychain) -> dict[str, str]:
@@ -49,30 +31,30 @@ def _each_call(kc: Keychain) -> dict[str, str]:
 
 
 def test_every_call_fails_as_a_keychain_error_when_the_daemon_goes_away(
-    service: PrivateSecretService,
+    private_secret_service: PrivateSecretService,
 ) -> None:
     kc = Keychain("headway-outage-test")
     kc.set("account:work", "sk-ant-work-secret")
     assert kc.get("account:work") == "sk-ant-work-secret"
 
-    service.kill_daemon()
+    private_secret_service.kill_daemon()
     said = _each_call(kc)
     assert said["get"].startswith("cannot read 'account:work' from the keychain: ")
     assert said["set"].startswith("cannot store 'account:other' in the keychain: ")
     assert said["delete"].startswith("cannot delete 'account:work' from the keychain: ")
     assert all("org.freedesktop.secrets" in message for message in said.values()), said  # who did not answer
 
-    service.start_daemon()  # it comes back on the same keyring files: nothing was lost
+    private_secret_service.start_daemon()  # it comes back on the same keyring files: nothing was lost
     assert kc.get("account:work") == "sk-ant-work-secret"
     assert kc.get("account:other") is None  # the failed set stored nothing
 
 
 def test_every_call_fails_as_a_keychain_error_when_the_session_bus_goes_away(
-    service: PrivateSecretService,
+    private_secret_service: PrivateSecretService,
 ) -> None:
     kc = Keychain("headway-outage-test")
     kc.set("account:work", "sk-ant-work-secret")
-    service.stop_bus()
+    private_secret_service.stop_bus()
     said = _each_call(kc)
     assert said["get"] == "cannot read 'account:work' from the keychain: [Errno 111] Connection refused"
     assert said["set"].startswith("cannot store 'account:other' in the keychain: ")

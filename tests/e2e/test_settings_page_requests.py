@@ -188,6 +188,11 @@ def test_health_surfaces_of_the_page(
     expect(page.locator("#quota-list .quota-pool")).to_have_text(["Anthropic pool", "OpenAI pool"])
     page.get_by_role("button", name="Refresh quota").click()
     expect(page.locator("#refresh-quota-status")).to_contain_text("API-key quotas update with every request")
+    gap = page.evaluate(
+        """() => document.querySelector("#quota-list").getBoundingClientRect().top
+            - document.querySelector("#refresh-quota-status").getBoundingClientRect().bottom"""
+    )
+    assert gap >= 12, f"the refresh status sits {gap}px above the first pool"  # it lost its spacing once
     expect(page.get_by_role("button", name="Refresh quota")).to_be_enabled()
     screenshots(page, "overview", "overview")
 

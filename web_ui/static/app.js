@@ -429,7 +429,7 @@
     const status = $("refresh-quota-status");
     button.disabled = true;
     button.textContent = "Refreshing…";
-    status.className = "form-status";
+    status.className = "form-status refresh-status";
     status.textContent = "Asking the providers…";
     try {
       const result = await api("POST", "/api/quota/refresh");

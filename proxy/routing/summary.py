@@ -16,7 +16,10 @@ States, for the pool of enabled accounts:
   since it started, runs dry well before it resets counts as low even with plenty left.
 
 Some accounts blocked while others are ready is pool health plus ``ready`` < ``total`` ("4/5 ready"), not the
-worst account; ``attention`` then says what the icon's corner badge is for. Pure: no I/O, any thread.
+worst account; ``attention`` then says what the icon's corner badge is for. A family with no account ready while
+another has one (every Anthropic key rate-limited, the ChatGPT account fine) is named first in the headline
+("Anthropic blocked · 1/3 ready · 99% left": the share left is the other family's), and listed in ``blocked_families``: the agents of that family
+get errors, so "Healthy" must not lead. Pure: no I/O, any thread.
 """
 
 from __future__ import annotations
@@ -270,6 +273,11 @@ def _best(entries: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 def _headline(summary: Mapping[str, Any], now: float) -> str:
     state, ready, total = summary["state"], summary["ready"], summary["total"]
     parts = [_HEADLINES[state]]
+    blocked = summary.get("blocked_families") or []
+    if blocked and state in ("healthy", "low", "critical"):
+        parts[0] = f"{' and '.join(blocked)} blocked"  # what the other family's health would hide
+    elif blocked and state == "unknown":
+        parts.insert(0, f"{' and '.join(blocked)} blocked")
     if state == "unknown" and total == 0:
         return (
             "No accounts yet — add one in settings"
@@ -286,6 +294,9 @@ def _headline(summary: Mapping[str, Any], now: float) -> str:
     if state == "unknown" and ready:
         parts[-1] += " — until the first request"
     reset = summary["next_reset"]
+    if blocked:  # when the blocked family is back, not when some other account is
+        backs = [f["next_reset"] for f in summary["families"] if f["name"] in blocked and f["next_reset"]]
+        reset = min(backs, default=reset)
     if reset is not None and (state == "exhausted" or ready < total):
         parts.append(f"next back in {format_duration(reset - now)}")
     return " · ".join(parts)
@@ -359,6 +370,7 @@ def health_summary(
         "percent": percent,
         "runs_out_in": runs_out_in,
         "attention": attention,
+        "blocked_families": [f["name"] for f in families if f["ready"] == 0] if ready else [],
         "families": families,
         "accounts": [
             {k: v for k, v in e.items() if k not in ("until",)} | {"blocked_until": e["until"]}

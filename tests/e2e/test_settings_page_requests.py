@@ -266,6 +266,10 @@ def test_health_surfaces_of_the_page(
     expect(note).to_have_attribute("data-level", re.compile(r"^(ok|warn|bad|off)$"))
     expect(note).to_contain_text(summary["headline"].split(" ")[0])
     expect(page.locator("#stat-ready")).to_have_text(f"{summary['ready']} of {summary['total']}")
+    # Work cools down and Personal's key was rejected: no Anthropic account is ready, whatever Team's health
+    assert summary["blocked_families"] == ["Anthropic"]
+    expect(note).to_have_text(re.compile(r"^Anthropic blocked · 1/3 ready"))
+    expect(note).to_have_attribute("data-level", "warn")
 
     # ---- primary buttons ≥ 4.5:1 in both themes; the cache chart follows the dark theme
     for scheme in ("light", "dark"):

@@ -158,6 +158,25 @@ def test_login_states_and_the_badge() -> None:
     )
     assert family_down["attention"] == "blocked"
     assert "Anthropic: no account ready, next back in 1m" in family_down["lines"]
+    # Claude Code's requests all fail: the headline says so first, not "Healthy"; the share left is OpenAI's
+    assert family_down["state"] == "healthy" and family_down["blocked_families"] == ["Anthropic"]
+    assert family_down["headline"] == "Anthropic blocked · 1/2 ready · 60% left · next back in 1m"
+    # the next-back time is the blocked family's, not that of another family's account cooling down
+    both_cooling = health_summary(
+        [
+            codex(five_h=60),
+            codex("spare", health="cooling_down", blocked_for=30.0),
+            account("claude", family="anthropic", health="cooling_down", blocked_for=600.0),
+        ],
+        NOW,
+    )
+    assert both_cooling["headline"] == "Anthropic blocked · 1/3 ready · 60% left · next back in 10m"
+    # a family that needs a login is blocked too (attention says login first)
+    login = health_summary([codex(five_h=60), account("api", family="anthropic", health="auth_failed")], NOW)
+    assert login["attention"] == "needs_login"
+    assert login["headline"] == "Anthropic blocked · 1/2 ready · 60% left"
+    # within one family, some blocked is not a blocked family
+    assert health_summary([codex(five_h=60), codex("b", health="needs_login")], NOW)["blocked_families"] == []
 
 
 def test_paused_keeps_the_counts() -> None:

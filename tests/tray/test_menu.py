@@ -115,7 +115,7 @@ def test_items_and_checked_states() -> None:
     settings = Settings.model_validate({"routing": {"mode": "sticky"}, "cache": {"anthropic_mode": "hybrid"}})
     entries = build(MenuView(status(), settings, autostart=True, paused=False, now=NOW), RecordingActions())
     assert texts(entries) == [
-        "Healthy · 1/2 ready · 38% left",
+        "Anthropic blocked · 1/2 ready · 38% left",  # api, its only Anthropic account, needs login
         "● work · 5h: 38% left, resets in 1h 12m · week: 71% left",
         "○ api · needs login",
         "Gateway: http://127.0.0.1:7337",

@@ -268,7 +268,8 @@
     const words = summary && SUMMARY_WORDS[summary.state];
     note.hidden = !words;
     if (!words) return;
-    note.dataset.level = words[1];
+    // A family with no account ready (its agents get errors) is a warning even when the other family is healthy.
+    note.dataset.level = words[1] === "ok" && summary.blocked_families && summary.blocked_families.length ? "warn" : words[1];
     if (summary.headline) {
       note.textContent = summary.headline; // the tray's and `headway status`'s own words
       return;

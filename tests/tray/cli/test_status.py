@@ -219,7 +219,9 @@ def test_status_fits_80_columns_with_the_summary_first_bars_and_countdowns() -> 
     summary = data["summary"]
     assert isinstance(summary, dict)
     assert lines[0] == f"● {summary['headline']}"  # the summary's own words, first
-    assert lines[0].startswith("● Running low · 2/3 ready")
+    # main runs low, and claude, the only Anthropic account, cools down: the family with none ready leads
+    assert summary["state"] == "low"
+    assert lines[0] == "● Anthropic blocked · 2/3 ready · 30% left, runs out in ~26m · next back in 5m"
     assert "      5h       ███░░░░░░░  30%  resets in 4h, runs out in ~26m" in lines
     assert "      week     ███████░░░  71%  resets in 3d" in lines
     assert any("rate-limited, back in 5m" in line for line in lines)

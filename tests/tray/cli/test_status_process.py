@@ -64,7 +64,7 @@ def test_status_offline_from_settings_and_persisted_state(file_home: Paths) -> N
     out = ok(text)
     assert "not running" in out
     assert out.splitlines()[0].startswith(
-        "● Healthy · 1/2 ready · 25% left · next back in"
+        "● OpenAI blocked · 1/2 ready · 25% left · next back in"
     )  # the summary first
     assert (
         "      tokens   ██░░░░░░░░  25% (25000/100000)  resets in 59m" in out

@@ -97,6 +97,17 @@ def _send(headway: GatewayProcess, agent: str, session: str, family: str = "anth
     )
 
 
+def _serving(headway: GatewayProcess, *labels: str) -> None:
+    """Wait until the running gateway serves the accounts just added from the CLI (it reloads the settings file
+    within a moment; a request before that finds no account)."""
+
+    def seen() -> bool:
+        answer = httpx.get(f"{headway.url}/status", headers={"x-api-key": headway.key}, timeout=5)
+        return answer.status_code == 200 and set(labels) <= {a.get("label") for a in answer.json()["accounts"]}
+
+    assert wait_until(seen, timeout=10), f"the gateway did not pick up {labels}"
+
+
 def _contrast(page: Any, selector: str) -> float:
     """WCAG contrast of an element's text colour against its background colour, as the browser computed them."""
     return float(
@@ -291,19 +302,24 @@ def _contains(text: str) -> Any:
     return re.compile(re.escape(text))
 
 
-# Holds the page's unfiltered request-log loads until the test lets them go (an init script: the page's CSP does not
-# apply to it), so that a filter can be chosen while a load is in flight.
-_HOLD_UNFILTERED_LOADS = """
+# Holds the page's request-log loads of one kind until the test lets them go (an init script: the page's CSP does
+# not apply to it): ``window.__hold = "unfiltered"`` holds loads without an account filter, ``"older"`` those of an
+# older page. So a filter can be chosen, or a new request arrive, while a load is in flight.
+_HOLD_LOADS = """
 (() => {
     const realFetch = window.fetch.bind(window);
     window.__held = [];
-    window.__hold = false;
+    window.__hold = null;
+    const holds = {
+        unfiltered: (url) => !url.includes("account="),
+        older: (url) => url.includes("before="),
+    };
     window.fetch = (url, init) => {
         const text = String(url);
-        if (!window.__hold || !text.includes("/api/requests?") || text.includes("account=")) return realFetch(url, init);
+        if (!window.__hold || !text.includes("/api/requests?") || !holds[window.__hold](text)) return realFetch(url, init);
         return new Promise((resolve) => window.__held.push(() => resolve(realFetch(url, init))));
     };
-    window.__release = () => { window.__hold = false; for (const go of window.__held.splice(0)) go(); };
+    window.__release = () => { window.__hold = null; for (const go of window.__held.splice(0)) go(); };
 })();
 """
 
@@ -317,18 +333,19 @@ def test_a_filter_chosen_while_the_log_loads_is_what_the_table_shows(
 
     add_account_with_cli("anthropic", "Work", WORK, env=env)
     add_account_with_cli("openai", "Team", TEAM, env=env)
+    _serving(headway, "Work", "Team")
     assert _send(headway, CLAUDE, "ses-claude").status_code == 200
     assert _send(headway, OPENCODE, "ses-open", family="openai").status_code == 200
 
     signed = SignedInPage(browser)
     page = signed.page
-    page.add_init_script(_HOLD_UNFILTERED_LOADS)
+    page.add_init_script(_HOLD_LOADS)
     page.reload()
     page.get_by_role("link", name="Request log").click()
     rows = page.locator("#requests-table tbody tr[data-id]")
     expect(rows).to_have_count(2, timeout=10_000)
 
-    page.evaluate("window.__hold = true")
+    page.evaluate("window.__hold = 'unfiltered'")
     assert (
         _send(headway, CLAUDE, "ses-claude").status_code == 200
     )  # the page reloads the log: that load is held
@@ -344,5 +361,46 @@ def test_a_filter_chosen_while_the_log_loads_is_what_the_table_shows(
     expect(rows).to_have_count(1)
     page.locator("#requests-account").select_option("")
     expect(rows).to_have_count(3, timeout=10_000)
+    assert signed.problems == [], signed.problems
+    signed.close()
+
+
+def test_older_pages_stay_when_a_request_arrives_while_they_load(
+    browser: Any, headway: GatewayProcess, env: dict[str, str]
+) -> None:
+    """Older pages are not replaced by every new request (they stay until the filters change); the same holds for a
+    request that arrives while they load."""
+    from playwright.sync_api import expect
+
+    add_account_with_cli("anthropic", "Work", WORK, env=env)
+    _serving(headway, "Work")
+    for i in range(105):  # the log shows 100 a page
+        assert _send(headway, CLAUDE, f"ses-{i}").status_code == 200
+
+    signed = SignedInPage(browser)
+    page = signed.page
+    page.add_init_script(_HOLD_LOADS)
+    page.reload()
+    page.get_by_role("link", name="Request log").click()
+    rows = page.locator("#requests-table tbody tr[data-id]")
+    expect(rows).to_have_count(100, timeout=10_000)
+    more = page.get_by_role("button", name="Show older requests")
+    expect(more).to_be_visible()
+
+    page.evaluate("window.__hold = 'older'")
+    more.click()
+    assert wait_until(lambda: page.evaluate("window.__held.length") > 0, timeout=10)
+    assert (
+        _send(headway, CLAUDE, "ses-late").status_code == 200
+    )  # the page hears of it while the older page loads
+    page.wait_for_timeout(2500)  # a poll of the page's state (every 2 s) sees the new request
+    page.evaluate("window.__release()")
+
+    expect(rows).to_have_count(105, timeout=10_000)
+    expect(more).to_be_hidden()
+    page.wait_for_timeout(2500)  # and the next polls leave the older page where it is
+    expect(rows).to_have_count(105)
+    page.locator("#requests-agent").select_option("Claude Code")  # a filter change starts from the top again
+    expect(rows).to_have_count(100, timeout=10_000)
     assert signed.problems == [], signed.problems
     signed.close()

@@ -98,12 +98,17 @@
   // not shown under the new ones.
   let queued = null; // null: nothing waits; false: the first page; true: the next older page
 
-  async function load(more) {
+  let loadingMore = false;
+
+  async function load(more, why) {
     if (busy) {
+      // A new request while older pages load: they stay (as when they are shown); a filter change always reloads.
+      if (why === "new-request" && loadingMore) return;
       queued = queued === null ? Boolean(more) : queued && Boolean(more);
       return;
     }
     busy = true;
+    loadingMore = Boolean(more);
     const asked = query(null);
     try {
       const data = await api("GET", `/api/requests?${query(more ? nextBefore : null)}`);
@@ -209,7 +214,7 @@
 
   H.onState((next) => {
     const latest = next.recent.latest_request;
-    if (latest !== lastSeen && !pagedIn) load(false);
+    if (latest !== lastSeen && !pagedIn) load(false, "new-request");
     lastSeen = latest;
   });
 })();

@@ -103,7 +103,9 @@ def _serving(headway: GatewayProcess, *labels: str) -> None:
 
     def seen() -> bool:
         answer = httpx.get(f"{headway.url}/status", headers={"x-api-key": headway.key}, timeout=5)
-        return answer.status_code == 200 and set(labels) <= {a.get("label") for a in answer.json()["accounts"]}
+        return answer.status_code == 200 and set(labels) <= {
+            a.get("label") for a in answer.json()["accounts"]
+        }
 
     assert wait_until(seen, timeout=10), f"the gateway did not pick up {labels}"
 

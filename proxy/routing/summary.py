@@ -18,8 +18,8 @@ States, for the pool of enabled accounts:
 Some accounts blocked while others are ready is pool health plus ``ready`` < ``total`` ("4/5 ready"), not the
 worst account; ``attention`` then says what the icon's corner badge is for. A family with no account ready while
 another has one (every Anthropic key rate-limited, the ChatGPT account fine) is named first in the headline
-("Anthropic blocked · 1/3 ready · 99% left": the share left is the other family's), and listed in ``blocked_families``: the agents of that family
-get errors, so "Healthy" must not lead. Pure: no I/O, any thread.
+("Anthropic blocked · 1/3 ready · 99% left": the share left is the other family's) and listed in
+``blocked_families``: the agents of that family get errors, so "Healthy" must not lead. Pure: no I/O, any thread.
 """
 
 from __future__ import annotations

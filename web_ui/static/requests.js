@@ -97,7 +97,6 @@
   // when it ends, a fresh first page winning over More; an answer to filters the user has since changed is dropped,
   // not shown under the new ones.
   let queued = null; // null: nothing waits; false: the first page; true: the next older page
-
   let loadingMore = false;
 
   async function load(more, why) {

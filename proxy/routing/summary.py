@@ -356,10 +356,12 @@ def health_summary(
     if paused:
         state = "paused"
 
+    # families with nothing ready while another family serves: their agents get errors
+    blocked_families = [f["name"] for f in families if f["ready"] == 0] if ready else []
     attention: str | None = None
     if state != "needs_login" and any(e["state"] == "needs_login" for e in enabled):
         attention = "needs_login"
-    elif ready and any(f["ready"] == 0 for f in families):
+    elif blocked_families:
         attention = "blocked"
 
     summary: dict[str, Any] = {
@@ -370,7 +372,7 @@ def health_summary(
         "percent": percent,
         "runs_out_in": runs_out_in,
         "attention": attention,
-        "blocked_families": [f["name"] for f in families if f["ready"] == 0] if ready else [],
+        "blocked_families": blocked_families,
         "families": families,
         "accounts": [
             {k: v for k, v in e.items() if k not in ("until",)} | {"blocked_until": e["until"]}
@@ -381,7 +383,7 @@ def health_summary(
     summary["headline"] = _headline(summary, now)
     lines = [e["line"] for e in enabled]
     for family in families:
-        if family["ready"] == 0 and ready:
+        if family["name"] in blocked_families:
             back = family["next_reset"]
             when = f", next back in {format_duration(back - now)}" if back is not None else ""
             lines.append(f"{family['name']}: no account ready{when}")

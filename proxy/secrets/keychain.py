@@ -11,10 +11,12 @@ found by :func:`~proxy.secrets.system_keyring.system_keyring` without loading ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -168,33 +170,19 @@ class Keychain:
         # without asking its priority: that costs a D-Bus round trip per call and fails when the service is gone.
         return secure[0] if len(secure) == 1 else max(secure, key=_rank)
 
-    # The calls below catch every exception, not only keyring's: a backend is third-party code talking to another
-    # process, and what it lets through when that process or the session bus goes away mid-call (secretstorage's
-    # SecretServiceNotAvailableException, jeepney's DBusErrorResponse, a reset socket) means the same thing to every
-    # caller: the keychain did not answer. Callers keep their last good value on a KeychainError.
-
     def get(self, name: str) -> str | None:
         if self._file is not None:
             return self._file.get(name)
-        try:
+        with _keychain_errors(f"cannot read {name!r} from the keychain"):
             return self._system().get_password(self.service, name)
-        except KeychainError:
-            raise
-        except Exception as exc:
-            raise KeychainError(f"cannot read {name!r} from the keychain: {_why(exc)}") from exc
 
     def set(self, name: str, value: str) -> None:
         if self._file is not None:
             log.warning("storing %s in the plain secrets file %s (not encrypted)", name, self._file.path)
             self._file.set(name, value)
             return
-        try:
-            with self._mutex:
-                self._system().set_password(self.service, name, value)
-        except KeychainError:
-            raise
-        except Exception as exc:
-            raise KeychainError(f"cannot store {name!r} in the keychain: {_why(exc)}") from exc
+        with _keychain_errors(f"cannot store {name!r} in the keychain"), self._mutex:
+            self._system().set_password(self.service, name, value)
 
     def delete(self, name: str) -> None:
         if self._file is not None:
@@ -202,15 +190,27 @@ class Keychain:
             return
         import keyring.errors
 
-        try:
-            with self._mutex:
+        with _keychain_errors(f"cannot delete {name!r} from the keychain"), self._mutex:
+            try:
                 self._system().delete_password(self.service, name)
-        except keyring.errors.PasswordDeleteError:
-            pass
-        except KeychainError:
-            raise
-        except Exception as exc:
-            raise KeychainError(f"cannot delete {name!r} from the keychain: {_why(exc)}") from exc
+            except keyring.errors.PasswordDeleteError:
+                pass  # nothing stored under that name: deleted already
+
+
+@contextlib.contextmanager
+def _keychain_errors(doing: str) -> Iterator[None]:
+    """Every exception from a system-keychain call as a KeychainError that starts with ``doing``.
+
+    Every exception, not only keyring's: a backend is third-party code talking to another process, and what it lets
+    through when that process or the session bus goes away mid-call (secretstorage's SecretServiceNotAvailableException,
+    jeepney's DBusErrorResponse, a reset socket) means the same thing to every caller: the keychain did not answer.
+    Callers keep their last good value on a KeychainError."""
+    try:
+        yield
+    except KeychainError:
+        raise
+    except Exception as exc:
+        raise KeychainError(f"{doing}: {_why(exc)}") from exc
 
 
 def ensure_access_key(keychain: Keychain) -> str:

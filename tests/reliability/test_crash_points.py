@@ -44,7 +44,11 @@ from proxy.config.store import SettingsStore
 from proxy.secrets.keychain import ACCESS_KEY, Keychain, KeychainError, account_secret_name
 from tests.fakes import FakeAnthropic
 from tests.support.gateway import e2e_keychain
-from tests.support.private_keyring import PrivateSecretService, used_by_this_process
+from tests.support.private_keyring import (
+    PrivateSecretService,
+    private_secret_service_available,
+    used_by_this_process,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADWAY = ROOT / ".venv" / "bin" / "headway"
@@ -108,11 +112,7 @@ class Home:
 @pytest.fixture
 def crash_keychain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateSecretService | None]:
     """The test's own gnome-keyring, which this process and every `headway` it starts use; None without one."""
-    import shutil
-
-    if shutil.which("gnome-keyring-daemon") is None or shutil.which("dbus-daemon") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must have gnome-keyring and dbus (scripts/install-test-deps installs them)")
+    if not private_secret_service_available():  # (fails in CI)
         yield None  # homes falls back to the opt-in file backend
         return
     with used_by_this_process(tmp_path / "secret-service", monkeypatch) as service:

@@ -28,13 +28,21 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import pytest
 
-__all__ = ["KeyringDaemonWatch", "alive", "log_tail", "owner_pid", "secret_service_problem"]
+__all__ = [
+    "KeyringDaemonWatch",
+    "alive",
+    "log_tail",
+    "owner_pid",
+    "secret_service_problem",
+    "start_keyring_daemon",
+]
 
 _SECRETS = "org.freedesktop.secrets"
 
@@ -101,6 +109,39 @@ def secret_service_problem(*, bus: str = "SESSION") -> str | None:
     return None
 
 
+def start_keyring_daemon(
+    password: str,
+    log_file: IO[bytes],
+    *,
+    cwd: Path,
+    timeout: float,
+    why: str,
+    env: Mapping[str, str] | None = None,
+    bus: str = "SESSION",
+) -> subprocess.Popen[bytes]:
+    """A gnome-keyring-daemon (secrets only) that takes the Secret Service over on ``bus`` (``--replace``) and unlocks
+    the login keyring with ``password``, once it owns the name; RuntimeError(``why``) when it does not in time. Its
+    output goes to ``log_file``; ``cwd`` is where a core file it leaves would land, beside its log."""
+    child = subprocess.Popen(
+        ["gnome-keyring-daemon", "--replace", "--foreground", "--unlock", "--components=secrets"],
+        stdin=subprocess.PIPE,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        start_new_session=True,  # out of reach of any test that signals a process group
+    )
+    assert child.stdin is not None
+    child.stdin.write(password.encode())
+    child.stdin.close()
+    deadline = time.monotonic() + timeout
+    while owner_pid(bus=bus) != child.pid:
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(why)
+        time.sleep(0.05)
+    return child
+
+
 @dataclass(eq=False)  # a pytest plugin: hashed by identity
 class KeyringDaemonWatch:
     """Keeps the run's Secret Service alive and unlocked (see the module's docstring)."""
@@ -143,24 +184,13 @@ class KeyringDaemonWatch:
             self._log_file = self.log.open("ab")
         self._log_file.write(f"\n--- replacing gnome-keyring-daemon {self.pid} ---\n".encode())
         self._log_file.flush()
-        child = subprocess.Popen(
-            ["gnome-keyring-daemon", "--replace", "--foreground", "--unlock", "--components=secrets"],
-            stdin=subprocess.PIPE,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=self.log.parent,  # a core file it leaves stays beside its log
-            start_new_session=True,  # out of reach of any test that signals a process group
+        child = start_keyring_daemon(
+            self.password,
+            self._log_file,
+            cwd=self.log.parent,
+            timeout=15,
+            why=f"a fresh gnome-keyring-daemon did not take over the Secret Service; see {self.log}",
         )
-        assert child.stdin is not None
-        child.stdin.write(self.password.encode())
-        child.stdin.close()
-        deadline = time.monotonic() + 15
-        while owner_pid() != child.pid:
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"a fresh gnome-keyring-daemon did not take over the Secret Service; see {self.log}"
-                )
-            time.sleep(0.05)
         self._child, self.pid = child, child.pid
         if old is not None:  # it exits once replaced; reap it
             try:

@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +28,14 @@ from typing import IO
 
 import pytest
 
-from tests.support.keyring_daemon import alive, log_tail, owner_pid, secret_service_problem
+from tests.support.keyring_daemon import alive, log_tail, secret_service_problem, start_keyring_daemon
 
-__all__ = ["PrivateSecretService", "require_private_secret_service", "used_by_this_process"]
+__all__ = [
+    "PrivateSecretService",
+    "private_secret_service_available",
+    "require_private_secret_service",
+    "used_by_this_process",
+]
 
 _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -48,15 +52,19 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
 """
 
 
-def require_private_secret_service() -> None:
-    """Skip when gnome-keyring-daemon or dbus-daemon is missing; in CI, fail (scripts/install-test-deps installs
-    both)."""
+def private_secret_service_available() -> bool:
+    """Whether gnome-keyring-daemon and dbus-daemon are installed. In CI a missing one fails the test
+    (scripts/install-test-deps installs both); elsewhere the caller skips or falls back."""
     missing = [name for name in ("gnome-keyring-daemon", "dbus-daemon") if shutil.which(name) is None]
-    if not missing:
-        return
-    if os.environ.get("CI") == "true":
+    if missing and os.environ.get("CI") == "true":
         pytest.fail(f"CI must have {' and '.join(missing)} (scripts/install-test-deps installs them)")
-    pytest.skip(f"{' and '.join(missing)} not installed")
+    return not missing
+
+
+def require_private_secret_service() -> None:
+    """Skip when gnome-keyring-daemon or dbus-daemon is missing; in CI, fail."""
+    if not private_secret_service_available():
+        pytest.skip("gnome-keyring-daemon or dbus-daemon is not installed")
 
 
 class PrivateSecretService:
@@ -119,25 +127,15 @@ class PrivateSecretService:
             "XDG_RUNTIME_DIR": str(self.root / "runtime"),
             "XDG_DATA_HOME": str(self.root / "data"),  # the keyring files
         }
-        daemon = subprocess.Popen(
-            ["gnome-keyring-daemon", "--replace", "--foreground", "--unlock", "--components=secrets"],
-            stdin=subprocess.PIPE,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
+        daemon = start_keyring_daemon(
+            self.password,
+            self._log_file,
+            cwd=self.root,
+            timeout=20,
+            why=f"gnome-keyring-daemon did not take the Secret Service over; see {self.log}",
             env=env,
-            cwd=self.root,  # a core file it leaves stays beside its log
-            start_new_session=True,
+            bus=self.address,
         )
-        assert daemon.stdin is not None
-        daemon.stdin.write(self.password.encode())
-        daemon.stdin.close()
-        deadline = time.monotonic() + 20
-        while owner_pid(bus=self.address) != daemon.pid:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"gnome-keyring-daemon did not take the Secret Service over; see {self.log}"
-                )
-            time.sleep(0.05)
         self._daemon = daemon
         if old is not None:
             _stop(old)

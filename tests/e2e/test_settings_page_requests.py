@@ -326,6 +326,19 @@ _HOLD_LOADS = """
 """
 
 
+def _request_log_with_holds(browser: Any) -> tuple[SignedInPage, Any]:
+    """A signed-in page with the holds above in place, on the request log; and its table's rows."""
+    signed = SignedInPage(browser)
+    signed.page.add_init_script(_HOLD_LOADS)
+    signed.page.reload()
+    signed.page.get_by_role("link", name="Request log").click()
+    return signed, signed.page.locator("#requests-table tbody tr[data-id]")
+
+
+def _wait_held(page: Any) -> None:
+    assert wait_until(lambda: page.evaluate("window.__held.length") > 0, timeout=10), "no load was held"
+
+
 def test_a_filter_chosen_while_the_log_loads_is_what_the_table_shows(
     browser: Any, headway: GatewayProcess, env: dict[str, str]
 ) -> None:
@@ -339,19 +352,15 @@ def test_a_filter_chosen_while_the_log_loads_is_what_the_table_shows(
     assert _send(headway, CLAUDE, "ses-claude").status_code == 200
     assert _send(headway, OPENCODE, "ses-open", family="openai").status_code == 200
 
-    signed = SignedInPage(browser)
+    signed, rows = _request_log_with_holds(browser)
     page = signed.page
-    page.add_init_script(_HOLD_LOADS)
-    page.reload()
-    page.get_by_role("link", name="Request log").click()
-    rows = page.locator("#requests-table tbody tr[data-id]")
     expect(rows).to_have_count(2, timeout=10_000)
 
     page.evaluate("window.__hold = 'unfiltered'")
     assert (
         _send(headway, CLAUDE, "ses-claude").status_code == 200
     )  # the page reloads the log: that load is held
-    assert wait_until(lambda: page.evaluate("window.__held.length") > 0, timeout=10)
+    _wait_held(page)
     page.locator("#requests-account").select_option("team")
     page.evaluate("window.__release()")
 
@@ -379,19 +388,15 @@ def test_older_pages_stay_when_a_request_arrives_while_they_load(
     for i in range(105):  # the log shows 100 a page
         assert _send(headway, CLAUDE, f"ses-{i}").status_code == 200
 
-    signed = SignedInPage(browser)
+    signed, rows = _request_log_with_holds(browser)
     page = signed.page
-    page.add_init_script(_HOLD_LOADS)
-    page.reload()
-    page.get_by_role("link", name="Request log").click()
-    rows = page.locator("#requests-table tbody tr[data-id]")
     expect(rows).to_have_count(100, timeout=10_000)
     more = page.get_by_role("button", name="Show older requests")
     expect(more).to_be_visible()
 
     page.evaluate("window.__hold = 'older'")
     more.click()
-    assert wait_until(lambda: page.evaluate("window.__held.length") > 0, timeout=10)
+    _wait_held(page)
     assert (
         _send(headway, CLAUDE, "ses-late").status_code == 200
     )  # the page hears of it while the older page loads

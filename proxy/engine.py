@@ -66,14 +66,20 @@ from proxy.relay.transport import RelayOnDemand, RelayTransport
 from proxy.routing.state import RuntimeState, StateSaver
 from proxy.routing.summary import health_summary
 from proxy.secrets.cache import SecretCache
-from proxy.secrets.keychain import Keychain, account_secret_name, ensure_access_key
+from proxy.secrets.keychain import (
+    Keychain,
+    KeychainError,
+    account_secret_name,
+    ensure_access_key,
+    wait_for_access_key,
+)
 from proxy.shared.team import Team
 from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
 
-__all__ = ["Engine", "EngineOptions", "PortInUse", "ensure_access_key"]
+__all__ = ["Engine", "EngineOptions", "PortInUse", "StartCancelled", "ensure_access_key"]
 
 log = logging.getLogger("headway.engine")
 
@@ -89,6 +95,14 @@ class EngineOptions:
     state_save_interval: float = 2.0  # seconds between saves of changed runtime state
     status_interval: float = 0.5  # the published status is refreshed at least this often
     allow_remote: bool = False  # `headway serve --allow-remote`: a non-loopback host is allowed for this run
+    # Seconds start() waits for a system keychain that does not answer yet (a launch at login), telling
+    # on_keychain_wait(error, seconds waited) before each retry; 0: a keychain error stops the start at once.
+    keychain_wait: float = 0.0
+    on_keychain_wait: Callable[[KeychainError, float], None] | None = None
+
+
+class StartCancelled(Exception):
+    """:meth:`Engine.cancel_start` was called while ``start()`` waited for the keychain: nothing was started."""
 
 
 class Engine:
@@ -110,6 +124,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
+        self._start_cancelled = threading.Event()
         self._startup_error: BaseException | None = None
         self._stop_requested: asyncio.Event | None = None
         self._settings = store.current
@@ -200,7 +215,15 @@ class Engine:
         check_bind(self._listen_address()[0], self._allow_remote())
         sock = bind_listener(*self._listen_address())
         try:
-            self._access_key = ensure_access_key(self.keychain)
+            access_key = wait_for_access_key(
+                self.keychain,
+                self.options.keychain_wait,
+                self.options.on_keychain_wait,
+                cancelled=self._start_cancelled,
+            )
+            if access_key is None:
+                raise StartCancelled("stopped while waiting for the keychain")
+            self._access_key = access_key
             self._keychain_description = self.keychain.describe()
         except BaseException:
             sock.close()
@@ -216,6 +239,11 @@ class Engine:
             raise RuntimeError(f"the gateway did not start within {timeout:.0f}s")
         if self._startup_error is not None:
             raise self._startup_error
+
+    def cancel_start(self) -> None:
+        """Stop a ``start()`` that is waiting for the keychain (any thread, a signal handler too): it raises
+        :class:`StartCancelled` within a second."""
+        self._start_cancelled.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         loop, thread = self._loop, self._thread

@@ -201,14 +201,20 @@ def _health_checks(paths: Paths, environ: Mapping[str, str]) -> list[dict[str, s
 
 def run_headless(services: Services, *, announce: bool = True) -> None:
     """Start everything and block until SIGINT / SIGTERM; then stop within bounded time."""
+    from proxy.engine import StartCancelled
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
+        services.engine.cancel_start()  # a start still waiting for the keychain ends now
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        services.start()
+        try:
+            services.start()
+        except StartCancelled:
+            return
         if announce:
             print(f"Headway gateway on {services.engine.base_url}", flush=True)
             print(f"Settings: {services.paths.settings_file}", flush=True)

@@ -68,6 +68,10 @@ def _keychain_failure(exc: KeychainError) -> Failure:
         from .doctor.keychain import backend_words
 
         found = backend_words(chosen)
+        if found == "none":
+            return Failure(
+                f"no secure keychain on this machine (keyring found none: {chosen})", no_keychain_fix()
+            )
         found += f" ({chosen})" if found != chosen else ""
         return Failure(f"no secure keychain on this machine (found only {found})", no_keychain_fix())
     from .doctor.keychain import locked_fix, looks_locked

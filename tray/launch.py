@@ -7,6 +7,7 @@ instance — never imports the tray's own modules (Pillow, the icon renderer, th
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from proxy.config.paths import Paths
@@ -15,6 +16,7 @@ from . import instance
 from .app import AlreadyRunning, build_services, run_headless
 from .backend import import_pystray
 from .desktop import has_display
+from .keychain_wait import DEFAULT_KEYCHAIN_WAIT, KeychainWaitNotice, keychain_wait
 
 __all__ = ["run_tray_or_headless"]
 
@@ -69,8 +71,12 @@ def _run_tray_or_headless(paths: Paths) -> None:
     from .memory import prepare_long_running_process
 
     prepare_long_running_process()  # before build_services imports the engine's modules
+    from proxy.engine import EngineOptions
+
+    wait = keychain_wait(os.environ, DEFAULT_KEYCHAIN_WAIT)
+    notice = KeychainWaitNotice(wait, display=has_display())
     try:
-        services = build_services(paths)
+        services = build_services(paths, EngineOptions(keychain_wait=wait, on_keychain_wait=notice))
     except AlreadyRunning as exc:
         _second_launch(paths, exc)
         raise SystemExit(0) from exc

@@ -34,6 +34,7 @@ from typing import Any
 from PIL import Image
 
 from proxy.config.paths import write_private_file
+from proxy.engine import StartCancelled
 from proxy.secrets.keychain import KeychainError
 
 from . import instance
@@ -206,7 +207,10 @@ class TrayApp:
         """
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.services.start()
+            try:
+                self.services.start()
+            except StartCancelled:  # quit while the start waited for the keychain
+                return
             try:
                 self._run_icon()
             except Exception as exc:
@@ -293,6 +297,7 @@ class TrayApp:
         """Stop the tray loop (any thread); ``run`` then stops the engine."""
         self._stopping.set()
         self._wake.set()
+        self.services.engine.cancel_start()
         icon = self._icon
         if icon is not None:
             self._on_tray_thread(icon.stop)

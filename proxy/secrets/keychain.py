@@ -16,19 +16,28 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from proxy.config.paths import ensure_private_dir, private_file_lock, write_private_file
-from proxy.secrets.system_keyring import system_keyring
+from proxy.secrets.system_keyring import forget_choice, system_keyring
 
 if (
     TYPE_CHECKING
 ):  # keyring (and the Secret Service client it loads) is imported when the system keychain is used
     import keyring.backend
 
-__all__ = ["ACCESS_KEY", "Keychain", "KeychainError", "account_secret_name", "ensure_access_key"]
+__all__ = [
+    "ACCESS_KEY",
+    "Keychain",
+    "KeychainError",
+    "account_secret_name",
+    "ensure_access_key",
+    "looks_locked",
+    "wait_for_access_key",
+]
 
 log = logging.getLogger("headway.keychain")
 
@@ -78,6 +87,13 @@ def _rank(kr: keyring.backend.KeyringBackend) -> float:
         return float(getattr(kr, "priority", 0) or 0)
     except Exception:
         return float("-inf")
+
+
+def looks_locked(error: BaseException | str) -> bool:
+    """A Secret Service that needs an unlock (or a first keyring) and could not show its password prompt, or whose
+    prompt the user dismissed."""
+    text = str(error).lower()
+    return "prompt dismissed" in text or "locked" in text or "unlock" in text
 
 
 def _why(exc: BaseException) -> str:
@@ -170,6 +186,15 @@ class Keychain:
         # without asking its priority: that costs a D-Bus round trip per call and fails when the service is gone.
         return secure[0] if len(secure) == 1 else max(secure, key=_rank)
 
+    def look_again(self) -> bool:
+        """Forget keyring's choice of backend when it holds no secure one, so the next call chooses again: a Secret
+        Service that registers on the session bus after the first look (at login) is then found. keyring keeps its
+        first choice for the life of the process otherwise. True when there was such a choice to forget."""
+        if self._file is not None or self.secure:
+            return False
+        forget_choice()
+        return True
+
     def get(self, name: str) -> str | None:
         if self._file is not None:
             return self._file.get(name)
@@ -220,3 +245,38 @@ def ensure_access_key(keychain: Keychain) -> str:
         key = "hw-" + secrets.token_urlsafe(32)
         keychain.set(ACCESS_KEY, key)
     return key
+
+
+def wait_for_access_key(
+    keychain: Keychain,
+    wait: float,
+    on_wait: Callable[[KeychainError, float], None] | None = None,
+    *,
+    cancelled: threading.Event | None = None,
+    interval: float = 1.0,
+) -> str | None:
+    """:func:`ensure_access_key`, waiting up to ``wait`` seconds for a system keychain that does not answer yet.
+
+    At login Headway can start before the keychain does: the Secret Service not yet on the session bus (nothing
+    secure found, or the service not answering). Each second the keychain is asked again (keyring's choice of
+    backend looked at afresh when it found no secure one); ``on_wait(error, seconds waited)`` is called before each
+    pause. The last error is raised when the time is up; None is returned when ``cancelled`` is set during a pause
+    (the user quit).
+
+    Two failures never wait. A locked keychain: asking again would show its unlock prompt again each second, and a
+    dismissed prompt is the user's answer. A secrets file: what is wrong with it does not mend itself."""
+    started = time.monotonic()
+    while True:
+        try:
+            return ensure_access_key(keychain)
+        except KeychainError as exc:
+            waited = time.monotonic() - started
+            if keychain.backend == "file" or looks_locked(exc) or waited + interval > wait:
+                raise
+            if on_wait is not None:
+                on_wait(exc, waited)
+            if cancelled is None:
+                time.sleep(interval)
+            elif cancelled.wait(interval):
+                return None
+            keychain.look_again()

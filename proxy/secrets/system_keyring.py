@@ -25,6 +25,7 @@ step 4 runs, keyring reads the variable and the config file once more itself (th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import keyring.backend
 
-__all__ = ["system_keyring"]
+__all__ = ["forget_choice", "system_keyring"]
 
 #: plugins whose backends are known: keyring's own, and keyrings.alt's (insecure: never chosen, never named)
 _KNOWN_PLUGIN_MODULES = ("keyring.backends.", "keyrings.alt.")
@@ -49,6 +50,22 @@ def system_keyring() -> keyring.backend.KeyringBackend:
         if chosen is not None:
             keyring.core.set_keyring(chosen)
     return keyring.core.get_keyring()
+
+
+def forget_choice() -> None:
+    """Forget the backend keyring holds, and its cached list of viable backends, so the next
+    :func:`system_keyring` chooses again from what is there now."""
+    import keyring.backend
+    import keyring.core
+
+    if getattr(keyring.core, "_keyring_backend", _UNKNOWN) is _UNKNOWN:
+        return  # a keyring that keeps its choice elsewhere: nothing here can be forgotten
+    keyring.core._keyring_backend = None
+    # keyring's full discovery is cached by jaraco's @once, whose reset() raises KeyError when nothing is cached yet
+    reset = getattr(keyring.backend.get_all_keyring, "reset", None)
+    if callable(reset):
+        with contextlib.suppress(KeyError):
+            reset()
 
 
 def _secret_service_if_it_wins() -> keyring.backend.KeyringBackend | None:

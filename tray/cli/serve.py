@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .root import cli, env_paths
@@ -26,7 +28,18 @@ def serve(port: int | None, host: str | None, allow_remote: bool) -> None:
     from proxy.engine import EngineOptions
 
     from ..app import build_services, run_headless
+    from ..keychain_wait import KeychainWaitNotice, keychain_wait
 
+    wait = keychain_wait(
+        os.environ, 0.0
+    )  # run by hand or by a service manager: a keychain error stops it at once
+    options = EngineOptions(
+        host=host,
+        port=port,
+        allow_remote=allow_remote,
+        keychain_wait=wait,
+        on_keychain_wait=KeychainWaitNotice(wait, display=False),
+    )
     # A busy port, no keychain, an invalid settings file, a remote host without --allow-remote…: tray.failures
     # explains them (see main()).
-    run_headless(build_services(env_paths(), EngineOptions(host=host, port=port, allow_remote=allow_remote)))
+    run_headless(build_services(env_paths(), options))

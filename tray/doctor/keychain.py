@@ -12,7 +12,7 @@ from typing import Any
 
 from proxy.config.paths import Paths
 from proxy.config.settings import Settings
-from proxy.secrets.keychain import Keychain, KeychainError
+from proxy.secrets.keychain import Keychain, KeychainError, looks_locked
 
 from . import Check
 
@@ -47,12 +47,6 @@ def no_keychain_fix() -> str:
         "or KDE's KWallet), or — on a headless server, knowingly — keep secrets in an owner-only file that is NOT "
         "encrypted: `headway secrets backend file`"
     )
-
-
-def looks_locked(error: BaseException | str) -> bool:
-    """A Secret Service that needs an unlock (or a first keyring) and could not show its password prompt."""
-    text = str(error).lower()
-    return "prompt dismissed" in text or "locked" in text or "unlock" in text
 
 
 def locked_fix() -> str:

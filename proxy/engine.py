@@ -225,11 +225,11 @@ class Engine:
                 raise StartCancelled("stopped while waiting for the keychain")
             self._access_key = access_key
             self._keychain_description = self.keychain.describe()
+            self.request_log.start()
         except BaseException:
             sock.close()
             raise
         self._listen_socket = sock
-        self.request_log.start()
         self.store.subscribe(self._settings_changed)
         self._settings = self.store.current
         self._upstreams = effective_upstreams(self._settings, self._environ)
@@ -592,6 +592,9 @@ class Engine:
             "settings_file": str(self.store.path),
             "settings_error": None if error is None else error.problems,
             "keychain": self._keychain_description,
+            "request_log_set_aside": None
+            if self.request_log.set_aside is None
+            else str(self.request_log.set_aside),
             "accounts": accounts,
             "relay": self._relay.stats() if self._relay is not None else None,
             "summary": health_summary(

@@ -35,6 +35,7 @@ from PIL import Image
 
 from proxy.config.paths import write_private_file
 from proxy.engine import StartCancelled
+from proxy.features.request_rows import set_aside_text
 from proxy.secrets.keychain import KeychainError
 
 from . import instance
@@ -436,6 +437,8 @@ class TrayApp:
             extra.append("⚠ Settings file has errors — using the last good settings")
         if status.get("listen_error"):
             extra.append(f"⚠ {status['listen_error']}")
+        if status.get("request_log_set_aside"):
+            extra.append("⚠ Request log: " + set_aside_text(status["request_log_set_aside"]))
         return replace(state, tooltip="\n".join([state.tooltip, *extra])) if extra else state
 
     def _show_state(self, state: IconState) -> None:

@@ -92,6 +92,12 @@ class _Barrier:
 _Item = RequestRecord | _Barrier | None  # None asks the writer to finish
 
 
+def _corrupt(exc: BaseException | None) -> bool:
+    """SQLite's "file is not a database" or "database disk image is malformed": what no retry will mend."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+
+
 class RequestLog:
     """The SQLite request log at ``path``: a writer thread after :meth:`start`, readers any time."""
 
@@ -107,6 +113,8 @@ class RequestLog:
         self._lock = threading.Lock()
         self._dropped = 0
         self._last_drop_warning = 0.0
+        #: Where :meth:`start` kept a log it could not read, if it had to.
+        self.set_aside: Path | None = None
 
     @property
     def dropped(self) -> int:
@@ -117,15 +125,27 @@ class RequestLog:
     # -- writing -------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open (or create and migrate) the database and start the writer thread. Raises :class:`RequestLogError`."""
+        """Open (or create and migrate) the database and start the writer thread. Raises :class:`RequestLogError`.
+
+        A file that SQLite says is not a database, or is corrupt, is kept aside (:attr:`set_aside`, with its WAL
+        files) and a new log started: the request log is history, and the gateway must not stop serving agents for
+        it. Anything else — a log written by a newer Headway, a folder Headway cannot write — is raised."""
         if self._thread is not None:
             raise RuntimeError("request log already started")
-        conn = self._open_writer()
         try:
-            migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
+            conn = self._open_migrated()
+        except RequestLogError as exc:
+            if not _corrupt(exc.__cause__):
+                raise
+            self.set_aside = self._move_aside()
+            _log.warning(
+                "the request log %s cannot be read (%s): kept it as %s and started a new one. Requests and spend "
+                "recorded before are in that file; today's spend for budgets counts from now",
+                self.path,
+                exc.__cause__,
+                self.set_aside,
+            )
+            conn = self._open_migrated()
         self._thread = threading.Thread(target=self._run, args=(conn,), name=THREAD_NAME, daemon=True)
         self._accepting = True
         self._thread.start()
@@ -194,6 +214,30 @@ class RequestLog:
                 self._last_drop_warning = now
         if warn:
             _log.warning("request log is not keeping up; dropped a row (%d dropped so far)", dropped)
+
+    def _open_migrated(self) -> sqlite3.Connection:
+        conn = self._open_writer()
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _move_aside(self) -> Path:
+        """Move the database and its WAL files to ``<name>.unreadable-<time>`` (a stale WAL must never be applied to
+        the new database). Raises :class:`RequestLogError` when the move fails: nothing is deleted."""
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        try:
+            for suffix in ("-wal", "-shm", ""):
+                part = self.path.with_name(self.path.name + suffix)
+                if part.exists():
+                    part.replace(aside.with_name(aside.name + suffix))
+        except OSError as exc:
+            raise RequestLogError(
+                f"cannot read the request log {self.path}, nor move it aside: {exc}"
+            ) from exc
+        return aside
 
     def _open_writer(self) -> sqlite3.Connection:
         ensure_private_dir(self.path.parent)

@@ -26,6 +26,7 @@ __all__ = [
     "RequestRecord",
     "from_row",
     "migrate",
+    "set_aside_text",
     "to_row",
     "transaction",
 ]
@@ -123,6 +124,11 @@ INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' fo
 
 class RequestLogError(Exception):
     """The request log database cannot be opened or is from a newer Headway."""
+
+
+def set_aside_text(path: str) -> str:
+    """What to tell the user when the request log could not be read at start and was kept aside at ``path``."""
+    return f"the old one could not be read; it is kept as {path}, and a new one was started"
 
 
 @dataclass(kw_only=True)

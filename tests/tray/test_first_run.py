@@ -274,6 +274,47 @@ def test_an_unknown_error_is_a_short_message_and_a_redacted_crash_report(file_ho
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
 
 
+def test_a_request_log_that_cannot_be_read_does_not_stop_the_gateway(file_home: Paths) -> None:
+    """Before: "unexpected error: RequestLogError … file is not a database" and a crash report; agents got nothing."""
+    from tests.support.gateway import start_gateway_process
+
+    junk = b"not a database: " + bytes(range(256)) * 16
+    file_home.request_log.parent.mkdir(parents=True, exist_ok=True)
+    file_home.request_log.write_bytes(junk)
+    offline = run("usage")  # a reader says what is wrong and what will mend it, and leaves the file alone
+    clear_failure(offline, "file is not a database", "keeps the file aside and starts a new log")
+    assert file_home.request_log.read_bytes() == junk
+    gateway = start_gateway_process()
+    try:
+        assert "kept it as" in gateway.output() and "Traceback" not in gateway.output()
+        aside = next(file_home.request_log.parent.glob("requests.sqlite3.unreadable-*"))
+        assert aside.read_bytes() == junk
+        status = run("status")
+        assert status.returncode == 0, status.stderr
+        shown = " ".join(status.stdout.split())
+        assert "Request log: the old one could not be read; it is kept as" in shown
+        assert str(aside) in "".join(
+            status.stdout.split()
+        )  # (a path longer than the line is broken to fit 80)
+        data = json.loads(run("status", "--json").stdout)
+        assert data["request_log_set_aside"] == str(aside)
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_a_request_log_from_a_newer_headway_is_explained(file_home: Paths) -> None:
+    import sqlite3
+
+    file_home.request_log.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(file_home.request_log) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    result = run("serve", "--port", "0")
+    seen = clear_failure(
+        result, "newer than this Headway understands", "upgrade Headway, or move the file aside"
+    )
+    assert "unexpected error" not in seen and "crash" not in seen
+
+
 def test_known_failures_are_explained() -> None:
     busy = explain(PortBusy("127.0.0.1", 7337))
     assert busy is not None and "port 7337 on 127.0.0.1" in busy.message and "--port" in busy.fix

@@ -469,6 +469,19 @@ def test_a_failed_port_change_shows_in_the_tooltip_and_a_notice(
     assert wait_until(lambda: any(i.text == f"⚠ {problem}" for i in app._icon.menu.items), timeout=3)
 
 
+def test_a_request_log_kept_aside_at_start_shows_in_the_tooltip(
+    app: Any, services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert wait_until(lambda: app._icon.menu_updates >= 1, timeout=3)
+    aside = tmp_path / "requests.sqlite3.unreadable-1"
+    monkeypatch.setattr(services.engine.request_log, "set_aside", aside)  # as RequestLog.start() sets it
+    app.wake()
+    expected = (
+        f"⚠ Request log: the old one could not be read; it is kept as {aside}, and a new one was started"
+    )
+    assert wait_until(lambda: expected in (app._icon.title or ""), timeout=3), app._icon.title
+
+
 def test_a_failing_action_is_reported_not_raised(app: Any, services: Services) -> None:
     assert wait_until(lambda: app._icon.menu_updates >= 1, timeout=3)
 

@@ -474,3 +474,84 @@ def test_flush_and_stop_do_not_wait_out_the_linger(db_path: Path) -> None:
     finally:
         request_log.stop(timeout=1)
     assert sorted(r.ts for r in request_log.query()) == [1.0, 2.0]
+
+
+# --------------------------------------------------------------------------- a log that cannot be read
+
+
+def _garbage(db_path: Path, size: int = 8192) -> bytes:
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    junk = bytes((i * 131 + 17) % 256 for i in range(size))
+    db_path.write_bytes(junk)
+    return junk
+
+
+def _corrupt_schema(db_path: Path) -> bytes:
+    """A real log whose first page (the schema, after SQLite's 100-byte header) is overwritten: "malformed"."""
+    request_log = RequestLog(db_path)
+    request_log.start()
+    request_log.record(_rec(ts=1.0))
+    assert request_log.stop(timeout=5)
+    data = bytearray(db_path.read_bytes())
+    data[100:4096] = bytes((i * 7 + 3) % 256 for i in range(3996))
+    db_path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("damage", [_garbage, _corrupt_schema], ids=["not a database", "malformed"])
+def test_a_log_that_cannot_be_read_is_kept_aside_and_a_new_one_started(
+    db_path: Path, damage: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, `headway serve` stopped with "unexpected error: RequestLogError … file is not a database": a broken
+    history file kept the gateway from serving agents at all."""
+    damaged = damage(db_path)  # type: ignore[operator]
+    request_log = RequestLog(db_path)
+    with caplog.at_level(logging.WARNING):
+        request_log.start()
+    try:
+        request_log.record(_rec(ts=7.0))
+        assert request_log.flush(timeout=5)
+        assert [r.ts for r in request_log.query()] == [7.0]
+    finally:
+        assert request_log.stop(timeout=5)
+    aside = request_log.set_aside
+    assert aside is not None and aside.name.startswith("requests.sqlite3.unreadable-")  # (db_path's name)
+    assert aside.read_bytes() == damaged  # kept as it was: nothing lost
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+    warning = next(r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage())
+    assert str(aside) in warning and "started a new one" in warning
+
+
+def test_a_log_that_cannot_be_moved_aside_stops_the_start(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    junk = _garbage(db_path)
+
+    def refuse(self: Path, target: Path) -> Path:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    request_log = RequestLog(db_path)
+    with pytest.raises(RequestLogError, match=r"nor move it aside: .*Permission denied"):
+        request_log.start()
+    assert db_path.read_bytes() == junk and request_log.set_aside is None
+    assert _writer_threads() == []
+
+
+def test_a_log_that_is_only_busy_is_not_set_aside(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only "not a database" and "malformed" move the file: a locked or unwritable one is an error to report."""
+    first = RequestLog(db_path)
+    first.start()
+    assert first.stop(timeout=5)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        import proxy.features.request_log as module
+
+        monkeypatch.setattr(module, "_BUSY_TIMEOUT_MS", 50)
+        with pytest.raises(RequestLogError, match="locked"):
+            RequestLog(db_path).start()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert not list(db_path.parent.glob("*.unreadable-*"))

@@ -41,6 +41,7 @@ from proxy.relay.protocol import (
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
     RELAY_PATH,
+    RELAY_SECRET,
     SESSION_HEADER,
     TOKEN_HEADER,
     WS_PATH,
@@ -49,7 +50,7 @@ from proxy.relay.protocol import (
 from proxy.relay.trips import Mode, RelayTrip, TripCounter, relay_stats
 from proxy.relay.upstreams import origin_of
 from proxy.relay.websocket import WebSocketError
-from proxy.secrets.cache import KEYCHAIN_TTL
+from proxy.secrets.cache import KEYCHAIN_TTL, SecretCache
 from proxy.tasks import TaskGroup
 from proxy.wire.response_body import read_capped
 
@@ -108,10 +109,11 @@ class RelayClient:
         secret_ttl: float = KEYCHAIN_TTL,
     ) -> None:
         self._settings = settings
-        self._read_secret = read_secret
         self._clock = clock
-        self._secret_ttl = secret_ttl
-        self._secret_cache: tuple[str | None, float] | None = None
+        # Read off the loop and kept 5 minutes (each read costs the user's keyring daemon a D-Bus connection;
+        # docs/architecture.md, "The keychain is asked rarely"); a missing one is looked for again after a second,
+        # then twice as long each time. A secret `headway relay setup` replaced is dropped at the Worker's first 401.
+        self._secrets = SecretCache(lambda _name: read_secret(), ttl=secret_ttl, clock=clock)
         self._book = SessionBook(clock)
         self._channels: dict[str, Channel] = {}
         self._tasks = TaskGroup()
@@ -370,7 +372,7 @@ class RelayClient:
         if status == 409:
             raise _Conflict(code)
         if status == 401:
-            self._secret_cache = None
+            self._secrets.invalidate()
             message += (
                 "; the relay secret in the keychain does not match the Worker's: run `headway relay setup`"
             )
@@ -461,19 +463,7 @@ class RelayClient:
     # ------------------------------------------------------------------ bookkeeping
 
     async def _secret(self) -> str | None:
-        """The relay secret, read from the keychain at most every ``secret_ttl`` (5 minutes: each read costs the
-        user's keyring daemon a D-Bus connection; docs/architecture.md, "The keychain is asked rarely"). A secret
-        that `headway relay setup` replaced is picked up sooner: the Worker's first 401 drops the cached one."""
-        cached = self._secret_cache
-        if cached is not None and self._clock() - cached[1] < self._secret_ttl:
-            return cached[0]
-        try:
-            value = await asyncio.to_thread(self._read_secret)
-        except Exception as exc:
-            log.error("cannot read the relay secret from the keychain: %s", exc)
-            value = cached[0] if cached else None
-        self._secret_cache = (value, self._clock())
-        return value
+        return await self._secrets.get(RELAY_SECRET)
 
     async def _check_config(self, settings: RelaySettings, secret: str) -> None:
         config = (settings.url, settings.transport, hashlib.sha256(secret.encode()).hexdigest())

@@ -19,6 +19,7 @@ from proxy.providers.base import Outgoing
 from proxy.relay import RelayClient, RelayTrip, RelayUnavailable
 from proxy.relay.patch import Patch, apply, sha256_tag
 from proxy.relay.protocol import decode_envelope
+from proxy.secrets.keychain import KeychainError
 
 SECRET = "s" * 43
 URL = "https://relay.example.workers.dev"
@@ -307,6 +308,39 @@ async def test_the_secret_is_read_every_five_minutes_and_a_replaced_one_after_th
     assert info.value.status == 401
     await _send(relay, http, _body(2))
     assert reads[-1] == "n" * 43 and len(reads) == 3
+    await http.aclose()
+
+
+async def test_a_missing_secret_is_looked_for_again_soon_and_a_keychain_error_keeps_the_last_one() -> None:
+    """A secret stored after the first look (setup finishing while requests run) is used within seconds, not after
+    the five minutes a present one is kept; a keychain that fails a read keeps the secret it had."""
+    reads: list[str | None] = []
+    secret: dict[str, str | None] = {"now": None}
+
+    def read_secret() -> str | None:
+        reads.append(secret["now"])
+        if secret["now"] == "fail":
+            raise KeychainError("cannot read 'relay-secret' from the keychain: the daemon is gone")
+        return secret["now"]
+
+    clock, worker = Clock(), PyWorker()
+    settings = RelaySettings(enabled=True, url=URL, min_body_bytes=0)
+    relay = RelayClient(lambda: settings, read_secret, clock=clock)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(worker))
+    assert await relay.send(http, _out(_body(1)), "ses_1") is None  # no secret yet: direct
+    secret["now"] = SECRET
+    clock.now += 0.5
+    assert await relay.send(http, _out(_body(1)), "ses_1") is None  # not asked again within the second
+    clock.now += 1.0
+    assert _trip(await _send(relay, http, _body(1))).mode == "full_sync"  # found at the next look
+    assert reads == [None, SECRET]
+
+    secret["now"] = "fail"
+    clock.now += 301.0
+    assert (
+        _trip(await _send(relay, http, _body(2))).mode == "patch"
+    )  # the read failed: the last secret serves
+    assert reads[-1] == "fail"
     await http.aclose()
 
 

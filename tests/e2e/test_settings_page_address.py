@@ -118,6 +118,9 @@ def test_the_page_keeps_its_address_across_restarts(browser: Any, port: int, tmp
         process = _start()
         response = bookmark.goto(base + "/")
         assert response is not None and response.status == 401
+        # The first tab was signed out with the others: its next poll gets a 401 and it reloads onto the sign-in
+        # page. Wait for that: Chromium can hang closing a context while one of its pages is mid-reload.
+        expect(page.locator("#signin")).to_be_visible(timeout=15_000)
     finally:
         context.close()
         process.stop()

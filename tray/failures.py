@@ -127,13 +127,15 @@ def explain(exc: BaseException) -> Failure | None:
         return Failure(str(exc), "use the running one, or stop it first")
     if isinstance(exc, KeychainError):
         return _keychain_failure(exc)
-    from proxy.features.request_rows import RequestLogError
+    from proxy.features.request_rows import RequestLogError, damaged
 
-    if isinstance(exc, RequestLogError):  # a corrupt log is set aside at start; these are the others
+    if isinstance(
+        exc, RequestLogError
+    ):  # the gateway sets a damaged log aside at start; readers meet it as is
         text = str(exc)
         if "newer than this Headway" in text:
             return Failure(text, "upgrade Headway, or move the file aside: a new request log is started")
-        if "not a database" in text or "malformed" in text:
+        if damaged(exc):
             return Failure(
                 text, "the gateway keeps the file aside and starts a new log when it starts (`headway serve`)"
             )

@@ -39,6 +39,7 @@ from proxy.features.request_rows import (
     SCHEMA_VERSION,
     RequestLogError,
     RequestRecord,
+    damaged,
     from_row,
     migrate,
     to_row,
@@ -92,12 +93,6 @@ class _Barrier:
 _Item = RequestRecord | _Barrier | None  # None asks the writer to finish
 
 
-def _corrupt(exc: BaseException | None) -> bool:
-    """SQLite's "file is not a database" or "database disk image is malformed": what no retry will mend."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.DatabaseError) and code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
-
-
 class RequestLog:
     """The SQLite request log at ``path``: a writer thread after :meth:`start`, readers any time."""
 
@@ -135,7 +130,7 @@ class RequestLog:
         try:
             conn = self._open_migrated()
         except RequestLogError as exc:
-            if not _corrupt(exc.__cause__):
+            if not damaged(exc):
                 raise
             self.set_aside = self._move_aside()
             _log.warning(

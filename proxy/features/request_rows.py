@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "RequestLogError",
     "RequestRecord",
+    "damaged",
     "from_row",
     "migrate",
     "set_aside_text",
@@ -124,6 +125,16 @@ INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' fo
 
 class RequestLogError(Exception):
     """The request log database cannot be opened or is from a newer Headway."""
+
+
+def damaged(error: RequestLogError) -> bool:
+    """Whether SQLite found the log's file not a database, or malformed (``SQLITE_NOTADB``, ``SQLITE_CORRUPT``): what
+    no retry mends. Not a locked or unwritable file, not a log from a newer Headway."""
+    cause = error.__cause__
+    return isinstance(cause, sqlite3.DatabaseError) and getattr(cause, "sqlite_errorcode", None) in (
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CORRUPT,
+    )
 
 
 def set_aside_text(path: str) -> str:

@@ -30,9 +30,8 @@ def serve(port: int | None, host: str | None, allow_remote: bool) -> None:
     from ..app import build_services, run_headless
     from ..keychain_wait import KeychainWaitNotice, keychain_wait
 
-    wait = keychain_wait(
-        os.environ, 0.0
-    )  # run by hand or by a service manager: a keychain error stops it at once
+    # Run by hand or by a service manager: a keychain error stops it at once (HEADWAY_KEYCHAIN_WAIT may say wait).
+    wait = keychain_wait(os.environ, 0.0)
     options = EngineOptions(
         host=host,
         port=port,

@@ -595,6 +595,7 @@ class Engine:
             "request_log_set_aside": None
             if self.request_log.set_aside is None
             else str(self.request_log.set_aside),
+            "request_log_failing": self.request_log.failing,
             "accounts": accounts,
             "relay": self._relay.stats() if self._relay is not None else None,
             "summary": health_summary(

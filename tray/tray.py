@@ -35,7 +35,7 @@ from PIL import Image
 
 from proxy.config.paths import write_private_file
 from proxy.engine import StartCancelled
-from proxy.features.request_rows import set_aside_text
+from proxy.features.request_rows import failing_text, set_aside_text
 from proxy.secrets.keychain import KeychainError
 
 from . import instance
@@ -439,6 +439,8 @@ class TrayApp:
             extra.append(f"⚠ {status['listen_error']}")
         if status.get("request_log_set_aside"):
             extra.append("⚠ Request log: " + set_aside_text(status["request_log_set_aside"]))
+        if status.get("request_log_failing"):
+            extra.append("⚠ Request log " + failing_text(status["request_log_failing"]))
         return replace(state, tooltip="\n".join([state.tooltip, *extra])) if extra else state
 
     def _show_state(self, state: IconState) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "ModelSettings",
     "NotificationSettings",
     "RelaySettings",
+    "RequestLogSettings",
     "SecretsSettings",
     "SharedStateSettings",
     "UpstreamWebSocketSettings",
@@ -75,6 +76,16 @@ class DumpSettings(Model):
     )
     max_mb: int = Field(200, ge=1, le=100_000, description="Oldest dumps are removed beyond this size.")
     include_sse: bool = Field(True, description="Also keep each response's SSE transcript.")
+
+
+class RequestLogSettings(Model):
+    keep_days: int = Field(
+        365,
+        ge=32,
+        le=36_500,
+        description="Keep each request in the request log (usage, cost, the page's history) this many days; older "
+        "ones are deleted once a day. At least 32, so that a month's budget is always counted from the log.",
+    )
 
 
 class LoggingSettings(Model):

@@ -26,6 +26,7 @@ from proxy.config.sections import (
     ModelSettings,
     NotificationSettings,
     RelaySettings,
+    RequestLogSettings,
     SecretsSettings,
     SharedStateSettings,
     UpstreamWebSocketSettings,
@@ -48,6 +49,7 @@ __all__ = [
     "ModelSettings",
     "NotificationSettings",
     "RelaySettings",
+    "RequestLogSettings",
     "RoutingSettings",
     "SecretsSettings",
     "Settings",
@@ -260,6 +262,7 @@ class Settings(Model):
     chatgpt: ChatGPTSettings = Field(default_factory=ChatGPTSettings)
     upstream_websocket: UpstreamWebSocketSettings = Field(default_factory=UpstreamWebSocketSettings)
     dumps: DumpSettings = Field(default_factory=DumpSettings)
+    request_log: RequestLogSettings = Field(default_factory=RequestLogSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)

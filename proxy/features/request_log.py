@@ -7,6 +7,14 @@ per request (a commit per request cost about a third of the gateway's CPU at 400
 :meth:`stop` cut the wait short. If the disk falls behind and the queue fills, rows are dropped and counted rather than
 ever making a request wait.
 
+Retention: with ``keep_days`` set (the engine sets ``request_log.keep_days``, 365 by default), the writer deletes
+older rows when it starts and then once a day, a few thousand rows per transaction so that it never holds the write
+lock for long. SQLite reuses the freed pages, so the file stops growing once it holds that many days.
+
+A write that fails never stops the gateway: a full disk or an unwritable file loses that batch's rows, says so in
+the log (at most once a minute) and in the status (:attr:`RequestLog.failing`) until a write succeeds again; a file
+SQLite finds damaged while Headway runs is kept aside and a new log started, as :meth:`RequestLog.start` does.
+
 Reading (:meth:`RequestLog.query`, :meth:`RequestLog.summary`) opens a connection of its own per call, so it is safe
 from any thread, and from another process (``headway usage``) while the gateway writes: the database is in WAL mode,
 where readers and the writer do not block each other.
@@ -25,12 +33,13 @@ import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
 from proxy.config.paths import ensure_private_dir
+from proxy.config.settings import Settings
 from proxy.features.base import Completed, Feature
 from proxy.features.pricing import estimate_cost
 from proxy.features.request_rows import (
@@ -56,13 +65,17 @@ __all__ = [
     "format_summary",
 ]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("headway.request_log")
 
 THREAD_NAME = "headway-request-log"
 _BATCH_MAX = 500
 _LINGER_S = 0.2  # after a batch's first row, how long the writer waits for more before it commits
 _BUSY_TIMEOUT_MS = 5000
 _DROP_WARN_INTERVAL_S = 10.0
+_FAILURE_WARN_INTERVAL_S = 60.0
+_PRUNE_INTERVAL_S = 24 * 3600.0
+_PRUNE_CHUNK = 5000  # rows deleted per transaction
+_DAY_S = 24 * 3600.0
 
 
 class SummaryRow(TypedDict):
@@ -96,9 +109,25 @@ _Item = RequestRecord | _Barrier | None  # None asks the writer to finish
 class RequestLog:
     """The SQLite request log at ``path``: a writer thread after :meth:`start`, readers any time."""
 
-    def __init__(self, path: Path, *, queue_size: int = 10_000, linger: float = _LINGER_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        queue_size: int = 10_000,
+        linger: float = _LINGER_S,
+        keep_days: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
         self.linger = linger
+        self._keep_days = keep_days
+        self._clock = clock
+        self._next_prune = 0.0  # the writer thread's: when it next deletes rows older than keep_days
+        self._prune_now = threading.Event()  # keep_days changed: prune at the writer's next turn
+        self._failing: str | None = None
+        self._conn: sqlite3.Connection | None = None  # the writer thread's
+        self._failed_rows = 0  # rows lost to failed writes since the last warning
+        self._last_failure_warning = 0.0
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_size)
         # Set by flush() and stop(): the writer stops lingering and commits now. record() never touches it, so a
         # row costs the engine loop one queue put and no thread wake-up while the writer lingers.
@@ -116,6 +145,26 @@ class RequestLog:
         """Rows dropped because the queue was full or the log was not running."""
         with self._lock:
             return self._dropped
+
+    @property
+    def failing(self) -> str | None:
+        """Why the last write failed (SQLite's message), until a write succeeds again; None while rows are written."""
+        return self._failing
+
+    @property
+    def keep_days(self) -> int | None:
+        return self._keep_days
+
+    def keep(self, days: int | None) -> None:
+        """Keep rows ``days`` days (None: for ever). A change is applied by the writer at once: it deletes what is
+        now too old, then goes on once a day."""
+        if days == self._keep_days:
+            return
+        self._keep_days = days
+        self._prune_now.set()
+        if self._accepting:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_Barrier())  # nobody waits for it: it only wakes the writer
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -254,12 +303,17 @@ class RequestLog:
         return conn
 
     def _run(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
         try:
             finished = False
             while not finished:
                 batch: list[RequestRecord] = []
                 barriers: list[_Barrier] = []
-                item: _Item = self._queue.get()
+                self._prune_if_due()
+                try:
+                    item: _Item = self._queue.get(timeout=self._until_prune())
+                except queue.Empty:
+                    continue
                 if isinstance(item, RequestRecord) and self.linger > 0:
                     self._hurry.wait(self.linger)  # let more rows arrive: one commit for all of them
                 self._hurry.clear()
@@ -277,26 +331,120 @@ class RequestLog:
                     except queue.Empty:
                         break
                 if batch:
-                    self._write(conn, batch)
+                    self._write(batch)
+                self._prune_if_due()
                 for barrier in barriers:
                     barrier.done.set()
         except Exception:
             _log.exception("request log writer failed; no more rows will be written")
         finally:
-            conn.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
-    def _write(self, conn: sqlite3.Connection, batch: Sequence[RequestRecord]) -> None:
+    def _write(self, batch: Sequence[RequestRecord]) -> None:
         for rec in batch:
             if rec.price is not None and rec.cost_usd is None:
                 try:
                     rec.cost_usd = rec.price()
                 except Exception:
                     _log.exception("pricing failed for model %s", rec.model)
+        rows = [to_row(rec) for rec in batch]
+        self._attempt(lambda conn: conn.executemany(INSERT, rows), rows=len(rows))
+
+    def _attempt(self, work: Callable[[sqlite3.Connection], object], *, rows: int) -> bool:
+        """Run ``work`` in one transaction on the writer's connection. A damaged file is kept aside and ``work``
+        runs once more in a new log; any other failure loses ``rows`` rows, and is told (:meth:`_failed`)."""
+        for _attempt in range(2):
+            conn = self._conn
+            if conn is None:
+                break
+            try:
+                with transaction(conn):
+                    work(conn)
+            except sqlite3.Error as exc:
+                if damaged(exc) and self._replace_damaged(exc):
+                    continue
+                self._failed(str(exc), rows)
+                return False
+            if self._failing is not None:
+                _log.info("the request log %s is written again", self.path)
+                self._failing = None
+            return True
+        self._failed("the request log could not be replaced", rows)
+        return False
+
+    def _replace_damaged(self, exc: sqlite3.Error) -> bool:
+        """SQLite found the open log damaged: keep it aside and go on in a new one (False if that failed)."""
+        assert self._conn is not None
+        self._conn.close()
+        self._conn = None
         try:
-            with transaction(conn):
-                conn.executemany(INSERT, [to_row(rec) for rec in batch])
-        except sqlite3.Error:
-            _log.exception("request log could not write %d rows", len(batch))
+            aside = self._move_aside()
+            self._conn = self._open_migrated()
+        except RequestLogError as err:
+            _log.error(
+                "the request log %s is damaged (%s) and could not be replaced: %s", self.path, exc, err
+            )
+            return False
+        self.set_aside = aside
+        _log.warning(
+            "the request log %s was damaged while Headway ran (%s): kept it as %s and started a new one",
+            self.path,
+            exc,
+            aside,
+        )
+        return True
+
+    def _failed(self, reason: str, rows: int) -> None:
+        self._failing = reason
+        self._failed_rows += rows
+        now = time.monotonic()
+        if self._last_failure_warning and now - self._last_failure_warning < _FAILURE_WARN_INTERVAL_S:
+            return
+        self._last_failure_warning = now
+        lost, self._failed_rows = self._failed_rows, 0
+        _log.warning(
+            "the request log %s cannot be written (%s): %s; Headway goes on serving",
+            self.path,
+            reason,
+            f"{lost} requests not recorded{'' if rows == lost else ' since the last warning'}"
+            if lost
+            else "old requests not removed",
+        )
+
+    def _until_prune(self) -> float | None:
+        """Seconds until the writer should prune (None: never)."""
+        if self._keep_days is None:
+            return None
+        return max(self._next_prune - self._clock(), 0.0) + 0.001  # (+1 ms: the clock is then surely past it)
+
+    def _prune_if_due(self) -> None:
+        now = self._clock()
+        if now < self._next_prune and not self._prune_now.is_set():
+            return
+        self._prune_now.clear()  # before reading keep_days: a change from now on sets it again
+        days = self._keep_days
+        if days is None:
+            return
+        self._next_prune = now + _PRUNE_INTERVAL_S
+        cutoff = now - days * _DAY_S
+        deleted: list[int] = []
+
+        def delete(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE ts < ? LIMIT ?)",
+                (cutoff, _PRUNE_CHUNK),
+            )
+            deleted.append(cursor.rowcount)
+
+        while self._attempt(delete, rows=0) and deleted[-1] == _PRUNE_CHUNK:
+            pass
+        removed = sum(deleted)
+        if removed:
+            _log.info(
+                "request log: removed %d requests older than %d days (request_log.keep_days)", removed, days
+            )
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -555,6 +703,9 @@ class RequestLogger(Feature):
 
     def __init__(self, log: RequestLog) -> None:
         self.log = log
+
+    def configure(self, settings: Settings) -> None:
+        self.log.keep(settings.request_log.keep_days)
 
     def on_complete(self, done: Completed) -> None:
         request, account, tokens, model = done.request, done.account, done.usage, done.model

@@ -25,6 +25,7 @@ __all__ = [
     "RequestLogError",
     "RequestRecord",
     "damaged",
+    "failing_text",
     "from_row",
     "migrate",
     "set_aside_text",
@@ -127,14 +128,20 @@ class RequestLogError(Exception):
     """The request log database cannot be opened or is from a newer Headway."""
 
 
-def damaged(error: RequestLogError) -> bool:
+def damaged(error: BaseException) -> bool:
     """Whether SQLite found the log's file not a database, or malformed (``SQLITE_NOTADB``, ``SQLITE_CORRUPT``): what
-    no retry mends. Not a locked or unwritable file, not a log from a newer Headway."""
-    cause = error.__cause__
+    no retry mends. Not a locked, full or unwritable file, not a log from a newer Headway. ``error`` is SQLite's
+    error, or a :class:`RequestLogError` raised from it."""
+    cause = error.__cause__ if isinstance(error, RequestLogError) else error
     return isinstance(cause, sqlite3.DatabaseError) and getattr(cause, "sqlite_errorcode", None) in (
         sqlite3.SQLITE_NOTADB,
         sqlite3.SQLITE_CORRUPT,
     )
+
+
+def failing_text(reason: str) -> str:
+    """What to tell the user while the running gateway cannot write the request log."""
+    return f"cannot be written ({reason}); requests are not being recorded"
 
 
 def set_aside_text(path: str) -> str:
@@ -199,7 +206,11 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite has already rolled back after some errors (a full disk, I/O): a ROLLBACK then raises "no transaction
+        # is active", which would hide the error that matters.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 

@@ -482,6 +482,18 @@ def test_a_request_log_kept_aside_at_start_shows_in_the_tooltip(
     assert wait_until(lambda: expected in (app._icon.title or ""), timeout=3), app._icon.title
 
 
+def test_a_request_log_that_cannot_be_written_shows_in_the_tooltip(
+    app: Any, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert wait_until(lambda: app._icon.menu_updates >= 1, timeout=3)
+    monkeypatch.setattr(
+        services.engine.request_log, "_failing", "database or disk is full"
+    )  # as a failed write
+    app.wake()
+    expected = "⚠ Request log cannot be written (database or disk is full); requests are not being recorded"
+    assert wait_until(lambda: expected in (app._icon.title or ""), timeout=3), app._icon.title
+
+
 def test_a_failing_action_is_reported_not_raised(app: Any, services: Services) -> None:
     assert wait_until(lambda: app._icon.menu_updates >= 1, timeout=3)
 

@@ -16,7 +16,7 @@ import httpx
 from proxy import __version__
 from proxy.config.paths import Paths
 from proxy.durations import format_duration
-from proxy.features.request_rows import set_aside_text
+from proxy.features.request_rows import failing_text, set_aside_text
 from proxy.routing.state import RuntimeState
 from proxy.routing.summary import CRITICAL_PERCENT, LOW_PERCENT, health_summary, shown_percent, window_label
 from proxy.secrets.keychain import ACCESS_KEY, KeychainError
@@ -182,6 +182,8 @@ def format_status(data: dict[str, Any], *, color: bool = False, now: float | Non
         lines.extend(_wrap(f"Gateway port: {data['listen_error']}", "  "))
     if data.get("request_log_set_aside"):
         lines.extend(_wrap(f"Request log: {set_aside_text(data['request_log_set_aside'])}", "  "))
+    if data.get("request_log_failing"):
+        lines.extend(_wrap(f"Request log: {failing_text(data['request_log_failing'])}", "  "))
     lines.append(f"Routing: {data['routing']}")
     if data.get("settings_error"):
         lines.append("Settings file is INVALID — still using the last good settings:")

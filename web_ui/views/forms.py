@@ -64,6 +64,7 @@ SECTION_PAGE: dict[str, str] = {
     "chatgpt": "caching",
     "dumps": "debugging",
     "logging": "debugging",
+    "request_log": "debugging",
     "upstream_websocket": "routing",
 }
 
@@ -74,6 +75,7 @@ GROUP_TITLES: dict[str, str] = {
     "chatgpt": "ChatGPT accounts",
     "dumps": "Request dumps",
     "logging": "Log",
+    "request_log": "Request log",
     "relay": "Relay settings",
     "web": "Settings page",
     "upstream_websocket": "Upstream WebSocket (Responses API)",
@@ -102,6 +104,7 @@ FIELD_LABELS: dict[str, str] = {
     "dumps.max_mb": "Keep at most (MB)",
     "dumps.include_sse": "Include response transcripts (SSE)",
     "logging.level": "Log level",
+    "request_log.keep_days": "Keep requests for (days)",
 }
 
 _UNITS = (("_seconds", "seconds"), ("_minutes", "minutes"), ("_mb", "MB"), ("_percent", "%"))

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -368,14 +368,14 @@ def test_record_never_blocks_and_counts_drops_when_full(
     request_log = RequestLog(db_path, queue_size=3)
     original_write = RequestLog._write
 
-    def stuck_write(self: RequestLog, conn: sqlite3.Connection, batch: Sequence[RequestRecord]) -> None:
+    def stuck_write(self: RequestLog, batch: Sequence[RequestRecord]) -> None:
         release.wait(10)
-        original_write(self, conn, batch)
+        original_write(self, batch)
 
     monkeypatch.setattr(RequestLog, "_write", stuck_write)
     request_log.start()
     try:
-        with caplog.at_level(logging.WARNING, logger="proxy.features.request_log"):
+        with caplog.at_level(logging.WARNING, logger="headway.request_log"):
             started = time.monotonic()
             for i in range(50):
                 request_log.record(_rec(ts=float(i)))
@@ -394,9 +394,9 @@ def test_stop_is_bounded_when_the_writer_hangs(db_path: Path, monkeypatch: pytes
     release = threading.Event()
     original_write = RequestLog._write
 
-    def stuck_write(self: RequestLog, conn: sqlite3.Connection, batch: Sequence[RequestRecord]) -> None:
+    def stuck_write(self: RequestLog, batch: Sequence[RequestRecord]) -> None:
         release.wait(10)
-        original_write(self, conn, batch)
+        original_write(self, batch)
 
     monkeypatch.setattr(RequestLog, "_write", stuck_write)
     request_log = RequestLog(db_path)
@@ -555,3 +555,168 @@ def test_a_log_that_is_only_busy_is_not_set_aside(db_path: Path, monkeypatch: py
         blocker.execute("ROLLBACK")
         blocker.close()
     assert not list(db_path.parent.glob("*.unreadable-*"))
+
+
+# -- while it runs: retention, a damaged file, a full disk --------------------------------------------------------
+
+_DAY = 86400.0
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _timestamps(db_path: Path) -> list[float]:
+    with sqlite3.connect(db_path) as conn:
+        return [ts for (ts,) in conn.execute("SELECT ts FROM requests ORDER BY ts")]
+
+
+def _log_with_rows(db_path: Path, timestamps: Sequence[float]) -> None:
+    request_log = RequestLog(db_path, linger=0)
+    request_log.start()
+    for ts in timestamps:
+        request_log.record(_rec(ts=ts))
+    assert request_log.stop(timeout=5)
+
+
+def test_rows_older_than_keep_days_are_deleted_when_the_writer_starts(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, nothing was ever deleted: about 300 bytes a request, half a gigabyte a year for a busy agent user."""
+    now = 1_800_000_000.0
+    _log_with_rows(db_path, [now - 400 * _DAY, now - 366 * _DAY, now - 364 * _DAY, now - 1])
+    request_log = RequestLog(db_path, linger=0, keep_days=365, clock=_Clock(now))
+    with caplog.at_level(logging.INFO):
+        request_log.start()
+        try:
+            assert request_log.flush(timeout=5)
+            assert _timestamps(db_path) == [now - 364 * _DAY, now - 1]
+        finally:
+            assert request_log.stop(timeout=5)
+    assert any("removed 2 requests older than 365 days" in r.getMessage() for r in caplog.records)
+
+
+def test_pruning_goes_on_once_a_day_and_in_chunks(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import proxy.features.request_log as module
+
+    monkeypatch.setattr(module, "_PRUNE_CHUNK", 3)  # several transactions for the 7 old rows
+    clock = _Clock(1_800_000_000.0)
+    request_log = RequestLog(db_path, linger=0, keep_days=40, clock=clock)
+    request_log.start()
+    try:
+        day_one = clock.now
+        for ts in [day_one - 10 * _DAY] * 7 + [day_one]:
+            request_log.record(_rec(ts=ts))
+        assert request_log.flush(timeout=5)
+        assert len(_timestamps(db_path)) == 8  # pruned at start, before these arrived: nothing was old then
+        clock.now = (
+            day_one + 31 * _DAY
+        )  # the ten-day-old rows are now 41 days old; the next batch is a day later
+        request_log.record(_rec(ts=clock.now))
+        assert request_log.flush(timeout=5)
+        assert _timestamps(db_path) == [day_one, clock.now]
+    finally:
+        assert request_log.stop(timeout=5)
+
+
+def test_a_shorter_keep_applies_at_once(db_path: Path) -> None:
+    now = 1_800_000_000.0
+    _log_with_rows(db_path, [now - 100 * _DAY, now - 50 * _DAY, now - 1])
+    request_log = RequestLog(db_path, linger=0, keep_days=365, clock=_Clock(now))
+    request_log.start()
+    try:
+        assert request_log.flush(timeout=5)
+        assert len(_timestamps(db_path)) == 3
+        request_log.keep(60)  # no request needed: the writer wakes for it
+        assert wait_for(lambda: _timestamps(db_path) == [now - 50 * _DAY, now - 1])
+        request_log.keep(None)  # for ever: nothing more goes
+        request_log.record(_rec(ts=now - 1000 * _DAY))
+        assert request_log.flush(timeout=5)
+        assert len(_timestamps(db_path)) == 3
+    finally:
+        assert request_log.stop(timeout=5)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_log_damaged_while_it_runs_is_kept_aside_and_a_new_one_started(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, every later batch failed with a logged traceback ("file is not a database") until a restart, and
+    every request in between went unrecorded."""
+    request_log = RequestLog(db_path, linger=0)
+    request_log.start()
+    try:
+        request_log.record(_rec(ts=1.0))
+        assert request_log.flush(timeout=5)
+        with sqlite3.connect(db_path) as conn:  # everything into the main file, then overwrite all of it
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        junk = _garbage(db_path, size=db_path.stat().st_size)
+        with caplog.at_level(logging.WARNING):
+            request_log.record(_rec(ts=2.0))
+            assert request_log.flush(timeout=5)
+        assert [r.ts for r in request_log.query()] == [2.0]  # the batch that found the damage is not lost
+        assert request_log.failing is None
+    finally:
+        assert request_log.stop(timeout=5)
+    aside = request_log.set_aside
+    assert aside is not None and aside.read_bytes() == junk
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+    assert [r.levelname for r in caplog.records] == ["WARNING"]  # one line, no traceback
+    assert "damaged while Headway ran" in caplog.records[0].getMessage() and not caplog.records[0].exc_info
+
+
+class _SmallDisk(RequestLog):
+    """A request log whose database may hold only ``pages`` pages: SQLite's real "database or disk is full"."""
+
+    pages = 0
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = super()._open_writer()
+        conn.execute(f"PRAGMA max_page_count = {self.pages}")
+        return conn
+
+
+def test_a_full_disk_loses_rows_says_so_once_and_recovers(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, each failed batch logged a traceback (several a second on a busy gateway) and nothing told the
+    status; the ROLLBACK after SQLite's own rollback also replaced the real reason with "no transaction is active"."""
+    _log_with_rows(db_path, [1.0])
+    pages = sqlite3.connect(db_path).execute("PRAGMA page_count").fetchone()[0]
+    request_log = _SmallDisk(db_path, linger=0)
+    request_log.pages = pages  # full already: any new page fails
+    request_log.start()
+    big = "x" * 20_000  # a row larger than a page
+    try:
+        with caplog.at_level(logging.INFO):
+            for n in range(3):
+                request_log.record(_rec(ts=10.0 + n, error=big))
+                assert request_log.flush(timeout=5)
+            assert request_log.failing is not None and "full" in request_log.failing
+            assert [r.ts for r in request_log.query()] == [1.0]
+            warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+            assert len(warnings) == 1 and not warnings[0].exc_info
+            assert "database or disk is full" in warnings[0].getMessage()
+            assert "1 requests not recorded" in warnings[0].getMessage()
+            # space again (the user cleaned up): the next write lands and the status clears
+            with sqlite3.connect(db_path) as conn:
+                conn.execute("DELETE FROM requests")
+            request_log.record(_rec(ts=20.0))
+            assert request_log.flush(timeout=5)
+        assert request_log.failing is None
+        assert [r.ts for r in request_log.query()] == [20.0]
+        assert any("is written again" in r.getMessage() for r in caplog.records)
+    finally:
+        assert request_log.stop(timeout=5)

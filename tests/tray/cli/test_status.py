@@ -89,18 +89,30 @@ def test_status_when_the_access_key_cannot_be_read(paths: Paths, silent_server: 
     assert "Traceback" not in result.stderr
 
 
-def test_status_shows_the_engines_listen_error() -> None:
-    data = {
+def _running(**problem: str) -> dict[str, object]:
+    """A running instance's status, with no accounts, and ``problem`` (a status field) set."""
+    return {
         "version": "1",
         "running": True,
         "url": "http://127.0.0.1:4141",
         "pid": 5,
         "routing": "main-first",
         "accounts": [],
-        "listen_error": "port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:4141",
+        **problem,
     }
+
+
+def test_status_shows_the_engines_listen_error() -> None:
+    data = _running(listen_error="port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:4141")
     assert "Gateway port: port 8080 on 127.0.0.1 is in use; still serving on 127.0.0.1:4141" in format_status(
         data
+    )
+
+
+def test_status_shows_a_request_log_that_cannot_be_written() -> None:
+    shown = " ".join(format_status(_running(request_log_failing="database or disk is full")).split())
+    assert (
+        "Request log: cannot be written (database or disk is full); requests are not being recorded" in shown
     )
 
 

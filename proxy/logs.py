@@ -9,6 +9,7 @@ the handlers, not on the logger, because a logger's filters do not see records f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from io import TextIOWrapper
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import Any
 
 from proxy.config.paths import ensure_private_dir
 
@@ -137,13 +139,68 @@ class RedactingFilter(logging.Filter):
 
 
 class _PrivateRotatingFileHandler(RotatingFileHandler):
-    """A rotating file handler whose files are created owner-only (0600), however the umask is set."""
+    """A rotating file handler whose files are created owner-only (0600), however the umask is set.
+
+    A log file that cannot be written (a full disk) costs its lines, not a traceback each: logging's default prints
+    "--- Logging error ---" and a traceback to stderr for every line. Here the first failure is one line on stderr,
+    the lines after it are counted, and the first line written again is preceded by how many may be missing (the
+    file's buffer may still write some of them late, or cut short).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lost = 0  # lines not written since the last one that was
+        self._told = False  # stderr has been told of this run of failures
+        self._noting = False
 
     def _open(self) -> TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if os.name == "posix":
             os.fchmod(fd, 0o600)
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._lost:
+            self._note_lost(record)
+        super().emit(record)
+
+    def _note_lost(self, record: logging.LogRecord) -> None:
+        lost, self._lost = self._lost, 0
+        note = logging.makeLogRecord(
+            {
+                "name": record.name,
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "threadName": record.threadName,
+                "msg": "%d log lines may be missing or cut short above: the log file could not be written",
+                "args": (lost,),
+            }
+        )
+        self._noting = True
+        try:
+            super().emit(note)
+        finally:
+            self._noting = False
+        if self._lost:  # the note failed too: still failing, and the note is not a line of its own
+            self._lost = lost
+        else:
+            self._told = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            super().handleError(record)
+            return
+        self._lost += 1
+        if self._noting or self._told:
+            return
+        self._told = True
+        if sys.stderr is not None:
+            with contextlib.suppress(Exception):
+                sys.stderr.write(
+                    f"headway: cannot write the log file {self.baseFilename} ({error.strerror or error}); "
+                    "log lines are lost until it can be written\n"
+                )
 
 
 class LogHandle:

@@ -114,6 +114,12 @@ def _file_failure(exc: OSError) -> Failure:
             f"{Path(str(name)).parent}`) or point HEADWAY_HOME at a folder you own",
         )
     reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return Failure(
+            f"cannot write {name}: {reason}",
+            "free some space on that disk (or raise the limit), then run the command again; the file was left "
+            "as it was",
+        )
     return Failure(
         f"cannot use {name}: {reason}", "free some space or fix the folder, or point HEADWAY_HOME elsewhere"
     )
@@ -166,6 +172,8 @@ def explain(exc: BaseException) -> Failure | None:
             errno.EPERM,
             errno.EROFS,
             errno.ENOSPC,
+            errno.EDQUOT,
+            errno.EFBIG,
             errno.ENOTDIR,
             errno.EEXIST,
         )

@@ -158,6 +158,12 @@ def write_private_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         if os.name == "posix":
             os.chmod(tmp, mode)  # exactly this, whatever the umask took away
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        # A failed write (a full disk) names no file: name the one that was not written.
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

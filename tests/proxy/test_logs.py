@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -264,3 +265,35 @@ def test_close_restores_the_logger_and_reconfigure_does_not_duplicate(log_dir: P
 
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
     assert (log_dir / "headway.log").read_text(encoding="utf-8").count("once") == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_log_file_that_cannot_be_written_costs_lines_not_tracebacks(
+    handle: LogHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/dev/full fails every write with the kernel's "No space left on device". Before, each line printed
+    "--- Logging error ---" and a traceback to stderr; nothing said afterwards that lines were missing."""
+    [file_handler] = [h for h in _our_handlers() if isinstance(h, RotatingFileHandler)]
+    log = logging.getLogger("headway.test")
+    log.warning("before the disk filled")
+    file_handler.flush()
+    capsys.readouterr()
+    real = file_handler.stream
+    full = open("/dev/full", "a", encoding="utf-8")
+    file_handler.stream = full
+    try:
+        for n in range(3):
+            log.warning("while full %d", n)
+    finally:
+        file_handler.stream = real
+        with contextlib.suppress(OSError):
+            full.close()
+    log.warning("space again")
+    file_handler.flush()
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert err.count("cannot write the log file") == 1 and "No space left on device" in err
+    lines = Path(file_handler.baseFilename).read_text().splitlines()
+    assert "before the disk filled" in lines[-3]
+    assert "3 log lines may be missing or cut short above: the log file could not be written" in lines[-2]
+    assert lines[-1].endswith("space again")

@@ -254,6 +254,32 @@ def test_permission_denied_on_headway_home(tmp_path: Path) -> None:
     assert home["status"] == "fail", doctor.stdout
 
 
+# --------------------------------------------------------------------------- a full disk
+
+
+def test_a_full_disk_is_explained_and_the_settings_are_left_as_they_were(file_home: Paths) -> None:
+    """The kernel's own "file too large" (a 100-byte file size limit; Python ignores SIGXFSZ) stands in for a full
+    disk: the same failed write. Before: "unexpected error: OSError: [Errno 28] No space left on device" and a crash
+    report, because a failed write names no file."""
+    before = file_home.settings_file.read_bytes()
+    limited = ("prlimit", "--fsize=100")
+    commands = (
+        (("dumps", "on"), None),
+        (
+            ("accounts", "add", "anthropic", "--label", "second", "--api-key-stdin"),
+            "sk-ant-api03-" + "x" * 40 + "\n",
+        ),
+    )
+    for args, typed in commands:
+        result = run(*args, prefix=limited, input=typed)
+        seen = clear_failure(
+            result, f"cannot write {file_home.settings_file}: File too large", "free some space"
+        )
+        assert "unexpected error" not in seen and "crash" not in seen
+    assert file_home.settings_file.read_bytes() == before
+    assert not [p.name for p in file_home.settings_file.parent.iterdir() if p.name.endswith(".tmp")]
+
+
 # --------------------------------------------------------------------------- unknown errors (in process)
 
 

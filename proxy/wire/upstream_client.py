@@ -19,10 +19,22 @@ What it does the way httpx did, so that nothing changes for the user:
 - timeouts: connect and per-read, from the settings at each request; waiting for a free connection is bounded too;
 - no cookies (one client serves every account: an upstream's cookies must never link them), no redirects followed,
   ``Accept-Encoding: gzip, deflate`` (the answer is decoded by httpx's decoders as before).
+
+One thing it does that neither httpx nor aiohttp does for a POST: a request whose connection is *reset* before any
+of the answer arrived is sent once more, on a new connection. That is what a kept-alive connection meets after the
+laptop slept or the network changed: the upstream forgot it long ago (its kernel answers the request's bytes with a
+reset), the pool cannot know (its idle clock is monotonic, which stands still in sleep), and the first request after
+waking failed with "Connection reset by peer" — or went to the next account. The request body is buffered, and the
+gateway already replays it on another account after the same error; a model request changes nothing upstream but
+its cost. Not sent again: a connection the upstream *closed* without answering (it may have read the request: the
+next account is tried, as before), a failure to connect, a timeout (the upstream may be working on it), anything
+after the answer began.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import ssl
 import urllib.request
@@ -35,8 +47,12 @@ import httpx
 
 __all__ = ["Timeouts", "UpstreamClient", "translate"]
 
+log = logging.getLogger("headway.upstream")
+
 _ACCEPT_ENCODING = "gzip, deflate"  # what httpx's decoders read without optional packages
 _POOL_WAIT_SECONDS = 30.0
+#: A connection reset, not closed: what the upstream's kernel answers to bytes on a connection it no longer knows
+_RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 
 @dataclass(frozen=True)
@@ -64,14 +80,17 @@ class UpstreamClient:
         self._proxies = _proxies_from(os.environ if environ is None else environ)
         self._proxy_of: dict[tuple[str, str], str | None] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None  # a new connection each time: for sending again
         self._client_timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
-    def _open_session(self) -> aiohttp.ClientSession:
+    def _open_session(self, *, pooled: bool = True) -> aiohttp.ClientSession:
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context(trust_env=True)
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
-            keepalive_timeout=self._keepalive_expiry,
-            ssl=self._tls or httpx.create_ssl_context(trust_env=True),
+            ssl=self._tls,
+            **({"keepalive_timeout": self._keepalive_expiry} if pooled else {"force_close": True}),
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -128,18 +147,38 @@ class UpstreamClient:
             )
         if "accept-encoding" not in headers:
             headers = {**headers, "accept-encoding": _ACCEPT_ENCODING}
-        try:
-            answer = await self._session.request(
-                method,
-                url,
-                headers=headers,
-                data=content,
-                allow_redirects=False,
-                timeout=self._timeout(),
-                proxy=proxy,
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise translate(exc, connecting=True) from exc
+        session = self._session
+        while True:
+            try:
+                answer = await session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=content,
+                    allow_redirects=False,
+                    timeout=self._timeout(),
+                    proxy=proxy,
+                )
+                break
+            except aiohttp.ClientOSError as exc:
+                # (a ClientConnectorError is a ClientOSError too: the connection was never made, nothing to redo)
+                if (
+                    session is not self._session
+                    or isinstance(exc, aiohttp.ClientConnectorError)
+                    or exc.errno not in _RESET
+                ):
+                    raise translate(exc, connecting=True) from exc
+                log.info(
+                    "the upstream %s closed a kept-alive connection before answering (%s); sending the request "
+                    "again on a new connection",
+                    urlsplit(url).netloc,
+                    exc,
+                )
+                if self._fresh is None:
+                    self._fresh = self._open_session(pooled=False)
+                session = self._fresh
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise translate(exc, connecting=True) from exc
         return httpx.Response(
             status_code=answer.status,
             headers=answer.raw_headers,
@@ -147,9 +186,11 @@ class UpstreamClient:
         )
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        sessions = (self._session, self._fresh)
+        self._session = self._fresh = None
+        for session in sessions:
+            if session is not None:
+                await session.close()
 
 
 class _Body(httpx.AsyncByteStream):

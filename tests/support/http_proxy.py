@@ -9,47 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
-from types import TracebackType
 from urllib.parse import urlsplit
+
+from tests.support.loop_server import LoopServer
 
 __all__ = ["HttpProxy"]
 
 
-class HttpProxy:
+class HttpProxy(LoopServer):
+    name = "test-http-proxy"
+
     def __init__(self) -> None:
+        super().__init__()
         self.request_lines: list[str] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="test-http-proxy", daemon=True)
-        self._server: asyncio.Server | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> HttpProxy:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
-        ).result(10)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        async def stop() -> None:
-            assert self._server is not None
-            self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.closing(writer):

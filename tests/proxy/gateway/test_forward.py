@@ -18,6 +18,7 @@ import pytest
 
 from proxy.config.settings import GatewaySettings, Settings
 from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI
+from tests.support.forgetful_relay import ForgetfulRelay
 from tests.support.gateway import RunningGateway, start_gateway, wait_until
 
 ANTHROPIC_KEY = "sk-ant-api03-" + "Zq7" * 20
@@ -303,3 +304,30 @@ def test_a_non_finite_quota_reset_does_not_block_an_account_for_ever(
     assert 0 < int(later.headers["retry-after"]) <= 60  # routing.default_cooldown_seconds, not infinity
     status = gw.account_status("main")
     assert status["blocked_for_seconds"] is not None and status["blocked_for_seconds"] <= 60
+
+
+# -- a kept-alive connection the upstream forgot ---------------------------------------------------------------
+
+
+def test_after_the_upstream_forgot_its_connections_the_first_account_still_answers(
+    anthropic: FakeAnthropic,
+) -> None:
+    """As after a laptop's sleep: the pooled connection is dead, the upstream is fine. Before, the request went to
+    the second account and the first was noted "unreachable" (with one account, the agent got a 502)."""
+    with (
+        ForgetfulRelay("127.0.0.1", anthropic.port) as relay,
+        start_gateway(anthropic_url=relay.url, settings=_quick) as gateway,
+    ):
+        main = gateway.add("anthropic", "main", ANTHROPIC_KEY)
+        gateway.add("anthropic", "spare", "sk-ant-api03-" + "Spa" * 20)
+        assert post(gateway).status_code == 200
+        relay.forget()
+        for body in (MESSAGE, STREAMED):
+            answer = post(gateway, body)
+            assert answer.status_code == 200, answer.text
+        gateway.flush_log()
+        rows = gateway.services.engine.request_log.query()
+        assert [row.account_id for row in rows] == [main.id] * 3
+        assert all(row.fallback_chain == [f"{main.id}:200"] for row in rows), [r.fallback_chain for r in rows]
+        assert gateway.account_status(main.id)["last_error"] is None
+    assert relay.resets == 1

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
+import logging
 import socket
+import struct
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +17,7 @@ import pytest
 
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
 from tests.fakes import Behavior, FakeAnthropic
+from tests.support.forgetful_relay import ForgetfulRelay
 from tests.support.http_proxy import HttpProxy
 
 BODY = json.dumps(
@@ -194,3 +199,104 @@ async def test_bytes_that_arrived_with_a_broken_connection_come_before_the_error
     finally:
         await client.aclose()
     assert received.count(b"event: ") == 5
+
+
+# -- a kept-alive connection the upstream forgot (the laptop slept, the network changed) ----------------------------
+
+
+async def test_a_kept_alive_connection_the_upstream_forgot_is_sent_again_on_a_new_one(
+    fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: "Connection reset by peer" — the agent's first request after the laptop woke up failed (one account)
+    or went to the next account, although the upstream was fine."""
+    with ForgetfulRelay("127.0.0.1", fake.port) as relay:
+        client = _client()
+        try:
+            assert (await _post(client, relay.url)).status_code == 200
+            relay.forget()
+            with caplog.at_level(logging.INFO, logger="headway.upstream"):
+                again = await _post(client, relay.url)
+        finally:
+            await client.aclose()
+    assert again.status_code == 200 and again.json()["content"][0]["text"] == "Hello from the fake"
+    assert relay.resets == 1 and relay.connections == 2
+    assert len(fake.requests) == 2  # the reset request never reached the upstream; it was sent once more
+    assert "closed a kept-alive connection before answering" in caplog.text
+
+
+async def test_every_forgotten_connection_in_the_pool_costs_one_resend_not_a_failure(
+    fake: FakeAnthropic,
+) -> None:
+    with ForgetfulRelay("127.0.0.1", fake.port) as relay:
+        client = _client()
+        try:
+            # three at once: three connections, all kept alive in the pool afterwards
+            await asyncio.gather(*(_post(client, relay.url) for _ in range(3)))
+            assert relay.connections == 3
+            relay.forget()
+            answers = [await _post(client, relay.url) for _ in range(4)]
+        finally:
+            await client.aclose()
+    assert [a.status_code for a in answers] == [200] * 4
+    assert relay.resets == 3
+
+
+def _resetting_server() -> tuple[socket.socket, list[int], threading.Thread]:
+    """A server that reads each request and resets the connection without answering; counts the connections."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted: list[int] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                accepted.append(1)
+                conn.recv(65536)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, accepted, thread
+
+
+async def test_an_upstream_that_resets_every_request_is_sent_it_only_once_more() -> None:
+    server, accepted, thread = _resetting_server()
+    client = _client()
+    try:
+        with pytest.raises(httpx.TransportError, match=r"reset|disconnected"):
+            await _post(client, f"http://127.0.0.1:{server.getsockname()[1]}")
+    finally:
+        await client.aclose()
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        thread.join(5)
+    assert len(accepted) == 2
+
+
+async def test_a_connection_the_upstream_closed_without_answering_is_not_sent_again(
+    fake: FakeAnthropic,
+) -> None:
+    """A close, not a reset: the upstream may have read the request (and be billing it); the gateway tries the next
+    account instead, as before."""
+    fake.enqueue(Behavior(drop_after_events=1))  # a non-streamed request: closed without any answer
+    client = _client()
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await _post(client, fake.url)
+    finally:
+        await client.aclose()
+    assert len(fake.requests) == 1
+
+
+async def test_a_timeout_is_not_sent_again(fake: FakeAnthropic) -> None:
+    fake.enqueue(Behavior(first_byte_delay=2.0))
+    client = _client(read=0.3)
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            await _post(client, fake.url)
+    finally:
+        await client.aclose()
+    assert len(fake.requests) == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import keyring
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
     from tests.fakes.openai_auth import FakeOpenAIAuth
     from tests.support.private_keyring import PrivateSecretService
     from tests.support.redis_server import RedisServer
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 _SCRUB_PREFIXES = ("HEADWAY_", "ANTHROPIC_", "OPENAI_", "CODEX_", "OPENCODE_", "PI_", "CLAUDE_")
 
@@ -48,6 +52,45 @@ def pytest_configure(config: pytest.Config) -> None:
     watch = KeyringDaemonWatch.from_environment()
     if watch is not None:
         config.pluginmanager.register(watch, "headway-keyring-daemon")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test, for fixtures that act on how it went (`no_gateway_left_running`)."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+def _started_gateways() -> ModuleType | None:
+    """tests/support/gateway.py, which counts the `headway serve` processes it starts — if a test has imported it:
+    when none has, none has started one (and unit tests do not pay for importing it)."""
+    return sys.modules.get("tests.support.gateway")
+
+
+@pytest.fixture(autouse=True)
+def no_gateway_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A `headway serve` the test started and did not stop (it timed out, or a fixture raised before its ``stop()``)
+    would run on for the rest of the session: end it, and fail the test for it unless the test failed already.
+    Gateways a module- or session-scoped fixture started earlier are not the test's and are left alone."""
+    gateway = _started_gateways()
+    since = gateway.gateways_started() if gateway is not None else 0
+    yield
+    gateway = _started_gateways()
+    if gateway is None:
+        return
+    left = gateway.stop_gateways_left_running(since)
+    reports = request.node.stash.get(_REPORTS, {}).values()
+    if left and not any(r.failed or hasattr(r, "wasxfail") for r in reports):
+        pids = ", ".join(map(str, left))
+        pytest.fail(f"the test left `headway serve` (pid {pids}) running; killed it", pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The last net: no `headway serve` from this run outlives it (one a broader-scoped fixture did not stop)."""
+    gateway = _started_gateways()
+    if gateway is not None:
+        gateway.stop_gateways_left_running()
 
 
 @pytest.fixture(autouse=True)

@@ -31,11 +31,18 @@ __all__ = [
     "add_account_with_cli",
     "e2e_keychain",
     "file_secrets_gateway_process",
+    "gateways_started",
     "secret_service_available",
     "start_gateway",
     "start_gateway_process",
+    "stop_gateways_left_running",
     "wait_until",
 ]
+
+#: Every `headway serve` that start_gateway_process started in this run, in order, held strongly: a test that times
+#: out (or a fixture that raises) before its ``stop()`` drops the GatewayProcess, and the process must still be found
+#: and ended (tests/conftest.py does after each test and at the end of the run).
+_started: list[subprocess.Popen[bytes]] = []
 
 
 def secret_service_available() -> bool:
@@ -246,6 +253,32 @@ def file_secrets_gateway_process(
         process.stop()
 
 
+def gateways_started() -> int:
+    """How many `headway serve` processes this run has started: the mark `stop_gateways_left_running` counts from."""
+    return len(_started)
+
+
+def stop_gateways_left_running(since: int = 0, grace: float = 5.0) -> list[int]:
+    """End every `headway serve` started after the first ``since`` that still runs, with its whole process group
+    (SIGTERM, then SIGKILL after ``grace`` seconds), and reap it; the PIDs of those it had to end."""
+    left = [proc for proc in _started[since:] if proc.poll() is None]
+    for proc in left:
+        _end_process_group(proc, grace)
+    return [proc.pid for proc in left]
+
+
+def _end_process_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM to ``proc``'s process group (its own: start_new_session), SIGKILL after ``grace`` s, then reap it."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        if proc.poll() is not None:  # reaped: its PID may be another process's by now
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(wait)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+
+
 def start_gateway_process(
     *,
     env: dict[str, str] | None = None,
@@ -271,6 +304,18 @@ def start_gateway_process(
         start_new_session=True,
     )
     out.close()
+    _started.append(proc)
+    try:
+        return _ready_gateway_process(proc, paths, environ, timeout, log_path)
+    except BaseException:  # not started, or the test timed out while it was starting: nobody else can stop it
+        _end_process_group(proc)
+        raise
+
+
+def _ready_gateway_process(
+    proc: subprocess.Popen[bytes], paths: Paths, environ: dict[str, str], timeout: float, log_path: Path
+) -> GatewayProcess:
+    assert paths.home is not None
     runtime: dict[str, Any] = {}
 
     def ready() -> bool:
@@ -285,7 +330,6 @@ def start_gateway_process(
 
     wait_until(ready, timeout=timeout, interval=0.05)
     if proc.poll() is not None or not runtime:
-        proc.kill()
         raise RuntimeError(f"headway serve did not start:\n{log_path.read_text(errors='replace')}")
     key = run_cli("key", env=environ).stdout.strip()
     httpx.get(f"{runtime['url']}/health", timeout=5).raise_for_status()

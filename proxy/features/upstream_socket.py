@@ -14,6 +14,7 @@ decides what actually needs to travel:
     frames ─► ``codex.rate_limits`` before the first event → x-codex-* headers (the quota book reads them as over HTTP)
            ─► an ``error`` frame first → an httpx.Response with that status and error body (fallback as over HTTP);
               ``websocket_connection_limit_reached`` / ``previous_response_not_found`` → a new socket, full input, once
+           ─► a kept socket gone before any frame (the laptop slept: the service forgot it) → the same, once
            ─► events → an httpx.Response whose stream yields them as SSE bytes, so the forwarder's pre-content hold,
               fallback and relay are unchanged
 
@@ -225,6 +226,9 @@ class UpstreamSockets(Feature):
     async def _turn(
         self, session: _Session, out: Outgoing, body: dict[str, Any], account: Account
     ) -> httpx.Response:
+        # (loaded already: the session's socket was opened with it)
+        from proxy.relay.websocket import WebSocketError
+
         items = body.get("input")
         items = items if isinstance(items, list) else ([] if items is None else [items])
         canonical = [canonical_item(item) for item in items]
@@ -255,17 +259,32 @@ class UpstreamSockets(Feature):
             text = json.dumps({"type": "response.create", **frame}, separators=(",", ":"))
             ws = session.ws
             assert ws is not None
-            await ws.send_text(text)
+            try:
+                await ws.send_text(text)
+                first = await self._recv(ws)
+            except (WebSocketError, httpx.ReadError) as exc:
+                if fresh:
+                    raise
+                # A kept socket that is gone before any answer: the service forgot it (the laptop slept, the
+                # network changed) while its age, on the monotonic clock, still looked young. A new one, once.
+                log.info(
+                    "account %s: the upstream WebSocket of session %s was gone (%s); opening a new one with the "
+                    "full input",
+                    account.id,
+                    session.key[1],
+                    exc,
+                )
+                continue
             self.turns_sent += 1
             self.bytes_sent += len(text.encode())
             session.used = self._clock()
             sent = _Sent(canonical, fields, known="previous_response_id" not in body)
             headers: dict[str, str] = {}
             while True:
-                first = await self._recv(ws)
                 kind = first.get("type")
                 if kind == "codex.rate_limits":
                     headers.update(rate_limit_frame_headers(first))
+                    first = await self._recv(ws)
                     continue
                 break
             if kind == "error":

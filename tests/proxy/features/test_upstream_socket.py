@@ -16,7 +16,8 @@ from proxy.relay.websocket import WebSocket
 from tests.fakes import Behavior, FakeOpenAI, FakeOpenAIAuth, ToolCall
 from tests.fakes.codex import FakeCodex
 from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
-from tests.support.gateway import RunningGateway, wait_until
+from tests.support.forgetful_relay import ForgetfulRelay
+from tests.support.gateway import RunningGateway, start_gateway, wait_until
 
 
 @pytest.fixture
@@ -181,6 +182,31 @@ def test_a_socket_the_service_already_capped_is_replaced_within_the_turn(
         and turns[2].previous_response_id is None
         and len(turns[2].frame["input"]) == 3
     )
+
+
+def test_a_socket_the_upstream_forgot_is_replaced_within_the_turn(
+    auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    """As after a laptop's sleep: the socket looks young (its age runs on the monotonic clock, which stands still in
+    sleep) but the service forgot it. Before, the turn failed on it and went to the next account."""
+    codex.sockets.enabled = True
+    with (
+        ForgetfulRelay("127.0.0.1", codex.port) as relay,
+        start_gateway(env={"HEADWAY_CHATGPT_BASE_URL": relay.url, "HEADWAY_OPENAI_AUTH_URL": auth.url}) as gw,
+    ):
+        add_chatgpt(gw, auth, "acct-1", "work")
+        add_chatgpt(gw, auth, "acct-2", "spare")
+        conversation = http_turn(gw, [user("one")])
+        relay.forget()
+        http_turn(gw, [*conversation, user("two")])
+        gw.flush_log()
+        rows = gw.services.engine.request_log.query()
+    turns = codex.sockets.turns
+    assert len(turns) == 2 and turns[1].connection == 2
+    assert turns[1].previous_response_id is None and len(turns[1].frame["input"]) == 3  # the full input, anew
+    assert [r.account_id for r in rows] == ["work", "work"]
+    assert all(r.fallback_chain == ["work:200"] for r in rows), [r.fallback_chain for r in rows]
+    assert relay.resets == 1
 
 
 def test_an_openai_api_key_uses_the_websocket_mode_too(gw: RunningGateway, openai: FakeOpenAI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,8 +100,11 @@ class FakeAnthropic(FakeServer):
         port: int = 0,
         keep_requests: int | None = None,
         models: Iterable[str] = ANTHROPIC_MODELS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(default=default, valid_keys=valid_keys, port=port, keep_requests=keep_requests)
+        super().__init__(
+            default=default, valid_keys=valid_keys, port=port, keep_requests=keep_requests, tls=tls
+        )
         self.models = tuple(models)
 
     def routes(self) -> Mapping[tuple[str, str], Route]:

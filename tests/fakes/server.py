@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -323,8 +324,10 @@ class FakeServer:
         valid_keys: Iterable[str] | None = None,
         port: int = 0,
         keep_requests: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.default = default or Behavior()
+        self.tls = tls  # a server context: HTTPS (the handshake runs on the connection's own thread)
         self.valid_keys = frozenset(valid_keys) if valid_keys is not None else None
         self._port = port
         self._lock = threading.Lock()
@@ -400,7 +403,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # -- scripting and recording -----------------------------------------------------------------------------
 
@@ -531,6 +534,12 @@ class _HTTPServer(LocalHTTPServer):
         self._connections: set[socket.socket] = set()
         self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        if self.fake.tls is not None:
+            conn = self.fake.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
 
     def track(self, conn: socket.socket) -> None:
         with self._idle:

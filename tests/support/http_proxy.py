@@ -1,8 +1,9 @@
 """A real HTTP forward proxy on 127.0.0.1 for tests: it reads absolute-form requests (``POST http://host:port/path
 HTTP/1.1``), records each request line, and relays the request to the target and the answer back, byte for byte.
 
-Plain HTTP only (no CONNECT): the fakes speak HTTP, and what is tested is that the client goes through the proxy the
-environment names. One thread runs an asyncio loop; use it as a context manager.
+``CONNECT host:port`` opens a tunnel (``200 Connection established``, then bytes both ways until either side
+closes): how a client reaches an HTTPS upstream through a company's proxy. What is tested is that the client goes
+through the proxy the environment names. One thread runs an asyncio loop; use it as a context manager.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class HttpProxy(LoopServer):
                 line, headers = head
                 self.request_lines.append(line)
                 method, target, version = line.split(" ", 2)
+                if method == "CONNECT":
+                    await _tunnel(target, reader, writer)
+                    return
                 parts = urlsplit(target)
                 length = int(_header(headers, "content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
@@ -74,3 +78,21 @@ def _without_keepalive(answer: bytes) -> bytes:
     head, sep, body = answer.partition(b"\r\n\r\n")
     lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
     return b"\r\n".join([*lines, b"Connection: close"]) + sep + body
+
+
+async def _tunnel(target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    host, _, port = target.rpartition(":")
+    upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    await writer.drain()
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        with contextlib.suppress(OSError):
+            sink.close()
+
+    with contextlib.closing(upstream_writer):
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))

@@ -5,8 +5,6 @@ arena on glibc — and that both entry points do it before the engine is built."
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -19,11 +17,8 @@ from pathlib import Path
 import aiohttp
 import aiohttp.connector
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.support.tls import self_signed
 from tray.memory import _drop_aiohttp_default_tls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,33 +47,9 @@ def dropped(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate, and a client context that trusts it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert_file, key_file)
-    trusting = ssl.create_default_context(cafile=str(cert_file))
+    certificate = self_signed(tmp_path)
+    server_ctx = certificate.server_context()
+    trusting = certificate.client_context()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
 

@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from proxy.wire.upstream_client import Timeouts, UpstreamClient
 from tests.fakes import Behavior, FakeAnthropic
 from tests.support.forgetful_relay import ForgetfulRelay
 from tests.support.http_proxy import HttpProxy
+from tests.support.tls import SelfSigned, self_signed
 
 BODY = json.dumps(
     {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
@@ -120,6 +122,52 @@ async def test_the_proxy_from_the_environment_is_used(fake: FakeAnthropic) -> No
             await client.aclose()
     assert response.status_code == 200
     assert proxy.request_lines == [f"POST {fake.url}/v1/messages HTTP/1.1"]
+
+
+# -- HTTPS: a certificate, and a company's proxy in the way ---------------------------------------------------------
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> SelfSigned:
+    return self_signed(tmp_path / "tls")
+
+
+@pytest.fixture
+def https_fake(certificate: SelfSigned) -> Iterator[FakeAnthropic]:
+    with FakeAnthropic(tls=certificate.server_context()) as server:
+        yield server
+
+
+async def test_https_through_the_environments_proxy_is_a_tunnel(
+    https_fake: FakeAnthropic, certificate: SelfSigned
+) -> None:
+    """HTTPS_PROXY, as behind a company's proxy: CONNECT, then TLS to the upstream inside the tunnel."""
+    with HttpProxy() as proxy:
+        client = UpstreamClient(
+            lambda: Timeouts(connect=5.0, read=10.0),
+            environ={"HTTPS_PROXY": proxy.url},
+            tls=certificate.client_context(),
+        )
+        try:
+            first = await _post(client, https_fake.url)
+            second = await _post(client, https_fake.url)  # the tunnel is kept alive, like any connection
+        finally:
+            await client.aclose()
+    assert first.status_code == second.status_code == 200
+    assert proxy.request_lines == [f"CONNECT 127.0.0.1:{https_fake.port} HTTP/1.1"]
+    assert https_fake.requests[-1].headers["x-api-key"] == "sk-ant-test"
+
+
+async def test_a_certificate_nobody_vouches_for_is_a_connect_error_that_says_so(
+    https_fake: FakeAnthropic,
+) -> None:
+    client = _client()  # the system's (certifi's) roots: the self-signed certificate is not among them
+    try:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await _post(client, https_fake.url)
+    finally:
+        await client.aclose()
+    assert https_fake.requests == []
 
 
 async def test_no_proxy_goes_direct(fake: FakeAnthropic) -> None:

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from proxy import __version__
 from proxy.config.paths import Paths
-from proxy.config.settings import SettingsError
+from proxy.config.settings import ENVIRONMENT, SettingsError
 from proxy.gateway.remote import RemoteNotAllowed
 from proxy.logs import LOG_FILE_NAME, redact
 from proxy.secrets.keychain import KeychainError
@@ -148,6 +148,11 @@ def explain(exc: BaseException) -> Failure | None:
         return Failure(text, "`headway doctor` checks Headway's folders and says what to do")
     if isinstance(exc, SettingsError):
         problems = "\n    ".join(exc.problems[:10])
+        if exc.source == ENVIRONMENT:  # a HEADWAY_* variable, not the file
+            return Failure(
+                f"an environment variable Headway reads cannot be used:\n    {problems}",
+                "change the variable, or unset it to use the settings file's value",
+            )
         return Failure(
             f"the settings file {exc.source} cannot be used:\n    {problems}",
             "fix it (`headway settings check` shows every problem), or put the last good settings back with "

@@ -3,7 +3,9 @@ models, the page, shared state); :mod:`proxy.config.settings` assembles them int
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,10 +25,31 @@ __all__ = [
     "UpstreamWebSocketSettings",
     "WebSettings",
     "glob_problem",
+    "plain_http_problem",
 ]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 _URL = r"^https?://[^\s/]+(/[^\s]*)?$"
+
+
+def plain_http_problem(url: str, *, what: str) -> str | None:
+    """Why ``url`` must not be used for ``what`` (the secrets its requests carry): plain ``http://`` to another
+    machine; None for ``https://`` and for this machine (a loopback address, ``localhost``)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() != "http":
+        return None
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (
+        f"http:// to {host or url} would send {what} unencrypted over the network; use https:// (plain http:// "
+        "is for this machine only: 127.0.0.1, ::1, localhost)"
+    )
 
 
 class Model(BaseModel):
@@ -117,6 +140,17 @@ class RelaySettings(Model):
     url: Annotated[str, Field(pattern=_URL)] | None = Field(
         None, description="The Worker's URL (set by `headway relay setup`)."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _encrypted(cls, value: str | None) -> str | None:
+        problem = (
+            None if value is None else plain_http_problem(value, what="the relay's secret and your requests")
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     transport: Literal["http", "websocket"] = Field(
         "http",
         description="http: one POST per request. websocket: one connection per agent session, its requests queued.",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from proxy.config.sections import (
     ChatGPTSettings,
@@ -32,11 +32,13 @@ from proxy.config.sections import (
     UpstreamWebSocketSettings,
     WebSettings,
     glob_problem,
+    plain_http_problem,
 )
 from proxy.wire.upstream_url import normalize_base_url
 
 __all__ = [
     "ACCOUNT_KINDS",
+    "ENVIRONMENT",
     "Account",
     "AccountKind",
     "BudgetSettings",
@@ -167,12 +169,40 @@ class RoutingSettings(Model):
 
 
 class UpstreamSettings(Model):
-    """Provider base URLs; override for tests and corporate proxies (env HEADWAY_*_BASE_URL wins)."""
+    """Provider base URLs; override for tests and corporate proxies (env HEADWAY_*_BASE_URL wins).
 
+    Every request to them carries a key or a token, so plain ``http://`` is refused unless it stays on this machine
+    (:func:`~proxy.config.sections.plain_http_problem`) or ``allow_insecure_http`` says the network is trusted."""
+
+    allow_insecure_http: bool = Field(
+        False,
+        description="Allow http:// upstream URLs to other machines: your keys, tokens and prompts then cross the "
+        "network unencrypted. http:// to this machine (127.0.0.1, ::1, localhost) is always allowed.",
+    )
     anthropic: Annotated[str, Field(pattern=_URL)] = "https://api.anthropic.com"
     openai: Annotated[str, Field(pattern=_URL)] = "https://api.openai.com"
     chatgpt: Annotated[str, Field(pattern=_URL)] = "https://chatgpt.com"
     openai_auth: Annotated[str, Field(pattern=_URL)] = "https://auth.openai.com"
+
+    def urls(self) -> dict[str, str]:
+        """Each upstream's name and base URL."""
+        return {
+            "anthropic": self.anthropic,
+            "openai": self.openai,
+            "chatgpt": self.chatgpt,
+            "openai_auth": self.openai_auth,
+        }
+
+    @field_validator("anthropic", "openai", "chatgpt", "openai_auth")
+    @classmethod
+    def _encrypted(cls, value: str, info: ValidationInfo) -> str:
+        if not info.data.get("allow_insecure_http"):
+            problem = plain_http_problem(value, what="your keys, tokens and prompts")
+            if problem is not None:
+                raise ValueError(
+                    f"{problem}; or set upstreams.allow_insecure_http if this network is yours to trust"
+                )
+        return value
 
 
 class BudgetSettings(Model):
@@ -272,6 +302,21 @@ class Settings(Model):
     shared_state: SharedStateSettings = Field(default_factory=SharedStateSettings)
 
     @model_validator(mode="after")
+    def _account_urls_encrypted(self) -> Settings:
+        if self.upstreams.allow_insecure_http:
+            return self
+        for index, account in enumerate(self.accounts):
+            problem = account.base_url and plain_http_problem(
+                account.base_url, what="its key and your prompts"
+            )
+            if problem:
+                raise ValueError(
+                    f"accounts[{index}].base_url: {problem}; or set upstreams.allow_insecure_http if this network "
+                    "is yours to trust"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _unique_ids(self) -> Settings:
         seen: set[str] = set()
         for index, account in enumerate(self.accounts):
@@ -303,6 +348,10 @@ class Settings(Model):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
+
+
+#: The source of a SettingsError about a HEADWAY_* variable rather than the settings file.
+ENVIRONMENT = "environment"
 
 
 class SettingsError(Exception):
@@ -392,9 +441,10 @@ def effective_upstreams(settings: Settings, environ: Mapping[str, str]) -> Upstr
         for problem in format_validation_error(exc):
             key, _, message = problem.partition(": ")
             problems.append(f"{variables.get(key, key)}: {message}")
-        raise SettingsError("environment", problems) from exc
+        raise SettingsError(ENVIRONMENT, problems) from exc
     # One normal form for every base (no trailing slash, no /v1 or /backend-api): see proxy.wire.upstream_url.
     return UpstreamSettings(
+        allow_insecure_http=upstreams.allow_insecure_http,
         anthropic=normalize_base_url(upstreams.anthropic, "anthropic"),
         openai=normalize_base_url(upstreams.openai, "openai"),
         chatgpt=normalize_base_url(upstreams.chatgpt, "chatgpt"),

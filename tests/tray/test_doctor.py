@@ -212,7 +212,7 @@ def test_doctor_network_reaches_each_upstream_or_says_why(headway_home: Path, ho
             "HEADWAY_ANTHROPIC_BASE_URL": anthropic.url,
             "HEADWAY_OPENAI_BASE_URL": openai.url,
             "HEADWAY_CHATGPT_BASE_URL": dead,
-            "HEADWAY_OPENAI_AUTH_URL": "http://headway-doctor-test.invalid",
+            "HEADWAY_OPENAI_AUTH_URL": "https://headway-doctor-test.invalid",
         }
         result = run("doctor", "--json", "--network", env=env)
     checks = {c["check"]: c for c in json.loads(result.stdout)}
@@ -227,3 +227,12 @@ def test_doctor_network_reaches_each_upstream_or_says_why(headway_home: Path, ho
     assert "does not resolve" in checks["upstream openai_auth"]["detail"]
     assert result.returncode == 1
     assert "upstream anthropic" not in run("doctor", "--json", env=env).stdout  # only with --network
+
+
+def test_doctor_network_names_an_upstream_url_it_will_not_use(headway_home: Path, home_dir: Path) -> None:
+    env = {"HEADWAY_OPENAI_BASE_URL": "http://llm-gateway.example"}
+    result = run("doctor", "--json", "--network", env=env)
+    network = next(c for c in json.loads(result.stdout) if c["check"] == "network")
+    assert network["status"] == "fail" and "the check itself failed" not in network["detail"]
+    assert "HEADWAY_OPENAI_BASE_URL: http:// to llm-gateway.example would send" in network["detail"]
+    assert "unset it" in network["fix"]

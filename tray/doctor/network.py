@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from proxy import __version__
-from proxy.config.settings import Settings, effective_upstreams
+from proxy.config.settings import Settings, SettingsError, effective_upstreams
 from proxy.logs import redact
 
 from . import Check
@@ -76,6 +76,16 @@ def _one(name: str, base: str) -> Check:
 
 
 def checks(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
-    upstreams = effective_upstreams(settings, environ).model_dump()
+    try:
+        upstreams = effective_upstreams(settings, environ).urls()
+    except SettingsError as exc:  # a HEADWAY_*_BASE_URL that cannot be used: no request is made to it
+        return [
+            Check(
+                "network",
+                "fail",
+                "; ".join(exc.problems),
+                "change the variable, or unset it to use the settings file's value",
+            )
+        ]
     with ThreadPoolExecutor(len(upstreams)) as pool:
         return list(pool.map(lambda item: _one(*item), upstreams.items()))

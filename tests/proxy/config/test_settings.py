@@ -310,14 +310,18 @@ def test_assignment_is_validated_too() -> None:
 
 
 def test_effective_upstreams_without_env_are_the_settings() -> None:
-    s = parse_settings('{"upstreams": {"anthropic": "http://proxy.corp:8080/anthropic"}}')
+    s = parse_settings(
+        '{"upstreams": {"allow_insecure_http": true, "anthropic": "http://proxy.corp:8080/anthropic"}}'
+    )
     up = effective_upstreams(s, {})
     assert up.anthropic == "http://proxy.corp:8080/anthropic"
     assert up.openai == "https://api.openai.com"
 
 
 def test_env_overrides_win_and_lose_their_trailing_slash() -> None:
-    s = parse_settings('{"upstreams": {"anthropic": "http://proxy.corp:8080/anthropic"}}')
+    s = parse_settings(
+        '{"upstreams": {"allow_insecure_http": true, "anthropic": "http://proxy.corp:8080/anthropic"}}'
+    )
     env = {
         "HEADWAY_ANTHROPIC_BASE_URL": "http://127.0.0.1:1111/",
         "HEADWAY_OPENAI_BASE_URL": "http://127.0.0.1:2222",
@@ -415,3 +419,72 @@ def test_schema_carries_descriptions_for_editors() -> None:
     assert schema["title"] == "Headway settings"
     assert schema["additionalProperties"] is False
     assert "description" in schema["$defs"]["RoutingSettings"]["properties"]["mode"]
+
+
+# --------------------------------------------------------------------------- plain http:// carries secrets
+
+
+@pytest.mark.parametrize("field", ["anthropic", "openai", "chatgpt", "openai_auth"])
+def test_plain_http_to_another_machine_is_refused(field: str) -> None:
+    """Every request to an upstream carries a key or a token. Before, http://anything was accepted silently."""
+    problems = _problems(json.dumps({"upstreams": {field: "http://llm-gateway.example:8080/v1"}}))
+    assert problems == [
+        f"upstreams.{field}: http:// to llm-gateway.example would send your keys, tokens and prompts unencrypted "
+        "over the network; use https:// (plain http:// is for this machine only: 127.0.0.1, ::1, localhost); or "
+        "set upstreams.allow_insecure_http if this network is yours to trust (got 'http://llm-gateway.example:8080/v1')"
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://localhost:4000/v1",
+        "http://[::1]:9",
+        "https://corp.example",
+    ],
+)
+def test_https_and_this_machine_are_fine(url: str) -> None:
+    assert parse_settings(json.dumps({"upstreams": {"anthropic": url}})).upstreams.anthropic == url
+
+
+def test_allow_insecure_http_is_the_users_explicit_choice_and_survives_the_environment() -> None:
+    s = parse_settings('{"upstreams": {"allow_insecure_http": true, "openai": "http://llm-gateway.example"}}')
+    env = {"HEADWAY_ANTHROPIC_BASE_URL": "http://proxy.corp:8080"}
+    up = effective_upstreams(s, env)
+    assert (up.openai, up.anthropic, up.allow_insecure_http) == (
+        "http://llm-gateway.example",
+        "http://proxy.corp:8080",
+        True,
+    )
+    assert up.urls() == {
+        "anthropic": "http://proxy.corp:8080",
+        "openai": "http://llm-gateway.example",
+        "chatgpt": "https://chatgpt.com",
+        "openai_auth": "https://auth.openai.com",
+    }
+
+
+def test_plain_http_from_the_environment_is_refused_by_its_name() -> None:
+    with pytest.raises(SettingsError) as info:
+        effective_upstreams(Settings(), {"HEADWAY_CHATGPT_BASE_URL": "http://chatgpt.example/backend-api"})
+    assert info.value.source == "environment"
+    [problem] = info.value.problems
+    assert problem.startswith("HEADWAY_CHATGPT_BASE_URL: http:// to chatgpt.example would send")
+
+
+def test_an_accounts_own_base_url_follows_the_same_rule() -> None:
+    account = {"id": "work", "kind": "openai-api-key", "label": "work", "base_url": "http://10.0.0.5:4000"}
+    [problem] = _problems(json.dumps({"accounts": [account]}))
+    assert problem.startswith("accounts[0].base_url: http:// to 10.0.0.5 would send its key and your prompts")
+    allowed = parse_settings(json.dumps({"accounts": [account], "upstreams": {"allow_insecure_http": True}}))
+    assert allowed.accounts[0].base_url == "http://10.0.0.5:4000"
+
+
+def test_the_relay_worker_must_be_https_unless_it_runs_here() -> None:
+    [problem] = _problems('{"relay": {"url": "http://headway-relay.example.workers.dev"}}')
+    assert problem.startswith(
+        "relay.url: http:// to headway-relay.example.workers.dev would send the relay's secret and your requests"
+    )
+    assert parse_settings('{"relay": {"url": "http://127.0.0.1:8787"}}').relay.url == "http://127.0.0.1:8787"

@@ -254,6 +254,19 @@ def test_permission_denied_on_headway_home(tmp_path: Path) -> None:
     assert home["status"] == "fail", doctor.stdout
 
 
+def test_an_upstream_variable_that_would_send_keys_unencrypted_is_explained(file_home: Paths) -> None:
+    """Before, a plain http:// HEADWAY_*_BASE_URL to another machine was used; and any bad variable was reported as
+    "the settings file environment cannot be used", with a fix about the settings file."""
+    result = run("serve", "--port", "0", env={"HEADWAY_OPENAI_BASE_URL": "http://llm-gateway.example/v1"})
+    seen = clear_failure(
+        result,
+        "an environment variable Headway reads cannot be used",
+        "HEADWAY_OPENAI_BASE_URL: http:// to llm-gateway.example would send",
+        "change the variable, or unset it",
+    )
+    assert "settings file environment" not in seen
+
+
 # --------------------------------------------------------------------------- a full disk
 
 

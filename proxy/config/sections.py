@@ -141,16 +141,6 @@ class RelaySettings(Model):
         None, description="The Worker's URL (set by `headway relay setup`)."
     )
 
-    @field_validator("url")
-    @classmethod
-    def _encrypted(cls, value: str | None) -> str | None:
-        problem = (
-            None if value is None else plain_http_problem(value, what="the relay's secret and your requests")
-        )
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
     transport: Literal["http", "websocket"] = Field(
         "http",
         description="http: one POST per request. websocket: one connection per agent session, its requests queued.",
@@ -198,6 +188,16 @@ class RelaySettings(Model):
     storage: Literal["durable_object", "kv"] = Field(
         "durable_object", description="Where the Worker keeps each session's last body (set by setup)."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _encrypted(cls, value: str | None) -> str | None:
+        problem = (
+            None if value is None else plain_http_problem(value, what="the relay's secret and your requests")
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class NotificationSettings(Model):

@@ -229,10 +229,36 @@ def test_doctor_network_reaches_each_upstream_or_says_why(headway_home: Path, ho
     assert "upstream anthropic" not in run("doctor", "--json", env=env).stdout  # only with --network
 
 
-def test_doctor_network_names_an_upstream_url_it_will_not_use(headway_home: Path, home_dir: Path) -> None:
+def test_doctor_names_an_upstream_url_serve_would_refuse(headway_home: Path, home_dir: Path) -> None:
+    """Before, `doctor` said nothing (and `doctor --network` "the check itself failed") where `serve` refused."""
     env = {"HEADWAY_OPENAI_BASE_URL": "http://llm-gateway.example"}
-    result = run("doctor", "--json", "--network", env=env)
-    network = next(c for c in json.loads(result.stdout) if c["check"] == "network")
-    assert network["status"] == "fail" and "the check itself failed" not in network["detail"]
-    assert "HEADWAY_OPENAI_BASE_URL: http:// to llm-gateway.example would send" in network["detail"]
-    assert "unset it" in network["fix"]
+    for args in (("doctor", "--json"), ("doctor", "--json", "--network")):
+        result = run(*args, env=env)
+        found = {c["check"]: c for c in json.loads(result.stdout)}
+        for name in ("upstream URLs", "network") if "--network" in args else ("upstream URLs",):
+            assert found[name]["status"] == "fail", found[name]
+            assert (
+                "HEADWAY_OPENAI_BASE_URL: http:// to llm-gateway.example would send" in found[name]["detail"]
+            )
+            assert "unset it" in found[name]["fix"]
+        assert result.returncode == 1
+
+
+def test_doctor_says_out_loud_when_keys_cross_the_network_unencrypted(paths: Paths) -> None:
+    from tray.doctor.upstreams import url_check
+
+    assert url_check(Settings(), {}) == Check("upstream URLs", "ok", "the providers' own, over https")
+    local = url_check(Settings(), {"HEADWAY_ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})
+    assert local.status == "ok" and local.detail == "anthropic changed; encrypted or local"
+    trusted = Settings.model_validate(
+        {
+            "upstreams": {"allow_insecure_http": True, "openai": "http://llm-gateway.example"},
+            "accounts": [
+                {"id": "lan", "kind": "anthropic-api-key", "label": "lan", "base_url": "http://10.0.0.5:4000"}
+            ],
+        }
+    )
+    warned = url_check(trusted, {})
+    assert warned.status == "warn"
+    assert warned.detail.startswith("account lan, openai: plain http:// to another machine")
+    assert "allow_insecure_http off" in warned.fix

@@ -55,7 +55,7 @@ def run_checks(
     platform: str | None = None,
 ) -> list[Check]:
     """Every check, in the order a user would fix things."""
-    from . import accounts, agents, desktop, files, keychain, ports
+    from . import accounts, agents, desktop, files, keychain, ports, upstreams
 
     env = os.environ if environ is None else environ
     context = files.load_context(paths)
@@ -70,6 +70,7 @@ def run_checks(
     checks += _guarded("autostart", lambda: [desktop.autostart_check()])
     checks += _guarded("accounts", lambda: accounts.checks(paths, context.settings, kc))
     checks += _guarded("agents", lambda: agents.checks(paths, context.settings, kc, env))
+    checks += _guarded(upstreams.NAME, lambda: [upstreams.url_check(context.settings, env)])
     if network:
         from . import network as net
 

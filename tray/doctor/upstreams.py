@@ -1,0 +1,47 @@
+"""The upstream URLs in force (the settings file, then ``HEADWAY_*_BASE_URL``): usable, and encrypted where they
+leave this machine. No network: ``doctor --network`` (network.py) then asks each one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from proxy.config.sections import plain_http_problem
+from proxy.config.settings import Settings, SettingsError, effective_upstreams
+
+from . import Check
+
+__all__ = ["url_check"]
+
+NAME = "upstream URLs"
+
+
+def url_check(settings: Settings, environ: Mapping[str, str]) -> Check:
+    try:
+        upstreams = effective_upstreams(settings, environ)
+    except SettingsError as exc:  # a HEADWAY_*_BASE_URL `headway serve` would refuse
+        return Check(
+            NAME,
+            "fail",
+            "; ".join(exc.problems),
+            "change the variable, or unset it to use the settings file's value",
+        )
+    urls = {**upstreams.urls(), **{f"account {a.label}": a.base_url for a in settings.accounts if a.base_url}}
+    plain = sorted(name for name, url in urls.items() if plain_http_problem(url, what="") is not None)
+    if plain:  # only reachable with upstreams.allow_insecure_http: the user's choice, said out loud
+        return Check(
+            NAME,
+            "warn",
+            f"{', '.join(plain)}: plain http:// to another machine; keys, tokens and prompts cross the network "
+            "unencrypted (upstreams.allow_insecure_http)",
+            "use https:// where the upstream offers it, and turn upstreams.allow_insecure_http off",
+        )
+    changed = sorted(name for name, url in upstreams.urls().items() if url != _DEFAULTS[name])
+    detail = (
+        "the providers' own, over https"
+        if not changed
+        else f"{', '.join(changed)} changed; encrypted or local"
+    )
+    return Check(NAME, "ok", detail)
+
+
+_DEFAULTS = Settings().upstreams.urls()

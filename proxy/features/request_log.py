@@ -151,10 +151,6 @@ class RequestLog:
         """Why the last write failed (SQLite's message), until a write succeeds again; None while rows are written."""
         return self._failing
 
-    @property
-    def keep_days(self) -> int | None:
-        return self._keep_days
-
     def keep(self, days: int | None) -> None:
         """Keep rows ``days`` days (None: for ever). A change is applied by the writer at once: it deletes what is
         now too old, then goes on once a day."""
@@ -181,15 +177,10 @@ class RequestLog:
         except RequestLogError as exc:
             if not damaged(exc):
                 raise
-            self.set_aside = self._move_aside()
-            _log.warning(
-                "the request log %s cannot be read (%s): kept it as %s and started a new one. Requests and spend "
-                "recorded before are in that file; today's spend for budgets counts from now",
-                self.path,
-                exc.__cause__,
-                self.set_aside,
+            conn = self._start_afresh(
+                f"cannot be read ({exc.__cause__})",
+                ". Requests and spend recorded before are in that file; today's spend for budgets counts from now",
             )
-            conn = self._open_migrated()
         self._thread = threading.Thread(target=self._run, args=(conn,), name=THREAD_NAME, daemon=True)
         self._accepting = True
         self._thread.start()
@@ -266,6 +257,21 @@ class RequestLog:
         except BaseException:
             conn.close()
             raise
+        return conn
+
+    def _start_afresh(self, problem: str, consequence: str = "") -> sqlite3.Connection:
+        """Keep the damaged log aside (:attr:`set_aside`) and open a new one, at start or while the writer runs.
+        Raises :class:`RequestLogError` when the move or the new log fails (nothing is deleted)."""
+        aside = self._move_aside()
+        conn = self._open_migrated()
+        self.set_aside = aside
+        _log.warning(
+            "the request log %s %s: kept it as %s and started a new one%s",
+            self.path,
+            problem,
+            aside,
+            consequence,
+        )
         return conn
 
     def _move_aside(self) -> Path:
@@ -380,20 +386,12 @@ class RequestLog:
         self._conn.close()
         self._conn = None
         try:
-            aside = self._move_aside()
-            self._conn = self._open_migrated()
+            self._conn = self._start_afresh(f"was damaged while Headway ran ({exc})")
         except RequestLogError as err:
             _log.error(
                 "the request log %s is damaged (%s) and could not be replaced: %s", self.path, exc, err
             )
             return False
-        self.set_aside = aside
-        _log.warning(
-            "the request log %s was damaged while Headway ran (%s): kept it as %s and started a new one",
-            self.path,
-            exc,
-            aside,
-        )
         return True
 
     def _failed(self, reason: str, rows: int) -> None:

@@ -145,7 +145,8 @@ def failing_text(reason: str) -> str:
 
 
 def set_aside_text(path: str) -> str:
-    """What to tell the user when the request log could not be read at start and was kept aside at ``path``."""
+    """What to tell the user when the request log could not be read (at start, or while the gateway ran) and was kept
+    aside at ``path``."""
     return f"the old one could not be read; it is kept as {path}, and a new one was started"
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "UpstreamWebSocketSettings",
     "WebSettings",
     "glob_problem",
+    "plain_http_elsewhere",
     "plain_http_problem",
 ]
 
@@ -32,22 +33,29 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 _URL = r"^https?://[^\s/]+(/[^\s]*)?$"
 
 
-def plain_http_problem(url: str, *, what: str) -> str | None:
-    """Why ``url`` must not be used for ``what`` (the secrets its requests carry): plain ``http://`` to another
-    machine; None for ``https://`` and for this machine (a loopback address, ``localhost``)."""
+def plain_http_elsewhere(url: str) -> bool:
+    """Whether ``url`` is plain ``http://`` to another machine: not ``https://``, not a loopback address or
+    ``localhost``."""
     parts = urlsplit(url.strip())
     if parts.scheme.lower() != "http":
-        return None
+        return False
     host = (parts.hostname or "").lower()
     if host == "localhost" or host.endswith(".localhost"):
-        return None
+        return False
     try:
-        if ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        pass
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return True
+
+
+def plain_http_problem(url: str, *, what: str) -> str | None:
+    """Why ``url`` must not be used for ``what`` (the secrets its requests carry), when it is
+    :func:`plain_http_elsewhere`; else None."""
+    if not plain_http_elsewhere(url):
+        return None
+    host = urlsplit(url.strip()).hostname or url
     return (
-        f"http:// to {host or url} would send {what} unencrypted over the network; use https:// (plain http:// "
+        f"http:// to {host.lower()} would send {what} unencrypted over the network; use https:// (plain http:// "
         "is for this machine only: 127.0.0.1, ::1, localhost)"
     )
 
@@ -140,7 +148,6 @@ class RelaySettings(Model):
     url: Annotated[str, Field(pattern=_URL)] | None = Field(
         None, description="The Worker's URL (set by `headway relay setup`)."
     )
-
     transport: Literal["http", "websocket"] = Field(
         "http",
         description="http: one POST per request. websocket: one connection per agent session, its requests queued.",

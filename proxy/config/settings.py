@@ -168,6 +168,10 @@ class RoutingSettings(Model):
     )
 
 
+#: How a plain http:// upstream refused by :func:`~proxy.config.sections.plain_http_problem` can still be allowed
+_TRUSTED_NETWORK = "; or set upstreams.allow_insecure_http if this network is yours to trust"
+
+
 class UpstreamSettings(Model):
     """Provider base URLs; override for tests and corporate proxies (env HEADWAY_*_BASE_URL wins).
 
@@ -199,9 +203,7 @@ class UpstreamSettings(Model):
         if not info.data.get("allow_insecure_http"):
             problem = plain_http_problem(value, what="your keys, tokens and prompts")
             if problem is not None:
-                raise ValueError(
-                    f"{problem}; or set upstreams.allow_insecure_http if this network is yours to trust"
-                )
+                raise ValueError(problem + _TRUSTED_NETWORK)
         return value
 
 
@@ -310,10 +312,7 @@ class Settings(Model):
                 account.base_url, what="its key and your prompts"
             )
             if problem:
-                raise ValueError(
-                    f"accounts[{index}].base_url: {problem}; or set upstreams.allow_insecure_http if this network "
-                    "is yours to trust"
-                )
+                raise ValueError(f"accounts[{index}].base_url: {problem}{_TRUSTED_NETWORK}")
         return self
 
     @model_validator(mode="after")

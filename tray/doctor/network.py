@@ -15,6 +15,7 @@ from proxy.config.settings import Settings, SettingsError, effective_upstreams
 from proxy.logs import redact
 
 from . import Check
+from .upstreams import unusable
 
 __all__ = ["checks"]
 
@@ -78,14 +79,7 @@ def _one(name: str, base: str) -> Check:
 def checks(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
     try:
         upstreams = effective_upstreams(settings, environ).urls()
-    except SettingsError as exc:  # a HEADWAY_*_BASE_URL that cannot be used: no request is made to it
-        return [
-            Check(
-                "network",
-                "fail",
-                "; ".join(exc.problems),
-                "change the variable, or unset it to use the settings file's value",
-            )
-        ]
+    except SettingsError as exc:  # no request is made to a URL that cannot be used
+        return [unusable("network", exc)]
     with ThreadPoolExecutor(len(upstreams)) as pool:
         return list(pool.map(lambda item: _one(*item), upstreams.items()))

@@ -5,28 +5,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.config.sections import plain_http_problem
+from proxy.config.sections import plain_http_elsewhere
 from proxy.config.settings import Settings, SettingsError, effective_upstreams
 
 from . import Check
 
-__all__ = ["url_check"]
+__all__ = ["unusable", "url_check"]
 
 NAME = "upstream URLs"
+
+
+def unusable(check: str, error: SettingsError) -> Check:
+    """``check`` failed: a HEADWAY_*_BASE_URL that `headway serve` would refuse (the network check asks none)."""
+    return Check(
+        check,
+        "fail",
+        "; ".join(error.problems),
+        "change the variable, or unset it to use the settings file's value",
+    )
 
 
 def url_check(settings: Settings, environ: Mapping[str, str]) -> Check:
     try:
         upstreams = effective_upstreams(settings, environ)
-    except SettingsError as exc:  # a HEADWAY_*_BASE_URL `headway serve` would refuse
-        return Check(
-            NAME,
-            "fail",
-            "; ".join(exc.problems),
-            "change the variable, or unset it to use the settings file's value",
-        )
+    except SettingsError as exc:
+        return unusable(NAME, exc)
     urls = {**upstreams.urls(), **{f"account {a.label}": a.base_url for a in settings.accounts if a.base_url}}
-    plain = sorted(name for name, url in urls.items() if plain_http_problem(url, what="") is not None)
+    plain = sorted(name for name, url in urls.items() if plain_http_elsewhere(url))
     if plain:  # only reachable with upstreams.allow_insecure_http: the user's choice, said out loud
         return Check(
             NAME,

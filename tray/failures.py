@@ -120,6 +120,13 @@ def _file_failure(exc: OSError) -> Failure:
             "free some space on that disk (or raise the limit), then run the command again; the file was left "
             "as it was",
         )
+    if exc.errno == errno.EROFS:
+        return Failure(
+            f"cannot write {name}: {reason}",
+            "that file is on a read-only file system (a settings file linked into one, such as Home Manager's "
+            "store, is changed where it is made): change it there, or replace it with a copy Headway can write; "
+            "the file was left as it was",
+        )
     return Failure(
         f"cannot use {name}: {reason}", "free some space or fix the folder, or point HEADWAY_HOME elsewhere"
     )

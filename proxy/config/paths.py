@@ -149,7 +149,11 @@ def write_private_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """
     mode &= 0o700
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    except OSError as exc:
+        # The temp file's name means nothing to the user (a read-only folder, say): name the file not written.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -10,6 +10,7 @@ fix and a non-zero exit code — never a traceback — on each known failure, ru
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -291,6 +292,29 @@ def test_a_full_disk_is_explained_and_the_settings_are_left_as_they_were(file_ho
         assert "unexpected error" not in seen and "crash" not in seen
     assert file_home.settings_file.read_bytes() == before
     assert not [p.name for p in file_home.settings_file.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_folder_that_cannot_take_the_new_file_is_named_by_the_file_not_written(tmp_path: Path) -> None:
+    """Creating the temp file failed (here: its folder is a file; a read-only folder the same way) and the message
+    named ``.settings.json.<pid>.tmp``, a file the user never heard of."""
+    not_a_folder = tmp_path / "config"
+    not_a_folder.write_text("")
+    target = not_a_folder / "settings.json"
+    with pytest.raises(OSError) as raised:
+        write_private_file(target, b"{}")
+    assert raised.value.filename == str(target)
+    failure = explain(raised.value)
+    assert failure is not None and failure.message.startswith(f"cannot use {target}: ")
+
+
+def test_a_read_only_file_system_is_explained_as_such() -> None:
+    """A settings file linked into a read-only store (Home Manager's): the fix used to say "free some space"."""
+    error = OSError(errno.EROFS, os.strerror(errno.EROFS), "/nix/store/abc-headway/settings.json")
+    failure = explain(error)
+    assert failure is not None
+    assert failure.message == "cannot write /nix/store/abc-headway/settings.json: Read-only file system"
+    assert "read-only file system" in failure.fix and "free some space" not in failure.fix
+    assert "the file was left as it was" in failure.fix
 
 
 # --------------------------------------------------------------------------- unknown errors (in process)

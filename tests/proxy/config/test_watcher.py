@@ -166,3 +166,107 @@ def test_a_config_folder_deleted_and_made_again_is_watched_again(target: Path, c
         assert calls.wait_for(seen + 1, 2.0), "a later edit in the restored folder was missed"
     finally:
         w.stop()
+
+
+@pytest.fixture
+def dotfiles(tmp_path: Path) -> Path:
+    """A dotfiles checkout outside the config folder, holding the real settings file."""
+    folder = tmp_path / "dotfiles"
+    folder.mkdir()
+    real = folder / "settings.json"
+    real.write_text("{}")
+    return real
+
+
+def _link(target: Path, to: Path) -> None:
+    """Point ``target`` at ``to`` the way ``ln -sfn`` and stow do: a new link renamed over the old one."""
+    tmp = target.with_name(target.name + ".new-link")
+    tmp.symlink_to(to)
+    tmp.replace(target)
+
+
+def test_edits_to_the_file_a_link_points_at_are_seen(target: Path, dotfiles: Path, calls: Calls) -> None:
+    """The settings file is a link into a dotfiles checkout: an edit there (or a write through the link) is an edit
+    of the settings. Before, only the config folder was watched and such edits never applied."""
+    target.unlink()
+    target.symlink_to(dotfiles)
+    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
+    w.start()
+    try:
+        time.sleep(0.05)
+        write_private_file(dotfiles, b'{"gateway": {"port": 5}}')  # an atomic replace in the checkout
+        assert calls.wait_for(1, 1.0), "an atomic replace of the linked file was missed"
+        time.sleep(DEBOUNCE * 3)
+        seen = calls.count
+        with open(target, "w") as fh:  # an editor writing in place, through the link
+            fh.write('{"gateway": {"port": 6}}')
+        assert calls.wait_for(seen + 1, 1.0), "a write through the link was missed"
+        time.sleep(DEBOUNCE * 3)
+        seen = calls.count
+        (dotfiles.parent / "README.md").write_text("x")  # other files in the checkout are not settings
+        assert not calls.wait_for(seen + 1, DEBOUNCE + 0.4)
+    finally:
+        w.stop()
+
+
+def test_a_link_pointed_at_another_file_is_followed(
+    target: Path, dotfiles: Path, calls: Calls, tmp_path: Path
+) -> None:
+    target.unlink()
+    target.symlink_to(dotfiles)
+    other = tmp_path / "other-checkout" / "settings.json"
+    other.parent.mkdir()
+    other.write_text('{"gateway": {"port": 7}}')
+    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
+    w.start()
+    try:
+        time.sleep(0.05)
+        _link(target, other)
+        assert calls.wait_for(1, 1.0), "the re-pointed link was missed"
+        time.sleep(DEBOUNCE * 3)
+        seen = calls.count
+        other.write_text('{"gateway": {"port": 8}}')
+        assert calls.wait_for(seen + 1, 1.0), "an edit of the file the link points at now was missed"
+        time.sleep(DEBOUNCE * 3)
+        seen = calls.count
+        dotfiles.write_text('{"gateway": {"port": 9}}')  # the old file is no longer the settings
+        assert not calls.wait_for(seen + 1, DEBOUNCE + 0.4)
+    finally:
+        w.stop()
+
+
+def test_a_link_to_the_folder_above_keeps_that_folders_own_watch(target: Path, calls: Calls) -> None:
+    """The linked file sits in the folder above the config folder, which is watched for re-arming already: pointing
+    the link elsewhere takes only the link's handler off that watch, and a deleted config folder is still noticed."""
+    above = target.parent.parent / "settings.json"
+    above.write_text("{}")
+    target.unlink()
+    target.symlink_to(above)
+    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
+    w.start()
+    try:
+        time.sleep(0.05)
+        above.write_text('{"gateway": {"port": 10}}')
+        assert calls.wait_for(1, 1.0), "an edit of the linked file above the config folder was missed"
+        time.sleep(DEBOUNCE * 3)
+        seen = calls.count
+        target.unlink()
+        target.write_text("{}")  # a plain file again: the link's watch goes
+        assert calls.wait_for(seen + 1, 1.0)
+        time.sleep(DEBOUNCE * 3)
+        seen = calls.count
+        above.write_text('{"gateway": {"port": 11}}')
+        assert not calls.wait_for(seen + 1, DEBOUNCE + 0.4), (
+            "the old link's file still counts as the settings"
+        )
+        import shutil
+
+        shutil.rmtree(target.parent)
+        target.parent.mkdir()
+        write_private_file(target, b'{"gateway": {"port": 12}}')
+        time.sleep(DEBOUNCE * 3)
+        seen = calls.count
+        target.write_text('{"gateway": {"port": 13}}')
+        assert calls.wait_for(seen + 1, 2.0), "the config folder's re-arming watch was lost with the link's"
+    finally:
+        w.stop()

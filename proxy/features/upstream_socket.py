@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from proxy.logs import redact
 from proxy.providers.base import Incoming, Outgoing
 from proxy.providers.chatgpt.backend import LITE_HEADER, is_lite
 from proxy.providers.chatgpt.limits import rate_limit_frame_headers
+from proxy.wire.sleep_watch import SleepWatch
 
 if TYPE_CHECKING:  # the WebSocket client (and wsproto) is imported when the first upstream socket opens
     from proxy.relay.websocket import WebSocket
@@ -129,8 +131,13 @@ class UpstreamSockets(Feature):
         max_age: float = CONNECTION_CAP - RENEW_BEFORE,
         clock: Callable[[], float] = time.monotonic,
         on_rate_limits: Callable[[str, dict[str, str]], None] = lambda account_id, headers: None,
+        sleep_watch: SleepWatch | None = None,
     ) -> None:
         self._client = client
+        # Sockets opened before the machine last slept are not used again (proxy/wire/sleep_watch.py): a firewall
+        # that forgot one drops its frames without a word, and the turn would wait out the read timeout.
+        self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
+        self._awake_since = -math.inf  # on `clock`: when the machine last woke up
         # A turn's later codex.rate_limits frames (the first ones go out as the answer's x-codex-* headers): the
         # account's id and the same facts as those headers, for the quota book.
         self._on_rate_limits = on_rate_limits
@@ -321,8 +328,17 @@ class UpstreamSockets(Feature):
     ) -> bool:
         """A usable socket for the session; True when it is a new one (the turn must carry its full input)."""
         now = self._clock()
+        if self.sleep_watch.slept():
+            self._awake_since = now
         old = session.ws
-        if not force and old is not None and not old.closed and now - session.opened < self.max_age:
+        slept = session.opened < self._awake_since
+        if (
+            not force
+            and old is not None
+            and not old.closed
+            and now - session.opened < self.max_age
+            and not slept
+        ):
             return False
         url = out.url
         headers = {k: v for k, v in out.headers.items() if k.lower() not in _NOT_UPGRADE_HEADERS}
@@ -362,11 +378,12 @@ class UpstreamSockets(Feature):
             )
             raise TransportFailed(f"no upstream WebSocket: {exc}") from exc
         if old is not None and not old.closed:
-            why = (
-                "restarted"
-                if force
-                else f"renewed after {now - session.opened:.0f}s (the service caps it at 60 min)"
-            )
+            if force:
+                why = "restarted"
+            elif slept:
+                why = "opened anew: the machine slept since the old one was used"
+            else:
+                why = f"renewed after {now - session.opened:.0f}s (the service caps it at 60 min)"
             log.info("account %s: upstream WebSocket of session %s %s", account.id, session.key[1], why)
         session.ws, session.opened = ws, now
         session.held, session.last_id, session.fields = None, None, None

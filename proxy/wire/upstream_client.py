@@ -29,10 +29,16 @@ gateway already replays it on another account after the same error; a model requ
 its cost. Not sent again: a connection the upstream *closed* without answering (it may have read the request: the
 next account is tried, as before), a failure to connect, a timeout (the upstream may be working on it), anything
 after the answer began.
+
+Where the forgetting side says nothing at all (a router or firewall that drops packets it has no state for), a reset
+never comes and the request would wait out its read timeout on every kept connection it tried. So the pool does not
+outlive a sleep: when the machine slept since the last request (:class:`~proxy.wire.sleep_watch.SleepWatch`), the
+next one opens a new pool; the old one serves the answers still open on it and closes with the last of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -44,6 +50,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+
+from proxy.durations import format_duration
+from proxy.wire.sleep_watch import SleepWatch
 
 __all__ = ["Timeouts", "UpstreamClient", "translate"]
 
@@ -61,6 +70,18 @@ class Timeouts:
     read: float
 
 
+class _Pool:
+    """An aiohttp session and how many of its answers are still open: a retired pool (the machine slept) takes no
+    new requests and closes when its last answer does."""
+
+    __slots__ = ("open", "retired", "session")
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.open = 0
+        self.retired = False
+
+
 class UpstreamClient:
     """One pool of keep-alive connections to every upstream; :meth:`send` returns a streaming response."""
 
@@ -72,6 +93,7 @@ class UpstreamClient:
         keepalive_expiry: float = 60.0,
         environ: Mapping[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
+        sleep_watch: SleepWatch | None = None,
     ) -> None:
         self._timeouts = timeouts
         self._tls = tls
@@ -79,8 +101,11 @@ class UpstreamClient:
         self._keepalive_expiry = keepalive_expiry
         self._proxies = _proxies_from(os.environ if environ is None else environ)
         self._proxy_of: dict[tuple[str, str], str | None] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._fresh: aiohttp.ClientSession | None = None  # a new connection each time: for sending again
+        self._pool: _Pool | None = None
+        self._fresh: _Pool | None = None  # a new connection each time: for sending again
+        self._retired: set[_Pool] = set()  # pools from before a sleep, until their last answer closes
+        self._closing: set[asyncio.Task[None]] = set()
+        self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
         self._client_timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     def _open_session(self, *, pooled: bool = True) -> aiohttp.ClientSession:
@@ -137,8 +162,16 @@ class UpstreamClient:
         Raises httpx's exceptions (:func:`translate`): ``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``,
         ``ProxyError``, ``RemoteProtocolError``, ``TransportError``.
         """
-        if self._session is None:
-            self._session = self._open_session()
+        slept = self.sleep_watch.slept()
+        if slept and self._pool is not None:
+            log.info(
+                "the machine slept (about %s): new requests go on new connections, not the ones kept from before",
+                format_duration(slept),
+            )
+            self._retire(self._pool)
+            self._pool = None
+        if self._pool is None:
+            self._pool = _Pool(self._open_session())
         proxy = self.proxy_for(url)
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             raise httpx.ProxyError(
@@ -147,10 +180,10 @@ class UpstreamClient:
             )
         if "accept-encoding" not in headers:
             headers = {**headers, "accept-encoding": _ACCEPT_ENCODING}
-        session = self._session
+        pool = self._pool
         while True:
             try:
-                answer = await session.request(
+                answer = await pool.session.request(
                     method,
                     url,
                     headers=headers,
@@ -163,7 +196,7 @@ class UpstreamClient:
             except aiohttp.ClientOSError as exc:
                 # (a ClientConnectorError is a ClientOSError too: the connection was never made, nothing to redo)
                 if (
-                    session is not self._session
+                    pool is self._fresh
                     or isinstance(exc, aiohttp.ClientConnectorError)
                     or exc.errno not in _RESET
                 ):
@@ -175,29 +208,52 @@ class UpstreamClient:
                     exc,
                 )
                 if self._fresh is None:
-                    self._fresh = self._open_session(pooled=False)
-                session = self._fresh
+                    self._fresh = _Pool(self._open_session(pooled=False))
+                pool = self._fresh
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise translate(exc, connecting=True) from exc
+        pool.open += 1
         return httpx.Response(
             status_code=answer.status,
             headers=answer.raw_headers,
-            stream=_Body(answer),
+            stream=_Body(answer, lambda: self._answer_closed(pool)),
         )
 
+    def _retire(self, pool: _Pool) -> None:
+        pool.retired = True
+        if pool.open:
+            self._retired.add(pool)
+        else:
+            self._close_soon(pool)
+
+    def _answer_closed(self, pool: _Pool) -> None:
+        pool.open -= 1
+        if pool.retired and not pool.open:
+            self._retired.discard(pool)
+            self._close_soon(pool)
+
+    def _close_soon(self, pool: _Pool) -> None:
+        task = asyncio.get_running_loop().create_task(pool.session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def aclose(self) -> None:
-        sessions = (self._session, self._fresh)
-        self._session = self._fresh = None
-        for session in sessions:
-            if session is not None:
-                await session.close()
+        pools = [self._pool, self._fresh, *self._retired]
+        self._pool = self._fresh = None
+        self._retired.clear()
+        for pool in pools:
+            if pool is not None:
+                await pool.session.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 class _Body(httpx.AsyncByteStream):
     """The answer's body as aiohttp reads it: each chunk as it arrives (no re-chunking, so streams stay live)."""
 
-    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+    def __init__(self, answer: aiohttp.ClientResponse, closed: Callable[[], None]) -> None:
         self._answer = answer
+        self._closed: Callable[[], None] | None = closed
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._answer.content
@@ -219,6 +275,9 @@ class _Body(httpx.AsyncByteStream):
             self._answer.release()
         else:
             self._answer.close()
+        closed, self._closed = self._closed, None
+        if closed is not None:
+            closed()
 
 
 def translate(exc: BaseException, *, connecting: bool) -> httpx.HTTPError:

@@ -3,8 +3,12 @@ does across a laptop's sleep or a network change: the server side is gone, but t
 next bytes on such a connection are answered with a reset (RST), before any answer — what a kept-alive connection
 from the pool meets after the machine wakes up.
 
+``forget(silently=True)`` forgets them the way a router or firewall that lost its state does instead: the client's
+next bytes go nowhere, and nothing answers them (no reset, no close) — the client waits until its own timeout.
+
 One thread runs an asyncio loop; use it as a context manager. ``forget()`` applies to the connections open at that
-moment; new ones are relayed as usual. ``connections`` counts those accepted.
+moment; new ones are relayed as usual. ``connections`` counts those accepted; ``resets`` the resets sent and
+``swallowed`` the connections whose bytes went nowhere.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class _Pair:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter
     forgotten: bool = False
+    silent: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -37,19 +42,22 @@ class ForgetfulRelay(LoopServer):
         self._pairs: list[_Pair] = []
         self.connections = 0
         self.resets = 0
+        self.swallowed = 0
 
     async def _stop(self) -> None:
         for pair in self._pairs:
             pair.client.close()
             pair.server.close()
 
-    def forget(self) -> None:
-        """The server side of every open connection goes away; the clients are not told until they send."""
+    def forget(self, *, silently: bool = False) -> None:
+        """The server side of every open connection goes away; the clients are not told until they send (and, with
+        ``silently``, not even then)."""
 
         async def forget() -> None:
             for pair in self._pairs:
                 if not pair.forgotten:
                     pair.forgotten = True
+                    pair.silent = silently
                     pair.server.close()
 
         self.call(forget())
@@ -67,6 +75,9 @@ class ForgetfulRelay(LoopServer):
     async def _to_server(self, pair: _Pair, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if pair.forgotten and pair.silent:
+                    self.swallowed += 1
+                    continue  # into the void: no answer, no reset, no close
                 if pair.forgotten:
                     self._reset(pair.client)
                     return

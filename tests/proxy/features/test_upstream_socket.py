@@ -5,14 +5,17 @@ backend's and OpenAI's WebSocket mode. Every socket is real; the fakes keep the 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from proxy.config.settings import Settings
 from proxy.features.upstream_socket import LITE_METADATA_KEY, UpstreamSockets, canonical_item
 from proxy.relay.websocket import WebSocket
+from proxy.wire.sleep_watch import SleepWatch
 from tests.fakes import Behavior, FakeOpenAI, FakeOpenAIAuth, ToolCall
 from tests.fakes.codex import FakeCodex
 from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
@@ -207,6 +210,42 @@ def test_a_socket_the_upstream_forgot_is_replaced_within_the_turn(
     assert [r.account_id for r in rows] == ["work", "work"]
     assert all(r.fallback_chain == ["work:200"] for r in rows), [r.fallback_chain for r in rows]
     assert relay.resets == 1
+
+
+def test_after_the_machine_slept_a_socket_a_firewall_forgot_is_not_waited_on(
+    auth: FakeOpenAIAuth, codex: FakeCodex
+) -> None:
+    """The silent kind of forgetting: a router drops the socket's frames without a reset, so the old socket would
+    wait out the first-byte timeout and the turn go to the next account. After a sleep no kept socket is used."""
+    codex.sockets.enabled = True
+
+    def short_timeouts(s: Settings) -> None:
+        s.gateway.first_byte_timeout_seconds = 3.0
+
+    with (
+        ForgetfulRelay("127.0.0.1", codex.port) as relay,
+        start_gateway(
+            env={"HEADWAY_CHATGPT_BASE_URL": relay.url, "HEADWAY_OPENAI_AUTH_URL": auth.url},
+            settings=short_timeouts,
+        ) as gw,
+    ):
+        add_chatgpt(gw, auth, "acct-1", "work")
+        add_chatgpt(gw, auth, "acct-2", "spare")
+        conversation = http_turn(gw, [user("one")])
+        slept = [0.0]
+        transport(gw).sleep_watch = SleepWatch(wall=lambda: time.time() + slept[0], monotonic=time.monotonic)
+        relay.forget(silently=True)
+        slept[0] = 3 * 3600.0
+        http_turn(gw, [*conversation, user("two")])
+        gw.flush_log()
+        rows = gw.services.engine.request_log.query()
+    # what went into the void: the old socket's close frame, not the turn
+    assert relay.swallowed <= 1, "a turn went out on the socket from before the sleep"
+    turns = codex.sockets.turns
+    assert len(turns) == 2 and turns[1].connection == 2
+    assert turns[1].previous_response_id is None and len(turns[1].frame["input"]) == 3
+    assert [r.account_id for r in rows] == ["work", "work"]
+    assert all(r.fallback_chain == ["work:200"] for r in rows), [r.fallback_chain for r in rows]
 
 
 def test_an_openai_api_key_uses_the_websocket_mode_too(gw: RunningGateway, openai: FakeOpenAI) -> None:

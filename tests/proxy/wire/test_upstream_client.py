@@ -10,12 +10,14 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from proxy.wire.sleep_watch import SleepWatch
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
 from tests.fakes import Behavior, FakeAnthropic
 from tests.support.forgetful_relay import ForgetfulRelay
@@ -287,6 +289,92 @@ async def test_every_forgotten_connection_in_the_pool_costs_one_resend_not_a_fai
             await client.aclose()
     assert [a.status_code for a in answers] == [200] * 4
     assert relay.resets == 3
+
+
+class _Clocks:
+    """A wall clock and a monotonic one that a test moves apart, as a machine's sleep does."""
+
+    def __init__(self) -> None:
+        self.slept = 0.0
+
+    def wall(self) -> float:
+        return time.time() + self.slept
+
+    def sleep_watch(self) -> SleepWatch:
+        return SleepWatch(wall=self.wall, monotonic=time.monotonic)
+
+
+async def test_after_the_machine_slept_kept_connections_that_a_firewall_forgot_are_not_waited_on(
+    fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The silent kind of forgetting (a router dropping packets it has no state for): no reset ever comes. Before,
+    each request after the wake-up waited out the read timeout on a kept connection, one dead connection after the
+    other; now the pool from before the sleep is not used again."""
+    clocks = _Clocks()
+    with ForgetfulRelay("127.0.0.1", fake.port) as relay:
+        client = UpstreamClient(
+            lambda: Timeouts(connect=5.0, read=3.0), environ={}, sleep_watch=clocks.sleep_watch()
+        )
+        try:
+            await asyncio.gather(*(_post(client, relay.url) for _ in range(2)))
+            assert relay.connections == 2
+            relay.forget(silently=True)
+            clocks.slept = 8 * 3600.0  # a night
+            with caplog.at_level(logging.INFO, logger="headway.upstream"):
+                answers = [await _post(client, relay.url) for _ in range(3)]
+        finally:
+            await client.aclose()
+    assert [a.status_code for a in answers] == [200] * 3
+    assert relay.swallowed == 0, "a request went out on a connection from before the sleep"
+    assert relay.connections == 3  # one new connection, kept alive for the next two
+    assert "the machine slept (about 8h)" in caplog.text
+
+
+async def test_an_answer_streaming_across_the_sleep_is_read_to_its_end_and_then_its_pool_closes(
+    fake: FakeAnthropic,
+) -> None:
+    """The old pool is retired, not closed under an answer still open on it (a short sleep need not kill it)."""
+    clocks = _Clocks()
+    fake.enqueue(Behavior(delay=0.05))
+    client = UpstreamClient(
+        lambda: Timeouts(connect=5.0, read=5.0), environ={}, sleep_watch=clocks.sleep_watch()
+    )
+    streaming = json.dumps({**json.loads(BODY), "stream": True}).encode()
+    try:
+        long = await client.send("POST", f"{fake.url}/v1/messages", HEADERS, streaming)
+        old = client._pool
+        assert old is not None
+        clocks.slept = 45.0
+        assert (await _post(client, fake.url)).status_code == 200
+        assert client._pool is not old and not old.session.closed
+        events = (await long.aread()).decode()
+        await long.aclose()
+        assert "message_stop" in events
+        for _ in range(50):
+            if old.session.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert old.session.closed, "the retired pool stayed open after its last answer"
+    finally:
+        await client.aclose()
+
+
+def test_the_sleep_watch_counts_only_the_time_the_monotonic_clock_missed() -> None:
+    wall, mono = [1000.0], [5.0]
+    watch = SleepWatch(threshold=30.0, wall=lambda: wall[0], monotonic=lambda: mono[0])
+    wall[0] += 3600.0
+    mono[0] += 3600.0  # an hour awake and idle: no sleep
+    assert watch.slept() == 0.0
+    wall[0] += 29.0  # too short to matter
+    assert watch.slept() == 0.0
+    wall[0] += 7200.0
+    mono[0] += 1.0
+    assert watch.slept() == 7199.0
+    assert watch.slept() == 0.0  # told once
+    wall[0] -= 600.0  # a wall clock set back is no sleep, and the next sleep is measured from there
+    assert watch.slept() == 0.0
+    wall[0] += 40.0
+    assert watch.slept() == 40.0
 
 
 def _resetting_server() -> tuple[socket.socket, list[int], threading.Thread]:

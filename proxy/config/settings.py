@@ -395,6 +395,19 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return problems
 
 
+def _json_hint(exc: json.JSONDecodeError) -> str:
+    """What a hand edit most often got wrong, said plainly: json names only the symptom ("Expecting property name
+    enclosed in double quotes" for a comment, a trailing comma and a single-quoted name alike)."""
+    rest = exc.doc[exc.pos :]
+    if rest.startswith(("//", "/*", "#")):
+        return " (JSON has no comments: remove it)"
+    if rest[:1] in ("}", "]") and exc.doc[: exc.pos].rstrip().endswith(","):
+        return " (a comma before the closing bracket: JSON allows none there)"
+    if rest.startswith("'"):
+        return " (JSON takes double quotes around names and strings)"
+    return ""
+
+
 def parse_settings(text: str, source: str = "settings.json") -> Settings:
     """Parse and validate settings text; raise SettingsError naming the key path of each problem."""
     if not text.strip():
@@ -403,7 +416,7 @@ def parse_settings(text: str, source: str = "settings.json") -> Settings:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SettingsError(
-            source, [f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"]
+            source, [f"line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}{_json_hint(exc)}"]
         ) from exc
     if not isinstance(raw, dict):
         raise SettingsError(source, ["(top level): must be a JSON object"])

@@ -296,6 +296,28 @@ def test_bad_json_gives_line_and_column() -> None:
     assert problems[0].startswith("line 4 column 3: invalid JSON:"), problems
 
 
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ('{\n  "gateway": {\n    "port": 1, // mine\n  }\n}\n', "JSON has no comments: remove it"),
+        ('{\n  /* the gateway */\n  "gateway": {}\n}\n', "JSON has no comments: remove it"),
+        ('{"routing": {"fallback_statuses": [429, 503,]}}', "a comma before the closing bracket"),
+        ('{\n  "gateway": {\n    "port": 1,\n  }\n}\n', "a comma before the closing bracket"),
+        ("{'gateway': {}}", "JSON takes double quotes around names and strings"),
+    ],
+)
+def test_the_usual_hand_edit_mistakes_are_named(text: str, hint: str) -> None:
+    """json names the symptom only ("Expecting property name enclosed in double quotes" for all three)."""
+    (problem,) = _problems(text)
+    assert problem.startswith("line ") and "invalid JSON" in problem
+    assert problem.endswith(f"({hint})") or f"({hint}:" in problem, problem
+
+
+def test_other_bad_json_gets_no_guess() -> None:
+    (problem,) = _problems('{"gateway": {"port": 1 "host": "x"}}')
+    assert problem.endswith("Expecting ',' delimiter"), problem
+
+
 def test_top_level_must_be_an_object() -> None:
     assert _problems("[1, 2]") == ["(top level): must be a JSON object"]
 

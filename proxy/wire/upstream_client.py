@@ -34,6 +34,14 @@ Where the forgetting side says nothing at all (a router or firewall that drops p
 never comes and the request would wait out its read timeout on every kept connection it tried. So the pool does not
 outlive a sleep: when the machine slept since the last request (:class:`~proxy.wire.sleep_watch.SleepWatch`), the
 next one opens a new pool; the old one serves the answers still open on it and closes with the last of them.
+
+The network can lose a kept connection without a sleep too (a VPN switched on, another Wi-Fi): the request's bytes
+go out and are never acknowledged. Where the system allows it (Linux: ``TCP_USER_TIMEOUT``), every upstream socket
+is told to give up after ``unacked_timeout`` (15 s) of unacknowledged bytes, so such a request fails with "Connection
+timed out" instead of waiting out the read timeout (two minutes for a stream, ten for a plain answer); nothing else
+is affected — a model thinking for minutes before its answer has no bytes of ours unacknowledged. That failure means
+the upstream never received the whole request, so it is sent once more on a new connection like a reset, and the
+pool is retired as after a sleep: its other kept connections went over the same lost network.
 """
 
 from __future__ import annotations
@@ -42,10 +50,12 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -62,6 +72,9 @@ _ACCEPT_ENCODING = "gzip, deflate"  # what httpx's decoders read without optiona
 _POOL_WAIT_SECONDS = 30.0
 #: A connection reset, not closed: what the upstream's kernel answers to bytes on a connection it no longer knows
 _RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+#: how long bytes sent upstream may stay unacknowledged before the connection is given up (where the system allows)
+UNACKED_TIMEOUT = 15.0
+_TCP_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,7 @@ class UpstreamClient:
         environ: Mapping[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
         sleep_watch: SleepWatch | None = None,
+        unacked_timeout: float = UNACKED_TIMEOUT,
     ) -> None:
         self._timeouts = timeouts
         self._tls = tls
@@ -106,6 +120,7 @@ class UpstreamClient:
         self._retired: set[_Pool] = set()  # pools from before a sleep, until their last answer closes
         self._closing: set[asyncio.Task[None]] = set()
         self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
+        self._unacked_ms = round(unacked_timeout * 1000)
         self._client_timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     def _open_session(self, *, pooled: bool = True) -> aiohttp.ClientSession:
@@ -115,6 +130,7 @@ class UpstreamClient:
             limit=self._max_connections,
             limit_per_host=0,
             ssl=self._tls,
+            socket_factory=self._socket,
             **({"keepalive_timeout": self._keepalive_expiry} if pooled else {"force_close": True}),
         )
         return aiohttp.ClientSession(
@@ -124,6 +140,17 @@ class UpstreamClient:
             trust_env=False,
             skip_auto_headers=("User-Agent",),  # the adapters always set Headway's own
         )
+
+    def _socket(self, addr_info: tuple[Any, ...]) -> socket.socket:
+        """A socket for an upstream (or the proxy to it) that gives up on bytes unacknowledged for too long."""
+        family, kind, proto = addr_info[:3]
+        sock = socket.socket(family=family, type=kind, proto=proto)
+        if _TCP_USER_TIMEOUT is not None and family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, self._unacked_ms)
+            except OSError as exc:  # never worth failing a request for
+                log.debug("cannot set TCP_USER_TIMEOUT: %s", exc)
+        return sock
 
     def _timeout(self) -> aiohttp.ClientTimeout:
         wanted = self._timeouts()
@@ -195,18 +222,30 @@ class UpstreamClient:
                 break
             except aiohttp.ClientOSError as exc:
                 # (a ClientConnectorError is a ClientOSError too: the connection was never made, nothing to redo)
+                lost = exc.errno == errno.ETIMEDOUT
                 if (
                     pool is self._fresh
                     or isinstance(exc, aiohttp.ClientConnectorError)
-                    or exc.errno not in _RESET
+                    or not (lost or exc.errno in _RESET)
                 ):
                     raise translate(exc, connecting=True) from exc
-                log.info(
-                    "the upstream %s closed a kept-alive connection before answering (%s); sending the request "
-                    "again on a new connection",
-                    urlsplit(url).netloc,
-                    exc,
-                )
+                if lost:
+                    log.info(
+                        "the network lost a kept-alive connection to %s (%s: nothing acknowledged the request); "
+                        "sending it again on a new connection, and not using the other kept ones",
+                        urlsplit(url).netloc,
+                        exc,
+                    )
+                    if pool is self._pool:
+                        self._retire(pool)
+                        self._pool = None
+                else:
+                    log.info(
+                        "the upstream %s closed a kept-alive connection before answering (%s); sending the "
+                        "request again on a new connection",
+                        urlsplit(url).netloc,
+                        exc,
+                    )
                 if self._fresh is None:
                     self._fresh = _Pool(self._open_session(pooled=False))
                 pool = self._fresh

@@ -8,7 +8,7 @@ next bytes go nowhere, and nothing answers them (no reset, no close) — the cli
 
 One thread runs an asyncio loop; use it as a context manager. ``forget()`` applies to the connections open at that
 moment; new ones are relayed as usual. ``connections`` counts those accepted; ``resets`` the resets sent and
-``swallowed`` the connections whose bytes went nowhere.
+``swallowed`` the connections whose bytes went nowhere; ``peers`` the client's port of each.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ForgetfulRelay(LoopServer):
         self.connections = 0
         self.resets = 0
         self.swallowed = 0
+        self.peers: list[int] = []  # the client's port of each connection accepted, in order
 
     async def _stop(self) -> None:
         for pair in self._pairs:
@@ -64,6 +65,7 @@ class ForgetfulRelay(LoopServer):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.peers.append(writer.get_extra_info("peername")[1])
         server_reader, server_writer = await asyncio.open_connection(*self._target)
         pair = _Pair(writer, server_writer)
         self._pairs.append(pair)

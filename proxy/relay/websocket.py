@@ -22,6 +22,8 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessa
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, generate_accept_token, generate_nonce
 
+from proxy.wire.unacked import give_up_unacked
+
 __all__ = ["MAX_MESSAGE", "WebSocket", "WebSocketClosed", "WebSocketError"]
 
 #: The largest message ``recv()`` reassembles; a larger one closes the connection with an error.
@@ -113,6 +115,8 @@ class WebSocket:
                 await response.aclose()
             raise WebSocketError(f"HTTP {response.status_code}", response.status_code, body[:2000])
         stream: Any = response.extensions.get("network_stream")
+        if stream is not None:  # a long-lived socket: a lost network must not leave it waiting for minutes
+            give_up_unacked(stream.get_extra_info("socket"))
         expected = generate_accept_token(key.encode()).decode()
         if response.headers.get("sec-websocket-accept") != expected or stream is None:
             await response.aclose()

@@ -36,12 +36,11 @@ outlive a sleep: when the machine slept since the last request (:class:`~proxy.w
 next one opens a new pool; the old one serves the answers still open on it and closes with the last of them.
 
 The network can lose a kept connection without a sleep too (a VPN switched on, another Wi-Fi): the request's bytes
-go out and are never acknowledged. Where the system allows it (Linux: ``TCP_USER_TIMEOUT``), every upstream socket
-is told to give up after ``unacked_timeout`` (15 s) of unacknowledged bytes, so such a request fails with "Connection
-timed out" instead of waiting out the read timeout (two minutes for a stream, ten for a plain answer); nothing else
-is affected — a model thinking for minutes before its answer has no bytes of ours unacknowledged. That failure means
-the upstream never received the whole request, so it is sent once more on a new connection like a reset, and the
-pool is retired as after a sleep: its other kept connections went over the same lost network.
+go out and are never acknowledged. Every upstream socket gives up after ``unacked_timeout`` (15 s) of that, where
+the system allows it (:mod:`proxy.wire.unacked`), so such a request fails with "Connection timed out" instead of
+waiting out the read timeout. That failure means the upstream never received the whole request, so it is sent once
+more on a new connection like a reset, and the pool is retired as after a sleep: its other kept connections went
+over the same lost network.
 """
 
 from __future__ import annotations
@@ -63,6 +62,7 @@ import httpx
 
 from proxy.durations import format_duration
 from proxy.wire.sleep_watch import SleepWatch
+from proxy.wire.unacked import UNACKED_TIMEOUT, give_up_unacked
 
 __all__ = ["Timeouts", "UpstreamClient", "translate"]
 
@@ -72,9 +72,6 @@ _ACCEPT_ENCODING = "gzip, deflate"  # what httpx's decoders read without optiona
 _POOL_WAIT_SECONDS = 30.0
 #: A connection reset, not closed: what the upstream's kernel answers to bytes on a connection it no longer knows
 _RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
-#: how long bytes sent upstream may stay unacknowledged before the connection is given up (where the system allows)
-UNACKED_TIMEOUT = 15.0
-_TCP_USER_TIMEOUT: int | None = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class UpstreamClient:
         self._retired: set[_Pool] = set()  # pools from before a sleep, until their last answer closes
         self._closing: set[asyncio.Task[None]] = set()
         self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
-        self._unacked_ms = round(unacked_timeout * 1000)
+        self._unacked_timeout = unacked_timeout
         self._client_timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     def _open_session(self, *, pooled: bool = True) -> aiohttp.ClientSession:
@@ -145,11 +142,7 @@ class UpstreamClient:
         """A socket for an upstream (or the proxy to it) that gives up on bytes unacknowledged for too long."""
         family, kind, proto = addr_info[:3]
         sock = socket.socket(family=family, type=kind, proto=proto)
-        if _TCP_USER_TIMEOUT is not None and family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_USER_TIMEOUT, self._unacked_ms)
-            except OSError as exc:  # never worth failing a request for
-                log.debug("cannot set TCP_USER_TIMEOUT: %s", exc)
+        give_up_unacked(sock, self._unacked_timeout)
         return sock
 
     def _timeout(self) -> aiohttp.ClientTimeout:

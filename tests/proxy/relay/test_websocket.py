@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from wsproto.events import (
 )
 
 from proxy.relay.websocket import WebSocket, WebSocketClosed, WebSocketError
+from proxy.wire.unacked import UNACKED_TIMEOUT
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -277,3 +279,17 @@ async def test_a_wrong_accept_token_is_refused(server: Server) -> None:
     server.wrong_accept = True
     with pytest.raises(WebSocketError, match="handshake"):
         await _connect(server)
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
+async def test_the_socket_gives_up_on_bytes_nothing_acknowledges(server: Server) -> None:
+    """A long-lived socket (an upstream WebSocket, the relay's) on a network that lost it fails in seconds, not after
+    the read timeout: the kernel's own mechanism, tested for real in tests/proxy/wire/test_lost_network.py."""
+    server.script = _echo
+    ws, client = await _connect(server)
+    try:
+        sock = ws._stream.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == UNACKED_TIMEOUT * 1000
+    finally:
+        await ws.close()
+        await client.aclose()

@@ -57,6 +57,13 @@ _TOKEN_RULES: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(rf"(?<![\w-])(?P<prefix>rt_)(?P<secret>[\w.-]{{16,}}+)(?!{_MARK})"), 4),
     # JWTs (ChatGPT access and id tokens)
     (re.compile(rf"(?<![\w-])(?P<prefix>eyJ)(?P<secret>[\w-]{{4,}}\.[\w-]{{4,}}\.[\w-]*+)(?!{_MARK})"), 3),
+    # The password in a URL's user part: a proxy's (HTTPS_PROXY=http://user:password@host), Redis's, any other
+    (
+        re.compile(
+            rf"(?i)(?P<prefix>\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]*:)(?P<secret>[^\s/@'\"]++)(?<!{_MARK})(?=@)"
+        ),
+        0,
+    ),
     # Bearer tokens in free text (other schemes only next to a header name, see _KEYED_VALUE)
     (
         re.compile(

@@ -319,7 +319,9 @@ def translate(exc: BaseException, *, connecting: bool) -> httpx.HTTPError:
         return httpx.ConnectTimeout(message)
     if isinstance(exc, TimeoutError):  # waiting for the answer's head or its next bytes
         return httpx.ReadTimeout(message)
-    if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return httpx.ProxyError(_proxy_refusal(exc))
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return httpx.ProxyError(message)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message)
@@ -330,6 +332,23 @@ def translate(exc: BaseException, *, connecting: bool) -> httpx.HTTPError:
     if isinstance(exc, aiohttp.ClientOSError):
         return httpx.ConnectError(message) if connecting else httpx.ReadError(message)
     return httpx.TransportError(message)
+
+
+def _proxy_refusal(exc: aiohttp.ClientHttpProxyError) -> str:
+    """What the proxy said to the tunnel, and what to do — without aiohttp's ``url=…``, which is the proxy's URL with
+    the user name and password from the environment in it."""
+    proxy = urlsplit(str(exc.request_info.real_url)) if exc.request_info is not None else None
+    where = f" at {proxy.hostname}:{proxy.port}" if proxy is not None and proxy.hostname else ""
+    text = f"the proxy{where} refused the connection: {exc.status} {exc.message}".rstrip()
+    if exc.status == 407:
+        named = proxy is not None and proxy.username is not None
+        text += (
+            " (it did not accept the user name and password in the proxy variable's URL)"
+            if named
+            else " (it wants a user name and password: put them in the proxy variable's URL, "
+            "http://user:password@host:port)"
+        )
+    return text
 
 
 def _unread(content: aiohttp.StreamReader) -> bytes:

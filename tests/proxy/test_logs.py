@@ -107,9 +107,34 @@ def test_redact_keeps_a_recognisable_prefix() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (
+            "407, message='Proxy Authentication Required', url='http://bob:Hunter2@proxy.corp:3128'",
+            "407, message='Proxy Authentication Required', url='http://bob:…[redacted]@proxy.corp:3128'",
+        ),
+        (
+            "HTTPS_PROXY=http://bob:p%40ss%3Aword@10.0.0.1:8080",
+            "HTTPS_PROXY=http://bob:…[redacted]@10.0.0.1:8080",
+        ),
+        (
+            "shared state at redis://:s3cret-pw@redis.lan:6379/0",
+            "shared state at redis://:…[redacted]@redis.lan:6379/0",
+        ),
+    ],
+)
+def test_redact_masks_the_password_in_a_urls_user_part(text: str, redacted: str) -> None:
+    """A proxy's URL from the environment carries its password; aiohttp quotes that URL in its proxy errors."""
+    assert redact(text) == redacted
+    assert redact(redacted) == redacted
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "usage {'input_tokens': 12, 'max_tokens': 4096, 'prompt_cache_key': 'sess-1'}",
+        "upstream http://proxy.corp:8080 and https://host:8443/path/a@b, ssh://git@github.com/x",
+        "mailto:someone@example.com",
         "task-abcdefghijklmnopqrstuvwxyz0123 finished",
         "POST /v1/messages?beta=true 200 in 812 ms",
         "client_id=app_EMoamEEZ73f0CkXaXp7hrann",

@@ -4,13 +4,18 @@ HTTP/1.1``), records each request line, and relays the request to the target and
 ``CONNECT host:port`` opens a tunnel (``200 Connection established``, then bytes both ways until either side
 closes): how a client reaches an HTTPS upstream through a company's proxy. What is tested is that the client goes
 through the proxy the environment names. One thread runs an asyncio loop; use it as a context manager.
+
+``HttpProxy(credentials=("user", "password"))`` asks for them as a company's proxy does: a request without the
+matching ``Proxy-Authorization: Basic …`` gets ``407 Proxy Authentication Required`` and is not relayed.
+``authorizations`` records the header of each request (None: none sent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from tests.support.loop_server import LoopServer
 
@@ -20,9 +25,18 @@ __all__ = ["HttpProxy"]
 class HttpProxy(LoopServer):
     name = "test-http-proxy"
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.request_lines: list[str] = []
+        self.authorizations: list[str | None] = []
+        self._wanted = (
+            None
+            if credentials is None
+            else "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+        )
+
+    def url_with(self, user: str, password: str) -> str:
+        return f"http://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{self.port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.closing(writer):
@@ -32,7 +46,16 @@ class HttpProxy(LoopServer):
                     return
                 line, headers = head
                 self.request_lines.append(line)
+                authorization = _header(headers, "proxy-authorization")
+                self.authorizations.append(authorization)
                 method, target, version = line.split(" ", 2)
+                if self._wanted is not None and authorization != self._wanted:
+                    writer.write(
+                        b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                        b'Proxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+                    )
+                    await writer.drain()
+                    return
                 if method == "CONNECT":
                     await _tunnel(target, reader, writer)
                     return

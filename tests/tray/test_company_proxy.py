@@ -53,3 +53,40 @@ def test_the_upstream_is_reached_through_the_proxy_with_the_companys_root(
         assert refused.status_code == 502 and refused.json()["type"] == "error"
         assert "CERTIFICATE_VERIFY_FAILED" in refused.json()["error"]["message"]
         assert len(upstream.requests) == 1  # nothing reached the upstream unverified
+
+
+def test_a_proxy_password_from_the_environment_works_and_never_shows(
+    file_home: Paths, tmp_path: Path
+) -> None:
+    """The proxy wants a user name and password, given in HTTPS_PROXY's URL: accepted, the upstream is reached;
+    refused, the agent hears so in its own protocol. The password reaches neither the agent nor the log (aiohttp's
+    proxy errors quote the proxy's URL with it)."""
+    password = "Corp-Pa55:word"
+    certificate = self_signed(tmp_path / "tls")
+    trust = {"SSL_CERT_FILE": str(certificate.cert_file)}
+    with (
+        FakeAnthropic(tls=certificate.server_context()) as upstream,
+        HttpProxy(credentials=("dev", password)) as proxy,
+    ):
+        env = {"HEADWAY_ANTHROPIC_BASE_URL": upstream.url, **trust}
+        add_account_with_cli("anthropic", "work", "sk-ant-api03-" + "w" * 40, env=env)
+        answers = []
+        for given in (password, "Old-Pa55:word"):
+            gateway = start_gateway_process(env={**env, "HTTPS_PROXY": proxy.url_with("dev", given)})
+            try:
+                answers.append(_ask(gateway.url, gateway.key))
+            finally:
+                assert gateway.stop() == 0
+    accepted, refused = answers
+    assert accepted.status_code == 200, accepted.text
+    assert len(upstream.requests) == 1
+    assert refused.status_code == 502 and refused.json()["type"] == "error"
+    message = refused.json()["error"]["message"]
+    assert (
+        "407 Proxy Authentication Required" in message
+        and "did not accept the user name and password" in message
+    )
+    log = (file_home.log_dir / "headway.log").read_text()
+    assert "407 Proxy Authentication Required" in log
+    for secret in ("Pa55", "Corp-", "Old-"):
+        assert secret not in message and secret not in log

@@ -160,6 +160,38 @@ async def test_https_through_the_environments_proxy_is_a_tunnel(
     assert https_fake.requests[-1].headers["x-api-key"] == "sk-ant-test"
 
 
+async def test_a_proxy_that_wants_a_password_gets_the_one_in_the_variable_and_errors_never_show_it(
+    https_fake: FakeAnthropic, certificate: SelfSigned
+) -> None:
+    """A company's proxy asks for a user name and password, given in the variable's URL (any character,
+    percent-encoded). A refusal is said plainly; before, it was aiohttp's "407, message=…, url='http://bob:<the
+    password>@…'", which went on to the log and to the agent."""
+    password = "p@ss:w/rd-Hunter2"
+    outcomes: list[str | int] = []
+    with HttpProxy(credentials=("bob", password)) as proxy:
+        for variable in (proxy.url_with("bob", password), proxy.url_with("bob", "wrong-Hunter3"), proxy.url):
+            client = UpstreamClient(
+                lambda: Timeouts(connect=5.0, read=10.0),
+                environ={"HTTPS_PROXY": variable},
+                tls=certificate.client_context(),
+            )
+            try:
+                outcomes.append((await _post(client, https_fake.url)).status_code)
+            except httpx.ProxyError as exc:
+                outcomes.append(str(exc))
+            finally:
+                await client.aclose()
+    accepted, wrong, missing = outcomes
+    assert accepted == 200 and len(https_fake.requests) == 1
+    assert proxy.authorizations[0] is not None and proxy.authorizations[-1] is None
+    assert wrong == (
+        f"the proxy at 127.0.0.1:{proxy.port} refused the connection: 407 Proxy Authentication Required "
+        "(it did not accept the user name and password in the proxy variable's URL)"
+    )
+    assert isinstance(missing, str) and "it wants a user name and password" in missing
+    assert "Hunter" not in wrong + missing
+
+
 async def test_a_certificate_nobody_vouches_for_is_a_connect_error_that_says_so(
     https_fake: FakeAnthropic,
 ) -> None:

@@ -12,8 +12,10 @@ the other candidates are in docs/architecture.md).
 
 What it does the way httpx did, so that nothing changes for the user:
 - proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``; HTTP proxies only — a
-  request whose proxy is another kind fails with a clear :class:`httpx.ProxyError`), read once at start. aiohttp's
-  own ``trust_env`` is not used: it would also send credentials from ``~/.netrc``.
+  request whose proxy is another kind fails with a clear :class:`httpx.ProxyError`), read once at start; when the
+  environment names none, the system's proxy settings on macOS and Windows (System Settings, the registry), as
+  ``urllib.request.getproxies`` and so httpx read them. aiohttp's own ``trust_env`` is not used: it would also send
+  credentials from ``~/.netrc``.
 - certificates: httpx's default context (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), the very one the engine's
   httpx client uses when it hands it in;
 - timeouts: connect and per-read, from the settings at each request; waiting for a free connection is bounded too;
@@ -51,6 +53,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -102,6 +105,7 @@ class UpstreamClient:
         max_connections: int = 200,
         keepalive_expiry: float = 60.0,
         environ: Mapping[str, str] | None = None,
+        system_proxies: Callable[[], Mapping[str, str]] | None = None,
         tls: ssl.SSLContext | None = None,
         sleep_watch: SleepWatch | None = None,
         unacked_timeout: float = UNACKED_TIMEOUT,
@@ -110,7 +114,9 @@ class UpstreamClient:
         self._tls = tls
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._proxies = _proxies_from(os.environ if environ is None else environ)
+        self._proxies = _proxies_from(os.environ if environ is None else environ) or _proxies_from(
+            (system_proxies or _system_proxies)(), prefix=""
+        )
         self._proxy_of: dict[tuple[str, str], str | None] = {}
         self._pool: _Pool | None = None
         self._fresh: _Pool | None = None  # a new connection each time: for sending again
@@ -362,11 +368,29 @@ def _unread(content: aiohttp.StreamReader) -> bytes:
     return rest if isinstance(rest, bytes) else b""
 
 
-def _proxies_from(environ: Mapping[str, str]) -> dict[str, str]:
-    """``{"https": url, "http": url, "all": url, "no": "host,…"}`` from ``*_PROXY`` variables (lower case wins)."""
+def _proxies_from(environ: Mapping[str, str], *, prefix: str = "_proxy") -> dict[str, str]:
+    """``{"https": url, "http": url, "all": url, "no": "host,…"}`` from ``*_PROXY`` variables (lower case wins), or
+    from the system's settings already keyed so (``prefix=""``). A proxy named without a scheme is an HTTP one."""
     proxies: dict[str, str] = {}
     for name in sorted(environ, key=lambda n: n.islower()):  # upper case first, so lower case overrides it
         value = environ[name]
-        if value and name.lower().endswith("_proxy"):
-            proxies[name.lower().removesuffix("_proxy")] = value
+        key = name.lower()
+        if value and key.endswith(prefix):
+            key = key.removesuffix(prefix) if prefix else key
+            proxies[key] = value if key == "no" or "://" in value else f"http://{value}"
     return proxies
+
+
+def _system_proxies() -> Mapping[str, str]:
+    """The proxies set in macOS's System Settings or Windows's registry (none elsewhere): what urllib's
+    ``getproxies`` — and so httpx, for logins and polling — uses when the environment names no proxy."""
+    name = {"darwin": "getproxies_macosx_sysconf", "win32": "getproxies_registry"}.get(sys.platform)
+    read = getattr(urllib.request, name, None) if name is not None else None
+    if not callable(read):
+        return {}
+    try:
+        found = read()
+    except Exception as exc:  # a broken system setting must not stop the gateway
+        log.warning("cannot read the system's proxy settings: %s", exc)
+        return {}
+    return {str(k): str(v) for k, v in found.items() if v} if isinstance(found, Mapping) else {}

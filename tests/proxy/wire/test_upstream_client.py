@@ -126,6 +126,44 @@ async def test_the_proxy_from_the_environment_is_used(fake: FakeAnthropic) -> No
     assert proxy.request_lines == [f"POST {fake.url}/v1/messages HTTP/1.1"]
 
 
+async def test_the_systems_proxy_settings_are_used_when_the_environment_names_none(
+    fake: FakeAnthropic,
+) -> None:
+    """macOS's System Settings and Windows's registry (here: what reading them returned), as urllib's getproxies and
+    so httpx read them for logins and polling. Before, model requests ignored them and went direct, while everything
+    else went through the proxy: behind a company's proxy, model requests failed."""
+    with HttpProxy() as proxy:
+        system = {"http": f"127.0.0.1:{proxy.port}"}  # as the registry may give it: no scheme
+        sides = (
+            UpstreamClient(lambda: Timeouts(5.0, 10.0), environ={}, system_proxies=lambda: system),
+            # the environment wins, and a variable of its own (NO_PROXY alone included) means "not the system's"
+            UpstreamClient(
+                lambda: Timeouts(5.0, 10.0),
+                environ={"NO_PROXY": "example.org"},
+                system_proxies=lambda: system,
+            ),
+        )
+        answers = []
+        for client in sides:
+            try:
+                answers.append((await _post(client, fake.url)).status_code)
+            finally:
+                await client.aclose()
+    assert answers == [200, 200]
+    assert proxy.request_lines == [f"POST {fake.url}/v1/messages HTTP/1.1"]  # the first only
+
+
+async def test_a_proxy_variable_without_a_scheme_is_an_http_proxy(fake: FakeAnthropic) -> None:
+    """``HTTP_PROXY=proxy.corp:3128``, as curl and httpx read it; before: "the proxy proxy.corp:// … not supported"."""
+    with HttpProxy() as proxy:
+        client = _client({"HTTP_PROXY": f"127.0.0.1:{proxy.port}"})
+        try:
+            response = await _post(client, fake.url)
+        finally:
+            await client.aclose()
+    assert response.status_code == 200 and len(proxy.request_lines) == 1
+
+
 # -- HTTPS: a certificate, and a company's proxy in the way ---------------------------------------------------------
 
 

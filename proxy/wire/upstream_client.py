@@ -329,6 +329,12 @@ def translate(exc: BaseException, *, connecting: bool) -> httpx.HTTPError:
         return httpx.ProxyError(_proxy_refusal(exc))
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return httpx.ProxyError(message)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return httpx.ConnectError(_untrusted(exc))
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return httpx.ConnectError(
+            f"cannot find {exc.host} ({exc.strerror or exc}): is this machine online? (its DNS may be down)"
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message)
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
@@ -338,6 +344,17 @@ def translate(exc: BaseException, *, connecting: bool) -> httpx.HTTPError:
     if isinstance(exc, aiohttp.ClientOSError):
         return httpx.ConnectError(message) if connecting else httpx.ReadError(message)
     return httpx.TransportError(message)
+
+
+def _untrusted(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """A certificate that does not verify, with the usual reasons on a laptop's network."""
+    error = exc.certificate_error
+    why = getattr(error, "verify_message", None) or str(error)
+    return (
+        f"the certificate of {exc.host}:{exc.port} is not trusted (CERTIFICATE_VERIFY_FAILED: {why}); something on "
+        "this network intercepts HTTPS: a Wi-Fi sign-in page (sign in with a browser first), or a company proxy "
+        "(point SSL_CERT_FILE at its root certificate)"
+    )
 
 
 def _proxy_refusal(exc: aiohttp.ClientHttpProxyError) -> str:

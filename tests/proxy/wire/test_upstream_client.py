@@ -233,13 +233,33 @@ async def test_a_proxy_that_wants_a_password_gets_the_one_in_the_variable_and_er
 async def test_a_certificate_nobody_vouches_for_is_a_connect_error_that_says_so(
     https_fake: FakeAnthropic,
 ) -> None:
+    """What a hotel's Wi-Fi sign-in page or a company's TLS-inspecting proxy looks like from here; the message says
+    so and what to do (before: aiohttp's "Cannot connect to host … ssl:True [SSLCertVerificationError: …]")."""
     client = _client()  # the system's (certifi's) roots: the self-signed certificate is not among them
     try:
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED") as raised:
             await _post(client, https_fake.url)
     finally:
         await client.aclose()
     assert https_fake.requests == []
+    assert str(raised.value) == (
+        f"the certificate of 127.0.0.1:{https_fake.port} is not trusted (CERTIFICATE_VERIFY_FAILED: self-signed "
+        "certificate); something on this network intercepts HTTPS: a Wi-Fi sign-in page (sign in with a browser "
+        "first), or a company proxy (point SSL_CERT_FILE at its root certificate)"
+    )
+
+
+async def test_a_name_that_does_not_resolve_says_so() -> None:
+    """Offline, or DNS down (``.invalid`` never resolves: RFC 6761). Before: "Cannot connect to host … ssl:default
+    [Name or service not known]"."""
+    client = _client()
+    try:
+        with pytest.raises(httpx.ConnectError) as raised:
+            await _post(client, "https://no-such-host.invalid")
+    finally:
+        await client.aclose()
+    assert str(raised.value).startswith("cannot find no-such-host.invalid (")
+    assert str(raised.value).endswith("is this machine online? (its DNS may be down)")
 
 
 async def test_no_proxy_goes_direct(fake: FakeAnthropic) -> None:

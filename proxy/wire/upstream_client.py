@@ -38,9 +38,9 @@ outlive a sleep: when the machine slept since the last request (:class:`~proxy.w
 next one opens a new pool; the old one serves the answers still open on it and closes with the last of them.
 
 The network can lose a kept connection without a sleep too (a VPN switched on, another Wi-Fi): the request's bytes
-go out and are never acknowledged. Every upstream socket gives up after ``unacked_timeout`` (15 s) of that, where
-the system allows it (:mod:`proxy.wire.unacked`), so such a request fails with "Connection timed out" instead of
-waiting out the read timeout. That failure means the upstream never received the whole request, so it is sent once
+go out and are never acknowledged. Every upstream socket gives up after 15 s of that, where the system allows it
+(:mod:`proxy.wire.liveness`, which also has the kernel probe a silent connection), so such a request fails with
+"Connection timed out" instead of waiting out the read timeout. That failure means the upstream never received the whole request, so it is sent once
 more on a new connection like a reset, and the pool is retired as after a sleep: its other kept connections went
 over the same lost network.
 """
@@ -64,8 +64,8 @@ import aiohttp
 import httpx
 
 from proxy.durations import format_duration
+from proxy.wire.liveness import LIVENESS, Liveness
 from proxy.wire.sleep_watch import SleepWatch
-from proxy.wire.unacked import UNACKED_TIMEOUT, give_up_unacked
 
 __all__ = ["Timeouts", "UpstreamClient", "translate"]
 
@@ -108,7 +108,7 @@ class UpstreamClient:
         system_proxies: Callable[[], Mapping[str, str]] | None = None,
         tls: ssl.SSLContext | None = None,
         sleep_watch: SleepWatch | None = None,
-        unacked_timeout: float = UNACKED_TIMEOUT,
+        liveness: Liveness = LIVENESS,
     ) -> None:
         self._timeouts = timeouts
         self._tls = tls
@@ -123,7 +123,7 @@ class UpstreamClient:
         self._retired: set[_Pool] = set()  # pools from before a sleep, until their last answer closes
         self._closing: set[asyncio.Task[None]] = set()
         self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
-        self._unacked_timeout = unacked_timeout
+        self._liveness = liveness
         self._client_timeout: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
 
     def _open_session(self, *, pooled: bool = True) -> aiohttp.ClientSession:
@@ -145,10 +145,10 @@ class UpstreamClient:
         )
 
     def _socket(self, addr_info: tuple[Any, ...]) -> socket.socket:
-        """A socket for an upstream (or the proxy to it) that gives up on bytes unacknowledged for too long."""
+        """A socket for an upstream (or the proxy to it) that notices a peer gone silent for good."""
         family, kind, proto = addr_info[:3]
         sock = socket.socket(family=family, type=kind, proto=proto)
-        give_up_unacked(sock, self._unacked_timeout)
+        self._liveness.apply(sock)
         return sock
 
     def _timeout(self) -> aiohttp.ClientTimeout:

@@ -1,10 +1,16 @@
-"""Run as ``unshare -n python -m tests.support.lost_network``: the upstream client loses a kept connection to the
+"""Run as ``unshare -n python -m tests.support.lost_network SCENARIO``: the upstream client loses a connection to the
 network itself, in a network namespace of its own (``tests/proxy/wire/test_lost_network.py``).
 
-After two requests at once, firewall rules (iptables, in this namespace only) drop every packet the client sends on
-the two connections the pool kept: what a VPN switched on, another Wi-Fi or a router that lost its state does to it. Nothing
-answers, no reset comes, the request's bytes are never acknowledged. Then two more requests go out. Prints one JSON
-object: each request's status (or error) and time, and how many connections the upstream saw.
+Firewall rules (iptables, in this namespace only) drop every packet of chosen connections: what a VPN switched on,
+another Wi-Fi or a router that lost its state does to them. Nothing answers, no reset comes.
+
+- ``kept``: after two requests at once, the client's packets on the two connections the pool kept are dropped;
+  then two more requests go out.
+- ``stream``: a streamed answer stops after its first event (the upstream would go on later), and every packet of
+  its connection, both ways, is dropped from then on; the client reads on.
+
+Prints one JSON object: each request's status (or error), its time, and what the upstream saw. ``--quick`` gives
+the client liveness settings of a second each (the default: Headway's own).
 """
 
 from __future__ import annotations
@@ -17,44 +23,81 @@ import subprocess
 import time
 from typing import Any
 
+from proxy.wire.liveness import LIVENESS, Liveness
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
-from tests.fakes import FakeAnthropic
+from tests.fakes import Behavior, FakeAnthropic
 from tests.support.forgetful_relay import ForgetfulRelay
 
 BODY = b'{"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}'
+STREAM = BODY[:-1] + b', "stream": true}'
 HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+QUICK = Liveness(unacked=1.0, idle=1.0, interval=1.0, probes=2)
 
 
-async def _request(client: UpstreamClient, url: str) -> dict[str, Any]:
+async def _request(client: UpstreamClient, url: str, body: bytes = BODY) -> dict[str, Any]:
     started = time.monotonic()
+    events = 0
     try:
-        response = await client.send("POST", f"{url}/v1/messages", HEADERS, BODY)
-        await response.aread()
-        await response.aclose()
+        response = await client.send("POST", f"{url}/v1/messages", HEADERS, body)
+        try:
+            async for chunk in response.aiter_bytes():
+                events += chunk.count(b"event: ")
+        finally:
+            await response.aclose()
         outcome: dict[str, Any] = {"status": response.status_code}
     except Exception as exc:
         outcome = {"error": f"{type(exc).__name__}: {exc}"}
     outcome["seconds"] = round(time.monotonic() - started, 2)
+    outcome["events"] = events
     return outcome
 
 
-async def _run(unacked: float | None, read: float) -> dict[str, Any]:
+def _drop(*rule: str) -> None:
+    subprocess.run(["iptables", "-A", "OUTPUT", "-p", "tcp", *rule, "-j", "DROP"], check=True)
+
+
+async def _kept(client: UpstreamClient, fake: FakeAnthropic, relay: ForgetfulRelay) -> list[dict[str, Any]]:
+    # two at once: two connections kept in the pool, both lost below
+    results = list(await asyncio.gather(_request(client, relay.url), _request(client, relay.url)))
+    for kept in relay.peers:
+        await asyncio.to_thread(_drop, "--sport", str(kept))
+    results.append(await _request(client, relay.url))
+    results.append(await _request(client, relay.url))
+    return results
+
+
+async def _stream(client: UpstreamClient, fake: FakeAnthropic, relay: ForgetfulRelay) -> list[dict[str, Any]]:
+    fake.enqueue(Behavior(hang_after_events=2))  # message_start, content_block_start, then silence
+
+    async def cut_when_connected() -> None:
+        for _ in range(1000):  # the relay accepts on a thread of its own
+            if relay.peers:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the first events are through
+        port = str(relay.peers[0])
+        await asyncio.to_thread(_drop, "--sport", port)
+        await asyncio.to_thread(_drop, "--dport", port)
+
+    cut = asyncio.ensure_future(cut_when_connected())
+    result = await _request(client, relay.url, STREAM)
+    await cut
+    return [result]
+
+
+async def _run(scenario: str, quick: bool, read: float) -> dict[str, Any]:
     log = logging.getLogger("headway.upstream")
     lines: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    options = {} if unacked is None else {"unacked_timeout": unacked}
     with FakeAnthropic() as fake, ForgetfulRelay("127.0.0.1", fake.port) as relay:
-        client = UpstreamClient(lambda: Timeouts(connect=5.0, read=read), environ={}, **options)
+        client = UpstreamClient(
+            lambda: Timeouts(connect=5.0, read=read), environ={}, liveness=QUICK if quick else LIVENESS
+        )
         try:
-            # two at once: two connections kept in the pool, both lost below
-            results = list(await asyncio.gather(_request(client, relay.url), _request(client, relay.url)))
-            for kept in relay.peers:
-                await asyncio.to_thread(_drop_packets_from, kept)
-            results.append(await _request(client, relay.url))
-            results.append(await _request(client, relay.url))
+            results = await (_kept if scenario == "kept" else _stream)(client, fake, relay)
         finally:
             await client.aclose()
         return {
@@ -65,17 +108,14 @@ async def _run(unacked: float | None, read: float) -> dict[str, Any]:
         }
 
 
-def _drop_packets_from(port: int) -> None:
-    subprocess.run(["iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", str(port), "-j", "DROP"], check=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--unacked", type=float, default=None)
+    parser.add_argument("scenario", choices=["kept", "stream"])
+    parser.add_argument("--quick", action="store_true")
     parser.add_argument("--read", type=float, default=8.0)
     args = parser.parse_args()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    print(json.dumps(asyncio.run(_run(args.unacked, args.read))))
+    print(json.dumps(asyncio.run(_run(args.scenario, args.quick, args.read))))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from wsproto.events import (
 )
 
 from proxy.relay.websocket import WebSocket, WebSocketClosed, WebSocketError
-from proxy.wire.unacked import UNACKED_TIMEOUT
+from proxy.wire.liveness import LIVENESS
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -282,14 +282,17 @@ async def test_a_wrong_accept_token_is_refused(server: Server) -> None:
 
 
 @pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
-async def test_the_socket_gives_up_on_bytes_nothing_acknowledges(server: Server) -> None:
+async def test_the_socket_notices_a_peer_gone_silent_for_good(server: Server) -> None:
     """A long-lived socket (an upstream WebSocket, the relay's) on a network that lost it fails in seconds, not after
-    the read timeout: the kernel's own mechanism, tested for real in tests/proxy/wire/test_lost_network.py."""
+    the read timeout: the kernel's own mechanisms (unacknowledged bytes, keep-alive probes), tested for real in
+    tests/proxy/wire/test_lost_network.py."""
     server.script = _echo
     ws, client = await _connect(server)
     try:
         sock = ws._stream.get_extra_info("socket")
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == UNACKED_TIMEOUT * 1000
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == LIVENESS.unacked * 1000
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == LIVENESS.idle
     finally:
         await ws.close()
         await client.aclose()

@@ -11,11 +11,9 @@ per request against 0.1 ms for aiohttp's client on the same load (``python -m be
 the other candidates are in docs/architecture.md).
 
 What it does the way httpx did, so that nothing changes for the user:
-- proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``; HTTP proxies only — a
-  request whose proxy is another kind fails with a clear :class:`httpx.ProxyError`), read once at start; when the
-  environment names none, the system's proxy settings on macOS and Windows (System Settings, the registry), as
-  ``urllib.request.getproxies`` and so httpx read them. aiohttp's own ``trust_env`` is not used: it would also send
-  credentials from ``~/.netrc``.
+- proxies from the environment, or the system's settings where it names none (:mod:`proxy.wire.proxies`; HTTP
+  proxies only — a request whose proxy is another kind fails with a clear :class:`httpx.ProxyError`). aiohttp's own
+  ``trust_env`` is not used: it would also send credentials from ``~/.netrc``.
 - certificates: httpx's default context (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), the very one the engine's
   httpx client uses when it hands it in;
 - timeouts: connect and per-read, from the settings at each request; waiting for a free connection is bounded too;
@@ -53,8 +51,6 @@ import logging
 import os
 import socket
 import ssl
-import sys
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +61,7 @@ import httpx
 
 from proxy.durations import format_duration
 from proxy.wire.liveness import LIVENESS, Liveness
+from proxy.wire.proxies import Proxies
 from proxy.wire.sleep_watch import SleepWatch
 
 __all__ = ["Timeouts", "UpstreamClient", "translate"]
@@ -114,10 +111,7 @@ class UpstreamClient:
         self._tls = tls
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._proxies = _proxies_from(os.environ if environ is None else environ) or _proxies_from(
-            (system_proxies or _system_proxies)(), prefix=""
-        )
-        self._proxy_of: dict[tuple[str, str], str | None] = {}
+        self._proxies = Proxies(os.environ if environ is None else environ, system_proxies)
         self._pool: _Pool | None = None
         self._fresh: _Pool | None = None  # a new connection each time: for sending again
         self._retired: set[_Pool] = set()  # pools from before a sleep, until their last answer closes
@@ -169,18 +163,8 @@ class UpstreamClient:
         return cached[1]
 
     def proxy_for(self, url: str) -> str | None:
-        """The proxy a request to ``url`` goes through (None: direct), as the environment says."""
-        if not self._proxies:
-            return None
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        if key not in self._proxy_of:
-            host = parts.hostname or ""
-            # NO_PROXY matching as urllib does it (undocumented in typeshed, public in the module since 3.2).
-            bypass = urllib.request.proxy_bypass_environment(host, self._proxies)  # type: ignore[attr-defined]
-            proxy = None if bypass else self._proxies.get(parts.scheme) or self._proxies.get("all")
-            self._proxy_of[key] = proxy
-        return self._proxy_of[key]
+        """The proxy a request to ``url`` goes through (None: direct)."""
+        return self._proxies.for_url(url)
 
     async def send(self, method: str, url: str, headers: Mapping[str, str], content: bytes) -> httpx.Response:
         """Send the request; the answer's head is in, its body streams (close it with ``aclose``).
@@ -383,31 +367,3 @@ def _unread(content: aiohttp.StreamReader) -> bytes:
     except Exception:
         return b""
     return rest if isinstance(rest, bytes) else b""
-
-
-def _proxies_from(environ: Mapping[str, str], *, prefix: str = "_proxy") -> dict[str, str]:
-    """``{"https": url, "http": url, "all": url, "no": "host,…"}`` from ``*_PROXY`` variables (lower case wins), or
-    from the system's settings already keyed so (``prefix=""``). A proxy named without a scheme is an HTTP one."""
-    proxies: dict[str, str] = {}
-    for name in sorted(environ, key=lambda n: n.islower()):  # upper case first, so lower case overrides it
-        value = environ[name]
-        key = name.lower()
-        if value and key.endswith(prefix):
-            key = key.removesuffix(prefix) if prefix else key
-            proxies[key] = value if key == "no" or "://" in value else f"http://{value}"
-    return proxies
-
-
-def _system_proxies() -> Mapping[str, str]:
-    """The proxies set in macOS's System Settings or Windows's registry (none elsewhere): what urllib's
-    ``getproxies`` — and so httpx, for logins and polling — uses when the environment names no proxy."""
-    name = {"darwin": "getproxies_macosx_sysconf", "win32": "getproxies_registry"}.get(sys.platform)
-    read = getattr(urllib.request, name, None) if name is not None else None
-    if not callable(read):
-        return {}
-    try:
-        found = read()
-    except Exception as exc:  # a broken system setting must not stop the gateway
-        log.warning("cannot read the system's proxy settings: %s", exc)
-        return {}
-    return {str(k): str(v) for k, v in found.items() if v} if isinstance(found, Mapping) else {}

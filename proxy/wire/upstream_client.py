@@ -38,9 +38,9 @@ next one opens a new pool; the old one serves the answers still open on it and c
 The network can lose a kept connection without a sleep too (a VPN switched on, another Wi-Fi): the request's bytes
 go out and are never acknowledged. Every upstream socket gives up after 15 s of that, where the system allows it
 (:mod:`proxy.wire.liveness`, which also has the kernel probe a silent connection), so such a request fails with
-"Connection timed out" instead of waiting out the read timeout. That failure means the upstream never received the whole request, so it is sent once
-more on a new connection like a reset, and the pool is retired as after a sleep: its other kept connections went
-over the same lost network.
+"Connection timed out" instead of waiting out the read timeout. That failure means the upstream never received the
+whole request, so it is sent once more on a new connection like a reset, and the pool is retired as after a sleep:
+its other kept connections went over the same lost network.
 """
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ class Timeouts:
 
 
 class _Pool:
-    """An aiohttp session and how many of its answers are still open: a retired pool (the machine slept) takes no
-    new requests and closes when its last answer does."""
+    """An aiohttp session and how many of its answers are still open: a retired pool (the machine slept, or the
+    network lost one of its connections) takes no new requests and closes when its last answer does."""
 
     __slots__ = ("open", "retired", "session")
 

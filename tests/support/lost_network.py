@@ -34,7 +34,10 @@ HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "conte
 QUICK = Liveness(unacked=1.0, idle=1.0, interval=1.0, probes=2)
 
 
-async def _request(client: UpstreamClient, url: str, body: bytes = BODY) -> dict[str, Any]:
+async def _request(
+    client: UpstreamClient, url: str, body: bytes = BODY, seen: asyncio.Event | None = None
+) -> dict[str, Any]:
+    """One request; ``seen`` is set once two events of its answer arrived."""
     started = time.monotonic()
     events = 0
     try:
@@ -42,6 +45,8 @@ async def _request(client: UpstreamClient, url: str, body: bytes = BODY) -> dict
         try:
             async for chunk in response.aiter_bytes():
                 events += chunk.count(b"event: ")
+                if seen is not None and events >= 2:
+                    seen.set()
         finally:
             await response.aclose()
         outcome: dict[str, Any] = {"status": response.status_code}
@@ -69,19 +74,17 @@ async def _kept(client: UpstreamClient, fake: FakeAnthropic, relay: ForgetfulRel
 async def _stream(client: UpstreamClient, fake: FakeAnthropic, relay: ForgetfulRelay) -> list[dict[str, Any]]:
     fake.enqueue(Behavior(hang_after_events=2))  # message_start, content_block_start, then silence
 
-    async def cut_when_connected() -> None:
-        for _ in range(1000):  # the relay accepts on a thread of its own
-            if relay.peers:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # the first events are through
+    seen = asyncio.Event()
+
+    async def cut_once_the_first_events_are_through() -> None:
+        await seen.wait()
         port = str(relay.peers[0])
         await asyncio.to_thread(_drop, "--sport", port)
         await asyncio.to_thread(_drop, "--dport", port)
 
-    cut = asyncio.ensure_future(cut_when_connected())
-    result = await _request(client, relay.url, STREAM)
-    await cut
+    cut = asyncio.ensure_future(cut_once_the_first_events_are_through())
+    result = await _request(client, relay.url, STREAM, seen)
+    cut.cancel()  # (done already, unless the stream failed before its events)
     return [result]
 
 

@@ -77,6 +77,7 @@ from proxy.shared.team import Team
 from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
+from proxy.wire.liveness import keep_checked
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
 
 __all__ = ["Engine", "EngineOptions", "PortInUse", "StartCancelled", "ensure_access_key"]
@@ -301,6 +302,8 @@ class Engine:
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=10, keepalive_expiry=60),
             follow_redirects=False,
             trust_env=True,
+            # a kept connection that a changed network left dead fails in seconds (proxy/wire/liveness.py)
+            event_hooks={"response": [keep_checked]},
         )
         # One client serves every account: never let an upstream's cookies link them.
         self._client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))

@@ -24,7 +24,9 @@ import logging
 import socket
 from dataclasses import dataclass
 
-__all__ = ["LIVENESS", "Liveness"]
+import httpx
+
+__all__ = ["LIVENESS", "Liveness", "keep_checked"]
 
 log = logging.getLogger("headway.upstream")
 
@@ -63,5 +65,16 @@ class Liveness:
                 log.debug("cannot set socket option %s: %s", option, exc)
 
 
-#: what every upstream socket gets (the upstream client's, the upstream and relay WebSockets')
+#: what every upstream socket gets (the upstream client's, httpx's, the upstream and relay WebSockets')
 LIVENESS = Liveness()
+
+
+async def keep_checked(response: httpx.Response) -> None:
+    """An httpx response hook: the connection the answer came on gets :data:`LIVENESS` before the pool keeps it.
+
+    httpx makes its sockets itself and has no option for this (httpcore's ``socket_options`` would mean building the
+    transport by hand, and losing httpx's own reading of the proxy variables), so the options are set on the first
+    answer instead; a kept connection — the one a lost network can leave dead — has them from its second use on."""
+    stream = response.extensions.get("network_stream")
+    if stream is not None:
+        LIVENESS.apply(stream.get_extra_info("socket"))

@@ -70,7 +70,8 @@ class SettingsWatcher:
         self._files: frozenset[str] = frozenset({str(path)})
         #: the watch on the folder of the file the link points at, when no other watch covers that folder
         self._link_watch: ObservedWatch | None = None
-        self._link_handler = _Handler(lambda: self._files, self._poke)
+        #: on the config folder's watch and on the link's: events on either name of the settings file
+        self._handler = _Handler(lambda: self._files, self._poke)
 
     def _poke(self) -> None:
         with self._mutex:
@@ -94,7 +95,7 @@ class SettingsWatcher:
         observer = Observer()
         observer.name = "headway-settings-watch"
         observer.daemon = True
-        self._watch = observer.schedule(self._file_handler(), str(self._path.parent), recursive=False)
+        self._watch = observer.schedule(self._handler, str(self._path.parent), recursive=False)
         parent = self._path.parent.parent
         if parent != self._path.parent and parent.is_dir():
             observer.schedule(
@@ -106,9 +107,6 @@ class SettingsWatcher:
         with self._mutex:
             self._stopped = False
         self._follow_link()
-
-    def _file_handler(self) -> _Handler:
-        return _Handler(lambda: self._files, self._poke)
 
     def _follow_link(self) -> None:
         """Watch the folder of the file the settings file's link points at (and no longer the one it pointed at).
@@ -132,14 +130,14 @@ class SettingsWatcher:
                 self._link_watch = None
             if folder:
                 try:
-                    self._link_watch = observer.schedule(self._link_handler, folder, recursive=False)
+                    self._link_watch = observer.schedule(self._handler, folder, recursive=False)
                 except OSError as exc:  # a dangling link: the config folder's watch notices when it is mended
                     log.warning("cannot watch %s, where the settings file's link points: %s", folder, exc)
 
     def _unwatch_link(self, observer: BaseObserver, watch: ObservedWatch) -> None:
         if watch.path == str(self._path.parent.parent):
             # the folder above the config folder has a watch of its own (re-arming): take only this handler off it
-            observer.remove_handler_for_watch(self._link_handler, watch)
+            observer.remove_handler_for_watch(self._handler, watch)
             return
         try:
             observer.unschedule(watch)
@@ -164,7 +162,7 @@ class SettingsWatcher:
             except (KeyError, OSError):
                 pass  # the old watch ended with its folder
             try:
-                self._watch = observer.schedule(self._file_handler(), str(self._path.parent), recursive=False)
+                self._watch = observer.schedule(self._handler, str(self._path.parent), recursive=False)
             except OSError as exc:
                 log.warning("cannot watch %s again: %s", self._path.parent, exc)
                 return

@@ -22,7 +22,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessa
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, generate_accept_token, generate_nonce
 
-from proxy.wire.liveness import LIVENESS
+from proxy.wire.liveness import keep_checked
 
 __all__ = ["MAX_MESSAGE", "WebSocket", "WebSocketClosed", "WebSocketError"]
 
@@ -114,9 +114,9 @@ class WebSocket:
             finally:
                 await response.aclose()
             raise WebSocketError(f"HTTP {response.status_code}", response.status_code, body[:2000])
+        # a long-lived socket: a lost network must not leave it waiting for minutes
+        await keep_checked(response)
         stream: Any = response.extensions.get("network_stream")
-        if stream is not None:  # a long-lived socket: a lost network must not leave it waiting for minutes
-            LIVENESS.apply(stream.get_extra_info("socket"))
         expected = generate_accept_token(key.encode()).decode()
         if response.headers.get("sec-websocket-accept") != expected or stream is None:
             await response.aclose()

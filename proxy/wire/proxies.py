@@ -25,7 +25,7 @@ class Proxies:
     def __init__(
         self, environ: Mapping[str, str], system: Callable[[], Mapping[str, str]] | None = None
     ) -> None:
-        self._proxies = _from_variables(environ) or _from_variables((system or _system_settings)(), prefix="")
+        self._proxies = _normalized(_from_variables(environ) or (system or _system_settings)())
         self._of: dict[tuple[str, str], str | None] = {}
 
     def for_url(self, url: str) -> str | None:
@@ -41,17 +41,21 @@ class Proxies:
         return self._of[key]
 
 
-def _from_variables(environ: Mapping[str, str], *, prefix: str = "_proxy") -> dict[str, str]:
-    """``{"https": url, "http": url, "all": url, "no": "host,…"}`` from ``*_PROXY`` variables (upper case first, so
-    lower case wins), or from the system's settings already keyed so (``prefix=""``)."""
+def _from_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """``{"https": url, "http": url, "all": url, "no": "host,…"}`` from ``*_PROXY`` variables (lower case wins)."""
     proxies: dict[str, str] = {}
-    for name in sorted(environ, key=lambda n: n.islower()):
+    for name in sorted(environ, key=lambda n: n.islower()):  # upper case first, so lower case overrides it
         value = environ[name]
-        key = name.lower()
-        if value and key.endswith(prefix):
-            key = key.removesuffix(prefix) if prefix else key
-            proxies[key] = value if key == "no" or "://" in value else f"http://{value}"
+        if value and name.lower().endswith("_proxy"):
+            proxies[name.lower().removesuffix("_proxy")] = value
     return proxies
+
+
+def _normalized(proxies: Mapping[str, str]) -> dict[str, str]:
+    """A proxy named without a scheme is an HTTP one (``NO_PROXY``'s host list is left as it is)."""
+    return {
+        key: value if key == "no" or "://" in value else f"http://{value}" for key, value in proxies.items()
+    }
 
 
 def _system_settings() -> Mapping[str, str]:
@@ -65,4 +69,4 @@ def _system_settings() -> Mapping[str, str]:
     except Exception as exc:  # a broken system setting must not stop the gateway
         log.warning("cannot read the system's proxy settings: %s", exc)
         return {}
-    return {str(k): str(v) for k, v in found.items() if v} if isinstance(found, Mapping) else {}
+    return {str(k).lower(): str(v) for k, v in found.items() if v} if isinstance(found, Mapping) else {}

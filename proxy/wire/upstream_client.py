@@ -179,7 +179,6 @@ class UpstreamClient:
                 format_duration(slept),
             )
             self._retire(self._pool)
-            self._pool = None
         if self._pool is None:
             self._pool = _Pool(self._open_session())
         proxy = self.proxy_for(url)
@@ -219,9 +218,8 @@ class UpstreamClient:
                         urlsplit(url).netloc,
                         exc,
                     )
-                    if pool is self._pool:
+                    if pool is self._pool:  # (not when a sleep retired it meanwhile)
                         self._retire(pool)
-                        self._pool = None
                 else:
                     log.info(
                         "the upstream %s closed a kept-alive connection before answering (%s); sending the "
@@ -242,6 +240,9 @@ class UpstreamClient:
         )
 
     def _retire(self, pool: _Pool) -> None:
+        """No new request goes to ``pool`` (the current one); it closes once its open answers have."""
+        if pool is self._pool:
+            self._pool = None
         pool.retired = True
         if pool.open:
             self._retired.add(pool)

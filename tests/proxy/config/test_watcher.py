@@ -3,6 +3,7 @@ bounded time."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -31,14 +32,17 @@ class Calls:
             self.threads.append(threading.current_thread().name)
             self._cond.notify_all()
 
+    def settled(self) -> int:
+        """The count once the reloads of what was just written have come (or did not)."""
+        time.sleep(DEBOUNCE * 3)
+        return self.count
+
     def wait_for(self, count: int, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self.count >= count, timeout)
 
 
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    folder = tmp_path / "config"
+def _settings_file_in(folder: Path) -> Path:
     folder.mkdir()
     path = folder / "settings.json"
     path.write_text("{}")
@@ -46,17 +50,30 @@ def target(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def target(tmp_path: Path) -> Path:
+    return _settings_file_in(tmp_path / "config")
+
+
+@pytest.fixture
 def calls() -> Calls:
     return Calls()
 
 
-@pytest.fixture
-def watcher(target: Path, calls: Calls) -> Iterator[SettingsWatcher]:
+@contextlib.contextmanager
+def _watching(target: Path, calls: Calls) -> Iterator[SettingsWatcher]:
     w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
     w.start()
-    time.sleep(0.05)  # inotify watch in place before the test writes
-    yield w
-    w.stop(timeout=2.0)
+    try:
+        time.sleep(0.05)  # inotify watch in place before the test writes
+        yield w
+    finally:
+        w.stop(timeout=2.0)
+
+
+@pytest.fixture
+def watcher(target: Path, calls: Calls) -> Iterator[SettingsWatcher]:
+    with _watching(target, calls) as w:
+        yield w
 
 
 def test_an_atomic_replace_is_seen_within_a_second(
@@ -150,32 +167,22 @@ def test_a_config_folder_deleted_and_made_again_is_watched_again(target: Path, c
     """rm -rf of the config folder, then a restore: without re-arming, the watcher went deaf for good."""
     import shutil
 
-    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
-    w.start()
-    try:
-        time.sleep(0.05)  # inotify watch in place before the test writes
+    with _watching(target, calls):
         shutil.rmtree(target.parent)
         assert calls.wait_for(1, 2.0), "the deletion was not seen"
         seen = calls.count
         target.parent.mkdir()
         write_private_file(target, b'{"gateway": {"port": 3}}')
         assert calls.wait_for(seen + 1, 2.0), "the restored folder is not watched"
-        time.sleep(DEBOUNCE * 3)  # let the restore's reloads settle before the edit below
-        seen = calls.count
+        seen = calls.settled()  # the restore's reloads are done before the edit below
         target.write_text('{"gateway": {"port": 4}}')  # a later edit in the new folder is seen too
         assert calls.wait_for(seen + 1, 2.0), "a later edit in the restored folder was missed"
-    finally:
-        w.stop()
 
 
 @pytest.fixture
 def dotfiles(tmp_path: Path) -> Path:
     """A dotfiles checkout outside the config folder, holding the real settings file."""
-    folder = tmp_path / "dotfiles"
-    folder.mkdir()
-    real = folder / "settings.json"
-    real.write_text("{}")
-    return real
+    return _settings_file_in(tmp_path / "dotfiles")
 
 
 def _link(target: Path, to: Path) -> None:
@@ -190,23 +197,16 @@ def test_edits_to_the_file_a_link_points_at_are_seen(target: Path, dotfiles: Pat
     of the settings. Before, only the config folder was watched and such edits never applied."""
     target.unlink()
     target.symlink_to(dotfiles)
-    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
-    w.start()
-    try:
-        time.sleep(0.05)
+    with _watching(target, calls):
         write_private_file(dotfiles, b'{"gateway": {"port": 5}}')  # an atomic replace in the checkout
         assert calls.wait_for(1, 1.0), "an atomic replace of the linked file was missed"
-        time.sleep(DEBOUNCE * 3)
-        seen = calls.count
+        seen = calls.settled()
         with open(target, "w") as fh:  # an editor writing in place, through the link
             fh.write('{"gateway": {"port": 6}}')
         assert calls.wait_for(seen + 1, 1.0), "a write through the link was missed"
-        time.sleep(DEBOUNCE * 3)
-        seen = calls.count
+        seen = calls.settled()
         (dotfiles.parent / "README.md").write_text("x")  # other files in the checkout are not settings
         assert not calls.wait_for(seen + 1, DEBOUNCE + 0.4)
-    finally:
-        w.stop()
 
 
 def test_a_link_pointed_at_another_file_is_followed(
@@ -217,56 +217,42 @@ def test_a_link_pointed_at_another_file_is_followed(
     other = tmp_path / "other-checkout" / "settings.json"
     other.parent.mkdir()
     other.write_text('{"gateway": {"port": 7}}')
-    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
-    w.start()
-    try:
-        time.sleep(0.05)
+    with _watching(target, calls):
         _link(target, other)
         assert calls.wait_for(1, 1.0), "the re-pointed link was missed"
-        time.sleep(DEBOUNCE * 3)
-        seen = calls.count
+        seen = calls.settled()
         other.write_text('{"gateway": {"port": 8}}')
         assert calls.wait_for(seen + 1, 1.0), "an edit of the file the link points at now was missed"
-        time.sleep(DEBOUNCE * 3)
-        seen = calls.count
+        seen = calls.settled()
         dotfiles.write_text('{"gateway": {"port": 9}}')  # the old file is no longer the settings
         assert not calls.wait_for(seen + 1, DEBOUNCE + 0.4)
-    finally:
-        w.stop()
 
 
 def test_a_link_to_the_folder_above_keeps_that_folders_own_watch(target: Path, calls: Calls) -> None:
-    """The linked file sits in the folder above the config folder, which is watched for re-arming already: pointing
-    the link elsewhere takes only the link's handler off that watch, and a deleted config folder is still noticed."""
+    """The linked file sits in the folder above the config folder, which is watched for re-arming already: when the
+    link goes, only the settings handler comes off that folder's watch, and a deleted config folder is still
+    noticed."""
+    import shutil
+
     above = target.parent.parent / "settings.json"
     above.write_text("{}")
     target.unlink()
     target.symlink_to(above)
-    w = SettingsWatcher(target, calls, debounce=DEBOUNCE)
-    w.start()
-    try:
-        time.sleep(0.05)
+    with _watching(target, calls):
         above.write_text('{"gateway": {"port": 10}}')
         assert calls.wait_for(1, 1.0), "an edit of the linked file above the config folder was missed"
-        time.sleep(DEBOUNCE * 3)
-        seen = calls.count
+        seen = calls.settled()
         target.unlink()
         target.write_text("{}")  # a plain file again: the link's watch goes
         assert calls.wait_for(seen + 1, 1.0)
-        time.sleep(DEBOUNCE * 3)
-        seen = calls.count
+        seen = calls.settled()
         above.write_text('{"gateway": {"port": 11}}')
         assert not calls.wait_for(seen + 1, DEBOUNCE + 0.4), (
             "the old link's file still counts as the settings"
         )
-        import shutil
-
         shutil.rmtree(target.parent)
         target.parent.mkdir()
         write_private_file(target, b'{"gateway": {"port": 12}}')
-        time.sleep(DEBOUNCE * 3)
-        seen = calls.count
+        seen = calls.settled()
         target.write_text('{"gateway": {"port": 13}}')
         assert calls.wait_for(seen + 1, 2.0), "the config folder's re-arming watch was lost with the link's"
-    finally:
-        w.stop()

@@ -8,7 +8,7 @@ fake upstreams in tests/fakes). Every step has a time limit; the exit status is 
 1. ``--version`` answers;
 2. ``accounts add anthropic --api-key-stdin`` stores a key (temporary HEADWAY_HOME, the plain-file secrets backend);
 3. ``serve --port 0`` starts headless; ``/health`` answers;
-4. one ``/v1/messages`` request is proxied to a fake Anthropic upstream with the stored key;
+4. ``/v1/messages`` is proxied to a fake Anthropic upstream with the stored key, plain and zstd-compressed;
 5. SIGTERM stops it cleanly: exit status 0 within 10 s, runtime file removed;
 6. ``configure codex`` and ``configure aider`` edit existing files (tomlkit and ruamel.yaml are in the bundle);
 7. with ``--tray`` (Linux, needs Xvfb and dbus-run-session): ``headway`` with no arguments shows its tray icon through
@@ -185,21 +185,36 @@ class Smoke:
                 if health.status_code != 200:
                     raise SmokeFailure(f"/health answered {health.status_code}")
                 key = self.run("key").stdout.strip()
-                response = httpx.post(
-                    f"{runtime['url']}/v1/messages",
-                    headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
-                    json={
-                        "model": "claude-sonnet-4-5",
-                        "max_tokens": 16,
-                        "messages": [{"role": "user", "content": "hi"}],
-                    },
-                    timeout=15,
-                )
-                if response.status_code != 200:
-                    raise SmokeFailure(f"/v1/messages answered {response.status_code}: {response.text[:300]}")
-                if upstream.request_count != 1 or upstream.last_request.headers.get("x-api-key") != API_KEY:
+                request = {
+                    "model": "claude-sonnet-4-5",
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
+                headers = {
+                    "x-api-key": key,
+                    "anthropic-version": "2023-06-01",
+                    "content-type": "application/json",
+                }
+                plain = json.dumps(request).encode()
+                # the second time zstd-compressed, as Codex and pi send bodies: the bundle must hold the decoder
+                for body, coding in ((plain, None), (_zstd_compress(plain), "zstd")):
+                    response = httpx.post(
+                        f"{runtime['url']}/v1/messages",
+                        headers={**headers, **({"content-encoding": coding} if coding else {})},
+                        content=body,
+                        timeout=15,
+                    )
+                    if response.status_code != 200:
+                        raise SmokeFailure(
+                            f"/v1/messages ({coding or 'plain'}) answered {response.status_code}: {response.text[:300]}"
+                        )
+                    if upstream.last_request.body != plain:
+                        raise SmokeFailure(
+                            f"the fake upstream did not get the plain JSON ({coding or 'plain'})"
+                        )
+                if upstream.request_count != 2 or upstream.last_request.headers.get("x-api-key") != API_KEY:
                     raise SmokeFailure(
-                        "the fake upstream did not get exactly one request with the stored key"
+                        "the fake upstream did not get exactly two requests with the stored key"
                     )
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -290,6 +305,14 @@ class Smoke:
                     except subprocess.TimeoutExpired:
                         process.kill()
                         process.wait(5)
+
+
+def _zstd_compress(data: bytes) -> bytes:
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+    return zstd.compress(data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 Called by those entry points before the engine's modules are imported (never by other commands or by tests that
 build the services in their own process). Each step was measured with ``python -m benchmarks imports`` (figures
-in docs/architecture.md, "The hot path: what a request costs"); neither changes what Headway does:
+in docs/architecture.md, "The hot path: what a request costs"); none changes what Headway does:
 
 - **aiohttp's default TLS contexts.** aiohttp builds two contexts when it is imported, each loading the system's
   certificate store (about 0.8 MB each), for requests that bring no context of their own. Headway's upstream client
@@ -14,6 +14,11 @@ in docs/architecture.md, "The hot path: what a request costs"); neither changes 
   TLS handshake — never go unverified or unencrypted. Where aiohttp was imported earlier (a test process), the
   contexts are replaced all the same; done before the rest of the gateway is imported, the memory they held is
   reused instead of staying a hole in the heap.
+- **aiohttp's zstd.** aiohttp imports a zstd library at its own import when one is installed, to decode zstd answers
+  (0.6 MB). Headway's upstream client never lets aiohttp decode an answer (httpx does; proxy/wire/upstream_client.py),
+  and the gateway needs zstd only for request bodies an agent compressed (proxy/wire/content_coding.py), which load
+  it on the first such body. So it is hidden from that one import (aiohttp then says it has no zstd), and available
+  again right after.
 - **One malloc arena.** glibc gives each thread that allocates its own arena (up to 8 per core) and keeps what each
   arena once held. Headway's threads mostly wait, and Python allocates under its lock anyway; with one arena the
   process holds less. glibc on Linux only; elsewhere nothing is done.
@@ -34,6 +39,7 @@ __all__ = ["prepare_long_running_process"]
 log = logging.getLogger("headway.memory")
 
 _M_ARENA_MAX = -8  # glibc's malloc.h
+_ZSTD_MODULES = ("backports.zstd", "compression.zstd")
 
 
 def prepare_long_running_process() -> None:
@@ -61,9 +67,10 @@ def _one_malloc_arena() -> None:
 
 
 def _drop_aiohttp_default_tls() -> None:
+    """aiohttp imported without its default TLS contexts' certificate stores and without zstd (see above)."""
     if "aiohttp.connector" not in sys.modules:
-        with _no_certificate_loading():
-            import aiohttp.connector  # its import-time contexts, built without a certificate store
+        with _no_certificate_loading(), _hidden(_ZSTD_MODULES):
+            import aiohttp.connector  # its import-time contexts, built without a certificate store; no zstd
     import aiohttp.connector
 
     # Verifies certificates and host names, with no CA loaded: every handshake through it fails.
@@ -71,6 +78,20 @@ def _drop_aiohttp_default_tls() -> None:
     for name in ("_SSL_CONTEXT_VERIFIED", "_SSL_CONTEXT_UNVERIFIED"):
         if isinstance(getattr(aiohttp.connector, name, None), ssl.SSLContext):
             setattr(aiohttp.connector, name, trusts_nothing)
+
+
+@contextlib.contextmanager
+def _hidden(names: tuple[str, ...]) -> Iterator[None]:
+    """For the length of the block, importing any of ``names`` fails as if it were not installed (unless loaded)."""
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "not importable" marker
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
 
 
 @contextlib.contextmanager

@@ -50,6 +50,7 @@ from proxy.providers.base import Incoming, StreamProtocol
 from proxy.routing.sessions import identify_session
 from proxy.secrets.members import MEMBER_SCOPE_KEY
 from proxy.wire import json_body
+from proxy.wire.content_coding import decode_body
 from proxy.wire.errors import (
     AccessDenied,
     BadRequest,
@@ -341,6 +342,11 @@ async def _read_body(request: Request, limit_mb: int) -> bytes:
     return b"".join(chunks)
 
 
+def _content_encoding(scope: Scope) -> str:
+    """The request's Content-Encoding, its header lines joined (codings may be listed across several)."""
+    return ", ".join(v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"content-encoding")
+
+
 def _parse_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or BadRequest saying exactly what is wrong with it."""
     try:
@@ -391,6 +397,9 @@ def build_app(hooks: GatewayHooks, refusals: RefusalLog | None = None) -> ASGIAp
         settings = hooks.settings()
         try:
             body = await _read_body(request, settings.gateway.max_body_mb)
+            coding = _content_encoding(request.scope)
+            if coding:
+                body = decode_body(body, coding, settings.gateway.max_body_mb)
             parsed = _parse_object(body)
         except ClientDisconnect:
             log.debug("the agent went away while sending %s", request.url.path)

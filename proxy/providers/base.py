@@ -51,6 +51,7 @@ _DROP_REQUEST = frozenset(
         "transfer-encoding",
         "upgrade",
         "content-length",
+        "content-encoding",  # a compressed body is decoded on arrival (proxy/wire/content_coding.py), sent plain
         "accept-encoding",
         "authorization",
         "x-api-key",

@@ -6,7 +6,8 @@
     │   ├── AccessDenied              401 (missing or wrong local access key)
     │   ├── ForbiddenOrigin           403 (foreign Host or a browser Origin)
     │   ├── NotFound                  404
-    │   ├── RequestTooLarge           413 (body over gateway.max_body_mb)
+    │   ├── RequestTooLarge           413 (body over gateway.max_body_mb, also once decompressed)
+    │   ├── UnsupportedContentEncoding 415 (a request body Content-Encoding the gateway does not decode)
     │   └── RequestHeadTooLarge       431 (request line and headers over the gateway's head limit)
     ├── InternalError                 500 (a bug: the traceback is in the log file, never in the answer)
     ├── NoAccounts                    503 (nothing configured for this family, or no secret for any)
@@ -37,6 +38,7 @@ __all__ = [
     "NotFound",
     "RequestHeadTooLarge",
     "RequestTooLarge",
+    "UnsupportedContentEncoding",
     "UpstreamTimeout",
     "UpstreamUnavailable",
 ]
@@ -79,6 +81,11 @@ class NotFound(LocalRequestError):
 class RequestTooLarge(LocalRequestError):
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedContentEncoding(LocalRequestError):
+    status = 415
+    code = "unsupported_content_encoding"
 
 
 class RequestHeadTooLarge(LocalRequestError):

@@ -1,6 +1,6 @@
 """tray.memory: what `headway serve` and bare `headway` do first to keep idle memory down — aiohttp's own TLS
-contexts replaced by one that trusts nothing (so a request without Headway's context fails closed), one malloc
-arena on glibc — and that both entry points do it before the engine is built."""
+contexts replaced by one that trusts nothing (so a request without Headway's context fails closed), no zstd loaded
+until a body needs it, one malloc arena on glibc — and that both entry points do it before the engine is built."""
 
 from __future__ import annotations
 
@@ -178,6 +178,30 @@ def test_aiohttp_imported_first_loads_no_certificates_and_ssl_is_restored() -> N
     assert seen["aiohttp_default_certs"] == 0 and seen["aiohttp_unverified_is_the_same"] is True
     assert isinstance(seen["default_context_certs_after"], int) and seen["default_context_certs_after"] > 0
     assert seen["set_default_verify_paths_restored"] is True
+
+
+_ZSTD_ON_DEMAND = r"""
+import json, sys
+import tray.memory
+tray.memory.prepare_long_running_process()
+import aiohttp.compression_utils
+import proxy.engine, proxy.gateway.app, proxy.gateway.server  # the gateway as `headway serve` builds it
+after_start = "backports.zstd" in sys.modules
+from backports import zstd
+from proxy.wire.content_coding import decode_body
+print(json.dumps({
+    "aiohttp_has_zstd": aiohttp.compression_utils.HAS_ZSTD,
+    "loaded_at_start": after_start,
+    "decoded": decode_body(zstd.compress(b'{"model": "m"}'), "zstd", 1).decode(),
+}))
+"""
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="compression.zstd is the standard library's there")
+def test_zstd_is_not_loaded_at_start_and_decodes_a_body_when_one_comes() -> None:
+    # aiohttp would import the zstd backport at its own import (0.6 MB idle) to decode answers it never decodes here.
+    seen = _run(_ZSTD_ON_DEMAND)
+    assert seen == {"aiohttp_has_zstd": False, "loaded_at_start": False, "decoded": '{"model": "m"}'}
 
 
 # The entry point runs with build_services replaced by a probe that records what is set up by then and stops.

@@ -78,6 +78,7 @@ from proxy.status import status_snapshot
 from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
 from proxy.wire.liveness import keep_checked
+from proxy.wire.sleep_watch import AfterSleep
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
 
 __all__ = ["Engine", "EngineOptions", "PortInUse", "StartCancelled", "ensure_access_key"]
@@ -155,6 +156,8 @@ class Engine:
         self._credentials = Credentials(self._secrets, self._adapters, self._state.health, self._state_dirty)
         # logins, polling, relay setup: everything but model requests
         self._client: httpx.AsyncClient | None = None
+        # the httpx client's connections kept from before a sleep are closed before its next request
+        self.after_sleep = AfterSleep()
         self._upstream: UpstreamClient | None = None  # model requests (the hot path)
         self._upkeep = AccountUpkeep(
             settings=lambda: self._settings,
@@ -296,14 +299,20 @@ class Engine:
         settings = self._settings
         # One certificate context for both clients (each would load the CA bundle again: about 1.2 MB).
         tls = httpx.create_ssl_context(trust_env=True)
-        self._client = httpx.AsyncClient(
-            verify=tls,
-            timeout=self._timeouts(settings),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=10, keepalive_expiry=60),
-            follow_redirects=False,
-            trust_env=True,
-            # a kept connection that a changed network left dead fails in seconds (proxy/wire/liveness.py)
-            event_hooks={"response": [keep_checked]},
+        self._client = self.after_sleep.attach(
+            httpx.AsyncClient(
+                verify=tls,
+                timeout=self._timeouts(settings),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=10, keepalive_expiry=60),
+                follow_redirects=False,
+                trust_env=True,
+                event_hooks={
+                    # connections kept from before the machine slept are not used again (proxy/wire/sleep_watch.py)
+                    "request": [self.after_sleep],
+                    # a kept connection that a changed network left dead fails in seconds (proxy/wire/liveness.py)
+                    "response": [keep_checked],
+                },
+            )
         )
         # One client serves every account: never let an upstream's cookies link them.
         self._client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -51,6 +52,7 @@ class Channel:
         self.ws: WebSocket | None = None
         self.inbox: asyncio.Queue[Item] = asyncio.Queue(maxsize=4096)
         self.used = clock()
+        self.opened = -math.inf  # on `clock`: when the current socket was opened
         self._tasks = tasks
         self._clock = clock
         self._reader: asyncio.Task[Any] | None = None
@@ -70,6 +72,7 @@ class Channel:
             {TOKEN_HEADER: secret, PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
         )
         self.ws = ws
+        self.opened = self._clock()
         self.inbox = asyncio.Queue(maxsize=4096)
         self._reader = self._tasks.spawn(
             self._read(ws, self.inbox), name=f"headway-relay-ws-read-{self.key[:8]}"

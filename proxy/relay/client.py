@@ -22,6 +22,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import secrets as pysecrets
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from proxy.relay.websocket import WebSocketError
 from proxy.secrets.cache import KEYCHAIN_TTL, SecretCache
 from proxy.tasks import TaskGroup
 from proxy.wire.response_body import read_capped
+from proxy.wire.sleep_watch import SleepWatch
 
 __all__ = ["RelayClient", "RelayTrip", "RelayUnavailable"]
 
@@ -107,9 +109,14 @@ class RelayClient:
         *,
         clock: Callable[[], float] = time.monotonic,
         secret_ttl: float = KEYCHAIN_TTL,
+        sleep_watch: SleepWatch | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
+        # Sockets opened before the machine last slept are not used again (proxy/wire/sleep_watch.py): the first
+        # request after a wake-up would otherwise go out on a socket a router forgot, and wait to learn it.
+        self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
+        self._awake_since = -math.inf  # on `clock`: when the machine last woke up
         # Read off the loop and kept 5 minutes (each read costs the user's keyring daemon a D-Bus connection;
         # docs/architecture.md, "The keychain is asked rarely"); a missing one is looked for again after a second,
         # then twice as long each time. A secret `headway relay setup` replaced is dropped at the Worker's first 401.
@@ -399,6 +406,14 @@ class RelayClient:
         handed_off = False
         try:
             channel.used = self._clock()
+            if self.sleep_watch.slept():
+                self._awake_since = channel.used
+            if channel.open and channel.opened < self._awake_since:
+                log.info(
+                    "relay: the socket of session %s is from before the machine slept; opening a new one",
+                    key[:8],
+                )
+                await channel.drop()
             if len(envelope) > _WS_MAX_MESSAGE:
                 return await self._via_http(client, settings, secret, key, envelope)
             try:

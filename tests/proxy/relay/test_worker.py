@@ -27,7 +27,9 @@ from proxy.config.settings import RelaySettings
 from proxy.providers.base import Outgoing
 from proxy.relay import RelayClient, RelayTrip, RelayUnavailable
 from proxy.relay.protocol import encode_envelope, session_key
+from proxy.wire.sleep_watch import AfterSleep, SleepWatch
 from tests.fakes import Behavior, FakeAnthropic, FakeOpenAI
+from tests.support.forgetful_relay import ForgetfulRelay
 from tests.support.miniflare import MiniflareWorker, launch_worker, require_miniflare
 
 SECRET = "relay-secret-for-tests-0123456789abcdefghijk"
@@ -448,6 +450,42 @@ async def test_websocket_queues_a_sessions_requests_and_runs_sessions_in_paralle
     assert stats["open_sockets"] == 2
     assert stats["totals"]["requests"] == 4
     await relay.aclose()
+
+
+async def test_after_a_sleep_a_sessions_socket_is_opened_afresh_not_waited_on(
+    worker: MiniflareWorker, anthropic: FakeAnthropic
+) -> None:
+    # The socket to the Worker goes through a relay that forgets silently (a router that lost its state). Before,
+    # the first request after the wake-up went out on the old socket and waited for the Worker's "accepted" until
+    # ACCEPT_TIMEOUT (15 s), then went direct; now a new socket carries it at once.
+    night = [0.0]
+
+    def watch() -> SleepWatch:
+        return SleepWatch(wall=lambda: time.time() + night[0], monotonic=time.monotonic)
+
+    port = int(worker.url.rsplit(":", 1)[1])
+    with ForgetfulRelay("127.0.0.1", port) as forgetful:
+        settings = RelaySettings(enabled=True, url=forgetful.url, transport="websocket", min_body_bytes=0)
+        relay = RelayClient(lambda: settings, lambda: SECRET, sleep_watch=watch())
+        hook = AfterSleep(
+            watch()
+        )  # the engine's client has it: the socket's upgrade may not take a dead connection
+        async with hook.attach(
+            httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0), event_hooks={"request": [hook]})
+        ) as http:
+            bodies = agent_bodies(2, seed=17)
+            first, _ = await relayed(relay, http, outgoing(anthropic, bodies[0]), "ses_sleep")
+            assert first.status_code == 200 and relay.stats()["open_sockets"] == 1
+            forgetful.forget(silently=True)
+            night[0] = 8 * 3600.0
+            started = time.monotonic()
+            after, body = await relayed(relay, http, outgoing(anthropic, bodies[1]), "ses_sleep")
+            took = time.monotonic() - started
+            await relay.aclose()
+    assert after.status_code == 200 and b"message_stop" in body
+    assert trip_of(after).transport == "websocket"
+    assert forgetful.connections == 2  # the socket from before the sleep, and the one opened after it
+    assert took < 5.0, took
 
 
 async def test_an_envelope_too_large_for_a_websocket_message_goes_by_http(

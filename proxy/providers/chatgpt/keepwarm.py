@@ -11,7 +11,11 @@ Rules:
   is dropped; subagent sessions only with ``keep_warm_subagents``, and with half the idle cap;
 - only on the account that served the session, and never when that account is blocked (exhausted, cooling down,
   needs login, below its killswitch) — no fallback for a shadow;
-- a shadow is logged in the request log with ``purpose = "keep-warm"``, so its quota use is visible on its own.
+- a shadow is logged in the request log with ``purpose = "keep-warm"``, so its quota use is visible on its own;
+- idle time is wall-clock time: the backend evicts while a laptop sleeps. On the monotonic clock (which stops during a
+  sleep on Linux and macOS) a session left 2 minutes before the lid closed still looked fresh the next morning: it
+  was replayed (its whole prompt read again uncached, on the user's quota, long after the eviction) and kept warm
+  for another hour; and a short sleep made the shadow late, after the eviction it was meant to prevent.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class KeepWarm(Feature):
         send: Callable[[Incoming, Account], Awaitable[bool]],
         warm_after: float = 270.0,
         max_sessions: int = 64,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,  # the wall clock, so that a sleep counts (see above)
     ) -> None:
         self._settings = settings
         self._send = send

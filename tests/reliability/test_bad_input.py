@@ -201,7 +201,7 @@ def _compress(body: bytes, coding: str) -> bytes:
 
 
 CODINGS = ["zstd", "gzip", "deflate", "gzip, zstd", "identity, zstd"]
-# What a confused or hostile client may put in the header, whatever the body is.
+# What a confused or hostile client may put in the header, whatever the body is (as far as HTTP lets it be sent).
 ODD_CODINGS = [
     "br",
     "compress",
@@ -210,7 +210,8 @@ ODD_CODINGS = [
     "x" * 300,
     "zstd, zstd, zstd",
     "gzip, identity",
-    " ",
+    "identity",
+    "gzip ,  zstd",
     "ZSTD",
 ]
 

@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
+from proxy.wire.content_coding import zstd_module  # noqa: E402
 from tests.fakes import FakeAnthropic  # noqa: E402
 
 API_KEY = "sk-ant-api03-smoke-" + "s" * 24
@@ -197,7 +198,7 @@ class Smoke:
                 }
                 plain = json.dumps(request).encode()
                 # the second time zstd-compressed, as Codex and pi send bodies: the bundle must hold the decoder
-                for body, coding in ((plain, None), (_zstd_compress(plain), "zstd")):
+                for body, coding in ((plain, None), (zstd_module().compress(plain), "zstd")):
                     response = httpx.post(
                         f"{runtime['url']}/v1/messages",
                         headers={**headers, **({"content-encoding": coding} if coding else {})},
@@ -305,14 +306,6 @@ class Smoke:
                     except subprocess.TimeoutExpired:
                         process.kill()
                         process.wait(5)
-
-
-def _zstd_compress(data: bytes) -> bytes:
-    if sys.version_info >= (3, 14):
-        from compression import zstd
-    else:
-        from backports import zstd
-    return zstd.compress(data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -137,7 +136,6 @@ class UpstreamSockets(Feature):
         # Sockets opened before the machine last slept are not used again (proxy/wire/sleep_watch.py): a firewall
         # that forgot one drops its frames without a word, and the turn would wait out the read timeout.
         self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
-        self._awake_since = -math.inf  # on `clock`: when the machine last woke up
         # A turn's later codex.rate_limits frames (the first ones go out as the answer's x-codex-* headers): the
         # account's id and the same facts as those headers, for the quota book.
         self._on_rate_limits = on_rate_limits
@@ -328,10 +326,8 @@ class UpstreamSockets(Feature):
     ) -> bool:
         """A usable socket for the session; True when it is a new one (the turn must carry its full input)."""
         now = self._clock()
-        if self.sleep_watch.slept():
-            self._awake_since = now
         old = session.ws
-        slept = session.opened < self._awake_since
+        slept = session.opened < self.sleep_watch.awake_since(now)
         if (
             not force
             and old is not None

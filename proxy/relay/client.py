@@ -22,7 +22,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import secrets as pysecrets
 import time
 from collections.abc import Callable
@@ -116,7 +115,6 @@ class RelayClient:
         # Sockets opened before the machine last slept are not used again (proxy/wire/sleep_watch.py): the first
         # request after a wake-up would otherwise go out on a socket a router forgot, and wait to learn it.
         self.sleep_watch = SleepWatch() if sleep_watch is None else sleep_watch
-        self._awake_since = -math.inf  # on `clock`: when the machine last woke up
         # Read off the loop and kept 5 minutes (each read costs the user's keyring daemon a D-Bus connection;
         # docs/architecture.md, "The keychain is asked rarely"); a missing one is looked for again after a second,
         # then twice as long each time. A secret `headway relay setup` replaced is dropped at the Worker's first 401.
@@ -406,9 +404,10 @@ class RelayClient:
         handed_off = False
         try:
             channel.used = self._clock()
-            if self.sleep_watch.slept():
-                self._awake_since = channel.used
-            if channel.open and channel.opened < self._awake_since:
+            awake_since = self.sleep_watch.awake_since(
+                channel.used
+            )  # asked every time: a sleep is noticed once
+            if channel.open and channel.opened < awake_since:
                 log.info(
                     "relay: the socket of session %s is from before the machine slept; opening a new one",
                     key[:8],

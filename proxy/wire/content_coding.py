@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from proxy.wire.errors import BadRequest, RequestTooLarge, UnsupportedContentEncoding
 
-__all__ = ["DECODED_CODINGS", "decode_body"]
+__all__ = ["DECODED_CODINGS", "decode_body", "zstd_module"]
 
 #: What the gateway decodes, in the order it names them (the 415's Accept-Encoding).
 DECODED_CODINGS = ("zstd", "gzip", "deflate")
@@ -41,7 +41,6 @@ class _Decompressor(Protocol):
 
 def decode_body(body: bytes, content_encoding: str | None, limit_mb: int) -> bytes:
     """``body`` with every coding in ``content_encoding`` undone; at most ``limit_mb`` MB once decoded."""
-    limit = limit_mb * 1024 * 1024
     if not content_encoding:
         return body
     codings = [_ALIASES.get(c, c) for c in (part.strip().lower() for part in content_encoding.split(","))]
@@ -56,39 +55,37 @@ def decode_body(body: bytes, content_encoding: str | None, limit_mb: int) -> byt
                 headers={"accept-encoding": ", ".join(DECODED_CODINGS)},
             )
     for coding in reversed(codings):
-        body = _decode(body, coding, limit, limit_mb)
+        body = _decode(body, coding, limit_mb)
     return body
 
 
-def _decode(body: bytes, coding: str, limit: int, limit_mb: int) -> bytes:
+def _decode(body: bytes, coding: str, limit_mb: int) -> bytes:
     if not body:
         return body
     if coding == "zstd":
-        zstd = _zstd()
-        return _inflate(body, coding, limit, limit_mb, zstd.ZstdDecompressor, (zstd.ZstdError,), members=True)
+        zstd = zstd_module()
+        return _inflate(body, coding, limit_mb, zstd.ZstdDecompressor, (zstd.ZstdError,))
     if coding == "gzip":
         return _inflate(
-            body, coding, limit, limit_mb, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), (zlib.error,)
+            body, coding, limit_mb, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), (zlib.error,)
         )
     # "deflate" is zlib-wrapped data (RFC 9110, 8.4.1.2); some clients send the bare deflate stream instead
     wrapped = body[0] & 0x0F == 8 and int.from_bytes(body[:2], "big") % 31 == 0
     wbits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
-    return _inflate(
-        body, coding, limit, limit_mb, lambda: zlib.decompressobj(wbits), (zlib.error,), members=False
-    )
+    return _inflate(body, coding, limit_mb, lambda: zlib.decompressobj(wbits), (zlib.error,), members=False)
 
 
 def _inflate(
     body: bytes,
     coding: str,
-    limit: int,
     limit_mb: int,
     new: Callable[[], Any],
     errors: tuple[type[Exception], ...],
     *,
     members: bool = True,
 ) -> bytes:
-    """Decompress ``body`` (one stream, or several back to back where ``members``) to at most ``limit`` bytes."""
+    """Decompress ``body`` (one stream, or several back to back where ``members``) to at most ``limit_mb`` MB."""
+    limit = limit_mb * 1024 * 1024
     parts: list[bytes] = []
     size = 0
     data = body
@@ -118,7 +115,8 @@ def _inflate(
     return b"".join(parts)
 
 
-def _zstd() -> Any:
+def zstd_module() -> Any:
+    """The standard library's zstd module (``compression.zstd``, Python 3.14), or its backport before."""
     if sys.version_info >= (3, 14):
         from compression import zstd
     else:

@@ -17,6 +17,7 @@ and nothing needs to be: the pools' idle clocks count it too.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -48,11 +49,19 @@ class SleepWatch:
         self._wall = wall
         self._monotonic = monotonic
         self._gap = wall() - monotonic()
+        self._awake_since = -math.inf
 
     def slept(self) -> float:
         gap = self._wall() - self._monotonic()
         slept, self._gap = gap - self._gap, gap
         return slept if slept >= self._threshold else 0.0
+
+    def awake_since(self, now: float) -> float:
+        """When the machine last woke up, on the caller's clock (``now`` is its reading at this call); -inf before the
+        first noticed sleep. Something opened before that moment is from before the sleep."""
+        if self.slept():
+            self._awake_since = now
+        return self._awake_since
 
 
 class AfterSleep:

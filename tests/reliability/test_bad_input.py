@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from backports import zstd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.gateway.protocol import REQUEST_HEAD_TIMEOUT, GatewayHttpProtocol
+from proxy.wire.content_coding import zstd_module
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.support.gateway import RunningGateway, start_gateway
 
@@ -42,6 +42,8 @@ EXAMPLES = settings(
 
 POST_ROUTES = ["/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/chat/completions"]
 GET_ROUTES = ["/", "/health", "/api/hello", "/status", "/v1/models"]
+
+zstd = zstd_module()  # compression.zstd on Python 3.14, its backport before
 
 
 @pytest.fixture

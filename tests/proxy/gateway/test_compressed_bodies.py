@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from backports import zstd
 
+from proxy.wire.content_coding import zstd_module
 from tests.fakes import FakeAnthropic, FakeOpenAI, FakeOpenAIAuth
 from tests.fakes.codex import FakeCodex
 from tests.support.chatgpt_gateway import add_chatgpt, chatgpt_gateway
@@ -27,6 +27,8 @@ MESSAGES = {
     "messages": [{"role": "user", "content": "hi " * 500}],
 }
 CODERS = {"zstd": lambda b: zstd.compress(b, 3), "gzip": gzip.compress}
+
+zstd = zstd_module()  # compression.zstd on Python 3.14, its backport before
 
 
 def post(gw: RunningGateway, path: str, body: bytes, coding: str, protocol: str) -> httpx.Response:

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .processes import Server, _headway_command, clean_env, cli, rss_mb, start_mock
+from .processes import Server, _headway_command, clean_env, cli, compile_headway, rss_mb, start_mock
 
 __all__ = ["main", "parse_importtime"]
 
@@ -397,6 +397,7 @@ def _render(result: dict[str, Any], top: int) -> str:
 
 def _measure(workdir: Path, runs: int, idle_s: float, say: Any) -> dict[str, Any]:
     modes: dict[str, Any] = {}
+    compile_headway()  # as installed: with its bytecode written
     say("starting the mock upstream")
     mock = start_mock(workdir)
     try:

@@ -27,6 +27,7 @@ from .processes import (
     GATEWAY_LISTENING,
     Server,
     cli,
+    compile_headway,
     listening_url,
     prepare_gateway,
     rss_mb,
@@ -52,6 +53,7 @@ class Launcher:
 
 
 def headway_launcher(workdir: Path, mock_url: str) -> Launcher:
+    compile_headway()  # as installed: with its bytecode written
     prepared = prepare_gateway(workdir, mock_url)
 
     def url_from(text: str) -> str | None:

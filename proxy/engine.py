@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -79,6 +80,7 @@ from proxy.tasks import TaskGroup
 from proxy.upkeep import AccountUpkeep
 from proxy.wire.liveness import keep_checked
 from proxy.wire.sleep_watch import AfterSleep
+from proxy.wire.tls import load_in_background
 from proxy.wire.upstream_client import Timeouts, UpstreamClient
 
 __all__ = ["Engine", "EngineOptions", "PortInUse", "StartCancelled", "ensure_access_key"]
@@ -187,6 +189,7 @@ class Engine:
         self._keychain_description = ""
         self._loop_thread: int | None = None
         self._listen_socket: socket.socket | None = None
+        self._tls: Future[ssl.SSLContext] | None = None  # the certificate context, loading (start)
         self._status_stale = False
         self._publish_lock = threading.Lock()
         self._publishing: Future[None] | None = None
@@ -218,6 +221,7 @@ class Engine:
         self._upstreams = effective_upstreams(self._settings, self._environ)
         check_bind(self._listen_address()[0], self._allow_remote())
         sock = bind_listener(*self._listen_address())
+        self._tls = load_in_background()  # while the keychain is read and the log opened (proxy/wire/tls.py)
         try:
             access_key = wait_for_access_key(
                 self.keychain,
@@ -242,6 +246,7 @@ class Engine:
         if not self._ready.wait(timeout):
             raise RuntimeError(f"the gateway did not start within {timeout:.0f}s")
         if self._startup_error is not None:
+            sock.close()  # the loop never served on it (a second close, where the server had taken it, is a no-op)
             raise self._startup_error
 
     def cancel_start(self) -> None:
@@ -297,8 +302,8 @@ class Engine:
     async def _main(self) -> None:
         self._stop_requested = asyncio.Event()
         settings = self._settings
-        # One certificate context for both clients (each would load the CA bundle again: about 1.2 MB).
-        tls = httpx.create_ssl_context(trust_env=True)
+        assert self._tls is not None  # start() began loading it
+        tls = self._tls.result()  # one context for both clients
         self._client = self.after_sleep.attach(
             httpx.AsyncClient(
                 verify=tls,

@@ -7,14 +7,13 @@ tray on the main thread when there is a display. Nothing here runs at import tim
 from __future__ import annotations
 
 import errno
-import gc
 import json
 import logging
 import os
 import signal
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from filelock import FileLock, Timeout
 from proxy.config.paths import Paths, private_file_lock
 from proxy.config.settings import Settings
 from proxy.config.store import SettingsStore
+from proxy.gateway.listener import CannotBind
 from proxy.logs import LogHandle, configure_logging
 from proxy.secrets.keychain import Keychain
 
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("headway")
+SETTLE_AFTER = 1.0  # seconds from listening to the one collection of what starting left (tray/memory.py)
 
 WEB_PORT_ENV = "HEADWAY_WEB_PORT"
 
@@ -98,38 +99,49 @@ class Services:
     watcher: SettingsWatcher
     lock: FileLock
     web: SettingsServer | None = None
+    _settling: threading.Timer | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         self.watcher.start()
         try:
             self.engine.start()
+        except CannotBind as exc:
+            from .failures import CannotListen
+
+            raise CannotListen(exc.host, exc.port, exc.strerror or str(exc)) from exc
         except OSError as exc:
-            if getattr(exc, "port", None) or exc.filename is not None:
-                raise  # already names its address (PortInUse), or is about a file
-            from .failures import CannotListen, PortBusy
+            # Only the socket's own errors are about listening; a file, a certificate bundle or the keychain's
+            # socket failing on the way is reported as what it is.
+            if exc.errno != errno.EADDRINUSE or getattr(exc, "port", None):
+                raise  # already names its address (PortInUse), or is not about the address
+            from .failures import PortBusy
 
             options = self.engine.options
             gateway = self.store.current.gateway
-            host = options.host or gateway.host
-            port = options.port if options.port is not None else gateway.port
-            if exc.errno == errno.EADDRINUSE:
-                raise PortBusy(host, port) from exc
-            raise CannotListen(host, port, exc.strerror or str(exc)) from exc
+            raise PortBusy(
+                options.host or gateway.host, options.port if options.port is not None else gateway.port
+            ) from exc
         if self.web is not None:
             try:
                 self.web.start()
             except OSError as exc:  # the gateway matters more than its settings page
                 log.error("the settings page could not start: %s", exc)
-        # Everything alive now lives as long as the process: keep it out of the collector's full passes, which
-        # otherwise stall the gateway loop ~50 ms each (measured by the benchmark).
-        gc.collect()
-        gc.freeze()
+        # Everything alive now lives as long as the process: a second from now (not in the first requests' way)
+        # it is collected once and frozen out of the collector's full passes, which would otherwise stall the
+        # gateway's loop 12-20 ms each; a process that held the collector off while starting turns it on then.
+        from .memory import settle
+
+        self._settling = threading.Timer(SETTLE_AFTER, settle)
+        self._settling.daemon = True
+        self._settling.start()
 
     def open_settings(self) -> bool:
         """Open the settings page, signed in with a one-time link, in the user's browser."""
         return self.web is not None and self.web.running and self.web.open_browser()
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self._settling is not None:
+            self._settling.cancel()
         if self.web is not None:
             self.web.stop(timeout=3.0)
         self.watcher.stop(timeout=2.0)

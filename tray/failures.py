@@ -169,6 +169,10 @@ def explain(exc: BaseException) -> Failure | None:
         return _port_failure(exc)
     if isinstance(exc, RemoteNotAllowed):
         return Failure(str(exc), "`headway serve --host 127.0.0.1` for this machine only")
+    from proxy.wire.tls import CertificatesUnusable
+
+    if isinstance(exc, CertificatesUnusable):
+        return Failure(str(exc), exc.fix)
     if isinstance(exc, CannotListen):
         return Failure(
             f"the gateway cannot listen on {exc.host}:{exc.port}: {exc.reason}",

@@ -2,7 +2,8 @@
 the server.
 
 :class:`PortInUse` is what ``Engine.start()`` raises when the address is taken, and what a live port change reports;
-it is an ``OSError`` carrying ``host`` and ``port``.
+any other failure to bind is a :class:`CannotBind` (no such local address, a privileged port). Both are ``OSError``s
+carrying ``host`` and ``port``, so that a caller can tell them from the other errors of a start.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import errno
 import os
 import socket
 
-__all__ = ["PortInUse", "bind_listener", "format_address"]
+__all__ = ["CannotBind", "PortInUse", "bind_listener", "format_address"]
 
 
 def format_address(host: str, port: int) -> str:
@@ -31,6 +32,15 @@ class PortInUse(OSError):
         return f"port {self.port} on {self.host} is in use"
 
 
+class CannotBind(OSError):
+    """The gateway's address cannot be bound for another reason than being taken; the system's error and reason."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host = host
+        self.port = port
+
+
 def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
     """A non-blocking TCP socket listening on ``host:port``; :class:`PortInUse` when the address is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -47,7 +57,7 @@ def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket:
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
                 raise PortInUse(host, port) from exc
-            raise
+            raise CannotBind(host, port, exc) from exc
         sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:

@@ -14,8 +14,8 @@ What it does the way httpx did, so that nothing changes for the user:
 - proxies from the environment, or the system's settings where it names none (:mod:`proxy.wire.proxies`; HTTP
   proxies only — a request whose proxy is another kind fails with a clear :class:`httpx.ProxyError`). aiohttp's own
   ``trust_env`` is not used: it would also send credentials from ``~/.netrc``.
-- certificates: httpx's default context (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), the very one the engine's
-  httpx client uses when it hands it in;
+- certificates: httpx's default context (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``), the very one the
+  engine's httpx client uses when it hands it in (:mod:`proxy.wire.tls`);
 - timeouts: connect and per-read, from the settings at each request; waiting for a free connection is bounded too;
 - no cookies (one client serves every account: an upstream's cookies must never link them), no redirects followed,
   ``Accept-Encoding: gzip, deflate`` (the answer is decoded by httpx's decoders as before).
@@ -63,6 +63,7 @@ from proxy.durations import format_duration
 from proxy.wire.liveness import LIVENESS, Liveness
 from proxy.wire.proxies import Proxies
 from proxy.wire.sleep_watch import SleepWatch
+from proxy.wire.tls import client_context
 
 __all__ = ["Timeouts", "UpstreamClient", "translate"]
 
@@ -122,7 +123,7 @@ class UpstreamClient:
 
     def _open_session(self, *, pooled: bool = True) -> aiohttp.ClientSession:
         if self._tls is None:
-            self._tls = httpx.create_ssl_context(trust_env=True)
+            self._tls = client_context()
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,

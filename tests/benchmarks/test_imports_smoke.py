@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import marshal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import proxy.wire.tls
 from benchmarks.imports import parse_importtime
+from benchmarks.processes import compile_headway
 from tests.benchmarks.runner import run_benchmark
 
 
@@ -24,6 +29,18 @@ def test_importtime_lines_are_parsed_with_their_depth() -> None:
         "not an importtime line\n"
     )
     assert parse_importtime(text) == [("wsproto.events", 120, 120, 1), ("wsproto", 80, 200, 0)]
+
+
+def test_headways_bytecode_is_written_before_anything_is_timed() -> None:
+    # A checkout run with PYTHONDONTWRITEBYTECODE=1 compiled every Headway module at every spawn: +0.1 s cold start.
+    source = Path(proxy.wire.tls.__file__)
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    cached.unlink(missing_ok=True)
+    compile_headway()
+    data = cached.read_bytes()
+    assert data[:4] == importlib.util.MAGIC_NUMBER
+    code = marshal.loads(data[16:])
+    assert code.co_filename == str(source)
 
 
 @pytest.mark.timeout(240)

@@ -262,3 +262,36 @@ def test_doctor_says_out_loud_when_keys_cross_the_network_unencrypted(paths: Pat
     assert warned.status == "warn"
     assert warned.detail.startswith("account lan, openai: plain http:// to another machine")
     assert "allow_insecure_http off" in warned.fix
+
+
+def test_doctor_checks_the_certificates_upstreams_are_verified_with(
+    headway_home: Path, home_dir: Path, tmp_path: Path
+) -> None:
+    """`headway serve` stops at start when SSL_CERT_FILE cannot be loaded; doctor says so (before: nothing, and
+    `--network` crashed into "the check itself failed")."""
+    from tests.support.tls import self_signed
+
+    missing = tmp_path / "company-root.pem"
+    env = {"SSL_CERT_FILE": str(missing), "SSL_CERT_DIR": ""}
+    result = run("doctor", "--json", "--network", env=env)
+    found = {c["check"]: c for c in json.loads(result.stdout)}
+    assert found["certificates"] == {
+        "check": "certificates",
+        "status": "fail",
+        "detail": f"cannot load the certificates to trust from SSL_CERT_FILE={missing}: No such file or directory",
+        "fix": found["certificates"]["fix"],
+    }
+    assert found["certificates"]["fix"].startswith("point SSL_CERT_FILE at a readable PEM file")
+    assert found["network"]["status"] == "fail" and found["network"]["detail"].startswith("no upstream asked")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+
+    certificate = self_signed(tmp_path / "tls")
+    _, checks = doctor({"SSL_CERT_FILE": str(certificate.cert_file), "SSL_CERT_DIR": ""})
+    assert checks["certificates"] == [
+        {
+            "check": "certificates",
+            "status": "ok",
+            "detail": f"1 trusted root from SSL_CERT_FILE={certificate.cert_file}",
+            "fix": "",
+        }
+    ]

@@ -71,6 +71,7 @@ def run_checks(
     checks += _guarded("accounts", lambda: accounts.checks(paths, context.settings, kc))
     checks += _guarded("agents", lambda: agents.checks(paths, context.settings, kc, env))
     checks += _guarded(upstreams.NAME, lambda: [upstreams.url_check(context.settings, env)])
+    checks += _guarded(upstreams.CERTIFICATES, lambda: [upstreams.certificates_check()])
     if network:
         from . import network as net
 

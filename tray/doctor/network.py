@@ -4,6 +4,7 @@ answers (any HTTP status counts: 401 means the service is there)."""
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ import httpx
 from proxy import __version__
 from proxy.config.settings import Settings, SettingsError, effective_upstreams
 from proxy.logs import redact
+from proxy.wire.tls import CertificatesUnusable, client_context
 
 from . import Check
 from .upstreams import unusable
@@ -29,7 +31,7 @@ _PATHS = {
 }
 
 
-def _one(name: str, base: str) -> Check:
+def _one(name: str, base: str, verify: ssl.SSLContext) -> Check:
     check = f"upstream {name}"
     parts = urlsplit(base)
     host = parts.hostname or ""
@@ -50,6 +52,7 @@ def _one(name: str, base: str) -> Check:
             headers={"User-Agent": f"headway/{__version__}"},
             follow_redirects=False,
             trust_env=True,
+            verify=verify,
         )
     except httpx.ConnectError as exc:
         message = redact(str(exc))
@@ -81,5 +84,9 @@ def checks(settings: Settings, environ: Mapping[str, str]) -> list[Check]:
         upstreams = effective_upstreams(settings, environ).urls()
     except SettingsError as exc:  # no request is made to a URL that cannot be used
         return [unusable("network", exc)]
+    try:
+        verify = client_context()  # the gateway's: certifi, or SSL_CERT_FILE / SSL_CERT_DIR
+    except CertificatesUnusable as exc:  # the certificates check says so; no upstream can be verified
+        return [Check("network", "fail", f"no upstream asked: {exc}", exc.fix)]
     with ThreadPoolExecutor(len(upstreams)) as pool:
-        return list(pool.map(lambda item: _one(*item), upstreams.items()))
+        return list(pool.map(lambda item: _one(item[0], item[1], verify), upstreams.items()))

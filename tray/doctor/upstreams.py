@@ -1,5 +1,6 @@
 """The upstream URLs in force (the settings file, then ``HEADWAY_*_BASE_URL``): usable, and encrypted where they
-leave this machine. No network: ``doctor --network`` (network.py) then asks each one."""
+leave this machine; the certificates their TLS is verified with can be loaded. No network: ``doctor --network``
+(network.py) then asks each one."""
 
 from __future__ import annotations
 
@@ -10,9 +11,25 @@ from proxy.config.settings import Settings, SettingsError, effective_upstreams
 
 from . import Check
 
-__all__ = ["unusable", "url_check"]
+__all__ = ["CERTIFICATES", "certificates_check", "unusable", "url_check"]
 
 NAME = "upstream URLs"
+CERTIFICATES = "certificates"
+
+
+def certificates_check() -> Check:
+    """The context both HTTP clients verify upstreams with, loaded as `headway serve` loads it (proxy/wire/tls.py)."""
+    from proxy.wire.tls import CertificatesUnusable, client_context, source
+
+    try:
+        context = client_context()
+    except CertificatesUnusable as exc:
+        return Check(CERTIFICATES, "fail", str(exc), exc.fix)
+    where = source()
+    if where.startswith("SSL_CERT_DIR="):  # OpenSSL looks a folder's certificates up when it verifies
+        return Check(CERTIFICATES, "ok", f"{where}: looked up at each connection")
+    roots = context.cert_store_stats()["x509_ca"]
+    return Check(CERTIFICATES, "ok", f"{roots} trusted root{'s' if roots != 1 else ''} from {where}")
 
 
 def unusable(check: str, error: SettingsError) -> Check:

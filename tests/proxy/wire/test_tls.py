@@ -93,10 +93,15 @@ def test_the_engines_start_fails_with_it_not_with_a_listening_error(
     # It was reported as "cannot listen on 127.0.0.1:0: No such file or directory": any OSError of the start that
     # carried no file name was taken for the socket's.
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "company-root.pem"))
-    services = build_services(Paths.from_env(), EngineOptions(port=0))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    services = build_services(Paths.from_env(), EngineOptions(port=port))
     try:
         with pytest.raises(CertificatesUnusable):
             services.start()
+        # and the failed start let its port go (it kept it listening, for nobody, until the process ended)
+        socket.create_server(("127.0.0.1", port)).close()
     finally:
         services.stop(timeout=3.0)
 

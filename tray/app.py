@@ -6,7 +6,6 @@ tray on the main thread when there is a display. Nothing here runs at import tim
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -22,7 +21,6 @@ from filelock import FileLock, Timeout
 from proxy.config.paths import Paths, private_file_lock
 from proxy.config.settings import Settings
 from proxy.config.store import SettingsStore
-from proxy.gateway.listener import CannotBind
 from proxy.logs import LogHandle, configure_logging
 from proxy.secrets.keychain import Keychain
 
@@ -103,24 +101,9 @@ class Services:
 
     def start(self) -> None:
         self.watcher.start()
-        try:
-            self.engine.start()
-        except CannotBind as exc:
-            from .failures import CannotListen
-
-            raise CannotListen(exc.host, exc.port, exc.strerror or str(exc)) from exc
-        except OSError as exc:
-            # Only the socket's own errors are about listening; a file, a certificate bundle or the keychain's
-            # socket failing on the way is reported as what it is.
-            if exc.errno != errno.EADDRINUSE or getattr(exc, "port", None):
-                raise  # already names its address (PortInUse), or is not about the address
-            from .failures import PortBusy
-
-            options = self.engine.options
-            gateway = self.store.current.gateway
-            raise PortBusy(
-                options.host or gateway.host, options.port if options.port is not None else gateway.port
-            ) from exc
+        # A taken address is PortInUse, any other bind failure CannotBind: both carry it, and tray.failures says
+        # what to do; every other error of the start (a file, the certificates, the keychain) is reported as itself.
+        self.engine.start()
         if self.web is not None:
             try:
                 self.web.start()

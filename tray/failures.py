@@ -22,11 +22,12 @@ from typing import TextIO
 from proxy import __version__
 from proxy.config.paths import Paths
 from proxy.config.settings import ENVIRONMENT, SettingsError
+from proxy.gateway.listener import CannotBind
 from proxy.gateway.remote import RemoteNotAllowed
 from proxy.logs import LOG_FILE_NAME, redact
 from proxy.secrets.keychain import KeychainError
 
-__all__ = ["CannotListen", "Failure", "PortBusy", "explain", "handle"]
+__all__ = ["Failure", "PortBusy", "explain", "handle"]
 
 
 class PortBusy(OSError):
@@ -36,15 +37,6 @@ class PortBusy(OSError):
         self.host, self.port, self.owner = host, port, owner
         by = f" by {owner}" if owner else ""
         super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use{by}")
-
-
-class CannotListen(OSError):
-    """The gateway cannot listen on its address for another reason than a busy port (no such local address, a
-    privileged port)."""
-
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        self.host, self.port, self.reason = host, port, reason
-        super().__init__(f"cannot listen on {host}:{port}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -173,9 +165,9 @@ def explain(exc: BaseException) -> Failure | None:
 
     if isinstance(exc, CertificatesUnusable):
         return Failure(str(exc), exc.fix)
-    if isinstance(exc, CannotListen):
+    if isinstance(exc, CannotBind):
         return Failure(
-            f"the gateway cannot listen on {exc.host}:{exc.port}: {exc.reason}",
+            f"the gateway cannot listen on {exc.host}:{exc.port}: {exc.strerror}",
             "use an address of this machine (gateway.host, `headway serve --host`; 127.0.0.1 is the default) and a port "
             "above 1023 (`headway serve --port N`, or gateway.port in the settings file)",
         )

@@ -404,9 +404,8 @@ class RelayClient:
         handed_off = False
         try:
             channel.used = self._clock()
-            awake_since = self.sleep_watch.awake_since(
-                channel.used
-            )  # asked every time: a sleep is noticed once
+            # Asked on every request, whether or not this session's socket is open: a sleep is noticed once.
+            awake_since = self.sleep_watch.awake_since(channel.used)
             if channel.open and channel.opened < awake_since:
                 log.info(
                     "relay: the socket of session %s is from before the machine slept; opening a new one",
